@@ -1,0 +1,93 @@
+//! A client: one backing store, one worker pool and one decrypted-object
+//! cache, shared by every index it opens.
+
+use std::sync::Arc;
+
+use crate::cache::Cache;
+use crate::crypto::SecretKey;
+use crate::error::{Error, Result};
+use crate::index::{header_key, validate_name, Access, Index, IndexConfig};
+use crate::store::{self, Store};
+
+/// Default budget of the decrypted-object cache.
+pub const DEFAULT_CACHE_BYTES: usize = 1 << 30;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// Worker threads inside one call; 0 = one per available core.
+    pub threads: usize,
+    /// Bytes of decrypted chunks and directory buckets kept in memory;
+    /// 0 disables the cache (every read decrypts).
+    pub cache_bytes: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions { threads: 0, cache_bytes: DEFAULT_CACHE_BYTES }
+    }
+}
+
+pub(crate) struct ClientShared {
+    pub store: Arc<dyn Store>,
+    pub pool: rayon::ThreadPool,
+    pub cache: Cache,
+}
+
+pub struct Client {
+    shared: Arc<ClientShared>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Opens the store `uri` names (`memory:`, `file:/dir` or a plain path).
+    pub fn open(uri: &str, options: ClientOptions) -> Result<Client> {
+        const MAX_THREADS: usize = 1024;
+        if options.threads > MAX_THREADS {
+            return Err(Error::invalid(format!("threads must be 0 to {MAX_THREADS}, got {}", options.threads)));
+        }
+        let store = store::open(uri)?;
+        let threads = if options.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            options.threads
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("vx-worker-{i}"))
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))?;
+        Ok(Client { shared: Arc::new(ClientShared { store, pool, cache: Cache::new(options.cache_bytes) }) })
+    }
+
+    /// Names of every index in the store, sorted.
+    pub fn list_indexes(&self) -> Result<Vec<String>> {
+        let prefix = header_key("");
+        self.shared
+            .store
+            .scan_prefix(&prefix)?
+            .into_iter()
+            .map(|(k, _)| {
+                String::from_utf8(k[prefix.len()..].to_vec()).map_err(|_| Error::integrity("an index name in the store is not UTF-8"))
+            })
+            .collect()
+    }
+
+    pub fn create_index(&self, name: &str, index_key: &SecretKey, config: IndexConfig) -> Result<Index> {
+        Index::create(self.shared.clone(), name, index_key, config)
+    }
+
+    /// Opens an existing index with the root key (or, with `access.user`, a user's key).
+    pub fn load_index(&self, name: &str, access: Access<'_>) -> Result<Index> {
+        validate_name(name)?;
+        Index::load(self.shared.clone(), name, access)
+    }
+
+    pub fn threads(&self) -> usize {
+        self.shared.pool.current_num_threads()
+    }
+}

@@ -1,0 +1,307 @@
+//! Key types and the key hierarchy.
+//!
+//! ```text
+//! index key (root KEK, caller's, never stored)
+//!   └─ HKDF(salt = index id) ──> wrap key ──AES-GCM──> wrapped data key (stored)
+//!                           └──> key-check value (stored; tells WRONG_KEY from INTEGRITY)
+//! data key (random, 32 bytes)
+//!   └─ HKDF(salt = index id) ──> id-token key, chunk-token key, bucket-token key,
+//!                                AEAD key per key version (rotated before 2^31 encryptions)
+//! ```
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use aes_gcm::Aes256Gcm;
+use parking_lot::Mutex;
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use super::{cipher_for, derive_key, open_with, random_bytes, seal_with, Token, Tokenizer, SEAL_OVERHEAD};
+use crate::error::{Error, Result};
+
+pub const KEY_LEN: usize = 32;
+pub const USER_ID_LEN: usize = 16;
+const KCV_LEN: usize = 16;
+
+/// Encryptions allowed under one AEAD key before the writer moves to the next
+/// key version. Random 96-bit nonces stay safe far below 2^32 messages; 2^31
+/// leaves a margin for the one batch that crosses the line.
+pub const MAX_ENCRYPTIONS_PER_KEY: u64 = 1 << 31;
+
+/// 32 secret bytes, wiped on drop, never printed.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct SecretKey([u8; KEY_LEN]);
+
+impl SecretKey {
+    pub fn zero() -> SecretKey {
+        SecretKey([0u8; KEY_LEN])
+    }
+
+    pub fn from_bytes(bytes: &[u8; KEY_LEN]) -> SecretKey {
+        SecretKey(*bytes)
+    }
+
+    pub fn random() -> Result<SecretKey> {
+        let mut k = SecretKey::zero();
+        random_bytes(&mut k.0)?;
+        Ok(k)
+    }
+
+    pub fn bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
+    pub(crate) fn bytes_mut(&mut self) -> &mut [u8; KEY_LEN] {
+        &mut self.0
+    }
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey([redacted])")
+    }
+}
+
+impl PartialEq for SecretKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+/// Wraps and unwraps a data key under a key-encryption key (the root key or,
+/// later, a user's key). The associated data binds the wrap to the index id,
+/// the index name, the principal, its permissions and the key version, so a
+/// wrap copied to another index, name, user or permission set fails.
+pub struct KeyCheck;
+
+impl KeyCheck {
+    fn schedule(kek: &SecretKey, index_id: &[u8; 16]) -> (SecretKey, [u8; KCV_LEN]) {
+        let wrap = derive_key(kek.bytes(), index_id, &[b"vx1 wrap key"]);
+        let kcv_full = derive_key(kek.bytes(), index_id, &[b"vx1 key check value"]);
+        let mut kcv = [0u8; KCV_LEN];
+        kcv.copy_from_slice(&kcv_full.bytes()[..KCV_LEN]);
+        (wrap, kcv)
+    }
+
+    fn wrap_ad(index_id: &[u8; 16], name: &str, principal: &[u8; USER_ID_LEN], perms: u8, key_version: u32) -> Vec<u8> {
+        let mut ad = Vec::with_capacity(64 + name.len());
+        ad.extend_from_slice(b"vx1 wrapped data key");
+        ad.extend_from_slice(index_id);
+        ad.extend_from_slice(&(name.len() as u64).to_le_bytes());
+        ad.extend_from_slice(name.as_bytes());
+        ad.extend_from_slice(principal);
+        ad.push(perms);
+        ad.extend_from_slice(&key_version.to_le_bytes());
+        ad
+    }
+
+    /// Returns (key-check value, sealed data key).
+    pub fn wrap(
+        kek: &SecretKey,
+        data_key: &SecretKey,
+        index_id: &[u8; 16],
+        name: &str,
+        principal: &[u8; USER_ID_LEN],
+        perms: u8,
+        key_version: u32,
+    ) -> Result<([u8; KCV_LEN], Vec<u8>)> {
+        let (wrap, kcv) = Self::schedule(kek, index_id);
+        let mut sealed = Vec::new();
+        let ad = Self::wrap_ad(index_id, name, principal, perms, key_version);
+        seal_with(&cipher_for(&wrap), &ad, data_key.bytes(), &mut sealed)?;
+        Ok((kcv, sealed))
+    }
+
+    /// `WRONG_KEY` if `kek` does not match the key-check value; `INTEGRITY` if
+    /// it matches but the wrap does not open (the record was altered).
+    #[allow(clippy::too_many_arguments)]
+    pub fn unwrap(
+        kek: &SecretKey,
+        index_id: &[u8; 16],
+        name: &str,
+        principal: &[u8; USER_ID_LEN],
+        perms: u8,
+        key_version: u32,
+        stored_kcv: &[u8],
+        sealed: &[u8],
+    ) -> Result<SecretKey> {
+        let (wrap, kcv) = Self::schedule(kek, index_id);
+        if stored_kcv.len() != KCV_LEN || !bool::from(kcv.ct_eq(stored_kcv)) {
+            return Err(Error::WrongKey(format!("wrong key for index '{name}'")));
+        }
+        let ad = Self::wrap_ad(index_id, name, principal, perms, key_version);
+        let plain = open_with(&cipher_for(&wrap), &ad, sealed)
+            .ok_or_else(|| Error::integrity(format!("key record of index '{name}' was altered")))?;
+        if plain.len() != KEY_LEN {
+            return Err(Error::integrity(format!("key record of index '{name}' has a bad length")));
+        }
+        let mut out = SecretKey::zero();
+        out.bytes_mut().copy_from_slice(&plain);
+        Ok(out)
+    }
+}
+
+/// Kinds of stored objects; part of every object's associated data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ObjectKind {
+    Manifest = b'M',
+    Chunk = b'C',
+    Bucket = b'B',
+    Contents = b'X',
+    Centroids = b'K',
+}
+
+/// The working keys of one index, derived from its data key.
+pub struct DataKeys {
+    index_id: [u8; 16],
+    data_key: SecretKey,
+    pub id_tokens: Tokenizer,
+    pub chunk_tokens: Tokenizer,
+    pub bucket_tokens: Tokenizer,
+    ciphers: Mutex<HashMap<u32, Arc<Aes256Gcm>>>,
+}
+
+impl std::fmt::Debug for DataKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DataKeys([redacted])")
+    }
+}
+
+impl DataKeys {
+    pub fn new(data_key: SecretKey, index_id: [u8; 16]) -> DataKeys {
+        let sub = |purpose: &[u8]| derive_key(data_key.bytes(), &index_id, &[b"vx1 ", purpose]);
+        DataKeys {
+            id_tokens: Tokenizer::new(&sub(b"id token")),
+            chunk_tokens: Tokenizer::new(&sub(b"chunk token")),
+            bucket_tokens: Tokenizer::new(&sub(b"bucket token")),
+            ciphers: Mutex::new(HashMap::new()),
+            index_id,
+            data_key,
+        }
+    }
+
+    pub fn data_key(&self) -> &SecretKey {
+        &self.data_key
+    }
+
+    pub fn index_id(&self) -> &[u8; 16] {
+        &self.index_id
+    }
+
+    fn cipher(&self, key_version: u32) -> Arc<Aes256Gcm> {
+        let mut map = self.ciphers.lock();
+        map.entry(key_version)
+            .or_insert_with(|| {
+                let k = derive_key(self.data_key.bytes(), &self.index_id, &[b"vx1 aead key ", &key_version.to_le_bytes()]);
+                Arc::new(cipher_for(&k))
+            })
+            .clone()
+    }
+
+    fn object_ad(&self, kind: ObjectKind, token: &[u8], version: u64, key_version: u32) -> [u8; 49] {
+        let mut ad = [0u8; 49];
+        ad[..4].copy_from_slice(b"vx1\0");
+        ad[4..20].copy_from_slice(&self.index_id);
+        ad[20] = kind as u8;
+        let t = token.len().min(16);
+        ad[21..21 + t].copy_from_slice(&token[..t]);
+        ad[37..45].copy_from_slice(&version.to_le_bytes());
+        ad[45..49].copy_from_slice(&key_version.to_le_bytes());
+        ad
+    }
+
+    /// Opens an object sealed by a [`Sealer`]; any mismatch of place, kind,
+    /// version or bytes is `INTEGRITY`.
+    pub fn open(&self, kind: ObjectKind, token: &Token, version: u64, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let fail = || Error::integrity(format!("{kind:?} object failed authentication"));
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(fail());
+        }
+        let key_version = u32::from_le_bytes(sealed[..4].try_into().unwrap());
+        let ad = self.object_ad(kind, token, version, key_version);
+        open_with(&self.cipher(key_version), &ad, &sealed[4..]).ok_or_else(fail)
+    }
+
+    /// A sealer for one write batch under `key_version`.
+    pub fn sealer(&self, key_version: u32) -> Sealer<'_> {
+        Sealer { keys: self, key_version, cipher: self.cipher(key_version), count: AtomicU64::new(0) }
+    }
+}
+
+/// Seals the objects of one write batch and counts the encryptions, so the
+/// manifest can move to a new key version before the nonce budget runs out.
+pub struct Sealer<'a> {
+    keys: &'a DataKeys,
+    key_version: u32,
+    cipher: Arc<Aes256Gcm>,
+    count: AtomicU64,
+}
+
+impl Sealer<'_> {
+    pub fn seal(&self, kind: ObjectKind, token: &Token, version: u64, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let ad = self.keys.object_ad(kind, token, version, self.key_version);
+        let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+        out.extend_from_slice(&self.key_version.to_le_bytes());
+        seal_with(&self.cipher, &ad, plaintext, &mut out)?;
+        self.count.fetch_add(1, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    pub fn key_version(&self) -> u32 {
+        self.key_version
+    }
+
+    pub fn encryptions(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrap_unwrap_wrong_key_and_integrity() {
+        let kek = SecretKey::from_bytes(&[3u8; 32]);
+        let dk = SecretKey::random().unwrap();
+        let id = [9u8; 16];
+        let p = [0u8; 16];
+        let (kcv, sealed) = KeyCheck::wrap(&kek, &dk, &id, "n", &p, 3, 1).unwrap();
+        let got = KeyCheck::unwrap(&kek, &id, "n", &p, 3, 1, &kcv, &sealed).unwrap();
+        assert!(got == dk);
+        let other = SecretKey::from_bytes(&[4u8; 32]);
+        let e = KeyCheck::unwrap(&other, &id, "n", &p, 3, 1, &kcv, &sealed).unwrap_err();
+        assert!(matches!(e, Error::WrongKey(_)));
+        let e = KeyCheck::unwrap(&kek, &id, "other", &p, 3, 1, &kcv, &sealed).unwrap_err();
+        assert!(matches!(e, Error::Integrity(_)));
+        let e = KeyCheck::unwrap(&kek, &id, "n", &p, 1, 1, &kcv, &sealed).unwrap_err();
+        assert!(matches!(e, Error::Integrity(_)));
+    }
+
+    #[test]
+    fn debug_never_prints_key_bytes() {
+        let k = SecretKey::from_bytes(&[0xAB; 32]);
+        let s = format!("{k:?}");
+        assert!(!s.contains("171") && !s.to_lowercase().contains("ab,"), "{s}");
+        let dk = DataKeys::new(k, [0; 16]);
+        assert_eq!(format!("{dk:?}"), "DataKeys([redacted])");
+    }
+
+    #[test]
+    fn objects_bound_to_place_and_version() {
+        let dk = DataKeys::new(SecretKey::from_bytes(&[5u8; 32]), [1; 16]);
+        let s = dk.sealer(0);
+        let t = [7u8; 16];
+        let sealed = s.seal(ObjectKind::Chunk, &t, 5, b"payload").unwrap();
+        assert_eq!(s.encryptions(), 1);
+        assert_eq!(&dk.open(ObjectKind::Chunk, &t, 5, &sealed).unwrap()[..], b"payload");
+        assert!(dk.open(ObjectKind::Chunk, &t, 4, &sealed).is_err());
+        assert!(dk.open(ObjectKind::Bucket, &t, 5, &sealed).is_err());
+        assert!(dk.open(ObjectKind::Chunk, &[8u8; 16], 5, &sealed).is_err());
+        let other = DataKeys::new(SecretKey::from_bytes(&[5u8; 32]), [2; 16]);
+        assert!(other.open(ObjectKind::Chunk, &t, 5, &sealed).is_err());
+    }
+}

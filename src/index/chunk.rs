@@ -1,0 +1,289 @@
+//! The two kinds of sealed data objects.
+//!
+//! * A **chunk** holds a run of items of one list, column by column: all
+//!   vectors contiguous (what the scan reads), then ids, then metadata. One
+//!   ciphertext per chunk, not per vector, so decryption streams at AES-GCM
+//!   speed. Chunks are filled up to [`CHUNK_TARGET_BYTES`], just under a
+//!   power of two, because the embedded store allocates power-of-two pages.
+//! * A **bucket** is one shard of the id directory: id token -> chunk number
+//!   and contents version, so `get`/`delete`/overwrite find an item without a
+//!   scan while the store sees neither ids nor which chunk holds what.
+
+use std::sync::OnceLock;
+
+use half::f16;
+use serde_json::Value;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::manifest::Precision;
+use crate::codec::{Reader, Writer};
+use crate::crypto::{Token, SEAL_OVERHEAD, TOKEN_LEN};
+use crate::distance::inv_norm;
+use crate::error::{Error, Result};
+
+/// 128 KiB less room for the store's page header, the key and the seal.
+pub const CHUNK_TARGET_BYTES: usize = (128 << 10) - 512 - SEAL_OVERHEAD;
+const CHUNK_HEADER_BYTES: usize = 9;
+
+/// Plaintext bytes one item adds to a chunk.
+pub fn item_encoded_len(dim: usize, precision: Precision, id_len: usize, metadata_len: Option<usize>) -> usize {
+    dim * precision.bytes_per_value() + 4 + id_len + 1 + metadata_len.map_or(0, |m| 4 + m)
+}
+
+/// A decrypted chunk as the scan and the cache hold it. Wiped on drop.
+pub struct Chunk {
+    pub dim: usize,
+    pub vectors: Vec<f32>,
+    /// |x|^2 per vector (the SGEMM form of L2) and 1/|x| (cosine).
+    pub sq_norms: Vec<f32>,
+    pub inv_norms: Vec<f32>,
+    pub ids: Vec<String>,
+    pub metadata: Vec<Option<String>>,
+    parsed: OnceLock<Vec<Option<Value>>>,
+}
+
+impl Chunk {
+    pub fn new(dim: usize, vectors: Vec<f32>, ids: Vec<String>, metadata: Vec<Option<String>>) -> Chunk {
+        debug_assert_eq!(vectors.len(), ids.len() * dim);
+        debug_assert_eq!(metadata.len(), ids.len());
+        let rows = || vectors.chunks_exact(dim.max(1)).take(ids.len());
+        let sq_norms = rows().map(|v| crate::distance::dot(v, v)).collect();
+        let inv_norms = rows().map(inv_norm).collect();
+        Chunk { dim, vectors, sq_norms, inv_norms, ids, metadata, parsed: OnceLock::new() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    pub fn vector(&self, slot: usize) -> &[f32] {
+        &self.vectors[slot * self.dim..(slot + 1) * self.dim]
+    }
+
+    pub fn slot_of(&self, id: &str) -> Option<usize> {
+        self.ids.iter().position(|i| i == id)
+    }
+
+    /// Parsed metadata, parsed once per cached chunk (filters read it).
+    pub fn parsed_metadata(&self, slot: usize) -> Option<&Value> {
+        self.parsed
+            .get_or_init(|| {
+                self.metadata.iter().map(|m| m.as_deref().and_then(|t| serde_json::from_str(t).ok())).collect()
+            })
+            .get(slot)?
+            .as_ref()
+    }
+
+    pub fn encoded_len(&self, precision: Precision) -> usize {
+        CHUNK_HEADER_BYTES
+            + (0..self.len())
+                .map(|i| item_encoded_len(self.dim, precision, self.ids[i].len(), self.metadata[i].as_ref().map(String::len)))
+                .sum::<usize>()
+    }
+
+    /// Approximate heap bytes, for the cache's budget.
+    pub fn mem_size(&self) -> usize {
+        let meta: usize = self.metadata.iter().flatten().map(String::len).sum();
+        std::mem::size_of::<Chunk>()
+            + self.vectors.len() * 4
+            + self.len() * (8 + 24 + 24)
+            + self.ids.iter().map(String::len).sum::<usize>()
+            + meta * 3
+    }
+
+    pub fn encode(&self, precision: Precision) -> Zeroizing<Vec<u8>> {
+        let mut w = Writer::with_capacity(self.encoded_len(precision));
+        w.u32(self.len() as u32);
+        w.u32(self.dim as u32);
+        w.u8(precision as u8);
+        match precision {
+            Precision::F32 => {
+                for v in &self.vectors {
+                    w.raw(&v.to_le_bytes());
+                }
+            }
+            Precision::F16 => {
+                for v in &self.vectors {
+                    w.raw(&f16::from_f32(*v).to_le_bytes());
+                }
+            }
+        }
+        for id in &self.ids {
+            w.bytes(id.as_bytes());
+        }
+        for m in &self.metadata {
+            w.opt_bytes(m.as_deref().map(str::as_bytes));
+        }
+        Zeroizing::new(w.buf)
+    }
+
+    pub fn decode(bytes: &[u8], dim: usize, precision: Precision) -> Result<Chunk> {
+        let mut r = Reader::new(bytes, "chunk");
+        let n = r.u32()? as usize;
+        let stored_dim = r.u32()? as usize;
+        let stored_precision = r.u8()?;
+        if stored_dim != dim || stored_precision != precision as u8 {
+            return Err(Error::integrity("chunk shape does not match the index"));
+        }
+        let raw_len = n.checked_mul(dim).and_then(|x| x.checked_mul(precision.bytes_per_value()));
+        let raw = r.raw(raw_len.ok_or_else(|| Error::integrity("chunk length overflows"))?)?;
+        let vectors: Vec<f32> = match precision {
+            Precision::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
+            Precision::F16 => raw.chunks_exact(2).map(|b| f16::from_le_bytes(b.try_into().unwrap()).to_f32()).collect(),
+        };
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            ids.push(r.string()?);
+        }
+        let mut metadata = Vec::with_capacity(n);
+        for _ in 0..n {
+            metadata.push(match r.opt_bytes()? {
+                None => None,
+                Some(b) => Some(String::from_utf8(b.to_vec()).map_err(|_| Error::integrity("chunk metadata is not UTF-8"))?),
+            });
+        }
+        r.finish()?;
+        Ok(Chunk::new(dim, vectors, ids, metadata))
+    }
+}
+
+/// Best-effort wipe of parsed metadata: strings and keys are zeroized;
+/// serde_json's number representation cannot be reached.
+fn wipe_value(v: Value) {
+    match v {
+        Value::String(mut s) => s.zeroize(),
+        Value::Array(items) => items.into_iter().for_each(wipe_value),
+        Value::Object(map) => {
+            for (mut k, v) in map {
+                k.zeroize();
+                wipe_value(v);
+            }
+        }
+        _ => {}
+    }
+}
+
+impl Drop for Chunk {
+    fn drop(&mut self) {
+        self.vectors.zeroize();
+        self.sq_norms.zeroize();
+        self.inv_norms.zeroize();
+        self.ids.zeroize();
+        self.metadata.zeroize();
+        if let Some(parsed) = self.parsed.take() {
+            parsed.into_iter().flatten().for_each(wipe_value);
+        }
+    }
+}
+
+/// One entry of the id directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub token: Token,
+    pub chunk: u32,
+    /// Version of the item's contents object; 0 = no contents.
+    pub contents_version: u64,
+}
+
+/// One shard of the id directory, sorted by token.
+#[derive(Clone, Debug, Default)]
+pub struct Bucket {
+    pub entries: Vec<Entry>,
+}
+
+impl Bucket {
+    pub fn find(&self, token: &Token) -> Option<&Entry> {
+        self.entries.binary_search_by(|e| e.token.cmp(token)).ok().map(|i| &self.entries[i])
+    }
+
+    pub fn upsert(&mut self, entry: Entry) {
+        match self.entries.binary_search_by(|e| e.token.cmp(&entry.token)) {
+            Ok(i) => self.entries[i] = entry,
+            Err(i) => self.entries.insert(i, entry),
+        }
+    }
+
+    pub fn remove(&mut self, token: &Token) -> Option<Entry> {
+        let i = self.entries.binary_search_by(|e| e.token.cmp(token)).ok()?;
+        Some(self.entries.remove(i))
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(4 + self.entries.len() * 29);
+        w.u32(self.entries.len() as u32);
+        for e in &self.entries {
+            w.raw(&e.token);
+            w.u32(e.chunk);
+            if e.contents_version == 0 {
+                w.u8(0);
+            } else {
+                w.u8(1);
+                w.u64(e.contents_version);
+            }
+        }
+        w.buf
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Bucket> {
+        let mut r = Reader::new(bytes, "directory bucket");
+        let n = r.u32()? as usize;
+        let mut entries = Vec::with_capacity(n.min(bytes.len() / 21));
+        for _ in 0..n {
+            let token: Token = r.raw(TOKEN_LEN)?.try_into().unwrap();
+            let chunk = r.u32()?;
+            let contents_version = match r.u8()? {
+                0 => 0,
+                1 => r.u64()?,
+                _ => return Err(Error::integrity("directory bucket has a bad flag")),
+            };
+            entries.push(Entry { token, chunk, contents_version });
+        }
+        r.finish()?;
+        if entries.windows(2).any(|w| w[0].token >= w[1].token) {
+            return Err(Error::integrity("directory bucket is not sorted"));
+        }
+        Ok(Bucket { entries })
+    }
+
+    pub fn mem_size(&self) -> usize {
+        64 + self.entries.len() * std::mem::size_of::<Entry>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_round_trip_both_precisions() {
+        let c = Chunk::new(2, vec![1.0, 2.0, 3.5, -4.0], vec!["a".into(), "b".into()], vec![None, Some("{\"k\":1}".into())]);
+        for p in [Precision::F32, Precision::F16] {
+            let enc = c.encode(p);
+            assert_eq!(enc.len(), c.encoded_len(p));
+            let d = Chunk::decode(&enc, 2, p).unwrap();
+            assert_eq!(d.ids, c.ids);
+            assert_eq!(d.vectors, c.vectors);
+            assert_eq!(d.parsed_metadata(1).unwrap()["k"], 1);
+            assert!(d.parsed_metadata(0).is_none());
+            assert!(Chunk::decode(&enc, 3, p).is_err());
+            assert!(Chunk::decode(&enc[..enc.len() - 1], 2, p).is_err());
+        }
+    }
+
+    #[test]
+    fn bucket_round_trip() {
+        let mut b = Bucket::default();
+        b.upsert(Entry { token: [2; 16], chunk: 1, contents_version: 0 });
+        b.upsert(Entry { token: [1; 16], chunk: 2, contents_version: 9 });
+        b.upsert(Entry { token: [2; 16], chunk: 3, contents_version: 0 });
+        let d = Bucket::decode(&b.encode()).unwrap();
+        assert_eq!(d.entries, b.entries);
+        assert_eq!(d.find(&[2; 16]).unwrap().chunk, 3);
+        assert_eq!(b.remove(&[1; 16]).unwrap().contents_version, 9);
+        assert!(b.find(&[1; 16]).is_none());
+    }
+}

@@ -1,0 +1,584 @@
+//! One opened index: authorization, the snapshot of its manifest, and every
+//! data operation. Reads work on an immutable snapshot (`Arc<Snapshot>`)
+//! without locks; writes are serialised by a writer lock, build a new
+//! manifest and commit it with a compare-and-set, so a failed write leaves
+//! the stored index and this handle exactly as they were.
+
+pub(crate) mod chunk;
+pub(crate) mod manifest;
+pub(crate) mod search;
+mod write;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::cache::{CacheKey, Cached};
+use crate::client::ClientShared;
+use crate::crypto::{DataKeys, KeyCheck, ObjectKind, SecretKey, Token, USER_ID_LEN};
+use crate::distance::Metric;
+use crate::error::{Error, Result};
+use crate::filter::Filter;
+use crate::store::WriteBatch;
+use chunk::{Bucket, Chunk};
+use manifest::{ChunkMeta, Header, Manifest};
+
+pub use manifest::{IndexConfig, IndexType, Precision, TrainingState};
+
+pub const MAX_ID_BYTES: usize = 1024;
+pub const MAX_CONTENTS_BYTES: usize = 64 << 20;
+pub const MAX_METADATA_BYTES: usize = 1 << 20;
+pub const MAX_DIMENSION: usize = 1 << 16;
+pub const MAX_TOP_K: usize = 1 << 16;
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// Permissions a principal holds (bit flags, as in the C ABI).
+pub const PERMISSION_READ: u32 = 1;
+pub const PERMISSION_WRITE: u32 = 2;
+const PERMISSION_ALL: u8 = 0xff;
+const ROOT_PRINCIPAL: [u8; USER_ID_LEN] = [0; USER_ID_LEN];
+
+/// What an operation needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    Read,
+    Write,
+    Root,
+}
+
+/// The credentials of one call: `key = None` means the key the handle was
+/// created or loaded with; a user id needs a key.
+#[derive(Clone, Copy, Default)]
+pub struct Access<'a> {
+    pub key: Option<&'a SecretKey>,
+    pub user: Option<&'a [u8; USER_ID_LEN]>,
+}
+
+/// What `get` and `query` return besides the id.
+pub mod include {
+    pub const DISTANCE: u32 = 1;
+    pub const METADATA: u32 = 2;
+    pub const CONTENTS: u32 = 4;
+    pub const VECTOR: u32 = 8;
+    pub const ALL: u32 = DISTANCE | METADATA | CONTENTS | VECTOR;
+}
+
+/// One item to upsert, borrowed from the caller.
+#[derive(Clone, Copy, Debug)]
+pub struct ItemRef<'a> {
+    pub id: &'a str,
+    pub vector: &'a [f32],
+    pub metadata: Option<&'a str>,
+    pub contents: Option<&'a [u8]>,
+}
+
+/// An item as `get` returns it. Wiped on drop.
+#[derive(Clone, Debug, Default, Zeroize, ZeroizeOnDrop)]
+pub struct Item {
+    pub id: String,
+    pub vector: Option<Vec<f32>>,
+    pub metadata: Option<String>,
+    pub contents: Option<Vec<u8>>,
+}
+
+/// One query result row. Wiped on drop.
+#[derive(Clone, Debug, Default, Zeroize, ZeroizeOnDrop)]
+pub struct Hit {
+    pub id: String,
+    pub distance: f32,
+    pub metadata: Option<String>,
+    pub contents: Option<Vec<u8>>,
+    pub vector: Option<Vec<f32>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct QueryParams<'a> {
+    pub top_k: usize,
+    /// 0 = automatic (used once the index is trained).
+    pub n_probes: u32,
+    pub filter: Option<&'a str>,
+    pub include: u32,
+    pub greedy: bool,
+}
+
+impl Default for QueryParams<'_> {
+    fn default() -> Self {
+        QueryParams { top_k: 100, n_probes: 0, filter: None, include: include::DISTANCE, greedy: false }
+    }
+}
+
+/// The manifest a handle currently works from, with its exact stored bytes
+/// (the compare-and-set guard of the next write).
+pub(crate) struct Snapshot {
+    pub manifest: Manifest,
+    pub stored: Vec<u8>,
+}
+
+pub struct Index {
+    client: Arc<ClientShared>,
+    name: String,
+    index_id: [u8; 16],
+    keys: DataKeys,
+    snapshot: RwLock<Arc<Snapshot>>,
+    write_lock: Mutex<()>,
+    poisoned: AtomicBool,
+    deleted: AtomicBool,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn header_key(name: &str) -> Vec<u8> {
+    let mut k = b"n/".to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn index_prefix(index_id: &[u8; 16]) -> Vec<u8> {
+    let mut k = b"o/".to_vec();
+    k.extend_from_slice(index_id);
+    k
+}
+
+fn object_key(index_id: &[u8; 16], kind: ObjectKind, token: &Token) -> Vec<u8> {
+    let mut k = index_prefix(index_id);
+    k.push(kind as u8);
+    k.extend_from_slice(token);
+    k
+}
+
+fn manifest_key(index_id: &[u8; 16]) -> Vec<u8> {
+    let mut k = index_prefix(index_id);
+    k.push(ObjectKind::Manifest as u8);
+    k
+}
+
+/// The manifest version in clear: only a hint that tells a handle to reload
+/// the (authenticated) manifest, so every call need not read the manifest.
+fn version_hint_key(index_id: &[u8; 16]) -> Vec<u8> {
+    let mut k = index_prefix(index_id);
+    k.push(b'V');
+    k
+}
+
+pub(crate) fn validate_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(Error::invalid(format!("index name must be 1 to {MAX_NAME_BYTES} bytes, got {}", name.len())));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::invalid("index name contains a control character"));
+    }
+    Ok(())
+}
+
+impl Index {
+    pub(crate) fn create(client: Arc<ClientShared>, name: &str, root: &SecretKey, config: IndexConfig) -> Result<Index> {
+        validate_name(name)?;
+        if config.dimension as usize > MAX_DIMENSION {
+            return Err(Error::invalid(format!("dimension {} exceeds the maximum {MAX_DIMENSION}", config.dimension)));
+        }
+        let hkey = header_key(name);
+        if client.store.get(&hkey)?.is_some() {
+            return Err(Error::AlreadyExists(format!("index '{name}' already exists")));
+        }
+        let mut index_id = [0u8; 16];
+        crate::crypto::random_bytes(&mut index_id)?;
+        let data_key = SecretKey::random()?;
+        let (kcv, wrapped) = KeyCheck::wrap(root, &data_key, &index_id, name, &ROOT_PRINCIPAL, PERMISSION_ALL, 1)?;
+        let header = Header { index_id, key_version: 1, kcv: kcv.to_vec(), wrapped_data_key: wrapped };
+        let keys = DataKeys::new(data_key, index_id);
+        let mut manifest = Manifest::new(name, config);
+        manifest.version = 1;
+        manifest.encryptions = 1;
+        let stored = manifest.seal(&keys.sealer(manifest.key_version))?;
+        let mut batch = WriteBatch::default();
+        batch.put(hkey.clone(), header.encode());
+        batch.put(manifest_key(&index_id), stored.clone());
+        batch.put(version_hint_key(&index_id), manifest.version.to_le_bytes().to_vec());
+        batch.expect = Some((hkey, None));
+        if !client.store.write(batch)? {
+            return Err(Error::AlreadyExists(format!("index '{name}' already exists")));
+        }
+        Ok(Index::from_parts(client, name, index_id, keys, Snapshot { manifest, stored }))
+    }
+
+    pub(crate) fn load(client: Arc<ClientShared>, name: &str, access: Access<'_>) -> Result<Index> {
+        validate_name(name)?;
+        let key = match (access.key, access.user) {
+            (Some(k), None) => k,
+            (None, _) => return Err(Error::NullArgument("key")),
+            (Some(_), Some(_)) => return Err(Self::no_user_keys()),
+        };
+        let (header, data_key) = Self::unwrap_root(&client, name, key)?;
+        let keys = DataKeys::new(data_key, header.index_id);
+        let stored = client
+            .store
+            .get(&manifest_key(&header.index_id))?
+            .ok_or_else(|| Error::integrity(format!("manifest of index '{name}' is missing")))?;
+        let manifest = Manifest::open(&keys, &stored, name)?;
+        Ok(Index::from_parts(client, name, header.index_id, keys, Snapshot { manifest, stored }))
+    }
+
+    fn from_parts(client: Arc<ClientShared>, name: &str, index_id: [u8; 16], keys: DataKeys, snap: Snapshot) -> Index {
+        Index {
+            client,
+            name: name.to_owned(),
+            index_id,
+            keys,
+            snapshot: RwLock::new(Arc::new(snap)),
+            write_lock: Mutex::new(()),
+            poisoned: AtomicBool::new(false),
+            deleted: AtomicBool::new(false),
+        }
+    }
+
+    fn no_user_keys() -> Error {
+        Error::WrongKey("no user keys exist for this user id on this index".into())
+    }
+
+    fn unwrap_root(client: &ClientShared, name: &str, key: &SecretKey) -> Result<(Header, SecretKey)> {
+        let bytes = client
+            .store
+            .get(&header_key(name))?
+            .ok_or_else(|| Error::NotFound(format!("no index named '{name}'")))?;
+        let header = Header::decode(&bytes, name)?;
+        let dk = KeyCheck::unwrap(
+            key,
+            &header.index_id,
+            name,
+            &ROOT_PRINCIPAL,
+            PERMISSION_ALL,
+            header.key_version,
+            &header.kcv,
+            &header.wrapped_data_key,
+        )?;
+        Ok((header, dk))
+    }
+
+    /// Checks the call's credentials against what the operation needs.
+    fn authorize(&self, access: Access<'_>, _need: Need) -> Result<()> {
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(Error::NotFound(format!("index '{}' was deleted", self.name)));
+        }
+        match (access.key, access.user) {
+            (None, Some(_)) => Err(Error::invalid("a user id was given without a key")),
+            // The handle's own credentials (the root key it was opened with).
+            (None, None) => Ok(()),
+            (Some(key), None) => {
+                let (header, dk) = Self::unwrap_root(&self.client, &self.name, key)?;
+                if header.index_id != self.index_id {
+                    return Err(Error::NotFound(format!("index '{}' was deleted and created again", self.name)));
+                }
+                if dk != *self.keys.data_key() {
+                    return Err(Error::integrity("the stored key record does not match this index"));
+                }
+                Ok(())
+            }
+            (Some(_), Some(_)) => Err(Self::no_user_keys()),
+        }
+    }
+
+    pub fn poison(&self) {
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    // ----- snapshot and object access -------------------------------------
+
+    /// The newest committed snapshot: a cheap version-hint read, and a reload
+    /// of the manifest only when another handle or process has written.
+    pub(crate) fn current(&self) -> Result<Arc<Snapshot>> {
+        let snap = self.snapshot.read().clone();
+        let hint = self.client.store.get(&version_hint_key(&self.index_id))?;
+        if hint.as_deref() == Some(&snap.manifest.version.to_le_bytes()[..]) {
+            return Ok(snap);
+        }
+        let stored = self
+            .client
+            .store
+            .get(&manifest_key(&self.index_id))?
+            .ok_or_else(|| Error::integrity(format!("manifest of index '{}' is missing", self.name)))?;
+        if stored == snap.stored {
+            return Ok(snap);
+        }
+        let manifest = Manifest::open(&self.keys, &stored, &self.name)?;
+        if manifest.version < snap.manifest.version {
+            return Err(Error::integrity(format!(
+                "manifest of index '{}' went back from version {} to {}",
+                self.name, snap.manifest.version, manifest.version
+            )));
+        }
+        let fresh = Arc::new(Snapshot { manifest, stored });
+        let mut slot = self.snapshot.write();
+        if slot.manifest.version <= fresh.manifest.version {
+            *slot = fresh.clone();
+        }
+        Ok(fresh)
+    }
+
+    /// Reloads the manifest now (other handles' and processes' writes are
+    /// also picked up automatically at the start of every call).
+    pub fn refresh(&self) -> Result<()> {
+        self.authorize(Access::default(), Need::Read)?;
+        self.current().map(|_| ())
+    }
+
+    fn cache_key(&self, kind: ObjectKind, number: u32, version: u64) -> CacheKey {
+        CacheKey { index: self.index_id, kind: kind as u8, number, version }
+    }
+
+    fn chunk_token(&self, no: u32) -> Token {
+        self.keys.chunk_tokens.token(&[&no.to_le_bytes()])
+    }
+
+    fn bucket_token(&self, b: usize) -> Token {
+        self.keys.bucket_tokens.token(&[&(b as u32).to_le_bytes()])
+    }
+
+    fn id_token(&self, id: &str) -> Token {
+        self.keys.id_tokens.token(&[id.as_bytes()])
+    }
+
+    pub(crate) fn load_chunk(&self, m: &Manifest, meta: &ChunkMeta) -> Result<Arc<Chunk>> {
+        let ck = self.cache_key(ObjectKind::Chunk, meta.no, meta.version);
+        if let Some(Cached::Chunk(c)) = self.client.cache.get(&ck) {
+            return Ok(c);
+        }
+        let token = self.chunk_token(meta.no);
+        let sealed = self
+            .client
+            .store
+            .get(&object_key(&self.index_id, ObjectKind::Chunk, &token))?
+            .ok_or_else(|| Error::integrity(format!("chunk {} of index '{}' is missing", meta.no, self.name)))?;
+        let plain = self.keys.open(ObjectKind::Chunk, &token, meta.version, &sealed)?;
+        let chunk = Chunk::decode(&plain, m.config.dimension as usize, m.config.precision)?;
+        if chunk.len() != meta.count as usize {
+            return Err(Error::integrity(format!("chunk {} holds {} items, manifest says {}", meta.no, chunk.len(), meta.count)));
+        }
+        let chunk = Arc::new(chunk);
+        self.client.cache.insert(ck, Cached::Chunk(chunk.clone()));
+        Ok(chunk)
+    }
+
+    pub(crate) fn load_bucket(&self, m: &Manifest, b: usize) -> Result<Arc<Bucket>> {
+        let version = m.buckets[b];
+        if version == 0 {
+            return Ok(Arc::new(Bucket::default()));
+        }
+        let ck = self.cache_key(ObjectKind::Bucket, b as u32, version);
+        if let Some(Cached::Bucket(x)) = self.client.cache.get(&ck) {
+            return Ok(x);
+        }
+        let token = self.bucket_token(b);
+        let sealed = self
+            .client
+            .store
+            .get(&object_key(&self.index_id, ObjectKind::Bucket, &token))?
+            .ok_or_else(|| Error::integrity(format!("directory bucket {b} of index '{}' is missing", self.name)))?;
+        let plain = self.keys.open(ObjectKind::Bucket, &token, version, &sealed)?;
+        let bucket = Arc::new(Bucket::decode(&plain)?);
+        self.client.cache.insert(ck, Cached::Bucket(bucket.clone()));
+        Ok(bucket)
+    }
+
+    fn load_contents(&self, token: &Token, version: u64) -> Result<Vec<u8>> {
+        let sealed = self
+            .client
+            .store
+            .get(&object_key(&self.index_id, ObjectKind::Contents, token))?
+            .ok_or_else(|| Error::integrity("an item's contents object is missing"))?;
+        Ok(self.keys.open(ObjectKind::Contents, token, version, &sealed)?.to_vec())
+    }
+
+    // ----- getters ------------------------------------------------------------
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn manifest_now(&self) -> Arc<Snapshot> {
+        self.current().unwrap_or_else(|_| self.snapshot.read().clone())
+    }
+
+    pub fn config(&self) -> IndexConfig {
+        self.manifest_now().manifest.config
+    }
+
+    pub fn dimension(&self) -> u32 {
+        self.config().dimension
+    }
+
+    pub fn metric(&self) -> Metric {
+        self.config().metric
+    }
+
+    pub fn n_lists(&self) -> u32 {
+        self.manifest_now().manifest.n_lists
+    }
+
+    pub fn training_state(&self) -> TrainingState {
+        self.manifest_now().manifest.training
+    }
+
+    pub fn num_vectors(&self, access: Access<'_>) -> Result<u64> {
+        self.authorize(access, Need::Read)?;
+        Ok(self.current()?.manifest.num_vectors)
+    }
+
+    // ----- reads ----------------------------------------------------------------
+
+    /// Looks up each id; `None` where an id is not in the index.
+    pub fn get(&self, ids: &[&str], include: u32, access: Access<'_>) -> Result<Vec<Option<Item>>> {
+        self.authorize(access, Need::Read)?;
+        check_include(include)?;
+        for id in ids {
+            validate_id(id)?;
+        }
+        let snap = self.current()?;
+        let m = &snap.manifest;
+        ids.iter()
+            .map(|id| {
+                let token = self.id_token(id);
+                let bucket = self.load_bucket(m, m.bucket_of(&token))?;
+                let Some(entry) = bucket.find(&token).copied() else { return Ok(None) };
+                let meta = m
+                    .chunks
+                    .iter()
+                    .find(|c| c.no == entry.chunk)
+                    .ok_or_else(|| Error::integrity("directory names a chunk the manifest does not list"))?;
+                let chunk = self.load_chunk(m, meta)?;
+                let slot = chunk.slot_of(id).ok_or_else(|| Error::integrity("an item is missing from its chunk"))?;
+                Ok(Some(Item {
+                    id: (*id).to_owned(),
+                    vector: (include & include::VECTOR != 0).then(|| chunk.vector(slot).to_vec()),
+                    metadata: if include & include::METADATA != 0 { chunk.metadata[slot].clone() } else { None },
+                    contents: if include & include::CONTENTS != 0 && entry.contents_version != 0 {
+                        Some(self.load_contents(&token, entry.contents_version)?)
+                    } else {
+                        None
+                    },
+                }))
+            })
+            .collect()
+    }
+
+    /// Every id, in byte order, from `offset`, at most `limit` (0 = all).
+    pub fn list_ids(&self, offset: usize, limit: usize, access: Access<'_>) -> Result<Vec<String>> {
+        self.authorize(access, Need::Read)?;
+        let snap = self.current()?;
+        let m = &snap.manifest;
+        let mut ids = Vec::with_capacity(m.num_vectors as usize);
+        for meta in &m.chunks {
+            ids.extend(self.load_chunk(m, meta)?.ids.iter().cloned());
+        }
+        ids.sort_unstable();
+        let end = if limit == 0 { ids.len() } else { offset.saturating_add(limit).min(ids.len()) };
+        Ok(ids.drain(offset.min(ids.len())..end).collect())
+    }
+
+    /// `nq` queries of `dim` floats each, row-major; each gets up to `top_k`
+    /// hits sorted by ascending distance.
+    pub fn query(&self, queries: &[f32], nq: usize, dim: usize, params: &QueryParams<'_>, access: Access<'_>) -> Result<Vec<Vec<Hit>>> {
+        self.authorize(access, Need::Read)?;
+        check_include(params.include)?;
+        if params.top_k == 0 || params.top_k > MAX_TOP_K {
+            return Err(Error::invalid(format!("top_k must be 1 to {MAX_TOP_K}, got {}", params.top_k)));
+        }
+        let expected = nq.checked_mul(dim).ok_or_else(|| Error::invalid("nq * dim overflows"))?;
+        if queries.len() != expected {
+            return Err(Error::invalid(format!("{} query floats given, nq * dim = {expected}", queries.len())));
+        }
+        check_finite(queries, "query")?;
+        let filter = params.filter.map(Filter::parse).transpose()?;
+        let snap = self.current()?;
+        let m = &snap.manifest;
+        if nq == 0 {
+            return Ok(Vec::new());
+        }
+        if dim == 0 || (m.config.dimension != 0 && dim != m.config.dimension as usize) {
+            return Err(Error::DimensionMismatch(format!("query dim {dim} != index dim {}", m.config.dimension)));
+        }
+        if m.config.dimension == 0 {
+            return Ok((0..nq).map(|_| Vec::new()).collect()); // empty index, dimension not fixed yet
+        }
+        let q = search::Queries::new(queries, nq, dim, m.config.metric, params.top_k, filter.as_ref());
+        let load = |meta: &ChunkMeta| self.load_chunk(m, meta);
+        let hits = search::scan(&self.client.pool, &m.chunks, &load, &q)?;
+        hits.into_iter()
+            .map(|row| row.into_iter().map(|h| self.materialize(m, h, params.include)).collect())
+            .collect()
+    }
+
+    fn materialize(&self, m: &Manifest, h: search::Hit, include: u32) -> Result<Hit> {
+        let id = h.chunk.ids[h.slot].clone();
+        let contents = if include & include::CONTENTS != 0 {
+            let token = self.id_token(&id);
+            let bucket = self.load_bucket(m, m.bucket_of(&token))?;
+            match bucket.find(&token) {
+                Some(e) if e.contents_version != 0 => Some(self.load_contents(&token, e.contents_version)?),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        Ok(Hit {
+            distance: h.distance,
+            metadata: if include & include::METADATA != 0 { h.chunk.metadata[h.slot].clone() } else { None },
+            vector: (include & include::VECTOR != 0).then(|| h.chunk.vector(h.slot).to_vec()),
+            contents,
+            id,
+        })
+    }
+
+    // ----- index removal ----------------------------------------------------------
+
+    /// Removes every object of the index; root key only. The handle answers
+    /// `NOT_FOUND` afterwards.
+    pub fn delete_index(&self, access: Access<'_>) -> Result<()> {
+        self.authorize(access, Need::Root)?;
+        let _w = self.write_lock.lock();
+        let hkey = header_key(&self.name);
+        let header = self.client.store.get(&hkey)?.ok_or_else(|| Error::NotFound(format!("no index named '{}'", self.name)))?;
+        let mut batch = WriteBatch::default();
+        for (k, _) in self.client.store.scan_prefix(&index_prefix(&self.index_id))? {
+            batch.delete(k);
+        }
+        batch.delete(hkey.clone());
+        batch.expect = Some((hkey, Some(header)));
+        if !self.client.store.write(batch)? {
+            return Err(Error::Storage("the index's key record changed during delete; nothing was deleted".into()));
+        }
+        self.deleted.store(true, Ordering::Release);
+        self.client.cache.remove_index(&self.index_id);
+        Ok(())
+    }
+}
+
+fn check_include(include: u32) -> Result<()> {
+    if include & !include::ALL != 0 {
+        return Err(Error::invalid(format!("unknown include bits 0x{:x}", include & !include::ALL)));
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > MAX_ID_BYTES {
+        return Err(Error::invalid(format!("id must be 1 to {MAX_ID_BYTES} bytes, got {}", id.len())));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_finite(v: &[f32], what: &str) -> Result<()> {
+    match v.iter().position(|x| !x.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(Error::invalid(format!("{what} value at position {i} is not finite (NaN or infinity)"))),
+    }
+}

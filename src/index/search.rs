@@ -1,0 +1,238 @@
+//! The scan: distances from a batch of queries to every vector of a set of
+//! chunks, kept in per-query top-k heaps, in parallel over chunks on the
+//! client's pool. Filters are applied per item before scoring (pre-filter).
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use super::chunk::Chunk;
+use super::manifest::ChunkMeta;
+use crate::distance::{self, Metric};
+use crate::error::Result;
+use crate::filter::Filter;
+
+/// Below this many queries, score pair by pair; from it on, one SGEMM per
+/// chunk computes every inner product at once (as FAISS switches to BLAS).
+const GEMM_MIN_QUERIES: usize = 8;
+
+#[derive(Clone, Copy)]
+struct Candidate {
+    score: f32,
+    /// chunk position in the scan << 32 | slot
+    at: u64,
+}
+
+impl PartialEq for Candidate {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == Ordering::Equal
+    }
+}
+impl Eq for Candidate {}
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, o: &Self) -> Option<Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Candidate {
+    fn cmp(&self, o: &Self) -> Ordering {
+        self.score.total_cmp(&o.score).then(self.at.cmp(&o.at))
+    }
+}
+
+/// The k best (smallest) scores seen, as a max-heap.
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<Candidate>,
+}
+
+impl TopK {
+    fn new(k: usize) -> TopK {
+        TopK { k, heap: BinaryHeap::with_capacity(k.min(4096) + 1) }
+    }
+
+    #[inline]
+    fn threshold(&self) -> f32 {
+        if self.heap.len() < self.k {
+            f32::INFINITY
+        } else {
+            self.heap.peek().map_or(f32::INFINITY, |c| c.score)
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, c: Candidate) -> bool {
+        if self.heap.len() < self.k {
+            self.heap.push(c);
+            true
+        } else if self.heap.peek().is_some_and(|worst| c < *worst) {
+            self.heap.pop();
+            self.heap.push(c);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The prepared queries of one call.
+pub struct Queries<'a> {
+    pub data: &'a [f32],
+    pub n: usize,
+    pub dim: usize,
+    pub metric: Metric,
+    pub k: usize,
+    pub filter: Option<&'a Filter>,
+    sq_norms: Vec<f32>,
+    inv_norms: Vec<f32>,
+}
+
+impl<'a> Queries<'a> {
+    pub fn new(data: &'a [f32], n: usize, dim: usize, metric: Metric, k: usize, filter: Option<&'a Filter>) -> Self {
+        let rows = || data.chunks_exact(dim).take(n);
+        Queries {
+            sq_norms: rows().map(|q| distance::dot(q, q)).collect(),
+            inv_norms: rows().map(distance::inv_norm).collect(),
+            data,
+            n,
+            dim,
+            metric,
+            k,
+            filter,
+        }
+    }
+
+    fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+/// Per-worker scan state: a heap per query and the chunks its heaps point into.
+struct ScanState {
+    heaps: Vec<TopK>,
+    held: HashMap<u32, Arc<Chunk>>,
+    products: Vec<f32>,
+}
+
+impl ScanState {
+    fn new(q: &Queries<'_>) -> ScanState {
+        ScanState { heaps: (0..q.n).map(|_| TopK::new(q.k)).collect(), held: HashMap::new(), products: Vec::new() }
+    }
+
+    fn scan_chunk(&mut self, q: &Queries<'_>, pos: u32, chunk: &Arc<Chunk>) {
+        let n = chunk.len();
+        let mask: Option<Vec<bool>> =
+            q.filter.map(|f| (0..n).map(|s| f.matches(chunk.parsed_metadata(s))).collect());
+        if mask.as_ref().is_some_and(|m| !m.contains(&true)) {
+            return;
+        }
+        let allowed = |s: usize| mask.as_ref().is_none_or(|m| m[s]);
+        let base = (pos as u64) << 32;
+        let mut any = false;
+        if q.n < GEMM_MIN_QUERIES {
+            for (qi, heap) in self.heaps.iter_mut().enumerate() {
+                let qv = q.row(qi);
+                let inv_q = q.inv_norms[qi];
+                let mut threshold = heap.threshold();
+                for s in 0..n {
+                    if !allowed(s) {
+                        continue;
+                    }
+                    let score = distance::score(q.metric, qv, chunk.vector(s), inv_q, chunk.inv_norms[s]);
+                    if score < threshold && heap.push(Candidate { score, at: base | s as u64 }) {
+                        any = true;
+                        threshold = heap.threshold();
+                    }
+                }
+            }
+        } else {
+            self.products.resize(q.n * n, 0.0);
+            distance::inner_products(q.data, q.n, &chunk.vectors, n, q.dim, &mut self.products);
+            for (qi, heap) in self.heaps.iter_mut().enumerate() {
+                let ips = &self.products[qi * n..(qi + 1) * n];
+                let (q_sq, inv_q) = (q.sq_norms[qi], q.inv_norms[qi]);
+                let mut threshold = heap.threshold();
+                for s in 0..n {
+                    if !allowed(s) {
+                        continue;
+                    }
+                    let ip = ips[s];
+                    let score = match q.metric {
+                        Metric::Euclidean | Metric::SquaredEuclidean => q_sq + chunk.sq_norms[s] - 2.0 * ip,
+                        Metric::InnerProduct => -ip,
+                        Metric::Cosine => 1.0 - ip * inv_q * chunk.inv_norms[s],
+                    };
+                    if score < threshold && heap.push(Candidate { score, at: base | s as u64 }) {
+                        any = true;
+                        threshold = heap.threshold();
+                    }
+                }
+            }
+        }
+        if any {
+            self.held.insert(pos, chunk.clone());
+        }
+    }
+
+    fn merge(mut self, other: ScanState) -> ScanState {
+        for (mine, theirs) in self.heaps.iter_mut().zip(other.heaps) {
+            for c in theirs.heap {
+                mine.push(c);
+            }
+        }
+        self.held.extend(other.held);
+        self
+    }
+}
+
+/// One result row before it is turned into what the caller asked for.
+pub struct Hit {
+    pub distance: f32,
+    pub chunk: Arc<Chunk>,
+    pub slot: usize,
+}
+
+/// Scans `metas` (loaded through `load`) for every query; returns each
+/// query's hits sorted by ascending distance.
+pub fn scan(
+    pool: &rayon::ThreadPool,
+    metas: &[ChunkMeta],
+    load: &(dyn Fn(&ChunkMeta) -> Result<Arc<Chunk>> + Sync),
+    q: &Queries<'_>,
+) -> Result<Vec<Vec<Hit>>> {
+    if q.n == 0 {
+        return Ok(Vec::new());
+    }
+    let state = pool.install(|| {
+        metas
+            .par_iter()
+            .enumerate()
+            .with_min_len(1)
+            .try_fold(
+                || ScanState::new(q),
+                |mut st, (pos, meta)| {
+                    let chunk = load(meta)?;
+                    st.scan_chunk(q, pos as u32, &chunk);
+                    Ok::<_, crate::error::Error>(st)
+                },
+            )
+            .try_reduce(|| ScanState::new(q), |a, b| Ok(a.merge(b)))
+    })?;
+    let ScanState { heaps, held, .. } = state;
+    Ok(heaps
+        .into_iter()
+        .map(|h| {
+            let mut c = h.heap.into_vec();
+            c.sort_unstable();
+            c.into_iter()
+                .map(|c| Hit {
+                    distance: q.metric.finish(c.score),
+                    chunk: held[&((c.at >> 32) as u32)].clone(),
+                    slot: (c.at & 0xffff_ffff) as usize,
+                })
+                .collect()
+        })
+        .collect())
+}

@@ -1,0 +1,38 @@
+//! vx: an embeddable encrypted vector index.
+//!
+//! Everything vx writes to its backing store is sealed with AES-256-GCM under
+//! keys wrapped by a 32-byte index key; the store sees only opaque tokens and
+//! ciphertext. This crate is both the Rust API (below) and, in `ffi`, the C
+//! ABI that `include/vx.h` declares.
+//!
+//! ```
+//! use vx::{Access, Client, ClientOptions, IndexConfig, ItemRef, QueryParams, SecretKey};
+//! let client = Client::open("memory:", ClientOptions::default()).unwrap();
+//! let key = SecretKey::from_bytes(&[7u8; 32]);
+//! let index = client.create_index("docs", &key, IndexConfig::default()).unwrap();
+//! let items = [ItemRef { id: "a", vector: &[1.0, 0.0], metadata: Some(r#"{"lang":"en"}"#), contents: None }];
+//! index.upsert(&items, Access::default()).unwrap();
+//! let params = QueryParams { top_k: 1, filter: Some(r#"{"lang":"en"}"#), ..Default::default() };
+//! let hits = index.query(&[0.9, 0.1], 1, 2, &params, Access::default()).unwrap();
+//! assert_eq!(hits[0][0].id, "a");
+//! ```
+
+mod cache;
+mod client;
+mod codec;
+mod crypto;
+pub mod distance;
+mod error;
+pub mod ffi;
+pub mod filter;
+mod index;
+mod store;
+
+pub use client::{Client, ClientOptions, DEFAULT_CACHE_BYTES};
+pub use crypto::{SecretKey, KEY_LEN, USER_ID_LEN};
+pub use distance::Metric;
+pub use error::{Error, Result, Status};
+pub use index::{
+    include, Access, Hit, Index, IndexConfig, IndexType, Item, ItemRef, Precision, QueryParams, TrainingState,
+    MAX_CONTENTS_BYTES, MAX_ID_BYTES, MAX_METADATA_BYTES, PERMISSION_READ, PERMISSION_WRITE,
+};

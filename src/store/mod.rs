@@ -1,0 +1,127 @@
+//! Backing stores. Every store holds opaque bytes under opaque keys; what
+//! they mean (and their encryption) is the index's business. All stores
+//! offer the same small contract, so the index code never knows which one
+//! it talks to.
+
+mod file;
+mod memory;
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+pub use file::FileStore;
+pub use memory::MemoryStore;
+
+/// One change inside an atomic batch.
+#[derive(Clone, Debug)]
+pub enum Op {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+}
+
+/// An atomic set of changes, optionally guarded by a compare-and-set: the
+/// batch applies only if `expect.0` currently holds exactly `expect.1`
+/// (`None` = absent). Either every op is visible afterwards or none is.
+#[derive(Clone, Debug, Default)]
+pub struct WriteBatch {
+    pub ops: Vec<Op>,
+    pub expect: Option<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl WriteBatch {
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push(Op::Put(key, value));
+    }
+
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.ops.push(Op::Delete(key));
+    }
+}
+
+/// The contract every backing store implements. A successful `write` is
+/// durable on return (for durable stores) and atomic.
+pub trait Store: Send + Sync {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
+    /// Every (key, value) whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+
+    /// Applies the batch atomically and returns `true`, or returns `false`
+    /// and changes nothing when `expect` does not hold.
+    fn write(&self, batch: WriteBatch) -> Result<bool>;
+}
+
+/// Opens the store a URI names: `memory:`, `file:/dir` or a plain path.
+pub fn open(uri: &str) -> Result<Arc<dyn Store>> {
+    if uri.is_empty() {
+        return Err(Error::invalid("storage URI is empty"));
+    }
+    if uri == "memory:" {
+        return Ok(Arc::new(MemoryStore::default()));
+    }
+    if uri.starts_with("postgres://") || uri.starts_with("postgresql://") {
+        return Err(Error::invalid("postgres:// stores are not supported by this build yet"));
+    }
+    let path = uri.strip_prefix("file:").unwrap_or(uri);
+    if path.is_empty() {
+        return Err(Error::invalid("file: URI has no directory path"));
+    }
+    if let Some((scheme, _)) = uri.split_once("://") {
+        return Err(Error::invalid(format!("unknown storage scheme '{scheme}://' (use memory:, file:/dir or postgres://)")));
+    }
+    Ok(Arc::new(FileStore::open(std::path::Path::new(path))?))
+}
+
+/// Store behaviour every implementation must show (run by each store's tests).
+#[cfg(test)]
+pub(crate) fn conformance(store: &dyn Store) {
+    assert_eq!(store.get(b"a").unwrap(), None);
+    let mut b = WriteBatch::default();
+    b.put(b"p/1".to_vec(), b"one".to_vec());
+    b.put(b"p/2".to_vec(), b"two".to_vec());
+    b.put(b"q/1".to_vec(), b"other".to_vec());
+    assert!(store.write(b).unwrap());
+    assert_eq!(store.get(b"p/1").unwrap().as_deref(), Some(&b"one"[..]));
+    let scan = store.scan_prefix(b"p/").unwrap();
+    assert_eq!(scan.len(), 2);
+    assert_eq!(scan[0].0, b"p/1");
+    let many = store.get_many(&[b"p/2".to_vec(), b"zz".to_vec()]).unwrap();
+    assert_eq!(many, vec![Some(b"two".to_vec()), None]);
+
+    // A failed compare-and-set changes nothing.
+    let mut b = WriteBatch::default();
+    b.delete(b"p/1".to_vec());
+    b.put(b"p/3".to_vec(), b"three".to_vec());
+    b.expect = Some((b"p/2".to_vec(), Some(b"not two".to_vec())));
+    assert!(!store.write(b.clone()).unwrap());
+    assert!(store.get(b"p/1").unwrap().is_some());
+    assert!(store.get(b"p/3").unwrap().is_none());
+    // A passing one applies everything.
+    b.expect = Some((b"p/2".to_vec(), Some(b"two".to_vec())));
+    assert!(store.write(b).unwrap());
+    assert!(store.get(b"p/1").unwrap().is_none());
+    assert!(store.get(b"p/3").unwrap().is_some());
+    // Expecting absence.
+    let mut b = WriteBatch::default();
+    b.put(b"new".to_vec(), b"x".to_vec());
+    b.expect = Some((b"p/3".to_vec(), None));
+    assert!(!store.write(b.clone()).unwrap());
+    b.expect = Some((b"absent".to_vec(), None));
+    assert!(store.write(b).unwrap());
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn uri_parsing() {
+        assert!(super::open("").is_err());
+        assert!(super::open("file:").is_err());
+        assert!(super::open("s3://bucket").is_err());
+        assert!(super::open("memory:").is_ok());
+    }
+}

@@ -1,0 +1,318 @@
+//! Integration tests of the Rust API: exact search against a brute-force
+//! reference on every metric, filters, writes, persistence, keys, tampering.
+
+use vx::{include, Access, Client, ClientOptions, Error, IndexConfig, ItemRef, Metric, QueryParams, SecretKey};
+
+fn key(b: u8) -> SecretKey {
+    SecretKey::from_bytes(&[b; 32])
+}
+
+/// Deterministic pseudo-random floats (xorshift), no dependency needed.
+fn data(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    (0..n * dim)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("item-{i}")).collect()
+}
+
+fn brute(metric: Metric, base: &[f32], q: &[f32], dim: usize, k: usize, keep: impl Fn(usize) -> bool) -> Vec<(usize, f32)> {
+    let n = base.len() / dim;
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let mut all: Vec<(usize, f32)> = (0..n)
+        .filter(|&i| keep(i))
+        .map(|i| {
+            let x = &base[i * dim..(i + 1) * dim];
+            let dot: f32 = x.iter().zip(q).map(|(a, b)| a * b).sum();
+            let l2: f32 = x.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum();
+            let d = match metric {
+                Metric::Euclidean => l2.sqrt(),
+                Metric::SquaredEuclidean => l2,
+                Metric::InnerProduct => -dot,
+                Metric::Cosine => 1.0 - dot / (norm(x) * norm(q)),
+            };
+            (i, d)
+        })
+        .collect();
+    all.sort_by(|a, b| a.1.total_cmp(&b.1));
+    all.truncate(k);
+    all
+}
+
+fn fill(index: &vx::Index, base: &[f32], dim: usize, with_meta: bool) {
+    let n = base.len() / dim;
+    let names = ids(n);
+    let metas: Vec<String> = (0..n).map(|i| format!(r#"{{"group": {}, "even": {}}}"#, i % 7, i % 2 == 0)).collect();
+    let items: Vec<ItemRef<'_>> = (0..n)
+        .map(|i| ItemRef {
+            id: &names[i],
+            vector: &base[i * dim..(i + 1) * dim],
+            metadata: with_meta.then(|| metas[i].as_str()),
+            contents: None,
+        })
+        .collect();
+    for batch in items.chunks(997) {
+        index.upsert(batch, Access::default()).unwrap();
+    }
+}
+
+fn check_against_brute(index: &vx::Index, metric: Metric, base: &[f32], queries: &[f32], dim: usize, k: usize, filter: Option<&str>, keep: &dyn Fn(usize) -> bool) {
+    let nq = queries.len() / dim;
+    let params = QueryParams { top_k: k, filter, ..Default::default() };
+    let got = index.query(queries, nq, dim, &params, Access::default()).unwrap();
+    assert_eq!(got.len(), nq);
+    for qi in 0..nq {
+        let want = brute(metric, base, &queries[qi * dim..(qi + 1) * dim], dim, k, keep);
+        assert_eq!(got[qi].len(), want.len(), "query {qi}: result count");
+        for (r, (hit, (wi, wd))) in got[qi].iter().zip(&want).enumerate() {
+            let tol = 1e-3 * (1.0 + wd.abs());
+            assert!((hit.distance - wd).abs() <= tol, "{metric:?} q{qi} rank {r}: {} vs {wd}", hit.distance);
+            // Ids must agree unless two distances tie within tolerance.
+            if hit.id != format!("item-{wi}") {
+                let i: usize = hit.id[5..].parse().unwrap();
+                let d = brute(metric, &base[i * dim..(i + 1) * dim], &queries[qi * dim..(qi + 1) * dim], dim, 1, |_| true)[0].1;
+                assert!((d - wd).abs() <= tol, "{metric:?} q{qi} rank {r}: id {} (d {d}) vs item-{wi} ({wd})", hit.id);
+            }
+        }
+    }
+}
+
+#[test]
+fn exact_search_matches_brute_force_on_every_metric() {
+    let dim = 24;
+    let base = data(3000, dim, 1);
+    let client = Client::open("memory:", ClientOptions { threads: 2, ..Default::default() }).unwrap();
+    for (i, metric) in [Metric::Euclidean, Metric::SquaredEuclidean, Metric::Cosine, Metric::InnerProduct].into_iter().enumerate() {
+        let cfg = IndexConfig { metric, ..Default::default() };
+        let index = client.create_index(&format!("m{i}"), &key(1), cfg).unwrap();
+        fill(&index, &base, dim, true);
+        assert_eq!(index.num_vectors(Access::default()).unwrap(), 3000);
+        // One query at a time (pairwise kernel) and a batch (SGEMM path).
+        check_against_brute(&index, metric, &base, &data(3, dim, 2), dim, 10, None, &|_| true);
+        check_against_brute(&index, metric, &base, &data(20, dim, 3), dim, 25, None, &|_| true);
+        check_against_brute(&index, metric, &base, &data(9, dim, 4), dim, 15, Some(r#"{"group": 3}"#), &|i| i % 7 == 3);
+    }
+}
+
+#[test]
+fn filtered_query_returns_top_k_when_that_many_match() {
+    let dim = 8;
+    let base = data(2000, dim, 5);
+    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let index = client.create_index("f", &key(1), IndexConfig::default()).unwrap();
+    fill(&index, &base, dim, true);
+    let q = data(1, dim, 6);
+    let params = QueryParams { top_k: 50, filter: Some(r#"{"$and": [{"group": {"$in": [1, 2]}}, {"even": true}]}"#), include: include::ALL, ..Default::default() };
+    let got = index.query(&q, 1, dim, &params, Access::default()).unwrap();
+    assert_eq!(got[0].len(), 50);
+    for h in &got[0] {
+        let i: usize = h.id[5..].parse().unwrap();
+        assert!(i % 2 == 0 && (i % 7 == 1 || i % 7 == 2));
+        assert!(h.metadata.as_deref().unwrap().contains("\"even\": true"));
+        assert_eq!(h.vector.as_deref().unwrap(), &base[i * dim..(i + 1) * dim]);
+    }
+    // Fewer matches than top_k: all of them, no more.
+    let params = QueryParams { top_k: 500, filter: Some(r#"{"group": 0, "even": false}"#), ..Default::default() };
+    let got = index.query(&q, 1, dim, &params, Access::default()).unwrap();
+    assert_eq!(got[0].len(), (0..2000).filter(|i| i % 7 == 0 && i % 2 == 1).count());
+    let bad = QueryParams { filter: Some(r#"{"group": {"$gt": []}}"#), ..Default::default() };
+    let e = index.query(&q, 1, dim, &bad, Access::default()).unwrap_err();
+    assert!(matches!(e, Error::InvalidFilter(_)) && e.to_string().contains("group.$gt"), "{e}");
+}
+
+#[test]
+fn upsert_overwrites_get_delete_and_list() {
+    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let index = client.create_index("w", &key(1), IndexConfig::default()).unwrap();
+    let v = [1.0f32, 2.0, 3.0];
+    let items = [
+        ItemRef { id: "a", vector: &v, metadata: Some(r#"{"x": 1}"#), contents: Some(b"first") },
+        ItemRef { id: "b", vector: &v, metadata: None, contents: None },
+        ItemRef { id: "a", vector: &[4.0, 5.0, 6.0], metadata: None, contents: Some(b"second") },
+    ];
+    index.upsert(&items, Access::default()).unwrap();
+    assert_eq!(index.num_vectors(Access::default()).unwrap(), 2);
+    let got = index.get(&["a", "zz", "b"], include::ALL, Access::default()).unwrap();
+    let a = got[0].as_ref().unwrap();
+    assert_eq!(a.vector.as_deref().unwrap(), &[4.0, 5.0, 6.0]);
+    assert_eq!(a.contents.as_deref().unwrap(), b"second");
+    assert!(a.metadata.is_none());
+    assert!(got[1].is_none());
+    assert!(got[2].as_ref().unwrap().contents.is_none());
+    // Overwrite without contents drops the old contents.
+    index.upsert(&[ItemRef { id: "a", vector: &v, metadata: None, contents: None }], Access::default()).unwrap();
+    assert!(index.get(&["a"], include::CONTENTS, Access::default()).unwrap()[0].as_ref().unwrap().contents.is_none());
+    assert_eq!(index.list_ids(0, 0, Access::default()).unwrap(), vec!["a", "b"]);
+    assert_eq!(index.list_ids(1, 5, Access::default()).unwrap(), vec!["b"]);
+    assert!(index.list_ids(7, 5, Access::default()).unwrap().is_empty());
+    assert_eq!(index.delete(&["a", "nope", "a"], Access::default()).unwrap(), 1);
+    assert_eq!(index.delete(&["nope"], Access::default()).unwrap(), 0);
+    assert_eq!(index.num_vectors(Access::default()).unwrap(), 1);
+    assert_eq!(index.list_ids(0, 0, Access::default()).unwrap(), vec!["b"]);
+}
+
+#[test]
+fn failed_upsert_changes_nothing() {
+    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let index = client.create_index("atomic", &key(1), IndexConfig { dimension: 2, ..Default::default() }).unwrap();
+    index.upsert(&[ItemRef { id: "keep", vector: &[1.0, 1.0], metadata: None, contents: None }], Access::default()).unwrap();
+    let cases: Vec<(Vec<ItemRef<'_>>, vx::Status)> = vec![
+        (vec![ItemRef { id: "x", vector: &[1.0, 2.0, 3.0], metadata: None, contents: None }], vx::Status::DimensionMismatch),
+        (vec![ItemRef { id: "x", vector: &[1.0, f32::NAN], metadata: None, contents: None }], vx::Status::InvalidArgument),
+        (vec![ItemRef { id: "", vector: &[1.0, 2.0], metadata: None, contents: None }], vx::Status::InvalidArgument),
+        (vec![ItemRef { id: "x", vector: &[1.0, 2.0], metadata: Some("[1]"), contents: None }], vx::Status::InvalidJson),
+        (vec![ItemRef { id: "x", vector: &[1.0, 2.0], metadata: Some("{oops"), contents: None }], vx::Status::InvalidJson),
+        (
+            vec![
+                ItemRef { id: "ok", vector: &[1.0, 2.0], metadata: None, contents: None },
+                ItemRef { id: "bad", vector: &[1.0], metadata: None, contents: None },
+            ],
+            vx::Status::DimensionMismatch,
+        ),
+    ];
+    for (items, status) in cases {
+        let e = index.upsert(&items, Access::default()).unwrap_err();
+        assert_eq!(e.status(), status, "{e}");
+    }
+    assert_eq!(index.list_ids(0, 0, Access::default()).unwrap(), vec!["keep"]);
+    let long = "x".repeat(1025);
+    assert!(index.upsert(&[ItemRef { id: &long, vector: &[1.0, 2.0], metadata: None, contents: None }], Access::default()).is_err());
+}
+
+#[test]
+fn keys_names_and_lifecycle() {
+    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let index = client.create_index("k", &key(1), IndexConfig::default()).unwrap();
+    assert_eq!(client.create_index("k", &key(2), IndexConfig::default()).unwrap_err().status(), vx::Status::AlreadyExists);
+    let wrong = client.load_index("k", Access { key: Some(&key(2)), user: None }).unwrap_err();
+    assert_eq!(wrong.status(), vx::Status::WrongKey);
+    assert_eq!(client.load_index("nope", Access { key: Some(&key(1)), user: None }).unwrap_err().status(), vx::Status::NotFound);
+    // Per-call keys: the right one works, a wrong one is refused.
+    let right = key(1);
+    let bad = key(9);
+    assert_eq!(index.num_vectors(Access { key: Some(&right), user: None }).unwrap(), 0);
+    assert_eq!(index.num_vectors(Access { key: Some(&bad), user: None }).unwrap_err().status(), vx::Status::WrongKey);
+    assert_eq!(index.num_vectors(Access { key: None, user: Some(&[1; 16]) }).unwrap_err().status(), vx::Status::InvalidArgument);
+    client.create_index("other", &key(1), IndexConfig::default()).unwrap();
+    assert_eq!(client.list_indexes().unwrap(), vec!["k", "other"]);
+    index.delete_index(Access::default()).unwrap();
+    assert_eq!(client.list_indexes().unwrap(), vec!["other"]);
+    assert_eq!(index.num_vectors(Access::default()).unwrap_err().status(), vx::Status::NotFound);
+    // The name can be used again, and the dead handle does not see the new index.
+    client.create_index("k", &key(3), IndexConfig::default()).unwrap();
+    assert_eq!(index.num_vectors(Access::default()).unwrap_err().status(), vx::Status::NotFound);
+}
+
+#[test]
+fn dimension_fixed_by_first_upsert_and_checked() {
+    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let index = client.create_index("d", &key(1), IndexConfig::default()).unwrap();
+    assert_eq!(index.dimension(), 0);
+    let got = index.query(&[1.0, 2.0], 1, 2, &QueryParams::default(), Access::default()).unwrap();
+    assert!(got[0].is_empty());
+    index.upsert(&[ItemRef { id: "a", vector: &[1.0, 2.0, 3.0], metadata: None, contents: None }], Access::default()).unwrap();
+    assert_eq!(index.dimension(), 3);
+    let e = index.query(&[1.0, 2.0], 1, 2, &QueryParams::default(), Access::default()).unwrap_err();
+    assert_eq!(e.status(), vx::Status::DimensionMismatch);
+}
+
+#[test]
+fn file_store_reopens_with_identical_answers_and_sees_other_handles() {
+    let dir = std::env::temp_dir().join(format!("vx-core-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let uri = format!("file:{}", dir.display());
+    let dim = 16;
+    let base = data(5000, dim, 7);
+    let queries = data(5, dim, 8);
+    let params = QueryParams { top_k: 20, filter: Some(r#"{"even": true}"#), include: include::ALL, ..Default::default() };
+    let before = {
+        let client = Client::open(&uri, ClientOptions::default()).unwrap();
+        let index = client.create_index("disk", &key(4), IndexConfig::default()).unwrap();
+        fill(&index, &base, dim, true);
+        // A second handle on the same client sees the first one's writes.
+        let other = client.load_index("disk", Access { key: Some(&key(4)), user: None }).unwrap();
+        other.delete(&["item-0"], Access::default()).unwrap();
+        assert_eq!(index.num_vectors(Access::default()).unwrap(), 4999);
+        index.query(&queries, 5, dim, &params, Access::default()).unwrap()
+    };
+    let client = Client::open(&uri, ClientOptions { cache_bytes: 0, ..Default::default() }).unwrap();
+    let index = client.load_index("disk", Access { key: Some(&key(4)), user: None }).unwrap();
+    let after = index.query(&queries, 5, dim, &params, Access::default()).unwrap();
+    assert_eq!(before.len(), after.len());
+    for (b, a) in before.iter().zip(&after) {
+        let b: Vec<_> = b.iter().map(|h| (&h.id, h.distance, &h.metadata)).collect();
+        let a: Vec<_> = a.iter().map(|h| (&h.id, h.distance, &h.metadata)).collect();
+        assert_eq!(a, b);
+    }
+    drop(index);
+    drop(client);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn tampering_with_any_stored_object_is_detected() {
+    use std::collections::BTreeMap;
+    // Build an index in memory, then copy its objects into file stores with
+    // one object altered each time, and check every read fails or is right.
+    let dir = std::env::temp_dir().join(format!("vx-tamper-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let uri = format!("file:{}", dir.display());
+    let dim = 8;
+    let base = data(600, dim, 11);
+    let q = data(2, dim, 12);
+    let params = QueryParams { top_k: 10, include: include::ALL, ..Default::default() };
+    let reference = {
+        let client = Client::open(&uri, ClientOptions::default()).unwrap();
+        let index = client.create_index("t", &key(5), IndexConfig::default()).unwrap();
+        fill(&index, &base, dim, true);
+        index.upsert(&[ItemRef { id: "with-contents", vector: &base[..dim], metadata: None, contents: Some(b"secret") }], Access::default()).unwrap();
+        index.query(&q, 2, dim, &params, Access::default()).unwrap()
+    };
+    let file = dir.join("vx.redb");
+    let pristine = std::fs::read(&file).unwrap();
+    // Flip one byte at many positions through the file.
+    let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
+    let step = (pristine.len() / 300).max(1);
+    for pos in (0..pristine.len()).step_by(step) {
+        let mut bytes = pristine.clone();
+        bytes[pos] ^= 0x5a;
+        std::fs::write(&file, &bytes).unwrap();
+        let result = std::panic::catch_unwind(|| -> vx::Result<Vec<Vec<vx::Hit>>> {
+            let client = Client::open(&uri, ClientOptions { cache_bytes: 0, ..Default::default() })?;
+            let index = client.load_index("t", Access { key: Some(&key(5)), user: None })?;
+            let hits = index.query(&q, 2, dim, &params, Access::default())?;
+            index.get(&["with-contents"], include::ALL, Access::default())?;
+            index.list_ids(0, 0, Access::default())?;
+            Ok(hits)
+        });
+        let outcome = match result {
+            Err(_) => panic!("a flipped byte at {pos} caused a panic"),
+            Ok(Ok(hits)) => {
+                let same = hits.iter().zip(&reference).all(|(a, b)| {
+                    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.id == y.id && x.distance == y.distance && x.metadata == y.metadata)
+                });
+                assert!(same, "a flipped byte at {pos} changed the answers without an error");
+                "unchanged"
+            }
+            Ok(Err(e)) => match e.status() {
+                vx::Status::Integrity => "integrity",
+                vx::Status::WrongKey => "wrong key (key-check value altered)",
+                vx::Status::NotFound => "not found (name altered)",
+                vx::Status::Storage | vx::Status::Io => "storage",
+                other => panic!("a flipped byte at {pos} gave {other:?}: {e}"),
+            },
+        };
+        *outcomes.entry(outcome).or_default() += 1;
+    }
+    eprintln!("tamper outcomes: {outcomes:?}");
+    assert!(outcomes.get("integrity").copied().unwrap_or(0) > 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
