@@ -49,10 +49,6 @@ impl Cache {
         Cache { capacity, inner: Mutex::new(Inner { lru: LruCache::unbounded(), bytes: 0 }) }
     }
 
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     pub fn get(&self, key: &CacheKey) -> Option<Cached> {
         if self.capacity == 0 {
             return None;
@@ -109,6 +105,7 @@ impl Cache {
         drop(removed);
     }
 
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.inner.lock().bytes
     }

@@ -109,7 +109,7 @@ impl Status {
 #[derive(Debug, ThisError)]
 pub enum Error {
     #[error("{0} is NULL")]
-    NullArgument(&'static str),
+    NullArgument(String),
     #[error("{0}")]
     InvalidArgument(String),
     #[error("{0}")]

@@ -151,7 +151,6 @@ pub enum ObjectKind {
     Chunk = b'C',
     Bucket = b'B',
     Contents = b'X',
-    Centroids = b'K',
 }
 
 /// The working keys of one index, derived from its data key.
@@ -185,10 +184,6 @@ impl DataKeys {
 
     pub fn data_key(&self) -> &SecretKey {
         &self.data_key
-    }
-
-    pub fn index_id(&self) -> &[u8; 16] {
-        &self.index_id
     }
 
     fn cipher(&self, key_version: u32) -> Arc<Aes256Gcm> {
@@ -248,10 +243,6 @@ impl Sealer<'_> {
         seal_with(&self.cipher, &ad, plaintext, &mut out)?;
         self.count.fetch_add(1, Ordering::Relaxed);
         Ok(out)
-    }
-
-    pub fn key_version(&self) -> u32 {
-        self.key_version
     }
 
     pub fn encryptions(&self) -> u64 {

@@ -211,7 +211,7 @@ impl Index {
         validate_name(name)?;
         let key = match (access.key, access.user) {
             (Some(k), None) => k,
-            (None, _) => return Err(Error::NullArgument("key")),
+            (None, _) => return Err(Error::NullArgument("key".into())),
             (Some(_), Some(_)) => return Err(Self::no_user_keys()),
         };
         let (header, data_key) = Self::unwrap_root(&client, name, key)?;
@@ -572,6 +572,9 @@ fn check_include(include: u32) -> Result<()> {
 pub(crate) fn validate_id(id: &str) -> Result<()> {
     if id.is_empty() || id.len() > MAX_ID_BYTES {
         return Err(Error::invalid(format!("id must be 1 to {MAX_ID_BYTES} bytes, got {}", id.len())));
+    }
+    if id.contains('\0') {
+        return Err(Error::invalid("id contains a NUL character"));
     }
     Ok(())
 }

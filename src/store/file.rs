@@ -126,6 +126,7 @@ impl FileStore {
 mod tests {
     #[test]
     fn conformance_and_durability() {
+        use crate::store::Store;
         let dir = std::env::temp_dir().join(format!("vx-file-store-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         {

@@ -1,0 +1,111 @@
+//! `vx_client`: a backing store and its options.
+
+use std::ffi::c_char;
+
+use super::results::vx_string_list;
+use super::{boundary, c_str, clear_out, read_params, vx_status};
+use crate::client::{Client, ClientOptions};
+use crate::error::Error;
+
+/// An open backing store (memory:, file:/dir). Opaque; free with vx_client_free.
+pub struct vx_client {
+    pub(crate) inner: Client,
+}
+
+/// Options of vx_client_open. Fill with vx_client_options_init first; fields
+/// are only ever appended.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct vx_client_options {
+    /// sizeof(vx_client_options), set by vx_client_options_init.
+    pub struct_size: u32,
+    /// Worker threads used inside one call; 0 = one per core (default).
+    pub threads: u32,
+    /// Bytes of decrypted data the cache may hold; default 1 GiB; 0 disables it.
+    pub cache_bytes: u64,
+}
+
+const CLIENT_OPTIONS_V1: usize = std::mem::size_of::<vx_client_options>();
+
+impl Default for vx_client_options {
+    fn default() -> Self {
+        let d = ClientOptions::default();
+        vx_client_options { struct_size: CLIENT_OPTIONS_V1 as u32, threads: d.threads as u32, cache_bytes: d.cache_bytes as u64 }
+    }
+}
+
+/// Fills `opts` with defaults (and struct_size). NULL is ignored.
+///
+/// Thread safety: safe from any thread. Since 0.1.0.
+#[no_mangle]
+pub unsafe extern "C" fn vx_client_options_init(opts: *mut vx_client_options) {
+    if !opts.is_null() {
+        *opts = vx_client_options::default();
+    }
+}
+
+/// Opens the backing store that `storage_uri` names: "memory:" (in-process,
+/// gone at free), "file:/path/dir" or a plain directory path (embedded,
+/// durable; created if missing).
+///
+/// @param storage_uri  NUL-terminated UTF-8, borrowed for the call.
+/// @param opts         NULL for defaults, else initialised by vx_client_options_init.
+/// @param out_client   receives the client (free with vx_client_free); NULL on failure.
+/// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT (empty or unknown
+///         URI, bad options), IO, STORAGE (for example the directory is open in another
+///         process), INTEGRITY (the store file is corrupt), PANIC.
+///
+/// Thread safety: safe from any thread. Since 0.1.0.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn vx_client_open(
+    storage_uri: *const c_char,
+    opts: *const vx_client_options,
+    out_client: *mut *mut vx_client,
+) -> vx_status {
+    clear_out(out_client);
+    boundary(|| {
+        if out_client.is_null() {
+            return Err(Error::NullArgument("out_client".into()));
+        }
+        let uri = c_str(storage_uri, "storage_uri")?;
+        let o = read_params(opts, vx_client_options::default(), 8, "vx_client_options")?;
+        let cache_bytes = usize::try_from(o.cache_bytes).map_err(|_| Error::invalid("cache_bytes does not fit in size_t"))?;
+        let inner = Client::open(uri, ClientOptions { threads: o.threads as usize, cache_bytes })?;
+        *out_client = Box::into_raw(Box::new(vx_client { inner }));
+        Ok(())
+    })
+}
+
+/// Closes the client. Indexes opened from it stay usable until freed.
+/// NULL is a no-op.
+///
+/// Thread safety: must not race other calls on the same client. Since 0.1.0.
+#[no_mangle]
+pub unsafe extern "C" fn vx_client_free(client: *mut vx_client) {
+    if !client.is_null() {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(Box::from_raw(client))));
+    }
+}
+
+/// Lists the names of every index in the store, sorted (names are the one
+/// thing the store keeps in clear).
+///
+/// @param out_names  receives a list (free with vx_string_list_free); NULL on failure.
+/// @return VX_STATUS_OK, NULL_ARGUMENT, IO, STORAGE, INTEGRITY, PANIC.
+///
+/// Thread safety: safe concurrently with any call. Since 0.1.0.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn vx_client_list_indexes(client: *const vx_client, out_names: *mut *mut vx_string_list) -> vx_status {
+    clear_out(out_names);
+    boundary(|| {
+        let client = client.as_ref().ok_or_else(|| Error::NullArgument("client".into()))?;
+        if out_names.is_null() {
+            return Err(Error::NullArgument("out_names".into()));
+        }
+        let names = client.inner.list_indexes()?;
+        *out_names = vx_string_list::boxed(names);
+        Ok(())
+    })
+}

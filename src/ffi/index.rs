@@ -1,0 +1,501 @@
+//! `vx_index`: lifecycle, getters and data operations.
+
+use std::ffi::c_char;
+
+use super::client::vx_client;
+use super::results::{vx_items, vx_string_list, CText};
+use super::{boundary, boundary_value, boundary_with, c_str, clear_out, key_arg, read_params, slice, user_arg, vx_status};
+use crate::crypto::SecretKey;
+use crate::distance::Metric;
+use crate::error::{Error, Result};
+use crate::index::{Access, Index, IndexConfig, IndexType, ItemRef, Precision, TrainingState};
+
+/// Euclidean distance (the default).
+pub const VX_METRIC_EUCLIDEAN: u32 = 0;
+/// Squared Euclidean distance.
+pub const VX_METRIC_SQUARED_EUCLIDEAN: u32 = 1;
+/// Cosine distance, 1 - cos(a, b).
+pub const VX_METRIC_COSINE: u32 = 2;
+/// Inner product, reported as -dot(a, b) so smaller is closer.
+pub const VX_METRIC_INNER_PRODUCT: u32 = 3;
+
+/// Inverted lists of full vectors (the only type so far).
+pub const VX_INDEX_TYPE_IVF_FLAT: u32 = 0;
+/// Reserved: product-quantised lists (not supported yet: INVALID_ARGUMENT).
+pub const VX_INDEX_TYPE_IVF_PQ: u32 = 1;
+
+/// Vectors stored as 32-bit floats (the default).
+pub const VX_PRECISION_F32: u32 = 0;
+/// Vectors stored as 16-bit floats (half the storage, ~3 significant digits).
+pub const VX_PRECISION_F16: u32 = 1;
+
+/// Not trained: queries are exact encrypted exhaustive searches.
+pub const VX_TRAINING_UNTRAINED: u32 = 0;
+/// A training run is under way; queries use the previous state.
+pub const VX_TRAINING_TRAINING: u32 = 1;
+/// Trained: queries are encrypted IVF searches.
+pub const VX_TRAINING_TRAINED: u32 = 2;
+
+/// Bits of the `include` masks of vx_index_get and vx_query_params.
+pub const VX_INCLUDE_DISTANCE: u32 = 1;
+/// Return metadata JSON.
+pub const VX_INCLUDE_METADATA: u32 = 2;
+/// Return contents bytes.
+pub const VX_INCLUDE_CONTENTS: u32 = 4;
+/// Return vectors.
+pub const VX_INCLUDE_VECTOR: u32 = 8;
+
+/// An opened index. Opaque; free with vx_index_free.
+pub struct vx_index {
+    pub(crate) inner: Index,
+    name: CText,
+}
+
+/// Configuration of vx_index_create. Fill with vx_index_config_init first;
+/// fields are only ever appended.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct vx_index_config {
+    /// sizeof(vx_index_config), set by vx_index_config_init.
+    pub struct_size: u32,
+    /// Vector width; 0 (default) = fixed by the first upsert.
+    pub dimension: u32,
+    /// One of VX_METRIC_*; default VX_METRIC_EUCLIDEAN.
+    pub metric: u32,
+    /// One of VX_INDEX_TYPE_*; default VX_INDEX_TYPE_IVF_FLAT.
+    pub index_type: u32,
+    /// One of VX_PRECISION_*; default VX_PRECISION_F32.
+    pub storage_precision: u32,
+}
+
+impl Default for vx_index_config {
+    fn default() -> Self {
+        vx_index_config {
+            struct_size: std::mem::size_of::<vx_index_config>() as u32,
+            dimension: 0,
+            metric: VX_METRIC_EUCLIDEAN,
+            index_type: VX_INDEX_TYPE_IVF_FLAT,
+            storage_precision: VX_PRECISION_F32,
+        }
+    }
+}
+
+/// Runs a call on an index handle: NULL and poisoned handles are refused.
+pub(crate) unsafe fn with_index(index: *const vx_index, f: impl FnOnce(&Index) -> Result<()>) -> vx_status {
+    boundary(|| {
+        let index = index.as_ref().ok_or_else(|| Error::NullArgument("index".into()))?;
+        if index.inner.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        f(&index.inner)
+    })
+}
+
+/// As [`with_index`], for calls that change the index: a panic poisons it.
+pub(crate) unsafe fn with_index_mut(index: *const vx_index, f: impl FnOnce(&Index) -> Result<()>) -> vx_status {
+    let handle = index.as_ref();
+    boundary_with(
+        || {
+            let index = handle.ok_or_else(|| Error::NullArgument("index".into()))?;
+            if index.inner.is_poisoned() {
+                return Err(Error::Poisoned);
+            }
+            f(&index.inner)
+        },
+        || {
+            if let Some(h) = handle {
+                h.inner.poison();
+            }
+        },
+    )
+}
+
+/// The call's credentials, copied out of the caller's buffers.
+pub(crate) struct Creds {
+    key: Option<SecretKey>,
+    user: Option<[u8; 16]>,
+}
+
+impl Creds {
+    pub(crate) unsafe fn read(key: *const u8, user_id: *const u8) -> Creds {
+        Creds { key: key_arg(key), user: user_arg(user_id) }
+    }
+    pub(crate) fn access(&self) -> Access<'_> {
+        Access { key: self.key.as_ref(), user: self.user.as_ref() }
+    }
+}
+
+/// Fills `cfg` with defaults (and struct_size). NULL is ignored.
+///
+/// Thread safety: safe from any thread. Since 0.1.0.
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_config_init(cfg: *mut vx_index_config) {
+    if !cfg.is_null() {
+        *cfg = vx_index_config::default();
+    }
+}
+
+/// Creates a new, empty encrypted index named `name` in the client's store.
+///
+/// @param name       1 to 255 bytes of UTF-8; stored in clear (see THREAT_MODEL.md).
+/// @param index_key  VX_KEY_LEN bytes: the root key. Copied at once and never stored;
+///                   losing it loses the index. Wipe your copy when done.
+/// @param cfg        NULL for defaults, else initialised by vx_index_config_init.
+/// @param out_index  receives the index (free with vx_index_free); NULL on failure.
+/// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT (name, unknown
+///         metric/type/precision, dimension too large), ALREADY_EXISTS, RNG_FAILED, IO,
+///         STORAGE, PANIC.
+///
+/// Thread safety: safe concurrently with any call on the client. Since 0.1.0.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_create(
+    client: *const vx_client,
+    name: *const c_char,
+    index_key: *const u8,
+    cfg: *const vx_index_config,
+    out_index: *mut *mut vx_index,
+) -> vx_status {
+    clear_out(out_index);
+    boundary(|| {
+        let client = client.as_ref().ok_or_else(|| Error::NullArgument("client".into()))?;
+        let name = c_str(name, "name")?;
+        let key = key_arg(index_key).ok_or_else(|| Error::NullArgument("index_key".into()))?;
+        if out_index.is_null() {
+            return Err(Error::NullArgument("out_index".into()));
+        }
+        let c = read_params(cfg, vx_index_config::default(), 8, "vx_index_config")?;
+        let config = IndexConfig {
+            dimension: c.dimension,
+            metric: Metric::from_u32(c.metric)?,
+            index_type: IndexType::from_u32(c.index_type)?,
+            precision: Precision::from_u32(c.storage_precision)?,
+        };
+        let inner = client.inner.create_index(name, &key, config)?;
+        *out_index = Box::into_raw(Box::new(vx_index { name: CText::new(name), inner }));
+        Ok(())
+    })
+}
+
+/// Opens an existing index.
+///
+/// @param key        VX_KEY_LEN bytes: the root key (user keys: see vx_index_create_user_keys).
+///                   Required here; it becomes the handle's bound key for calls given NULL.
+/// @param user_id    NULL for the root key, else VX_USER_ID_LEN bytes.
+/// @param out_index  receives the index; NULL on failure.
+/// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT, NOT_FOUND,
+///         WRONG_KEY, INTEGRITY (the key record or manifest was altered), IO, STORAGE, PANIC.
+///
+/// Thread safety: safe concurrently with any call on the client. Since 0.1.0.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_load(
+    client: *const vx_client,
+    name: *const c_char,
+    key: *const u8,
+    user_id: *const u8,
+    out_index: *mut *mut vx_index,
+) -> vx_status {
+    clear_out(out_index);
+    boundary(|| {
+        let client = client.as_ref().ok_or_else(|| Error::NullArgument("client".into()))?;
+        let name = c_str(name, "name")?;
+        if key.is_null() {
+            return Err(Error::NullArgument("key".into()));
+        }
+        if out_index.is_null() {
+            return Err(Error::NullArgument("out_index".into()));
+        }
+        let creds = Creds::read(key, user_id);
+        let inner = client.inner.load_index(name, creds.access())?;
+        *out_index = Box::into_raw(Box::new(vx_index { name: CText::new(name), inner }));
+        Ok(())
+    })
+}
+
+/// Closes the handle and forgets its key. NULL is a no-op. The index
+/// itself stays in the store.
+///
+/// Thread safety: must not race other calls on the same handle. Since 0.1.0.
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_free(index: *mut vx_index) {
+    if !index.is_null() {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(Box::from_raw(index))));
+    }
+}
+
+/// Deletes the index and every object it stored, atomically. Root key only.
+/// The handle then answers VX_STATUS_NOT_FOUND; free it as usual.
+///
+/// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT (user id without key), NOT_FOUND,
+///         WRONG_KEY, PERMISSION_DENIED (a user key), POISONED, IO, STORAGE, PANIC.
+///
+/// Thread safety: safe concurrently with other calls on the handle (they
+/// fail with NOT_FOUND afterwards). Since 0.1.0.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_delete_index(index: *const vx_index, key: *const u8, user_id: *const u8) -> vx_status {
+    let creds = Creds::read(key, user_id);
+    with_index_mut(index, |ix| ix.delete_index(creds.access()))
+}
+
+/// Reloads the index's manifest from the store now. Every call already
+/// picks up other handles' and processes' committed writes at its start;
+/// this is for callers who want to pay that cost at a moment of their choosing.
+///
+/// @return VX_STATUS_OK, NULL_ARGUMENT, NOT_FOUND, POISONED, INTEGRITY, IO, STORAGE, PANIC.
+///
+/// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_refresh(index: *const vx_index) -> vx_status {
+    with_index(index, |ix| ix.refresh())
+}
+
+/// The index's name, valid until the handle is freed; NULL for NULL.
+///
+/// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_name(index: *const vx_index) -> *const c_char {
+    index.as_ref().map_or(std::ptr::null(), |i| i.name.ptr())
+}
+
+/// The vector width (0 until fixed by the first upsert); 0 for NULL.
+///
+/// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_dimension(index: *const vx_index) -> u32 {
+    boundary_value(0, || Some(index.as_ref()?.inner.dimension()))
+}
+
+/// The index's VX_METRIC_*; VX_METRIC_EUCLIDEAN for NULL.
+///
+/// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_metric(index: *const vx_index) -> u32 {
+    boundary_value(VX_METRIC_EUCLIDEAN, || Some(index.as_ref()?.inner.metric() as u32))
+}
+
+/// The index's VX_INDEX_TYPE_*; VX_INDEX_TYPE_IVF_FLAT for NULL.
+///
+/// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_type(index: *const vx_index) -> u32 {
+    boundary_value(VX_INDEX_TYPE_IVF_FLAT, || Some(index.as_ref()?.inner.config().index_type as u32))
+}
+
+/// Number of inverted lists (0 until trained); 0 for NULL.
+///
+/// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_n_lists(index: *const vx_index) -> u32 {
+    boundary_value(0, || Some(index.as_ref()?.inner.n_lists()))
+}
+
+/// VX_TRAINING_UNTRAINED, _TRAINING or _TRAINED; UNTRAINED for NULL.
+///
+/// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_training_state(index: *const vx_index) -> u32 {
+    boundary_value(VX_TRAINING_UNTRAINED, || {
+        Some(match index.as_ref()?.inner.training_state() {
+            TrainingState::Untrained => VX_TRAINING_UNTRAINED,
+            TrainingState::Training => VX_TRAINING_TRAINING,
+            TrainingState::Trained => VX_TRAINING_TRAINED,
+        })
+    })
+}
+
+/// Whether queries use the IVF lists (state TRAINED); false for NULL.
+///
+/// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_is_trained(index: *const vx_index) -> bool {
+    vx_index_training_state(index) == VX_TRAINING_TRAINED
+}
+
+/// Number of items in the index.
+///
+/// @param out_count  receives the count (untouched on failure).
+/// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT, NOT_FOUND, WRONG_KEY,
+///         PERMISSION_DENIED, POISONED, INTEGRITY, IO, STORAGE, PANIC.
+///
+/// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_num_vectors(
+    index: *const vx_index,
+    key: *const u8,
+    user_id: *const u8,
+    out_count: *mut u64,
+) -> vx_status {
+    let creds = Creds::read(key, user_id);
+    with_index(index, |ix| {
+        if out_count.is_null() {
+            return Err(Error::NullArgument("out_count".into()));
+        }
+        *out_count = ix.num_vectors(creds.access())?;
+        Ok(())
+    })
+}
+
+/// Reads `n` NUL-terminated ids.
+unsafe fn read_ids<'a>(n: usize, ids: *const *const c_char) -> Result<Vec<&'a str>> {
+    slice(ids, n, "ids")?.iter().enumerate().map(|(i, &p)| c_str(p, &format!("ids[{i}]"))).collect()
+}
+
+/// Inserts or overwrites `n` items atomically: after an error nothing of
+/// the batch is stored. An existing id is replaced whole (vector, contents,
+/// metadata). A later duplicate of an id in the batch wins.
+///
+/// @param ids            n NUL-terminated UTF-8 ids, 1 to 1024 bytes each.
+/// @param vectors        n * dim floats, row-major, all finite.
+/// @param dim            vector width; must equal the index's once fixed.
+/// @param contents       NULL (no contents) or n pointers (NULL entry = none).
+/// @param contents_len   with contents: n lengths (up to 64 MiB each).
+/// @param metadata_json  NULL or n JSON-object texts (NULL entry = none; up to 1 MiB each).
+/// @param key, user_id   per-call credentials (NULL = the handle's key); need write.
+/// All inputs are borrowed for the call only. n == 0 is a no-op.
+/// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT (dim 0, n*dim
+///         overflow, non-finite value, bad id, oversize), DIMENSION_MISMATCH, INVALID_JSON,
+///         NOT_FOUND, WRONG_KEY, PERMISSION_DENIED, POISONED, INTEGRITY, RNG_FAILED, IO,
+///         STORAGE, PANIC.
+///
+/// Thread safety: writes to one handle are serialised; safe concurrently
+/// with queries, which see the batch all at once or not at all. Since 0.1.0.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_upsert(
+    index: *const vx_index,
+    n: usize,
+    ids: *const *const c_char,
+    vectors: *const f32,
+    dim: usize,
+    contents: *const *const u8,
+    contents_len: *const usize,
+    metadata_json: *const *const c_char,
+    key: *const u8,
+    user_id: *const u8,
+) -> vx_status {
+    let creds = Creds::read(key, user_id);
+    with_index_mut(index, |ix| {
+        if n == 0 {
+            return Ok(());
+        }
+        let ids = read_ids(n, ids)?;
+        if dim == 0 {
+            return Err(Error::invalid("dim is 0"));
+        }
+        let total = n.checked_mul(dim).ok_or_else(|| Error::invalid(format!("n * dim overflows ({n} * {dim})")))?;
+        let vectors = slice(vectors, total, "vectors")?;
+        let contents: Option<(&[*const u8], &[usize])> = if contents.is_null() {
+            None
+        } else {
+            Some((slice(contents, n, "contents")?, slice(contents_len, n, "contents_len")?))
+        };
+        let metadata: Option<&[*const c_char]> =
+            if metadata_json.is_null() { None } else { Some(slice(metadata_json, n, "metadata_json")?) };
+        let mut items = Vec::with_capacity(n);
+        for i in 0..n {
+            let item_contents = match contents {
+                Some((ptrs, lens)) if !ptrs[i].is_null() => Some(slice(ptrs[i], lens[i], &format!("contents[{i}]"))?),
+                _ => None,
+            };
+            let item_metadata = match metadata {
+                Some(m) if !m[i].is_null() => Some(c_str(m[i], &format!("metadata_json[{i}]"))?),
+                _ => None,
+            };
+            items.push(ItemRef { id: ids[i], vector: &vectors[i * dim..(i + 1) * dim], metadata: item_metadata, contents: item_contents });
+        }
+        ix.upsert(&items, creds.access())
+    })
+}
+
+/// Looks up `n` ids. A missing id is reported by vx_items_found = false for
+/// its row, not as an error.
+///
+/// @param include    VX_INCLUDE_VECTOR | _METADATA | _CONTENTS (the id always comes back).
+/// @param out_items  receives one row per id, in order (free with vx_items_free); NULL on failure.
+/// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT, NOT_FOUND, WRONG_KEY,
+///         PERMISSION_DENIED, POISONED, INTEGRITY, IO, STORAGE, PANIC.
+///
+/// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_get(
+    index: *const vx_index,
+    n: usize,
+    ids: *const *const c_char,
+    include: u32,
+    key: *const u8,
+    user_id: *const u8,
+    out_items: *mut *mut vx_items,
+) -> vx_status {
+    clear_out(out_items);
+    let creds = Creds::read(key, user_id);
+    with_index(index, |ix| {
+        if out_items.is_null() {
+            return Err(Error::NullArgument("out_items".into()));
+        }
+        let ids = read_ids(n, ids)?;
+        let items = ix.get(&ids, include, creds.access())?;
+        *out_items = vx_items::boxed(&ids, items);
+        Ok(())
+    })
+}
+
+/// Deletes the ids that exist, atomically; missing ids are ignored.
+///
+/// @param out_deleted  receives how many ids existed and were deleted (may be NULL).
+/// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT, NOT_FOUND,
+///         WRONG_KEY, PERMISSION_DENIED, POISONED, INTEGRITY, IO, STORAGE, PANIC.
+///
+/// Thread safety: as vx_index_upsert. Since 0.1.0.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_delete(
+    index: *const vx_index,
+    n: usize,
+    ids: *const *const c_char,
+    key: *const u8,
+    user_id: *const u8,
+    out_deleted: *mut usize,
+) -> vx_status {
+    let creds = Creds::read(key, user_id);
+    with_index_mut(index, |ix| {
+        let ids = read_ids(n, ids)?;
+        let deleted = ix.delete(&ids, creds.access())?;
+        if !out_deleted.is_null() {
+            *out_deleted = deleted;
+        }
+        Ok(())
+    })
+}
+
+/// Lists ids in byte order, skipping `offset`, at most `limit` (0 = all).
+///
+/// @param out_ids  receives the page (free with vx_string_list_free); NULL on failure.
+/// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT, NOT_FOUND, WRONG_KEY,
+///         PERMISSION_DENIED, POISONED, INTEGRITY, IO, STORAGE, PANIC.
+///
+/// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_list_ids(
+    index: *const vx_index,
+    offset: usize,
+    limit: usize,
+    key: *const u8,
+    user_id: *const u8,
+    out_ids: *mut *mut vx_string_list,
+) -> vx_status {
+    clear_out(out_ids);
+    let creds = Creds::read(key, user_id);
+    with_index(index, |ix| {
+        if out_ids.is_null() {
+            return Err(Error::NullArgument("out_ids".into()));
+        }
+        *out_ids = vx_string_list::boxed(ix.list_ids(offset, limit, creds.access())?);
+        Ok(())
+    })
+}

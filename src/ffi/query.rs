@@ -1,0 +1,103 @@
+//! `vx_index_query` and its parameters.
+
+use std::ffi::c_char;
+
+use super::index::{vx_index, with_index, Creds, VX_INCLUDE_DISTANCE};
+use super::results::vx_results;
+use super::{clear_out, opt_c_str, read_params, slice, vx_status};
+use crate::error::Error;
+use crate::index::QueryParams;
+
+/// Parameters of vx_index_query. Fill with vx_query_params_init first;
+/// fields are only ever appended.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct vx_query_params {
+    /// sizeof(vx_query_params), set by vx_query_params_init.
+    pub struct_size: u32,
+    /// Hits per query, 1 to 65536; default 100.
+    pub top_k: u32,
+    /// Lists probed once trained; 0 (default) = automatic.
+    pub n_probes: u32,
+    /// VX_INCLUDE_* bits; default VX_INCLUDE_DISTANCE (the id always comes back).
+    pub include: u32,
+    /// MongoDB-style filter on metadata (NUL-terminated JSON), or NULL (default).
+    pub filter_json: *const c_char,
+    /// Reserved for greedy list traversal once trained; default false.
+    pub greedy: bool,
+}
+
+impl Default for vx_query_params {
+    fn default() -> Self {
+        vx_query_params {
+            struct_size: std::mem::size_of::<vx_query_params>() as u32,
+            top_k: 100,
+            n_probes: 0,
+            include: VX_INCLUDE_DISTANCE,
+            filter_json: std::ptr::null(),
+            greedy: false,
+        }
+    }
+}
+
+/// Fills `p` with defaults (and struct_size). NULL is ignored.
+///
+/// Thread safety: safe from any thread. Since 0.1.0.
+#[no_mangle]
+pub unsafe extern "C" fn vx_query_params_init(p: *mut vx_query_params) {
+    if !p.is_null() {
+        *p = vx_query_params::default();
+    }
+}
+
+/// Finds each query's nearest items: exact encrypted exhaustive search until
+/// the index is trained. A filter is applied before ranking, so each query
+/// gets top_k hits whenever that many items match.
+///
+/// @param queries      nq * dim floats, row-major, all finite.
+/// @param dim          must equal the index's dimension.
+/// @param params       NULL for defaults, else initialised by vx_query_params_init.
+/// @param key, user_id per-call credentials (NULL = the handle's key); need read.
+/// @param out_results  receives the hits (free with vx_results_free); NULL on failure.
+/// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT (top_k, include bits, non-finite
+///         value, nq*dim overflow), DIMENSION_MISMATCH, INVALID_UTF8, INVALID_FILTER,
+///         NOT_FOUND, WRONG_KEY, PERMISSION_DENIED, POISONED, INTEGRITY, IO, STORAGE, PANIC.
+///
+/// Thread safety: safe concurrently with any call on the handle; queries
+/// run in parallel with each other and see whole writes only. Since 0.1.0.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_query(
+    index: *const vx_index,
+    queries: *const f32,
+    nq: usize,
+    dim: usize,
+    params: *const vx_query_params,
+    key: *const u8,
+    user_id: *const u8,
+    out_results: *mut *mut vx_results,
+) -> vx_status {
+    clear_out(out_results);
+    let creds = Creds::read(key, user_id);
+    with_index(index, |ix| {
+        if out_results.is_null() {
+            return Err(Error::NullArgument("out_results".into()));
+        }
+        let p = read_params(params, vx_query_params::default(), 16, "vx_query_params")?;
+        let total = nq.checked_mul(dim).ok_or_else(|| Error::invalid(format!("nq * dim overflows ({nq} * {dim})")))?;
+        if nq > 0 && dim == 0 {
+            return Err(Error::invalid("dim is 0"));
+        }
+        let queries = slice(queries, total, "queries")?;
+        let params = QueryParams {
+            top_k: p.top_k as usize,
+            n_probes: p.n_probes,
+            filter: opt_c_str(p.filter_json, "filter_json")?,
+            include: p.include,
+            greedy: p.greedy,
+        };
+        let hits = ix.query(queries, nq, dim, &params, creds.access())?;
+        *out_results = vx_results::boxed(hits);
+        Ok(())
+    })
+}
