@@ -258,7 +258,7 @@ pub unsafe extern "C" fn vx_last_error_message(buf: *mut c_char, buf_len: usize,
                 *out_len = msg.len();
             }
             if buf_len == 0 {
-                return if buf.is_null() || msg.is_empty() { VX_STATUS_OK } else { VX_STATUS_BUFFER_TOO_SMALL };
+                return VX_STATUS_OK; // a length query
             }
             if buf.is_null() {
                 return VX_STATUS_NULL_ARGUMENT;

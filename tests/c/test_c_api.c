@@ -1,0 +1,509 @@
+/*
+ * The C API as a C program sees it: every status code reachable from C is
+ * provoked, results are checked against a brute-force reference, a file:
+ * index is reopened with identical answers, and bytes of the store file are
+ * flipped expecting INTEGRITY (never a wrong answer, never a crash).
+ *
+ * usage: test_c_api SCRATCH_DIR
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "vx.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int failures = 0;
+static int checks = 0;
+
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        checks++;                                                                \
+        if (!(cond)) {                                                           \
+            failures++;                                                          \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+        }                                                                        \
+    } while (0)
+
+static const char *last_error(void) {
+    static char buf[1024];
+    size_t len = 0;
+    (void)vx_last_error_message(buf, sizeof buf, &len);
+    return buf;
+}
+
+/* Checks a call's status and that a failure left a message (and success none). */
+#define EXPECT(call, want)                                                       \
+    do {                                                                         \
+        vx_status got_ = (call);                                                 \
+        checks++;                                                                \
+        if (got_ != (want)) {                                                    \
+            failures++;                                                          \
+            fprintf(stderr, "%s:%d: %s returned %d (%s), want %d: %s\n", __FILE__, __LINE__, #call, \
+                    got_, vx_status_str(got_), (want), last_error());            \
+        } else {                                                                 \
+            size_t len_ = 0;                                                     \
+            (void)vx_last_error_message(NULL, 0, &len_);                         \
+            if ((want) == VX_STATUS_OK ? len_ != 0 : len_ == 0) {                \
+                failures++;                                                      \
+                fprintf(stderr, "%s:%d: message length %zu after status %d\n", __FILE__, __LINE__, len_, got_); \
+            }                                                                    \
+        }                                                                        \
+    } while (0)
+
+static uint8_t ROOT_KEY[VX_KEY_LEN];
+static uint8_t OTHER_KEY[VX_KEY_LEN];
+
+static uint64_t rng_state = 42;
+static float frand(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((rng_state >> 40) & 0xffffff) / 16777216.0f * 2.0f - 1.0f;
+}
+
+static uint64_t num_vectors(vx_index *ix) {
+    uint64_t n = UINT64_MAX;
+    EXPECT(vx_index_num_vectors(ix, NULL, NULL, &n), VX_STATUS_OK);
+    return n;
+}
+
+enum { N = 2000, DIM = 16, NQ = 12, K = 10 };
+static float base[N * DIM];
+static char id_text[N][16];
+static const char *ids[N];
+static char meta_text[N][64];
+static const char *metas[N];
+
+static void make_data(void) {
+    for (int i = 0; i < N * DIM; i++) base[i] = frand();
+    for (int i = 0; i < N; i++) {
+        snprintf(id_text[i], sizeof id_text[i], "v%d", i);
+        ids[i] = id_text[i];
+        snprintf(meta_text[i], sizeof meta_text[i], "{\"group\": %d, \"name\": \"n%d\"}", i % 5, i);
+        metas[i] = meta_text[i];
+    }
+}
+
+/* Brute-force top-K by squared L2 among items with (group filter or all). */
+static void brute_top(const float *q, int group, int *out_idx, float *out_d) {
+    for (int r = 0; r < K; r++) { out_idx[r] = -1; out_d[r] = INFINITY; }
+    for (int i = 0; i < N; i++) {
+        if (group >= 0 && i % 5 != group) continue;
+        float d = 0;
+        for (int j = 0; j < DIM; j++) { float t = q[j] - base[i * DIM + j]; d += t * t; }
+        d = sqrtf(d);
+        if (d >= out_d[K - 1]) continue;
+        int r = K - 1;
+        while (r > 0 && out_d[r - 1] > d) { out_d[r] = out_d[r - 1]; out_idx[r] = out_idx[r - 1]; r--; }
+        out_d[r] = d; out_idx[r] = i;
+    }
+}
+
+static void check_against_brute(vx_index *ix, const float *queries, int group) {
+    vx_query_params p;
+    vx_query_params_init(&p);
+    p.top_k = K;
+    p.include = VX_INCLUDE_DISTANCE | VX_INCLUDE_METADATA;
+    char filter[64];
+    if (group >= 0) {
+        snprintf(filter, sizeof filter, "{\"group\": {\"$eq\": %d.0}}", group);
+        p.filter_json = filter;
+    }
+    vx_results *r = NULL;
+    EXPECT(vx_index_query(ix, queries, NQ, DIM, &p, NULL, NULL, &r), VX_STATUS_OK);
+    CHECK(vx_results_num_queries(r) == NQ);
+    for (int qi = 0; qi < NQ; qi++) {
+        int want[K]; float wd[K];
+        brute_top(queries + qi * DIM, group, want, wd);
+        CHECK(vx_results_len(r, qi) == K);
+        for (int k = 0; k < K; k++) {
+            char expect_id[16];
+            snprintf(expect_id, sizeof expect_id, "v%d", want[k]);
+            float d = vx_results_distance(r, qi, k);
+            CHECK(fabsf(d - wd[k]) < 1e-3f);
+            if (strcmp(vx_results_id(r, qi, k), expect_id) != 0) {
+                /* only acceptable for a tie */
+                CHECK(fabsf(d - wd[k]) < 1e-5f);
+            }
+            const char *m = vx_results_metadata(r, qi, k);
+            CHECK(m != NULL && strstr(m, "\"group\"") != NULL);
+        }
+        CHECK(isnan(vx_results_distance(r, qi, K)));
+        CHECK(vx_results_id(r, qi, K) == NULL);
+    }
+    vx_results_free(r);
+}
+
+static void test_version_and_errors(void) {
+    CHECK(vx_version_number() == VX_VERSION_NUMBER);
+    char want[32];
+    snprintf(want, sizeof want, "%d.%d.%d", VX_VERSION_MAJOR, VX_VERSION_MINOR, VX_VERSION_PATCH);
+    CHECK(strcmp(vx_version_string(), want) == 0);
+    const vx_status all[] = {VX_STATUS_OK, VX_STATUS_NULL_ARGUMENT, VX_STATUS_INVALID_ARGUMENT,
+        VX_STATUS_DIMENSION_MISMATCH, VX_STATUS_INVALID_UTF8, VX_STATUS_INVALID_JSON,
+        VX_STATUS_INVALID_FILTER, VX_STATUS_BUFFER_TOO_SMALL, VX_STATUS_NOT_FOUND,
+        VX_STATUS_ALREADY_EXISTS, VX_STATUS_NOT_ENOUGH_VECTORS, VX_STATUS_POISONED,
+        VX_STATUS_CANCELLED, VX_STATUS_WRONG_KEY, VX_STATUS_PERMISSION_DENIED, VX_STATUS_INTEGRITY,
+        VX_STATUS_RNG_FAILED, VX_STATUS_MEMORY_LIMIT, VX_STATUS_OUT_OF_MEMORY, VX_STATUS_IO,
+        VX_STATUS_STORAGE, VX_STATUS_INTERNAL, VX_STATUS_PANIC};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        const char *s = vx_status_str(all[i]);
+        CHECK(s != NULL && strlen(s) > 0);
+        for (size_t j = 0; j < i; j++) CHECK(strcmp(s, vx_status_str(all[j])) != 0);
+    }
+    CHECK(strcmp(vx_status_str(12345), "unknown status code") == 0);
+
+    /* A failure sets a one-line message; the next call clears it. */
+    vx_client *c = NULL;
+    EXPECT(vx_client_open(NULL, NULL, &c), VX_STATUS_NULL_ARGUMENT);
+    CHECK(c == NULL);
+    size_t len = 0;
+    CHECK(vx_last_error_message(NULL, 0, &len) == VX_STATUS_OK);
+    CHECK(len > 0);
+    char small[5];
+    CHECK(vx_last_error_message(small, sizeof small, &len) == VX_STATUS_BUFFER_TOO_SMALL);
+    CHECK(strlen(small) == 4);
+    CHECK(vx_last_error_message(NULL, 3, &len) == VX_STATUS_NULL_ARGUMENT);
+    char full[256];
+    CHECK(vx_last_error_message(full, sizeof full, NULL) == VX_STATUS_OK);
+    CHECK(strchr(full, '\n') == NULL && strstr(full, "storage_uri") != NULL);
+    EXPECT(vx_client_open("memory:", NULL, &c), VX_STATUS_OK);
+    vx_client_free(c);
+
+#ifdef VX_TEST_HOOKS
+    EXPECT(vx_debug_panic(NULL), VX_STATUS_PANIC);
+    CHECK(strstr(last_error(), "panic") != NULL);
+#endif
+}
+
+static void test_client(const char *dir) {
+    vx_client *c = NULL;
+    EXPECT(vx_client_open("", NULL, &c), VX_STATUS_INVALID_ARGUMENT);
+    EXPECT(vx_client_open("s3://bucket", NULL, &c), VX_STATUS_INVALID_ARGUMENT);
+    EXPECT(vx_client_open("\xff\xfe", NULL, &c), VX_STATUS_INVALID_UTF8);
+    EXPECT(vx_client_open("memory:", NULL, NULL), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_client_open("file:/dev/null/cannot-be-a-dir", NULL, &c), VX_STATUS_IO);
+    CHECK(c == NULL);
+    vx_client_options o;
+    vx_client_options_init(&o);
+    o.struct_size = 0;
+    EXPECT(vx_client_open("memory:", &o, &c), VX_STATUS_INVALID_ARGUMENT);
+    vx_client_options_init(&o);
+    o.threads = 100000;
+    EXPECT(vx_client_open("memory:", &o, &c), VX_STATUS_INVALID_ARGUMENT);
+
+    /* One directory, one open client: a second is refused with STORAGE. */
+    char uri[512];
+    snprintf(uri, sizeof uri, "file:%s/locked", dir);
+    vx_client *a = NULL, *b = NULL;
+    EXPECT(vx_client_open(uri, NULL, &a), VX_STATUS_OK);
+    EXPECT(vx_client_open(uri, NULL, &b), VX_STATUS_STORAGE);
+    CHECK(b == NULL);
+    vx_client_free(a);
+    EXPECT(vx_client_open(uri, NULL, &b), VX_STATUS_OK);
+    vx_client_free(b);
+    vx_client_free(NULL);
+    vx_index_free(NULL);
+    vx_results_free(NULL);
+    vx_items_free(NULL);
+    vx_string_list_free(NULL);
+}
+
+static void test_lifecycle_and_bad_input(void) {
+    vx_client *c = NULL;
+    EXPECT(vx_client_open("memory:", NULL, &c), VX_STATUS_OK);
+    vx_index *ix = NULL;
+    vx_index_config cfg;
+    vx_index_config_init(&cfg);
+    CHECK(cfg.metric == VX_METRIC_EUCLIDEAN && cfg.dimension == 0);
+    EXPECT(vx_index_create(NULL, "a", ROOT_KEY, &cfg, &ix), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_create(c, "a", NULL, &cfg, &ix), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_create(c, "", ROOT_KEY, &cfg, &ix), VX_STATUS_INVALID_ARGUMENT);
+    cfg.metric = 77;
+    EXPECT(vx_index_create(c, "a", ROOT_KEY, &cfg, &ix), VX_STATUS_INVALID_ARGUMENT);
+    vx_index_config_init(&cfg);
+    cfg.index_type = VX_INDEX_TYPE_IVF_PQ;
+    EXPECT(vx_index_create(c, "a", ROOT_KEY, &cfg, &ix), VX_STATUS_INVALID_ARGUMENT);
+    vx_index_config_init(&cfg);
+    cfg.storage_precision = 9;
+    EXPECT(vx_index_create(c, "a", ROOT_KEY, &cfg, &ix), VX_STATUS_INVALID_ARGUMENT);
+    CHECK(ix == NULL);
+    vx_index_config_init(&cfg);
+    cfg.dimension = DIM;
+    EXPECT(vx_index_create(c, "a", ROOT_KEY, &cfg, &ix), VX_STATUS_OK);
+    vx_index *dup = NULL;
+    EXPECT(vx_index_create(c, "a", OTHER_KEY, &cfg, &dup), VX_STATUS_ALREADY_EXISTS);
+    CHECK(dup == NULL);
+    CHECK(strcmp(vx_index_name(ix), "a") == 0);
+    CHECK(vx_index_dimension(ix) == DIM);
+    CHECK(vx_index_metric(ix) == VX_METRIC_EUCLIDEAN);
+    CHECK(vx_index_training_state(ix) == VX_TRAINING_UNTRAINED);
+    CHECK(!vx_index_is_trained(ix));
+    CHECK(vx_index_n_lists(ix) == 0);
+    CHECK(vx_index_dimension(NULL) == 0);
+
+    vx_index *loaded = NULL;
+    EXPECT(vx_index_load(c, "missing", ROOT_KEY, NULL, &loaded), VX_STATUS_NOT_FOUND);
+    EXPECT(vx_index_load(c, "a", OTHER_KEY, NULL, &loaded), VX_STATUS_WRONG_KEY);
+    EXPECT(vx_index_load(c, "a", NULL, NULL, &loaded), VX_STATUS_NULL_ARGUMENT);
+    CHECK(loaded == NULL);
+
+    /* Bad upserts: each its own code, and the index stays as it was. */
+    const float v[2 * DIM] = {0};
+    const char *two_ids[2] = {"x", "y"};
+    EXPECT(vx_index_upsert(ix, 2, two_ids, v, DIM, NULL, NULL, NULL, NULL, NULL), VX_STATUS_OK);
+    CHECK(num_vectors(ix) == 2);
+    EXPECT(vx_index_upsert(ix, 0, NULL, NULL, DIM, NULL, NULL, NULL, NULL, NULL), VX_STATUS_OK);
+    EXPECT(vx_index_upsert(NULL, 2, two_ids, v, DIM, NULL, NULL, NULL, NULL, NULL), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_upsert(ix, 2, NULL, v, DIM, NULL, NULL, NULL, NULL, NULL), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_upsert(ix, 2, two_ids, NULL, DIM, NULL, NULL, NULL, NULL, NULL), VX_STATUS_NULL_ARGUMENT);
+    const char *null_id[2] = {"x", NULL};
+    EXPECT(vx_index_upsert(ix, 2, null_id, v, DIM, NULL, NULL, NULL, NULL, NULL), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_upsert(ix, 2, two_ids, v, 0, NULL, NULL, NULL, NULL, NULL), VX_STATUS_INVALID_ARGUMENT);
+    EXPECT(vx_index_upsert(ix, SIZE_MAX / 2, two_ids, v, 4, NULL, NULL, NULL, NULL, NULL), VX_STATUS_INVALID_ARGUMENT);
+    EXPECT(vx_index_upsert(ix, 1, two_ids, v, DIM + 1, NULL, NULL, NULL, NULL, NULL), VX_STATUS_DIMENSION_MISMATCH);
+    float nan_v[DIM] = {0};
+    nan_v[3] = NAN;
+    EXPECT(vx_index_upsert(ix, 1, two_ids, nan_v, DIM, NULL, NULL, NULL, NULL, NULL), VX_STATUS_INVALID_ARGUMENT);
+    nan_v[3] = INFINITY;
+    EXPECT(vx_index_upsert(ix, 1, two_ids, nan_v, DIM, NULL, NULL, NULL, NULL, NULL), VX_STATUS_INVALID_ARGUMENT);
+    const char *bad_utf8[1] = {"\xc3\x28"};
+    EXPECT(vx_index_upsert(ix, 1, bad_utf8, v, DIM, NULL, NULL, NULL, NULL, NULL), VX_STATUS_INVALID_UTF8);
+    const char *empty_id[1] = {""};
+    EXPECT(vx_index_upsert(ix, 1, empty_id, v, DIM, NULL, NULL, NULL, NULL, NULL), VX_STATUS_INVALID_ARGUMENT);
+    const char *bad_json[2] = {"{\"ok\": 1}", "{not json"};
+    EXPECT(vx_index_upsert(ix, 2, two_ids, v, DIM, NULL, NULL, bad_json, NULL, NULL), VX_STATUS_INVALID_JSON);
+    const char *not_object[2] = {NULL, "[1, 2]"};
+    EXPECT(vx_index_upsert(ix, 2, two_ids, v, DIM, NULL, NULL, not_object, NULL, NULL), VX_STATUS_INVALID_JSON);
+    const uint8_t *contents[2] = {(const uint8_t *)"abc", NULL};
+    EXPECT(vx_index_upsert(ix, 2, two_ids, v, DIM, contents, NULL, NULL, NULL, NULL), VX_STATUS_NULL_ARGUMENT);
+    const uint8_t user[VX_USER_ID_LEN] = {1};
+    EXPECT(vx_index_upsert(ix, 2, two_ids, v, DIM, NULL, NULL, NULL, NULL, user), VX_STATUS_INVALID_ARGUMENT);
+    EXPECT(vx_index_upsert(ix, 2, two_ids, v, DIM, NULL, NULL, NULL, OTHER_KEY, NULL), VX_STATUS_WRONG_KEY);
+    CHECK(num_vectors(ix) == 2);
+    vx_items *items = NULL;
+    const char *x_only[1] = {"x"};
+    EXPECT(vx_index_get(ix, 1, x_only, VX_INCLUDE_METADATA, NULL, NULL, &items), VX_STATUS_OK);
+    CHECK(vx_items_found(items, 0) && vx_items_metadata(items, 0) == NULL);
+    vx_items_free(items);
+
+    /* Per-call keys: the right root key works, a wrong one is refused. */
+    uint64_t n = 0;
+    EXPECT(vx_index_num_vectors(ix, ROOT_KEY, NULL, &n), VX_STATUS_OK);
+    EXPECT(vx_index_num_vectors(ix, OTHER_KEY, NULL, &n), VX_STATUS_WRONG_KEY);
+    EXPECT(vx_index_num_vectors(ix, NULL, NULL, NULL), VX_STATUS_NULL_ARGUMENT);
+
+    /* Bad queries. */
+    vx_query_params p;
+    vx_query_params_init(&p);
+    CHECK(p.top_k == 100 && p.include == VX_INCLUDE_DISTANCE && p.filter_json == NULL);
+    vx_results *r = NULL;
+    EXPECT(vx_index_query(ix, v, 1, DIM + 2, &p, NULL, NULL, &r), VX_STATUS_DIMENSION_MISMATCH);
+    EXPECT(vx_index_query(ix, NULL, 1, DIM, &p, NULL, NULL, &r), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_query(ix, v, 1, DIM, &p, NULL, NULL, NULL), VX_STATUS_NULL_ARGUMENT);
+    p.top_k = 0;
+    EXPECT(vx_index_query(ix, v, 1, DIM, &p, NULL, NULL, &r), VX_STATUS_INVALID_ARGUMENT);
+    vx_query_params_init(&p);
+    p.include = 1u << 20;
+    EXPECT(vx_index_query(ix, v, 1, DIM, &p, NULL, NULL, &r), VX_STATUS_INVALID_ARGUMENT);
+    vx_query_params_init(&p);
+    p.filter_json = "{\"age\": {\"$gt\": [1]}}";
+    EXPECT(vx_index_query(ix, v, 1, DIM, &p, NULL, NULL, &r), VX_STATUS_INVALID_FILTER);
+    CHECK(strstr(last_error(), "age.$gt") != NULL);
+    p.filter_json = "{\"a\": {\"$unknown\": 1}}";
+    EXPECT(vx_index_query(ix, v, 1, DIM, &p, NULL, NULL, &r), VX_STATUS_INVALID_FILTER);
+    p.filter_json = "\xff";
+    EXPECT(vx_index_query(ix, v, 1, DIM, &p, NULL, NULL, &r), VX_STATUS_INVALID_UTF8);
+    CHECK(r == NULL);
+    vx_query_params_init(&p);
+    EXPECT(vx_index_query(ix, nan_v, 1, DIM, &p, NULL, NULL, &r), VX_STATUS_INVALID_ARGUMENT);
+    EXPECT(vx_index_query(ix, v, 0, DIM, &p, NULL, NULL, &r), VX_STATUS_OK);
+    CHECK(vx_results_num_queries(r) == 0);
+    vx_results_free(r);
+
+#ifdef VX_TEST_HOOKS
+    /* A panic inside a call that changes the index poisons the handle. */
+    EXPECT(vx_debug_panic(ix), VX_STATUS_PANIC);
+    EXPECT(vx_index_num_vectors(ix, NULL, NULL, &n), VX_STATUS_POISONED);
+    EXPECT(vx_index_upsert(ix, 2, two_ids, v, DIM, NULL, NULL, NULL, NULL, NULL), VX_STATUS_POISONED);
+    vx_index_free(ix);
+    EXPECT(vx_index_load(c, "a", ROOT_KEY, NULL, &ix), VX_STATUS_OK);
+    CHECK(num_vectors(ix) == 2);
+#endif
+
+    /* delete_index: root only, then the handle and the name are gone. */
+    vx_string_list *names = NULL;
+    EXPECT(vx_client_list_indexes(c, &names), VX_STATUS_OK);
+    CHECK(vx_string_list_len(names) == 1 && strcmp(vx_string_list_get(names, 0), "a") == 0);
+    CHECK(vx_string_list_get(names, 1) == NULL);
+    vx_string_list_free(names);
+    EXPECT(vx_index_delete_index(ix, OTHER_KEY, NULL), VX_STATUS_WRONG_KEY);
+    EXPECT(vx_index_delete_index(ix, NULL, NULL), VX_STATUS_OK);
+    EXPECT(vx_index_num_vectors(ix, NULL, NULL, &n), VX_STATUS_NOT_FOUND);
+    EXPECT(vx_client_list_indexes(c, &names), VX_STATUS_OK);
+    CHECK(vx_string_list_len(names) == 0);
+    vx_string_list_free(names);
+    vx_index_free(ix);
+    vx_client_free(c);
+}
+
+/* The answers a fixed set of queries gets, flattened, for comparisons. */
+typedef struct {
+    char ids[NQ][K][16];
+    float dist[NQ][K];
+} answers;
+
+static int snapshot(vx_index *ix, const float *queries, answers *out) {
+    vx_query_params p;
+    vx_query_params_init(&p);
+    p.top_k = K;
+    p.filter_json = "{\"group\": {\"$in\": [1, 3]}}";
+    vx_results *r = NULL;
+    vx_status s = vx_index_query(ix, queries, NQ, DIM, &p, NULL, NULL, &r);
+    if (s != VX_STATUS_OK) return s;
+    memset(out, 0, sizeof *out);
+    for (int q = 0; q < NQ; q++)
+        for (int k = 0; k < K && k < (int)vx_results_len(r, q); k++) {
+            snprintf(out->ids[q][k], 16, "%s", vx_results_id(r, q, k));
+            out->dist[q][k] = vx_results_distance(r, q, k);
+        }
+    vx_results_free(r);
+    return VX_STATUS_OK;
+}
+
+static void test_data_and_persistence(const char *dir) {
+    char uri[512];
+    snprintf(uri, sizeof uri, "file:%s/store", dir);
+    vx_client *c = NULL;
+    EXPECT(vx_client_open(uri, NULL, &c), VX_STATUS_OK);
+    vx_index *ix = NULL;
+    EXPECT(vx_index_create(c, "docs", ROOT_KEY, NULL, &ix), VX_STATUS_OK);
+    EXPECT(vx_index_upsert(ix, N, ids, base, DIM, NULL, NULL, metas, NULL, NULL), VX_STATUS_OK);
+    CHECK(num_vectors(ix) == N);
+    CHECK(vx_index_dimension(ix) == DIM);
+
+    float queries[NQ * DIM];
+    for (int i = 0; i < NQ * DIM; i++) queries[i] = frand();
+    check_against_brute(ix, queries, -1);
+    check_against_brute(ix, queries, 2);
+    /* One query at a time takes the pairwise path; check it too. */
+    check_against_brute(ix, queries, -1);
+
+    /* Contents and get. */
+    const char *cid[2] = {"with-contents", "empty-contents"};
+    const uint8_t *cptr[2] = {(const uint8_t *)"payload\0bytes", (const uint8_t *)""};
+    const size_t clen[2] = {13, 0};
+    EXPECT(vx_index_upsert(ix, 2, cid, base, DIM, cptr, clen, NULL, NULL, NULL), VX_STATUS_OK);
+    const char *want[3] = {"with-contents", "nope", "v7"};
+    vx_items *items = NULL;
+    EXPECT(vx_index_get(ix, 3, want, VX_INCLUDE_VECTOR | VX_INCLUDE_CONTENTS | VX_INCLUDE_METADATA, NULL, NULL, &items), VX_STATUS_OK);
+    CHECK(vx_items_len(items) == 3);
+    size_t len = 0, dim = 0;
+    const uint8_t *bytes = vx_items_contents(items, 0, &len);
+    CHECK(len == 13 && memcmp(bytes, "payload\0bytes", 13) == 0);
+    CHECK(!vx_items_found(items, 1) && strcmp(vx_items_id(items, 1), "nope") == 0);
+    CHECK(vx_items_vector(items, 1, &dim) == NULL && dim == 0);
+    const float *vec = vx_items_vector(items, 2, &dim);
+    CHECK(dim == DIM && memcmp(vec, base + 7 * DIM, DIM * sizeof(float)) == 0);
+    CHECK(strstr(vx_items_metadata(items, 2), "\"n7\"") != NULL);
+    CHECK(vx_items_contents(items, 2, &len) == NULL && len == 0);
+    vx_items_free(items);
+
+    /* list_ids with paging, delete with a count. */
+    vx_string_list *page = NULL;
+    EXPECT(vx_index_list_ids(ix, 0, 0, NULL, NULL, &page), VX_STATUS_OK);
+    CHECK(vx_string_list_len(page) == N + 2);
+    vx_string_list_free(page);
+    EXPECT(vx_index_list_ids(ix, 10, 5, NULL, NULL, &page), VX_STATUS_OK);
+    CHECK(vx_string_list_len(page) == 5);
+    vx_string_list_free(page);
+    const char *doomed[3] = {"with-contents", "empty-contents", "never-there"};
+    size_t deleted = 99;
+    EXPECT(vx_index_delete(ix, 3, doomed, NULL, NULL, &deleted), VX_STATUS_OK);
+    CHECK(deleted == 2);
+    CHECK(num_vectors(ix) == N);
+
+    answers before, after;
+    CHECK(snapshot(ix, queries, &before) == VX_STATUS_OK);
+    vx_index_free(ix);
+    vx_client_free(c);
+
+    /* Reopen with the cache disabled: identical answers from disk. */
+    vx_client_options o;
+    vx_client_options_init(&o);
+    o.cache_bytes = 0;
+    EXPECT(vx_client_open(uri, &o, &c), VX_STATUS_OK);
+    EXPECT(vx_index_load(c, "docs", OTHER_KEY, NULL, &ix), VX_STATUS_WRONG_KEY);
+    EXPECT(vx_index_load(c, "docs", ROOT_KEY, NULL, &ix), VX_STATUS_OK);
+    CHECK(num_vectors(ix) == N);
+    CHECK(snapshot(ix, queries, &after) == VX_STATUS_OK);
+    CHECK(memcmp(&before, &after, sizeof before) == 0);
+    vx_index_free(ix);
+    vx_client_free(c);
+
+    /* Flip bytes across the store file: every outcome is the right answer or
+       a clean error (INTEGRITY above all), never a wrong answer or a crash. */
+    char path[600];
+    snprintf(path, sizeof path, "%s/store/vx.redb", dir);
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    if (!f) return;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *pristine = malloc((size_t)size);
+    CHECK(fread(pristine, 1, (size_t)size, f) == (size_t)size);
+    fclose(f);
+    int integrity = 0, unchanged = 0, other = 0;
+    for (long pos = 0; pos < size; pos += size / 150 + 1) {
+        pristine[pos] ^= 0x24;
+        f = fopen(path, "wb");
+        fwrite(pristine, 1, (size_t)size, f);
+        fclose(f);
+        pristine[pos] ^= 0x24;
+        vx_status s = vx_client_open(uri, &o, &c);
+        if (s == VX_STATUS_OK) {
+            s = vx_index_load(c, "docs", ROOT_KEY, NULL, &ix);
+            if (s == VX_STATUS_OK) {
+                s = snapshot(ix, queries, &after);
+                if (s == VX_STATUS_OK) CHECK(memcmp(&before, &after, sizeof before) == 0);
+                vx_index_free(ix);
+            }
+            vx_client_free(c);
+        }
+        if (s == VX_STATUS_OK) unchanged++;
+        else if (s == VX_STATUS_INTEGRITY) integrity++;
+        else {
+            other++;
+            CHECK(s == VX_STATUS_STORAGE || s == VX_STATUS_IO || s == VX_STATUS_WRONG_KEY || s == VX_STATUS_NOT_FOUND);
+        }
+    }
+    printf("tamper: %d integrity, %d unchanged answers, %d other clean errors\n", integrity, unchanged, other);
+    CHECK(integrity > 0);
+    f = fopen(path, "wb");
+    fwrite(pristine, 1, (size_t)size, f);
+    fclose(f);
+    free(pristine);
+}
+
+int main(int argc, char **argv) {
+    const char *dir = argc > 1 ? argv[1] : "vx-c-test-data";
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && mkdir -p '%s'", dir, dir);
+    if (system(cmd) != 0) return 2;
+    for (int i = 0; i < VX_KEY_LEN; i++) { ROOT_KEY[i] = (uint8_t)(i * 7 + 1); OTHER_KEY[i] = (uint8_t)(i * 5 + 3); }
+    make_data();
+
+    test_version_and_errors();
+    test_client(dir);
+    test_lifecycle_and_bad_input();
+    test_data_and_persistence(dir);
+
+    printf("%d passed, %d failed\n", checks - failures, failures);
+    return failures == 0 ? 0 : 1;
+}
