@@ -111,7 +111,6 @@ impl Cache {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

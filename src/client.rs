@@ -72,7 +72,8 @@ impl Client {
             .scan_prefix(&prefix)?
             .into_iter()
             .map(|(k, _)| {
-                String::from_utf8(k[prefix.len()..].to_vec()).map_err(|_| Error::integrity("an index name in the store is not UTF-8"))
+                String::from_utf8(k[prefix.len()..].to_vec())
+                    .map_err(|_| Error::integrity("an index name in the store is not UTF-8"))
             })
             .collect()
     }

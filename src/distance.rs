@@ -155,11 +155,20 @@ pub fn inner_products(a: &[f32], n: usize, b: &[f32], m: usize, dim: usize, out:
     // transpose dim×m (row stride 1, column stride dim), out is n×m.
     unsafe {
         matrixmultiply::sgemm(
-            n, dim, m, 1.0,
-            a.as_ptr(), dim as isize, 1,
-            b.as_ptr(), 1, dim as isize,
+            n,
+            dim,
+            m,
+            1.0,
+            a.as_ptr(),
+            dim as isize,
+            1,
+            b.as_ptr(),
+            1,
+            dim as isize,
             0.0,
-            out.as_mut_ptr(), m as isize, 1,
+            out.as_mut_ptr(),
+            m as isize,
+            1,
         );
     }
 }

@@ -68,8 +68,7 @@ fn kind(v: &Value) -> &'static str {
 impl Filter {
     /// Parses filter JSON text. Errors say where (a path into the filter) and why.
     pub fn parse(text: &str) -> Result<Filter> {
-        let v: Value = serde_json::from_str(text)
-            .map_err(|e| Error::InvalidFilter(format!("not valid JSON: {e}")))?;
+        let v: Value = serde_json::from_str(text).map_err(|e| Error::InvalidFilter(format!("not valid JSON: {e}")))?;
         Filter::from_value(&v)
     }
 
@@ -125,7 +124,10 @@ fn parse_doc(map: &Map<String, Value>, at: &str, depth: usize) -> Result<Filter>
                 });
             }
             k if k.starts_with('$') => {
-                return Err(err(&here, format!("unknown top-level operator '{k}' (expected $and, $or, $nor or a field name)")))
+                return Err(err(
+                    &here,
+                    format!("unknown top-level operator '{k}' (expected $and, $or, $nor or a field name)"),
+                ))
             }
             "" => return Err(err(at, "empty field name")),
             field => {
@@ -204,7 +206,10 @@ fn parse_cond(val: &Value, at: &str, depth: usize) -> Result<Cond> {
             }
             "$contains" => {
                 if arg.is_object() || arg.is_array() {
-                    return Err(err(&here, format!("$contains needs a string, number, boolean or null, got {}", kind(arg))));
+                    return Err(err(
+                        &here,
+                        format!("$contains needs a string, number, boolean or null, got {}", kind(arg)),
+                    ));
                 }
                 Cond::Contains(arg.clone())
             }
@@ -219,9 +224,7 @@ fn parse_cond(val: &Value, at: &str, depth: usize) -> Result<Cond> {
                 continue;
             }
             other if other.starts_with('$') => return Err(err(&here, format!("unknown operator '{other}'"))),
-            other => {
-                return Err(err(at, format!("cannot mix operators and the plain field '{other}' in one object")))
-            }
+            other => return Err(err(at, format!("cannot mix operators and the plain field '{other}' in one object"))),
         };
         conds.push(cond);
     }
@@ -314,7 +317,7 @@ impl Cond {
             }),
             Cond::In(list) => list.iter().any(|x| eq_matches(found, x)),
             Cond::Nin(list) => !list.iter().any(|x| eq_matches(found, x)),
-            Cond::Exists(want) => !found.is_empty() == *want,
+            Cond::Exists(want) => found.is_empty() != *want,
             Cond::Not(inner) => !inner.eval(found),
             Cond::Contains(x) => found.iter().any(|v| match (v, x) {
                 (Value::String(s), Value::String(sub)) => s.contains(sub.as_str()),

@@ -24,7 +24,14 @@ fn ids(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("item-{i}")).collect()
 }
 
-fn brute(metric: Metric, base: &[f32], q: &[f32], dim: usize, k: usize, keep: impl Fn(usize) -> bool) -> Vec<(usize, f32)> {
+fn brute(
+    metric: Metric,
+    base: &[f32],
+    q: &[f32],
+    dim: usize,
+    k: usize,
+    keep: impl Fn(usize) -> bool,
+) -> Vec<(usize, f32)> {
     let n = base.len() / dim;
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
     let mut all: Vec<(usize, f32)> = (0..n)
@@ -64,7 +71,17 @@ fn fill(index: &vx::Index, base: &[f32], dim: usize, with_meta: bool) {
     }
 }
 
-fn check_against_brute(index: &vx::Index, metric: Metric, base: &[f32], queries: &[f32], dim: usize, k: usize, filter: Option<&str>, keep: &dyn Fn(usize) -> bool) {
+#[allow(clippy::too_many_arguments)]
+fn check_against_brute(
+    index: &vx::Index,
+    metric: Metric,
+    base: &[f32],
+    queries: &[f32],
+    dim: usize,
+    k: usize,
+    filter: Option<&str>,
+    keep: &dyn Fn(usize) -> bool,
+) {
     let nq = queries.len() / dim;
     let params = QueryParams { top_k: k, filter, ..Default::default() };
     let got = index.query(queries, nq, dim, &params, Access::default()).unwrap();
@@ -78,7 +95,10 @@ fn check_against_brute(index: &vx::Index, metric: Metric, base: &[f32], queries:
             // Ids must agree unless two distances tie within tolerance.
             if hit.id != format!("item-{wi}") {
                 let i: usize = hit.id[5..].parse().unwrap();
-                let d = brute(metric, &base[i * dim..(i + 1) * dim], &queries[qi * dim..(qi + 1) * dim], dim, 1, |_| true)[0].1;
+                let d =
+                    brute(metric, &base[i * dim..(i + 1) * dim], &queries[qi * dim..(qi + 1) * dim], dim, 1, |_| true)
+                        [0]
+                    .1;
                 assert!((d - wd).abs() <= tol, "{metric:?} q{qi} rank {r}: id {} (d {d}) vs item-{wi} ({wd})", hit.id);
             }
         }
@@ -90,7 +110,9 @@ fn exact_search_matches_brute_force_on_every_metric() {
     let dim = 24;
     let base = data(3000, dim, 1);
     let client = Client::open("memory:", ClientOptions { threads: 2, ..Default::default() }).unwrap();
-    for (i, metric) in [Metric::Euclidean, Metric::SquaredEuclidean, Metric::Cosine, Metric::InnerProduct].into_iter().enumerate() {
+    for (i, metric) in
+        [Metric::Euclidean, Metric::SquaredEuclidean, Metric::Cosine, Metric::InnerProduct].into_iter().enumerate()
+    {
         let cfg = IndexConfig { metric, ..Default::default() };
         let index = client.create_index(&format!("m{i}"), &key(1), cfg).unwrap();
         fill(&index, &base, dim, true);
@@ -110,7 +132,12 @@ fn filtered_query_returns_top_k_when_that_many_match() {
     let index = client.create_index("f", &key(1), IndexConfig::default()).unwrap();
     fill(&index, &base, dim, true);
     let q = data(1, dim, 6);
-    let params = QueryParams { top_k: 50, filter: Some(r#"{"$and": [{"group": {"$in": [1, 2]}}, {"even": true}]}"#), include: include::ALL, ..Default::default() };
+    let params = QueryParams {
+        top_k: 50,
+        filter: Some(r#"{"$and": [{"group": {"$in": [1, 2]}}, {"even": true}]}"#),
+        include: include::ALL,
+        ..Default::default()
+    };
     let got = index.query(&q, 1, dim, &params, Access::default()).unwrap();
     assert_eq!(got[0].len(), 50);
     for h in &got[0] {
@@ -163,13 +190,27 @@ fn upsert_overwrites_get_delete_and_list() {
 fn failed_upsert_changes_nothing() {
     let client = Client::open("memory:", ClientOptions::default()).unwrap();
     let index = client.create_index("atomic", &key(1), IndexConfig { dimension: 2, ..Default::default() }).unwrap();
-    index.upsert(&[ItemRef { id: "keep", vector: &[1.0, 1.0], metadata: None, contents: None }], Access::default()).unwrap();
+    index
+        .upsert(&[ItemRef { id: "keep", vector: &[1.0, 1.0], metadata: None, contents: None }], Access::default())
+        .unwrap();
     let cases: Vec<(Vec<ItemRef<'_>>, vx::Status)> = vec![
-        (vec![ItemRef { id: "x", vector: &[1.0, 2.0, 3.0], metadata: None, contents: None }], vx::Status::DimensionMismatch),
-        (vec![ItemRef { id: "x", vector: &[1.0, f32::NAN], metadata: None, contents: None }], vx::Status::InvalidArgument),
+        (
+            vec![ItemRef { id: "x", vector: &[1.0, 2.0, 3.0], metadata: None, contents: None }],
+            vx::Status::DimensionMismatch,
+        ),
+        (
+            vec![ItemRef { id: "x", vector: &[1.0, f32::NAN], metadata: None, contents: None }],
+            vx::Status::InvalidArgument,
+        ),
         (vec![ItemRef { id: "", vector: &[1.0, 2.0], metadata: None, contents: None }], vx::Status::InvalidArgument),
-        (vec![ItemRef { id: "x", vector: &[1.0, 2.0], metadata: Some("[1]"), contents: None }], vx::Status::InvalidJson),
-        (vec![ItemRef { id: "x", vector: &[1.0, 2.0], metadata: Some("{oops"), contents: None }], vx::Status::InvalidJson),
+        (
+            vec![ItemRef { id: "x", vector: &[1.0, 2.0], metadata: Some("[1]"), contents: None }],
+            vx::Status::InvalidJson,
+        ),
+        (
+            vec![ItemRef { id: "x", vector: &[1.0, 2.0], metadata: Some("{oops"), contents: None }],
+            vx::Status::InvalidJson,
+        ),
         (
             vec![
                 ItemRef { id: "ok", vector: &[1.0, 2.0], metadata: None, contents: None },
@@ -184,23 +225,34 @@ fn failed_upsert_changes_nothing() {
     }
     assert_eq!(index.list_ids(0, 0, Access::default()).unwrap(), vec!["keep"]);
     let long = "x".repeat(1025);
-    assert!(index.upsert(&[ItemRef { id: &long, vector: &[1.0, 2.0], metadata: None, contents: None }], Access::default()).is_err());
+    assert!(index
+        .upsert(&[ItemRef { id: &long, vector: &[1.0, 2.0], metadata: None, contents: None }], Access::default())
+        .is_err());
 }
 
 #[test]
 fn keys_names_and_lifecycle() {
     let client = Client::open("memory:", ClientOptions::default()).unwrap();
     let index = client.create_index("k", &key(1), IndexConfig::default()).unwrap();
-    assert_eq!(client.create_index("k", &key(2), IndexConfig::default()).unwrap_err().status(), vx::Status::AlreadyExists);
+    assert_eq!(
+        client.create_index("k", &key(2), IndexConfig::default()).unwrap_err().status(),
+        vx::Status::AlreadyExists
+    );
     let wrong = client.load_index("k", Access { key: Some(&key(2)), user: None }).unwrap_err();
     assert_eq!(wrong.status(), vx::Status::WrongKey);
-    assert_eq!(client.load_index("nope", Access { key: Some(&key(1)), user: None }).unwrap_err().status(), vx::Status::NotFound);
+    assert_eq!(
+        client.load_index("nope", Access { key: Some(&key(1)), user: None }).unwrap_err().status(),
+        vx::Status::NotFound
+    );
     // Per-call keys: the right one works, a wrong one is refused.
     let right = key(1);
     let bad = key(9);
     assert_eq!(index.num_vectors(Access { key: Some(&right), user: None }).unwrap(), 0);
     assert_eq!(index.num_vectors(Access { key: Some(&bad), user: None }).unwrap_err().status(), vx::Status::WrongKey);
-    assert_eq!(index.num_vectors(Access { key: None, user: Some(&[1; 16]) }).unwrap_err().status(), vx::Status::InvalidArgument);
+    assert_eq!(
+        index.num_vectors(Access { key: None, user: Some(&[1; 16]) }).unwrap_err().status(),
+        vx::Status::InvalidArgument
+    );
     client.create_index("other", &key(1), IndexConfig::default()).unwrap();
     assert_eq!(client.list_indexes().unwrap(), vec!["k", "other"]);
     index.delete_index(Access::default()).unwrap();
@@ -218,7 +270,9 @@ fn dimension_fixed_by_first_upsert_and_checked() {
     assert_eq!(index.dimension(), 0);
     let got = index.query(&[1.0, 2.0], 1, 2, &QueryParams::default(), Access::default()).unwrap();
     assert!(got[0].is_empty());
-    index.upsert(&[ItemRef { id: "a", vector: &[1.0, 2.0, 3.0], metadata: None, contents: None }], Access::default()).unwrap();
+    index
+        .upsert(&[ItemRef { id: "a", vector: &[1.0, 2.0, 3.0], metadata: None, contents: None }], Access::default())
+        .unwrap();
     assert_eq!(index.dimension(), 3);
     let e = index.query(&[1.0, 2.0], 1, 2, &QueryParams::default(), Access::default()).unwrap_err();
     assert_eq!(e.status(), vx::Status::DimensionMismatch);
@@ -232,7 +286,8 @@ fn file_store_reopens_with_identical_answers_and_sees_other_handles() {
     let dim = 16;
     let base = data(5000, dim, 7);
     let queries = data(5, dim, 8);
-    let params = QueryParams { top_k: 20, filter: Some(r#"{"even": true}"#), include: include::ALL, ..Default::default() };
+    let params =
+        QueryParams { top_k: 20, filter: Some(r#"{"even": true}"#), include: include::ALL, ..Default::default() };
     let before = {
         let client = Client::open(&uri, ClientOptions::default()).unwrap();
         let index = client.create_index("disk", &key(4), IndexConfig::default()).unwrap();
@@ -273,7 +328,12 @@ fn tampering_with_any_stored_object_is_detected() {
         let client = Client::open(&uri, ClientOptions::default()).unwrap();
         let index = client.create_index("t", &key(5), IndexConfig::default()).unwrap();
         fill(&index, &base, dim, true);
-        index.upsert(&[ItemRef { id: "with-contents", vector: &base[..dim], metadata: None, contents: Some(b"secret") }], Access::default()).unwrap();
+        index
+            .upsert(
+                &[ItemRef { id: "with-contents", vector: &base[..dim], metadata: None, contents: Some(b"secret") }],
+                Access::default(),
+            )
+            .unwrap();
         index.query(&q, 2, dim, &params, Access::default()).unwrap()
     };
     let file = dir.join("vx.redb");
@@ -297,7 +357,10 @@ fn tampering_with_any_stored_object_is_detected() {
             Err(_) => panic!("a flipped byte at {pos} caused a panic"),
             Ok(Ok(hits)) => {
                 let same = hits.iter().zip(&reference).all(|(a, b)| {
-                    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.id == y.id && x.distance == y.distance && x.metadata == y.metadata)
+                    a.len() == b.len()
+                        && a.iter()
+                            .zip(b)
+                            .all(|(x, y)| x.id == y.id && x.distance == y.distance && x.metadata == y.metadata)
                 });
                 assert!(same, "a flipped byte at {pos} changed the answers without an error");
                 "unchanged"

@@ -190,7 +190,8 @@ impl DataKeys {
         let mut map = self.ciphers.lock();
         map.entry(key_version)
             .or_insert_with(|| {
-                let k = derive_key(self.data_key.bytes(), &self.index_id, &[b"vx1 aead key ", &key_version.to_le_bytes()]);
+                let k =
+                    derive_key(self.data_key.bytes(), &self.index_id, &[b"vx1 aead key ", &key_version.to_le_bytes()]);
                 Arc::new(cipher_for(&k))
             })
             .clone()

@@ -36,8 +36,7 @@ pub fn random_bytes(buf: &mut [u8]) -> Result<()> {
 pub fn derive_key(ikm: &[u8], salt: &[u8], info: &[&[u8]]) -> SecretKey {
     let hk = Hkdf::<Sha256>::new(Some(salt), ikm);
     let mut out = SecretKey::zero();
-    hk.expand_multi_info(info, out.bytes_mut())
-        .expect("32 bytes is a valid HKDF-SHA-256 output length");
+    hk.expand_multi_info(info, out.bytes_mut()).expect("32 bytes is a valid HKDF-SHA-256 output length");
     out
 }
 
@@ -49,10 +48,7 @@ pub struct Tokenizer {
 
 impl Tokenizer {
     pub fn new(key: &SecretKey) -> Tokenizer {
-        Tokenizer {
-            mac: <Hmac<Sha256> as Mac>::new_from_slice(key.bytes())
-                .expect("HMAC accepts any key length"),
-        }
+        Tokenizer { mac: <Hmac<Sha256> as Mac>::new_from_slice(key.bytes()).expect("HMAC accepts any key length") }
     }
 
     pub fn token(&self, parts: &[&[u8]]) -> Token {
@@ -93,10 +89,7 @@ pub fn open_with(cipher: &Aes256Gcm, ad: &[u8], sealed: &[u8]) -> Option<Zeroizi
         return None;
     }
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
-    cipher
-        .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: ad })
-        .ok()
-        .map(Zeroizing::new)
+    cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: ad }).ok().map(Zeroizing::new)
 }
 
 pub fn cipher_for(key: &SecretKey) -> Aes256Gcm {

@@ -30,7 +30,11 @@ const CLIENT_OPTIONS_V1: usize = std::mem::size_of::<vx_client_options>();
 impl Default for vx_client_options {
     fn default() -> Self {
         let d = ClientOptions::default();
-        vx_client_options { struct_size: CLIENT_OPTIONS_V1 as u32, threads: d.threads as u32, cache_bytes: d.cache_bytes as u64 }
+        vx_client_options {
+            struct_size: CLIENT_OPTIONS_V1 as u32,
+            threads: d.threads as u32,
+            cache_bytes: d.cache_bytes as u64,
+        }
     }
 }
 
@@ -70,7 +74,8 @@ pub unsafe extern "C" fn vx_client_open(
         }
         let uri = c_str(storage_uri, "storage_uri")?;
         let o = read_params(opts, vx_client_options::default(), 8, "vx_client_options")?;
-        let cache_bytes = usize::try_from(o.cache_bytes).map_err(|_| Error::invalid("cache_bytes does not fit in size_t"))?;
+        let cache_bytes =
+            usize::try_from(o.cache_bytes).map_err(|_| Error::invalid("cache_bytes does not fit in size_t"))?;
         let inner = Client::open(uri, ClientOptions { threads: o.threads as usize, cache_bytes })?;
         *out_client = Box::into_raw(Box::new(vx_client { inner }));
         Ok(())
@@ -97,7 +102,10 @@ pub unsafe extern "C" fn vx_client_free(client: *mut vx_client) {
 /// Thread safety: safe concurrently with any call. Since 0.1.0.
 #[must_use]
 #[no_mangle]
-pub unsafe extern "C" fn vx_client_list_indexes(client: *const vx_client, out_names: *mut *mut vx_string_list) -> vx_status {
+pub unsafe extern "C" fn vx_client_list_indexes(
+    client: *const vx_client,
+    out_names: *mut *mut vx_string_list,
+) -> vx_status {
     clear_out(out_names);
     boundary(|| {
         let client = client.as_ref().ok_or_else(|| Error::NullArgument("client".into()))?;

@@ -4,7 +4,9 @@ use std::ffi::c_char;
 
 use super::client::vx_client;
 use super::results::{vx_items, vx_string_list, CText};
-use super::{boundary, boundary_value, boundary_with, c_str, clear_out, key_arg, read_params, slice, user_arg, vx_status};
+use super::{
+    boundary, boundary_value, boundary_with, c_str, clear_out, key_arg, read_params, slice, user_arg, vx_status,
+};
 use crate::crypto::SecretKey;
 use crate::distance::Metric;
 use crate::error::{Error, Result};
@@ -234,7 +236,11 @@ pub unsafe extern "C" fn vx_index_free(index: *mut vx_index) {
 /// fail with NOT_FOUND afterwards). Since 0.1.0.
 #[must_use]
 #[no_mangle]
-pub unsafe extern "C" fn vx_index_delete_index(index: *const vx_index, key: *const u8, user_id: *const u8) -> vx_status {
+pub unsafe extern "C" fn vx_index_delete_index(
+    index: *const vx_index,
+    key: *const u8,
+    user_id: *const u8,
+) -> vx_status {
     let creds = Creds::read(key, user_id);
     with_index_mut(index, |ix| ix.delete_index(creds.access()))
 }
@@ -405,7 +411,12 @@ pub unsafe extern "C" fn vx_index_upsert(
                 Some(m) if !m[i].is_null() => Some(c_str(m[i], &format!("metadata_json[{i}]"))?),
                 _ => None,
             };
-            items.push(ItemRef { id: ids[i], vector: &vectors[i * dim..(i + 1) * dim], metadata: item_metadata, contents: item_contents });
+            items.push(ItemRef {
+                id: ids[i],
+                vector: &vectors[i * dim..(i + 1) * dim],
+                metadata: item_metadata,
+                contents: item_contents,
+            });
         }
         ix.upsert(&items, creds.access())
     })

@@ -261,7 +261,12 @@ pub unsafe extern "C" fn vx_results_metadata(r: *const vx_results, query: usize,
 ///
 /// Thread safety: safe from any thread while the results live. Since 0.1.0.
 #[no_mangle]
-pub unsafe extern "C" fn vx_results_contents(r: *const vx_results, query: usize, rank: usize, out_len: *mut usize) -> *const u8 {
+pub unsafe extern "C" fn vx_results_contents(
+    r: *const vx_results,
+    query: usize,
+    rank: usize,
+    out_len: *mut usize,
+) -> *const u8 {
     let c = result_row(r, query, rank).and_then(|x| x.contents.as_ref());
     if !out_len.is_null() {
         *out_len = c.map_or(0, |c| c.len());
@@ -274,7 +279,12 @@ pub unsafe extern "C" fn vx_results_contents(r: *const vx_results, query: usize,
 ///
 /// Thread safety: safe from any thread while the results live. Since 0.1.0.
 #[no_mangle]
-pub unsafe extern "C" fn vx_results_vector(r: *const vx_results, query: usize, rank: usize, out_dim: *mut usize) -> *const f32 {
+pub unsafe extern "C" fn vx_results_vector(
+    r: *const vx_results,
+    query: usize,
+    rank: usize,
+    out_dim: *mut usize,
+) -> *const f32 {
     let v = result_row(r, query, rank).and_then(|x| x.vector.as_ref());
     if !out_dim.is_null() {
         *out_dim = v.map_or(0, |v| v.len());

@@ -81,7 +81,9 @@ impl Chunk {
     pub fn encoded_len(&self, precision: Precision) -> usize {
         CHUNK_HEADER_BYTES
             + (0..self.len())
-                .map(|i| item_encoded_len(self.dim, precision, self.ids[i].len(), self.metadata[i].as_ref().map(String::len)))
+                .map(|i| {
+                    item_encoded_len(self.dim, precision, self.ids[i].len(), self.metadata[i].as_ref().map(String::len))
+                })
                 .sum::<usize>()
     }
 
@@ -143,7 +145,9 @@ impl Chunk {
         for _ in 0..n {
             metadata.push(match r.opt_bytes()? {
                 None => None,
-                Some(b) => Some(String::from_utf8(b.to_vec()).map_err(|_| Error::integrity("chunk metadata is not UTF-8"))?),
+                Some(b) => {
+                    Some(String::from_utf8(b.to_vec()).map_err(|_| Error::integrity("chunk metadata is not UTF-8"))?)
+                }
             });
         }
         r.finish()?;
@@ -260,7 +264,12 @@ mod tests {
 
     #[test]
     fn chunk_round_trip_both_precisions() {
-        let c = Chunk::new(2, vec![1.0, 2.0, 3.5, -4.0], vec!["a".into(), "b".into()], vec![None, Some("{\"k\":1}".into())]);
+        let c = Chunk::new(
+            2,
+            vec![1.0, 2.0, 3.5, -4.0],
+            vec!["a".into(), "b".into()],
+            vec![None, Some("{\"k\":1}".into())],
+        );
         for p in [Precision::F32, Precision::F16] {
             let enc = c.encode(p);
             assert_eq!(enc.len(), c.encoded_len(p));

@@ -76,7 +76,12 @@ pub struct IndexConfig {
 
 impl Default for IndexConfig {
     fn default() -> Self {
-        IndexConfig { dimension: 0, metric: Metric::Euclidean, index_type: IndexType::IvfFlat, precision: Precision::F32 }
+        IndexConfig {
+            dimension: 0,
+            metric: Metric::Euclidean,
+            index_type: IndexType::IvfFlat,
+            precision: Precision::F32,
+        }
     }
 }
 
@@ -223,7 +228,13 @@ impl Manifest {
         let n_chunks = r.u32()? as usize;
         let mut chunks = Vec::with_capacity(n_chunks.min(bytes.len() / 24));
         for _ in 0..n_chunks {
-            chunks.push(ChunkMeta { no: r.u32()?, list: r.u32()?, count: r.u32()?, bytes: r.u32()?, version: r.u64()? });
+            chunks.push(ChunkMeta {
+                no: r.u32()?,
+                list: r.u32()?,
+                count: r.u32()?,
+                bytes: r.u32()?,
+                version: r.u64()?,
+            });
         }
         let n_buckets = r.u32()? as usize;
         let mut buckets = Vec::with_capacity(n_buckets.min(bytes.len() / 8));

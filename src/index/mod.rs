@@ -177,7 +177,12 @@ pub(crate) fn validate_name(name: &str) -> Result<()> {
 }
 
 impl Index {
-    pub(crate) fn create(client: Arc<ClientShared>, name: &str, root: &SecretKey, config: IndexConfig) -> Result<Index> {
+    pub(crate) fn create(
+        client: Arc<ClientShared>,
+        name: &str,
+        root: &SecretKey,
+        config: IndexConfig,
+    ) -> Result<Index> {
         validate_name(name)?;
         if config.dimension as usize > MAX_DIMENSION {
             return Err(Error::invalid(format!("dimension {} exceeds the maximum {MAX_DIMENSION}", config.dimension)));
@@ -242,10 +247,8 @@ impl Index {
     }
 
     fn unwrap_root(client: &ClientShared, name: &str, key: &SecretKey) -> Result<(Header, SecretKey)> {
-        let bytes = client
-            .store
-            .get(&header_key(name))?
-            .ok_or_else(|| Error::NotFound(format!("no index named '{name}'")))?;
+        let bytes =
+            client.store.get(&header_key(name))?.ok_or_else(|| Error::NotFound(format!("no index named '{name}'")))?;
         let header = Header::decode(&bytes, name)?;
         let dk = KeyCheck::unwrap(
             key,
@@ -361,7 +364,12 @@ impl Index {
         let plain = self.keys.open(ObjectKind::Chunk, &token, meta.version, &sealed)?;
         let chunk = Chunk::decode(&plain, m.config.dimension as usize, m.config.precision)?;
         if chunk.len() != meta.count as usize {
-            return Err(Error::integrity(format!("chunk {} holds {} items, manifest says {}", meta.no, chunk.len(), meta.count)));
+            return Err(Error::integrity(format!(
+                "chunk {} holds {} items, manifest says {}",
+                meta.no,
+                chunk.len(),
+                meta.count
+            )));
         }
         let chunk = Arc::new(chunk);
         self.client.cache.insert(ck, Cached::Chunk(chunk.clone()));
@@ -486,7 +494,14 @@ impl Index {
 
     /// `nq` queries of `dim` floats each, row-major; each gets up to `top_k`
     /// hits sorted by ascending distance.
-    pub fn query(&self, queries: &[f32], nq: usize, dim: usize, params: &QueryParams<'_>, access: Access<'_>) -> Result<Vec<Vec<Hit>>> {
+    pub fn query(
+        &self,
+        queries: &[f32],
+        nq: usize,
+        dim: usize,
+        params: &QueryParams<'_>,
+        access: Access<'_>,
+    ) -> Result<Vec<Vec<Hit>>> {
         self.authorize(access, Need::Read)?;
         check_include(params.include)?;
         if params.top_k == 0 || params.top_k > MAX_TOP_K {
@@ -512,9 +527,7 @@ impl Index {
         let q = search::Queries::new(queries, nq, dim, m.config.metric, params.top_k, filter.as_ref());
         let load = |meta: &ChunkMeta| self.load_chunk(m, meta);
         let hits = search::scan(&self.client.pool, &m.chunks, &load, &q)?;
-        hits.into_iter()
-            .map(|row| row.into_iter().map(|h| self.materialize(m, h, params.include)).collect())
-            .collect()
+        hits.into_iter().map(|row| row.into_iter().map(|h| self.materialize(m, h, params.include)).collect()).collect()
     }
 
     fn materialize(&self, m: &Manifest, h: search::Hit, include: u32) -> Result<Hit> {
@@ -546,7 +559,8 @@ impl Index {
         self.authorize(access, Need::Root)?;
         let _w = self.write_lock.lock();
         let hkey = header_key(&self.name);
-        let header = self.client.store.get(&hkey)?.ok_or_else(|| Error::NotFound(format!("no index named '{}'", self.name)))?;
+        let header =
+            self.client.store.get(&hkey)?.ok_or_else(|| Error::NotFound(format!("no index named '{}'", self.name)))?;
         let mut batch = WriteBatch::default();
         for (k, _) in self.client.store.scan_prefix(&index_prefix(&self.index_id))? {
             batch.delete(k);

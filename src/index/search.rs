@@ -123,8 +123,7 @@ impl ScanState {
 
     fn scan_chunk(&mut self, q: &Queries<'_>, pos: u32, chunk: &Arc<Chunk>) {
         let n = chunk.len();
-        let mask: Option<Vec<bool>> =
-            q.filter.map(|f| (0..n).map(|s| f.matches(chunk.parsed_metadata(s))).collect());
+        let mask: Option<Vec<bool>> = q.filter.map(|f| (0..n).map(|s| f.matches(chunk.parsed_metadata(s))).collect());
         if mask.as_ref().is_some_and(|m| !m.contains(&true)) {
             return;
         }
@@ -154,11 +153,10 @@ impl ScanState {
                 let ips = &self.products[qi * n..(qi + 1) * n];
                 let (q_sq, inv_q) = (q.sq_norms[qi], q.inv_norms[qi]);
                 let mut threshold = heap.threshold();
-                for s in 0..n {
+                for (s, &ip) in ips.iter().enumerate() {
                     if !allowed(s) {
                         continue;
                     }
-                    let ip = ips[s];
                     let score = match q.metric {
                         Metric::Euclidean | Metric::SquaredEuclidean => q_sq + chunk.sq_norms[s] - 2.0 * ip,
                         Metric::InnerProduct => -ip,

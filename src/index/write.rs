@@ -31,6 +31,10 @@ pub(super) struct Plan {
     cache_drop: Vec<CacheKey>,
 }
 
+/// (chunk number, list, and unless it became empty: the chunk, its sealed
+/// bytes and its plaintext size).
+type RebuiltChunk = (u32, u32, Option<(Arc<Chunk>, Vec<u8>, usize)>);
+
 /// An upsert after validation, with its token.
 struct Pending<'a> {
     item: ItemRef<'a>,
@@ -198,7 +202,8 @@ impl Index {
                 }
                 None => {
                     let no = m.next_chunk;
-                    m.next_chunk = m.next_chunk.checked_add(1).ok_or_else(|| Error::invalid("chunk numbers exhausted"))?;
+                    m.next_chunk =
+                        m.next_chunk.checked_add(1).ok_or_else(|| Error::invalid("chunk numbers exhausted"))?;
                     tails.insert(list, (no, 9 + size));
                     list_of_new.insert(no, list);
                     no
@@ -211,7 +216,7 @@ impl Index {
         // 4. Rebuild and seal every affected chunk, in parallel.
         let affected: BTreeSet<u32> = removals.keys().chain(appends.keys()).copied().collect();
         let old_metas: HashMap<u32, ChunkMeta> = m.chunks.iter().map(|c| (c.no, *c)).collect();
-        let rebuilt: Vec<(u32, u32, Option<(Arc<Chunk>, Vec<u8>, usize)>)> = self.client.pool.install(|| {
+        let rebuilt: Vec<RebuiltChunk> = self.client.pool.install(|| {
             affected
                 .par_iter()
                 .map(|&no| {
@@ -270,7 +275,8 @@ impl Index {
             } else {
                 m.buckets[b] = version;
                 batch.put(key, sealer.seal(ObjectKind::Bucket, &self.bucket_token(b), version, &bucket.encode())?);
-                cache_put.push((self.cache_key(ObjectKind::Bucket, b as u32, version), Cached::Bucket(Arc::new(bucket))));
+                cache_put
+                    .push((self.cache_key(ObjectKind::Bucket, b as u32, version), Cached::Bucket(Arc::new(bucket))));
             }
         }
 
@@ -317,7 +323,10 @@ fn validate_item(i: usize, it: &ItemRef<'_>, dim: usize) -> Result<()> {
     check_finite(it.vector, &format!("item {i}: vector"))?;
     if let Some(md) = it.metadata {
         if md.len() > MAX_METADATA_BYTES {
-            return Err(Error::invalid(format!("item {i}: metadata is {} bytes, the limit is {MAX_METADATA_BYTES}", md.len())));
+            return Err(Error::invalid(format!(
+                "item {i}: metadata is {} bytes, the limit is {MAX_METADATA_BYTES}",
+                md.len()
+            )));
         }
         match serde_json::from_str::<serde_json::Value>(md) {
             Ok(serde_json::Value::Object(_)) => {}
@@ -327,7 +336,10 @@ fn validate_item(i: usize, it: &ItemRef<'_>, dim: usize) -> Result<()> {
     }
     if let Some(c) = it.contents {
         if c.len() > MAX_CONTENTS_BYTES {
-            return Err(Error::invalid(format!("item {i}: contents are {} bytes, the limit is {MAX_CONTENTS_BYTES}", c.len())));
+            return Err(Error::invalid(format!(
+                "item {i}: contents are {} bytes, the limit is {MAX_CONTENTS_BYTES}",
+                c.len()
+            )));
         }
     }
     Ok(())

@@ -64,9 +64,7 @@ impl Store for FileStore {
         guarded(|| {
             let r = self.db.begin_read().map_err(map_err)?;
             let t = r.open_table(OBJECTS).map_err(map_err)?;
-            keys.iter()
-                .map(|k| Ok(t.get(k.as_slice()).map_err(map_err)?.map(|v| v.value().to_vec())))
-                .collect()
+            keys.iter().map(|k| Ok(t.get(k.as_slice()).map_err(map_err)?.map(|v| v.value().to_vec()))).collect()
         })
     }
 

@@ -72,7 +72,9 @@ pub fn open(uri: &str) -> Result<Arc<dyn Store>> {
         return Err(Error::invalid("file: URI has no directory path"));
     }
     if let Some((scheme, _)) = uri.split_once("://") {
-        return Err(Error::invalid(format!("unknown storage scheme '{scheme}://' (use memory:, file:/dir or postgres://)")));
+        return Err(Error::invalid(format!(
+            "unknown storage scheme '{scheme}://' (use memory:, file:/dir or postgres://)"
+        )));
     }
     Ok(Arc::new(FileStore::open(std::path::Path::new(path))?))
 }
