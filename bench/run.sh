@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs vx and FAISS on the same data in the same run and prints markdown
+# tables with ratios (paste into docs/BENCHMARKS.md).
+#
+#   bench/run.sh [--quick]
+#
+# Creates bench/.venv with faiss-cpu and numpy on first use (never a
+# dependency of the library). Datasets: ../shared/data/minilm-20k (real
+# MiniLM embeddings, d=384) and a synthetic clustered 100k x 128 set written
+# to bench/out/. --quick uses 200 queries per dataset.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+out="$here/out"
+mkdir -p "$out"
+queries=1000
+[ "${1:-}" = "--quick" ] && queries=200
+
+if [ ! -x "$here/.venv/bin/python" ]; then
+  python3 -m venv "$here/.venv"
+  "$here/.venv/bin/pip" install -q --upgrade pip
+  "$here/.venv/bin/pip" install -q faiss-cpu numpy
+fi
+py="$here/.venv/bin/python"
+# Benchmark against numpy/FAISS at full speed: this machine's OpenBLAS
+# core-type override slows them; unset it for these commands only.
+run_py() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$py" "$@"; }
+
+"$py" -c "import faiss, numpy; print('faiss', faiss.__version__, 'numpy', numpy.__version__)" >&2
+run_py "$here/make_synthetic.py" "$out/synth-100k-128" 100000 128 1000
+
+cargo build --release -q -p vx-bench --manifest-path "$root/Cargo.toml"
+bin="$root/target/release/vx-bench"
+results="$out/results.jsonl"
+: > "$results"
+for ds in "minilm-20k:$root/../shared/data/minilm-20k" "synth-100k-128:$out/synth-100k-128"; do
+  name=${ds%%:*}; dir=${ds#*:}
+  echo "== $name" >&2
+  run_py "$here/faiss_bench.py" "$dir" "$name" --queries "$queries" | tee -a "$results" >&2
+  "$bin" "$dir" "$name" --queries "$queries" --scratch "$out" | tee -a "$results" >&2
+done
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "command: bench/run.sh $*"
+echo
+"$py" "$here/report.py" "$results"

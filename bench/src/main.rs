@@ -1,0 +1,182 @@
+//! vx-bench: measures vx on a dataset of .fvecs files and prints one JSON
+//! object per measurement (bench/run.sh puts them beside FAISS's).
+//!
+//! usage: vx-bench DATASET_DIR NAME [--threads 1,2] [--queries N]
+//!   DATASET_DIR holds base.fvecs, query.fvecs and gt.ivecs (ids of the exact
+//!   neighbours by L2, nearest first).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use vx::{Access, Client, ClientOptions, IndexConfig, ItemRef, QueryParams, SecretKey};
+
+fn read_vecs(path: &Path) -> (Vec<f32>, usize) {
+    let bytes = fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let dim = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+    let row = 4 + dim * 4;
+    assert_eq!(bytes.len() % row, 0, "{} is not a .fvecs/.ivecs file", path.display());
+    let mut out = Vec::with_capacity(bytes.len() / row * dim);
+    for r in bytes.chunks_exact(row) {
+        out.extend(r[4..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())));
+    }
+    (out, dim)
+}
+
+fn read_ivecs(path: &Path) -> (Vec<u32>, usize) {
+    let (f, dim) = read_vecs(path);
+    (f.into_iter().map(f32::to_bits).collect(), dim)
+}
+
+struct Dataset {
+    name: String,
+    base: Vec<f32>,
+    queries: Vec<f32>,
+    gt: Vec<u32>,
+    gt_k: usize,
+    dim: usize,
+}
+
+impl Dataset {
+    fn n(&self) -> usize {
+        self.base.len() / self.dim
+    }
+    fn nq(&self) -> usize {
+        self.queries.len() / self.dim
+    }
+}
+
+fn emit(fields: &[(&str, String)]) {
+    let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+    println!("{{{}}}", body.join(", "));
+}
+
+fn s(v: &str) -> String {
+    format!("\"{v}\"")
+}
+
+fn recall_at_10(ds: &Dataset, hits: &[Vec<vx::Hit>]) -> f64 {
+    let mut total = 0usize;
+    for (qi, row) in hits.iter().enumerate() {
+        let gt = &ds.gt[qi * ds.gt_k..qi * ds.gt_k + 10];
+        total += row.iter().take(10).filter(|h| gt.contains(&h.id.parse::<u32>().unwrap())).count();
+    }
+    total as f64 / (hits.len() * 10) as f64
+}
+
+fn key() -> SecretKey {
+    SecretKey::from_bytes(&[0x42; 32])
+}
+
+fn fill(index: &vx::Index, ds: &Dataset, ids: &[String], batch: usize) -> f64 {
+    let t = Instant::now();
+    for start in (0..ds.n()).step_by(batch) {
+        let end = (start + batch).min(ds.n());
+        let items: Vec<ItemRef<'_>> = (start..end)
+            .map(|i| ItemRef { id: &ids[i], vector: &ds.base[i * ds.dim..(i + 1) * ds.dim], metadata: None, contents: None })
+            .collect();
+        index.upsert(&items, Access::default()).unwrap();
+    }
+    ds.n() as f64 / t.elapsed().as_secs_f64()
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    fs::read_dir(dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
+}
+
+fn bench_exhaustive(ds: &Dataset, threads: &[usize], nq_limit: usize) {
+    let ids: Vec<String> = (0..ds.n()).map(|i| i.to_string()).collect();
+    let nq = ds.nq().min(nq_limit);
+    let queries = &ds.queries[..nq * ds.dim];
+    for &t in threads {
+        for (cache, cache_bytes) in [("warm", vx::DEFAULT_CACHE_BYTES * 4), ("off", 0)] {
+            let client = Client::open("memory:", ClientOptions { threads: t, cache_bytes }).unwrap();
+            let index = client.create_index("bench", &key(), IndexConfig::default()).unwrap();
+            fill(&index, ds, &ids, 10_000);
+            let params = QueryParams { top_k: 10, ..Default::default() };
+            // Warm-up (fills the cache when it is on).
+            index.query(&queries[..ds.dim], 1, ds.dim, &params, Access::default()).unwrap();
+            let t0 = Instant::now();
+            let hits = index.query(queries, nq, ds.dim, &params, Access::default()).unwrap();
+            let batched = nq as f64 / t0.elapsed().as_secs_f64();
+            let recall = recall_at_10(ds, &hits);
+            let single_n = if cache == "off" { nq.min(50) } else { nq.min(300) };
+            let t0 = Instant::now();
+            for qi in 0..single_n {
+                index.query(&queries[qi * ds.dim..(qi + 1) * ds.dim], 1, ds.dim, &params, Access::default()).unwrap();
+            }
+            let single = single_n as f64 / t0.elapsed().as_secs_f64();
+            emit(&[
+                ("engine", s("vx")),
+                ("dataset", s(&ds.name)),
+                ("bench", s("exhaustive")),
+                ("cache", s(cache)),
+                ("threads", t.to_string()),
+                ("qps_batch", format!("{batched:.1}")),
+                ("qps_single", format!("{single:.1}")),
+                ("recall_at_10", format!("{recall:.4}")),
+            ]);
+        }
+    }
+}
+
+fn bench_upsert(ds: &Dataset, scratch: &Path) {
+    let ids: Vec<String> = (0..ds.n()).map(|i| format!("id-{i}")).collect();
+    let raw = (ds.n() * ds.dim * 4) as u64;
+    for store in ["memory", "file"] {
+        let dir = scratch.join(format!("upsert-{}", ds.name));
+        let _ = fs::remove_dir_all(&dir);
+        let uri = if store == "memory" { "memory:".to_string() } else { format!("file:{}", dir.display()) };
+        let client = Client::open(&uri, ClientOptions::default()).unwrap();
+        let index = client.create_index("bench", &key(), IndexConfig::default()).unwrap();
+        let rate = fill(&index, ds, &ids, 10_000);
+        let mut fields = vec![
+            ("engine", s("vx")),
+            ("dataset", s(&ds.name)),
+            ("bench", s("upsert")),
+            ("store", s(store)),
+            ("batch", "10000".to_string()),
+            ("vectors_per_s", format!("{rate:.0}")),
+        ];
+        drop(index);
+        drop(client);
+        if store == "file" {
+            let size = dir_size(&dir);
+            fields.push(("store_bytes", size.to_string()));
+            fields.push(("raw_vector_bytes", raw.to_string()));
+            fields.push(("size_ratio", format!("{:.3}", size as f64 / raw as f64)));
+            let _ = fs::remove_dir_all(&dir);
+        }
+        emit(&fields);
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.len() < 3 {
+        eprintln!("usage: vx-bench DATASET_DIR NAME [--threads 1,2] [--queries N] [--scratch DIR]");
+        std::process::exit(2);
+    }
+    let dir = PathBuf::from(&args[1]);
+    let mut threads = vec![1, 2];
+    let mut nq_limit = usize::MAX;
+    let mut scratch = std::env::temp_dir();
+    let mut i = 3;
+    while i + 1 < args.len() {
+        match args[i].as_str() {
+            "--threads" => threads = args[i + 1].split(',').map(|t| t.parse().unwrap()).collect(),
+            "--queries" => nq_limit = args[i + 1].parse().unwrap(),
+            "--scratch" => scratch = PathBuf::from(&args[i + 1]),
+            other => panic!("unknown option {other}"),
+        }
+        i += 2;
+    }
+    let (base, dim) = read_vecs(&dir.join("base.fvecs"));
+    let (queries, qdim) = read_vecs(&dir.join("query.fvecs"));
+    assert_eq!(dim, qdim);
+    let (gt, gt_k) = read_ivecs(&dir.join("gt.ivecs"));
+    let ds = Dataset { name: args[2].clone(), base, queries, gt, gt_k, dim };
+    eprintln!("vx-bench: {} vectors, {} queries, dim {}", ds.n(), ds.nq(), ds.dim);
+    bench_exhaustive(&ds, &threads, nq_limit);
+    bench_upsert(&ds, &scratch);
+}
