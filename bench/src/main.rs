@@ -80,8 +80,14 @@ fn fill(index: &vx::Index, ds: &Dataset, ids: &[String], batch: usize) -> f64 {
     ds.n() as f64 / t.elapsed().as_secs_f64()
 }
 
-fn dir_size(dir: &Path) -> u64 {
-    fs::read_dir(dir).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
+/// (apparent bytes, bytes actually allocated on disk): the embedded store
+/// grows its file ahead of need, sparsely, so the two differ.
+fn dir_size(dir: &Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    fs::read_dir(dir).unwrap().fold((0, 0), |(len, disk), e| {
+        let m = e.unwrap().metadata().unwrap();
+        (len + m.len(), disk + m.blocks() * 512)
+    })
 }
 
 fn bench_exhaustive(ds: &Dataset, threads: &[usize], nq_limit: usize) {
@@ -129,7 +135,8 @@ fn bench_upsert(ds: &Dataset, scratch: &Path) {
         let uri = if store == "memory" { "memory:".to_string() } else { format!("file:{}", dir.display()) };
         let client = Client::open(&uri, ClientOptions::default()).unwrap();
         let index = client.create_index("bench", &key(), IndexConfig::default()).unwrap();
-        let rate = fill(&index, ds, &ids, 10_000);
+        let batch: usize = std::env::var("VX_BENCH_BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(10_000);
+        let rate = fill(&index, ds, &ids, batch);
         let mut fields = vec![
             ("engine", s("vx")),
             ("dataset", s(&ds.name)),
@@ -141,10 +148,11 @@ fn bench_upsert(ds: &Dataset, scratch: &Path) {
         drop(index);
         drop(client);
         if store == "file" {
-            let size = dir_size(&dir);
-            fields.push(("store_bytes", size.to_string()));
+            let (apparent, allocated) = dir_size(&dir);
+            fields.push(("file_bytes", apparent.to_string()));
+            fields.push(("disk_bytes", allocated.to_string()));
             fields.push(("raw_vector_bytes", raw.to_string()));
-            fields.push(("size_ratio", format!("{:.3}", size as f64 / raw as f64)));
+            fields.push(("size_ratio", format!("{:.3}", allocated as f64 / raw as f64)));
             let _ = fs::remove_dir_all(&dir);
         }
         emit(&fields);

@@ -21,8 +21,10 @@ use crate::crypto::{Token, SEAL_OVERHEAD, TOKEN_LEN};
 use crate::distance::inv_norm;
 use crate::error::{Error, Result};
 
-/// 128 KiB less room for the store's page header, the key and the seal.
-pub const CHUNK_TARGET_BYTES: usize = (128 << 10) - 512 - SEAL_OVERHEAD;
+/// 64 KiB less room for the store's page header, the key and the seal: the
+/// embedded store packs values up to 64 KiB tightly but wastes up to 70% on
+/// larger ones (measured: 1.03x vs 1.70x file size per stored byte).
+pub const CHUNK_TARGET_BYTES: usize = (64 << 10) - 512 - SEAL_OVERHEAD;
 const CHUNK_HEADER_BYTES: usize = 9;
 
 /// Plaintext bytes one item adds to a chunk.
