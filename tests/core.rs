@@ -379,3 +379,28 @@ fn tampering_with_any_stored_object_is_detected() {
     assert!(outcomes.get("integrity").copied().unwrap_or(0) > 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn directory_grows_past_its_first_buckets_without_losing_items() {
+    // 64 initial buckets x 1024 entries: 70k items force a doubling.
+    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let index = client.create_index("grow", &key(1), IndexConfig::default()).unwrap();
+    let n = 70_000;
+    let names = ids(n);
+    let base = data(n, 2, 21);
+    let items: Vec<ItemRef<'_>> = (0..n)
+        .map(|i| ItemRef { id: &names[i], vector: &base[i * 2..i * 2 + 2], metadata: None, contents: None })
+        .collect();
+    for batch in items.chunks(20_000) {
+        index.upsert(batch, Access::default()).unwrap();
+    }
+    assert_eq!(index.num_vectors(Access::default()).unwrap(), n as u64);
+    let probe = ["item-0", "item-33333", "item-69999"];
+    let got = index.get(&probe, include::VECTOR, Access::default()).unwrap();
+    assert!(got.iter().all(Option::is_some));
+    assert_eq!(got[1].as_ref().unwrap().vector.as_deref().unwrap(), &base[33333 * 2..33333 * 2 + 2]);
+    assert_eq!(index.delete(&probe, Access::default()).unwrap(), 3);
+    assert_eq!(index.num_vectors(Access::default()).unwrap(), n as u64 - 3);
+    assert!(index.get(&probe, 0, Access::default()).unwrap().iter().all(Option::is_none));
+    assert_eq!(index.list_ids(0, 0, Access::default()).unwrap().len(), n - 3);
+}

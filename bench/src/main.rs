@@ -73,7 +73,12 @@ fn fill(index: &vx::Index, ds: &Dataset, ids: &[String], batch: usize) -> f64 {
     for start in (0..ds.n()).step_by(batch) {
         let end = (start + batch).min(ds.n());
         let items: Vec<ItemRef<'_>> = (start..end)
-            .map(|i| ItemRef { id: &ids[i], vector: &ds.base[i * ds.dim..(i + 1) * ds.dim], metadata: None, contents: None })
+            .map(|i| ItemRef {
+                id: &ids[i],
+                vector: &ds.base[i * ds.dim..(i + 1) * ds.dim],
+                metadata: None,
+                contents: None,
+            })
             .collect();
         index.upsert(&items, Access::default()).unwrap();
     }

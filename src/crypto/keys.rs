@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use super::{cipher_for, derive_key, open_with, random_bytes, seal_with, Token, Tokenizer, SEAL_OVERHEAD};
+use super::{cipher_for, derive_key, open_into, open_with, random_bytes, seal_with, Token, Tokenizer, SEAL_OVERHEAD};
 use crate::error::{Error, Result};
 
 pub const KEY_LEN: usize = 32;
@@ -219,6 +219,33 @@ impl DataKeys {
         let key_version = u32::from_le_bytes(sealed[..4].try_into().unwrap());
         let ad = self.object_ad(kind, token, version, key_version);
         open_with(&self.cipher(key_version), &ad, &sealed[4..]).ok_or_else(fail)
+    }
+
+    /// Length of the plaintext inside a sealed object.
+    pub fn plaintext_len(sealed: &[u8]) -> Option<usize> {
+        sealed.len().checked_sub(SEAL_OVERHEAD)
+    }
+
+    /// As [`DataKeys::open`], decrypting into `out`, which must be exactly
+    /// [`DataKeys::plaintext_len`] bytes.
+    pub fn open_into(
+        &self,
+        kind: ObjectKind,
+        token: &Token,
+        version: u64,
+        sealed: &[u8],
+        out: &mut [u8],
+    ) -> Result<()> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(Error::integrity(format!("{kind:?} object failed authentication")));
+        }
+        let key_version = u32::from_le_bytes(sealed[..4].try_into().unwrap());
+        let ad = self.object_ad(kind, token, version, key_version);
+        if open_into(&self.cipher(key_version), &ad, &sealed[4..], out) {
+            Ok(())
+        } else {
+            Err(Error::integrity(format!("{kind:?} object failed authentication")))
+        }
     }
 
     /// A sealer for one write batch under `key_version`.

@@ -92,6 +92,37 @@ pub fn open_with(cipher: &Aes256Gcm, ad: &[u8], sealed: &[u8]) -> Option<Zeroizi
     cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: ad }).ok().map(Zeroizing::new)
 }
 
+/// Opens nonce || ciphertext || tag into `out` (exactly the plaintext's
+/// length), decrypting in place; `false` on any change to it or to `ad`.
+/// Lets callers decrypt straight into the buffer the data will live in.
+pub fn open_into(cipher: &Aes256Gcm, ad: &[u8], sealed: &[u8], out: &mut [u8]) -> bool {
+    use aes_gcm::aead::AeadInPlace;
+    if sealed.len() != NONCE_LEN + out.len() + TAG_LEN {
+        return false;
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (ct, tag) = rest.split_at(out.len());
+    out.copy_from_slice(ct);
+    let ok = cipher.decrypt_in_place_detached(Nonce::from_slice(nonce), ad, out, aes_gcm::Tag::from_slice(tag)).is_ok();
+    if !ok {
+        wipe(out);
+    }
+    ok
+}
+
+/// Overwrites secret bytes with zeros in a way the compiler may not elide,
+/// at memset speed (`zeroize` writes one volatile element at a time, which
+/// dominated the cost of dropping large decrypted chunks).
+pub fn wipe(buf: &mut [u8]) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: the pointer and length come from a live, exclusive slice.
+    unsafe {
+        libc::explicit_bzero(buf.as_mut_ptr().cast(), buf.len());
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    zeroize::Zeroize::zeroize(buf);
+}
+
 pub fn cipher_for(key: &SecretKey) -> Aes256Gcm {
     Aes256Gcm::new_from_slice(key.bytes()).expect("32-byte key")
 }

@@ -17,7 +17,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::manifest::Precision;
 use crate::codec::{Reader, Writer};
-use crate::crypto::{Token, SEAL_OVERHEAD, TOKEN_LEN};
+use crate::crypto::{wipe, DataKeys, ObjectKind, Token, SEAL_OVERHEAD, TOKEN_LEN};
 use crate::distance::inv_norm;
 use crate::error::{Error, Result};
 
@@ -25,17 +25,32 @@ use crate::error::{Error, Result};
 /// embedded store packs values up to 64 KiB tightly but wastes up to 70% on
 /// larger ones (measured: 1.03x vs 1.70x file size per stored byte).
 pub const CHUNK_TARGET_BYTES: usize = (64 << 10) - 512 - SEAL_OVERHEAD;
-const CHUNK_HEADER_BYTES: usize = 9;
+/// count u32, dim u32, precision u8, 7 zero bytes: keeps the vectors that
+/// follow 16-byte aligned, so they are decrypted straight into place.
+const CHUNK_HEADER_BYTES: usize = 16;
 
 /// Plaintext bytes one item adds to a chunk.
 pub fn item_encoded_len(dim: usize, precision: Precision, id_len: usize, metadata_len: Option<usize>) -> usize {
     dim * precision.bytes_per_value() + 4 + id_len + 1 + metadata_len.map_or(0, |m| 4 + m)
 }
 
+/// Floats wiped (at memset speed) when dropped.
+pub struct WipedFloats(pub Vec<f32>);
+
+impl Drop for WipedFloats {
+    fn drop(&mut self) {
+        wipe(bytemuck::cast_slice_mut(&mut self.0));
+    }
+}
+
 /// A decrypted chunk as the scan and the cache hold it. Wiped on drop.
 pub struct Chunk {
     pub dim: usize,
-    pub vectors: Vec<f32>,
+    /// The vectors, row-major, at `storage[start..start + len * dim]`. A
+    /// chunk opened from the store keeps its whole decrypted buffer here
+    /// (the vectors were decrypted in place and never copied).
+    storage: WipedFloats,
+    start: usize,
     /// |x|^2 per vector (the SGEMM form of L2) and 1/|x| (cosine).
     pub sq_norms: Vec<f32>,
     pub inv_norms: Vec<f32>,
@@ -46,12 +61,28 @@ pub struct Chunk {
 
 impl Chunk {
     pub fn new(dim: usize, vectors: Vec<f32>, ids: Vec<String>, metadata: Vec<Option<String>>) -> Chunk {
-        debug_assert_eq!(vectors.len(), ids.len() * dim);
+        Self::from_storage(dim, WipedFloats(vectors), 0, ids, metadata)
+    }
+
+    fn from_storage(
+        dim: usize,
+        storage: WipedFloats,
+        start: usize,
+        ids: Vec<String>,
+        metadata: Vec<Option<String>>,
+    ) -> Chunk {
+        debug_assert!(storage.0.len() >= start + ids.len() * dim);
         debug_assert_eq!(metadata.len(), ids.len());
+        let vectors = &storage.0[start..start + ids.len() * dim];
         let rows = || vectors.chunks_exact(dim.max(1)).take(ids.len());
         let sq_norms = rows().map(|v| crate::distance::dot(v, v)).collect();
         let inv_norms = rows().map(inv_norm).collect();
-        Chunk { dim, vectors, sq_norms, inv_norms, ids, metadata, parsed: OnceLock::new() }
+        Chunk { dim, storage, start, sq_norms, inv_norms, ids, metadata, parsed: OnceLock::new() }
+    }
+
+    /// All vectors, row-major.
+    pub fn vectors(&self) -> &[f32] {
+        &self.storage.0[self.start..self.start + self.len() * self.dim]
     }
 
     pub fn len(&self) -> usize {
@@ -63,7 +94,8 @@ impl Chunk {
     }
 
     pub fn vector(&self, slot: usize) -> &[f32] {
-        &self.vectors[slot * self.dim..(slot + 1) * self.dim]
+        let at = self.start + slot * self.dim;
+        &self.storage.0[at..at + self.dim]
     }
 
     pub fn slot_of(&self, id: &str) -> Option<usize> {
@@ -93,7 +125,7 @@ impl Chunk {
     pub fn mem_size(&self) -> usize {
         let meta: usize = self.metadata.iter().flatten().map(String::len).sum();
         std::mem::size_of::<Chunk>()
-            + self.vectors.len() * 4
+            + self.storage.0.len() * 4
             + self.len() * (8 + 24 + 24)
             + self.ids.iter().map(String::len).sum::<usize>()
             + meta * 3
@@ -104,14 +136,15 @@ impl Chunk {
         w.u32(self.len() as u32);
         w.u32(self.dim as u32);
         w.u8(precision as u8);
+        w.raw(&[0u8; CHUNK_HEADER_BYTES - 9]);
         match precision {
             Precision::F32 => {
-                for v in &self.vectors {
+                for v in self.vectors() {
                     w.raw(&v.to_le_bytes());
                 }
             }
             Precision::F16 => {
-                for v in &self.vectors {
+                for v in self.vectors() {
                     w.raw(&f16::from_f32(*v).to_le_bytes());
                 }
             }
@@ -125,19 +158,36 @@ impl Chunk {
         Zeroizing::new(w.buf)
     }
 
-    pub fn decode(bytes: &[u8], dim: usize, precision: Precision) -> Result<Chunk> {
+    /// Authenticates and decrypts a sealed chunk straight into its float
+    /// buffer, then reads ids and metadata from the rest (which is wiped).
+    pub fn open(
+        keys: &DataKeys,
+        token: &Token,
+        version: u64,
+        sealed: &[u8],
+        dim: usize,
+        precision: Precision,
+    ) -> Result<Chunk> {
+        let plain_len = DataKeys::plaintext_len(sealed).ok_or_else(|| Error::integrity("chunk is truncated"))?;
+        let mut storage = WipedFloats(vec![0f32; plain_len.div_ceil(4)]);
+        let bytes = &mut bytemuck::cast_slice_mut::<f32, u8>(&mut storage.0)[..plain_len];
+        keys.open_into(ObjectKind::Chunk, token, version, sealed, bytes)?;
+
         let mut r = Reader::new(bytes, "chunk");
         let n = r.u32()? as usize;
         let stored_dim = r.u32()? as usize;
         let stored_precision = r.u8()?;
+        r.raw(CHUNK_HEADER_BYTES - 9)?;
         if stored_dim != dim || stored_precision != precision as u8 {
             return Err(Error::integrity("chunk shape does not match the index"));
         }
         let raw_len = n.checked_mul(dim).and_then(|x| x.checked_mul(precision.bytes_per_value()));
         let raw = r.raw(raw_len.ok_or_else(|| Error::integrity("chunk length overflows"))?)?;
-        let vectors: Vec<f32> = match precision {
-            Precision::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-            Precision::F16 => raw.chunks_exact(2).map(|b| f16::from_le_bytes(b.try_into().unwrap()).to_f32()).collect(),
+        let converted = match precision {
+            Precision::F32 => None,
+            Precision::F16 => Some(WipedFloats(
+                raw.chunks_exact(2).map(|b| f16::from_le_bytes(b.try_into().unwrap()).to_f32()).collect(),
+            )),
         };
         let mut ids = Vec::with_capacity(n);
         for _ in 0..n {
@@ -153,7 +203,20 @@ impl Chunk {
             });
         }
         r.finish()?;
-        Ok(Chunk::new(dim, vectors, ids, metadata))
+        // The id and metadata bytes now live in their own strings.
+        let vectors_end = CHUNK_HEADER_BYTES + raw_len.unwrap_or(0);
+        wipe(&mut bytes[vectors_end..]);
+        Ok(match converted {
+            Some(floats) => Chunk::from_storage(dim, floats, 0, ids, metadata),
+            None => {
+                if cfg!(target_endian = "big") {
+                    for v in &mut storage.0[CHUNK_HEADER_BYTES / 4..vectors_end / 4] {
+                        *v = f32::from_bits(v.to_bits().swap_bytes());
+                    }
+                }
+                Chunk::from_storage(dim, storage, CHUNK_HEADER_BYTES / 4, ids, metadata)
+            }
+        })
     }
 }
 
@@ -175,7 +238,7 @@ fn wipe_value(v: Value) {
 
 impl Drop for Chunk {
     fn drop(&mut self) {
-        self.vectors.zeroize();
+        // `storage` wipes itself.
         self.sq_norms.zeroize();
         self.inv_norms.zeroize();
         self.ids.zeroize();
@@ -266,6 +329,9 @@ mod tests {
 
     #[test]
     fn chunk_round_trip_both_precisions() {
+        use crate::crypto::SecretKey;
+        let keys = DataKeys::new(SecretKey::from_bytes(&[3; 32]), [4; 16]);
+        let token = [5u8; 16];
         let c = Chunk::new(
             2,
             vec![1.0, 2.0, 3.5, -4.0],
@@ -275,13 +341,16 @@ mod tests {
         for p in [Precision::F32, Precision::F16] {
             let enc = c.encode(p);
             assert_eq!(enc.len(), c.encoded_len(p));
-            let d = Chunk::decode(&enc, 2, p).unwrap();
+            let sealed = keys.sealer(0).seal(ObjectKind::Chunk, &token, 9, &enc).unwrap();
+            let d = Chunk::open(&keys, &token, 9, &sealed, 2, p).unwrap();
             assert_eq!(d.ids, c.ids);
-            assert_eq!(d.vectors, c.vectors);
+            assert_eq!(d.vectors(), c.vectors());
+            assert_eq!(d.vector(1), &[3.5, -4.0]);
             assert_eq!(d.parsed_metadata(1).unwrap()["k"], 1);
             assert!(d.parsed_metadata(0).is_none());
-            assert!(Chunk::decode(&enc, 3, p).is_err());
-            assert!(Chunk::decode(&enc[..enc.len() - 1], 2, p).is_err());
+            assert!(matches!(Chunk::open(&keys, &token, 9, &sealed, 3, p), Err(Error::Integrity(_))));
+            assert!(matches!(Chunk::open(&keys, &token, 8, &sealed, 2, p), Err(Error::Integrity(_))));
+            assert!(Chunk::open(&keys, &token, 9, &sealed[..sealed.len() - 1], 2, p).is_err());
         }
     }
 

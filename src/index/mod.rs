@@ -361,8 +361,8 @@ impl Index {
             .store
             .get(&object_key(&self.index_id, ObjectKind::Chunk, &token))?
             .ok_or_else(|| Error::integrity(format!("chunk {} of index '{}' is missing", meta.no, self.name)))?;
-        let plain = self.keys.open(ObjectKind::Chunk, &token, meta.version, &sealed)?;
-        let chunk = Chunk::decode(&plain, m.config.dimension as usize, m.config.precision)?;
+        let chunk =
+            Chunk::open(&self.keys, &token, meta.version, &sealed, m.config.dimension as usize, m.config.precision)?;
         if chunk.len() != meta.count as usize {
             return Err(Error::integrity(format!(
                 "chunk {} holds {} items, manifest says {}",

@@ -148,7 +148,7 @@ impl ScanState {
             }
         } else {
             self.products.resize(q.n * n, 0.0);
-            distance::inner_products(q.data, q.n, &chunk.vectors, n, q.dim, &mut self.products);
+            distance::inner_products(q.data, q.n, chunk.vectors(), n, q.dim, &mut self.products);
             for (qi, heap) in self.heaps.iter_mut().enumerate() {
                 let ips = &self.products[qi * n..(qi + 1) * n];
                 let (q_sq, inv_q) = (q.sq_norms[qi], q.inv_norms[qi]);
