@@ -9,6 +9,7 @@ use lru::LruCache;
 use parking_lot::Mutex;
 
 use crate::index::chunk::{Bucket, Chunk};
+use crate::index::ivf::Centroids;
 
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub struct CacheKey {
@@ -22,6 +23,7 @@ pub struct CacheKey {
 pub enum Cached {
     Chunk(Arc<Chunk>),
     Bucket(Arc<Bucket>),
+    Centroids(Arc<Centroids>),
 }
 
 impl Cached {
@@ -29,6 +31,7 @@ impl Cached {
         match self {
             Cached::Chunk(c) => c.mem_size(),
             Cached::Bucket(b) => b.mem_size(),
+            Cached::Centroids(c) => c.mem_size(),
         }
     }
 }

@@ -26,6 +26,7 @@ mod error;
 pub mod ffi;
 pub mod filter;
 mod index;
+mod kmeans;
 mod store;
 
 pub use client::{Client, ClientOptions, DEFAULT_CACHE_BYTES};
@@ -33,6 +34,7 @@ pub use crypto::{SecretKey, KEY_LEN, USER_ID_LEN};
 pub use distance::Metric;
 pub use error::{Error, Result, Status};
 pub use index::{
-    include, Access, Hit, Index, IndexConfig, IndexType, Item, ItemRef, Precision, QueryParams, TrainingState,
-    MAX_CONTENTS_BYTES, MAX_ID_BYTES, MAX_METADATA_BYTES, PERMISSION_READ, PERMISSION_WRITE,
+    include, Access, Hit, Index, IndexConfig, IndexType, Item, ItemRef, Precision, QueryParams, TrainParams,
+    TrainReport, TrainingState, MAX_CONTENTS_BYTES, MAX_ID_BYTES, MAX_METADATA_BYTES, PERMISSION_READ,
+    PERMISSION_WRITE,
 };

@@ -151,6 +151,7 @@ pub enum ObjectKind {
     Chunk = b'C',
     Bucket = b'B',
     Contents = b'X',
+    Centroids = b'K',
 }
 
 /// The working keys of one index, derived from its data key.

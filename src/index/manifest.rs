@@ -56,9 +56,10 @@ impl IndexType {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[repr(u8)]
 pub enum TrainingState {
+    #[default]
     Untrained = 0,
     Training = 1,
     Trained = 2,
@@ -137,7 +138,7 @@ pub struct ChunkMeta {
 }
 
 /// The sealed description of an index's whole state at one version.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Manifest {
     pub version: u64,
     pub name: String,

@@ -5,6 +5,7 @@
 //! the stored index and this handle exactly as they were.
 
 pub(crate) mod chunk;
+pub(crate) mod ivf;
 pub(crate) mod manifest;
 pub(crate) mod search;
 mod write;
@@ -25,6 +26,7 @@ use crate::store::WriteBatch;
 use chunk::{Bucket, Chunk};
 use manifest::{ChunkMeta, Header, Manifest};
 
+pub use ivf::{TrainParams, TrainReport};
 pub use manifest::{IndexConfig, IndexType, Precision, TrainingState};
 
 pub const MAX_ID_BYTES: usize = 1024;
@@ -33,6 +35,8 @@ pub const MAX_METADATA_BYTES: usize = 1 << 20;
 pub const MAX_DIMENSION: usize = 1 << 16;
 pub const MAX_TOP_K: usize = 1 << 16;
 pub const MAX_NAME_BYTES: usize = 255;
+/// How often a read restarts on a newer state when writes keep landing under it.
+const READ_ATTEMPTS: usize = 5;
 
 /// Permissions a principal holds (bit flags, as in the C ABI).
 pub const PERMISSION_READ: u32 = 1;
@@ -125,6 +129,8 @@ pub struct Index {
     write_lock: Mutex<()>,
     poisoned: AtomicBool,
     deleted: AtomicBool,
+    /// A training run of this handle is under way.
+    training: AtomicBool,
 }
 
 impl std::fmt::Debug for Index {
@@ -239,6 +245,7 @@ impl Index {
             write_lock: Mutex::new(()),
             poisoned: AtomicBool::new(false),
             deleted: AtomicBool::new(false),
+            training: AtomicBool::new(false),
         }
     }
 
@@ -325,6 +332,29 @@ impl Index {
             *slot = fresh.clone();
         }
         Ok(fresh)
+    }
+
+    /// Runs a read on the newest snapshot. A write committed by another
+    /// handle or process while the read runs can remove objects the read's
+    /// snapshot names (it then fails authentication or finds them missing);
+    /// if the manifest moved on meanwhile, the read runs again on the new
+    /// state, so readers see one committed state or the next, never an error.
+    /// An integrity failure on an unchanged manifest is real and reported.
+    pub(crate) fn read_consistent<T>(&self, f: impl Fn(&Snapshot) -> Result<T>) -> Result<T> {
+        let mut snap = self.current()?;
+        for _ in 0..READ_ATTEMPTS {
+            match f(&snap) {
+                Err(Error::Integrity(msg)) => {
+                    let fresh = self.current()?;
+                    if fresh.manifest.version == snap.manifest.version {
+                        return Err(Error::Integrity(msg));
+                    }
+                    snap = fresh;
+                }
+                other => return other,
+            }
+        }
+        f(&snap)
     }
 
     /// Reloads the manifest now (other handles' and processes' writes are
@@ -432,7 +462,12 @@ impl Index {
         self.manifest_now().manifest.n_lists
     }
 
+    /// `Training` while a training run of this handle is under way (queries
+    /// then still use the committed state), else the committed state.
     pub fn training_state(&self) -> TrainingState {
+        if self.training.load(Ordering::Acquire) {
+            return TrainingState::Training;
+        }
         self.manifest_now().manifest.training
     }
 
@@ -450,8 +485,10 @@ impl Index {
         for id in ids {
             validate_id(id)?;
         }
-        let snap = self.current()?;
-        let m = &snap.manifest;
+        self.read_consistent(|snap| self.get_in(&snap.manifest, ids, include))
+    }
+
+    fn get_in(&self, m: &Manifest, ids: &[&str], include: u32) -> Result<Vec<Option<Item>>> {
         ids.iter()
             .map(|id| {
                 let token = self.id_token(id);
@@ -481,12 +518,14 @@ impl Index {
     /// Every id, in byte order, from `offset`, at most `limit` (0 = all).
     pub fn list_ids(&self, offset: usize, limit: usize, access: Access<'_>) -> Result<Vec<String>> {
         self.authorize(access, Need::Read)?;
-        let snap = self.current()?;
-        let m = &snap.manifest;
-        let mut ids = Vec::with_capacity(m.num_vectors as usize);
-        for meta in &m.chunks {
-            ids.extend(self.load_chunk(m, meta)?.ids.iter().cloned());
-        }
+        let mut ids = self.read_consistent(|snap| {
+            let m = &snap.manifest;
+            let mut ids = Vec::with_capacity(m.num_vectors as usize);
+            for meta in &m.chunks {
+                ids.extend(self.load_chunk(m, meta)?.ids.iter().cloned());
+            }
+            Ok(ids)
+        })?;
         ids.sort_unstable();
         let end = if limit == 0 { ids.len() } else { offset.saturating_add(limit).min(ids.len()) };
         Ok(ids.drain(offset.min(ids.len())..end).collect())
@@ -513,8 +552,18 @@ impl Index {
         }
         check_finite(queries, "query")?;
         let filter = params.filter.map(Filter::parse).transpose()?;
-        let snap = self.current()?;
-        let m = &snap.manifest;
+        self.read_consistent(|snap| self.query_in(&snap.manifest, queries, nq, dim, params, filter.as_ref()))
+    }
+
+    fn query_in(
+        &self,
+        m: &Manifest,
+        queries: &[f32],
+        nq: usize,
+        dim: usize,
+        params: &QueryParams<'_>,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Vec<Hit>>> {
         if nq == 0 {
             return Ok(Vec::new());
         }
@@ -524,10 +573,85 @@ impl Index {
         if m.config.dimension == 0 {
             return Ok((0..nq).map(|_| Vec::new()).collect()); // empty index, dimension not fixed yet
         }
-        let q = search::Queries::new(queries, nq, dim, m.config.metric, params.top_k, filter.as_ref());
+        let q = search::Queries::new(queries, nq, dim, m.config.metric, params.top_k, filter);
         let load = |meta: &ChunkMeta| self.load_chunk(m, meta);
-        let hits = search::scan(&self.client.pool, &m.chunks, &load, &q)?;
+        let hits = if m.training == TrainingState::Trained {
+            self.ivf_scan(m, &q, params, &load)?
+        } else {
+            let work: Vec<search::Work<'_>> =
+                m.chunks.iter().map(|c| search::Work { chunks: vec![c], queries: None }).collect();
+            search::scan(&self.client.pool, &work, &load, &q)?
+        };
         hits.into_iter().map(|row| row.into_iter().map(|h| self.materialize(m, h, params.include)).collect()).collect()
+    }
+
+    /// IVF search: each query scans the lists of its `n_probes` nearest
+    /// centroids; work is grouped by list so a list's chunks are read once
+    /// for all the queries that probe it. With `greedy`, a query that found
+    /// fewer than top_k hits (a selective filter) probes further lists until
+    /// it has them or every list is scanned.
+    fn ivf_scan(
+        &self,
+        m: &Manifest,
+        q: &search::Queries<'_>,
+        params: &QueryParams<'_>,
+        load: &(dyn Fn(&ChunkMeta) -> Result<Arc<Chunk>> + Sync),
+    ) -> Result<Vec<Vec<search::Hit>>> {
+        let centroids = self.load_centroids(m)?;
+        let n_lists = m.n_lists;
+        let n_probes = match params.n_probes {
+            0 => ivf::auto_n_probes(n_lists),
+            p => p.min(n_lists),
+        } as usize;
+        let mut by_list: Vec<Vec<&ChunkMeta>> = vec![Vec::new(); n_lists as usize];
+        for c in &m.chunks {
+            by_list[c.list as usize].push(c);
+        }
+        let order: Vec<Vec<u32>> = self.client.pool.install(|| {
+            use rayon::prelude::*;
+            (0..q.n)
+                .into_par_iter()
+                .map(|i| {
+                    let want = if params.greedy { n_lists as usize } else { n_probes };
+                    centroids.nearest(m.config.metric, &q.data[i * q.dim..(i + 1) * q.dim], want)
+                })
+                .collect()
+        });
+        let mut hits: Vec<Vec<search::Hit>> = (0..q.n).map(|_| Vec::new()).collect();
+        let mut pending: Vec<u32> = (0..q.n as u32).collect();
+        let mut probed = 0usize;
+        while !pending.is_empty() && probed < n_lists as usize {
+            let upto = (probed + n_probes).min(n_lists as usize);
+            let mut queries_of: Vec<Vec<u32>> = vec![Vec::new(); n_lists as usize];
+            for &qi in &pending {
+                for &list in &order[qi as usize][probed..upto.min(order[qi as usize].len())] {
+                    queries_of[list as usize].push(qi);
+                }
+            }
+            let work: Vec<search::Work<'_>> = queries_of
+                .into_iter()
+                .enumerate()
+                .filter(|(list, qs)| !qs.is_empty() && !by_list[*list].is_empty())
+                .map(|(list, qs)| search::Work { chunks: by_list[list].clone(), queries: Some(qs) })
+                .collect();
+            let round = search::scan(&self.client.pool, &work, load, q)?;
+            for &qi in &pending {
+                let mine = &mut hits[qi as usize];
+                mine.extend(round[qi as usize].iter().map(|h| search::Hit {
+                    distance: h.distance,
+                    chunk: h.chunk.clone(),
+                    slot: h.slot,
+                }));
+                mine.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+                mine.truncate(params.top_k);
+            }
+            probed = upto;
+            if !params.greedy {
+                break;
+            }
+            pending.retain(|&qi| hits[qi as usize].len() < params.top_k);
+        }
+        Ok(hits)
     }
 
     fn materialize(&self, m: &Manifest, h: search::Hit, include: u32) -> Result<Hit> {

@@ -21,7 +21,7 @@ const GEMM_MIN_QUERIES: usize = 8;
 #[derive(Clone, Copy)]
 struct Candidate {
     score: f32,
-    /// chunk position in the scan << 32 | slot
+    /// chunk number << 32 | slot
     at: u64,
 }
 
@@ -112,6 +112,7 @@ impl<'a> Queries<'a> {
 /// Per-worker scan state: a heap per query and the chunks its heaps point into.
 struct ScanState {
     heaps: Vec<TopK>,
+    /// Chunks (by number) that candidates point into.
     held: HashMap<u32, Arc<Chunk>>,
     products: Vec<f32>,
 }
@@ -121,17 +122,22 @@ impl ScanState {
         ScanState { heaps: (0..q.n).map(|_| TopK::new(q.k)).collect(), held: HashMap::new(), products: Vec::new() }
     }
 
-    fn scan_chunk(&mut self, q: &Queries<'_>, pos: u32, chunk: &Arc<Chunk>) {
+    /// Scores `chunk` against the queries `qids` (global query numbers);
+    /// `subset` holds those queries' rows gathered contiguously when
+    /// `qids` is not all of them.
+    fn scan_chunk(&mut self, q: &Queries<'_>, qids: &[u32], subset: &[f32], no: u32, chunk: &Arc<Chunk>) {
         let n = chunk.len();
         let mask: Option<Vec<bool>> = q.filter.map(|f| (0..n).map(|s| f.matches(chunk.parsed_metadata(s))).collect());
         if mask.as_ref().is_some_and(|m| !m.contains(&true)) {
             return;
         }
         let allowed = |s: usize| mask.as_ref().is_none_or(|m| m[s]);
-        let base = (pos as u64) << 32;
+        let base = (no as u64) << 32;
         let mut any = false;
-        if q.n < GEMM_MIN_QUERIES {
-            for (qi, heap) in self.heaps.iter_mut().enumerate() {
+        if qids.len() < GEMM_MIN_QUERIES {
+            for &qi in qids {
+                let qi = qi as usize;
+                let heap = &mut self.heaps[qi];
                 let qv = q.row(qi);
                 let inv_q = q.inv_norms[qi];
                 let mut threshold = heap.threshold();
@@ -147,10 +153,13 @@ impl ScanState {
                 }
             }
         } else {
-            self.products.resize(q.n * n, 0.0);
-            distance::inner_products(q.data, q.n, chunk.vectors(), n, q.dim, &mut self.products);
-            for (qi, heap) in self.heaps.iter_mut().enumerate() {
-                let ips = &self.products[qi * n..(qi + 1) * n];
+            let m = qids.len();
+            self.products.resize(m * n, 0.0);
+            distance::inner_products(subset, m, chunk.vectors(), n, q.dim, &mut self.products);
+            for (local, &qi) in qids.iter().enumerate() {
+                let qi = qi as usize;
+                let heap = &mut self.heaps[qi];
+                let ips = &self.products[local * n..(local + 1) * n];
                 let (q_sq, inv_q) = (q.sq_norms[qi], q.inv_norms[qi]);
                 let mut threshold = heap.threshold();
                 for (s, &ip) in ips.iter().enumerate() {
@@ -170,7 +179,7 @@ impl ScanState {
             }
         }
         if any {
-            self.held.insert(pos, chunk.clone());
+            self.held.insert(no, chunk.clone());
         }
     }
 
@@ -192,27 +201,47 @@ pub struct Hit {
     pub slot: usize,
 }
 
-/// Scans `metas` (loaded through `load`) for every query; returns each
-/// query's hits sorted by ascending distance.
+/// A unit of scanning: some chunks (a list's, or one chunk) against some
+/// queries (`None` = every query).
+pub struct Work<'a> {
+    pub chunks: Vec<&'a ChunkMeta>,
+    pub queries: Option<Vec<u32>>,
+}
+
+/// Scans every work item (chunks loaded through `load`) in parallel;
+/// returns each query's hits sorted by ascending distance.
 pub fn scan(
     pool: &rayon::ThreadPool,
-    metas: &[ChunkMeta],
+    work: &[Work<'_>],
     load: &(dyn Fn(&ChunkMeta) -> Result<Arc<Chunk>> + Sync),
     q: &Queries<'_>,
 ) -> Result<Vec<Vec<Hit>>> {
     if q.n == 0 {
         return Ok(Vec::new());
     }
+    let all: Vec<u32> = (0..q.n as u32).collect();
     let state = pool.install(|| {
-        metas
-            .par_iter()
-            .enumerate()
+        work.par_iter()
             .with_min_len(1)
             .try_fold(
                 || ScanState::new(q),
-                |mut st, (pos, meta)| {
-                    let chunk = load(meta)?;
-                    st.scan_chunk(q, pos as u32, &chunk);
+                |mut st, item| {
+                    let (qids, subset): (&[u32], Vec<f32>) = match &item.queries {
+                        None => (&all, Vec::new()),
+                        Some(ids) => {
+                            let mut rows = Vec::new();
+                            if ids.len() >= GEMM_MIN_QUERIES {
+                                rows.reserve(ids.len() * q.dim);
+                                ids.iter().for_each(|&i| rows.extend_from_slice(q.row(i as usize)));
+                            }
+                            (ids, rows)
+                        }
+                    };
+                    let subset = if item.queries.is_none() { q.data } else { &subset };
+                    for meta in &item.chunks {
+                        let chunk = load(meta)?;
+                        st.scan_chunk(q, qids, subset, meta.no, &chunk);
+                    }
                     Ok::<_, crate::error::Error>(st)
                 },
             )

@@ -27,11 +27,12 @@ const ENTRIES_PER_BUCKET: u64 = 1024;
 const COMMIT_ATTEMPTS: usize = 5;
 
 /// Everything one write will store, ready to commit.
+#[derive(Default)]
 pub(super) struct Plan {
-    manifest: Manifest,
-    batch: crate::store::WriteBatch,
-    cache_put: Vec<(CacheKey, Cached)>,
-    cache_drop: Vec<CacheKey>,
+    pub manifest: Manifest,
+    pub batch: crate::store::WriteBatch,
+    pub cache_put: Vec<(CacheKey, Cached)>,
+    pub cache_drop: Vec<CacheKey>,
 }
 
 /// (chunk number, list, and unless it became empty: the chunk, its sealed
@@ -99,11 +100,21 @@ impl Index {
 
     /// Runs `build` on the newest snapshot and commits its plan; retries when
     /// another writer (another handle or process) committed in between.
-    fn commit<R>(&self, mut build: impl FnMut(&Snapshot) -> Result<(Option<Plan>, R)>) -> Result<R> {
+    pub(super) fn commit<R>(&self, mut build: impl FnMut(&Snapshot) -> Result<(Option<Plan>, R)>) -> Result<R> {
         let _writer = self.write_lock.lock();
         for _ in 0..COMMIT_ATTEMPTS {
             let snap = self.current()?;
-            let (plan, result) = build(&snap)?;
+            let (plan, result) = match build(&snap) {
+                // Another process committed under us and removed what the
+                // snapshot names: plan again on the newer state.
+                Err(Error::Integrity(msg)) => {
+                    if self.current()?.manifest.version == snap.manifest.version {
+                        return Err(Error::Integrity(msg));
+                    }
+                    continue;
+                }
+                other => other?,
+            };
             let Some(mut plan) = plan else { return Ok(result) };
             let stored = self.seal_manifest(&mut plan.manifest)?;
             plan.batch.put(manifest_key(&self.index_id), stored.clone());
@@ -128,11 +139,6 @@ impl Index {
     fn seal_manifest(&self, m: &mut Manifest) -> Result<Vec<u8>> {
         m.encryptions += 1;
         m.seal(&self.keys.sealer(m.key_version))
-    }
-
-    /// Which list a new vector joins (list 0 until the index is trained).
-    fn list_for(&self, _m: &Manifest, _vector: &[f32]) -> u32 {
-        0
     }
 
     /// Builds the plan for a set of upserts and deletes; returns it with the
@@ -191,11 +197,21 @@ impl Index {
         for c in &m.chunks {
             tails.insert(c.list, (c.no, c.bytes as usize)); // chunks are sorted, so the last one wins
         }
+        // Untrained: one list (0). Trained: the nearest centroid's list.
+        let centroids = match m.training {
+            super::TrainingState::Trained => Some(self.load_centroids(&snap.manifest)?),
+            _ => None,
+        };
+        let lists: Vec<u32> = self.client.pool.install(|| {
+            upserts
+                .par_iter()
+                .map(|p| centroids.as_ref().map_or(0, |c| c.nearest(m.config.metric, p.item.vector, 1)[0]))
+                .collect()
+        });
         let mut appends: HashMap<u32, Vec<usize>> = HashMap::new();
         let mut list_of_new: HashMap<u32, u32> = HashMap::new();
         let mut assigned = Vec::with_capacity(upserts.len());
-        for (i, p) in upserts.iter().enumerate() {
-            let list = self.list_for(&m, p.item.vector);
+        for (i, (p, &list)) in upserts.iter().zip(&lists).enumerate() {
             let size = item_encoded_len(dim, m.config.precision, p.item.id.len(), p.item.metadata.map(str::len));
             let tail = tails.get_mut(&list).filter(|(_, bytes)| *bytes + size <= CHUNK_TARGET_BYTES);
             let no = match tail {

@@ -1,0 +1,439 @@
+//! Training and the IVF layout: k-means over the index's own (decrypted)
+//! vectors, every item moved into the chunks of its nearest centroid's list,
+//! and the probe selection of queries. The centroids are a sealed object
+//! like any other; the store sees neither them nor which list a chunk is in.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use super::chunk::{item_encoded_len, Bucket, Chunk, Entry, WipedFloats, CHUNK_TARGET_BYTES};
+use super::manifest::{bucket_of, ChunkMeta, Manifest, TrainingState};
+use super::write::Plan;
+use super::{object_key, Access, Index, Need, Snapshot};
+use crate::cache::Cached;
+use crate::codec::{Reader, Writer};
+use crate::crypto::{ObjectKind, Token};
+use crate::distance::{self, Metric};
+use crate::error::{Error, Result};
+use crate::kmeans::{self, KMeansParams, SplitMix};
+
+const CENTROIDS_TOKEN: Token = *b"vx1 centroids\0\0\0";
+/// Training points per centroid (FAISS's default cap as well).
+const POINTS_PER_CENTROID: usize = 256;
+/// Below this many training points times lists times dimensions, full-batch
+/// Lloyd iterations; above, mini-batches of the size that costs the same.
+const FULL_BATCH_WORK: usize = 1 << 33;
+pub const MIN_TRAINING_VECTORS: u64 = 10_000;
+
+/// Decrypted centroids, one row per list.
+pub struct Centroids {
+    pub k: usize,
+    pub dim: usize,
+    pub data: WipedFloats,
+}
+
+impl Centroids {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(8 + self.data.0.len() * 4);
+        w.u32(self.k as u32);
+        w.u32(self.dim as u32);
+        for v in &self.data.0 {
+            w.raw(&v.to_le_bytes());
+        }
+        w.buf
+    }
+
+    fn decode(bytes: &[u8], dim: usize) -> Result<Centroids> {
+        let mut r = Reader::new(bytes, "centroids");
+        let k = r.u32()? as usize;
+        if r.u32()? as usize != dim {
+            return Err(Error::integrity("centroids have the wrong dimension"));
+        }
+        let raw = r.raw(k.checked_mul(dim * 4).ok_or_else(|| Error::integrity("centroids overflow"))?)?;
+        r.finish()?;
+        let data = raw.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
+        Ok(Centroids { k, dim, data: WipedFloats(data) })
+    }
+
+    pub fn mem_size(&self) -> usize {
+        64 + self.data.0.len() * 4
+    }
+
+    fn row(&self, c: usize) -> &[f32] {
+        &self.data.0[c * self.dim..(c + 1) * self.dim]
+    }
+
+    /// Lists nearest to `v`, best first, at most `count`. Cosine indexes
+    /// cluster unit vectors, so ranking by L2 to the centroid is right for
+    /// every metric but inner product, which ranks by the dot product.
+    pub fn nearest(&self, metric: Metric, v: &[f32], count: usize) -> Vec<u32> {
+        let unit;
+        let v = if metric == Metric::Cosine {
+            unit = normalized(v);
+            &unit[..]
+        } else {
+            v
+        };
+        let mut scored: Vec<(f32, u32)> = (0..self.k)
+            .map(|c| {
+                let s = match metric {
+                    Metric::InnerProduct => -distance::dot(v, self.row(c)),
+                    _ => distance::l2_sq(v, self.row(c)),
+                };
+                (s, c as u32)
+            })
+            .collect();
+        let count = count.min(self.k);
+        if count < scored.len() {
+            scored.select_nth_unstable_by(count, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            scored.truncate(count);
+        }
+        scored.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        scored.into_iter().map(|(_, c)| c).collect()
+    }
+}
+
+/// FNV-1a of the bytes, mixed with the seed (not cryptographic: it only
+/// decides which items train the centroids).
+fn seeded_hash(seed: u64, bytes: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
+    for &b in bytes {
+        h = (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    SplitMix::new(h).next_u64()
+}
+
+fn normalized(v: &[f32]) -> Vec<f32> {
+    let inv = distance::inv_norm(v);
+    v.iter().map(|x| x * inv).collect()
+}
+
+/// Training parameters; zero means "default" for the first five.
+pub struct TrainParams<'a> {
+    /// Number of lists; 0 = round(sqrt(n)), at least 1.
+    pub n_lists: u32,
+    /// Mini-batch size; 0 = automatic (full batch unless that is very large).
+    pub batch_size: usize,
+    /// 0 = 100.
+    pub max_iters: u32,
+    /// 0 = 1e-6; negative or NaN is invalid.
+    pub tolerance: f64,
+    /// Soft cap in MiB on the training sample and centroids; 0 = none.
+    pub max_memory_mib: usize,
+    pub seed: u64,
+    /// Called after each iteration with (iteration, max_iters, objective);
+    /// returning `true` cancels.
+    pub progress: Option<&'a mut (dyn FnMut(u32, u32, f64) -> bool + Send)>,
+}
+
+impl Default for TrainParams<'_> {
+    fn default() -> Self {
+        TrainParams {
+            n_lists: 0,
+            batch_size: 0,
+            max_iters: 0,
+            tolerance: 0.0,
+            max_memory_mib: 0,
+            seed: DEFAULT_SEED,
+            progress: None,
+        }
+    }
+}
+
+pub const DEFAULT_SEED: u64 = 0x7678_5f74_7261_696e; // "vx_train"
+
+/// What a training run did.
+#[derive(Clone, Copy, Debug)]
+pub struct TrainReport {
+    pub n_lists: u32,
+    pub iterations: u32,
+    /// Mean squared distance of the training sample to its centroids.
+    pub objective: f64,
+    pub sample_size: usize,
+}
+
+/// The automatic list count: sqrt(n), the usual IVF rule, which keeps list
+/// scans and centroid scans balanced (see docs/BENCHMARKS.md for the sweep).
+pub fn auto_n_lists(n: u64) -> u32 {
+    ((n as f64).sqrt().round() as u32).max(1)
+}
+
+/// The automatic probe count: 30% of the lists, at least 8. Real sentence
+/// embeddings cluster loosely: on shared/data/minilm-20k with 141 lists,
+/// recall@10 was 0.81 at 8 probes, 0.90 at 17, 0.94 at 32, 0.956 at 40 and
+/// 0.97 at 48 (tests/train.rs, VX_SWEEP_PROBES); 30% keeps it >= 0.95.
+pub fn auto_n_probes(n_lists: u32) -> u32 {
+    (n_lists * 3).div_ceil(10).max(8).min(n_lists)
+}
+
+/// (chunk number, list, the (old chunk, slot) items it will hold).
+type Pack = (u32, u32, Vec<(usize, usize)>);
+/// A packed chunk: its manifest entry, contents, sealed bytes and the
+/// (id token, chunk number) of every item in it.
+type BuiltChunk = (ChunkMeta, Arc<Chunk>, Vec<u8>, Vec<(Token, u32)>);
+
+struct TrainingFlag<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for TrainingFlag<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl Index {
+    /// Trains the IVF lists and moves every item into its list, atomically.
+    /// Readers keep using the previous state until the new one is committed.
+    pub fn train(&self, mut params: TrainParams<'_>, access: Access<'_>) -> Result<TrainReport> {
+        self.authorize(access, Need::Write)?;
+        if params.tolerance.is_nan() || params.tolerance < 0.0 {
+            return Err(Error::invalid(format!("tolerance must be >= 0, got {}", params.tolerance)));
+        }
+        let max_iters = if params.max_iters == 0 { 100 } else { params.max_iters };
+        let tolerance = if params.tolerance == 0.0 { 1e-6 } else { params.tolerance };
+        if self.training.swap(true, Ordering::AcqRel) {
+            return Err(Error::invalid("a training run is already in progress on this handle"));
+        }
+        let _flag = TrainingFlag(&self.training);
+
+        let snap = self.current()?;
+        let m = &snap.manifest;
+        let n = m.num_vectors;
+        let n_lists = if params.n_lists == 0 { auto_n_lists(n) } else { params.n_lists };
+        let need = (2 * n_lists as u64).max(MIN_TRAINING_VECTORS);
+        if n < need {
+            return Err(Error::NotEnoughVectors(format!(
+                "training {n_lists} lists needs at least {need} vectors (max(2 * n_lists, {MIN_TRAINING_VECTORS})); the index holds {n}"
+            )));
+        }
+        let dim = m.config.dimension as usize;
+        let k = n_lists as usize;
+
+        // The sample: at most 256 points per list, fewer if max_memory says so.
+        let mut sample_n = (n as usize).min(POINTS_PER_CENTROID * k);
+        if params.max_memory_mib > 0 {
+            let limit = params.max_memory_mib.saturating_mul(1 << 20);
+            let fixed = k * dim * 4 * 3 + k * 64; // centroids, f64 sums, counts
+            let per_point = dim * 4 + 8 + k * 4 / 64; // row, assignment, share of the SGEMM buffers
+            let fits = limit.saturating_sub(fixed) / per_point;
+            if fixed >= limit || fits < k {
+                return Err(Error::MemoryLimit(format!(
+                    "max_memory {} MiB cannot hold {k} centroids of dim {dim} and a training sample (needs at least {} MiB)",
+                    params.max_memory_mib,
+                    (fixed + k * per_point).div_ceil(1 << 20)
+                )));
+            }
+            sample_n = sample_n.min(fits);
+        }
+        let sample = self.training_sample(m, sample_n, params.seed)?;
+        let batch_size = match params.batch_size {
+            0 if sample_n.saturating_mul(k).saturating_mul(dim) <= FULL_BATCH_WORK => 0,
+            0 => (FULL_BATCH_WORK / (k * dim)).max(4 * k),
+            b => b,
+        };
+        let kp = KMeansParams { k, max_iters, tolerance, batch_size, seed: params.seed };
+        let mut progress = |iter: u32, objective: f64| match params.progress.as_mut() {
+            Some(cb) => cb(iter, max_iters, objective),
+            None => false,
+        };
+        let result = kmeans::kmeans(&self.client.pool, &sample.0, dim, &kp, &mut progress)?;
+        drop(sample);
+        let report =
+            TrainReport { n_lists, iterations: result.iterations, objective: result.objective, sample_size: sample_n };
+        let centroids = Arc::new(Centroids { k, dim, data: WipedFloats(result.centroids) });
+        self.commit(|snap| Ok((Some(self.plan_layout(snap, &centroids)?), report)))
+    }
+
+    /// `count` vectors drawn without replacement, unit-normalised for cosine
+    /// indexes. The draw ranks items by a seeded hash of their id, so it
+    /// depends on the seed and the index's contents, not on where items
+    /// happen to be stored (which changes with every training).
+    fn training_sample(&self, m: &Manifest, count: usize, seed: u64) -> Result<WipedFloats> {
+        let dim = m.config.dimension as usize;
+        let chunks: Vec<Arc<Chunk>> = self
+            .client
+            .pool
+            .install(|| m.chunks.par_iter().map(|meta| self.load_chunk(m, meta)).collect::<Result<_>>())?;
+        let mut ranked: Vec<(u64, u32, u32)> = Vec::with_capacity(m.num_vectors as usize);
+        for (ci, chunk) in chunks.iter().enumerate() {
+            for (slot, id) in chunk.ids.iter().enumerate() {
+                ranked.push((seeded_hash(seed, id.as_bytes()), ci as u32, slot as u32));
+            }
+        }
+        if count < ranked.len() {
+            ranked.select_nth_unstable(count);
+            ranked.truncate(count);
+        }
+        ranked.sort_unstable();
+        let mut out = WipedFloats(Vec::with_capacity(ranked.len() * dim));
+        for (_, ci, slot) in ranked {
+            let v = chunks[ci as usize].vector(slot as usize);
+            if m.config.metric == Metric::Cosine {
+                out.0.extend(normalized(v));
+            } else {
+                out.0.extend_from_slice(v);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn load_centroids(&self, m: &Manifest) -> Result<Arc<Centroids>> {
+        let ck = self.cache_key(ObjectKind::Centroids, 0, m.centroids_version);
+        if let Some(Cached::Centroids(c)) = self.client.cache.get(&ck) {
+            return Ok(c);
+        }
+        let sealed = self
+            .client
+            .store
+            .get(&object_key(&self.index_id, ObjectKind::Centroids, &CENTROIDS_TOKEN))?
+            .ok_or_else(|| Error::integrity("the centroids of a trained index are missing"))?;
+        let plain = self.keys.open(ObjectKind::Centroids, &CENTROIDS_TOKEN, m.centroids_version, &sealed)?;
+        let c = Arc::new(Centroids::decode(&plain, m.config.dimension as usize)?);
+        if c.k != m.n_lists as usize {
+            return Err(Error::integrity("centroid count does not match the manifest"));
+        }
+        self.client.cache.insert(ck, Cached::Centroids(c.clone()));
+        Ok(c)
+    }
+
+    /// The plan that moves every item of `snap` into the list of its nearest
+    /// centroid: new chunks per list, every directory entry rewritten, the
+    /// sealed centroids, the old chunks deleted.
+    fn plan_layout(&self, snap: &Snapshot, centroids: &Arc<Centroids>) -> Result<Plan> {
+        let old = &snap.manifest;
+        let mut m = old.clone();
+        let version = m.version + 1;
+        m.version = version;
+        if m.encryptions >= crate::crypto::MAX_ENCRYPTIONS_PER_KEY {
+            m.key_version += 1;
+            m.encryptions = 0;
+        }
+        let sealer = self.keys.sealer(m.key_version);
+        let dim = m.config.dimension as usize;
+        let metric = m.config.metric;
+        let mut plan = Plan::default();
+
+        // 1. Every item's list.
+        let chunks: Vec<Arc<Chunk>> = self
+            .client
+            .pool
+            .install(|| old.chunks.par_iter().map(|meta| self.load_chunk(old, meta)).collect::<Result<_>>())?;
+        let lists: Vec<Vec<u32>> = self.client.pool.install(|| {
+            chunks
+                .par_iter()
+                .map(|c| (0..c.len()).map(|s| centroids.nearest(metric, c.vector(s), 1)[0]).collect())
+                .collect()
+        });
+        let mut members: Vec<Vec<(usize, usize)>> = vec![Vec::new(); centroids.k];
+        for (ci, per_slot) in lists.iter().enumerate() {
+            for (slot, &list) in per_slot.iter().enumerate() {
+                members[list as usize].push((ci, slot));
+            }
+        }
+
+        // 2. Pack each list into chunks under the chunk budget.
+        let mut packs: Vec<Pack> = Vec::new();
+        for (list, items) in members.into_iter().enumerate() {
+            let mut current: Vec<(usize, usize)> = Vec::new();
+            let mut bytes = 16;
+            for (ci, slot) in items {
+                let c = &chunks[ci];
+                let size = item_encoded_len(
+                    dim,
+                    m.config.precision,
+                    c.ids[slot].len(),
+                    c.metadata[slot].as_ref().map(String::len),
+                );
+                if !current.is_empty() && bytes + size > CHUNK_TARGET_BYTES {
+                    packs.push((m.next_chunk, list as u32, std::mem::take(&mut current)));
+                    m.next_chunk += 1;
+                    bytes = 16;
+                }
+                bytes += size;
+                current.push((ci, slot));
+            }
+            if !current.is_empty() {
+                packs.push((m.next_chunk, list as u32, current));
+                m.next_chunk += 1;
+            }
+        }
+        let built: Vec<BuiltChunk> = self.client.pool.install(|| {
+            packs
+                .par_iter()
+                .map(|(no, list, items)| {
+                    let mut vectors = Vec::with_capacity(items.len() * dim);
+                    let mut ids = Vec::with_capacity(items.len());
+                    let mut metadata = Vec::with_capacity(items.len());
+                    let mut moved = Vec::with_capacity(items.len());
+                    for &(ci, slot) in items {
+                        let c = &chunks[ci];
+                        vectors.extend_from_slice(c.vector(slot));
+                        moved.push((self.id_token(&c.ids[slot]), *no));
+                        ids.push(c.ids[slot].clone());
+                        metadata.push(c.metadata[slot].clone());
+                    }
+                    let chunk = Chunk::new(dim, vectors, ids, metadata);
+                    let plain = chunk.encode(m.config.precision);
+                    let sealed = sealer.seal(ObjectKind::Chunk, &self.chunk_token(*no), version, &plain)?;
+                    let meta = ChunkMeta {
+                        no: *no,
+                        list: *list,
+                        count: chunk.len() as u32,
+                        bytes: plain.len() as u32,
+                        version,
+                    };
+                    Ok((meta, Arc::new(chunk), sealed, moved))
+                })
+                .collect::<Result<_>>()
+        })?;
+        for meta in &old.chunks {
+            plan.batch.delete(object_key(&self.index_id, ObjectKind::Chunk, &self.chunk_token(meta.no)));
+            plan.cache_drop.push(self.cache_key(ObjectKind::Chunk, meta.no, meta.version));
+        }
+        let mut new_home: HashMap<Token, u32> = HashMap::with_capacity(old.num_vectors as usize);
+        m.chunks.clear();
+        for (meta, chunk, sealed, moved) in built {
+            new_home.extend(moved);
+            plan.batch.put(object_key(&self.index_id, ObjectKind::Chunk, &self.chunk_token(meta.no)), sealed);
+            plan.cache_put.push((self.cache_key(ObjectKind::Chunk, meta.no, version), Cached::Chunk(chunk)));
+            m.chunks.push(meta);
+        }
+        m.chunks.sort_unstable_by_key(|c| (c.list, c.no));
+
+        // 3. Every directory entry points at its item's new chunk.
+        for b in 0..m.buckets.len() {
+            let old_bucket = self.load_bucket(old, b)?;
+            if old_bucket.entries.is_empty() {
+                continue;
+            }
+            let mut bucket = Bucket::default();
+            for e in &old_bucket.entries {
+                let chunk = *new_home.get(&e.token).ok_or_else(|| Error::integrity("a directory entry has no item"))?;
+                debug_assert_eq!(bucket_of(&e.token, m.buckets.len()), b);
+                bucket.entries.push(Entry { chunk, ..*e });
+            }
+            let token = self.bucket_token(b);
+            plan.batch.put(
+                object_key(&self.index_id, ObjectKind::Bucket, &token),
+                sealer.seal(ObjectKind::Bucket, &token, version, &bucket.encode())?,
+            );
+            plan.cache_drop.push(self.cache_key(ObjectKind::Bucket, b as u32, m.buckets[b]));
+            plan.cache_put
+                .push((self.cache_key(ObjectKind::Bucket, b as u32, version), Cached::Bucket(Arc::new(bucket))));
+            m.buckets[b] = version;
+        }
+
+        // 4. The centroids, and the manifest that makes it all current.
+        let sealed = sealer.seal(ObjectKind::Centroids, &CENTROIDS_TOKEN, version, &centroids.encode())?;
+        plan.batch.put(object_key(&self.index_id, ObjectKind::Centroids, &CENTROIDS_TOKEN), sealed);
+        plan.cache_put.push((self.cache_key(ObjectKind::Centroids, 0, version), Cached::Centroids(centroids.clone())));
+        m.training = TrainingState::Trained;
+        m.n_lists = centroids.k as u32;
+        m.centroids_version = version;
+        m.encryptions += sealer.encryptions();
+        plan.manifest = m;
+        Ok(plan)
+    }
+}

@@ -1,0 +1,248 @@
+//! Training and IVF search: the rules of SPEC.md §6 from the Rust API, and
+//! recall on the real embeddings of ../shared/data.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use vx::{
+    include, Access, Client, ClientOptions, Error, IndexConfig, ItemRef, Metric, QueryParams, SecretKey, Status,
+    TrainParams, TrainingState,
+};
+
+fn key() -> SecretKey {
+    SecretKey::from_bytes(&[9; 32])
+}
+
+fn data(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+    let mut next = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+    };
+    // 32 clusters plus noise, so lists mean something.
+    let centres: Vec<f32> = (0..32 * dim).map(|_| next() * 8.0).collect();
+    (0..n).flat_map(|i| (0..dim).map(|j| centres[(i % 32) * dim + j] + next()).collect::<Vec<_>>()).collect()
+}
+
+fn filled(metric: Metric, n: usize, dim: usize) -> (Client, vx::Index, Vec<f32>) {
+    let client = Client::open("memory:", ClientOptions { threads: 2, ..Default::default() }).unwrap();
+    let index = client.create_index("t", &key(), IndexConfig { metric, ..Default::default() }).unwrap();
+    let base = data(n, dim, 1);
+    let ids: Vec<String> = (0..n).map(|i| format!("{i}")).collect();
+    let metas: Vec<String> = (0..n).map(|i| format!(r#"{{"m": {}}}"#, i % 10)).collect();
+    let items: Vec<ItemRef<'_>> = (0..n)
+        .map(|i| ItemRef {
+            id: &ids[i],
+            vector: &base[i * dim..(i + 1) * dim],
+            metadata: Some(&metas[i]),
+            contents: None,
+        })
+        .collect();
+    for b in items.chunks(5000) {
+        index.upsert(b, Access::default()).unwrap();
+    }
+    (client, index, base)
+}
+
+fn ids_of(hits: &[Vec<vx::Hit>]) -> Vec<Vec<String>> {
+    hits.iter().map(|r| r.iter().map(|h| h.id.clone()).collect()).collect()
+}
+
+#[test]
+fn not_enough_vectors_names_both_numbers_and_changes_nothing() {
+    let (_c, index, _) = filled(Metric::Euclidean, 9_999, 4);
+    let e = index.train(TrainParams::default(), Access::default()).unwrap_err();
+    assert_eq!(e.status(), Status::NotEnoughVectors);
+    assert!(e.to_string().contains("10000") && e.to_string().contains("9999"), "{e}");
+    let e = index.train(TrainParams { n_lists: 6000, ..Default::default() }, Access::default()).unwrap_err();
+    assert!(e.to_string().contains("12000"), "{e}");
+    assert_eq!(index.training_state(), TrainingState::Untrained);
+    let bad = TrainParams { tolerance: -1.0, ..Default::default() };
+    assert_eq!(index.train(bad, Access::default()).unwrap_err().status(), Status::InvalidArgument);
+    let bad = TrainParams { tolerance: f64::NAN, ..Default::default() };
+    assert_eq!(index.train(bad, Access::default()).unwrap_err().status(), Status::InvalidArgument);
+}
+
+#[test]
+fn full_probe_equals_exhaustive_on_every_metric_and_later_upserts_land_in_lists() {
+    for metric in [Metric::Euclidean, Metric::SquaredEuclidean, Metric::Cosine, Metric::InnerProduct] {
+        let (_c, index, _) = filled(metric, 12_000, 8);
+        let queries = data(20, 8, 99);
+        let exhaustive = QueryParams { top_k: 15, filter: Some(r#"{"m": {"$lt": 5}}"#), ..Default::default() };
+        let before = index.query(&queries, 20, 8, &exhaustive, Access::default()).unwrap();
+        let report =
+            index.train(TrainParams { n_lists: 40, max_iters: 10, ..Default::default() }, Access::default()).unwrap();
+        assert_eq!(report.n_lists, 40);
+        assert_eq!(index.training_state(), TrainingState::Trained);
+        assert_eq!(index.n_lists(), 40);
+        assert_eq!(index.num_vectors(Access::default()).unwrap(), 12_000);
+        let all = QueryParams { n_probes: 40, ..exhaustive.clone() };
+        let after = index.query(&queries, 20, 8, &all, Access::default()).unwrap();
+        assert_eq!(ids_of(&before), ids_of(&after), "{metric:?}: n_probes = n_lists must equal exhaustive");
+        for q in 0..20 {
+            let one = index.query(&queries[q * 8..(q + 1) * 8], 1, 8, &all, Access::default()).unwrap();
+            assert_eq!(ids_of(&one)[0], ids_of(&before)[q], "{metric:?}: single query {q}");
+        }
+        // Upserts and overwrites after training are found, and deletes vanish.
+        let v = &queries[..8];
+        let items = [ItemRef { id: "new", vector: v, metadata: Some(r#"{"m": 0}"#), contents: Some(b"c") }];
+        index.upsert(&items, Access::default()).unwrap();
+        let p = QueryParams { top_k: 1, include: include::ALL, ..Default::default() };
+        let hit = &index.query(v, 1, 8, &p, Access::default()).unwrap()[0][0];
+        assert_eq!((hit.id.as_str(), hit.contents.as_deref()), ("new", Some(&b"c"[..])));
+        assert_eq!(index.delete(&["new", "0"], Access::default()).unwrap(), 2);
+        assert_eq!(
+            index.get(&["new", "0", "1"], 0, Access::default()).unwrap().iter().filter(|x| x.is_some()).count(),
+            1
+        );
+        assert_eq!(index.list_ids(0, 0, Access::default()).unwrap().len(), 11_999);
+    }
+}
+
+#[test]
+fn training_is_deterministic_cancellable_and_retrainable() {
+    let (_c, index, _) = filled(Metric::Euclidean, 11_000, 8);
+    let queries = data(5, 8, 7);
+    let p = QueryParams { top_k: 5, n_probes: 3, ..Default::default() };
+    let mut seen = Vec::new();
+    let mut cancel_at_3 = |it: u32, max: u32, obj: f64| {
+        seen.push((it, max, obj));
+        it == 3
+    };
+    let cancelled = TrainParams {
+        n_lists: 20,
+        max_iters: 50,
+        tolerance: 1e-12,
+        progress: Some(&mut cancel_at_3),
+        ..Default::default()
+    };
+    let e = index.train(cancelled, Access::default()).unwrap_err();
+    assert!(matches!(e, Error::Cancelled(_)));
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[0].1, 50);
+    assert_eq!(index.training_state(), TrainingState::Untrained, "a cancelled training leaves the index as it was");
+
+    let a = index.train(TrainParams { n_lists: 20, seed: 5, ..Default::default() }, Access::default()).unwrap();
+    let first = index.query(&queries, 5, 8, &p, Access::default()).unwrap();
+    let b = index.train(TrainParams { n_lists: 20, seed: 5, ..Default::default() }, Access::default()).unwrap();
+    assert_eq!(a.objective, b.objective, "same seed, same result");
+    assert_eq!(ids_of(&first), ids_of(&index.query(&queries, 5, 8, &p, Access::default()).unwrap()));
+    let c = index
+        .train(TrainParams { n_lists: 30, batch_size: 2000, max_iters: 20, ..Default::default() }, Access::default())
+        .unwrap();
+    assert_eq!((c.n_lists, index.n_lists()), (30, 30));
+    assert_eq!(index.num_vectors(Access::default()).unwrap(), 11_000);
+}
+
+#[test]
+fn memory_limit_subsamples_or_refuses() {
+    let (_c, index, _) = filled(Metric::Euclidean, 10_000, 64);
+    let e = index.train(TrainParams { n_lists: 100, max_memory_mib: 0, ..Default::default() }, Access::default());
+    assert!(e.is_ok());
+    let tiny = TrainParams { n_lists: 4000, max_memory_mib: 1, ..Default::default() };
+    let e = index.train(tiny, Access::default()).unwrap_err();
+    assert_eq!(e.status(), Status::MemoryLimit, "{e}");
+    let small = TrainParams { n_lists: 50, max_memory_mib: 1, max_iters: 5, ..Default::default() };
+    let r = index.train(small, Access::default()).unwrap();
+    assert!(r.sample_size < 10_000 && r.sample_size >= 50, "{}", r.sample_size);
+}
+
+#[test]
+fn greedy_finds_top_k_under_a_selective_filter() {
+    let (_c, index, _) = filled(Metric::Euclidean, 12_000, 8);
+    index.train(TrainParams { n_lists: 60, max_iters: 10, ..Default::default() }, Access::default()).unwrap();
+    let q = data(1, 8, 3);
+    // m == 7 and id ends in 7: roughly 1 in 10 items, spread over every list.
+    let p = QueryParams { top_k: 200, n_probes: 1, filter: Some(r#"{"m": 7}"#), ..Default::default() };
+    let plain = index.query(&q, 1, 8, &p, Access::default()).unwrap();
+    let greedy = index.query(&q, 1, 8, &QueryParams { greedy: true, ..p.clone() }, Access::default()).unwrap();
+    assert!(plain[0].len() < 200);
+    assert_eq!(greedy[0].len(), 200);
+}
+
+#[test]
+fn queries_race_a_training_run() {
+    let (_c, index, _) = filled(Metric::Euclidean, 15_000, 16);
+    let index = Arc::new(index);
+    let done = Arc::new(AtomicBool::new(false));
+    let queries = data(4, 16, 11);
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (index, done, queries) = (index.clone(), done.clone(), queries.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                let p = QueryParams { top_k: 10, ..Default::default() };
+                while !done.load(Ordering::Acquire) || n == 0 {
+                    let r = index.query(&queries, 4, 16, &p, Access::default()).unwrap();
+                    assert!(r.iter().all(|row| row.len() == 10));
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    index.train(TrainParams { n_lists: 50, max_iters: 30, ..Default::default() }, Access::default()).unwrap();
+    done.store(true, Ordering::Release);
+    for r in readers {
+        assert!(r.join().unwrap() > 0);
+    }
+    assert_eq!(index.training_state(), TrainingState::Trained);
+}
+
+fn read_vecs(path: &Path) -> (Vec<f32>, usize) {
+    let bytes = std::fs::read(path).unwrap();
+    let dim = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
+    let out = bytes
+        .chunks_exact(4 + dim * 4)
+        .flat_map(|r| r[4..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())))
+        .collect();
+    (out, dim)
+}
+
+#[test]
+fn recall_on_real_embeddings_with_automatic_parameters() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/minilm-20k");
+    if !dir.join("base.fvecs").exists() {
+        eprintln!("skipped: {} not found", dir.display());
+        return;
+    }
+    let (base, dim) = read_vecs(&dir.join("base.fvecs"));
+    let (queries, _) = read_vecs(&dir.join("query.fvecs"));
+    let (gt, k) = read_vecs(&dir.join("gt.ivecs"));
+    let gt: Vec<u32> = gt.into_iter().map(f32::to_bits).collect();
+    let n = base.len() / dim;
+    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let index = client.create_index("minilm", &key(), IndexConfig::default()).unwrap();
+    let ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+    let items: Vec<ItemRef<'_>> = (0..n)
+        .map(|i| ItemRef { id: &ids[i], vector: &base[i * dim..(i + 1) * dim], metadata: None, contents: None })
+        .collect();
+    index.upsert(&items, Access::default()).unwrap();
+    index.train(TrainParams::default(), Access::default()).unwrap();
+    let nq = 300;
+    if let Ok(list) = std::env::var("VX_SWEEP_PROBES") {
+        for probes in list.split(',').map(|x| x.parse::<u32>().unwrap()) {
+            let p = QueryParams { top_k: 10, n_probes: probes, ..Default::default() };
+            let hits = index.query(&queries[..nq * dim], nq, dim, &p, Access::default()).unwrap();
+            let found: usize = hits
+                .iter()
+                .enumerate()
+                .map(|(q, row)| row.iter().filter(|h| gt[q * k..q * k + 10].contains(&h.id.parse().unwrap())).count())
+                .sum();
+            eprintln!("n_probes {probes}: recall@10 {:.3}", found as f64 / (nq * 10) as f64);
+        }
+    }
+    let p = QueryParams { top_k: 10, ..Default::default() }; // automatic n_probes
+    let hits = index.query(&queries[..nq * dim], nq, dim, &p, Access::default()).unwrap();
+    let found: usize = hits
+        .iter()
+        .enumerate()
+        .map(|(q, row)| row.iter().filter(|h| gt[q * k..q * k + 10].contains(&h.id.parse().unwrap())).count())
+        .sum();
+    let recall = found as f64 / (nq * 10) as f64;
+    eprintln!("recall@10 with automatic n_lists {} and n_probes: {recall:.3}", index.n_lists());
+    assert!(recall >= 0.95, "recall@10 {recall}");
+}
