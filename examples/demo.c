@@ -42,6 +42,13 @@ static float frand(void) {
 
 static const char *CATEGORIES[] = {"manual", "faq", "blog", "api", "changelog"};
 
+static int show_progress(void *user_data, uint32_t iteration, uint32_t max_iters, double objective) {
+    (void)user_data;
+    if (iteration == 1 || iteration % 5 == 0)
+        printf("          k-means iteration %3u/%u  objective %.4f\n", iteration, max_iters, objective);
+    return 0; /* non-zero would cancel */
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "vx-demo-data";
     size_t n = argc > 2 ? (size_t)strtoull(argv[2], NULL, 10) : 100000;
@@ -150,6 +157,42 @@ int main(int argc, char **argv) {
     printf("[get]     doc-42: found=%d dim=%zu %s; no-such-doc: found=%d    %8.1f ms\n", vx_items_found(items, 0), dim,
            vx_items_metadata(items, 0), vx_items_found(items, 1), (now() - t) * 1e3);
     vx_items_free(items);
+
+    /* Train the IVF lists: from here on queries probe the nearest lists. */
+    vx_query_params_init(&p);
+    p.top_k = K;
+    float exact_d[100];
+    char exact_id[100][K][24];
+    TRY("vx_index_query", vx_index_query(index, queries, 100, DIM, &p, NULL, NULL, &r));
+    for (int i = 0; i < 100; i++) {
+        exact_d[i] = vx_results_distance(r, i, 0);
+        for (int k = 0; k < K; k++) snprintf(exact_id[i][k], sizeof exact_id[i][k], "%s", vx_results_id(r, i, k));
+    }
+    vx_results_free(r);
+    vx_train_params tp;
+    vx_train_params_init(&tp);
+    tp.max_iters = 25;
+    tp.progress = show_progress;
+    printf("[train]   k-means over the encrypted vectors (automatic n_lists), state %u -> ...\n", vx_index_training_state(index));
+    t = now();
+    TRY("vx_index_train_ex", vx_index_train_ex(index, &tp, NULL, NULL));
+    printf("[train]   %u lists, every vector moved into its list, state %u   %8.1f ms\n", vx_index_n_lists(index),
+           vx_index_training_state(index), (now() - t) * 1e3);
+    t = now();
+    for (int i = 0; i < 100; i++) {
+        TRY("vx_index_query", vx_index_query(index, queries + i * DIM, 1, DIM, &p, NULL, NULL, &r));
+        vx_results_free(r);
+    }
+    dt = now() - t;
+    TRY("vx_index_query", vx_index_query(index, queries, 100, DIM, &p, NULL, NULL, &r));
+    int found = 0;
+    for (int i = 0; i < 100; i++)
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < K; j++) found += strcmp(vx_results_id(r, i, k), exact_id[i][j]) == 0;
+    vx_results_free(r);
+    (void)exact_d;
+    printf("[ivf]     100 queries one at a time, automatic n_probes: %.0f queries/s, recall@10 vs exact %.3f\n",
+           100 / dt, found / 1000.0);
 
     const char *doomed[3] = {"doc-1", "doc-2", "no-such-doc"};
     size_t deleted = 0;

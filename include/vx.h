@@ -233,7 +233,8 @@ typedef struct vx_query_params {
    */
   uint32_t top_k;
   /**
-   * Lists probed once trained; 0 (default) = automatic.
+   * Lists probed once trained; 0 (default) = automatic (30% of the lists, at
+   * least 8); n_lists gives exactly the exhaustive answer.
    */
   uint32_t n_probes;
   /**
@@ -245,10 +246,64 @@ typedef struct vx_query_params {
    */
   const char *filter_json;
   /**
-   * Reserved for greedy list traversal once trained; default false.
+   * Once trained: keep probing the next-nearest lists until top_k hits are
+   * found or every list is scanned (for selective filters); default false.
    */
   bool greedy;
 } vx_query_params;
+
+/**
+ * Progress callback of vx_index_train_ex, called on the calling thread
+ * after every k-means iteration; return non-zero to cancel the training
+ * (VX_STATUS_CANCELLED; the index stays as it was).
+ */
+typedef int32_t (*vx_train_progress_fn)(void *user_data,
+                                        uint32_t iteration,
+                                        uint32_t max_iters,
+                                        double objective);
+
+/**
+ * Parameters of vx_index_train_ex. Fill with vx_train_params_init first;
+ * fields are only ever appended. Zero means "default" for the first five.
+ */
+typedef struct vx_train_params {
+  /**
+   * sizeof(vx_train_params), set by vx_train_params_init.
+   */
+  uint32_t struct_size;
+  /**
+   * Inverted lists (k-means centroids); 0 = round(sqrt(number of vectors)).
+   */
+  uint32_t n_lists;
+  /**
+   * k-means mini-batch size; 0 = automatic (full batch unless very large).
+   */
+  size_t batch_size;
+  /**
+   * Iteration cap; 0 = 100.
+   */
+  uint32_t max_iters;
+  /**
+   * Stop when the objective's relative change is below this; 0 = 1e-6; negative or NaN is invalid.
+   */
+  double tolerance;
+  /**
+   * Soft cap in MiB on training memory (the sample is shrunk to fit); 0 = none.
+   */
+  size_t max_memory;
+  /**
+   * Seed of the sampling and seeding; the same seed gives the same lists.
+   */
+  uint64_t seed;
+  /**
+   * Optional progress callback (NULL = none).
+   */
+  vx_train_progress_fn progress;
+  /**
+   * Passed to `progress` unchanged.
+   */
+  void *user_data;
+} vx_train_params;
 
 /**
  * Success.
@@ -707,8 +762,10 @@ void vx_query_params_init(struct vx_query_params *p);
 
 /**
  * Finds each query's nearest items: exact encrypted exhaustive search until
- * the index is trained. A filter is applied before ranking, so each query
- * gets top_k hits whenever that many items match.
+ * the index is trained, then an encrypted IVF search of the n_probes lists
+ * nearest each query. A filter is applied before ranking, so each query
+ * gets top_k hits whenever that many matching items are in the scanned
+ * lists (all of them when untrained; see `greedy` once trained).
  *
  * @param queries      nq * dim floats, row-major, all finite.
  * @param dim          must equal the index's dimension.
@@ -871,6 +928,54 @@ const float *vx_results_vector(const struct vx_results *r,
  * Thread safety: must not race other calls on the same results. Since 0.1.0.
  */
 void vx_results_free(struct vx_results *r);
+
+/**
+ * Fills `p` with defaults (and struct_size). NULL is ignored.
+ *
+ * Thread safety: safe from any thread. Since 0.1.0.
+ */
+void vx_train_params_init(struct vx_train_params *p);
+
+/**
+ * Builds the IVF index: k-means over the stored vectors, then every item
+ * moved into the list of its nearest centroid, atomically. Before it,
+ * queries are exact encrypted exhaustive searches; after it, encrypted IVF
+ * searches over `n_probes` lists. Re-training is allowed; queries keep
+ * using the previous state until the new one is committed (state
+ * VX_TRAINING_TRAINING meanwhile). Needs write permission. Zero means
+ * "default" for each of the five parameters (see vx_train_params).
+ *
+ * @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT (tolerance, a run already under
+ *         way on this handle, user id without key), NOT_ENOUGH_VECTORS (fewer than
+ *         max(2 * n_lists, 10000), both numbers in the message), MEMORY_LIMIT, NOT_FOUND,
+ *         WRONG_KEY, PERMISSION_DENIED, POISONED, INTEGRITY, RNG_FAILED, IO, STORAGE, PANIC.
+ *
+ * Thread safety: safe concurrently with queries and writes on the handle
+ * (a write that lands during training is placed in the new lists). Since 0.1.0.
+ */
+VX_NODISCARD
+vx_status vx_index_train(const struct vx_index *index,
+                         uint32_t n_lists,
+                         size_t batch_size,
+                         uint32_t max_iters,
+                         double tolerance,
+                         size_t max_memory,
+                         const uint8_t *key_ptr,
+                         const uint8_t *user_id_ptr);
+
+/**
+ * vx_index_train with every parameter, a seed and a progress callback.
+ *
+ * @param params  NULL for defaults, else initialised by vx_train_params_init.
+ * @return as vx_index_train, and VX_STATUS_CANCELLED when the callback cancels.
+ *
+ * Thread safety: as vx_index_train. Since 0.1.0.
+ */
+VX_NODISCARD
+vx_status vx_index_train_ex(const struct vx_index *index,
+                            const struct vx_train_params *params,
+                            const uint8_t *key,
+                            const uint8_t *user_id);
 
 #ifdef __cplusplus
 }  // extern "C"

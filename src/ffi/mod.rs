@@ -10,6 +10,7 @@ mod client;
 mod index;
 mod query;
 mod results;
+mod train;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr};
@@ -22,6 +23,7 @@ pub use client::*;
 pub use index::*;
 pub use query::*;
 pub use results::*;
+pub use train::*;
 
 /// Status code returned by every fallible function: 0 (`VX_STATUS_OK`) on
 /// success. Codes are grouped (1xx caller errors, 2xx index state, 3xx keys

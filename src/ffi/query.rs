@@ -17,13 +17,15 @@ pub struct vx_query_params {
     pub struct_size: u32,
     /// Hits per query, 1 to 65536; default 100.
     pub top_k: u32,
-    /// Lists probed once trained; 0 (default) = automatic.
+    /// Lists probed once trained; 0 (default) = automatic (30% of the lists, at
+    /// least 8); n_lists gives exactly the exhaustive answer.
     pub n_probes: u32,
     /// VX_INCLUDE_* bits; default VX_INCLUDE_DISTANCE (the id always comes back).
     pub include: u32,
     /// MongoDB-style filter on metadata (NUL-terminated JSON), or NULL (default).
     pub filter_json: *const c_char,
-    /// Reserved for greedy list traversal once trained; default false.
+    /// Once trained: keep probing the next-nearest lists until top_k hits are
+    /// found or every list is scanned (for selective filters); default false.
     pub greedy: bool,
 }
 
@@ -51,8 +53,10 @@ pub unsafe extern "C" fn vx_query_params_init(p: *mut vx_query_params) {
 }
 
 /// Finds each query's nearest items: exact encrypted exhaustive search until
-/// the index is trained. A filter is applied before ranking, so each query
-/// gets top_k hits whenever that many items match.
+/// the index is trained, then an encrypted IVF search of the n_probes lists
+/// nearest each query. A filter is applied before ranking, so each query
+/// gets top_k hits whenever that many matching items are in the scanned
+/// lists (all of them when untrained; see `greedy` once trained).
 ///
 /// @param queries      nq * dim floats, row-major, all finite.
 /// @param dim          must equal the index's dimension.

@@ -126,7 +126,7 @@ pub struct TrainParams<'a> {
     pub seed: u64,
     /// Called after each iteration with (iteration, max_iters, objective);
     /// returning `true` cancels.
-    pub progress: Option<&'a mut (dyn FnMut(u32, u32, f64) -> bool + Send)>,
+    pub progress: Option<&'a mut dyn FnMut(u32, u32, f64) -> bool>,
 }
 
 impl Default for TrainParams<'_> {

@@ -46,7 +46,11 @@ impl FileStore {
     fn open_unguarded(dir: &Path) -> Result<FileStore> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Io(format!("cannot create store directory {}: {e}", dir.display())))?;
-        let db = Database::create(dir.join(DB_FILE)).map_err(map_err)?;
+        // Verify every page's checksum at open: a file altered while closed
+        // then fails with `Corrupted` (INTEGRITY) instead of reaching code
+        // paths that panic, some of them in destructors, which would abort
+        // the host process. Costs one read of the file per open.
+        let db = redb::Builder::new().set_check_integrity_on_open(true).create(dir.join(DB_FILE)).map_err(map_err)?;
         // Create the table up front so readers never see "table missing".
         let w = db.begin_write().map_err(map_err)?;
         w.open_table(OBJECTS).map_err(map_err)?;

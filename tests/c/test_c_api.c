@@ -491,6 +491,81 @@ static void test_data_and_persistence(const char *dir) {
     free(pristine);
 }
 
+static int progress_calls = 0;
+static int cancel_at_two(void *user_data, uint32_t iteration, uint32_t max_iters, double objective) {
+    (void)max_iters;
+    CHECK(user_data == (void *)&progress_calls);
+    CHECK(objective >= 0);
+    progress_calls++;
+    return iteration >= 2;
+}
+
+static void test_training(void) {
+    enum { TN = 12000, TD = 8 };
+    vx_client *c = NULL;
+    EXPECT(vx_client_open("memory:", NULL, &c), VX_STATUS_OK);
+    vx_index *ix = NULL;
+    EXPECT(vx_index_create(c, "ivf", ROOT_KEY, NULL, &ix), VX_STATUS_OK);
+    static float v[TN * TD];
+    static char id_buf[TN][12];
+    static const char *tids[TN];
+    for (int i = 0; i < TN * TD; i++) v[i] = frand() + (float)((i / TD) % 16);
+    for (int i = 0; i < TN; i++) { snprintf(id_buf[i], sizeof id_buf[i], "t%d", i); tids[i] = id_buf[i]; }
+    EXPECT(vx_index_upsert(ix, 9999, tids, v, TD, NULL, NULL, NULL, NULL, NULL), VX_STATUS_OK);
+    EXPECT(vx_index_train(ix, 0, 0, 0, 0, 0, NULL, NULL), VX_STATUS_NOT_ENOUGH_VECTORS);
+    CHECK(strstr(last_error(), "10000") != NULL && strstr(last_error(), "9999") != NULL);
+    EXPECT(vx_index_upsert(ix, TN, tids, v, TD, NULL, NULL, NULL, NULL, NULL), VX_STATUS_OK);
+    EXPECT(vx_index_train(ix, 7000, 0, 0, 0, 0, NULL, NULL), VX_STATUS_NOT_ENOUGH_VECTORS);
+    EXPECT(vx_index_train(ix, 50, 0, 0, -1.0, 0, NULL, NULL), VX_STATUS_INVALID_ARGUMENT);
+    EXPECT(vx_index_train(ix, 50, 0, 0, NAN, 0, NULL, NULL), VX_STATUS_INVALID_ARGUMENT);
+    EXPECT(vx_index_train(ix, 5000, 0, 0, 0, 1, NULL, NULL), VX_STATUS_MEMORY_LIMIT);
+    EXPECT(vx_index_train(ix, 50, 0, 0, 0, 0, OTHER_KEY, NULL), VX_STATUS_WRONG_KEY);
+    const uint8_t user[VX_USER_ID_LEN] = {1};
+    EXPECT(vx_index_train(ix, 50, 0, 0, 0, 0, NULL, user), VX_STATUS_INVALID_ARGUMENT);
+
+    vx_train_params tp;
+    vx_train_params_init(&tp);
+    CHECK(tp.n_lists == 0 && tp.max_iters == 0 && tp.progress == NULL);
+    tp.n_lists = 40;
+    tp.max_iters = 20;
+    tp.tolerance = 1e-12;
+    tp.progress = cancel_at_two;
+    tp.user_data = &progress_calls;
+    EXPECT(vx_index_train_ex(ix, &tp, NULL, NULL), VX_STATUS_CANCELLED);
+    CHECK(progress_calls == 2);
+    CHECK(vx_index_training_state(ix) == VX_TRAINING_UNTRAINED);
+
+    /* Exhaustive answers before training ... */
+    float q[4 * TD];
+    for (int i = 0; i < 4 * TD; i++) q[i] = frand() + 3.0f;
+    vx_query_params p;
+    vx_query_params_init(&p);
+    p.top_k = 20;
+    vx_results *before = NULL, *after = NULL;
+    EXPECT(vx_index_query(ix, q, 4, TD, &p, NULL, NULL, &before), VX_STATUS_OK);
+    tp.progress = NULL;
+    EXPECT(vx_index_train_ex(ix, &tp, NULL, NULL), VX_STATUS_OK);
+    CHECK(vx_index_is_trained(ix) && vx_index_n_lists(ix) == 40);
+    /* ... equal IVF answers with every list probed. */
+    p.n_probes = 40;
+    EXPECT(vx_index_query(ix, q, 4, TD, &p, NULL, NULL, &after), VX_STATUS_OK);
+    for (int i = 0; i < 4; i++)
+        for (int k = 0; k < 20; k++) CHECK(strcmp(vx_results_id(before, i, k), vx_results_id(after, i, k)) == 0);
+    vx_results_free(before);
+    vx_results_free(after);
+    /* Fewer probes still answer; an upsert after training is found. */
+    p.n_probes = 2;
+    p.top_k = 1;
+    const char *fresh[1] = {"fresh"};
+    EXPECT(vx_index_upsert(ix, 1, fresh, q, TD, NULL, NULL, NULL, NULL, NULL), VX_STATUS_OK);
+    EXPECT(vx_index_query(ix, q, 1, TD, &p, NULL, NULL, &after), VX_STATUS_OK);
+    CHECK(strcmp(vx_results_id(after, 0, 0), "fresh") == 0);
+    vx_results_free(after);
+    CHECK(num_vectors(ix) == TN + 1);
+    vx_index_free(ix);
+    vx_client_free(c);
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "vx-c-test-data";
     char cmd[700];
@@ -503,6 +578,7 @@ int main(int argc, char **argv) {
     test_client(dir);
     test_lifecycle_and_bad_input();
     test_data_and_persistence(dir);
+    test_training();
 
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures == 0 ? 0 : 1;
