@@ -20,6 +20,7 @@ def main():
         print(f"| {r['dataset']} | {r['threads']} | {r['cache']} | {r['qps_batch']:.0f} | {f['qps_batch']:.0f} | "
               f"**{r['qps_batch'] / f['qps_batch']:.2f}x** | {r['qps_single']:.0f} | {f['qps_single']:.0f} | "
               f"**{r['qps_single'] / f['qps_single']:.2f}x** | {r['recall_at_10']:.3f} | {f['recall_at_10']:.3f} |")
+    ivf_report(rows)
     print("\n### Upsert (batches of 10,000, including encryption; file: is fsync'd per batch)\n")
     print("| dataset | store | vectors/s | on-disk bytes / raw vector bytes |")
     print("|---|---|---|---|")
@@ -27,6 +28,41 @@ def main():
         if r["engine"] == "vx" and r["bench"] == "upsert":
             ratio = r.get("size_ratio")
             print(f"| {r['dataset']} | {r['store']} | {r['vectors_per_s']:.0f} | {ratio if ratio else '-'} |")
+
+
+def ivf_report(rows):
+    faiss_ivf = {(r["dataset"], r["threads"], r["n_probes"]): r for r in rows if r["engine"] == "faiss" and r["bench"] == "ivf"}
+    if not faiss_ivf:
+        return
+    print("\n### IVF search (top-10), vx encrypted IVF-Flat vs FAISS IndexIVFFlat, same centroid count\n")
+    print("| dataset | threads | n_probes | vx cache | vx recall@10 | FAISS recall@10 | vx batch q/s | FAISS batch q/s | ratio | vx single q/s | FAISS single q/s | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        if r["engine"] != "vx" or r["bench"] != "ivf":
+            continue
+        f = faiss_ivf.get((r["dataset"], r["threads"], r["n_probes"]))
+        if not f:
+            continue
+        print(f"| {r['dataset']} | {r['threads']} | {r['n_probes']} | {r['cache']} | {r['recall_at_10']:.3f} | {f['recall_at_10']:.3f} | "
+              f"{r['qps_batch']:.0f} | {f['qps_batch']:.0f} | **{r['qps_batch'] / f['qps_batch']:.2f}x** | "
+              f"{r['qps_single']:.0f} | {f['qps_single']:.0f} | **{r['qps_single'] / f['qps_single']:.2f}x** |")
+    print("\n### Training (same n_lists, same iteration count) and add into a trained index\n")
+    print("| dataset | threads | n_lists | iterations | vx train s | FAISS train s | ratio (vx/FAISS time) | vx objective | FAISS objective | vx add/s | FAISS add/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    ft = {(r["dataset"], r["threads"]): r for r in rows if r["engine"] == "faiss" and r["bench"] == "ivf_train"}
+    for r in rows:
+        if r["engine"] == "vx" and r["bench"] == "ivf_train":
+            f = ft.get((r["dataset"], r["threads"]))
+            if f:
+                print(f"| {r['dataset']} | {r['threads']} | {r['n_lists']} | {r['iterations']} | {r['train_s']:.2f} | {f['train_s']:.2f} | "
+                      f"**{r['train_s'] / f['train_s']:.2f}x** | {r['objective']:.4f} | {f['objective']:.4f} | {r['add_per_s']:.0f} | {f['add_per_s']:.0f} |")
+    mem = [r for r in rows if r["engine"] == "vx" and r["bench"] == "memory"]
+    if mem:
+        print("\n### Peak RSS querying a file: index with the whole index in the decrypted cache\n")
+        print("| dataset | peak RSS MB | raw vectors MB | RSS / (raw + 100 MB) |")
+        print("|---|---|---|---|")
+        for r in mem:
+            print(f"| {r['dataset']} | {r['peak_rss_bytes'] / 1e6:.0f} | {r['raw_vector_bytes'] / 1e6:.0f} | {r['rss_over_raw_plus_100mb']:.2f} (target <= 1.3) |")
 
 
 if __name__ == "__main__":

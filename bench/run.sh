@@ -6,8 +6,9 @@
 #
 # Creates bench/.venv with faiss-cpu and numpy on first use (never a
 # dependency of the library). Datasets: ../shared/data/minilm-20k (real
-# MiniLM embeddings, d=384) and a synthetic clustered 100k x 128 set written
-# to bench/out/. --quick uses 200 queries per dataset.
+# MiniLM embeddings, d=384), a synthetic clustered 100k x 128 set (flat
+# search) and a synthetic 1M x 128 set (IVF), written to bench/out/.
+# --quick uses 200 queries per dataset and skips the 1M set.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -28,16 +29,21 @@ run_py() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$py" "$@"; }
 
 "$py" -c "import faiss, numpy; print('faiss', faiss.__version__, 'numpy', numpy.__version__)" >&2
 run_py "$here/make_synthetic.py" "$out/synth-100k-128" 100000 128 1000
+sets="minilm-20k:$root/../shared/data/minilm-20k:all synth-100k-128:$out/synth-100k-128:flat"
+if [ "$queries" = 1000 ]; then
+  run_py "$here/make_synthetic.py" "$out/synth-1m-128" 1000000 128 1000
+  sets="$sets synth-1m-128:$out/synth-1m-128:ivf"
+fi
 
 cargo build --release -q -p vx-bench --manifest-path "$root/Cargo.toml"
 bin="$root/target/release/vx-bench"
 results="$out/results.jsonl"
 : > "$results"
-for ds in "minilm-20k:$root/../shared/data/minilm-20k" "synth-100k-128:$out/synth-100k-128"; do
-  name=${ds%%:*}; dir=${ds#*:}
-  echo "== $name" >&2
-  run_py "$here/faiss_bench.py" "$dir" "$name" --queries "$queries" | tee -a "$results" >&2
-  "$bin" "$dir" "$name" --queries "$queries" --scratch "$out" | tee -a "$results" >&2
+for ds in $sets; do
+  IFS=: read -r name dir only <<< "$ds"
+  echo "== $name ($only)" >&2
+  run_py "$here/faiss_bench.py" "$dir" "$name" --queries "$queries" --only "$only" | tee -a "$results" >&2
+  "$bin" "$dir" "$name" --queries "$queries" --scratch "$out" --only "$only" | tee -a "$results" >&2
 done
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "command: bench/run.sh $*"

@@ -1,7 +1,8 @@
 //! vx-bench: measures vx on a dataset of .fvecs files and prints one JSON
 //! object per measurement (bench/run.sh puts them beside FAISS's).
 //!
-//! usage: vx-bench DATASET_DIR NAME [--threads 1,2] [--queries N]
+//! usage: vx-bench DATASET_DIR NAME [--threads 1,2] [--queries N] [--scratch DIR]
+//!                 [--only flat|ivf|all] [--ivf-lists N] [--ivf-iters N] [--ivf-probes 1,2,4]
 //!   DATASET_DIR holds base.fvecs, query.fvecs and gt.ivecs (ids of the exact
 //!   neighbours by L2, nearest first).
 
@@ -9,7 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use vx::{Access, Client, ClientOptions, IndexConfig, ItemRef, QueryParams, SecretKey};
+use vx::{Access, Client, ClientOptions, IndexConfig, ItemRef, QueryParams, SecretKey, TrainParams};
 
 fn read_vecs(path: &Path) -> (Vec<f32>, usize) {
     let bytes = fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
@@ -164,8 +165,149 @@ fn bench_upsert(ds: &Dataset, scratch: &Path) {
     }
 }
 
+/// Peak resident memory of this process (VmHWM), in bytes.
+fn peak_rss() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+struct IvfOptions {
+    n_lists: u32,
+    iters: u32,
+    probes: Vec<u32>,
+}
+
+fn query_rates(index: &vx::Index, ds: &Dataset, nq: usize, probes: u32, single_n: usize) -> (f64, f64, f64) {
+    let params = QueryParams { top_k: 10, n_probes: probes, ..Default::default() };
+    let queries = &ds.queries[..nq * ds.dim];
+    let t0 = Instant::now();
+    let hits = index.query(queries, nq, ds.dim, &params, Access::default()).unwrap();
+    let batched = nq as f64 / t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    for qi in 0..single_n {
+        index.query(&queries[qi * ds.dim..(qi + 1) * ds.dim], 1, ds.dim, &params, Access::default()).unwrap();
+    }
+    (batched, single_n as f64 / t0.elapsed().as_secs_f64(), recall_at_10(ds, &hits))
+}
+
+/// IVF: training time and objective, add rate into the trained index, and
+/// an n_probes sweep with a warm cache and with the cache off (file: store,
+/// every probed chunk decrypted per query).
+fn bench_ivf(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions, scratch: &Path) {
+    let ids: Vec<String> = (0..ds.n()).map(|i| i.to_string()).collect();
+    let nq = ds.nq().min(nq_limit);
+    for &t in threads {
+        let dir = scratch.join(format!("ivf-{}-{t}", ds.name));
+        let _ = fs::remove_dir_all(&dir);
+        let uri = format!("file:{}", dir.display());
+        {
+            let client = Client::open(&uri, ClientOptions { threads: t, cache_bytes: vx::DEFAULT_CACHE_BYTES * 8 }).unwrap();
+            let index = client.create_index("bench", &key(), IndexConfig::default()).unwrap();
+            fill(&index, ds, &ids, 50_000);
+            let t0 = Instant::now();
+            let params = TrainParams { n_lists: opts.n_lists, max_iters: opts.iters, tolerance: 1e-30, ..Default::default() };
+            let report = index.train(params, Access::default()).unwrap();
+            let train_s = t0.elapsed().as_secs_f64();
+            // Add into the trained index: a tenth of the base again, under new ids.
+            let extra = ds.n() / 10;
+            let extra_ids: Vec<String> = (0..extra).map(|i| format!("extra-{i}")).collect();
+            let items: Vec<ItemRef<'_>> = (0..extra)
+                .map(|i| ItemRef { id: &extra_ids[i], vector: &ds.base[i * ds.dim..(i + 1) * ds.dim], metadata: None, contents: None })
+                .collect();
+            let t0 = Instant::now();
+            index.upsert(&items, Access::default()).unwrap();
+            let add_rate = extra as f64 / t0.elapsed().as_secs_f64();
+            let extra_refs: Vec<&str> = extra_ids.iter().map(String::as_str).collect();
+            index.delete(&extra_refs, Access::default()).unwrap();
+            emit(&[
+                ("engine", s("vx")),
+                ("dataset", s(&ds.name)),
+                ("bench", s("ivf_train")),
+                ("threads", t.to_string()),
+                ("n_lists", opts.n_lists.to_string()),
+                ("iterations", report.iterations.to_string()),
+                ("train_s", format!("{train_s:.3}")),
+                ("objective", format!("{:.6}", report.objective)),
+                ("add_per_s", format!("{add_rate:.0}")),
+            ]);
+            index.query(&ds.queries[..ds.dim], 1, ds.dim, &QueryParams { n_probes: opts.n_lists, ..Default::default() }, Access::default()).unwrap();
+            for &p in &opts.probes {
+                let (batched, single, recall) = query_rates(&index, ds, nq, p, nq.min(300));
+                emit(&[
+                    ("engine", s("vx")),
+                    ("dataset", s(&ds.name)),
+                    ("bench", s("ivf")),
+                    ("cache", s("warm")),
+                    ("threads", t.to_string()),
+                    ("n_probes", p.to_string()),
+                    ("qps_batch", format!("{batched:.1}")),
+                    ("qps_single", format!("{single:.1}")),
+                    ("recall_at_10", format!("{recall:.4}")),
+                ]);
+            }
+        }
+        let client = Client::open(&uri, ClientOptions { threads: t, cache_bytes: 0 }).unwrap();
+        let index = client.load_index("bench", Access { key: Some(&key()), user: None }).unwrap();
+        for &p in &opts.probes {
+            let (batched, single, recall) = query_rates(&index, ds, nq.min(300), p, nq.min(100));
+            emit(&[
+                ("engine", s("vx")),
+                ("dataset", s(&ds.name)),
+                ("bench", s("ivf")),
+                ("cache", s("off")),
+                ("threads", t.to_string()),
+                ("n_probes", p.to_string()),
+                ("qps_batch", format!("{batched:.1}")),
+                ("qps_single", format!("{single:.1}")),
+                ("recall_at_10", format!("{recall:.4}")),
+            ]);
+        }
+        drop(index);
+        drop(client);
+        if t == *threads.last().unwrap() {
+            // Peak memory with a full cache, measured in a fresh process.
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--rss", &uri, &ds.dim.to_string()])
+                .output()
+                .unwrap();
+            let rss: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
+            let raw = (ds.n() * ds.dim * 4) as u64;
+            emit(&[
+                ("engine", s("vx")),
+                ("dataset", s(&ds.name)),
+                ("bench", s("memory")),
+                ("peak_rss_bytes", rss.to_string()),
+                ("raw_vector_bytes", raw.to_string()),
+                ("rss_over_raw_plus_100mb", format!("{:.3}", rss as f64 / (raw as f64 + 100e6))),
+            ]);
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
+
+/// `vx-bench --rss URI DIM`: opens the trained index, queries every list so
+/// the whole index sits decrypted in the cache, prints peak RSS.
+fn rss_probe(uri: &str, dim: usize) {
+    let client = Client::open(uri, ClientOptions::default()).unwrap();
+    let index = client.load_index("bench", Access { key: Some(&key()), user: None }).unwrap();
+    let q = vec![0.01f32; dim];
+    let p = QueryParams { top_k: 10, n_probes: index.n_lists(), ..Default::default() };
+    for _ in 0..3 {
+        index.query(&q, 1, dim, &p, Access::default()).unwrap();
+    }
+    println!("{}", peak_rss());
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.len() == 4 && args[1] == "--rss" {
+        rss_probe(&args[2], args[3].parse().unwrap());
+        return;
+    }
     if args.len() < 3 {
         eprintln!("usage: vx-bench DATASET_DIR NAME [--threads 1,2] [--queries N] [--scratch DIR]");
         std::process::exit(2);
@@ -174,12 +316,18 @@ fn main() {
     let mut threads = vec![1, 2];
     let mut nq_limit = usize::MAX;
     let mut scratch = std::env::temp_dir();
+    let mut ivf = IvfOptions { n_lists: 0, iters: 10, probes: vec![1, 2, 4, 8, 16, 32, 64] };
+    let mut only = String::from("all");
     let mut i = 3;
     while i + 1 < args.len() {
         match args[i].as_str() {
             "--threads" => threads = args[i + 1].split(',').map(|t| t.parse().unwrap()).collect(),
             "--queries" => nq_limit = args[i + 1].parse().unwrap(),
             "--scratch" => scratch = PathBuf::from(&args[i + 1]),
+            "--ivf-lists" => ivf.n_lists = args[i + 1].parse().unwrap(),
+            "--ivf-iters" => ivf.iters = args[i + 1].parse().unwrap(),
+            "--ivf-probes" => ivf.probes = args[i + 1].split(',').map(|t| t.parse().unwrap()).collect(),
+            "--only" => only = args[i + 1].clone(),
             other => panic!("unknown option {other}"),
         }
         i += 2;
@@ -190,6 +338,14 @@ fn main() {
     let (gt, gt_k) = read_ivecs(&dir.join("gt.ivecs"));
     let ds = Dataset { name: args[2].clone(), base, queries, gt, gt_k, dim };
     eprintln!("vx-bench: {} vectors, {} queries, dim {}", ds.n(), ds.nq(), ds.dim);
-    bench_exhaustive(&ds, &threads, nq_limit);
-    bench_upsert(&ds, &scratch);
+    if ivf.n_lists == 0 {
+        ivf.n_lists = ((ds.n() as f64).sqrt().round() as u32).max(1);
+    }
+    if only == "all" || only == "flat" {
+        bench_exhaustive(&ds, &threads, nq_limit);
+        bench_upsert(&ds, &scratch);
+    }
+    if only == "all" || only == "ivf" {
+        bench_ivf(&ds, &threads, nq_limit, &ivf, &scratch);
+    }
 }
