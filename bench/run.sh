@@ -23,6 +23,7 @@ if [ ! -x "$here/.venv/bin/python" ]; then
   "$here/.venv/bin/pip" install -q faiss-cpu numpy
 fi
 py="$here/.venv/bin/python"
+"$py" -c "import matplotlib" 2>/dev/null || "$here/.venv/bin/pip" install -q matplotlib
 # Benchmark against numpy/FAISS at full speed: this machine's OpenBLAS
 # core-type override slows them; unset it for these commands only.
 run_py() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$py" "$@"; }
@@ -49,3 +50,4 @@ echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -
 echo "command: bench/run.sh $*"
 echo
 "$py" "$here/report.py" "$results"
+"$py" "$here/plot.py" "$results" "$root/docs" >&2

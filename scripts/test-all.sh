@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test: formatting and lints, the Rust tests, then the CMake
-# build with the C tests (plain and under ASan/UBSan), the header and symbol
-# checks, and an install to a scratch prefix. Usage: scripts/test-all.sh
+# Runs every test: formatting and lints, the Rust tests, the CMake build
+# with the C and C++ tests (C also under ASan/UBSan), the header and symbol
+# checks, an install to a scratch prefix, and against that install the
+# consumer CMake project, pkg-config builds and the Go tests.
+# Usage: scripts/test-all.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${VX_BUILD_DIR:-$root/build}
@@ -34,7 +36,37 @@ for f in lib/libvx.so lib/libvx.so.0 lib/libvx.a include/vx.h lib/cmake/vx/vxCon
   [ -e "$prefix/$f" ] || { echo "install is missing $f"; exit 1; }
 done
 "$root/cmake/check_symbols.sh" "$prefix/lib/libvx.so" libvx.so.0
+[ "$(readlink "$prefix/lib/libvx.so")" = libvx.so.0 ] && [ "$(readlink "$prefix/lib/libvx.so.0")" = "libvx.so.$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)" ] \
+  || { echo "SONAME symlinks are wrong"; ls -l "$prefix/lib"; exit 1; }
 echo "install layout ok"
+
+step "consumer project: find_package(vx) against the install (C shared, C static, C++)"
+consumer=$(mktemp -d)
+trap 'rm -rf "$prefix" "$consumer"' EXIT
+cmake -S tests/consumer -B "$consumer" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$consumer" -j "$(nproc)"
+ctest --test-dir "$consumer" --output-on-failure
+
+step "pkg-config: vx (shared) and vx-static"
+export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+cc tests/consumer/main.c $(pkg-config --cflags --libs vx) -o "$consumer/pc_shared"
+LD_LIBRARY_PATH="$prefix/lib" "$consumer/pc_shared"
+cc tests/consumer/main.c $(pkg-config --static --cflags --libs vx-static) -o "$consumer/pc_static"
+"$consumer/pc_static"
+if ldd "$consumer/pc_static" | grep -q libvx; then echo "the static build links libvx.so"; exit 1; fi
+
+step "Go binding against the install: go vet, go test -race"
+(
+  cd bindings/go
+  export LD_LIBRARY_PATH="$prefix/lib" CGO_ENABLED=1
+  test -z "$(gofmt -l .)" || { echo "gofmt: $(gofmt -l .)"; exit 1; }
+  go vet ./...
+  go test -race -count=1 ./...
+  go test -count=1 -tags vx_static -run 'TestRoundTrip|Example' ./...
+  # Without cgo the package must refuse to build, naming the fix.
+  if out=$(CGO_ENABLED=0 go build ./... 2>&1); then echo "built without cgo"; exit 1; fi
+  echo "$out" | grep -q CGO_ENABLED_1 || { echo "no-cgo error does not name CGO_ENABLED=1: $out"; exit 1; }
+)
 
 echo
 echo "all tests passed"

@@ -205,18 +205,25 @@ fn bench_ivf(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions
         let _ = fs::remove_dir_all(&dir);
         let uri = format!("file:{}", dir.display());
         {
-            let client = Client::open(&uri, ClientOptions { threads: t, cache_bytes: vx::DEFAULT_CACHE_BYTES * 8 }).unwrap();
+            let client =
+                Client::open(&uri, ClientOptions { threads: t, cache_bytes: vx::DEFAULT_CACHE_BYTES * 8 }).unwrap();
             let index = client.create_index("bench", &key(), IndexConfig::default()).unwrap();
             fill(&index, ds, &ids, 50_000);
             let t0 = Instant::now();
-            let params = TrainParams { n_lists: opts.n_lists, max_iters: opts.iters, tolerance: 1e-30, ..Default::default() };
+            let params =
+                TrainParams { n_lists: opts.n_lists, max_iters: opts.iters, tolerance: 1e-30, ..Default::default() };
             let report = index.train(params, Access::default()).unwrap();
             let train_s = t0.elapsed().as_secs_f64();
             // Add into the trained index: a tenth of the base again, under new ids.
             let extra = ds.n() / 10;
             let extra_ids: Vec<String> = (0..extra).map(|i| format!("extra-{i}")).collect();
             let items: Vec<ItemRef<'_>> = (0..extra)
-                .map(|i| ItemRef { id: &extra_ids[i], vector: &ds.base[i * ds.dim..(i + 1) * ds.dim], metadata: None, contents: None })
+                .map(|i| ItemRef {
+                    id: &extra_ids[i],
+                    vector: &ds.base[i * ds.dim..(i + 1) * ds.dim],
+                    metadata: None,
+                    contents: None,
+                })
                 .collect();
             let t0 = Instant::now();
             index.upsert(&items, Access::default()).unwrap();
@@ -234,7 +241,15 @@ fn bench_ivf(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions
                 ("objective", format!("{:.6}", report.objective)),
                 ("add_per_s", format!("{add_rate:.0}")),
             ]);
-            index.query(&ds.queries[..ds.dim], 1, ds.dim, &QueryParams { n_probes: opts.n_lists, ..Default::default() }, Access::default()).unwrap();
+            index
+                .query(
+                    &ds.queries[..ds.dim],
+                    1,
+                    ds.dim,
+                    &QueryParams { n_probes: opts.n_lists, ..Default::default() },
+                    Access::default(),
+                )
+                .unwrap();
             for &p in &opts.probes {
                 let (batched, single, recall) = query_rates(&index, ds, nq, p, nq.min(300));
                 emit(&[

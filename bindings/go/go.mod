@@ -1,0 +1,3 @@
+module vxdb.dev/vx
+
+go 1.24

@@ -1,0 +1,417 @@
+//go:build cgo
+
+package vx
+
+/*
+#include <stdlib.h>
+#include <vx.h>
+extern int vxGoProgress(void *user_data, uint32_t iteration, uint32_t max_iters, double objective);
+*/
+import "C"
+
+import (
+	"runtime"
+	"runtime/cgo"
+	"sync"
+	"unsafe"
+)
+
+// Index is an opened index. Safe for concurrent use; Close is idempotent
+// and waits for calls under way.
+type Index struct {
+	mu      sync.RWMutex
+	ix      *C.vx_index
+	cleanup runtime.Cleanup
+}
+
+func newIndex(ix *C.vx_index) *Index {
+	x := &Index{ix: ix}
+	x.cleanup = runtime.AddCleanup(x, func(p *C.vx_index) { C.vx_index_free(p) }, ix)
+	return x
+}
+
+// Close frees the handle (the index stays in the store). Idempotent.
+func (x *Index) Close() error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.ix != nil {
+		x.cleanup.Stop()
+		C.vx_index_free(x.ix)
+		x.ix = nil
+	}
+	return nil
+}
+
+// with runs f with the handle under the read lock, or returns ErrClosed.
+func (x *Index) with(f func(*C.vx_index) error) error {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if x.ix == nil {
+		return ErrClosed
+	}
+	return f(x.ix)
+}
+
+// Creds are per-call credentials: nil Key = the handle's key.
+type Creds struct {
+	Key  []byte
+	User []byte
+}
+
+func (c *Creds) ptrs() (*C.uint8_t, *C.uint8_t, error) {
+	if c == nil {
+		return nil, nil, nil
+	}
+	k, err := keyPtr(c.Key)
+	if err != nil {
+		return nil, nil, err
+	}
+	u, err := userPtr(c.User)
+	return k, u, err
+}
+
+func (c *Creds) keepAlive() {
+	if c != nil {
+		runtime.KeepAlive(c.Key)
+		runtime.KeepAlive(c.User)
+	}
+}
+
+// Name, Dimension, Metric, NLists and TrainingState read the handle's state.
+func (x *Index) Name() string {
+	var s string
+	_ = x.with(func(ix *C.vx_index) error { s = C.GoString(C.vx_index_name(ix)); return nil })
+	return s
+}
+
+func (x *Index) Dimension() uint32 {
+	var d uint32
+	_ = x.with(func(ix *C.vx_index) error { d = uint32(C.vx_index_dimension(ix)); return nil })
+	return d
+}
+
+func (x *Index) NLists() uint32 {
+	var d uint32
+	_ = x.with(func(ix *C.vx_index) error { d = uint32(C.vx_index_n_lists(ix)); return nil })
+	return d
+}
+
+func (x *Index) TrainingState() uint32 {
+	var d uint32
+	_ = x.with(func(ix *C.vx_index) error { d = uint32(C.vx_index_training_state(ix)); return nil })
+	return d
+}
+
+// NumVectors counts the items.
+func (x *Index) NumVectors(c *Creds) (uint64, error) {
+	var n C.uint64_t
+	err := x.with(func(ix *C.vx_index) error {
+		k, u, err := c.ptrs()
+		if err != nil {
+			return err
+		}
+		defer c.keepAlive()
+		return call(func() C.vx_status { return C.vx_index_num_vectors(ix, k, u, &n) })
+	})
+	return uint64(n), err
+}
+
+// Item is one item to upsert or one item returned by Get.
+type Item struct {
+	ID       string
+	Vector   []float32
+	Metadata *string // JSON object text, nil = none
+	Contents []byte  // nil = none
+	Found    bool    // set by Get
+}
+
+// Upsert inserts or overwrites items atomically; every vector has the same length.
+func (x *Index) Upsert(items []Item, c *Creds) error {
+	if len(items) == 0 {
+		return nil
+	}
+	dim := len(items[0].Vector)
+	flat := make([]float32, 0, len(items)*dim)
+	ids := make([]string, len(items))
+	var metas []*C.char
+	var contents []*C.uint8_t
+	var lens []C.size_t
+	for i, it := range items {
+		if len(it.Vector) != dim {
+			return &Error{Code: StatusDimensionMismatch, Msg: "all vectors of a batch must have the same length"}
+		}
+		flat = append(flat, it.Vector...)
+		ids[i] = it.ID
+	}
+	cids := cStrings(ids)
+	defer freeAll(cids)
+	for i, it := range items {
+		if it.Metadata != nil {
+			if metas == nil {
+				metas = make([]*C.char, len(items))
+			}
+			metas[i] = C.CString(*it.Metadata)
+		}
+		if it.Contents != nil {
+			if contents == nil {
+				contents = make([]*C.uint8_t, len(items))
+				lens = make([]C.size_t, len(items))
+			}
+			// A Go slice of Go pointers may not go to C: copy into C memory
+			// (one spare byte so empty contents still have a pointer).
+			p := C.malloc(C.size_t(len(it.Contents) + 1))
+			copy(unsafe.Slice((*byte)(p), len(it.Contents)), it.Contents)
+			contents[i] = (*C.uint8_t)(p)
+			lens[i] = C.size_t(len(it.Contents))
+		}
+	}
+	defer func() {
+		for _, m := range metas {
+			C.free(unsafe.Pointer(m))
+		}
+		for i, p := range contents {
+			if p != nil {
+				clear(unsafe.Slice((*byte)(unsafe.Pointer(p)), int(lens[i]))) // wipe the copy
+				C.free(unsafe.Pointer(p))
+			}
+		}
+	}()
+	return x.with(func(ix *C.vx_index) error {
+		k, u, err := c.ptrs()
+		if err != nil {
+			return err
+		}
+		defer c.keepAlive()
+		err = call(func() C.vx_status {
+			return C.vx_index_upsert(ix, C.size_t(len(items)), ptrOf(cids), (*C.float)(ptrOf(flat)), C.size_t(dim),
+				ptrOf(contents), ptrOf(lens), ptrOf(metas), k, u)
+		})
+		runtime.KeepAlive(flat)
+		return err
+	})
+}
+
+// Get looks up ids; a missing id comes back with Found = false.
+func (x *Index) Get(ids []string, include uint32, c *Creds) ([]Item, error) {
+	cids := cStrings(ids)
+	defer freeAll(cids)
+	var out []Item
+	err := x.with(func(ix *C.vx_index) error {
+		k, u, err := c.ptrs()
+		if err != nil {
+			return err
+		}
+		defer c.keepAlive()
+		var items *C.vx_items
+		if err := call(func() C.vx_status {
+			return C.vx_index_get(ix, C.size_t(len(ids)), ptrOf(cids), C.uint32_t(include), k, u, &items)
+		}); err != nil {
+			return err
+		}
+		defer C.vx_items_free(items)
+		out = make([]Item, len(ids))
+		for i := range out {
+			ci := C.size_t(i)
+			out[i].ID = ids[i]
+			out[i].Found = bool(C.vx_items_found(items, ci))
+			var n C.size_t
+			if v := C.vx_items_vector(items, ci, &n); v != nil {
+				out[i].Vector = append([]float32(nil), unsafe.Slice((*float32)(unsafe.Pointer(v)), int(n))...)
+			}
+			if m := C.vx_items_metadata(items, ci); m != nil {
+				s := C.GoString(m)
+				out[i].Metadata = &s
+			}
+			if b := C.vx_items_contents(items, ci, &n); b != nil {
+				out[i].Contents = C.GoBytes(unsafe.Pointer(b), C.int(n))
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Delete removes the ids that exist and says how many did.
+func (x *Index) Delete(ids []string, c *Creds) (int, error) {
+	cids := cStrings(ids)
+	defer freeAll(cids)
+	var n C.size_t
+	err := x.with(func(ix *C.vx_index) error {
+		k, u, err := c.ptrs()
+		if err != nil {
+			return err
+		}
+		defer c.keepAlive()
+		return call(func() C.vx_status { return C.vx_index_delete(ix, C.size_t(len(ids)), ptrOf(cids), k, u, &n) })
+	})
+	return int(n), err
+}
+
+// ListIDs pages through ids in byte order (limit 0 = all).
+func (x *Index) ListIDs(offset, limit int, c *Creds) ([]string, error) {
+	var out []string
+	err := x.with(func(ix *C.vx_index) error {
+		k, u, err := c.ptrs()
+		if err != nil {
+			return err
+		}
+		defer c.keepAlive()
+		var l *C.vx_string_list
+		if err := call(func() C.vx_status {
+			return C.vx_index_list_ids(ix, C.size_t(offset), C.size_t(limit), k, u, &l)
+		}); err != nil {
+			return err
+		}
+		defer C.vx_string_list_free(l)
+		out = stringList(l)
+		return nil
+	})
+	return out, err
+}
+
+// QueryOptions; zero TopK means the library default (100).
+type QueryOptions struct {
+	TopK    uint32
+	NProbes uint32
+	Filter  string // MongoDB-style JSON, "" = none
+	Include uint32 // 0 = distances only
+	Greedy  bool
+}
+
+// Hit is one result row.
+type Hit struct {
+	ID       string
+	Distance float32
+	Metadata *string
+	Contents []byte
+	Vector   []float32
+}
+
+// Query searches with nq = len(queries)/dim query vectors.
+func (x *Index) Query(queries []float32, dim int, o *QueryOptions, c *Creds) ([][]Hit, error) {
+	if dim <= 0 || len(queries)%dim != 0 {
+		return nil, &Error{Code: StatusInvalidArgument, Msg: "len(queries) must be a positive multiple of dim"}
+	}
+	var p C.vx_query_params
+	C.vx_query_params_init(&p)
+	if o != nil {
+		if o.TopK != 0 {
+			p.top_k = C.uint32_t(o.TopK)
+		}
+		p.n_probes = C.uint32_t(o.NProbes)
+		if o.Include != 0 {
+			p.include = C.uint32_t(o.Include)
+		}
+		p.greedy = C.bool(o.Greedy)
+		if o.Filter != "" {
+			f := C.CString(o.Filter)
+			defer C.free(unsafe.Pointer(f))
+			p.filter_json = f
+		}
+	}
+	nq := len(queries) / dim
+	var out [][]Hit
+	err := x.with(func(ix *C.vx_index) error {
+		k, u, err := c.ptrs()
+		if err != nil {
+			return err
+		}
+		defer c.keepAlive()
+		var r *C.vx_results
+		err = call(func() C.vx_status {
+			return C.vx_index_query(ix, (*C.float)(ptrOf(queries)), C.size_t(nq), C.size_t(dim), &p, k, u, &r)
+		})
+		runtime.KeepAlive(queries)
+		if err != nil {
+			return err
+		}
+		defer C.vx_results_free(r)
+		out = make([][]Hit, nq)
+		for q := range out {
+			n := int(C.vx_results_len(r, C.size_t(q)))
+			out[q] = make([]Hit, n)
+			for i := range out[q] {
+				cq, ci := C.size_t(q), C.size_t(i)
+				h := &out[q][i]
+				h.ID = C.GoString(C.vx_results_id(r, cq, ci))
+				h.Distance = float32(C.vx_results_distance(r, cq, ci))
+				if m := C.vx_results_metadata(r, cq, ci); m != nil {
+					s := C.GoString(m)
+					h.Metadata = &s
+				}
+				var l C.size_t
+				if b := C.vx_results_contents(r, cq, ci, &l); b != nil {
+					h.Contents = C.GoBytes(unsafe.Pointer(b), C.int(l))
+				}
+				if v := C.vx_results_vector(r, cq, ci, &l); v != nil {
+					h.Vector = append([]float32(nil), unsafe.Slice((*float32)(unsafe.Pointer(v)), int(l))...)
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// TrainOptions: zero means automatic for the first five.
+type TrainOptions struct {
+	NLists       uint32
+	BatchSize    int
+	MaxIters     uint32
+	Tolerance    float64
+	MaxMemoryMiB int
+	Seed         *uint64
+	// Progress is called after each k-means iteration; return true to cancel.
+	Progress func(iteration, maxIters uint32, objective float64) bool
+}
+
+//export vxGoProgress
+func vxGoProgress(userData unsafe.Pointer, iteration, maxIters C.uint32_t, objective C.double) C.int {
+	f := cgo.Handle(uintptr(userData)).Value().(func(uint32, uint32, float64) bool)
+	if f(uint32(iteration), uint32(maxIters), float64(objective)) {
+		return 1
+	}
+	return 0
+}
+
+// Train builds the IVF lists (see vx_index_train).
+func (x *Index) Train(o *TrainOptions, c *Creds) error {
+	var p C.vx_train_params
+	C.vx_train_params_init(&p)
+	var handle uintptr
+	if o != nil {
+		p.n_lists = C.uint32_t(o.NLists)
+		p.batch_size = C.size_t(o.BatchSize)
+		p.max_iters = C.uint32_t(o.MaxIters)
+		p.tolerance = C.double(o.Tolerance)
+		p.max_memory = C.size_t(o.MaxMemoryMiB)
+		if o.Seed != nil {
+			p.seed = C.uint64_t(*o.Seed)
+		}
+		if o.Progress != nil {
+			h := cgo.NewHandle(o.Progress)
+			defer h.Delete()
+			handle = uintptr(h)
+		}
+	}
+	return x.with(func(ix *C.vx_index) error {
+		k, u, err := c.ptrs()
+		if err != nil {
+			return err
+		}
+		defer c.keepAlive()
+		return trainEx(ix, &p, handle, k, u)
+	})
+}
+
+// DeleteIndex removes the index and everything it stored (root key only).
+func (x *Index) DeleteIndex(c *Creds) error {
+	return x.with(func(ix *C.vx_index) error {
+		k, u, err := c.ptrs()
+		if err != nil {
+			return err
+		}
+		defer c.keepAlive()
+		return call(func() C.vx_status { return C.vx_index_delete_index(ix, k, u) })
+	})
+}

@@ -1,0 +1,196 @@
+package vx_test
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"vxdb.dev/vx"
+)
+
+func key(b byte) []byte {
+	k := make([]byte, vx.KeyLen)
+	for i := range k {
+		k[i] = b + byte(i)
+	}
+	return k
+}
+
+func vectors(n, dim int, shift float32) []vx.Item {
+	items := make([]vx.Item, n)
+	for i := range items {
+		v := make([]float32, dim)
+		for j := range v {
+			v[j] = float32((i*7+j*13)%97)/97 + shift*float32(i%16)
+		}
+		meta := fmt.Sprintf(`{"group": %d}`, i%5)
+		items[i] = vx.Item{ID: fmt.Sprintf("id-%d", i), Vector: v, Metadata: &meta}
+	}
+	return items
+}
+
+func newIndex(t *testing.T) (*vx.Client, *vx.Index) {
+	t.Helper()
+	c, err := vx.Open("memory:", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := c.CreateIndex("t", key(1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ix.Close(); c.Close() })
+	return c, ix
+}
+
+func TestEveryStatusHasADescriptionAndMatchesItsSentinel(t *testing.T) {
+	seen := map[string]bool{}
+	for _, s := range vx.AllStatuses {
+		if s.String() == "" || seen[s.String()] {
+			t.Fatalf("status %d has an empty or duplicate description %q", int32(s), s.String())
+		}
+		seen[s.String()] = true
+		err := error(&vx.Error{Code: s, Msg: "x"})
+		if !errors.Is(err, &vx.Error{Code: s}) {
+			t.Fatalf("errors.Is fails for %v", s)
+		}
+	}
+	if errors.Is(&vx.Error{Code: vx.StatusIO}, vx.ErrWrongKey) {
+		t.Fatal("different codes must not match")
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	_, ix := newIndex(t)
+	items := vectors(500, 8, 0)
+	items[3].Contents = []byte("payload")
+	items[4].Contents = []byte{}
+	if err := ix.Upsert(items, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := ix.NumVectors(nil); err != nil || n != 500 {
+		t.Fatalf("NumVectors = %d, %v", n, err)
+	}
+	hits, err := ix.Query(items[10].Vector, 8, &vx.QueryOptions{TopK: 3, Filter: `{"group": 0}`, Include: vx.IncludeMetadata | vx.IncludeContents}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hits) != 1 || len(hits[0]) != 3 || hits[0][0].ID != "id-10" || *hits[0][0].Metadata != `{"group": 0}` {
+		t.Fatalf("unexpected hits %+v", hits)
+	}
+	got, err := ix.Get([]string{"id-3", "id-4", "missing"}, vx.IncludeContents|vx.IncludeVector, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got[0].Contents) != "payload" || got[1].Contents == nil || len(got[1].Contents) != 0 || got[2].Found {
+		t.Fatalf("unexpected items %+v", got)
+	}
+	if len(got[0].Vector) != 8 {
+		t.Fatalf("vector length %d", len(got[0].Vector))
+	}
+	if n, err := ix.Delete([]string{"id-3", "missing"}, nil); err != nil || n != 1 {
+		t.Fatalf("Delete = %d, %v", n, err)
+	}
+	ids, err := ix.ListIDs(0, 5, nil)
+	if err != nil || len(ids) != 5 {
+		t.Fatalf("ListIDs = %v, %v", ids, err)
+	}
+}
+
+func TestErrorsCarryCodesAndMessages(t *testing.T) {
+	c, ix := newIndex(t)
+	if _, err := c.LoadIndex("t", key(2), nil); !errors.Is(err, vx.ErrWrongKey) {
+		t.Fatalf("want ErrWrongKey, got %v", err)
+	}
+	if _, err := c.LoadIndex("nope", key(1), nil); !errors.Is(err, vx.ErrNotFound) {
+		t.Fatalf("want ErrNotFound, got %v", err)
+	}
+	if _, err := c.CreateIndex("t", key(1), nil); !errors.Is(err, vx.ErrAlreadyExists) {
+		t.Fatalf("want ErrAlreadyExists, got %v", err)
+	}
+	if err := ix.Upsert(vectors(2, 4, 0), nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := ix.Query(make([]float32, 4), 4, &vx.QueryOptions{Filter: `{"a": {"$gt": []}}`}, nil)
+	var e *vx.Error
+	if !errors.As(err, &e) || e.Code != vx.StatusInvalidFilter || e.Msg == "" {
+		t.Fatalf("want an invalid-filter error with a message, got %v", err)
+	}
+	if _, err := ix.Query(make([]float32, 6), 6, nil, nil); !errors.Is(err, vx.ErrDimensionMismatch) {
+		t.Fatalf("want ErrDimensionMismatch, got %v", err)
+	}
+	if _, err := ix.NumVectors(&vx.Creds{Key: key(9)}); !errors.Is(err, vx.ErrWrongKey) {
+		t.Fatalf("want ErrWrongKey for a per-call key, got %v", err)
+	}
+	if _, err := ix.NumVectors(&vx.Creds{Key: []byte{1, 2}}); !errors.Is(err, vx.ErrInvalidArgument) {
+		t.Fatalf("want ErrInvalidArgument for a short key, got %v", err)
+	}
+	bad := `[1]`
+	if err := ix.Upsert([]vx.Item{{ID: "x", Vector: make([]float32, 4), Metadata: &bad}}, nil); !errors.Is(err, vx.ErrInvalidJSON) {
+		t.Fatalf("want ErrInvalidJSON, got %v", err)
+	}
+}
+
+func TestTrainProgressAndCancel(t *testing.T) {
+	_, ix := newIndex(t)
+	if err := ix.Upsert(vectors(10500, 8, 1), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Train(nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	err := ix.Train(&vx.TrainOptions{NLists: 20, MaxIters: 30, Tolerance: 1e-12, Progress: func(it, max uint32, obj float64) bool {
+		calls++
+		return it == 2
+	}}, nil)
+	if !errors.Is(err, vx.ErrCancelled) || calls != 2 {
+		t.Fatalf("want ErrCancelled after 2 calls, got %v after %d", err, calls)
+	}
+	if ix.TrainingState() != vx.Trained || ix.NLists() != 102 {
+		t.Fatalf("the cancelled run must leave the first training: state %d, lists %d", ix.TrainingState(), ix.NLists())
+	}
+}
+
+func TestCloseIsIdempotentAndRacesCalls(t *testing.T) {
+	c, err := vx.Open("memory:", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix, err := c.CreateIndex("race", key(3), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Upsert(vectors(200, 8, 0), nil); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				_, err := ix.Query(make([]float32, 8), 8, &vx.QueryOptions{TopK: 5}, nil)
+				if err != nil && !errors.Is(err, vx.ErrClosed) {
+					t.Errorf("query: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); ix.Close() }()
+	wg.Wait()
+	if err := ix.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ix.NumVectors(nil); !errors.Is(err, vx.ErrClosed) {
+		t.Fatalf("want ErrClosed, got %v", err)
+	}
+	c.Close()
+	c.Close()
+	if _, err := c.ListIndexes(); !errors.Is(err, vx.ErrClosed) {
+		t.Fatalf("want ErrClosed, got %v", err)
+	}
+}

@@ -1,0 +1,75 @@
+// The C++ wrapper: functional checks, errors as vx::Error with the status,
+// move-only handles, and (with second_tu.cpp) that every function is inline.
+#include "vx.hpp"
+#include "vx.hpp"  // double include
+
+#include <cstdio>
+#include <type_traits>
+
+static_assert(!std::is_copy_constructible_v<vx::Client>, "Client is move-only");
+static_assert(!std::is_copy_assignable_v<vx::Index>, "Index is move-only");
+static_assert(std::is_nothrow_move_constructible_v<vx::Index>, "Index moves without throwing");
+static_assert(!std::is_copy_constructible_v<vx::Results>, "Results is move-only");
+static_assert(std::is_base_of_v<std::runtime_error, vx::Error>, "Error is a runtime_error");
+
+int second_tu_probe();  // defined in second_tu.cpp with the same header
+
+static int failures = 0;
+#define CHECK(c) do { if (!(c)) { failures++; std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #c); } } while (0)
+
+template <typename F>
+static vx_status status_of(F f) {
+    try {
+        f();
+        return VX_STATUS_OK;
+    } catch (const vx::Error &e) {
+        CHECK(std::string(e.what()).size() > 0);
+        return e.code();
+    }
+}
+
+int main() {
+    CHECK(second_tu_probe() == 100);
+    vx::Client client("memory:", vx::ClientOptions{2, std::nullopt});
+    vx::Key key{};
+    key[3] = 9;
+    vx::Index index = client.create_index("cpp", key);
+    std::vector<std::string> ids;
+    std::vector<float> vectors;
+    std::vector<std::optional<std::string>> meta;
+    for (int i = 0; i < 300; i++) {
+        ids.push_back("i" + std::to_string(i));
+        vectors.push_back(static_cast<float>(i));
+        vectors.push_back(static_cast<float>(i % 7));
+        meta.push_back(i % 2 ? std::optional<std::string>("{\"odd\": true}") : std::nullopt);
+    }
+    index.upsert(ids, vectors, 2, meta);
+    CHECK(index.num_vectors() == 300);
+    CHECK(index.dimension() == 2);
+    auto r = index.query({10.2f, 3.0f}, 2, vx::QueryOptions{}.top_k(3).filter("{\"odd\": true}").include(VX_INCLUDE_METADATA));
+    CHECK(r.num_queries() == 1 && r.size(0) == 3);
+    CHECK(r.id(0, 0) == "i11" || r.id(0, 0) == "i9");
+    CHECK(r.metadata(0, 0).value() == "{\"odd\": true}");
+    auto items = index.get({"i5", "nope"});
+    CHECK(items.found(0) && !items.found(1) && items.vector(0).size() == 2);
+    CHECK(index.remove({"i5", "nope"}) == 1);
+    CHECK(index.list_ids(0, 10).size() == 10);
+
+    // Moves keep the handle; the moved-from object is empty.
+    vx::Index moved = std::move(index);
+    CHECK(moved.get() != nullptr && index.get() == nullptr);
+
+    CHECK(status_of([&] { client.load_index("cpp", vx::Key{}); }) == VX_STATUS_WRONG_KEY);
+    CHECK(status_of([&] { client.create_index("cpp", key); }) == VX_STATUS_ALREADY_EXISTS);
+    CHECK(status_of([&] { moved.query({1, 2, 3}, 3); }) == VX_STATUS_DIMENSION_MISMATCH);
+    CHECK(status_of([&] { moved.query({1, 2}, 2, vx::QueryOptions{}.filter("{\"$x\": 1}")); }) == VX_STATUS_INVALID_FILTER);
+    CHECK(status_of([&] { moved.train(); }) == VX_STATUS_NOT_ENOUGH_VECTORS);
+    CHECK(status_of([&] { moved.upsert({"a"}, {1, 2, 3}, 2); }) == VX_STATUS_INVALID_ARGUMENT);
+    CHECK(status_of([&] { vx::Client bad("s3://nope"); }) == VX_STATUS_INVALID_ARGUMENT);
+
+    vx_index *raw = moved.release();
+    CHECK(raw != nullptr && moved.get() == nullptr);
+    vx_index_free(raw);
+    std::printf("%d failed\n", failures);
+    return failures == 0 ? 0 : 1;
+}
