@@ -31,7 +31,7 @@ def main():
     ap.add_argument("--only", default="all")
     ap.add_argument("--ivf-lists", type=int, default=0)
     ap.add_argument("--ivf-iters", type=int, default=10)
-    ap.add_argument("--ivf-probes", default="1,2,4,8,16,32,64")
+    ap.add_argument("--ivf-probes", default="1,2,4,8,16,24,32,40,48,64")
     a = ap.parse_args()
     base = read_vecs(f"{a.dir}/base.fvecs", np.float32)
     queries = read_vecs(f"{a.dir}/query.fvecs", np.float32)[: a.queries]

@@ -331,7 +331,7 @@ fn main() {
     let mut threads = vec![1, 2];
     let mut nq_limit = usize::MAX;
     let mut scratch = std::env::temp_dir();
-    let mut ivf = IvfOptions { n_lists: 0, iters: 10, probes: vec![1, 2, 4, 8, 16, 32, 64] };
+    let mut ivf = IvfOptions { n_lists: 0, iters: 10, probes: vec![1, 2, 4, 8, 16, 24, 32, 40, 48, 64] };
     let mut only = String::from("all");
     let mut i = 3;
     while i + 1 < args.len() {

@@ -41,29 +41,29 @@ type Status int32
 
 // Status codes, taken from the C header so a renamed code breaks the build.
 const (
-	StatusOK                 Status = C.VX_STATUS_OK
-	StatusNullArgument       Status = C.VX_STATUS_NULL_ARGUMENT
-	StatusInvalidArgument    Status = C.VX_STATUS_INVALID_ARGUMENT
-	StatusDimensionMismatch  Status = C.VX_STATUS_DIMENSION_MISMATCH
-	StatusInvalidUTF8        Status = C.VX_STATUS_INVALID_UTF8
-	StatusInvalidJSON        Status = C.VX_STATUS_INVALID_JSON
-	StatusInvalidFilter      Status = C.VX_STATUS_INVALID_FILTER
-	StatusBufferTooSmall     Status = C.VX_STATUS_BUFFER_TOO_SMALL
-	StatusNotFound           Status = C.VX_STATUS_NOT_FOUND
-	StatusAlreadyExists      Status = C.VX_STATUS_ALREADY_EXISTS
-	StatusNotEnoughVectors   Status = C.VX_STATUS_NOT_ENOUGH_VECTORS
-	StatusPoisoned           Status = C.VX_STATUS_POISONED
-	StatusCancelled          Status = C.VX_STATUS_CANCELLED
-	StatusWrongKey           Status = C.VX_STATUS_WRONG_KEY
-	StatusPermissionDenied   Status = C.VX_STATUS_PERMISSION_DENIED
-	StatusIntegrity          Status = C.VX_STATUS_INTEGRITY
-	StatusRNGFailed          Status = C.VX_STATUS_RNG_FAILED
-	StatusMemoryLimit        Status = C.VX_STATUS_MEMORY_LIMIT
-	StatusOutOfMemory        Status = C.VX_STATUS_OUT_OF_MEMORY
-	StatusIO                 Status = C.VX_STATUS_IO
-	StatusStorage            Status = C.VX_STATUS_STORAGE
-	StatusInternal           Status = C.VX_STATUS_INTERNAL
-	StatusPanic              Status = C.VX_STATUS_PANIC
+	StatusOK                Status = C.VX_STATUS_OK
+	StatusNullArgument      Status = C.VX_STATUS_NULL_ARGUMENT
+	StatusInvalidArgument   Status = C.VX_STATUS_INVALID_ARGUMENT
+	StatusDimensionMismatch Status = C.VX_STATUS_DIMENSION_MISMATCH
+	StatusInvalidUTF8       Status = C.VX_STATUS_INVALID_UTF8
+	StatusInvalidJSON       Status = C.VX_STATUS_INVALID_JSON
+	StatusInvalidFilter     Status = C.VX_STATUS_INVALID_FILTER
+	StatusBufferTooSmall    Status = C.VX_STATUS_BUFFER_TOO_SMALL
+	StatusNotFound          Status = C.VX_STATUS_NOT_FOUND
+	StatusAlreadyExists     Status = C.VX_STATUS_ALREADY_EXISTS
+	StatusNotEnoughVectors  Status = C.VX_STATUS_NOT_ENOUGH_VECTORS
+	StatusPoisoned          Status = C.VX_STATUS_POISONED
+	StatusCancelled         Status = C.VX_STATUS_CANCELLED
+	StatusWrongKey          Status = C.VX_STATUS_WRONG_KEY
+	StatusPermissionDenied  Status = C.VX_STATUS_PERMISSION_DENIED
+	StatusIntegrity         Status = C.VX_STATUS_INTEGRITY
+	StatusRNGFailed         Status = C.VX_STATUS_RNG_FAILED
+	StatusMemoryLimit       Status = C.VX_STATUS_MEMORY_LIMIT
+	StatusOutOfMemory       Status = C.VX_STATUS_OUT_OF_MEMORY
+	StatusIO                Status = C.VX_STATUS_IO
+	StatusStorage           Status = C.VX_STATUS_STORAGE
+	StatusInternal          Status = C.VX_STATUS_INTERNAL
+	StatusPanic             Status = C.VX_STATUS_PANIC
 )
 
 // AllStatuses lists every code, for callers that map them.

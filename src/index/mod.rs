@@ -118,6 +118,27 @@ impl Default for QueryParams<'_> {
 pub(crate) struct Snapshot {
     pub manifest: Manifest,
     pub stored: Vec<u8>,
+    /// Positions in `manifest.chunks` of each list's chunks, built on the
+    /// first IVF query of this snapshot.
+    lists: std::sync::OnceLock<Vec<Vec<usize>>>,
+}
+
+impl Snapshot {
+    pub(crate) fn new(manifest: Manifest, stored: Vec<u8>) -> Snapshot {
+        Snapshot { manifest, stored, lists: std::sync::OnceLock::new() }
+    }
+
+    fn chunks_by_list(&self) -> &[Vec<usize>] {
+        self.lists.get_or_init(|| {
+            let mut by_list = vec![Vec::new(); self.manifest.n_lists as usize];
+            for (i, c) in self.manifest.chunks.iter().enumerate() {
+                if let Some(l) = by_list.get_mut(c.list as usize) {
+                    l.push(i);
+                }
+            }
+            by_list
+        })
+    }
 }
 
 pub struct Index {
@@ -215,7 +236,7 @@ impl Index {
         if !client.store.write(batch)? {
             return Err(Error::AlreadyExists(format!("index '{name}' already exists")));
         }
-        Ok(Index::from_parts(client, name, index_id, keys, Snapshot { manifest, stored }))
+        Ok(Index::from_parts(client, name, index_id, keys, Snapshot::new(manifest, stored)))
     }
 
     pub(crate) fn load(client: Arc<ClientShared>, name: &str, access: Access<'_>) -> Result<Index> {
@@ -232,7 +253,7 @@ impl Index {
             .get(&manifest_key(&header.index_id))?
             .ok_or_else(|| Error::integrity(format!("manifest of index '{name}' is missing")))?;
         let manifest = Manifest::open(&keys, &stored, name)?;
-        Ok(Index::from_parts(client, name, header.index_id, keys, Snapshot { manifest, stored }))
+        Ok(Index::from_parts(client, name, header.index_id, keys, Snapshot::new(manifest, stored)))
     }
 
     fn from_parts(client: Arc<ClientShared>, name: &str, index_id: [u8; 16], keys: DataKeys, snap: Snapshot) -> Index {
@@ -326,7 +347,7 @@ impl Index {
                 self.name, snap.manifest.version, manifest.version
             )));
         }
-        let fresh = Arc::new(Snapshot { manifest, stored });
+        let fresh = Arc::new(Snapshot::new(manifest, stored));
         let mut slot = self.snapshot.write();
         if slot.manifest.version <= fresh.manifest.version {
             *slot = fresh.clone();
@@ -552,18 +573,19 @@ impl Index {
         }
         check_finite(queries, "query")?;
         let filter = params.filter.map(Filter::parse).transpose()?;
-        self.read_consistent(|snap| self.query_in(&snap.manifest, queries, nq, dim, params, filter.as_ref()))
+        self.read_consistent(|snap| self.query_in(snap, queries, nq, dim, params, filter.as_ref()))
     }
 
     fn query_in(
         &self,
-        m: &Manifest,
+        snap: &Snapshot,
         queries: &[f32],
         nq: usize,
         dim: usize,
         params: &QueryParams<'_>,
         filter: Option<&Filter>,
     ) -> Result<Vec<Vec<Hit>>> {
+        let m = &snap.manifest;
         if nq == 0 {
             return Ok(Vec::new());
         }
@@ -576,7 +598,7 @@ impl Index {
         let q = search::Queries::new(queries, nq, dim, m.config.metric, params.top_k, filter);
         let load = |meta: &ChunkMeta| self.load_chunk(m, meta);
         let hits = if m.training == TrainingState::Trained {
-            self.ivf_scan(m, &q, params, &load)?
+            self.ivf_scan(snap, &q, params, &load)?
         } else {
             let work: Vec<search::Work<'_>> =
                 m.chunks.iter().map(|c| search::Work { chunks: vec![c], queries: None }).collect();
@@ -592,31 +614,29 @@ impl Index {
     /// it has them or every list is scanned.
     fn ivf_scan(
         &self,
-        m: &Manifest,
+        snap: &Snapshot,
         q: &search::Queries<'_>,
         params: &QueryParams<'_>,
         load: &(dyn Fn(&ChunkMeta) -> Result<Arc<Chunk>> + Sync),
     ) -> Result<Vec<Vec<search::Hit>>> {
+        let m = &snap.manifest;
         let centroids = self.load_centroids(m)?;
         let n_lists = m.n_lists;
         let n_probes = match params.n_probes {
             0 => ivf::auto_n_probes(n_lists),
             p => p.min(n_lists),
         } as usize;
-        let mut by_list: Vec<Vec<&ChunkMeta>> = vec![Vec::new(); n_lists as usize];
-        for c in &m.chunks {
-            by_list[c.list as usize].push(c);
-        }
-        let order: Vec<Vec<u32>> = self.client.pool.install(|| {
-            use rayon::prelude::*;
-            (0..q.n)
-                .into_par_iter()
-                .map(|i| {
-                    let want = if params.greedy { n_lists as usize } else { n_probes };
-                    centroids.nearest(m.config.metric, &q.data[i * q.dim..(i + 1) * q.dim], want)
-                })
-                .collect()
-        });
+        let by_list = snap.chunks_by_list();
+        let want = if params.greedy { n_lists as usize } else { n_probes };
+        let rank = |i: usize| centroids.nearest(m.config.metric, &q.data[i * q.dim..(i + 1) * q.dim], want);
+        let order: Vec<Vec<u32>> = if q.n == 1 {
+            vec![rank(0)] // not worth waking the pool
+        } else {
+            self.client.pool.install(|| {
+                use rayon::prelude::*;
+                (0..q.n).into_par_iter().map(rank).collect()
+            })
+        };
         let mut hits: Vec<Vec<search::Hit>> = (0..q.n).map(|_| Vec::new()).collect();
         let mut pending: Vec<u32> = (0..q.n as u32).collect();
         let mut probed = 0usize;
@@ -632,7 +652,10 @@ impl Index {
                 .into_iter()
                 .enumerate()
                 .filter(|(list, qs)| !qs.is_empty() && !by_list[*list].is_empty())
-                .map(|(list, qs)| search::Work { chunks: by_list[list].clone(), queries: Some(qs) })
+                .map(|(list, qs)| search::Work {
+                    chunks: by_list[list].iter().map(|&i| &m.chunks[i]).collect(),
+                    queries: Some(qs),
+                })
                 .collect();
             let round = search::scan(&self.client.pool, &work, load, q)?;
             for &qi in &pending {

@@ -17,6 +17,8 @@ use crate::filter::Filter;
 /// Below this many queries, score pair by pair; from it on, one SGEMM per
 /// chunk computes every inner product at once (as FAISS switches to BLAS).
 const GEMM_MIN_QUERIES: usize = 8;
+/// Scans of at most this many (chunk, query) pairs stay on the calling thread.
+const INLINE_SCAN_CELLS: usize = 32;
 
 #[derive(Clone, Copy)]
 struct Candidate {
@@ -220,33 +222,38 @@ pub fn scan(
         return Ok(Vec::new());
     }
     let all: Vec<u32> = (0..q.n as u32).collect();
-    let state = pool.install(|| {
-        work.par_iter()
-            .with_min_len(1)
-            .try_fold(
-                || ScanState::new(q),
-                |mut st, item| {
-                    let (qids, subset): (&[u32], Vec<f32>) = match &item.queries {
-                        None => (&all, Vec::new()),
-                        Some(ids) => {
-                            let mut rows = Vec::new();
-                            if ids.len() >= GEMM_MIN_QUERIES {
-                                rows.reserve(ids.len() * q.dim);
-                                ids.iter().for_each(|&i| rows.extend_from_slice(q.row(i as usize)));
-                            }
-                            (ids, rows)
-                        }
-                    };
-                    let subset = if item.queries.is_none() { q.data } else { &subset };
-                    for meta in &item.chunks {
-                        let chunk = load(meta)?;
-                        st.scan_chunk(q, qids, subset, meta.no, &chunk);
-                    }
-                    Ok::<_, crate::error::Error>(st)
-                },
-            )
-            .try_reduce(|| ScanState::new(q), |a, b| Ok(a.merge(b)))
-    })?;
+    let scan_item = |mut st: ScanState, item: &Work<'_>| -> Result<ScanState> {
+        let (qids, subset): (&[u32], Vec<f32>) = match &item.queries {
+            None => (&all, Vec::new()),
+            Some(ids) => {
+                let mut rows = Vec::new();
+                if ids.len() >= GEMM_MIN_QUERIES {
+                    rows.reserve(ids.len() * q.dim);
+                    ids.iter().for_each(|&i| rows.extend_from_slice(q.row(i as usize)));
+                }
+                (ids, rows)
+            }
+        };
+        let subset = if item.queries.is_none() { q.data } else { &subset };
+        for meta in &item.chunks {
+            let chunk = load(meta)?;
+            st.scan_chunk(q, qids, subset, meta.no, &chunk);
+        }
+        Ok(st)
+    };
+    // Small scans run on the calling thread: waking the pool's workers costs
+    // more than the scan itself (a single query probing a few lists).
+    let cells: usize = work.iter().map(|w| w.chunks.len() * w.queries.as_ref().map_or(q.n, Vec::len)).sum();
+    let state = if cells <= INLINE_SCAN_CELLS {
+        work.iter().try_fold(ScanState::new(q), scan_item)?
+    } else {
+        pool.install(|| {
+            work.par_iter()
+                .with_min_len(1)
+                .try_fold(|| ScanState::new(q), scan_item)
+                .try_reduce(|| ScanState::new(q), |a, b| Ok(a.merge(b)))
+        })?
+    };
     let ScanState { heaps, held, .. } = state;
     Ok(heaps
         .into_iter()

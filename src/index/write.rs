@@ -127,7 +127,7 @@ impl Index {
                 for (k, v) in plan.cache_put {
                     self.client.cache.insert(k, v);
                 }
-                *self.snapshot.write() = Arc::new(Snapshot { manifest: plan.manifest, stored });
+                *self.snapshot.write() = Arc::new(Snapshot::new(plan.manifest, stored));
                 return Ok(result);
             }
         }
@@ -202,12 +202,13 @@ impl Index {
             super::TrainingState::Trained => Some(self.load_centroids(&snap.manifest)?),
             _ => None,
         };
-        let lists: Vec<u32> = self.client.pool.install(|| {
-            upserts
-                .par_iter()
-                .map(|p| centroids.as_ref().map_or(0, |c| c.nearest(m.config.metric, p.item.vector, 1)[0]))
-                .collect()
-        });
+        let lists: Vec<u32> = match &centroids {
+            None => vec![0; upserts.len()],
+            Some(c) => {
+                let vectors: Vec<&[f32]> = upserts.iter().map(|p| p.item.vector).collect();
+                c.assign(&self.client.pool, m.config.metric, &vectors)
+            }
+        };
         let mut appends: HashMap<u32, Vec<usize>> = HashMap::new();
         let mut list_of_new: HashMap<u32, u32> = HashMap::new();
         let mut assigned = Vec::with_capacity(upserts.len());

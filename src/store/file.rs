@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 
 const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("vx_objects");
 pub const DB_FILE: &str = "vx.redb";
+const REDB_CACHE_BYTES: usize = 32 << 20;
 
 pub struct FileStore {
     db: Database,
@@ -50,7 +51,13 @@ impl FileStore {
         // then fails with `Corrupted` (INTEGRITY) instead of reaching code
         // paths that panic, some of them in destructors, which would abort
         // the host process. Costs one read of the file per open.
-        let db = redb::Builder::new().set_check_integrity_on_open(true).create(dir.join(DB_FILE)).map_err(map_err)?;
+        // vx keeps its own cache of decrypted chunks; redb's page cache would
+        // hold the same data a second time, encrypted: keep it small.
+        let db = redb::Builder::new()
+            .set_check_integrity_on_open(true)
+            .set_cache_size(REDB_CACHE_BYTES)
+            .create(dir.join(DB_FILE))
+            .map_err(map_err)?;
         // Create the table up front so readers never see "table missing".
         let w = db.begin_write().map_err(map_err)?;
         w.open_table(OBJECTS).map_err(map_err)?;
