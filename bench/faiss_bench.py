@@ -93,19 +93,11 @@ def flat(a, base, queries, gt, dim, threads):
         start = time.perf_counter()
         index.add(base)
         add_rate = len(base) / (time.perf_counter() - start)
-        index.search(queries[:1], 10)
-        start = time.perf_counter()
-        _, ids = index.search(queries, 10)
-        batched = len(queries) / (time.perf_counter() - start)
-        single_n = min(len(queries), 300)
-        start = time.perf_counter()
-        for i in range(single_n):
-            index.search(queries[i : i + 1], 10)
-        single = single_n / (time.perf_counter() - start)
+        batched, single, recall = rates(index, queries, gt)
         print(json.dumps({
             "engine": "faiss", "dataset": a.name, "bench": "exhaustive", "index": "IndexFlatL2",
             "threads": t, "qps_batch": round(batched, 1), "qps_single": round(single, 1),
-            "recall_at_10": round(recall_at_10(ids, gt), 4), "add_per_s": round(add_rate),
+            "recall_at_10": round(recall, 4), "add_per_s": round(add_rate),
         }), flush=True)
 
 

@@ -58,7 +58,9 @@ if ldd "$consumer/pc_static" | grep -q libvx; then echo "the static build links 
 step "Go binding against the install: go vet, go test -race"
 (
   cd bindings/go
-  export LD_LIBRARY_PATH="$prefix/lib" CGO_ENABLED=1
+  # A fresh build cache: Go caches a cgo package's link flags, so a cache
+  # from a run against another (since deleted) prefix would link to it.
+  export LD_LIBRARY_PATH="$prefix/lib" CGO_ENABLED=1 GOCACHE="$consumer/gocache"
   test -z "$(gofmt -l .)" || { echo "gofmt: $(gofmt -l .)"; exit 1; }
   go vet ./...
   go test -race -count=1 ./...

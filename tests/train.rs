@@ -223,26 +223,23 @@ fn recall_on_real_embeddings_with_automatic_parameters() {
     index.upsert(&items, Access::default()).unwrap();
     index.train(TrainParams::default(), Access::default()).unwrap();
     let nq = 300;
+    let recall_at = |n_probes: u32| {
+        let p = QueryParams { top_k: 10, n_probes, ..Default::default() };
+        let hits = index.query(&queries[..nq * dim], nq, dim, &p, Access::default()).unwrap();
+        let found: usize = hits
+            .iter()
+            .enumerate()
+            .map(|(q, row)| row.iter().filter(|h| gt[q * k..q * k + 10].contains(&h.id.parse().unwrap())).count())
+            .sum();
+        found as f64 / (nq * 10) as f64
+    };
+    // VX_SWEEP_PROBES=8,17,32 prints the curve behind the automatic rule.
     if let Ok(list) = std::env::var("VX_SWEEP_PROBES") {
         for probes in list.split(',').map(|x| x.parse::<u32>().unwrap()) {
-            let p = QueryParams { top_k: 10, n_probes: probes, ..Default::default() };
-            let hits = index.query(&queries[..nq * dim], nq, dim, &p, Access::default()).unwrap();
-            let found: usize = hits
-                .iter()
-                .enumerate()
-                .map(|(q, row)| row.iter().filter(|h| gt[q * k..q * k + 10].contains(&h.id.parse().unwrap())).count())
-                .sum();
-            eprintln!("n_probes {probes}: recall@10 {:.3}", found as f64 / (nq * 10) as f64);
+            eprintln!("n_probes {probes}: recall@10 {:.3}", recall_at(probes));
         }
     }
-    let p = QueryParams { top_k: 10, ..Default::default() }; // automatic n_probes
-    let hits = index.query(&queries[..nq * dim], nq, dim, &p, Access::default()).unwrap();
-    let found: usize = hits
-        .iter()
-        .enumerate()
-        .map(|(q, row)| row.iter().filter(|h| gt[q * k..q * k + 10].contains(&h.id.parse().unwrap())).count())
-        .sum();
-    let recall = found as f64 / (nq * 10) as f64;
+    let recall = recall_at(0); // automatic n_probes
     eprintln!("recall@10 with automatic n_lists {} and n_probes: {recall:.3}", index.n_lists());
     assert!(recall >= 0.95, "recall@10 {recall}");
 }
