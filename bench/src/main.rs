@@ -2,7 +2,7 @@
 //! object per measurement (bench/run.sh puts them beside FAISS's).
 //!
 //! usage: vx-bench DATASET_DIR NAME [--threads 1,2] [--queries N] [--scratch DIR]
-//!                 [--only flat|ivf|all] [--ivf-lists N] [--ivf-iters N] [--ivf-probes 1,2,4]
+//!                 [--only flat|ivf|add|all] [--ivf-lists N] [--ivf-iters N] [--ivf-probes 1,2,4]
 //!   DATASET_DIR holds base.fvecs, query.fvecs and gt.ivecs (ids of the exact
 //!   neighbours by L2, nearest first).
 
@@ -304,6 +304,43 @@ fn bench_ivf(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions
     }
 }
 
+/// Add rate into a trained index on `memory:` (the store-independent cost:
+/// list assignment, chunk and directory rewrites, encryption): train on the
+/// base (1 iteration; quality does not matter here), then upsert a tenth of
+/// the base again under new ids, in batches of `batch`.
+fn bench_add_trained(ds: &Dataset, n_lists: u32, batch: usize) {
+    let ids: Vec<String> = (0..ds.n()).map(|i| i.to_string()).collect();
+    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let index = client.create_index("bench", &key(), IndexConfig::default()).unwrap();
+    fill(&index, ds, &ids, 50_000);
+    index.train(TrainParams { n_lists, max_iters: 1, ..Default::default() }, Access::default()).unwrap();
+    let extra = ds.n() / 10;
+    let extra_ids: Vec<String> = (0..extra).map(|i| format!("extra-{i}")).collect();
+    let t0 = Instant::now();
+    for start in (0..extra).step_by(batch) {
+        let end = (start + batch).min(extra);
+        let items: Vec<ItemRef<'_>> = (start..end)
+            .map(|i| ItemRef {
+                id: &extra_ids[i],
+                vector: &ds.base[i * ds.dim..(i + 1) * ds.dim],
+                metadata: None,
+                contents: None,
+            })
+            .collect();
+        index.upsert(&items, Access::default()).unwrap();
+    }
+    let rate = extra as f64 / t0.elapsed().as_secs_f64();
+    emit(&[
+        ("engine", s("vx")),
+        ("dataset", s(&ds.name)),
+        ("bench", s("add_trained_memory")),
+        ("n_lists", n_lists.to_string()),
+        ("vectors", extra.to_string()),
+        ("batch", batch.to_string()),
+        ("add_per_s", format!("{rate:.0}")),
+    ]);
+}
+
 /// `vx-bench --rss URI DIM`: opens the trained index, queries every list so
 /// the whole index sits decrypted in the cache, prints peak RSS.
 fn rss_probe(uri: &str, dim: usize) {
@@ -362,5 +399,13 @@ fn main() {
     }
     if only == "all" || only == "ivf" {
         bench_ivf(&ds, &threads, nq_limit, &ivf, &scratch);
+        for batch in [10_000, 100_000] {
+            bench_add_trained(&ds, ivf.n_lists, batch);
+        }
+    }
+    if only == "add" {
+        for batch in [10_000, 100_000] {
+            bench_add_trained(&ds, ivf.n_lists, batch);
+        }
     }
 }
