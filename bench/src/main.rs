@@ -194,6 +194,32 @@ fn query_rates(index: &vx::Index, ds: &Dataset, nq: usize, probes: u32, single_n
     (batched, single_n as f64 / t0.elapsed().as_secs_f64(), recall_at_10(ds, &hits))
 }
 
+/// One result line per n_probes: batched and single-query rates, recall.
+fn sweep_probes(
+    index: &vx::Index,
+    ds: &Dataset,
+    probes: &[u32],
+    cache: &str,
+    threads: usize,
+    nq: usize,
+    single_n: usize,
+) {
+    for &p in probes {
+        let (batched, single, recall) = query_rates(index, ds, nq, p, single_n);
+        emit(&[
+            ("engine", s("vx")),
+            ("dataset", s(&ds.name)),
+            ("bench", s("ivf")),
+            ("cache", s(cache)),
+            ("threads", threads.to_string()),
+            ("n_probes", p.to_string()),
+            ("qps_batch", format!("{batched:.1}")),
+            ("qps_single", format!("{single:.1}")),
+            ("recall_at_10", format!("{recall:.4}")),
+        ]);
+    }
+}
+
 /// IVF: training time and objective, add rate into the trained index, and
 /// an n_probes sweep with a warm cache and with the cache off (file: store,
 /// every probed chunk decrypted per query).
@@ -250,37 +276,11 @@ fn bench_ivf(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions
                     Access::default(),
                 )
                 .unwrap();
-            for &p in &opts.probes {
-                let (batched, single, recall) = query_rates(&index, ds, nq, p, nq.min(300));
-                emit(&[
-                    ("engine", s("vx")),
-                    ("dataset", s(&ds.name)),
-                    ("bench", s("ivf")),
-                    ("cache", s("warm")),
-                    ("threads", t.to_string()),
-                    ("n_probes", p.to_string()),
-                    ("qps_batch", format!("{batched:.1}")),
-                    ("qps_single", format!("{single:.1}")),
-                    ("recall_at_10", format!("{recall:.4}")),
-                ]);
-            }
+            sweep_probes(&index, ds, &opts.probes, "warm", t, nq, nq.min(300));
         }
         let client = Client::open(&uri, ClientOptions { threads: t, cache_bytes: 0 }).unwrap();
         let index = client.load_index("bench", Access { key: Some(&key()), user: None }).unwrap();
-        for &p in &opts.probes {
-            let (batched, single, recall) = query_rates(&index, ds, nq.min(300), p, nq.min(100));
-            emit(&[
-                ("engine", s("vx")),
-                ("dataset", s(&ds.name)),
-                ("bench", s("ivf")),
-                ("cache", s("off")),
-                ("threads", t.to_string()),
-                ("n_probes", p.to_string()),
-                ("qps_batch", format!("{batched:.1}")),
-                ("qps_single", format!("{single:.1}")),
-                ("recall_at_10", format!("{recall:.4}")),
-            ]);
-        }
+        sweep_probes(&index, ds, &opts.probes, "off", t, nq.min(300), nq.min(100));
         drop(index);
         drop(client);
         if t == *threads.last().unwrap() {

@@ -173,25 +173,21 @@ func call(f func() C.vx_status) error {
 	return &Error{Code: Status(st), Msg: string(buf[:n])}
 }
 
-func keyPtr(key []byte) (*C.uint8_t, error) {
-	if key == nil {
+// fixedPtr points C at a caller's fixed-length byte slice (a key or a user
+// id) without copying it; nil stays nil.
+func fixedPtr(b []byte, want int, what string) (*C.uint8_t, error) {
+	if b == nil {
 		return nil, nil
 	}
-	if len(key) != KeyLen {
-		return nil, &Error{Code: StatusInvalidArgument, Msg: fmt.Sprintf("key must be %d bytes, got %d", KeyLen, len(key))}
+	if len(b) != want {
+		return nil, &Error{Code: StatusInvalidArgument, Msg: fmt.Sprintf("%s must be %d bytes, got %d", what, want, len(b))}
 	}
-	return (*C.uint8_t)(unsafe.Pointer(unsafe.SliceData(key))), nil
+	return (*C.uint8_t)(unsafe.Pointer(unsafe.SliceData(b))), nil
 }
 
-func userPtr(user []byte) (*C.uint8_t, error) {
-	if user == nil {
-		return nil, nil
-	}
-	if len(user) != UserIDLen {
-		return nil, &Error{Code: StatusInvalidArgument, Msg: fmt.Sprintf("user id must be %d bytes, got %d", UserIDLen, len(user))}
-	}
-	return (*C.uint8_t)(unsafe.Pointer(unsafe.SliceData(user))), nil
-}
+func keyPtr(key []byte) (*C.uint8_t, error) { return fixedPtr(key, KeyLen, "key") }
+
+func userPtr(user []byte) (*C.uint8_t, error) { return fixedPtr(user, UserIDLen, "user id") }
 
 // cStrings copies Go strings into C memory; free them with freeAll.
 func cStrings(ss []string) []*C.char {
