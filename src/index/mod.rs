@@ -291,7 +291,9 @@ impl Index {
         Ok((header, dk))
     }
 
-    /// Checks the call's credentials against what the operation needs.
+    /// Checks the call's credentials against what the operation needs. Only
+    /// the root key exists so far, and it holds every permission, so `need`
+    /// is not consulted yet; per-user keys with read/write wraps will be.
     fn authorize(&self, access: Access<'_>, _need: Need) -> Result<()> {
         if self.deleted.load(Ordering::Acquire) {
             return Err(Error::NotFound(format!("index '{}' was deleted", self.name)));
