@@ -48,7 +48,7 @@ pub struct Tokenizer {
 
 impl Tokenizer {
     pub fn new(key: &SecretKey) -> Tokenizer {
-        Tokenizer { mac: <Hmac<Sha256> as Mac>::new_from_slice(key.bytes()).expect("HMAC accepts any key length") }
+        Tokenizer { mac: <Hmac<Sha256> as KeyInit>::new_from_slice(key.bytes()).expect("HMAC accepts any key length") }
     }
 
     pub fn token(&self, parts: &[&[u8]]) -> Token {
@@ -75,7 +75,7 @@ pub fn seal_with(cipher: &Aes256Gcm, ad: &[u8], plaintext: &[u8], out: &mut Vec<
     let mut nonce = [0u8; NONCE_LEN];
     random_bytes(&mut nonce)?;
     let ct = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: ad })
+        .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad: ad })
         .map_err(|_| Error::Internal("AES-GCM encryption failed".into()))?;
     out.reserve(NONCE_LEN + ct.len());
     out.extend_from_slice(&nonce);
@@ -89,21 +89,23 @@ pub fn open_with(cipher: &Aes256Gcm, ad: &[u8], sealed: &[u8]) -> Option<Zeroizi
         return None;
     }
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
-    cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: ad }).ok().map(Zeroizing::new)
+    let nonce = Nonce::try_from(nonce).ok()?;
+    cipher.decrypt(&nonce, Payload { msg: ct, aad: ad }).ok().map(Zeroizing::new)
 }
 
 /// Opens nonce || ciphertext || tag into `out` (exactly the plaintext's
 /// length), decrypting in place; `false` on any change to it or to `ad`.
 /// Lets callers decrypt straight into the buffer the data will live in.
 pub fn open_into(cipher: &Aes256Gcm, ad: &[u8], sealed: &[u8], out: &mut [u8]) -> bool {
-    use aes_gcm::aead::AeadInPlace;
+    use aes_gcm::aead::AeadInOut;
     if sealed.len() != NONCE_LEN + out.len() + TAG_LEN {
         return false;
     }
     let (nonce, rest) = sealed.split_at(NONCE_LEN);
     let (ct, tag) = rest.split_at(out.len());
     out.copy_from_slice(ct);
-    let ok = cipher.decrypt_in_place_detached(Nonce::from_slice(nonce), ad, out, aes_gcm::Tag::from_slice(tag)).is_ok();
+    let (Ok(nonce), Ok(tag)) = (Nonce::try_from(nonce), aes_gcm::Tag::try_from(tag)) else { return false };
+    let ok = cipher.decrypt_inout_detached(&nonce, ad, out.into(), &tag).is_ok();
     if !ok {
         wipe(out);
     }
