@@ -133,9 +133,9 @@ int main(int argc, char **argv) {
     p.filter_json = "{\"category\": \"faq\", \"year\": {\"$gte\": 2020}, \"lang\": {\"$ne\": \"de\"}}";
     t = now();
     TRY("vx_index_query", vx_index_query(index, queries, 1, DIM, &p, NULL, NULL, &r));
-    printf("[filter]  %s\n", p.filter_json);
-    printf("          %zu hits, nearest %s (%s)                              %8.1f ms\n", vx_results_len(r, 0),
-           vx_results_id(r, 0, 0), vx_results_metadata(r, 0, 0), (now() - t) * 1e3);
+    printf("[filter]  %-58s %8.1f ms\n", p.filter_json, (now() - t) * 1e3);
+    printf("          %zu hits, nearest %s %s\n", vx_results_len(r, 0), vx_results_id(r, 0, 0),
+           vx_results_metadata(r, 0, 0));
     vx_results_free(r);
     p.filter_json = "{\"year\": {\"$gt\": 3000}}";
     TRY("vx_index_query", vx_index_query(index, queries, 1, DIM, &p, NULL, NULL, &r));
