@@ -241,10 +241,10 @@ pub fn scan(
         }
         Ok(st)
     };
-    // Small scans run on the calling thread: waking the pool's workers costs
-    // more than the scan itself (a single query probing a few lists).
+    // Small scans, and every scan of a one-thread pool, run on the calling
+    // thread: waking a worker costs more than it brings there.
     let cells: usize = work.iter().map(|w| w.chunks.len() * w.queries.as_ref().map_or(q.n, Vec::len)).sum();
-    let state = if cells <= INLINE_SCAN_CELLS {
+    let state = if cells <= INLINE_SCAN_CELLS || pool.current_num_threads() == 1 {
         work.iter().try_fold(ScanState::new(q), scan_item)?
     } else {
         pool.install(|| {
