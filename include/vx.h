@@ -46,7 +46,7 @@
 /**
  * Minor version of this library.
  */
-#define VX_VERSION_MINOR 1
+#define VX_VERSION_MINOR 2
 
 /**
  * Patch version of this library.
@@ -56,7 +56,7 @@
 /**
  * MAJOR * 1000000 + MINOR * 1000 + PATCH; compare with vx_version_number().
  */
-#define VX_VERSION_NUMBER 1000
+#define VX_VERSION_NUMBER 2000
 
 /**
  * ABI version: the SONAME is libvx.so.<VX_ABI_VERSION>.
@@ -139,6 +139,16 @@
 #define VX_INCLUDE_VECTOR 8
 
 /**
+ * Permission bit: query, get, list_ids, num_vectors and the getters.
+ */
+#define VX_PERMISSION_READ 1
+
+/**
+ * Permission bit: upsert, delete and train.
+ */
+#define VX_PERMISSION_WRITE 2
+
+/**
  * An open backing store (memory:, file:/dir). Opaque; free with vx_client_free.
  */
 typedef struct vx_client vx_client;
@@ -164,6 +174,11 @@ typedef struct vx_results vx_results;
  * A list of strings (index names, ids). Opaque; free with vx_string_list_free.
  */
 typedef struct vx_string_list vx_string_list;
+
+/**
+ * The users that hold keys to an index. Opaque; free with vx_user_list_free.
+ */
+typedef struct vx_user_list vx_user_list;
 
 /**
  * Status code returned by every fallible function: 0 (`VX_STATUS_OK`) on
@@ -612,12 +627,22 @@ const char *vx_index_name(const struct vx_index *index);
 /**
  * The vector width (0 until fixed by the first upsert); 0 for NULL.
  *
+ * Like every getter, answers only a handle whose key holds READ: for NULL, a
+ * poisoned handle, or a key that lacks READ (a write-only user, a deleted
+ * user, a rotated-away root key) it returns the fallback named above and
+ * vx_last_error_message says why.
+ *
  * Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
  */
 uint32_t vx_index_dimension(const struct vx_index *index);
 
 /**
  * The index's VX_METRIC_*; VX_METRIC_EUCLIDEAN for NULL.
+ *
+ * Like every getter, answers only a handle whose key holds READ: for NULL, a
+ * poisoned handle, or a key that lacks READ (a write-only user, a deleted
+ * user, a rotated-away root key) it returns the fallback named above and
+ * vx_last_error_message says why.
  *
  * Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
  */
@@ -626,12 +651,22 @@ uint32_t vx_index_metric(const struct vx_index *index);
 /**
  * The index's VX_INDEX_TYPE_*; VX_INDEX_TYPE_IVF_FLAT for NULL.
  *
+ * Like every getter, answers only a handle whose key holds READ: for NULL, a
+ * poisoned handle, or a key that lacks READ (a write-only user, a deleted
+ * user, a rotated-away root key) it returns the fallback named above and
+ * vx_last_error_message says why.
+ *
  * Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
  */
 uint32_t vx_index_type(const struct vx_index *index);
 
 /**
  * Number of inverted lists (0 until trained); 0 for NULL.
+ *
+ * Like every getter, answers only a handle whose key holds READ: for NULL, a
+ * poisoned handle, or a key that lacks READ (a write-only user, a deleted
+ * user, a rotated-away root key) it returns the fallback named above and
+ * vx_last_error_message says why.
  *
  * Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
  */
@@ -640,12 +675,22 @@ uint32_t vx_index_n_lists(const struct vx_index *index);
 /**
  * VX_TRAINING_UNTRAINED, _TRAINING or _TRAINED; UNTRAINED for NULL.
  *
+ * Like every getter, answers only a handle whose key holds READ: for NULL, a
+ * poisoned handle, or a key that lacks READ (a write-only user, a deleted
+ * user, a rotated-away root key) it returns the fallback named above and
+ * vx_last_error_message says why.
+ *
  * Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
  */
 uint32_t vx_index_training_state(const struct vx_index *index);
 
 /**
  * Whether queries use the IVF lists (state TRAINED); false for NULL.
+ *
+ * Like every getter, answers only a handle whose key holds READ: for NULL, a
+ * poisoned handle, or a key that lacks READ (a write-only user, a deleted
+ * user, a rotated-away root key) it returns the fallback named above and
+ * vx_last_error_message says why.
  *
  * Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
  */
@@ -752,6 +797,113 @@ vx_status vx_index_list_ids(const struct vx_index *index,
                             const uint8_t *key,
                             const uint8_t *user_id,
                             struct vx_string_list **out_ids);
+
+/**
+ * Gives a user its own key to the index, with `permissions`
+ * (VX_PERMISSION_READ, VX_PERMISSION_WRITE or both). A user that already
+ * has keys gets the new key and permissions in their place, atomically.
+ * The user then opens the index with vx_index_load(client, name, user_kek,
+ * user_id) or passes (user_kek, user_id) as any call's key and user id.
+ *
+ * @param user_id   VX_USER_ID_LEN bytes, not all zero (reserved for the root).
+ * @param user_kek  VX_KEY_LEN bytes: the user's key-encryption key; copied,
+ *                  never stored; must differ from the root key.
+ * @param root_key  VX_KEY_LEN bytes, or NULL for the handle's own key (which
+ *                  must then be the root key).
+ * @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT (bad permissions, zero
+ *         user id, user key = root key, too many users), NOT_FOUND, WRONG_KEY,
+ *         PERMISSION_DENIED (the handle is a user's), POISONED, INTEGRITY, IO,
+ *         STORAGE, PANIC.
+ *
+ * Thread safety: safe concurrently with any call on the handle; concurrent
+ * key changes from other handles or processes are serialised by a
+ * compare-and-set on the key record. Since 0.2.0.
+ */
+VX_NODISCARD
+vx_status vx_index_create_user_keys(const struct vx_index *index,
+                                    const uint8_t *user_id,
+                                    const uint8_t *user_kek,
+                                    uint32_t permissions,
+                                    const uint8_t *root_key);
+
+/**
+ * Deletes every key of a user: its key stops working at once, also through
+ * handles already open with it (see THREAT_MODEL.md for what revocation
+ * does not undo). Deleting a user without keys is OK (idempotent).
+ *
+ * @param root_key  VX_KEY_LEN bytes, or NULL for the handle's own key (the root key).
+ * @return VX_STATUS_OK, NULL_ARGUMENT, NOT_FOUND, WRONG_KEY, PERMISSION_DENIED,
+ *         POISONED, INTEGRITY, IO, STORAGE, PANIC.
+ *
+ * Thread safety: as vx_index_create_user_keys. Since 0.2.0.
+ */
+VX_NODISCARD
+vx_status vx_index_delete_user_keys(const struct vx_index *index,
+                                    const uint8_t *user_id,
+                                    const uint8_t *root_key);
+
+/**
+ * Lists the users that hold keys, ordered by user id.
+ *
+ * @param root_key   VX_KEY_LEN bytes, or NULL for the handle's own key (the root key).
+ * @param out_users  receives the list (free with vx_user_list_free); NULL on failure.
+ * @return VX_STATUS_OK, NULL_ARGUMENT, NOT_FOUND, WRONG_KEY, PERMISSION_DENIED,
+ *         POISONED, INTEGRITY, IO, STORAGE, PANIC.
+ *
+ * Thread safety: safe concurrently with any call on the handle. Since 0.2.0.
+ */
+VX_NODISCARD
+vx_status vx_index_list_user_keys(const struct vx_index *index,
+                                  const uint8_t *root_key,
+                                  struct vx_user_list **out_users);
+
+/**
+ * Re-wraps the index's data key under `new_root_key`, atomically and
+ * without touching any data. Afterwards `old_root_key` gets
+ * VX_STATUS_WRONG_KEY everywhere (handles bound to it included, except this
+ * one, which moves to the new key if it was bound to the old), and user keys
+ * keep working.
+ *
+ * @param old_root_key  VX_KEY_LEN bytes: the current root key (required).
+ * @param new_root_key  VX_KEY_LEN bytes, different from the old one.
+ * @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT (same key), NOT_FOUND,
+ *         WRONG_KEY, POISONED, INTEGRITY, IO, STORAGE, PANIC.
+ *
+ * Thread safety: as vx_index_create_user_keys. Since 0.2.0.
+ */
+VX_NODISCARD
+vx_status vx_index_rotate_key(const struct vx_index *index,
+                              const uint8_t *old_root_key,
+                              const uint8_t *new_root_key);
+
+/**
+ * Number of users; 0 for NULL.
+ *
+ * Thread safety: safe from any thread while the list lives. Since 0.2.0.
+ */
+size_t vx_user_list_len(const struct vx_user_list *list);
+
+/**
+ * The i-th user's id (VX_USER_ID_LEN bytes, valid until the list is freed);
+ * NULL if out of range.
+ *
+ * Thread safety: safe from any thread while the list lives. Since 0.2.0.
+ */
+const uint8_t *vx_user_list_user_id(const struct vx_user_list *list, size_t i);
+
+/**
+ * The i-th user's permissions (VX_PERMISSION_* bits); 0 if out of range.
+ *
+ * Thread safety: safe from any thread while the list lives. Since 0.2.0.
+ */
+uint32_t vx_user_list_permissions(const struct vx_user_list *list, size_t i);
+
+/**
+ * Frees the list; NULL is a no-op.
+ *
+ * Thread safety: must not race other calls on the same list. Since 0.2.0.
+ */
+void vx_user_list_free(struct vx_user_list *list);
 
 /**
  * Fills `p` with defaults (and struct_size). NULL is ignored.

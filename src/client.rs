@@ -88,6 +88,13 @@ impl Client {
         Index::load(self.shared.clone(), name, access)
     }
 
+    /// The backing store itself, for tests that tamper with what vx wrote
+    /// (only in builds with the `test-hooks` feature).
+    #[cfg(feature = "test-hooks")]
+    pub fn raw_store(&self) -> Arc<dyn Store> {
+        self.shared.store.clone()
+    }
+
     pub fn threads(&self) -> usize {
         self.shared.pool.current_num_threads()
     }

@@ -35,6 +35,8 @@ pub use distance::Metric;
 pub use error::{Error, Result, Status};
 pub use index::{
     include, Access, Hit, Index, IndexConfig, IndexType, Item, ItemRef, Precision, QueryParams, TrainParams,
-    TrainReport, TrainingState, MAX_CONTENTS_BYTES, MAX_ID_BYTES, MAX_METADATA_BYTES, PERMISSION_READ,
+    TrainReport, TrainingState, UserEntry, MAX_CONTENTS_BYTES, MAX_ID_BYTES, MAX_METADATA_BYTES, PERMISSION_READ,
     PERMISSION_WRITE,
 };
+#[cfg(feature = "test-hooks")]
+pub use store::{Op, Store, WriteBatch};

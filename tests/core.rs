@@ -267,13 +267,13 @@ fn keys_names_and_lifecycle() {
 fn dimension_fixed_by_first_upsert_and_checked() {
     let client = Client::open("memory:", ClientOptions::default()).unwrap();
     let index = client.create_index("d", &key(1), IndexConfig::default()).unwrap();
-    assert_eq!(index.dimension(), 0);
+    assert_eq!(index.dimension().unwrap(), 0);
     let got = index.query(&[1.0, 2.0], 1, 2, &QueryParams::default(), Access::default()).unwrap();
     assert!(got[0].is_empty());
     index
         .upsert(&[ItemRef { id: "a", vector: &[1.0, 2.0, 3.0], metadata: None, contents: None }], Access::default())
         .unwrap();
-    assert_eq!(index.dimension(), 3);
+    assert_eq!(index.dimension().unwrap(), 3);
     let e = index.query(&[1.0, 2.0], 1, 2, &QueryParams::default(), Access::default()).unwrap_err();
     assert_eq!(e.status(), vx::Status::DimensionMismatch);
 }

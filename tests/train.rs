@@ -59,7 +59,7 @@ fn not_enough_vectors_names_both_numbers_and_changes_nothing() {
     assert!(e.to_string().contains("10000") && e.to_string().contains("9999"), "{e}");
     let e = index.train(TrainParams { n_lists: 6000, ..Default::default() }, Access::default()).unwrap_err();
     assert!(e.to_string().contains("12000"), "{e}");
-    assert_eq!(index.training_state(), TrainingState::Untrained);
+    assert_eq!(index.training_state().unwrap(), TrainingState::Untrained);
     let bad = TrainParams { tolerance: -1.0, ..Default::default() };
     assert_eq!(index.train(bad, Access::default()).unwrap_err().status(), Status::InvalidArgument);
     let bad = TrainParams { tolerance: f64::NAN, ..Default::default() };
@@ -76,8 +76,8 @@ fn full_probe_equals_exhaustive_on_every_metric_and_later_upserts_land_in_lists(
         let report =
             index.train(TrainParams { n_lists: 40, max_iters: 10, ..Default::default() }, Access::default()).unwrap();
         assert_eq!(report.n_lists, 40);
-        assert_eq!(index.training_state(), TrainingState::Trained);
-        assert_eq!(index.n_lists(), 40);
+        assert_eq!(index.training_state().unwrap(), TrainingState::Trained);
+        assert_eq!(index.n_lists().unwrap(), 40);
         assert_eq!(index.num_vectors(Access::default()).unwrap(), 12_000);
         let all = QueryParams { n_probes: 40, ..exhaustive.clone() };
         let after = index.query(&queries, 20, 8, &all, Access::default()).unwrap();
@@ -123,7 +123,11 @@ fn training_is_deterministic_cancellable_and_retrainable() {
     assert!(matches!(e, Error::Cancelled(_)));
     assert_eq!(seen.len(), 3);
     assert_eq!(seen[0].1, 50);
-    assert_eq!(index.training_state(), TrainingState::Untrained, "a cancelled training leaves the index as it was");
+    assert_eq!(
+        index.training_state().unwrap(),
+        TrainingState::Untrained,
+        "a cancelled training leaves the index as it was"
+    );
 
     let a = index.train(TrainParams { n_lists: 20, seed: 5, ..Default::default() }, Access::default()).unwrap();
     let first = index.query(&queries, 5, 8, &p, Access::default()).unwrap();
@@ -133,7 +137,7 @@ fn training_is_deterministic_cancellable_and_retrainable() {
     let c = index
         .train(TrainParams { n_lists: 30, batch_size: 2000, max_iters: 20, ..Default::default() }, Access::default())
         .unwrap();
-    assert_eq!((c.n_lists, index.n_lists()), (30, 30));
+    assert_eq!((c.n_lists, index.n_lists().unwrap()), (30, 30));
     assert_eq!(index.num_vectors(Access::default()).unwrap(), 11_000);
 }
 
@@ -189,7 +193,7 @@ fn queries_race_a_training_run() {
     for r in readers {
         assert!(r.join().unwrap() > 0);
     }
-    assert_eq!(index.training_state(), TrainingState::Trained);
+    assert_eq!(index.training_state().unwrap(), TrainingState::Trained);
 }
 
 fn read_vecs(path: &Path) -> (Vec<f32>, usize) {
@@ -240,6 +244,6 @@ fn recall_on_real_embeddings_with_automatic_parameters() {
         }
     }
     let recall = recall_at(0); // automatic n_probes
-    eprintln!("recall@10 with automatic n_lists {} and n_probes: {recall:.3}", index.n_lists());
+    eprintln!("recall@10 with automatic n_lists {} and n_probes: {recall:.3}", index.n_lists().unwrap());
     assert!(recall >= 0.95, "recall@10 {recall}");
 }

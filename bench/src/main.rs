@@ -324,7 +324,7 @@ fn rss_probe(uri: &str, dim: usize) {
     let client = Client::open(uri, ClientOptions::default()).unwrap();
     let index = client.load_index("bench", Access { key: Some(&key()), user: None }).unwrap();
     let q = vec![0.01f32; dim];
-    let p = QueryParams { top_k: 10, n_probes: index.n_lists(), ..Default::default() };
+    let p = QueryParams { top_k: 10, n_probes: index.n_lists().unwrap(), ..Default::default() };
     for _ in 0..3 {
         index.query(&q, 1, dim, &p, Access::default()).unwrap();
     }

@@ -4,6 +4,9 @@
 //! index key (root KEK, caller's, never stored)
 //!   └─ HKDF(salt = index id) ──> wrap key ──AES-GCM──> wrapped data key (stored)
 //!                           └──> key-check value (stored; tells WRONG_KEY from INTEGRITY)
+//! user key (a user's KEK, never stored)
+//!   └─ HKDF(salt = index id) ──> wrap key ──AES-GCM──> one wrap per permission (stored)
+//!                           └──> locator key: where each wrap is filed
 //! data key (random, 32 bytes)
 //!   └─ HKDF(salt = index id) ──> id-token key, chunk-token key, bucket-token key,
 //!                                AEAD key per key version (rotated before 2^31 encryptions)
@@ -70,76 +73,80 @@ impl PartialEq for SecretKey {
     }
 }
 
-/// Wraps and unwraps a data key under a key-encryption key (the root key or,
-/// later, a user's key). The associated data binds the wrap to the index id,
-/// the index name, the principal, its permissions and the key version, so a
-/// wrap copied to another index, name, user or permission set fails.
-pub struct KeyCheck;
+/// What a wrapped data key is bound to: a wrap opens only for the index,
+/// name, principal (zeros for the root), permission and data-key version it
+/// was made for, so a wrap copied to another index, name, user or permission
+/// fails authentication.
+pub struct WrapContext<'a> {
+    pub index_id: &'a [u8; 16],
+    pub name: &'a str,
+    pub principal: &'a [u8; USER_ID_LEN],
+    pub perms: u8,
+    pub key_version: u32,
+}
 
-impl KeyCheck {
-    fn schedule(kek: &SecretKey, index_id: &[u8; 16]) -> (SecretKey, [u8; KCV_LEN]) {
-        let wrap = derive_key(kek.bytes(), index_id, &[b"vx1 wrap key"]);
+impl WrapContext<'_> {
+    fn ad(&self) -> Vec<u8> {
+        let mut ad = Vec::with_capacity(64 + self.name.len());
+        ad.extend_from_slice(b"vx1 wrapped data key");
+        ad.extend_from_slice(self.index_id);
+        ad.extend_from_slice(&(self.name.len() as u64).to_le_bytes());
+        ad.extend_from_slice(self.name.as_bytes());
+        ad.extend_from_slice(self.principal);
+        ad.push(self.perms);
+        ad.extend_from_slice(&self.key_version.to_le_bytes());
+        ad
+    }
+}
+
+/// The keys one key-encryption key (a root key or a user's key) yields for
+/// one index: a wrap key, a key-check value (tells `WRONG_KEY` from
+/// `INTEGRITY` for the root) and a locator key (lets a user find its wraps
+/// without the store learning the user id).
+pub struct Kek {
+    wrap: Aes256Gcm,
+    kcv: [u8; KCV_LEN],
+    locators: Tokenizer,
+}
+
+impl Kek {
+    pub fn new(kek: &SecretKey, index_id: &[u8; 16]) -> Kek {
         let kcv_full = derive_key(kek.bytes(), index_id, &[b"vx1 key check value"]);
         let mut kcv = [0u8; KCV_LEN];
         kcv.copy_from_slice(&kcv_full.bytes()[..KCV_LEN]);
-        (wrap, kcv)
+        Kek {
+            wrap: cipher_for(&derive_key(kek.bytes(), index_id, &[b"vx1 wrap key"])),
+            kcv,
+            locators: Tokenizer::new(&derive_key(kek.bytes(), index_id, &[b"vx1 user locator"])),
+        }
     }
 
-    fn wrap_ad(index_id: &[u8; 16], name: &str, principal: &[u8; USER_ID_LEN], perms: u8, key_version: u32) -> Vec<u8> {
-        let mut ad = Vec::with_capacity(64 + name.len());
-        ad.extend_from_slice(b"vx1 wrapped data key");
-        ad.extend_from_slice(index_id);
-        ad.extend_from_slice(&(name.len() as u64).to_le_bytes());
-        ad.extend_from_slice(name.as_bytes());
-        ad.extend_from_slice(principal);
-        ad.push(perms);
-        ad.extend_from_slice(&key_version.to_le_bytes());
-        ad
+    pub fn check_value(&self) -> [u8; KCV_LEN] {
+        self.kcv
     }
 
-    /// Returns (key-check value, sealed data key).
-    pub fn wrap(
-        kek: &SecretKey,
-        data_key: &SecretKey,
-        index_id: &[u8; 16],
-        name: &str,
-        principal: &[u8; USER_ID_LEN],
-        perms: u8,
-        key_version: u32,
-    ) -> Result<([u8; KCV_LEN], Vec<u8>)> {
-        let (wrap, kcv) = Self::schedule(kek, index_id);
+    pub fn matches(&self, stored_kcv: &[u8]) -> bool {
+        stored_kcv.len() == KCV_LEN && bool::from(self.kcv.ct_eq(stored_kcv))
+    }
+
+    /// Where a user's wrap for one permission is filed: only the holder of
+    /// the user's key (and the root, who keeps it in the sealed registry)
+    /// can link it to the user.
+    pub fn locator(&self, user_id: &[u8; USER_ID_LEN], perm: u8) -> Token {
+        self.locators.token(&[user_id, &[perm]])
+    }
+
+    pub fn wrap(&self, data_key: &SecretKey, ctx: &WrapContext<'_>) -> Result<Vec<u8>> {
         let mut sealed = Vec::new();
-        let ad = Self::wrap_ad(index_id, name, principal, perms, key_version);
-        seal_with(&cipher_for(&wrap), &ad, data_key.bytes(), &mut sealed)?;
-        Ok((kcv, sealed))
+        seal_with(&self.wrap, &ctx.ad(), data_key.bytes(), &mut sealed)?;
+        Ok(sealed)
     }
 
-    /// `WRONG_KEY` if `kek` does not match the key-check value; `INTEGRITY` if
-    /// it matches but the wrap does not open (the record was altered).
-    #[allow(clippy::too_many_arguments)]
-    pub fn unwrap(
-        kek: &SecretKey,
-        index_id: &[u8; 16],
-        name: &str,
-        principal: &[u8; USER_ID_LEN],
-        perms: u8,
-        key_version: u32,
-        stored_kcv: &[u8],
-        sealed: &[u8],
-    ) -> Result<SecretKey> {
-        let (wrap, kcv) = Self::schedule(kek, index_id);
-        if stored_kcv.len() != KCV_LEN || !bool::from(kcv.ct_eq(stored_kcv)) {
-            return Err(Error::WrongKey(format!("wrong key for index '{name}'")));
-        }
-        let ad = Self::wrap_ad(index_id, name, principal, perms, key_version);
-        let plain = open_with(&cipher_for(&wrap), &ad, sealed)
-            .ok_or_else(|| Error::integrity(format!("key record of index '{name}' was altered")))?;
-        if plain.len() != KEY_LEN {
-            return Err(Error::integrity(format!("key record of index '{name}' has a bad length")));
-        }
-        let mut out = SecretKey::zero();
-        out.bytes_mut().copy_from_slice(&plain);
-        Ok(out)
+    /// `None` if the wrap does not open under this key and context.
+    pub fn unwrap(&self, ctx: &WrapContext<'_>, sealed: &[u8]) -> Option<SecretKey> {
+        let plain = open_with(&self.wrap, &ctx.ad(), sealed)?;
+        let bytes: &[u8; KEY_LEN] = plain.as_slice().try_into().ok()?;
+        Some(SecretKey::from_bytes(bytes))
     }
 }
 
@@ -284,21 +291,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wrap_unwrap_wrong_key_and_integrity() {
-        let kek = SecretKey::from_bytes(&[3u8; 32]);
+    fn wraps_bound_to_their_context() {
+        let kek = Kek::new(&SecretKey::from_bytes(&[3u8; 32]), &[9u8; 16]);
         let dk = SecretKey::random().unwrap();
-        let id = [9u8; 16];
-        let p = [0u8; 16];
-        let (kcv, sealed) = KeyCheck::wrap(&kek, &dk, &id, "n", &p, 3, 1).unwrap();
-        let got = KeyCheck::unwrap(&kek, &id, "n", &p, 3, 1, &kcv, &sealed).unwrap();
-        assert!(got == dk);
-        let other = SecretKey::from_bytes(&[4u8; 32]);
-        let e = KeyCheck::unwrap(&other, &id, "n", &p, 3, 1, &kcv, &sealed).unwrap_err();
-        assert!(matches!(e, Error::WrongKey(_)));
-        let e = KeyCheck::unwrap(&kek, &id, "other", &p, 3, 1, &kcv, &sealed).unwrap_err();
-        assert!(matches!(e, Error::Integrity(_)));
-        let e = KeyCheck::unwrap(&kek, &id, "n", &p, 1, 1, &kcv, &sealed).unwrap_err();
-        assert!(matches!(e, Error::Integrity(_)));
+        let ctx =
+            |name, perms| WrapContext { index_id: &[9u8; 16], name, principal: &[0u8; 16], perms, key_version: 1 };
+        let sealed = kek.wrap(&dk, &ctx("n", 3)).unwrap();
+        assert!(kek.unwrap(&ctx("n", 3), &sealed).unwrap() == dk);
+        assert!(kek.unwrap(&ctx("other", 3), &sealed).is_none());
+        assert!(kek.unwrap(&ctx("n", 1), &sealed).is_none());
+        let other = Kek::new(&SecretKey::from_bytes(&[4u8; 32]), &[9u8; 16]);
+        assert!(other.unwrap(&ctx("n", 3), &sealed).is_none());
+        assert!(!other.matches(&kek.check_value()) && kek.matches(&kek.check_value()));
+        assert_ne!(kek.locator(&[1; 16], 1), kek.locator(&[1; 16], 2));
+        assert_ne!(kek.locator(&[1; 16], 1), other.locator(&[1; 16], 1));
     }
 
     #[test]

@@ -82,6 +82,18 @@ impl Default for vx_index_config {
     }
 }
 
+/// Runs a getter: `fallback` for a NULL or poisoned handle or one whose key
+/// lacks READ, with the reason in the last error message.
+unsafe fn getter<T>(index: *const vx_index, fallback: T, f: impl FnOnce(&Index) -> Result<T>) -> T {
+    boundary_value(fallback, || {
+        let index = index.as_ref().ok_or_else(|| Error::NullArgument("index".into()))?;
+        if index.inner.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        f(&index.inner)
+    })
+}
+
 /// Runs a call on an index handle: NULL and poisoned handles are refused.
 pub(crate) unsafe fn with_index(index: *const vx_index, f: impl FnOnce(&Index) -> Result<()>) -> vx_status {
     boundary(|| {
@@ -268,43 +280,68 @@ pub unsafe extern "C" fn vx_index_name(index: *const vx_index) -> *const c_char 
 
 /// The vector width (0 until fixed by the first upsert); 0 for NULL.
 ///
+/// Like every getter, answers only a handle whose key holds READ: for NULL, a
+/// poisoned handle, or a key that lacks READ (a write-only user, a deleted
+/// user, a rotated-away root key) it returns the fallback named above and
+/// vx_last_error_message says why.
+///
 /// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_dimension(index: *const vx_index) -> u32 {
-    boundary_value(0, || Some(index.as_ref()?.inner.dimension()))
+    getter(index, 0, |ix| ix.dimension())
 }
 
 /// The index's VX_METRIC_*; VX_METRIC_EUCLIDEAN for NULL.
 ///
+/// Like every getter, answers only a handle whose key holds READ: for NULL, a
+/// poisoned handle, or a key that lacks READ (a write-only user, a deleted
+/// user, a rotated-away root key) it returns the fallback named above and
+/// vx_last_error_message says why.
+///
 /// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_metric(index: *const vx_index) -> u32 {
-    boundary_value(VX_METRIC_EUCLIDEAN, || Some(index.as_ref()?.inner.metric() as u32))
+    getter(index, VX_METRIC_EUCLIDEAN, |ix| Ok(ix.metric()? as u32))
 }
 
 /// The index's VX_INDEX_TYPE_*; VX_INDEX_TYPE_IVF_FLAT for NULL.
 ///
+/// Like every getter, answers only a handle whose key holds READ: for NULL, a
+/// poisoned handle, or a key that lacks READ (a write-only user, a deleted
+/// user, a rotated-away root key) it returns the fallback named above and
+/// vx_last_error_message says why.
+///
 /// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_type(index: *const vx_index) -> u32 {
-    boundary_value(VX_INDEX_TYPE_IVF_FLAT, || Some(index.as_ref()?.inner.config().index_type as u32))
+    getter(index, VX_INDEX_TYPE_IVF_FLAT, |ix| Ok(ix.config()?.index_type as u32))
 }
 
 /// Number of inverted lists (0 until trained); 0 for NULL.
 ///
+/// Like every getter, answers only a handle whose key holds READ: for NULL, a
+/// poisoned handle, or a key that lacks READ (a write-only user, a deleted
+/// user, a rotated-away root key) it returns the fallback named above and
+/// vx_last_error_message says why.
+///
 /// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_n_lists(index: *const vx_index) -> u32 {
-    boundary_value(0, || Some(index.as_ref()?.inner.n_lists()))
+    getter(index, 0, |ix| ix.n_lists())
 }
 
 /// VX_TRAINING_UNTRAINED, _TRAINING or _TRAINED; UNTRAINED for NULL.
 ///
+/// Like every getter, answers only a handle whose key holds READ: for NULL, a
+/// poisoned handle, or a key that lacks READ (a write-only user, a deleted
+/// user, a rotated-away root key) it returns the fallback named above and
+/// vx_last_error_message says why.
+///
 /// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_training_state(index: *const vx_index) -> u32 {
-    boundary_value(VX_TRAINING_UNTRAINED, || {
-        Some(match index.as_ref()?.inner.training_state() {
+    getter(index, VX_TRAINING_UNTRAINED, |ix| {
+        Ok(match ix.training_state()? {
             TrainingState::Untrained => VX_TRAINING_UNTRAINED,
             TrainingState::Training => VX_TRAINING_TRAINING,
             TrainingState::Trained => VX_TRAINING_TRAINED,
@@ -313,6 +350,11 @@ pub unsafe extern "C" fn vx_index_training_state(index: *const vx_index) -> u32 
 }
 
 /// Whether queries use the IVF lists (state TRAINED); false for NULL.
+///
+/// Like every getter, answers only a handle whose key holds READ: for NULL, a
+/// poisoned handle, or a key that lacks READ (a write-only user, a deleted
+/// user, a rotated-away root key) it returns the fallback named above and
+/// vx_last_error_message says why.
 ///
 /// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
 #[no_mangle]

@@ -8,6 +8,7 @@
 
 mod client;
 mod index;
+mod keys;
 mod query;
 mod results;
 mod train;
@@ -21,6 +22,7 @@ use crate::error::{Error, Result, Status};
 
 pub use client::*;
 pub use index::*;
+pub use keys::*;
 pub use query::*;
 pub use results::*;
 pub use train::*;
@@ -86,11 +88,11 @@ pub const VX_USER_ID_LEN: usize = 16;
 /// Major version of this library.
 pub const VX_VERSION_MAJOR: u32 = 0;
 /// Minor version of this library.
-pub const VX_VERSION_MINOR: u32 = 1;
+pub const VX_VERSION_MINOR: u32 = 2;
 /// Patch version of this library.
 pub const VX_VERSION_PATCH: u32 = 0;
 /// MAJOR * 1000000 + MINOR * 1000 + PATCH; compare with vx_version_number().
-pub const VX_VERSION_NUMBER: u32 = 1000;
+pub const VX_VERSION_NUMBER: u32 = 2000;
 /// ABI version: the SONAME is libvx.so.<VX_ABI_VERSION>.
 pub const VX_ABI_VERSION: u32 = 0;
 
@@ -139,13 +141,16 @@ fn boundary(f: impl FnOnce() -> Result<()>) -> vx_status {
     boundary_with(f, || {})
 }
 
-/// For functions that return a value instead of a status: a panic or error
-/// yields `fallback`, and nothing escapes.
-fn boundary_value<T>(fallback: T, f: impl FnOnce() -> Option<T>) -> T {
+/// For functions that return a value instead of a status: an error or a
+/// panic yields `fallback` and sets the last error message; nothing escapes.
+fn boundary_value<T>(fallback: T, f: impl FnOnce() -> Result<T>) -> T {
     clear_last_error();
     match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Some(v)) => v,
-        Ok(None) => fallback,
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            set_last_error(&e.to_string());
+            fallback
+        }
         Err(payload) => {
             set_last_error(&panic_message(payload.as_ref()));
             fallback

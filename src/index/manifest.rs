@@ -1,8 +1,8 @@
 //! The two records that describe an index.
 //!
-//! * The **header** (`n/<name>`, readable without a key): the index id, the
-//!   key-check value and the root-wrapped data key. Index names are the one
-//!   thing the store sees in clear (so `list_indexes` works without keys).
+//! * The **key record** (`n/<name>`, readable without a key; see
+//!   `keyring.rs`): the index id and the wrapped data keys. Index names are
+//!   the one thing the store sees in clear (so `list_indexes` works without keys).
 //! * The **manifest** (sealed): configuration, counts, key-version
 //!   bookkeeping and the version of every chunk and directory bucket. Every
 //!   other object is authenticated against the version the manifest names, so
@@ -13,8 +13,6 @@ use crate::crypto::{DataKeys, ObjectKind, Sealer, Token};
 use crate::distance::Metric;
 use crate::error::{Error, Result};
 
-const HEADER_MAGIC: &[u8; 4] = b"VXH1";
-pub const FORMAT_VERSION: u32 = 1;
 const MANIFEST_TOKEN: Token = [0u8; 16];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,47 +81,6 @@ impl Default for IndexConfig {
             index_type: IndexType::IvfFlat,
             precision: Precision::F32,
         }
-    }
-}
-
-/// The clear-text catalog record of an index.
-#[derive(Clone, Debug)]
-pub struct Header {
-    pub index_id: [u8; 16],
-    pub key_version: u32,
-    pub kcv: Vec<u8>,
-    pub wrapped_data_key: Vec<u8>,
-}
-
-impl Header {
-    pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::default();
-        w.raw(HEADER_MAGIC);
-        w.u32(FORMAT_VERSION);
-        w.raw(&self.index_id);
-        w.u32(self.key_version);
-        w.bytes(&self.kcv);
-        w.bytes(&self.wrapped_data_key);
-        w.buf
-    }
-
-    pub fn decode(bytes: &[u8], name: &str) -> Result<Header> {
-        let mut r = Reader::new(bytes, "index header");
-        if r.raw(4)? != HEADER_MAGIC {
-            return Err(Error::integrity(format!("header of index '{name}' is not a vx header")));
-        }
-        let format = r.u32()?;
-        if format != FORMAT_VERSION {
-            return Err(Error::integrity(format!("index '{name}' has unknown format version {format}")));
-        }
-        let h = Header {
-            index_id: r.raw(16)?.try_into().unwrap(),
-            key_version: r.u32()?,
-            kcv: r.bytes()?.to_vec(),
-            wrapped_data_key: r.bytes()?.to_vec(),
-        };
-        r.finish()?;
-        Ok(h)
     }
 }
 
@@ -313,14 +270,5 @@ mod tests {
         replay[0] = 6; // claim another version
         assert!(matches!(Manifest::open(&keys, &replay, "idx"), Err(Error::Integrity(_))));
         assert!(Manifest::open(&keys, &stored[..5], "idx").is_err());
-    }
-
-    #[test]
-    fn header_round_trip() {
-        let h = Header { index_id: [4; 16], key_version: 2, kcv: vec![1; 16], wrapped_data_key: vec![9; 60] };
-        let back = Header::decode(&h.encode(), "x").unwrap();
-        assert_eq!(back.index_id, h.index_id);
-        assert_eq!(back.wrapped_data_key, h.wrapped_data_key);
-        assert!(Header::decode(b"nope", "x").is_err());
     }
 }

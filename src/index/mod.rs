@@ -6,11 +6,12 @@
 
 pub(crate) mod chunk;
 pub(crate) mod ivf;
+mod keyring;
 pub(crate) mod manifest;
 pub(crate) mod search;
 mod write;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -18,15 +19,21 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::cache::{CacheKey, Cached};
 use crate::client::ClientShared;
-use crate::crypto::{DataKeys, KeyCheck, ObjectKind, SecretKey, Token, USER_ID_LEN};
+use crate::crypto::{DataKeys, ObjectKind, SecretKey, Token, USER_ID_LEN};
 use crate::distance::Metric;
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::store::WriteBatch;
 use chunk::{Bucket, Chunk};
-use manifest::{ChunkMeta, Header, Manifest};
+use keyring::{Header, PERMISSION_ROOT};
+use manifest::{ChunkMeta, Manifest};
 
 pub use ivf::{TrainParams, TrainReport};
+pub use keyring::UserEntry;
+
+/// Permission bits of user keys (the C ABI's VX_PERMISSION_*).
+pub const PERMISSION_READ: u32 = keyring::PERMISSION_READ as u32;
+pub const PERMISSION_WRITE: u32 = keyring::PERMISSION_WRITE as u32;
 pub use manifest::{IndexConfig, IndexType, Precision, TrainingState};
 
 pub const MAX_ID_BYTES: usize = 1024;
@@ -38,18 +45,42 @@ pub const MAX_NAME_BYTES: usize = 255;
 /// How often a read restarts on a newer state when writes keep landing under it.
 const READ_ATTEMPTS: usize = 5;
 
-/// Permissions a principal holds (bit flags, as in the C ABI).
-pub const PERMISSION_READ: u32 = 1;
-pub const PERMISSION_WRITE: u32 = 2;
-const PERMISSION_ALL: u8 = 0xff;
-const ROOT_PRINCIPAL: [u8; USER_ID_LEN] = [0; USER_ID_LEN];
-
-/// What an operation needs.
+/// What an operation needs (SPEC §7): READ for query, get, list_ids,
+/// num_vectors and the getters; WRITE for upsert, delete and train; the root
+/// key for user management, delete_index and rotate_key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Need {
     Read,
     Write,
     Root,
+}
+
+impl Need {
+    fn granted_by(self, perms: u8) -> bool {
+        match self {
+            Need::Read => perms & keyring::PERMISSION_READ != 0,
+            Need::Write => perms & keyring::PERMISSION_WRITE != 0,
+            Need::Root => perms == PERMISSION_ROOT,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Need::Read => "the READ permission",
+            Need::Write => "the WRITE permission",
+            Need::Root => "the root key",
+        }
+    }
+}
+
+/// The credentials a handle was created or loaded with, and the key record
+/// they were last checked against (re-checked whenever it changes, so a
+/// deleted user or a rotated root key stops working on open handles too).
+struct Bound {
+    key: SecretKey,
+    user: Option<[u8; USER_ID_LEN]>,
+    checked: Vec<u8>,
+    perms: u8,
 }
 
 /// The credentials of one call: `key = None` means the key the handle was
@@ -146,6 +177,9 @@ pub struct Index {
     name: String,
     index_id: [u8; 16],
     keys: DataKeys,
+    bound: Mutex<Bound>,
+    /// Highest key-record generation seen; a record that goes back is refused.
+    generation: AtomicU32,
     snapshot: RwLock<Arc<Snapshot>>,
     write_lock: Mutex<()>,
     poisoned: AtomicBool,
@@ -221,47 +255,59 @@ impl Index {
         let mut index_id = [0u8; 16];
         crate::crypto::random_bytes(&mut index_id)?;
         let data_key = SecretKey::random()?;
-        let (kcv, wrapped) = KeyCheck::wrap(root, &data_key, &index_id, name, &ROOT_PRINCIPAL, PERMISSION_ALL, 1)?;
-        let header = Header { index_id, key_version: 1, kcv: kcv.to_vec(), wrapped_data_key: wrapped };
+        let header = Header::new(index_id, name, root, &data_key)?;
         let keys = DataKeys::new(data_key, index_id);
         let mut manifest = Manifest::new(name, config);
         manifest.version = 1;
         manifest.encryptions = 1;
         let stored = manifest.seal(&keys.sealer(manifest.key_version))?;
         let mut batch = WriteBatch::default();
-        batch.put(hkey.clone(), header.encode());
+        let record = header.encode();
+        batch.put(hkey.clone(), record.clone());
         batch.put(manifest_key(&index_id), stored.clone());
         batch.put(version_hint_key(&index_id), manifest.version.to_le_bytes().to_vec());
         batch.expect = Some((hkey, None));
         if !client.store.write(batch)? {
             return Err(Error::AlreadyExists(format!("index '{name}' already exists")));
         }
-        Ok(Index::from_parts(client, name, index_id, keys, Snapshot::new(manifest, stored)))
+        let bound = Bound { key: root.clone(), user: None, checked: record, perms: PERMISSION_ROOT };
+        Ok(Index::from_parts(client, name, &header, keys, bound, Snapshot::new(manifest, stored)))
     }
 
+    /// Opens an index with the root key (`access.user = None`) or a user's
+    /// key; the handle is bound to those credentials.
     pub(crate) fn load(client: Arc<ClientShared>, name: &str, access: Access<'_>) -> Result<Index> {
         validate_name(name)?;
-        let key = match (access.key, access.user) {
-            (Some(k), None) => k,
-            (None, _) => return Err(Error::NullArgument("key".into())),
-            (Some(_), Some(_)) => return Err(Self::no_user_keys()),
-        };
-        let (header, data_key) = Self::unwrap_root(&client, name, key)?;
-        let keys = DataKeys::new(data_key, header.index_id);
+        let key = access.key.ok_or_else(|| Error::NullArgument("key".into()))?;
+        let record =
+            client.store.get(&header_key(name))?.ok_or_else(|| Error::NotFound(format!("no index named '{name}'")))?;
+        let header = Header::decode(&record, name)?;
+        let unlocked = header.unlock(name, key, access.user)?;
+        let keys = DataKeys::new(unlocked.data_key, header.index_id);
         let stored = client
             .store
             .get(&manifest_key(&header.index_id))?
             .ok_or_else(|| Error::integrity(format!("manifest of index '{name}' is missing")))?;
         let manifest = Manifest::open(&keys, &stored, name)?;
-        Ok(Index::from_parts(client, name, header.index_id, keys, Snapshot::new(manifest, stored)))
+        let bound = Bound { key: key.clone(), user: access.user.copied(), checked: record, perms: unlocked.perms };
+        Ok(Index::from_parts(client, name, &header, keys, bound, Snapshot::new(manifest, stored)))
     }
 
-    fn from_parts(client: Arc<ClientShared>, name: &str, index_id: [u8; 16], keys: DataKeys, snap: Snapshot) -> Index {
+    fn from_parts(
+        client: Arc<ClientShared>,
+        name: &str,
+        header: &Header,
+        keys: DataKeys,
+        bound: Bound,
+        snap: Snapshot,
+    ) -> Index {
         Index {
             client,
             name: name.to_owned(),
-            index_id,
+            index_id: header.index_id,
             keys,
+            bound: Mutex::new(bound),
+            generation: AtomicU32::new(header.generation),
             snapshot: RwLock::new(Arc::new(snap)),
             write_lock: Mutex::new(()),
             poisoned: AtomicBool::new(false),
@@ -270,50 +316,164 @@ impl Index {
         }
     }
 
-    fn no_user_keys() -> Error {
-        Error::WrongKey("no user keys exist for this user id on this index".into())
-    }
+    // ----- keys and permissions ------------------------------------------------
 
-    fn unwrap_root(client: &ClientShared, name: &str, key: &SecretKey) -> Result<(Header, SecretKey)> {
-        let bytes =
-            client.store.get(&header_key(name))?.ok_or_else(|| Error::NotFound(format!("no index named '{name}'")))?;
-        let header = Header::decode(&bytes, name)?;
-        let dk = KeyCheck::unwrap(
-            key,
-            &header.index_id,
-            name,
-            &ROOT_PRINCIPAL,
-            PERMISSION_ALL,
-            header.key_version,
-            &header.kcv,
-            &header.wrapped_data_key,
-        )?;
-        Ok((header, dk))
-    }
-
-    /// Checks the call's credentials against what the operation needs. Only
-    /// the root key exists so far, and it holds every permission, so `need`
-    /// is not consulted yet; per-user keys with read/write wraps will be.
-    fn authorize(&self, access: Access<'_>, _need: Need) -> Result<()> {
+    fn read_key_record(&self) -> Result<Vec<u8>> {
+        let gone = || Error::NotFound(format!("index '{}' was deleted", self.name));
         if self.deleted.load(Ordering::Acquire) {
-            return Err(Error::NotFound(format!("index '{}' was deleted", self.name)));
+            return Err(gone());
         }
+        self.client.store.get(&header_key(&self.name))?.ok_or_else(gone)
+    }
+
+    /// Opens the stored key record with `key` (and `user`) and checks that it
+    /// is this handle's index, not older than one already seen, and wraps
+    /// this handle's data key.
+    fn open_key_record(
+        &self,
+        record: &[u8],
+        key: &SecretKey,
+        user: Option<&[u8; USER_ID_LEN]>,
+    ) -> Result<(Header, keyring::Unlocked)> {
+        let header = Header::decode(record, &self.name)?;
+        if header.index_id != self.index_id {
+            return Err(Error::NotFound(format!("index '{}' was deleted and created again", self.name)));
+        }
+        let seen = self.generation.load(Ordering::Acquire);
+        if header.generation < seen {
+            return Err(Error::integrity(format!(
+                "key record of index '{}' went back from generation {seen} to {}",
+                self.name, header.generation
+            )));
+        }
+        let unlocked = header.unlock(&self.name, key, user)?;
+        if unlocked.data_key != *self.keys.data_key() {
+            return Err(Error::integrity("the stored key record does not match this index"));
+        }
+        self.generation.fetch_max(header.generation, Ordering::AcqRel);
+        Ok((header, unlocked))
+    }
+
+    /// The permissions of a call's credentials, checked against the stored
+    /// key record on every call (the handle's own only when the record changed).
+    fn permissions(&self, access: Access<'_>) -> Result<u8> {
+        let record = self.read_key_record()?;
         match (access.key, access.user) {
             (None, Some(_)) => Err(Error::invalid("a user id was given without a key")),
-            // The handle's own credentials (the root key it was opened with).
-            (None, None) => Ok(()),
-            (Some(key), None) => {
-                let (header, dk) = Self::unwrap_root(&self.client, &self.name, key)?;
-                if header.index_id != self.index_id {
-                    return Err(Error::NotFound(format!("index '{}' was deleted and created again", self.name)));
+            (Some(key), user) => Ok(self.open_key_record(&record, key, user)?.1.perms),
+            (None, None) => {
+                let mut bound = self.bound.lock();
+                if bound.checked != record {
+                    let perms = self.open_key_record(&record, &bound.key, bound.user.as_ref())?.1.perms;
+                    bound.perms = perms;
+                    bound.checked = record;
                 }
-                if dk != *self.keys.data_key() {
-                    return Err(Error::integrity("the stored key record does not match this index"));
-                }
-                Ok(())
+                Ok(bound.perms)
             }
-            (Some(_), Some(_)) => Err(Self::no_user_keys()),
         }
+    }
+
+    /// `PERMISSION_DENIED` unless the call's credentials grant `need`;
+    /// `WRONG_KEY` if they open nothing.
+    fn authorize(&self, access: Access<'_>, need: Need) -> Result<()> {
+        if need.granted_by(self.permissions(access)?) {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(format!("this operation needs {}; the key given lacks it", need.describe())))
+        }
+    }
+
+    /// Applies `change` to the key record as the root, with a compare-and-set
+    /// (re-reading and re-applying if another writer changed the record
+    /// meanwhile). `change` returns `None` when there is nothing to do.
+    /// Returns whether a new record was written.
+    fn change_key_record(
+        &self,
+        root: Option<&SecretKey>,
+        change: impl Fn(&Header, &keyring::Unlocked) -> Result<Option<Header>>,
+    ) -> Result<bool> {
+        self.authorize(Access { key: root, user: None }, Need::Root)?;
+        let key = match root {
+            Some(k) => k.clone(),
+            None => self.bound.lock().key.clone(),
+        };
+        for _ in 0..READ_ATTEMPTS {
+            let record = self.read_key_record()?;
+            let (header, unlocked) = self.open_key_record(&record, &key, None)?;
+            let Some(next) = change(&header, &unlocked)? else { return Ok(false) };
+            let hkey = header_key(&self.name);
+            let mut batch = WriteBatch::default();
+            batch.put(hkey.clone(), next.encode());
+            batch.expect = Some((hkey, Some(record)));
+            if self.client.store.write(batch)? {
+                self.generation.fetch_max(next.generation, Ordering::AcqRel);
+                return Ok(true);
+            }
+        }
+        Err(Error::Storage("the key record kept changing under concurrent key management; nothing was changed".into()))
+    }
+
+    /// Gives `user_id` exactly `perms` (READ, WRITE or both) under
+    /// `user_key`, replacing any keys it had, atomically. Root key only.
+    pub fn create_user_keys(
+        &self,
+        user_id: &[u8; USER_ID_LEN],
+        user_key: &SecretKey,
+        perms: u32,
+        root: Option<&SecretKey>,
+    ) -> Result<()> {
+        let perms = match perms {
+            1..=3 => perms as u8,
+            _ => {
+                return Err(Error::invalid(format!("permissions must be READ (1), WRITE (2) or both (3), got {perms}")))
+            }
+        };
+        if user_id.iter().all(|&b| b == 0) {
+            return Err(Error::invalid("the all-zero user id is reserved"));
+        }
+        self.change_key_record(root, |header, unlocked| {
+            if header.unlock(&self.name, user_key, None).is_ok() {
+                return Err(Error::invalid("a user key must differ from the root key"));
+            }
+            header.with_user(&self.name, unlocked, user_id, user_key, perms).map(Some)
+        })?;
+        Ok(())
+    }
+
+    /// Removes every key of `user_id`; true if it had any. Root key only.
+    pub fn delete_user_keys(&self, user_id: &[u8; USER_ID_LEN], root: Option<&SecretKey>) -> Result<bool> {
+        self.change_key_record(root, |header, unlocked| header.without_user(&self.name, unlocked, user_id))
+    }
+
+    /// Every user with keys, by user id. Root key only.
+    pub fn list_user_keys(&self, root: Option<&SecretKey>) -> Result<Vec<UserEntry>> {
+        self.authorize(Access { key: root, user: None }, Need::Root)?;
+        let record = self.read_key_record()?;
+        let key = match root {
+            Some(k) => k.clone(),
+            None => self.bound.lock().key.clone(),
+        };
+        let mut users = self.open_key_record(&record, &key, None)?.1.users;
+        users.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        Ok(users)
+    }
+
+    /// Re-wraps the data key under `new_root`, atomically, touching no data:
+    /// `old_root` then gets `WRONG_KEY`, user keys keep working, and a handle
+    /// bound to `old_root` (this one or another in this process) ...
+    pub fn rotate_key(&self, old_root: &SecretKey, new_root: &SecretKey) -> Result<()> {
+        if old_root == new_root {
+            return Err(Error::invalid("the new root key equals the old one"));
+        }
+        self.change_key_record(Some(old_root), |header, unlocked| {
+            header.rotated(&self.name, unlocked, new_root).map(Some)
+        })?;
+        let mut bound = self.bound.lock();
+        if bound.user.is_none() && bound.key == *old_root {
+            bound.key = new_root.clone();
+            bound.checked.clear();
+        }
+        Ok(())
     }
 
     pub fn poison(&self) {
@@ -465,33 +625,33 @@ impl Index {
         &self.name
     }
 
-    fn manifest_now(&self) -> Arc<Snapshot> {
-        self.current().unwrap_or_else(|_| self.snapshot.read().clone())
+    /// The committed state, for the getters (READ permission, as SPEC §7 says).
+    fn readable_state(&self) -> Result<Arc<Snapshot>> {
+        self.authorize(Access::default(), Need::Read)?;
+        self.current()
     }
 
-    pub fn config(&self) -> IndexConfig {
-        self.manifest_now().manifest.config
+    pub fn config(&self) -> Result<IndexConfig> {
+        Ok(self.readable_state()?.manifest.config)
     }
 
-    pub fn dimension(&self) -> u32 {
-        self.config().dimension
+    pub fn dimension(&self) -> Result<u32> {
+        Ok(self.config()?.dimension)
     }
 
-    pub fn metric(&self) -> Metric {
-        self.config().metric
+    pub fn metric(&self) -> Result<Metric> {
+        Ok(self.config()?.metric)
     }
 
-    pub fn n_lists(&self) -> u32 {
-        self.manifest_now().manifest.n_lists
+    pub fn n_lists(&self) -> Result<u32> {
+        Ok(self.readable_state()?.manifest.n_lists)
     }
 
     /// `Training` while a training run of this handle is under way (queries
     /// then still use the committed state), else the committed state.
-    pub fn training_state(&self) -> TrainingState {
-        if self.training.load(Ordering::Acquire) {
-            return TrainingState::Training;
-        }
-        self.manifest_now().manifest.training
+    pub fn training_state(&self) -> Result<TrainingState> {
+        let committed = self.readable_state()?.manifest.training;
+        Ok(if self.training.load(Ordering::Acquire) { TrainingState::Training } else { committed })
     }
 
     pub fn num_vectors(&self, access: Access<'_>) -> Result<u64> {

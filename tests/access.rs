@@ -1,0 +1,345 @@
+//! Access control through the Rust API: the permission matrix of SPEC §7 for
+//! the root and read, write and read+write users, through handles loaded
+//! with each key and through per-call keys; revocation, rotation, stale
+//! handles, and tampering with the stored key record.
+#![cfg(feature = "test-hooks")]
+
+use vx::{
+    Access, Client, ClientOptions, Index, IndexConfig, ItemRef, QueryParams, SecretKey, Status, TrainParams,
+    WriteBatch, PERMISSION_READ, PERMISSION_WRITE,
+};
+
+const DIM: usize = 4;
+const N: usize = 10_000; // enough to train
+
+fn key(b: u8) -> SecretKey {
+    SecretKey::from_bytes(&[b; 32])
+}
+
+const ROOT: u8 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Who {
+    Root,
+    Reader,
+    Writer,
+    ReadWriter,
+}
+
+impl Who {
+    const ALL: [Who; 4] = [Who::Root, Who::Reader, Who::Writer, Who::ReadWriter];
+
+    fn user(self) -> Option<[u8; 16]> {
+        match self {
+            Who::Root => None,
+            Who::Reader => Some([0xA1; 16]),
+            Who::Writer => Some([0xA2; 16]),
+            Who::ReadWriter => Some([0xA3; 16]),
+        }
+    }
+
+    fn key(self) -> SecretKey {
+        match self {
+            Who::Root => key(ROOT),
+            Who::Reader => key(11),
+            Who::Writer => key(12),
+            Who::ReadWriter => key(13),
+        }
+    }
+
+    fn can_read(self) -> bool {
+        self != Who::Writer
+    }
+
+    fn can_write(self) -> bool {
+        self != Who::Reader
+    }
+}
+
+fn vectors(n: usize, seed: u32) -> Vec<f32> {
+    (0..n * DIM).map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 1000.0).collect()
+}
+
+fn upsert(index: &Index, prefix: &str, n: usize, access: Access<'_>) -> vx::Result<()> {
+    let v = vectors(n, prefix.len() as u32);
+    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    let items: Vec<ItemRef<'_>> = (0..n)
+        .map(|i| ItemRef { id: &ids[i], vector: &v[i * DIM..(i + 1) * DIM], metadata: None, contents: None })
+        .collect();
+    index.upsert(&items, access)
+}
+
+/// An index with N items and the three users.
+fn setup(client: &Client, name: &str) -> Index {
+    let index = client.create_index(name, &key(ROOT), IndexConfig::default()).unwrap();
+    upsert(&index, "x", N, Access::default()).unwrap();
+    let grants = [(Who::Reader, PERMISSION_READ), (Who::Writer, PERMISSION_WRITE)];
+    for (who, perms) in grants.into_iter().chain([(Who::ReadWriter, PERMISSION_READ | PERMISSION_WRITE)]) {
+        index.create_user_keys(&who.user().unwrap(), &who.key(), perms, None).unwrap();
+    }
+    index
+}
+
+fn status<T>(r: vx::Result<T>) -> Status {
+    match r {
+        Ok(_) => Status::Ok,
+        Err(e) => e.status(),
+    }
+}
+
+fn expect(r: vx::Result<impl Sized>, allowed: bool, what: &str, who: Who) {
+    let want = if allowed { Status::Ok } else { Status::PermissionDenied };
+    assert_eq!(status(r), want, "{what} as {who:?}");
+}
+
+/// What the root sees: the state that a refused call must leave untouched.
+fn state(root: &Index) -> (u64, Vec<String>, usize) {
+    let n = root.num_vectors(Access::default()).unwrap();
+    let ids = root.list_ids(0, 0, Access::default()).unwrap();
+    (n, ids, root.list_user_keys(None).unwrap().len())
+}
+
+/// Runs every data operation as `who`, through `index` with `access`, and
+/// checks each is allowed or `PERMISSION_DENIED` as the matrix says, and
+/// that refused calls change nothing.
+fn check_matrix(root: &Index, index: &Index, access: Access<'_>, who: Who) {
+    let q = vectors(1, 7);
+    let p = QueryParams { top_k: 5, ..Default::default() };
+    let r = who.can_read();
+    expect(index.query(&q, 1, DIM, &p, access), r, "query", who);
+    expect(index.get(&["x1"], 0, access), r, "get", who);
+    expect(index.list_ids(0, 10, access), r, "list_ids", who);
+    expect(index.num_vectors(access), r, "num_vectors", who);
+    if access.key.is_none() {
+        // Getters use the handle's own key.
+        expect(index.dimension(), r, "dimension", who);
+        expect(index.metric(), r, "metric", who);
+        expect(index.n_lists(), r, "n_lists", who);
+        expect(index.training_state(), r, "training_state", who);
+    }
+
+    let w = who.can_write();
+    let before = state(root);
+    expect(upsert(index, "new", 3, access), w, "upsert", who);
+    expect(index.delete(&["x2"], access), w, "delete", who);
+    let params = TrainParams { n_lists: 4, max_iters: 2, ..Default::default() };
+    expect(index.train(params, access), w, "train", who);
+    if !w {
+        assert_eq!(state(root), before, "a refused write by {who:?} changed the index");
+    } else {
+        assert_eq!(root.num_vectors(Access::default()).unwrap(), before.0 + 2);
+        assert!(root.n_lists().unwrap() == 4);
+    }
+
+    // Root-only operations. A handle's own user key is PERMISSION_DENIED;
+    // a user's key offered as the root key simply is not the root key.
+    let before = state(root);
+    let is_root = who == Who::Root;
+    // Per call, the caller offers its own key as the root key; through a
+    // loaded handle it offers none (the handle's own key is used).
+    let offered = access.key.map(|_| who.key());
+    let denied = |r: vx::Result<()>, what: &str| {
+        let want = match (is_root, access.key.is_some()) {
+            (true, _) => Status::Ok,
+            (false, false) => Status::PermissionDenied,
+            (false, true) => Status::WrongKey,
+        };
+        assert_eq!(status(r), want, "{what} as {who:?} (per-call: {})", access.key.is_some());
+    };
+    denied(index.create_user_keys(&[0x55; 16], &key(55), PERMISSION_READ, offered.as_ref()), "create_user_keys");
+    denied(index.list_user_keys(offered.as_ref()).map(|_| ()), "list_user_keys");
+    denied(index.delete_user_keys(&[0x55; 16], offered.as_ref()).map(|_| ()), "delete_user_keys");
+    assert_eq!(state(root), before, "user management as {who:?} left a trace");
+    if !is_root {
+        let e = index.rotate_key(&who.key(), &key(99));
+        assert_eq!(status(e), Status::WrongKey, "rotate_key with {who:?}'s key");
+        let want = if access.user.is_some() || access.key.is_none() { Status::PermissionDenied } else { Status::Ok };
+        assert_eq!(status(index.delete_index(access)), want, "delete_index as {who:?}");
+        assert_eq!(state(root), before);
+    }
+}
+
+#[test]
+fn permission_matrix_through_loaded_handles() {
+    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    for who in Who::ALL {
+        let name = format!("loaded-{who:?}");
+        let root = setup(&client, &name);
+        let k = who.key();
+        let u = who.user();
+        let index = client.load_index(&name, Access { key: Some(&k), user: u.as_ref() }).unwrap();
+        check_matrix(&root, &index, Access::default(), who);
+        if who == Who::Root {
+            index.delete_index(Access::default()).unwrap();
+            assert_eq!(status(root.num_vectors(Access::default())), Status::NotFound);
+        }
+    }
+}
+
+#[test]
+fn permission_matrix_through_per_call_keys() {
+    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    for who in Who::ALL {
+        let name = format!("per-call-{who:?}");
+        let root = setup(&client, &name);
+        // Calls on the root's own handle, each overriding the key: the
+        // handle's credentials must not leak into the call.
+        let k = who.key();
+        let u = who.user();
+        check_matrix(&root, &root, Access { key: Some(&k), user: u.as_ref() }, who);
+        // And on a handle loaded by a reader, overridden per call.
+        let reader = client.load_index(&name, Access { key: Some(&key(11)), user: Some(&[0xA1; 16]) }).unwrap();
+        expect(upsert(&reader, "p", 1, Access { key: Some(&k), user: u.as_ref() }), who.can_write(), "upsert", who);
+    }
+}
+
+#[test]
+fn user_ids_without_keys_and_wrong_keys() {
+    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let root = setup(&client, "wrong");
+    let reader = [0xA1; 16];
+    let a = |k: &SecretKey, u: Option<&[u8; 16]>| status(root.num_vectors(Access { key: Some(k), user: u }));
+    assert_eq!(status(root.num_vectors(Access { key: None, user: Some(&reader) })), Status::InvalidArgument);
+    assert_eq!(a(&key(12), Some(&reader)), Status::WrongKey, "the writer's key with the reader's id");
+    assert_eq!(a(&key(11), Some(&[0xA2; 16])), Status::WrongKey, "the reader's key with the writer's id");
+    assert_eq!(a(&key(11), None), Status::WrongKey, "a user key as the root key");
+    assert_eq!(a(&key(ROOT), Some(&reader)), Status::WrongKey, "the root key as a user key");
+    assert_eq!(a(&key(77), Some(&[0x77; 16])), Status::WrongKey, "an unknown user");
+    let load =
+        |k: &SecretKey, u: Option<&[u8; 16]>| status(client.load_index("wrong", Access { key: Some(k), user: u }));
+    assert_eq!(load(&key(12), Some(&reader)), Status::WrongKey);
+    assert_eq!(load(&key(11), Some(&reader)), Status::Ok);
+    // Bad grants.
+    let grant = |u: &[u8; 16], k: u8, perms: u32| status(root.create_user_keys(u, &key(k), perms, None));
+    assert_eq!(grant(&[5; 16], 50, 0), Status::InvalidArgument);
+    assert_eq!(grant(&[5; 16], 50, 4), Status::InvalidArgument);
+    assert_eq!(grant(&[0; 16], 50, 1), Status::InvalidArgument, "the zero user id is the root's");
+    assert_eq!(grant(&[5; 16], ROOT, 1), Status::InvalidArgument, "a user key equal to the root key");
+    assert_eq!(status(root.create_user_keys(&[5; 16], &key(50), 1, Some(&key(9)))), Status::WrongKey);
+    assert_eq!(root.list_user_keys(None).unwrap().len(), 3);
+}
+
+#[test]
+fn deleted_users_lose_access_everywhere_at_once() {
+    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let root = setup(&client, "revoke");
+    let rw = [0xA3; 16];
+    let k = key(13);
+    let open = client.load_index("revoke", Access { key: Some(&k), user: Some(&rw) }).unwrap();
+    assert_eq!(open.num_vectors(Access::default()).unwrap(), N as u64);
+    assert!(root.delete_user_keys(&rw, None).unwrap());
+    assert!(!root.delete_user_keys(&rw, None).unwrap(), "deleting again is a no-op");
+    assert_eq!(status(open.num_vectors(Access::default())), Status::WrongKey, "open handle of a deleted user");
+    assert_eq!(status(upsert(&open, "z", 1, Access::default())), Status::WrongKey);
+    assert_eq!(status(root.num_vectors(Access { key: Some(&k), user: Some(&rw) })), Status::WrongKey);
+    assert_eq!(status(client.load_index("revoke", Access { key: Some(&k), user: Some(&rw) })), Status::WrongKey);
+    let users: Vec<[u8; 16]> = root.list_user_keys(None).unwrap().iter().map(|u| u.user_id).collect();
+    assert_eq!(users, [[0xA1; 16], [0xA2; 16]]);
+    // Granting again brings the open handle back, with the new permissions.
+    root.create_user_keys(&rw, &k, PERMISSION_READ, None).unwrap();
+    assert_eq!(open.num_vectors(Access::default()).unwrap(), N as u64);
+    assert_eq!(status(upsert(&open, "z", 1, Access::default())), Status::PermissionDenied);
+}
+
+#[test]
+fn changed_permissions_apply_to_open_handles() {
+    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let root = setup(&client, "change");
+    let reader = [0xA1; 16];
+    let open = client.load_index("change", Access { key: Some(&key(11)), user: Some(&reader) }).unwrap();
+    assert_eq!(status(upsert(&open, "r", 1, Access::default())), Status::PermissionDenied);
+    root.create_user_keys(&reader, &key(11), PERMISSION_READ | PERMISSION_WRITE, None).unwrap();
+    upsert(&open, "r", 1, Access::default()).unwrap();
+    root.create_user_keys(&reader, &key(11), PERMISSION_WRITE, None).unwrap();
+    assert_eq!(status(open.get(&["r0"], 0, Access::default())), Status::PermissionDenied);
+    upsert(&open, "r", 2, Access::default()).unwrap();
+    // A new key for the same user: the old one stops working.
+    root.create_user_keys(&reader, &key(44), PERMISSION_READ, None).unwrap();
+    assert_eq!(status(open.get(&["r0"], 0, Access::default())), Status::WrongKey);
+    let u = root.list_user_keys(None).unwrap();
+    assert_eq!(u.iter().find(|e| e.user_id == reader).unwrap().perms as u32, PERMISSION_READ);
+}
+
+#[test]
+fn rotation_retires_the_old_root_key_and_keeps_users() {
+    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let root = setup(&client, "rotate");
+    let other = client.load_index("rotate", Access { key: Some(&key(ROOT)), user: None }).unwrap();
+    let reader = client.load_index("rotate", Access { key: Some(&key(11)), user: Some(&[0xA1; 16]) }).unwrap();
+    assert_eq!(status(root.rotate_key(&key(ROOT), &key(ROOT))), Status::InvalidArgument);
+    assert_eq!(status(root.rotate_key(&key(2), &key(3))), Status::WrongKey);
+    root.rotate_key(&key(ROOT), &key(2)).unwrap();
+    // The rotating handle moved to the new key; another handle bound to the old one did not.
+    assert_eq!(root.num_vectors(Access::default()).unwrap(), N as u64);
+    assert_eq!(status(other.num_vectors(Access::default())), Status::WrongKey);
+    assert_eq!(status(root.num_vectors(Access { key: Some(&key(ROOT)), user: None })), Status::WrongKey);
+    assert_eq!(root.num_vectors(Access { key: Some(&key(2)), user: None }).unwrap(), N as u64);
+    assert_eq!(reader.num_vectors(Access::default()).unwrap(), N as u64);
+    assert_eq!(status(client.load_index("rotate", Access { key: Some(&key(ROOT)), user: None })), Status::WrongKey);
+    let fresh = client.load_index("rotate", Access { key: Some(&key(2)), user: None }).unwrap();
+    assert_eq!(fresh.list_user_keys(None).unwrap().len(), 3);
+    // Data untouched: same answers as before the rotation.
+    let hits = fresh.query(&vectors(1, 3), 1, DIM, &QueryParams::default(), Access::default()).unwrap();
+    assert_eq!(hits[0].len(), 100);
+    // Putting the old key record back (a rollback by someone who kept it) is
+    // refused by handles that saw the new one.
+    let store = client.raw_store();
+    let rotated_record = store.get(b"n/rotate").unwrap().unwrap();
+    fresh.rotate_key(&key(2), &key(3)).unwrap();
+    assert_eq!(reader.num_vectors(Access::default()).unwrap(), N as u64); // the reader sees generation 3
+    let mut batch = WriteBatch::default();
+    batch.put(b"n/rotate".to_vec(), rotated_record);
+    assert!(store.write(batch).unwrap());
+    assert_eq!(status(fresh.num_vectors(Access::default())), Status::Integrity);
+    assert_eq!(status(reader.num_vectors(Access::default())), Status::Integrity);
+}
+
+/// Edits of the stored key record: a flipped byte anywhere, a truncation, a
+/// record from another index or an older state. Never a privilege, never a
+/// panic: WRONG_KEY, INTEGRITY or NOT_FOUND for everyone, and no lasting harm.
+#[test]
+fn tampered_key_records_never_grant_anything() {
+    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let root = setup(&client, "tamper");
+    setup(&client, "elsewhere");
+    let store = client.raw_store();
+    let put = |v: Vec<u8>| {
+        let mut b = WriteBatch::default();
+        b.put(b"n/tamper".to_vec(), v);
+        assert!(store.write(b).unwrap());
+    };
+    let good = store.get(b"n/tamper").unwrap().unwrap();
+    let reader = Access { key: Some(&key(11)), user: Some(&[0xA1; 16]) };
+    let mut outcomes = std::collections::BTreeMap::new();
+    let mut variants: Vec<(String, Vec<u8>)> = (0..good.len())
+        .map(|i| {
+            let mut t = good.clone();
+            t[i] ^= 0x20;
+            (format!("flip at {i}"), t)
+        })
+        .collect();
+    variants.push(("truncated".into(), good[..good.len() - 1].to_vec()));
+    variants.push(("empty".into(), Vec::new()));
+    variants.push(("another index's record".into(), store.get(b"n/elsewhere").unwrap().unwrap()));
+    for (what, bytes) in variants {
+        put(bytes);
+        let fresh_root = status(client.load_index("tamper", Access { key: Some(&key(ROOT)), user: None }));
+        let on_handle = status(root.num_vectors(Access::default()));
+        let read = status(root.num_vectors(reader));
+        let write = status(upsert(&root, "t", 1, reader));
+        for (who, s) in [("root load", fresh_root), ("root handle", on_handle), ("reader", read)] {
+            assert!(matches!(s, Status::WrongKey | Status::Integrity | Status::NotFound), "{what}: {who} got {s:?}");
+            *outcomes.entry(format!("{s:?}")).or_insert(0) += 1;
+        }
+        assert_ne!(write, Status::Ok, "{what}: the reader could write");
+        put(good.clone());
+        assert_eq!(root.num_vectors(Access::default()).unwrap(), N as u64, "{what}: lasting damage");
+    }
+    eprintln!("key record tamper outcomes: {outcomes:?}");
+    assert!(outcomes.contains_key("Integrity"));
+    // Dropping the whole record: the index is gone for everyone, cleanly.
+    let mut b = WriteBatch::default();
+    b.delete(b"n/tamper".to_vec());
+    assert!(store.write(b).unwrap());
+    assert_eq!(status(root.num_vectors(Access::default())), Status::NotFound);
+}
