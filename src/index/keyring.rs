@@ -298,7 +298,7 @@ impl Header {
             entry.locators[slot(perm)] = kek.locator(user_id, perm);
             next.wraps.push((entry.locators[slot(perm)], wrap));
         }
-        next.wraps.sort_by(|a, b| a.0.cmp(&b.0));
+        next.wraps.sort_by_key(|w| w.0);
         if next.wraps.windows(2).any(|w| w[0].0 == w[1].0) {
             return Err(Error::invalid("this user key collides with another user's; choose another key"));
         }
@@ -452,14 +452,14 @@ mod tests {
         let mut added = h.clone();
         let forged = u1.wrap(&root.data_key, &h.context(NAME, &[1; 16], PERMISSION_WRITE)).unwrap();
         added.wraps.push((u1.locator(&[1; 16], PERMISSION_WRITE), forged));
-        added.wraps.sort_by(|a, b| a.0.cmp(&b.0));
+        added.wraps.sort_by_key(|w| w.0);
         integrity(&added, 11, Some(1));
         integrity(&added, 1, None);
         // Move user 2's WRITE wrap to user 1's WRITE locator (a swap).
         let mut swapped = h.clone();
         let w2 = swapped.wrap_at(&u2.locator(&[2; 16], PERMISSION_WRITE)).unwrap().clone();
         swapped.wraps.push((u1.locator(&[1; 16], PERMISSION_WRITE), w2));
-        swapped.wraps.sort_by(|a, b| a.0.cmp(&b.0));
+        swapped.wraps.sort_by_key(|w| w.0);
         integrity(&swapped, 11, Some(1));
         // Replay the registry of an older record (before user 3 existed).
         let older = {
@@ -490,7 +490,7 @@ mod tests {
         b = b.with_user(NAME, &root, &[1; 16], &key(11), PERMISSION_READ).unwrap();
         let mut grafted = b.clone();
         grafted.wraps.extend(a.wraps.iter().cloned());
-        grafted.wraps.sort_by(|x, y| x.0.cmp(&y.0));
+        grafted.wraps.sort_by_key(|w| w.0);
         assert!(matches!(err(grafted.unlock(NAME, &key(11), Some(&[1; 16]))), Error::Integrity(_)));
         assert!(matches!(err(grafted.unlock(NAME, &key(12), Some(&[2; 16]))), Error::WrongKey(_)));
     }

@@ -454,7 +454,7 @@ impl Index {
             None => self.bound.lock().key.clone(),
         };
         let mut users = self.open_key_record(&record, &key, None)?.1.users;
-        users.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        users.sort_by_key(|u| u.user_id);
         Ok(users)
     }
 
