@@ -14,6 +14,7 @@
 
 #include "vx.h"
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -205,8 +206,15 @@ struct TrainOptions {
     size_t max_memory_mib = 0;
 };
 
+/// One user that holds keys to an index (Index::list_user_keys).
+struct UserKeys {
+    UserId user_id;
+    uint32_t permissions;  // VX_PERMISSION_* bits
+};
+
 /// An opened index. Thread-safe for concurrent calls; moving or destroying
-/// it must not race other calls on it.
+/// it must not race other calls on it. The getters (dimension() ...) need
+/// READ and return 0 otherwise, as in C; vx_last_error_message says why.
 class Index {
 public:
     explicit Index(vx_index *raw) : h_(raw) {}
@@ -299,6 +307,36 @@ public:
     void refresh() { detail::check(vx_index_refresh(h_.get())); }
 
     void delete_index(const Credentials &c = {}) { detail::check(vx_index_delete_index(h_.get(), c.key(), c.user())); }
+
+    /// Gives `user` exactly `permissions` (VX_PERMISSION_*) under `user_key`,
+    /// replacing any keys it had. `root` = nullptr: the handle's key.
+    void create_user_keys(const UserId &user, const Key &user_key, uint32_t permissions,
+                          const Key *root = nullptr) {
+        detail::check(vx_index_create_user_keys(h_.get(), user.data(), user_key.data(), permissions,
+                                                root ? root->data() : nullptr));
+    }
+
+    /// Removes every key of `user` (a no-op if it has none).
+    void delete_user_keys(const UserId &user, const Key *root = nullptr) {
+        detail::check(vx_index_delete_user_keys(h_.get(), user.data(), root ? root->data() : nullptr));
+    }
+
+    std::vector<UserKeys> list_user_keys(const Key *root = nullptr) const {
+        vx_user_list *raw = nullptr;
+        detail::check(vx_index_list_user_keys(h_.get(), root ? root->data() : nullptr, &raw));
+        detail::Handle<vx_user_list, vx_user_list_free> list(raw);
+        std::vector<UserKeys> out(vx_user_list_len(raw));
+        for (size_t i = 0; i < out.size(); i++) {
+            std::copy_n(vx_user_list_user_id(raw, i), VX_USER_ID_LEN, out[i].user_id.begin());
+            out[i].permissions = vx_user_list_permissions(raw, i);
+        }
+        return out;
+    }
+
+    /// Re-wraps the data key under `new_root`; `old_root` stops working.
+    void rotate_key(const Key &old_root, const Key &new_root) {
+        detail::check(vx_index_rotate_key(h_.get(), old_root.data(), new_root.data()));
+    }
 
     vx_index *get() const noexcept { return h_.get(); }
     vx_index *release() noexcept { return h_.release(); }

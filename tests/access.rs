@@ -343,3 +343,20 @@ fn tampered_key_records_never_grant_anything() {
     assert!(store.write(b).unwrap());
     assert_eq!(status(root.num_vectors(Access::default())), Status::NotFound);
 }
+
+/// Putting back the key record from before a user was deleted does not
+/// revive the user on handles that saw the deletion.
+#[test]
+fn a_replayed_key_record_does_not_undo_a_revocation() {
+    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let root = setup(&client, "replay");
+    let store = client.raw_store();
+    let before = store.get(b"n/replay").unwrap().unwrap();
+    root.delete_user_keys(&[0xA1; 16], None).unwrap();
+    let mut b = WriteBatch::default();
+    b.put(b"n/replay".to_vec(), before);
+    assert!(store.write(b).unwrap());
+    let reader = Access { key: Some(&key(11)), user: Some(&[0xA1; 16]) };
+    assert_eq!(status(root.num_vectors(reader)), Status::Integrity);
+    assert_eq!(status(root.num_vectors(Access::default())), Status::Integrity);
+}

@@ -194,3 +194,68 @@ func TestCloseIsIdempotentAndRacesCalls(t *testing.T) {
 		t.Fatalf("want ErrClosed, got %v", err)
 	}
 }
+
+func TestUserKeysPermissionsAndRotation(t *testing.T) {
+	c, root := newIndex(t)
+	if err := root.Upsert(vectors(50, 4, 0), nil); err != nil {
+		t.Fatal(err)
+	}
+	reader, writer := make([]byte, vx.UserIDLen), make([]byte, vx.UserIDLen)
+	reader[0], writer[0] = 1, 2
+	if err := root.CreateUserKeys(reader, key(30), vx.PermissionRead, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := root.CreateUserKeys(writer, key(40), vx.PermissionWrite, key(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := root.CreateUserKeys(writer, key(40), 8, nil); !errors.Is(err, vx.ErrInvalidArgument) {
+		t.Fatalf("want ErrInvalidArgument for unknown permission bits, got %v", err)
+	}
+	users, err := root.ListUserKeys(nil)
+	if err != nil || len(users) != 2 || users[0].UserID[0] != 1 || users[1].Permissions != vx.PermissionWrite {
+		t.Fatalf("ListUserKeys = %+v, %v", users, err)
+	}
+	asReader := &vx.Creds{Key: key(30), User: reader}
+	asWriter := &vx.Creds{Key: key(40), User: writer}
+	if n, err := root.NumVectors(asReader); err != nil || n != 50 {
+		t.Fatalf("reader NumVectors = %d, %v", n, err)
+	}
+	if _, err := root.NumVectors(asWriter); !errors.Is(err, vx.ErrPermissionDenied) {
+		t.Fatalf("want ErrPermissionDenied for the writer reading, got %v", err)
+	}
+	if err := root.Upsert(vectors(1, 4, 0), asReader); !errors.Is(err, vx.ErrPermissionDenied) {
+		t.Fatalf("want ErrPermissionDenied for the reader writing, got %v", err)
+	}
+	if err := root.Upsert(vectors(1, 4, 0), asWriter); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := c.LoadIndex("t", key(30), reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer loaded.Close()
+	if _, err := loaded.ListUserKeys(nil); !errors.Is(err, vx.ErrPermissionDenied) {
+		t.Fatalf("want ErrPermissionDenied for a user listing users, got %v", err)
+	}
+	if err := root.RotateKey(key(1), key(5)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.LoadIndex("t", key(1), nil); !errors.Is(err, vx.ErrWrongKey) {
+		t.Fatalf("want ErrWrongKey for the rotated-away root key, got %v", err)
+	}
+	if n, err := loaded.NumVectors(nil); err != nil || n != 50 {
+		t.Fatalf("reader after rotation: %d, %v", n, err)
+	}
+	if err := root.DeleteUserKeys(reader, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := root.DeleteUserKeys(reader, nil); err != nil {
+		t.Fatalf("deleting again must be a no-op, got %v", err)
+	}
+	if _, err := loaded.NumVectors(nil); !errors.Is(err, vx.ErrWrongKey) {
+		t.Fatalf("want ErrWrongKey for a deleted user's open handle, got %v", err)
+	}
+	if err := root.RotateKey(nil, key(6)); !errors.Is(err, vx.ErrNullArgument) {
+		t.Fatalf("want ErrNullArgument, got %v", err)
+	}
+}

@@ -23,8 +23,11 @@
 //!   edited, and that the user's wraps are exactly the permissions the root
 //!   granted. It is also how the root lists users and finds a user's wraps to
 //!   delete them.
-//! * `rotate_key` re-wraps the data key under a new root key and bumps the
-//!   generation; user wraps do not change (they wrap the same data key).
+//! * `rotate_key` re-wraps the data key under a new root key; user wraps do
+//!   not change (they wrap the same data key).
+//! * Every change bumps the record's generation, so a handle that saw a
+//!   newer record refuses an older one put back (a revoked user's wraps, an
+//!   old root wrap).
 
 use crate::codec::{Reader, Writer};
 use crate::crypto::{cipher_for, derive_key, open_with, seal_with, Kek, SecretKey, Token, WrapContext, USER_ID_LEN};
@@ -76,7 +79,7 @@ pub struct Unlocked {
 #[derive(Clone, Debug)]
 pub struct Header {
     pub index_id: [u8; 16],
-    /// Bumped by every root-key rotation; a handle refuses to go back.
+    /// Bumped by every change; a handle refuses to go back.
     pub generation: u32,
     root_kcv: Vec<u8>,
     root_wrap: Vec<u8>,
@@ -275,6 +278,17 @@ impl Header {
         self.wraps.binary_search_by(|(l, _)| l.cmp(locator)).ok().map(|i| &self.wraps[i].1)
     }
 
+    /// A copy one generation on: every change to the record moves the
+    /// generation, so a handle can refuse a record older than one it saw.
+    fn successor(&self) -> Result<Header> {
+        let mut next = self.clone();
+        next.generation = self
+            .generation
+            .checked_add(1)
+            .ok_or_else(|| Error::invalid("the key record was changed 2^32 times; no further change possible"))?;
+        Ok(next)
+    }
+
     /// Root-held state → a record where `user_id` holds exactly `perms` under
     /// `user_kek` (replacing any wraps it had).
     pub fn with_user(
@@ -286,7 +300,7 @@ impl Header {
         perms: u8,
     ) -> Result<Header> {
         let mut users = root.users.clone();
-        let mut next = self.without_user_wraps(root, user_id);
+        let mut next = self.without_user_wraps(root, user_id)?;
         users.retain(|u| u.user_id != *user_id);
         if users.len() >= MAX_USERS {
             return Err(Error::invalid(format!("index '{name}' already has the maximum of {MAX_USERS} users")));
@@ -312,29 +326,25 @@ impl Header {
         if !root.users.iter().any(|u| u.user_id == *user_id) {
             return Ok(None);
         }
-        let mut next = self.without_user_wraps(root, user_id);
+        let mut next = self.without_user_wraps(root, user_id)?;
         let users: Vec<UserEntry> = root.users.iter().copied().filter(|u| u.user_id != *user_id).collect();
         next.seal_registry(name, &root.data_key, &users)?;
         Ok(Some(next))
     }
 
     /// A copy without `user_id`'s wraps (found by the locators the registry keeps).
-    fn without_user_wraps(&self, root: &Unlocked, user_id: &[u8; USER_ID_LEN]) -> Header {
-        let mut next = self.clone();
+    fn without_user_wraps(&self, root: &Unlocked, user_id: &[u8; USER_ID_LEN]) -> Result<Header> {
+        let mut next = self.successor()?;
         if let Some(entry) = root.users.iter().find(|u| u.user_id == *user_id) {
             next.wraps.retain(|(l, _)| !entry.filed().any(|f| f == l));
         }
-        next
+        Ok(next)
     }
 
     /// Root-held state → the same record re-wrapped for `new_root`, one
     /// generation on. The data key and user wraps are unchanged.
     pub fn rotated(&self, name: &str, root: &Unlocked, new_root: &SecretKey) -> Result<Header> {
-        let mut next = self.clone();
-        next.generation = self
-            .generation
-            .checked_add(1)
-            .ok_or_else(|| Error::invalid("the root key was rotated 2^32 times; no further rotation possible"))?;
+        let mut next = self.successor()?;
         next.wrap_for_root(name, new_root, &root.data_key)?;
         next.seal_registry(name, &root.data_key, &root.users)?;
         Ok(next)

@@ -80,6 +80,9 @@ struct Bound {
     key: SecretKey,
     user: Option<[u8; USER_ID_LEN]>,
     checked: Vec<u8>,
+    /// Generation of `checked`: if the handle has since seen a newer record
+    /// (through another call's key), `checked` coming back is a rollback.
+    checked_generation: u32,
     perms: u8,
 }
 
@@ -270,7 +273,13 @@ impl Index {
         if !client.store.write(batch)? {
             return Err(Error::AlreadyExists(format!("index '{name}' already exists")));
         }
-        let bound = Bound { key: root.clone(), user: None, checked: record, perms: PERMISSION_ROOT };
+        let bound = Bound {
+            key: root.clone(),
+            user: None,
+            checked: record,
+            checked_generation: header.generation,
+            perms: PERMISSION_ROOT,
+        };
         Ok(Index::from_parts(client, name, &header, keys, bound, Snapshot::new(manifest, stored)))
     }
 
@@ -289,7 +298,13 @@ impl Index {
             .get(&manifest_key(&header.index_id))?
             .ok_or_else(|| Error::integrity(format!("manifest of index '{name}' is missing")))?;
         let manifest = Manifest::open(&keys, &stored, name)?;
-        let bound = Bound { key: key.clone(), user: access.user.copied(), checked: record, perms: unlocked.perms };
+        let bound = Bound {
+            key: key.clone(),
+            user: access.user.copied(),
+            checked: record,
+            checked_generation: header.generation,
+            perms: unlocked.perms,
+        };
         Ok(Index::from_parts(client, name, &header, keys, bound, Snapshot::new(manifest, stored)))
     }
 
@@ -363,10 +378,11 @@ impl Index {
             (Some(key), user) => Ok(self.open_key_record(&record, key, user)?.1.perms),
             (None, None) => {
                 let mut bound = self.bound.lock();
-                if bound.checked != record {
-                    let perms = self.open_key_record(&record, &bound.key, bound.user.as_ref())?.1.perms;
-                    bound.perms = perms;
+                if bound.checked != record || bound.checked_generation < self.generation.load(Ordering::Acquire) {
+                    let (header, unlocked) = self.open_key_record(&record, &bound.key, bound.user.as_ref())?;
+                    bound.perms = unlocked.perms;
                     bound.checked = record;
+                    bound.checked_generation = header.generation;
                 }
                 Ok(bound.perms)
             }

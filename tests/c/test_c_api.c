@@ -566,6 +566,198 @@ static void test_training(void) {
     vx_client_free(c);
 }
 
+/* ----- per-user keys, per-call keys, rotation (SPEC §7) ----- */
+
+enum { AN = 10000, AD = 4 };
+enum { WHO_ROOT, WHO_READER, WHO_WRITER, WHO_READ_WRITER, WHO_COUNT };
+static const char *WHO_NAME[WHO_COUNT] = {"root", "reader", "writer", "read+write"};
+static uint8_t who_key[WHO_COUNT][VX_KEY_LEN];
+static uint8_t who_id[WHO_COUNT][VX_USER_ID_LEN];
+static const uint32_t who_perms[WHO_COUNT] = {0, VX_PERMISSION_READ, VX_PERMISSION_WRITE,
+                                              VX_PERMISSION_READ | VX_PERMISSION_WRITE};
+static float avec[AN * AD];
+static char aid_buf[AN][12];
+static const char *aids[AN];
+
+static const uint8_t *user_of(int who) { return who == WHO_ROOT ? NULL : who_id[who]; }
+
+static vx_index *access_setup(vx_client *c, const char *name) {
+    vx_index *ix = NULL;
+    EXPECT(vx_index_create(c, name, ROOT_KEY, NULL, &ix), VX_STATUS_OK);
+    EXPECT(vx_index_upsert(ix, AN, aids, avec, AD, NULL, NULL, NULL, NULL, NULL), VX_STATUS_OK);
+    for (int w = WHO_READER; w < WHO_COUNT; w++)
+        EXPECT(vx_index_create_user_keys(ix, who_id[w], who_key[w], who_perms[w], NULL), VX_STATUS_OK);
+    return ix;
+}
+
+/* Runs every operation as `who` through `ix`: per call (key and user id
+ * given) or with the handle's own key (both NULL). */
+static void access_matrix(vx_index *root, vx_index *ix, int who, int per_call) {
+    const uint8_t *k = per_call ? who_key[who] : NULL;
+    const uint8_t *u = per_call ? user_of(who) : NULL;
+    int can_read = who != WHO_WRITER, can_write = who != WHO_READER;
+    vx_status r = can_read ? VX_STATUS_OK : VX_STATUS_PERMISSION_DENIED;
+    vx_status w = can_write ? VX_STATUS_OK : VX_STATUS_PERMISSION_DENIED;
+    fprintf(stderr, "  access matrix: %s, %s\n", WHO_NAME[who], per_call ? "per-call key" : "loaded handle");
+
+    vx_results *res = NULL;
+    EXPECT(vx_index_query(ix, avec, 1, AD, NULL, k, u, &res), r);
+    CHECK((res != NULL) == can_read);
+    vx_results_free(res);
+    vx_items *items = NULL;
+    EXPECT(vx_index_get(ix, 1, aids, VX_INCLUDE_VECTOR, k, u, &items), r);
+    vx_items_free(items);
+    vx_string_list *list = NULL;
+    EXPECT(vx_index_list_ids(ix, 0, 5, k, u, &list), r);
+    vx_string_list_free(list);
+    uint64_t n = 0;
+    EXPECT(vx_index_num_vectors(ix, k, u, &n), r);
+    if (!per_call) {
+        CHECK(vx_index_dimension(ix) == (can_read ? AD : 0));
+        CHECK((strstr(last_error(), "READ") != NULL) == !can_read);
+    }
+
+    uint64_t before = num_vectors(root);
+    const char *extra[2] = {"extra-0", "extra-1"};
+    size_t deleted = 0;
+    EXPECT(vx_index_upsert(ix, 2, extra, avec, AD, NULL, NULL, NULL, k, u), w);
+    EXPECT(vx_index_delete(ix, 1, aids, k, u, &deleted), w);
+    EXPECT(vx_index_train(ix, 4, 0, 2, 0, 0, k, u), w);
+    CHECK(num_vectors(root) == before + (can_write ? 1 : 0));
+    CHECK(vx_index_is_trained(root) == can_write);
+
+    /* Root only. Through a user's handle: PERMISSION_DENIED. Offering a user
+     * key as the root key: WRONG_KEY. */
+    const uint8_t guest[VX_USER_ID_LEN] = {0x55};
+    vx_status root_only = who == WHO_ROOT ? VX_STATUS_OK : per_call ? VX_STATUS_WRONG_KEY : VX_STATUS_PERMISSION_DENIED;
+    vx_user_list *users = NULL;
+    EXPECT(vx_index_create_user_keys(ix, guest, OTHER_KEY, VX_PERMISSION_READ, k), root_only);
+    EXPECT(vx_index_list_user_keys(ix, k, &users), root_only);
+    CHECK(vx_user_list_len(users) == (who == WHO_ROOT ? 4u : 0u));
+    vx_user_list_free(users);
+    EXPECT(vx_index_delete_user_keys(ix, guest, k), root_only);
+    if (who != WHO_ROOT) {
+        uint8_t fresh_root[VX_KEY_LEN] = {9};
+        EXPECT(vx_index_rotate_key(ix, who_key[who], fresh_root), VX_STATUS_WRONG_KEY);
+        EXPECT(vx_index_delete_index(ix, k, u), VX_STATUS_PERMISSION_DENIED);
+        CHECK(num_vectors(root) == before + (can_write ? 1 : 0));
+    }
+}
+
+static void test_access(const char *dir) {
+    for (int i = 0; i < AN * AD; i++) avec[i] = frand();
+    for (int i = 0; i < AN; i++) { snprintf(aid_buf[i], sizeof aid_buf[i], "a%d", i); aids[i] = aid_buf[i]; }
+    for (int w = 0; w < WHO_COUNT; w++)
+        for (int i = 0; i < VX_KEY_LEN; i++) {
+            who_key[w][i] = (uint8_t)(w == WHO_ROOT ? ROOT_KEY[i] : 17 * w + i);
+            if (i < VX_USER_ID_LEN) who_id[w][i] = (uint8_t)(w * 16 + i);
+        }
+
+    vx_client *c = NULL;
+    EXPECT(vx_client_open("memory:", NULL, &c), VX_STATUS_OK);
+    for (int who = 0; who < WHO_COUNT; who++)
+        for (int per_call = 0; per_call < 2; per_call++) {
+            char name[32];
+            snprintf(name, sizeof name, "m%d%d", who, per_call);
+            vx_index *root = access_setup(c, name);
+            vx_index *ix = NULL;
+            if (per_call) {
+                ix = root;
+            } else {
+                EXPECT(vx_index_load(c, name, who_key[who], user_of(who), &ix), VX_STATUS_OK);
+            }
+            access_matrix(root, ix, who, per_call);
+            if (ix != root) vx_index_free(ix);
+            vx_index_free(root);
+        }
+
+    /* Bad arguments of the key functions. */
+    vx_index *ix = access_setup(c, "args");
+    vx_user_list *users = NULL;
+    const uint8_t zero_id[VX_USER_ID_LEN] = {0};
+    EXPECT(vx_index_create_user_keys(NULL, who_id[1], who_key[1], 1, NULL), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_create_user_keys(ix, NULL, who_key[1], 1, NULL), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_create_user_keys(ix, who_id[1], NULL, 1, NULL), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_create_user_keys(ix, who_id[1], who_key[1], 0, NULL), VX_STATUS_INVALID_ARGUMENT);
+    EXPECT(vx_index_create_user_keys(ix, who_id[1], who_key[1], 7, NULL), VX_STATUS_INVALID_ARGUMENT);
+    EXPECT(vx_index_create_user_keys(ix, zero_id, who_key[1], 1, NULL), VX_STATUS_INVALID_ARGUMENT);
+    EXPECT(vx_index_create_user_keys(ix, who_id[1], ROOT_KEY, 1, NULL), VX_STATUS_INVALID_ARGUMENT);
+    EXPECT(vx_index_create_user_keys(ix, who_id[1], who_key[1], 1, OTHER_KEY), VX_STATUS_WRONG_KEY);
+    EXPECT(vx_index_delete_user_keys(ix, NULL, NULL), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_list_user_keys(ix, NULL, NULL), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_rotate_key(ix, NULL, OTHER_KEY), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_rotate_key(ix, ROOT_KEY, NULL), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_rotate_key(ix, ROOT_KEY, ROOT_KEY), VX_STATUS_INVALID_ARGUMENT);
+    EXPECT(vx_index_list_user_keys(ix, NULL, &users), VX_STATUS_OK);
+    CHECK(vx_user_list_len(users) == 3);
+    for (size_t i = 0; i < 3; i++) {
+        CHECK(memcmp(vx_user_list_user_id(users, i), who_id[i + 1], VX_USER_ID_LEN) == 0);
+        CHECK(vx_user_list_permissions(users, i) == who_perms[i + 1]);
+    }
+    CHECK(vx_user_list_user_id(users, 3) == NULL && vx_user_list_permissions(users, 3) == 0);
+    CHECK(vx_user_list_len(NULL) == 0 && vx_user_list_user_id(NULL, 0) == NULL);
+    vx_user_list_free(users);
+    vx_user_list_free(NULL);
+    uint64_t n = 0;
+    EXPECT(vx_index_num_vectors(ix, who_key[2], who_id[1], &n), VX_STATUS_WRONG_KEY); /* keys swapped */
+    vx_index_free(ix);
+    vx_client_free(c);
+
+    /* Revocation, re-grant, rotation and stale handles on a file store, then
+     * everything again after reopening the store. */
+    char path[600];
+    snprintf(path, sizeof path, "file:%s/access", dir);
+    EXPECT(vx_client_open(path, NULL, &c), VX_STATUS_OK);
+    vx_index *root = access_setup(c, "keys");
+    vx_index *reader = NULL, *rw = NULL, *old_root = NULL;
+    EXPECT(vx_index_load(c, "keys", who_key[WHO_READER], who_id[WHO_READER], &reader), VX_STATUS_OK);
+    EXPECT(vx_index_load(c, "keys", who_key[WHO_READ_WRITER], who_id[WHO_READ_WRITER], &rw), VX_STATUS_OK);
+    EXPECT(vx_index_load(c, "keys", ROOT_KEY, NULL, &old_root), VX_STATUS_OK);
+    EXPECT(vx_index_delete_user_keys(root, who_id[WHO_READ_WRITER], NULL), VX_STATUS_OK);
+    EXPECT(vx_index_delete_user_keys(root, who_id[WHO_READ_WRITER], NULL), VX_STATUS_OK); /* idempotent */
+    EXPECT(vx_index_num_vectors(rw, NULL, NULL, &n), VX_STATUS_WRONG_KEY);
+    EXPECT(vx_index_num_vectors(root, who_key[WHO_READ_WRITER], who_id[WHO_READ_WRITER], &n), VX_STATUS_WRONG_KEY);
+    vx_index *again = NULL;
+    EXPECT(vx_index_load(c, "keys", who_key[WHO_READ_WRITER], who_id[WHO_READ_WRITER], &again), VX_STATUS_WRONG_KEY);
+    CHECK(again == NULL);
+    /* Re-granted read-only: the open handle reads again and cannot write. */
+    EXPECT(vx_index_create_user_keys(root, who_id[WHO_READ_WRITER], who_key[WHO_READ_WRITER], VX_PERMISSION_READ, NULL),
+           VX_STATUS_OK);
+    EXPECT(vx_index_num_vectors(rw, NULL, NULL, &n), VX_STATUS_OK);
+    EXPECT(vx_index_upsert(rw, 1, aids, avec, AD, NULL, NULL, NULL, NULL, NULL), VX_STATUS_PERMISSION_DENIED);
+
+    uint8_t new_root[VX_KEY_LEN];
+    for (int i = 0; i < VX_KEY_LEN; i++) new_root[i] = (uint8_t)(200 - i);
+    EXPECT(vx_index_rotate_key(root, OTHER_KEY, new_root), VX_STATUS_WRONG_KEY);
+    EXPECT(vx_index_rotate_key(root, ROOT_KEY, new_root), VX_STATUS_OK);
+    EXPECT(vx_index_num_vectors(root, NULL, NULL, &n), VX_STATUS_OK); /* moved to the new key */
+    CHECK(n == AN);
+    EXPECT(vx_index_num_vectors(old_root, NULL, NULL, &n), VX_STATUS_WRONG_KEY); /* stale handle */
+    EXPECT(vx_index_num_vectors(root, ROOT_KEY, NULL, &n), VX_STATUS_WRONG_KEY);
+    EXPECT(vx_index_num_vectors(reader, NULL, NULL, &n), VX_STATUS_OK);
+    vx_index_free(reader);
+    vx_index_free(rw);
+    vx_index_free(old_root);
+    vx_index_free(root);
+    vx_client_free(c);
+
+    EXPECT(vx_client_open(path, NULL, &c), VX_STATUS_OK);
+    EXPECT(vx_index_load(c, "keys", ROOT_KEY, NULL, &root), VX_STATUS_WRONG_KEY);
+    EXPECT(vx_index_load(c, "keys", new_root, NULL, &root), VX_STATUS_OK);
+    EXPECT(vx_index_load(c, "keys", who_key[WHO_WRITER], who_id[WHO_WRITER], &ix), VX_STATUS_OK);
+    EXPECT(vx_index_upsert(ix, 1, aids, avec, AD, NULL, NULL, NULL, NULL, NULL), VX_STATUS_OK);
+    EXPECT(vx_index_num_vectors(ix, NULL, NULL, &n), VX_STATUS_PERMISSION_DENIED);
+    EXPECT(vx_index_list_user_keys(root, NULL, &users), VX_STATUS_OK);
+    CHECK(vx_user_list_len(users) == 3);
+    vx_user_list_free(users);
+    EXPECT(vx_index_delete_index(ix, NULL, NULL), VX_STATUS_PERMISSION_DENIED);
+    EXPECT(vx_index_delete_index(root, NULL, NULL), VX_STATUS_OK);
+    EXPECT(vx_index_num_vectors(root, NULL, NULL, &n), VX_STATUS_NOT_FOUND);
+    vx_index_free(ix);
+    vx_index_free(root);
+    vx_client_free(c);
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "vx-c-test-data";
     char cmd[700];
@@ -579,6 +771,7 @@ int main(int argc, char **argv) {
     test_lifecycle_and_bad_input();
     test_data_and_persistence(dir);
     test_training();
+    test_access(dir);
 
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures == 0 ? 0 : 1;

@@ -67,6 +67,28 @@ int main() {
     CHECK(status_of([&] { moved.upsert({"a"}, {1, 2, 3}, 2); }) == VX_STATUS_INVALID_ARGUMENT);
     CHECK(status_of([&] { vx::Client bad("s3://nope"); }) == VX_STATUS_INVALID_ARGUMENT);
 
+    // Per-user keys: a reader reads and cannot write; deleted, it gets WRONG_KEY.
+    vx::UserId reader{};
+    reader[0] = 7;
+    vx::Key reader_key{};
+    reader_key[0] = 42;
+    moved.create_user_keys(reader, reader_key, VX_PERMISSION_READ);
+    auto users = moved.list_user_keys();
+    CHECK(users.size() == 1 && users[0].user_id == reader && users[0].permissions == VX_PERMISSION_READ);
+    vx::Index as_reader = client.load_index("cpp", reader_key, reader);
+    CHECK(as_reader.num_vectors() == 299 && as_reader.dimension() == 2);
+    CHECK(status_of([&] { as_reader.upsert({"r"}, {1, 2}, 2); }) == VX_STATUS_PERMISSION_DENIED);
+    CHECK(status_of([&] { as_reader.list_user_keys(); }) == VX_STATUS_PERMISSION_DENIED);
+    CHECK(moved.num_vectors(vx::Credentials(reader_key, reader)) == 299);
+    vx::Key new_key{};
+    new_key[0] = 1;
+    moved.rotate_key(key, new_key);
+    CHECK(status_of([&] { client.load_index("cpp", key); }) == VX_STATUS_WRONG_KEY);
+    CHECK(as_reader.num_vectors() == 299);
+    moved.delete_user_keys(reader, &new_key);
+    CHECK(status_of([&] { as_reader.num_vectors(); }) == VX_STATUS_WRONG_KEY);
+    CHECK(as_reader.dimension() == 0);  // getters answer 0 without READ
+
     vx_index *raw = moved.release();
     CHECK(raw != nullptr && moved.get() == nullptr);
     vx_index_free(raw);
