@@ -618,6 +618,37 @@ vx_status vx_index_delete_index(const struct vx_index *index,
 VX_NODISCARD vx_status vx_index_refresh(const struct vx_index *index);
 
 /**
+ * The index's epoch: the version of its committed state, which grows with
+ * every write. Keep it outside the store (with your own records) and pass
+ * it to vx_index_require_epoch after loading, to detect the one tampering
+ * nothing inside the store can reveal: a rollback of the whole store to an
+ * older, genuine state (see THREAT_MODEL.md).
+ *
+ * @param out_epoch  receives the epoch (untouched on failure).
+ * @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT, NOT_FOUND, WRONG_KEY,
+ *         PERMISSION_DENIED (needs READ), POISONED, INTEGRITY, IO, STORAGE, PANIC.
+ *
+ * Thread safety: safe concurrently with any call on the handle. Since 0.2.0.
+ */
+VX_NODISCARD
+vx_status vx_index_epoch(const struct vx_index *index,
+                         const uint8_t *key,
+                         const uint8_t *user_id,
+                         uint64_t *out_epoch);
+
+/**
+ * Fails with VX_STATUS_INTEGRITY if the stored index is older than `epoch`
+ * (the store was rolled back); on success the handle also refuses any older
+ * state from then on.
+ *
+ * @return VX_STATUS_OK, NULL_ARGUMENT, NOT_FOUND, WRONG_KEY, PERMISSION_DENIED,
+ *         POISONED, INTEGRITY, IO, STORAGE, PANIC.
+ *
+ * Thread safety: safe concurrently with any call on the handle. Since 0.2.0.
+ */
+VX_NODISCARD vx_status vx_index_require_epoch(const struct vx_index *index, uint64_t epoch);
+
+/**
  * The index's name, valid until the handle is freed; NULL for NULL.
  *
  * Thread safety: safe concurrently with any call on the handle. Since 0.1.0.

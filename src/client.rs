@@ -43,14 +43,31 @@ impl std::fmt::Debug for Client {
     }
 }
 
+fn check_options(options: &ClientOptions) -> Result<()> {
+    const MAX_THREADS: usize = 1024;
+    if options.threads > MAX_THREADS {
+        return Err(Error::invalid(format!("threads must be 0 to {MAX_THREADS}, got {}", options.threads)));
+    }
+    Ok(())
+}
+
 impl Client {
-    /// Opens the store `uri` names (`memory:`, `file:/dir` or a plain path).
+    /// Opens the store `uri` names (`memory:`, `file:/dir` or a plain path,
+    /// `postgres://user@host:port/db?table=name`).
     pub fn open(uri: &str, options: ClientOptions) -> Result<Client> {
-        const MAX_THREADS: usize = 1024;
-        if options.threads > MAX_THREADS {
-            return Err(Error::invalid(format!("threads must be 0 to {MAX_THREADS}, got {}", options.threads)));
-        }
-        let store = store::open(uri)?;
+        check_options(&options)?;
+        Client::with_store(store::open(uri)?, options)
+    }
+
+    /// A client over a store the caller built (tests wrap stores to inject
+    /// faults; only in builds with the `test-hooks` feature).
+    #[cfg(feature = "test-hooks")]
+    pub fn over_store(store: Arc<dyn Store>, options: ClientOptions) -> Result<Client> {
+        check_options(&options)?;
+        Client::with_store(store, options)
+    }
+
+    fn with_store(store: Arc<dyn Store>, options: ClientOptions) -> Result<Client> {
         let threads = if options.threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {

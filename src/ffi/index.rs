@@ -270,6 +270,49 @@ pub unsafe extern "C" fn vx_index_refresh(index: *const vx_index) -> vx_status {
     with_index(index, |ix| ix.refresh())
 }
 
+/// The index's epoch: the version of its committed state, which grows with
+/// every write. Keep it outside the store (with your own records) and pass
+/// it to vx_index_require_epoch after loading, to detect the one tampering
+/// nothing inside the store can reveal: a rollback of the whole store to an
+/// older, genuine state (see THREAT_MODEL.md).
+///
+/// @param out_epoch  receives the epoch (untouched on failure).
+/// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT, NOT_FOUND, WRONG_KEY,
+///         PERMISSION_DENIED (needs READ), POISONED, INTEGRITY, IO, STORAGE, PANIC.
+///
+/// Thread safety: safe concurrently with any call on the handle. Since 0.2.0.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_epoch(
+    index: *const vx_index,
+    key: *const u8,
+    user_id: *const u8,
+    out_epoch: *mut u64,
+) -> vx_status {
+    let creds = Creds::read(key, user_id);
+    with_index(index, |ix| {
+        if out_epoch.is_null() {
+            return Err(Error::NullArgument("out_epoch".into()));
+        }
+        *out_epoch = ix.epoch(creds.access())?;
+        Ok(())
+    })
+}
+
+/// Fails with VX_STATUS_INTEGRITY if the stored index is older than `epoch`
+/// (the store was rolled back); on success the handle also refuses any older
+/// state from then on.
+///
+/// @return VX_STATUS_OK, NULL_ARGUMENT, NOT_FOUND, WRONG_KEY, PERMISSION_DENIED,
+///         POISONED, INTEGRITY, IO, STORAGE, PANIC.
+///
+/// Thread safety: safe concurrently with any call on the handle. Since 0.2.0.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_require_epoch(index: *const vx_index, epoch: u64) -> vx_status {
+    with_index(index, |ix| ix.require_epoch(epoch))
+}
+
 /// The index's name, valid until the handle is freed; NULL for NULL.
 ///
 /// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.

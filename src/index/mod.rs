@@ -563,6 +563,30 @@ impl Index {
         self.current().map(|_| ())
     }
 
+    /// The version of the committed state this handle reads: a number that
+    /// grows with every write. A caller who keeps it outside the store can
+    /// hand it to [`Index::require_epoch`] later to detect a rollback of the
+    /// whole store (every object genuine, just old), which nothing inside the
+    /// store can reveal. READ permission.
+    pub fn epoch(&self, access: Access<'_>) -> Result<u64> {
+        self.authorize(access, Need::Read)?;
+        Ok(self.current()?.manifest.version)
+    }
+
+    /// `INTEGRITY` if the stored state is older than `epoch` (a rollback);
+    /// afterwards this handle also refuses any state older than it.
+    pub fn require_epoch(&self, epoch: u64) -> Result<()> {
+        self.authorize(Access::default(), Need::Read)?;
+        let have = self.current()?.manifest.version;
+        if have < epoch {
+            return Err(Error::integrity(format!(
+                "index '{}' is at version {have}, older than the epoch {epoch} you kept: the store was rolled back",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
     fn cache_key(&self, kind: ObjectKind, number: u32, version: u64) -> CacheKey {
         CacheKey { index: self.index_id, kind: kind as u8, number, version }
     }

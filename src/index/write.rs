@@ -24,7 +24,9 @@ use crate::error::{Error, Result};
 /// 1.19x raw bytes on disk, 256 gave 1.16x, 1024 gives 1.15x.
 const ENTRIES_PER_BUCKET: u64 = 1024;
 /// A write retries this often when another writer commits first.
-const COMMIT_ATTEMPTS: usize = 5;
+/// Compare-and-set attempts of one write before it reports a conflict; each
+/// lost race waits a random, growing pause so competing writers spread out.
+const COMMIT_ATTEMPTS: u32 = 10;
 
 /// Everything one write will store, ready to commit.
 #[derive(Default)]
@@ -102,7 +104,10 @@ impl Index {
     /// another writer (another handle or process) committed in between.
     pub(super) fn commit<R>(&self, mut build: impl FnMut(&Snapshot) -> Result<(Option<Plan>, R)>) -> Result<R> {
         let _writer = self.write_lock.lock();
-        for _ in 0..COMMIT_ATTEMPTS {
+        for attempt in 0..COMMIT_ATTEMPTS {
+            if attempt > 0 {
+                backoff(attempt)?;
+            }
             let snap = self.current()?;
             let (plan, result) = match build(&snap) {
                 // Another process committed under us and removed what the
@@ -399,4 +404,13 @@ fn rebuild_chunk(
         metadata.push(it.metadata.map(str::to_owned));
     }
     Ok(Chunk::new(dim, vectors, ids, metadata))
+}
+
+/// Sleeps a random time below 2^attempt ms (at most ~0.5 s).
+fn backoff(attempt: u32) -> Result<()> {
+    let mut r = [0u8; 4];
+    crate::crypto::random_bytes(&mut r)?;
+    let cap_us = 1000u64 << attempt.min(9);
+    std::thread::sleep(std::time::Duration::from_micros(u64::from(u32::from_le_bytes(r)) % cap_us));
+    Ok(())
 }

@@ -5,6 +5,7 @@
 
 mod file;
 mod memory;
+mod postgres;
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use crate::error::{Error, Result};
 
 pub use file::FileStore;
 pub use memory::MemoryStore;
+pub use postgres::PostgresStore;
 
 /// One change inside an atomic batch.
 #[derive(Clone, Debug)]
@@ -56,7 +58,8 @@ pub trait Store: Send + Sync {
     fn write(&self, batch: WriteBatch) -> Result<bool>;
 }
 
-/// Opens the store a URI names: `memory:`, `file:/dir` or a plain path.
+/// Opens the store a URI names: `memory:`, `file:/dir` or a plain path,
+/// `postgres://user@host:port/db?table=name`.
 pub fn open(uri: &str) -> Result<Arc<dyn Store>> {
     if uri.is_empty() {
         return Err(Error::invalid("storage URI is empty"));
@@ -65,7 +68,7 @@ pub fn open(uri: &str) -> Result<Arc<dyn Store>> {
         return Ok(Arc::new(MemoryStore::default()));
     }
     if uri.starts_with("postgres://") || uri.starts_with("postgresql://") {
-        return Err(Error::invalid("postgres:// stores are not supported by this build yet"));
+        return Ok(Arc::new(PostgresStore::open(uri)?));
     }
     let path = uri.strip_prefix("file:").unwrap_or(uri);
     if path.is_empty() {
@@ -77,6 +80,22 @@ pub fn open(uri: &str) -> Result<Arc<dyn Store>> {
         )));
     }
     Ok(Arc::new(FileStore::open(std::path::Path::new(path))?))
+}
+
+/// The test server's URL (from `VX_TEST_POSTGRES_URL`) with a fresh, empty
+/// `table`; `None`, with a visible "skipped" line, when there is none.
+#[cfg(test)]
+pub(crate) fn test_postgres_url(table: &str) -> Option<String> {
+    use std::io::Write;
+    let Ok(url) = std::env::var("VX_TEST_POSTGRES_URL") else {
+        // Written to the stream itself, past the test harness's capture.
+        let _ = writeln!(std::io::stderr(), "skipped: postgres test '{table}' (VX_TEST_POSTGRES_URL is not set)");
+        return None;
+    };
+    let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("VX_TEST_POSTGRES_URL server");
+    client.batch_execute(&format!("DROP TABLE IF EXISTS {table}")).unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some(format!("{url}{sep}table={table}"))
 }
 
 /// Store behaviour every implementation must show (run by each store's tests).

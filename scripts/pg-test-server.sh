@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# A throw-away PostgreSQL cluster on 127.0.0.1 for tests and benchmarks.
+#   scripts/pg-test-server.sh start DIR   initdb in DIR, start on a free port,
+#                                         print the URL (trust auth, local only)
+#   scripts/pg-test-server.sh stop DIR    stop it by the PID in its pid file
+# Runs the server as the `postgres` user when started as root. Set
+# VX_PG_FAST=1 for fsync=off (tests: nothing needs to survive the machine).
+set -euo pipefail
+cmd=${1:?start|stop} dir=${2:?directory}
+
+as_postgres() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+case $cmd in
+start)
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -n "$bin" ] || { echo "no PostgreSQL server binaries (apt-get install postgresql)" >&2; exit 1; }
+  mkdir -p "$dir"
+  [ "$(id -u)" = 0 ] && chown postgres "$dir"
+  as_postgres "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log"
+  extra=()
+  [ "${VX_PG_FAST:-0}" = 1 ] && extra=(-c fsync=off -c synchronous_commit=off -c full_page_writes=off)
+  for port in $(seq 54329 54349); do
+    if as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
+         -o "-c listen_addresses=127.0.0.1 -p $port -k $dir ${extra[*]}" start >/dev/null; then
+      echo "postgres://postgres@127.0.0.1:$port/postgres"
+      exit 0
+    fi
+  done
+  echo "could not start PostgreSQL (see $dir/server.log)" >&2
+  exit 1
+  ;;
+stop)
+  pidfile="$dir/data/postmaster.pid"
+  [ -f "$pidfile" ] || exit 0
+  pid=$(head -1 "$pidfile")
+  kill -INT "$pid" 2>/dev/null || exit 0   # fast shutdown
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || exit 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  ;;
+*)
+  echo "usage: $0 start|stop DIR" >&2
+  exit 2
+  ;;
+esac

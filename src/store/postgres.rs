@@ -1,0 +1,320 @@
+//! `postgres://user@host:port/db?table=name`: one table of (bytea key, bytea
+//! value) in a PostgreSQL database, shared by many processes and machines.
+//!
+//! * The table (default `vx_objects`) is created on first use, with TOAST
+//!   compression off (sealed objects do not compress).
+//! * A batch is one transaction; puts go in as multi-row `INSERT ... SELECT
+//!   FROM UNNEST(...) ON CONFLICT DO UPDATE` statements of bounded size,
+//!   deletes as one `DELETE ... WHERE k = ANY(...)`.
+//! * The compare-and-set of a batch takes a transaction-scoped advisory lock
+//!   on its key before checking it, so two writers expecting the same
+//!   manifest (or key record) serialise: the second sees the first's value,
+//!   its check fails, nothing of it is applied, and the index layer retries
+//!   or reports (see `index::write`).
+//! * Connections are pooled; a connection the server dropped is discarded,
+//!   and a read that finds its connection dead is retried once on a new one.
+//!   Writes are never retried here: after a lost connection the outcome of a
+//!   COMMIT is unknown, and the index layer re-reads before writing again.
+//! * Errors are `STORAGE` with the server's message, naming host, port,
+//!   database and table, never the user or password.
+//!
+//! TLS is not built in yet: use it on a trusted network or through a local
+//! TLS tunnel (`sslmode=require` is refused at connect).
+
+use std::str::FromStr;
+
+use parking_lot::Mutex;
+use postgres::{Client, NoTls, Statement};
+use sha2::{Digest, Sha256};
+
+use super::{Op, Store, WriteBatch};
+use crate::error::{Error, Result};
+
+const DEFAULT_TABLE: &str = "vx_objects";
+/// Idle connections kept for reuse.
+const MAX_IDLE: usize = 16;
+/// Bytes of values per INSERT statement (PostgreSQL caps a message at 1 GiB).
+const INSERT_BYTES: usize = 32 << 20;
+
+/// One connection with its prepared statements.
+struct Conn {
+    client: Client,
+    get: Statement,
+    get_many: Statement,
+    scan_range: Statement,
+    scan_from: Statement,
+    upsert: Statement,
+    delete: Statement,
+    lock: Statement,
+}
+
+pub struct PostgresStore {
+    config: postgres::Config,
+    table: String,
+    /// "host:port/db table t", for messages (no credentials).
+    place: String,
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("place", &self.place).finish_non_exhaustive()
+    }
+}
+
+/// Splits `?table=name` off the URI (the driver refuses unknown options) and
+/// checks the name is a plain SQL identifier.
+fn split_table(uri: &str) -> Result<(String, String)> {
+    let (base, query) = match uri.split_once('?') {
+        Some((b, q)) => (b, q),
+        None => (uri, ""),
+    };
+    let mut table = DEFAULT_TABLE.to_owned();
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.strip_prefix("table=") {
+            Some(t) => table = t.to_owned(),
+            None => rest.push(pair),
+        }
+    }
+    let valid = !table.is_empty()
+        && table.len() <= 63
+        && table.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && table.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        return Err(Error::invalid(format!(
+            "postgres table name '{table}' must be 1 to 63 of a-z, 0-9 and _, not starting with a digit"
+        )));
+    }
+    let base = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
+    Ok((base, table))
+}
+
+impl PostgresStore {
+    pub fn open(uri: &str) -> Result<PostgresStore> {
+        let (base, table) = split_table(uri)?;
+        // The driver's parse errors quote no part of the URI, so the
+        // password cannot leak through them.
+        let mut config =
+            postgres::Config::from_str(&base).map_err(|e| Error::invalid(format!("postgres URI is not valid: {e}")))?;
+        config.application_name("vx");
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        let hosts: Vec<String> = config
+            .get_hosts()
+            .iter()
+            .map(|h| match h {
+                postgres::config::Host::Tcp(s) => s.clone(),
+                postgres::config::Host::Unix(p) => p.display().to_string(),
+            })
+            .collect();
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let db = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
+        let place = format!("{}:{port}/{db} table {table}", hosts.join(","));
+        let store = PostgresStore { config, table, place, idle: Mutex::new(Vec::new()) };
+        store.create_table()?;
+        Ok(store)
+    }
+
+    fn error(&self, e: postgres::Error) -> Error {
+        // `Display` of a server error is "db error: ERROR: <message>"; add
+        // the detail line when there is one.
+        let detail = e.as_db_error().and_then(|d| d.detail()).map(|d| format!(" ({d})")).unwrap_or_default();
+        Error::Storage(format!("postgres store {}: {e}{detail}", self.place))
+    }
+
+    fn create_table(&self) -> Result<()> {
+        let t = &self.table;
+        let mut client = self.config.connect(NoTls).map_err(|e| self.error(e))?;
+        let run = |client: &mut Client| -> std::result::Result<(), postgres::Error> {
+            let mut tx = client.transaction()?;
+            let exists: Option<String> = tx.query_one("SELECT to_regclass($1)::text", &[t])?.get(0);
+            if exists.is_none() {
+                tx.batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {t} (k bytea PRIMARY KEY, v bytea NOT NULL);
+                     ALTER TABLE {t} ALTER COLUMN v SET STORAGE EXTERNAL;"
+                ))?;
+            }
+            tx.commit()
+        };
+        // Two processes creating the table at once: one wins, the other's
+        // CREATE fails on the catalog's unique index; the table exists then.
+        if let Err(e) = run(&mut client) {
+            run(&mut client).map_err(|_| self.error(e))?;
+        }
+        Ok(())
+    }
+
+    fn connect(&self) -> Result<Conn> {
+        let mut client = self.config.connect(NoTls).map_err(|e| self.error(e))?;
+        let t = &self.table;
+        let mut prep = |sql: String| client.prepare(&sql);
+        let conn = (|| {
+            Ok::<_, postgres::Error>((
+                prep(format!("SELECT v FROM {t} WHERE k = $1"))?,
+                prep(format!("SELECT k, v FROM {t} WHERE k = ANY($1)"))?,
+                prep(format!("SELECT k, v FROM {t} WHERE k >= $1 AND k < $2 ORDER BY k"))?,
+                prep(format!("SELECT k, v FROM {t} WHERE k >= $1 ORDER BY k"))?,
+                prep(format!(
+                    "INSERT INTO {t} (k, v) SELECT * FROM UNNEST($1::bytea[], $2::bytea[]) \
+                     ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v"
+                ))?,
+                prep(format!("DELETE FROM {t} WHERE k = ANY($1)"))?,
+                prep("SELECT pg_advisory_xact_lock($1)".to_owned())?,
+            ))
+        })()
+        .map_err(|e| self.error(e))?;
+        let (get, get_many, scan_range, scan_from, upsert, delete, lock) = conn;
+        Ok(Conn { client, get, get_many, scan_range, scan_from, upsert, delete, lock })
+    }
+
+    /// Runs `f` on a pooled connection. `retry_read`: if the connection
+    /// turns out dead (the server restarted or dropped it), run once more on
+    /// a fresh one.
+    fn with_conn<T>(
+        &self,
+        retry_read: bool,
+        mut f: impl FnMut(&mut Conn) -> std::result::Result<T, postgres::Error>,
+    ) -> Result<T> {
+        let pooled = std::iter::from_fn(|| self.idle.lock().pop()).find(|c| !c.client.is_closed());
+        let from_pool = pooled.is_some();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => self.connect()?,
+        };
+        let mut result = f(&mut conn);
+        if retry_read && from_pool && result.as_ref().is_err_and(|e| e.is_closed() || conn.client.is_closed()) {
+            conn = self.connect()?;
+            result = f(&mut conn);
+        }
+        if !conn.client.is_closed() {
+            let mut idle = self.idle.lock();
+            if idle.len() < MAX_IDLE {
+                idle.push(conn);
+            }
+        }
+        result.map_err(|e| self.error(e))
+    }
+
+    /// The advisory-lock id of a compare-and-set key in this table.
+    fn lock_id(&self, key: &[u8]) -> i64 {
+        let mut h = Sha256::new();
+        h.update(self.table.as_bytes());
+        h.update([0]);
+        h.update(key);
+        i64::from_le_bytes(h.finalize()[..8].try_into().unwrap())
+    }
+}
+
+/// The smallest key greater than every key starting with `prefix`, if any.
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+impl Store for PostgresStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.with_conn(true, |c| Ok(c.client.query_opt(&c.get, &[&key])?.map(|row| row.get(0))))
+    }
+
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let rows = self.with_conn(true, |c| c.client.query(&c.get_many, &[&refs]))?;
+        let mut found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
+            rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(keys.iter().map(|k| found.remove(k)).collect())
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let end = prefix_end(prefix);
+        let rows = self.with_conn(true, |c| match &end {
+            Some(end) => c.client.query(&c.scan_range, &[&prefix, &end.as_slice()]),
+            None => c.client.query(&c.scan_from, &[&prefix]),
+        })?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<bool> {
+        // The final state of each key (a later op on a key replaces an
+        // earlier one; one INSERT may not touch a row twice).
+        let mut last: std::collections::BTreeMap<&[u8], Option<&[u8]>> = std::collections::BTreeMap::new();
+        for op in &batch.ops {
+            match op {
+                Op::Put(k, v) => last.insert(k, Some(v)),
+                Op::Delete(k) => last.insert(k, None),
+            };
+        }
+        let deletes: Vec<&[u8]> = last.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| *k).collect();
+        let puts: Vec<(&[u8], &[u8])> = last.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
+        self.with_conn(false, |c| {
+            let mut tx = c.client.transaction()?;
+            if let Some((key, expected)) = &batch.expect {
+                tx.execute(&c.lock, &[&self.lock_id(key)])?;
+                let current: Option<Vec<u8>> = tx.query_opt(&c.get, &[&key.as_slice()])?.map(|r| r.get(0));
+                if current != *expected {
+                    return Ok(false); // dropping `tx` rolls back
+                }
+            }
+            if !deletes.is_empty() {
+                tx.execute(&c.delete, &[&deletes])?;
+            }
+            let mut start = 0;
+            while start < puts.len() {
+                let mut end = start;
+                let mut bytes = 0;
+                while end < puts.len() && (end == start || bytes + puts[end].1.len() <= INSERT_BYTES) {
+                    bytes += puts[end].1.len();
+                    end += 1;
+                }
+                let keys: Vec<&[u8]> = puts[start..end].iter().map(|p| p.0).collect();
+                let values: Vec<&[u8]> = puts[start..end].iter().map(|p| p.1).collect();
+                tx.execute(&c.upsert, &[&keys, &values])?;
+                start = end;
+            }
+            tx.commit()?;
+            Ok(true)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_and_prefix_ends() {
+        let (base, table) = split_table("postgres://u@h:1/db?table=my_t&sslmode=disable").unwrap();
+        assert_eq!((base.as_str(), table.as_str()), ("postgres://u@h:1/db?sslmode=disable", "my_t"));
+        assert_eq!(split_table("postgres://h/db").unwrap().1, DEFAULT_TABLE);
+        for bad in ["Bad", "1x", "x;drop", "", &"a".repeat(64)] {
+            assert!(split_table(&format!("postgres://h/db?table={bad}")).is_err(), "{bad}");
+        }
+        assert_eq!(prefix_end(b"o/a"), Some(b"o/b".to_vec()));
+        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff, 0xff]), None);
+    }
+
+    /// The shared store conformance cases against a real server, when the
+    /// test environment provides one (scripts/test-all.sh starts one).
+    #[test]
+    fn conformance() {
+        let Some(url) = crate::store::test_postgres_url("store_conformance") else { return };
+        let store = PostgresStore::open(&url).unwrap();
+        super::super::conformance(&store);
+    }
+
+    #[test]
+    fn unreachable_server_is_a_storage_error_without_the_password() {
+        let e = PostgresStore::open("postgres://vx:s3cret-pw@127.0.0.1:1/db?connect_timeout=2").unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::Storage(_)), "{e:?}");
+        assert!(msg.contains("127.0.0.1:1/db") && !msg.contains("s3cret"), "{msg}");
+    }
+}
