@@ -239,6 +239,9 @@ fn check_tampered(store: &str, what: &str, owner: &Client, epoch: u64, q: &[f32]
 
 const LISTS: u32 = 12;
 
+/// One record's new value (`None` = deleted).
+type Change = (Vec<u8>, Option<Vec<u8>>);
+
 #[test]
 fn tampering_is_detected_on_every_store() {
     for (store, uri) in stores("tamper") {
@@ -274,7 +277,7 @@ fn tampering_is_detected_on_every_store() {
                 })
                 .collect()
         };
-        let mut edits: Vec<(String, Vec<(Vec<u8>, Option<Vec<u8>>)>)> = Vec::new();
+        let mut edits: Vec<(String, Vec<Change>)> = Vec::new();
         for (i, (k, v)) in targets.iter().enumerate() {
             let label = format!("record {i} (kind '{}')", kind(k) as char);
             let mut flipped = v.to_vec();
@@ -303,7 +306,7 @@ fn tampering_is_detected_on_every_store() {
             old.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect(),
         ));
 
-        let apply = |changes: &[(Vec<u8>, Option<Vec<u8>>)]| {
+        let apply = |changes: &[Change]| {
             let mut b = WriteBatch::default();
             for (k, v) in changes {
                 match v {
