@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: formatting and lints, the Rust tests, the CMake build
+# Runs every test: formatting and lints, the Rust tests (against a
+# throw-away PostgreSQL server on 127.0.0.1 when the server binaries are
+# installed; .ci/run installs them), the CMake build
 # with the C and C++ tests (C also under ASan/UBSan), the header and symbol
 # checks, an install to a scratch prefix, and against that install the
 # consumer CMake project, pkg-config builds and the Go tests.
@@ -10,6 +12,23 @@ build=${VX_BUILD_DIR:-$root/build}
 cd "$root"
 
 step() { printf '\n=== %s ===\n' "$*"; }
+
+# Scratch directories and servers, removed or stopped on exit.
+cleanup=()
+on_exit() { for c in "${cleanup[@]}"; do eval "$c" || true; done; }
+trap on_exit EXIT
+
+step "PostgreSQL test server"
+if [ -n "${VX_TEST_POSTGRES_URL:-}" ]; then
+  echo "using VX_TEST_POSTGRES_URL from the environment"
+elif pg_dir=$(mktemp -d) && url=$(VX_PG_FAST=1 scripts/pg-test-server.sh start "$pg_dir"); then
+  cleanup+=("scripts/pg-test-server.sh stop '$pg_dir'; rm -rf '$pg_dir'")
+  export VX_TEST_POSTGRES_URL=$url
+  echo "throw-away server at $url"
+else
+  rm -rf "${pg_dir:-}"
+  echo "skipped: PostgreSQL tests (no server binaries: apt-get install postgresql)"
+fi
 
 step "cargo fmt --check"
 cargo fmt --check
@@ -29,7 +48,7 @@ ctest --test-dir "$build" --output-on-failure
 
 step "install to a scratch prefix"
 prefix=$(mktemp -d)
-trap 'rm -rf "$prefix"' EXIT
+cleanup+=("rm -rf '$prefix'")
 cmake --install "$build" --prefix "$prefix" >/dev/null
 for f in lib/libvx.so lib/libvx.so.0 lib/libvx.a include/vx.h lib/cmake/vx/vxConfig.cmake \
          lib/cmake/vx/vxConfigVersion.cmake lib/pkgconfig/vx.pc lib/pkgconfig/vx-static.pc; do
@@ -42,7 +61,7 @@ echo "install layout ok"
 
 step "consumer project: find_package(vx) against the install (C shared, C static, C++)"
 consumer=$(mktemp -d)
-trap 'rm -rf "$prefix" "$consumer"' EXIT
+cleanup+=("rm -rf '$consumer'")
 cmake -S tests/consumer -B "$consumer" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$consumer" -j "$(nproc)"
 ctest --test-dir "$consumer" --output-on-failure
