@@ -39,4 +39,4 @@ pub use index::{
     PERMISSION_WRITE,
 };
 #[cfg(feature = "test-hooks")]
-pub use store::{Op, Store, WriteBatch};
+pub use store::{MemoryStore, Op, Store, WriteBatch};

@@ -1,0 +1,264 @@
+//! Fault injection: a store wrapper that fails the n-th store operation, for
+//! n = 0, 1, 2, ... until the call succeeds, on every write path (create,
+//! upsert before and after training, delete, train, user keys, rotation,
+//! delete_index) and on reads. After each failure the index must be exactly
+//! as before. A second mode applies a write and then reports failure (the
+//! acknowledgement lost, as when a connection dies during COMMIT): the
+//! index must then be wholly the old state or wholly the new one.
+#![cfg(feature = "test-hooks")]
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use vx::{
+    include, Access, Client, ClientOptions, Error, Index, IndexConfig, ItemRef, QueryParams, Result, SecretKey, Status,
+    Store, TrainParams, WriteBatch, PERMISSION_READ,
+};
+
+const DIM: usize = 4;
+
+/// Fails store operation number `fail_at` (counting every get, scan and
+/// write since it was armed) with an I/O error; or, with `lose_next_write`,
+/// applies the next write and then reports an I/O error.
+struct FaultyStore {
+    inner: Arc<dyn Store>,
+    ops: AtomicUsize,
+    fail_at: AtomicUsize,
+    lose_next_write: AtomicBool,
+}
+
+impl FaultyStore {
+    fn new(inner: Arc<dyn Store>) -> FaultyStore {
+        FaultyStore {
+            inner,
+            ops: AtomicUsize::new(0),
+            fail_at: AtomicUsize::new(usize::MAX),
+            lose_next_write: AtomicBool::new(false),
+        }
+    }
+
+    fn arm(&self, at: usize) {
+        self.ops.store(0, Ordering::SeqCst);
+        self.fail_at.store(at, Ordering::SeqCst);
+    }
+
+    fn disarm(&self) {
+        self.fail_at.store(usize::MAX, Ordering::SeqCst);
+        self.lose_next_write.store(false, Ordering::SeqCst);
+    }
+
+    fn fail_now(&self) -> Result<()> {
+        if self.ops.fetch_add(1, Ordering::SeqCst) == self.fail_at.load(Ordering::SeqCst) {
+            return Err(Error::Io("injected fault".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Store for FaultyStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.fail_now()?;
+        self.inner.get(key)
+    }
+
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.fail_now()?;
+        self.inner.get_many(keys)
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.fail_now()?;
+        self.inner.scan_prefix(prefix)
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<bool> {
+        self.fail_now()?;
+        if self.lose_next_write.swap(false, Ordering::SeqCst) {
+            self.inner.write(batch)?;
+            return Err(Error::Io("injected fault after the write was applied".into()));
+        }
+        self.inner.write(batch)
+    }
+}
+
+fn root() -> SecretKey {
+    SecretKey::from_bytes(&[1; 32])
+}
+
+/// Everything observable about the index, read through a separate client
+/// straight from the underlying store (no shared cache, no faults).
+#[derive(Debug, PartialEq)]
+struct State {
+    ids: Vec<String>,
+    vectors: Vec<Vec<f32>>,
+    n_lists: u32,
+    answer: Vec<String>,
+    users: usize,
+}
+
+fn observe(inner: &Arc<dyn Store>, key: &SecretKey) -> Option<State> {
+    let client = Client::over_store(inner.clone(), ClientOptions { threads: 2, ..Default::default() }).unwrap();
+    let index = match client.load_index("f", Access { key: Some(key), user: None }) {
+        Ok(ix) => ix,
+        Err(e) if e.status() == Status::NotFound => return None,
+        Err(e) => panic!("the index is unreadable after a fault: {e}"),
+    };
+    let ids = index.list_ids(0, 0, Access::default()).unwrap();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let items = index.get(&refs, include::VECTOR, Access::default()).unwrap();
+    let n_lists = index.n_lists().unwrap();
+    let p = QueryParams { top_k: 5, n_probes: n_lists.max(1), ..Default::default() };
+    let answer =
+        index.query(&[0.5; DIM], 1, DIM, &p, Access::default()).unwrap()[0].iter().map(|h| h.id.clone()).collect();
+    Some(State {
+        vectors: items.into_iter().map(|i| i.unwrap().vector.clone().unwrap()).collect(),
+        ids,
+        n_lists,
+        answer,
+        users: index.list_user_keys(None).unwrap().len(),
+    })
+}
+
+fn items(prefix: &str, n: usize, seed: f32) -> (Vec<String>, Vec<f32>) {
+    let ids = (0..n).map(|i| format!("{prefix}{i}")).collect();
+    let v = (0..n * DIM).map(|i| ((i as f32 * 0.618 + seed) % 1.0)).collect();
+    (ids, v)
+}
+
+fn upsert(index: &Index, prefix: &str, n: usize, seed: f32) -> Result<()> {
+    let (ids, v) = items(prefix, n, seed);
+    let refs: Vec<ItemRef<'_>> = (0..n)
+        .map(|i| ItemRef {
+            id: &ids[i],
+            vector: &v[i * DIM..(i + 1) * DIM],
+            metadata: Some(r#"{"a": 1}"#),
+            contents: (i % 100 == 0).then_some(b"c".as_slice()),
+        })
+        .collect();
+    index.upsert(&refs, Access::default())
+}
+
+type Op = Box<dyn Fn(&Client, &Index) -> Result<()>>;
+
+/// Runs `op` with a fault at every store operation in turn until it
+/// succeeds; returns how many faults were injected.
+fn every_fault(
+    name: &str,
+    faulty: &Arc<FaultyStore>,
+    client: &Client,
+    index: &Index,
+    op: &Op,
+    key: &SecretKey,
+) -> usize {
+    let inner = faulty.inner.clone();
+    let mut injected = 0;
+    for at in 0.. {
+        let before = observe(&inner, key);
+        faulty.arm(at);
+        let result = op(client, index);
+        faulty.disarm();
+        match result {
+            Ok(()) => return injected,
+            Err(e) => {
+                assert_eq!(e.status(), Status::Io, "{name}: fault at op {at} gave {e}");
+                assert_eq!(observe(&inner, key), before, "{name}: a fault at store op {at} changed the index");
+                injected += 1;
+            }
+        }
+        assert!(at < 10_000, "{name}: never succeeded");
+    }
+    unreachable!()
+}
+
+#[test]
+fn a_failed_store_operation_changes_nothing_on_any_write_path() {
+    let faulty = Arc::new(FaultyStore::new(Arc::new(vx::MemoryStore::default())));
+    let client = Client::over_store(faulty.clone(), ClientOptions { threads: 2, ..Default::default() }).unwrap();
+    // Creation itself.
+    let create: Op = Box::new(|c, _| c.create_index("f", &root(), IndexConfig::default()).map(|_| ()));
+    let probe = client.create_index("probe", &root(), IndexConfig::default()).unwrap();
+    let n_create = every_fault("create_index", &faulty, &client, &probe, &create, &root());
+    let index = client.load_index("f", Access { key: Some(&root()), user: None }).unwrap();
+    upsert(&index, "base", 10_000, 0.1).unwrap();
+
+    let user = [9u8; 16];
+    let paths: Vec<(&str, Op)> = vec![
+        ("upsert (untrained)", Box::new(|_, ix| upsert(ix, "u", 300, 0.2))),
+        ("overwrite (untrained)", Box::new(|_, ix| upsert(ix, "base", 50, 0.3))),
+        ("delete", Box::new(|_, ix| ix.delete(&["base1", "base2", "u3"], Access::default()).map(|_| ()))),
+        (
+            "train",
+            Box::new(|_, ix| {
+                ix.train(TrainParams { n_lists: 8, max_iters: 3, seed: 1, ..Default::default() }, Access::default())
+                    .map(|_| ())
+            }),
+        ),
+        ("upsert (trained)", Box::new(|_, ix| upsert(ix, "t", 200, 0.4))),
+        ("delete (trained)", Box::new(|_, ix| ix.delete(&["t1", "base9"], Access::default()).map(|_| ()))),
+        (
+            "create_user_keys",
+            Box::new(move |_, ix| ix.create_user_keys(&user, &SecretKey::from_bytes(&[5; 32]), PERMISSION_READ, None)),
+        ),
+        ("delete_user_keys", Box::new(move |_, ix| ix.delete_user_keys(&user, None).map(|_| ()))),
+    ];
+    let mut report = vec![("create_index", n_create)];
+    for (name, op) in &paths {
+        report.push((name, every_fault(name, &faulty, &client, &index, op, &root())));
+    }
+    // Rotation: observed with the old key until it succeeds.
+    let rotate: Op = Box::new(|_, ix| ix.rotate_key(&root(), &SecretKey::from_bytes(&[2; 32])));
+    report.push(("rotate_key", every_fault("rotate_key", &faulty, &client, &index, &rotate, &root())));
+    let new_root = SecretKey::from_bytes(&[2; 32]);
+    // Loading and reading without a cache (every object from the store): a
+    // fault is an error, never a wrong or partial answer.
+    let store: Arc<dyn Store> = faulty.clone();
+    let read: Op = Box::new(move |_, _| {
+        let cold = Client::over_store(store.clone(), ClientOptions { threads: 2, cache_bytes: 0 })?;
+        let ix = cold.load_index("f", Access { key: Some(&SecretKey::from_bytes(&[2; 32])), user: None })?;
+        let p = QueryParams { top_k: 3, n_probes: 8, include: include::ALL, ..Default::default() };
+        let hits = ix.query(&[0.2; DIM], 1, DIM, &p, Access::default())?;
+        assert_eq!(hits[0].len(), 3);
+        assert_eq!(ix.list_ids(0, 0, Access::default())?.len(), 10_000 + 300 + 200 - 3 - 2);
+        Ok(())
+    });
+    report.push(("query", every_fault("query", &faulty, &client, &index, &read, &new_root)));
+    let delete_index: Op = Box::new(|_, ix| ix.delete_index(Access::default()));
+    report.push(("delete_index", every_fault("delete_index", &faulty, &client, &index, &delete_index, &new_root)));
+    assert!(observe(&faulty.inner, &new_root).is_none());
+    eprintln!("faults injected per path: {report:?}");
+    assert!(report.iter().all(|(_, n)| *n > 0), "{report:?}");
+}
+
+/// The write reaches the store but its acknowledgement is lost: the caller
+/// sees an error, and the index is wholly the old or wholly the new state.
+#[test]
+fn a_lost_acknowledgement_leaves_the_old_or_the_new_state_whole() {
+    let faulty = Arc::new(FaultyStore::new(Arc::new(vx::MemoryStore::default())));
+    let client = Client::over_store(faulty.clone(), ClientOptions { threads: 2, ..Default::default() }).unwrap();
+    let index = client.create_index("f", &root(), IndexConfig::default()).unwrap();
+    upsert(&index, "base", 10_000, 0.1).unwrap();
+    let ops: Vec<(&str, Op)> = vec![
+        ("upsert", Box::new(|_, ix| upsert(ix, "u", 100, 0.5))),
+        ("delete", Box::new(|_, ix| ix.delete(&["base5"], Access::default()).map(|_| ()))),
+        (
+            "train",
+            Box::new(|_, ix| {
+                ix.train(TrainParams { n_lists: 8, max_iters: 2, seed: 1, ..Default::default() }, Access::default())
+                    .map(|_| ())
+            }),
+        ),
+    ];
+    for (name, op) in &ops {
+        let before = observe(&faulty.inner, &root());
+        faulty.lose_next_write.store(true, Ordering::SeqCst);
+        let lost = op(&client, &index);
+        faulty.disarm();
+        assert_eq!(lost.map_err(|e| e.status()), Err(Status::Io), "{name}");
+        let after = observe(&faulty.inner, &root());
+        assert_ne!(after, before, "{name}: the write was applied, the state must show it");
+        // Doing it again (what a caller does after an unknown outcome)
+        // lands on the same state: the first write was whole.
+        op(&client, &index).unwrap();
+        assert_eq!(observe(&faulty.inner, &root()), after, "{name}: a lost acknowledgement left a partial state");
+    }
+}
