@@ -121,7 +121,7 @@ fn observe(inner: &Arc<dyn Store>, key: &SecretKey) -> Option<State> {
 
 fn items(prefix: &str, n: usize, seed: f32) -> (Vec<String>, Vec<f32>) {
     let ids = (0..n).map(|i| format!("{prefix}{i}")).collect();
-    let v = (0..n * DIM).map(|i| ((i as f32 * 0.618 + seed) % 1.0)).collect();
+    let v = (0..n * DIM).map(|i| (i as f32 * 0.618 + seed) % 1.0).collect();
     (ids, v)
 }
 
