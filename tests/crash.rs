@@ -1,0 +1,139 @@
+//! The kill -9 loop on the `file:` store: a child process commits batches in
+//! a loop and reports each acknowledged one; the parent kills it (SIGKILL)
+//! at a random moment, reopens the store and checks that every acknowledged
+//! batch is there whole, that the one batch in flight is there whole or not
+//! at all, and that nothing else is. `VX_CRASH_ITERATIONS` sets the number of
+//! kills (default 25; docs/RELIABILITY.md has a long run).
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use vx::{include, Access, Client, ClientOptions, IndexConfig, ItemRef, SecretKey};
+
+const PER_BATCH: usize = 40;
+const DIM: usize = 16;
+
+fn key() -> SecretKey {
+    SecretKey::from_bytes(&[4; 32])
+}
+
+fn batch_ids(b: u64) -> Vec<String> {
+    (0..PER_BATCH).map(|i| format!("b{b}-{i}")).collect()
+}
+
+/// The child: commits batch after batch, each with its items and an
+/// overwrite of the "last" item naming the batch, and prints `ACK b` after
+/// each commit returns. Runs only when the parent sets VX_CRASH_DIR.
+#[test]
+fn crash_child() {
+    let Ok(dir) = std::env::var("VX_CRASH_DIR") else { return };
+    let start: u64 = std::env::var("VX_CRASH_START").unwrap().parse().unwrap();
+    let client = Client::open(&format!("file:{dir}"), ClientOptions { threads: 1, ..Default::default() }).unwrap();
+    let index = match client.load_index("c", Access { key: Some(&key()), user: None }) {
+        Ok(ix) => ix,
+        Err(_) => client.create_index("c", &key(), IndexConfig::default()).unwrap(),
+    };
+    let mut out = std::io::stdout().lock();
+    for b in start.. {
+        let ids = batch_ids(b);
+        let v: Vec<f32> = (0..(PER_BATCH + 1) * DIM).map(|i| (i as u64 * 31 + b) as f32 % 97.0).collect();
+        let meta = format!(r#"{{"batch": {b}}}"#);
+        let mut items: Vec<ItemRef<'_>> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| ItemRef { id, vector: &v[i * DIM..(i + 1) * DIM], metadata: Some(&meta), contents: None })
+            .collect();
+        items.push(ItemRef { id: "last", vector: &v[..DIM], metadata: Some(&meta), contents: Some(b"x") });
+        index.upsert(&items, Access::default()).unwrap();
+        writeln!(out, "ACK {b}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn kill_minus_9_never_loses_an_acknowledged_batch() {
+    let iterations: usize = std::env::var("VX_CRASH_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(25);
+    let dir = std::env::temp_dir().join(format!("vx-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut rng = Rng(0x9E3779B97F4A7C15 ^ u64::from(std::process::id()));
+    let mut next = 0u64; // first batch the next child commits
+    let (mut acked_total, mut in_flight_landed, mut in_flight_absent) = (0u64, 0u64, 0u64);
+    for iteration in 0..iterations {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+            .env("VX_CRASH_DIR", &dir)
+            .env("VX_CRASH_START", next.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout)
+                .lines()
+                .map_while(|l| l.ok())
+                .filter_map(|l| l.strip_prefix("ACK ").and_then(|n| n.parse::<u64>().ok()))
+                .last()
+        });
+        std::thread::sleep(Duration::from_millis(80 + rng.below(400)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let last_ack = reader.join().unwrap();
+
+        // Reopen and check.
+        let client = Client::open(&format!("file:{}", dir.display()), ClientOptions::default()).unwrap();
+        let Ok(index) = client.load_index("c", Access { key: Some(&key()), user: None }) else {
+            assert!(last_ack.is_none() && next == 0, "iteration {iteration}: the index vanished after acks");
+            continue;
+        };
+        let acked_upto = last_ack.map_or(next, |a| a + 1); // batches < acked_upto were acknowledged
+        let last = index.get(&["last"], include::METADATA, Access::default()).unwrap().remove(0);
+        let landed_upto = match last.and_then(|i| i.metadata.clone()) {
+            Some(m) => {
+                let b: u64 = m.trim_start_matches(r#"{"batch": "#).trim_end_matches('}').parse().unwrap();
+                b + 1
+            }
+            None => 0,
+        };
+        assert!(
+            landed_upto == acked_upto || landed_upto == acked_upto + 1,
+            "iteration {iteration}: acknowledged up to batch {acked_upto}, store has up to {landed_upto}"
+        );
+        for b in 0..landed_upto + 2 {
+            let ids = batch_ids(b);
+            let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let found = index.get(&refs, 0, Access::default()).unwrap().iter().filter(|i| i.is_some()).count();
+            let want = if b < landed_upto { PER_BATCH } else { 0 };
+            assert_eq!(found, want, "iteration {iteration}: batch {b} has {found} of {PER_BATCH} items");
+        }
+        assert_eq!(
+            index.num_vectors(Access::default()).unwrap(),
+            landed_upto * PER_BATCH as u64 + u64::from(landed_upto > 0)
+        );
+        acked_total += acked_upto - next.min(acked_upto);
+        if landed_upto > acked_upto {
+            in_flight_landed += 1;
+        } else {
+            in_flight_absent += 1;
+        }
+        next = landed_upto;
+    }
+    let summary = format!(
+        "kill -9 loop: {iterations} kills, {acked_total} batches acknowledged, {next} batches checked whole, \
+         in-flight batch landed {in_flight_landed} times and was absent {in_flight_absent} times, 0 lost"
+    );
+    let _ = writeln!(std::io::stderr(), "{summary}");
+    assert!(acked_total > 0, "the child never acknowledged a batch: {summary}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
