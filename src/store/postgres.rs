@@ -12,9 +12,10 @@
 //!   its check fails, nothing of it is applied, and the index layer retries
 //!   or reports (see `index::write`).
 //! * Connections are pooled; a connection the server dropped is discarded,
-//!   and a read that finds its connection dead is retried once on a new one.
-//!   Writes are never retried here: after a lost connection the outcome of a
-//!   COMMIT is unknown, and the index layer re-reads before writing again.
+//!   and a call that finds its pooled connection dead runs once more on a new
+//!   one, unless it is a write that got as far as COMMIT: its outcome is then
+//!   unknown, and the caller gets `STORAGE` (the index is the old state or
+//!   the new one, whole; tests/postgres.rs checks that).
 //! * Errors are `STORAGE` with the server's message, naming host, port,
 //!   database and table, never the user or password.
 //!
@@ -169,12 +170,12 @@ impl PostgresStore {
         Ok(Conn { client, get, get_many, scan_range, scan_from, upsert, delete, lock })
     }
 
-    /// Runs `f` on a pooled connection. `retry_read`: if the connection
-    /// turns out dead (the server restarted or dropped it), run once more on
-    /// a fresh one.
+    /// Runs `f` on a pooled connection. If the connection turns out dead
+    /// (the server restarted or dropped it) and `may_retry()` says nothing
+    /// can have been applied, runs `f` once more on a fresh connection.
     fn with_conn<T>(
         &self,
-        retry_read: bool,
+        may_retry: impl Fn() -> bool,
         mut f: impl FnMut(&mut Conn) -> std::result::Result<T, postgres::Error>,
     ) -> Result<T> {
         let pooled = std::iter::from_fn(|| self.idle.lock().pop()).find(|c| !c.client.is_closed());
@@ -184,7 +185,7 @@ impl PostgresStore {
             None => self.connect()?,
         };
         let mut result = f(&mut conn);
-        if retry_read && from_pool && result.as_ref().is_err_and(|e| e.is_closed() || conn.client.is_closed()) {
+        if from_pool && result.as_ref().is_err_and(|e| e.is_closed() || conn.client.is_closed()) && may_retry() {
             conn = self.connect()?;
             result = f(&mut conn);
         }
@@ -221,12 +222,12 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 
 impl Store for PostgresStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.with_conn(true, |c| Ok(c.client.query_opt(&c.get, &[&key])?.map(|row| row.get(0))))
+        self.with_conn(|| true, |c| Ok(c.client.query_opt(&c.get, &[&key])?.map(|row| row.get(0))))
     }
 
     fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
         let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
-        let rows = self.with_conn(true, |c| c.client.query(&c.get_many, &[&refs]))?;
+        let rows = self.with_conn(|| true, |c| c.client.query(&c.get_many, &[&refs]))?;
         let mut found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
             rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
         Ok(keys.iter().map(|k| found.remove(k)).collect())
@@ -234,10 +235,13 @@ impl Store for PostgresStore {
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let end = prefix_end(prefix);
-        let rows = self.with_conn(true, |c| match &end {
-            Some(end) => c.client.query(&c.scan_range, &[&prefix, &end.as_slice()]),
-            None => c.client.query(&c.scan_from, &[&prefix]),
-        })?;
+        let rows = self.with_conn(
+            || true,
+            |c| match &end {
+                Some(end) => c.client.query(&c.scan_range, &[&prefix, &end.as_slice()]),
+                None => c.client.query(&c.scan_from, &[&prefix]),
+            },
+        )?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
@@ -253,34 +257,42 @@ impl Store for PostgresStore {
         }
         let deletes: Vec<&[u8]> = last.iter().filter(|(_, v)| v.is_none()).map(|(k, _)| *k).collect();
         let puts: Vec<(&[u8], &[u8])> = last.iter().filter_map(|(k, v)| v.map(|v| (*k, v))).collect();
-        self.with_conn(false, |c| {
-            let mut tx = c.client.transaction()?;
-            if let Some((key, expected)) = &batch.expect {
-                tx.execute(&c.lock, &[&self.lock_id(key)])?;
-                let current: Option<Vec<u8>> = tx.query_opt(&c.get, &[&key.as_slice()])?.map(|r| r.get(0));
-                if current != *expected {
-                    return Ok(false); // dropping `tx` rolls back
+        // Until COMMIT is sent, a dead connection means nothing was applied
+        // and the batch may run again on a new one; from then on the
+        // outcome is unknown and the error goes to the caller.
+        let committing = std::cell::Cell::new(false);
+        self.with_conn(
+            || !committing.get(),
+            |c| {
+                let mut tx = c.client.transaction()?;
+                if let Some((key, expected)) = &batch.expect {
+                    tx.execute(&c.lock, &[&self.lock_id(key)])?;
+                    let current: Option<Vec<u8>> = tx.query_opt(&c.get, &[&key.as_slice()])?.map(|r| r.get(0));
+                    if current != *expected {
+                        return Ok(false); // dropping `tx` rolls back
+                    }
                 }
-            }
-            if !deletes.is_empty() {
-                tx.execute(&c.delete, &[&deletes])?;
-            }
-            let mut start = 0;
-            while start < puts.len() {
-                let mut end = start;
-                let mut bytes = 0;
-                while end < puts.len() && (end == start || bytes + puts[end].1.len() <= INSERT_BYTES) {
-                    bytes += puts[end].1.len();
-                    end += 1;
+                if !deletes.is_empty() {
+                    tx.execute(&c.delete, &[&deletes])?;
                 }
-                let keys: Vec<&[u8]> = puts[start..end].iter().map(|p| p.0).collect();
-                let values: Vec<&[u8]> = puts[start..end].iter().map(|p| p.1).collect();
-                tx.execute(&c.upsert, &[&keys, &values])?;
-                start = end;
-            }
-            tx.commit()?;
-            Ok(true)
-        })
+                let mut start = 0;
+                while start < puts.len() {
+                    let mut end = start;
+                    let mut bytes = 0;
+                    while end < puts.len() && (end == start || bytes + puts[end].1.len() <= INSERT_BYTES) {
+                        bytes += puts[end].1.len();
+                        end += 1;
+                    }
+                    let keys: Vec<&[u8]> = puts[start..end].iter().map(|p| p.0).collect();
+                    let values: Vec<&[u8]> = puts[start..end].iter().map(|p| p.1).collect();
+                    tx.execute(&c.upsert, &[&keys, &values])?;
+                    start = end;
+                }
+                committing.set(true);
+                tx.commit()?;
+                Ok(true)
+            },
+        )
     }
 }
 

@@ -1,0 +1,134 @@
+//! PostgreSQL-specific failures against a real server (`VX_TEST_POSTGRES_URL`;
+//! scripts/test-all.sh starts a throw-away one): the server killing vx's
+//! connections in the middle of batches, and connection errors.
+
+use std::io::Write;
+use std::time::Duration;
+
+use vx::{include, Access, Client, ClientOptions, IndexConfig, ItemRef, SecretKey, Status};
+
+const DIM: usize = 32;
+
+fn server(table: &str) -> Option<(String, postgres::Client)> {
+    let Ok(url) = std::env::var("VX_TEST_POSTGRES_URL") else {
+        let _ = writeln!(std::io::stderr(), "skipped: postgres test '{table}' (VX_TEST_POSTGRES_URL is not set)");
+        return None;
+    };
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("the VX_TEST_POSTGRES_URL server");
+    admin.batch_execute(&format!("DROP TABLE IF EXISTS {table}")).unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some((format!("{url}{sep}table={table}"), admin))
+}
+
+fn key() -> SecretKey {
+    SecretKey::from_bytes(&[8; 32])
+}
+
+fn upsert_round(client: &Client, round: u64, n: usize) -> vx::Result<()> {
+    let index = client.load_index("k", Access { key: Some(&key()), user: None })?;
+    let ids: Vec<String> = (0..n).map(|i| format!("r{round}-{i}")).collect();
+    let v: Vec<f32> = (0..n * DIM).map(|i| (i as u64 % 101 + round) as f32).collect();
+    let blob = vec![round as u8; 4096];
+    let items: Vec<ItemRef<'_>> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| ItemRef { id, vector: &v[i * DIM..(i + 1) * DIM], metadata: None, contents: Some(&blob) })
+        .collect();
+    index.upsert(&items, Access::default())
+}
+
+/// How many of round `round`'s items the store holds, read by a new client.
+fn landed(url: &str, round: u64, n: usize) -> usize {
+    let client = Client::open(url, ClientOptions::default()).unwrap();
+    let index = client.load_index("k", Access { key: Some(&key()), user: None }).unwrap();
+    let ids: Vec<String> = (0..n).map(|i| format!("r{round}-{i}")).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let items = index.get(&refs, include::CONTENTS, Access::default()).unwrap();
+    for item in items.iter().flatten() {
+        assert_eq!(item.contents.as_deref(), Some(&vec![round as u8; 4096][..]), "round {round}: a torn item");
+    }
+    items.iter().filter(|i| i.is_some()).count()
+}
+
+/// While a client upserts a large batch, the server terminates every vx
+/// connection one to three times at random moments. The upsert either succeeds or fails with
+/// STORAGE; either way the round's items are all there or none is, earlier
+/// rounds are intact, and the same client works again at once.
+#[test]
+fn killing_connections_mid_batch_never_tears_a_write() {
+    let Some((url, mut admin)) = server("vx_test_kill") else { return };
+    let client = Client::open(&url, ClientOptions { threads: 2, ..Default::default() }).unwrap();
+    client.create_index("k", &key(), IndexConfig::default()).unwrap();
+    const N: usize = 3000;
+    let rounds: u64 = std::env::var("VX_PG_KILL_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
+    let (mut ok, mut failed, mut whole, mut absent) = (0, 0, 0, 0);
+    let mut total = 0usize;
+    let mut seed = 0x2545F4914F6CDD1Du64;
+    for round in 0..rounds {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let delay = Duration::from_millis(seed % 250);
+        let result = std::thread::scope(|s| {
+            let writer = s.spawn(|| upsert_round(&client, round, N));
+            std::thread::sleep(delay);
+            // One to three kills at random moments while the write runs.
+            for k in 0..1 + seed % 3 {
+                if writer.is_finished() {
+                    break;
+                }
+                admin
+                    .execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE application_name = 'vx' AND pid <> pg_backend_pid()",
+                        &[],
+                    )
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis((seed >> (8 * k)) % 120));
+            }
+            writer.join().unwrap()
+        });
+        match &result {
+            Ok(()) => ok += 1,
+            Err(e) => {
+                assert_eq!(e.status(), Status::Storage, "round {round}: {e}");
+                failed += 1;
+            }
+        }
+        let n = landed(&url, round, N);
+        assert!(n == 0 || n == N, "round {round}: {n} of {N} items landed ({result:?})");
+        if result.is_ok() {
+            assert_eq!(n, N, "round {round}: acknowledged but not there");
+        }
+        if n == N {
+            whole += 1;
+            total += N;
+        } else {
+            absent += 1;
+        }
+        // The client recovers by itself: the next call gets a new connection.
+        let index = client.load_index("k", Access { key: Some(&key()), user: None }).unwrap();
+        assert_eq!(index.num_vectors(Access::default()).unwrap(), total as u64, "round {round}");
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "connection kills: {rounds} rounds of {N} items: {ok} acknowledged, {failed} failed with STORAGE; \
+         {whole} landed whole, {absent} absent, 0 torn"
+    );
+}
+
+#[test]
+fn connection_errors_are_storage_errors_without_credentials() {
+    let Some((url, _admin)) = server("vx_test_errors") else { return };
+    let with_password = url.replacen("postgres://postgres@", "postgres://postgres:hunter2@", 1);
+    let bad_db = with_password.replacen("/postgres?", "/no_such_db?", 1);
+    let e = Client::open(&bad_db, ClientOptions::default()).unwrap_err();
+    let msg = e.to_string();
+    assert_eq!(e.status(), Status::Storage, "{msg}");
+    assert!(msg.contains("no_such_db") && !msg.contains("hunter2"), "{msg}");
+    let e = Client::open(&format!("{with_password}&table=Bad-Name"), ClientOptions::default()).unwrap_err();
+    assert_eq!(e.status(), Status::InvalidArgument);
+    assert!(!e.to_string().contains("hunter2"));
+    // The same URL with a password opens fine (trust authentication).
+    Client::open(&with_password, ClientOptions::default()).unwrap();
+}
