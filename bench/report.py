@@ -21,6 +21,7 @@ def main():
               f"**{r['qps_batch'] / f['qps_batch']:.2f}x** | {r['qps_single']:.0f} | {f['qps_single']:.0f} | "
               f"**{r['qps_single'] / f['qps_single']:.2f}x** | {r['recall_at_10']:.3f} | {f['recall_at_10']:.3f} |")
     ivf_report(rows)
+    store_report(rows)
     print("\n### Upsert (batches of 10,000, including encryption; file: is fsync'd per batch)\n")
     print("| dataset | store | vectors/s | on-disk bytes / raw vector bytes |")
     print("|---|---|---|---|")
@@ -28,6 +29,26 @@ def main():
         if r["engine"] == "vx" and r["bench"] == "upsert":
             ratio = r.get("size_ratio")
             print(f"| {r['dataset']} | {r['store']} | {r['vectors_per_s']:.0f} | {ratio if ratio else '-'} |")
+
+
+def store_report(rows):
+    stores = [r for r in rows if r["engine"] == "vx" and r["bench"] == "store"]
+    if not stores:
+        return
+    file_rows = {(r["dataset"], r["search"]): r for r in stores if r["store"] == "file"}
+    print("\n### Backing stores: the same index on file: and postgres:// (top-10, 2 threads)\n")
+    print("Warm: decrypted chunks cached; cold: cache off, every query reads and decrypts from the store. "
+          "Ratios are postgres / file (latency: higher is slower; throughput: lower is slower).\n")
+    print("| dataset | store | search | upsert vectors/s | warm single ms | cold single ms | warm batch q/s | cold batch q/s | ratio upsert | ratio warm ms | ratio cold ms |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in stores:
+        f = file_rows.get((r["dataset"], r["search"]))
+        ratios = ["-"] * 3
+        if f and r["store"] != "file":
+            ratios = [f"{r['upsert_per_s'] / f['upsert_per_s']:.2f}x", f"{r['warm_ms'] / f['warm_ms']:.2f}x",
+                      f"{r['cold_ms'] / f['cold_ms']:.2f}x"]
+        print(f"| {r['dataset']} | {r['store']} | {r['search']} | {r['upsert_per_s']:.0f} | {r['warm_ms']:.2f} | "
+              f"{r['cold_ms']:.2f} | {r['warm_qps_batch']:.0f} | {r['cold_qps_batch']:.0f} | " + " | ".join(ratios) + " |")
 
 
 def ivf_report(rows):

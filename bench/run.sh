@@ -46,6 +46,18 @@ for ds in $sets; do
   run_py "$here/faiss_bench.py" "$dir" "$name" --queries "$queries" --only "$only" | tee -a "$results" >&2
   "$bin" "$dir" "$name" --queries "$queries" --scratch "$out" --only "$only" | tee -a "$results" >&2
 done
+# The same index on file: and on a throw-away local PostgreSQL (fsync on,
+# defaults), stopped by PID afterwards; skipped without server binaries.
+pg_dir=$(mktemp -d)
+if pg_url=$("$root/scripts/pg-test-server.sh" start "$pg_dir"); then
+  trap '"$root/scripts/pg-test-server.sh" stop "$pg_dir"; rm -rf "$pg_dir"' EXIT
+  echo "== stores (file, postgres)" >&2
+  "$bin" "$root/../shared/data/minilm-20k" minilm-20k --queries "$queries" --scratch "$out" --only stores --pg "$pg_url" \
+    | tee -a "$results" >&2
+else
+  echo "== stores: no PostgreSQL server binaries, file: only" >&2
+  "$bin" "$root/../shared/data/minilm-20k" minilm-20k --queries "$queries" --scratch "$out" --only stores | tee -a "$results" >&2
+fi
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "command: bench/run.sh $*"
 echo

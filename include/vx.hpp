@@ -306,6 +306,16 @@ public:
 
     void refresh() { detail::check(vx_index_refresh(h_.get())); }
 
+    /// The version of the committed state; keep it outside the store and pass
+    /// it to require_epoch after loading to detect a rolled-back store.
+    uint64_t epoch(const Credentials &c = {}) const {
+        uint64_t e = 0;
+        detail::check(vx_index_epoch(h_.get(), c.key(), c.user(), &e));
+        return e;
+    }
+
+    void require_epoch(uint64_t epoch) { detail::check(vx_index_require_epoch(h_.get(), epoch)); }
+
     void delete_index(const Credentials &c = {}) { detail::check(vx_index_delete_index(h_.get(), c.key(), c.user())); }
 
     /// Gives `user` exactly `permissions` (VX_PERMISSION_*) under `user_key`,

@@ -2,7 +2,8 @@
 //! object per measurement (bench/run.sh puts them beside FAISS's).
 //!
 //! usage: vx-bench DATASET_DIR NAME [--threads 1,2] [--queries N] [--scratch DIR]
-//!                 [--only flat|ivf|add|all] [--ivf-lists N] [--ivf-iters N] [--ivf-probes 1,2,4]
+//!                 [--only flat|ivf|add|stores|all] [--ivf-lists N] [--ivf-iters N] [--ivf-probes 1,2,4]
+//!                 [--pg postgres://...]   (for --only stores: also the PostgreSQL store)
 //!   DATASET_DIR holds base.fvecs, query.fvecs and gt.ivecs (ids of the exact
 //!   neighbours by L2, nearest first).
 
@@ -10,7 +11,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use vx::{Access, Client, ClientOptions, IndexConfig, ItemRef, QueryParams, SecretKey, TrainParams};
+use vx::{
+    Access, Client, ClientOptions, IndexConfig, ItemRef, QueryParams, SecretKey, TrainParams, DEFAULT_CACHE_BYTES,
+};
 
 fn read_vecs(path: &Path) -> (Vec<f32>, usize) {
     let bytes = fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
@@ -163,6 +166,81 @@ fn bench_upsert(ds: &Dataset, scratch: &Path) {
         }
         emit(&fields);
     }
+}
+
+/// Mean single-query latency (ms) and batch throughput (q/s) at top-10.
+fn latency_and_throughput(index: &vx::Index, ds: &Dataset, nq: usize, n_probes: u32) -> (f64, f64) {
+    let params = QueryParams { top_k: 10, n_probes, ..Default::default() };
+    let queries = &ds.queries[..nq * ds.dim];
+    let t0 = Instant::now();
+    for qi in 0..nq {
+        index.query(&queries[qi * ds.dim..(qi + 1) * ds.dim], 1, ds.dim, &params, Access::default()).unwrap();
+    }
+    let latency_ms = t0.elapsed().as_secs_f64() * 1000.0 / nq as f64;
+    let t0 = Instant::now();
+    index.query(queries, nq, ds.dim, &params, Access::default()).unwrap();
+    (latency_ms, nq as f64 / t0.elapsed().as_secs_f64())
+}
+
+/// The same index on each backing store: upsert rate, then query latency
+/// and throughput with a warm cache (decrypted chunks kept) and a cold one
+/// (cache off: every query reads and decrypts from the store), exhaustive
+/// and after training (IVF, automatic n_probes). Each phase opens its own
+/// client (a `file:` directory admits one at a time).
+fn bench_stores(ds: &Dataset, scratch: &Path, pg: Option<&str>, nq_limit: usize) {
+    let ids: Vec<String> = (0..ds.n()).map(|i| i.to_string()).collect();
+    let dir = scratch.join(format!("stores-{}", ds.name));
+    let mut stores = vec![("file", format!("file:{}", dir.display()))];
+    if let Some(url) = pg {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        stores.push(("postgres", format!("{url}{sep}table=vx_bench_{}", ds.name.replace('-', "_"))));
+    }
+    let nq = ds.nq().min(nq_limit).min(200);
+    let open = |uri: &str, cache_bytes: usize| {
+        let client = Client::open(uri, ClientOptions { cache_bytes, ..Default::default() }).unwrap();
+        let index = client.load_index("bench", Access { key: Some(&key()), user: None }).unwrap();
+        (client, index)
+    };
+    let warm = |index: &vx::Index| {
+        latency_and_throughput(index, ds, nq, 0); // fills the cache
+        latency_and_throughput(index, ds, nq, 0)
+    };
+    for (store, uri) in stores {
+        let _ = fs::remove_dir_all(&dir);
+        let upsert_rate = {
+            let client = Client::open(&uri, ClientOptions::default()).unwrap();
+            if let Ok(old) = client.load_index("bench", Access { key: Some(&key()), user: None }) {
+                old.delete_index(Access::default()).unwrap();
+            }
+            let index = client.create_index("bench", &key(), IndexConfig::default()).unwrap();
+            fill(&index, ds, &ids, 10_000)
+        };
+        let warm_flat = warm(&open(&uri, DEFAULT_CACHE_BYTES).1);
+        let cold_flat = {
+            let (_c, index) = open(&uri, 0);
+            let cold = latency_and_throughput(&index, ds, nq.min(50), 0);
+            let p = TrainParams { n_lists: 0, max_iters: 10, seed: 1, ..Default::default() };
+            index.train(p, Access::default()).unwrap();
+            cold
+        };
+        let cold_ivf = latency_and_throughput(&open(&uri, 0).1, ds, nq, 0);
+        let warm_ivf = warm(&open(&uri, DEFAULT_CACHE_BYTES).1);
+        for (search, warm, cold) in [("exhaustive", warm_flat, cold_flat), ("ivf", warm_ivf, cold_ivf)] {
+            emit(&[
+                ("engine", s("vx")),
+                ("dataset", s(&ds.name)),
+                ("bench", s("store")),
+                ("store", s(store)),
+                ("search", s(search)),
+                ("upsert_per_s", format!("{upsert_rate:.0}")),
+                ("warm_ms", format!("{:.3}", warm.0)),
+                ("warm_qps_batch", format!("{:.0}", warm.1)),
+                ("cold_ms", format!("{:.3}", cold.0)),
+                ("cold_qps_batch", format!("{:.0}", cold.1)),
+            ]);
+        }
+    }
+    let _ = fs::remove_dir_all(&dir);
 }
 
 /// Peak resident memory of this process (VmHWM), in bytes.
@@ -347,6 +425,7 @@ fn main() {
     let mut scratch = std::env::temp_dir();
     let mut ivf = IvfOptions { n_lists: 0, iters: 10, probes: vec![1, 2, 4, 8, 16, 24, 32, 40, 48, 64] };
     let mut only = String::from("all");
+    let mut pg: Option<String> = None;
     let mut i = 3;
     while i + 1 < args.len() {
         match args[i].as_str() {
@@ -357,6 +436,7 @@ fn main() {
             "--ivf-iters" => ivf.iters = args[i + 1].parse().unwrap(),
             "--ivf-probes" => ivf.probes = args[i + 1].split(',').map(|t| t.parse().unwrap()).collect(),
             "--only" => only = args[i + 1].clone(),
+            "--pg" => pg = Some(args[i + 1].clone()),
             other => panic!("unknown option {other}"),
         }
         i += 2;
@@ -379,6 +459,9 @@ fn main() {
         for batch in [10_000, 100_000] {
             bench_add_trained(&ds, ivf.n_lists, batch);
         }
+    }
+    if only == "stores" {
+        bench_stores(&ds, &scratch, pg.as_deref(), nq_limit);
     }
     if only == "add" {
         for batch in [10_000, 100_000] {

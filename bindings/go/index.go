@@ -404,6 +404,28 @@ func (x *Index) Train(o *TrainOptions, c *Creds) error {
 	})
 }
 
+// Epoch is the version of the committed state. Keep it outside the store
+// and pass it to RequireEpoch after loading to detect a rolled-back store.
+func (x *Index) Epoch(c *Creds) (uint64, error) {
+	var e C.uint64_t
+	err := x.with(func(ix *C.vx_index) error {
+		k, u, err := c.ptrs()
+		if err != nil {
+			return err
+		}
+		defer c.keepAlive()
+		return call(func() C.vx_status { return C.vx_index_epoch(ix, k, u, &e) })
+	})
+	return uint64(e), err
+}
+
+// RequireEpoch fails with ErrIntegrity if the stored index is older than epoch.
+func (x *Index) RequireEpoch(epoch uint64) error {
+	return x.with(func(ix *C.vx_index) error {
+		return call(func() C.vx_status { return C.vx_index_require_epoch(ix, C.uint64_t(epoch)) })
+	})
+}
+
 // DeleteIndex removes the index and everything it stored (root key only).
 func (x *Index) DeleteIndex(c *Creds) error {
 	return x.with(func(ix *C.vx_index) error {

@@ -255,6 +255,13 @@ func TestUserKeysPermissionsAndRotation(t *testing.T) {
 	if _, err := loaded.NumVectors(nil); !errors.Is(err, vx.ErrWrongKey) {
 		t.Fatalf("want ErrWrongKey for a deleted user's open handle, got %v", err)
 	}
+	epoch, err := root.Epoch(nil)
+	if err != nil || root.RequireEpoch(epoch) != nil {
+		t.Fatalf("Epoch = %d, %v", epoch, err)
+	}
+	if err := root.RequireEpoch(epoch + 1); !errors.Is(err, vx.ErrIntegrity) {
+		t.Fatalf("want ErrIntegrity for a future epoch, got %v", err)
+	}
 	if err := root.RotateKey(nil, key(6)); !errors.Is(err, vx.ErrNullArgument) {
 		t.Fatalf("want ErrNullArgument, got %v", err)
 	}
