@@ -83,7 +83,9 @@ fn kill_minus_9_never_loses_an_acknowledged_batch() {
             BufReader::new(stdout)
                 .lines()
                 .map_while(|l| l.ok())
-                .filter_map(|l| l.strip_prefix("ACK ").and_then(|n| n.parse::<u64>().ok()))
+                // The harness writes "test crash_child ... " before the
+                // test runs, so the first ACK shares its line.
+                .filter_map(|l| l.rsplit_once("ACK ").and_then(|(_, n)| n.trim().parse::<u64>().ok()))
                 .last()
         });
         std::thread::sleep(Duration::from_millis(80 + rng.below(400)));
