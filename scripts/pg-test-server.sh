@@ -23,7 +23,7 @@ start)
   [ "${VX_PG_FAST:-0}" = 1 ] && extra=(-c fsync=off -c synchronous_commit=off -c full_page_writes=off)
   for port in $(seq 54329 54349); do
     if as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-         -o "-c listen_addresses=127.0.0.1 -p $port -k $dir ${extra[*]}" start >/dev/null; then
+         -o "-c listen_addresses=127.0.0.1 -p $port -k $dir ${extra[*]}" start >/dev/null 2>&1; then
       echo "postgres://postgres@127.0.0.1:$port/postgres"
       exit 0
     fi

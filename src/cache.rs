@@ -59,6 +59,11 @@ impl Cache {
         self.inner.lock().lru.get(key).map(|(v, _)| v.clone())
     }
 
+    /// Whether `key` is cached (without marking it used).
+    pub fn contains(&self, key: &CacheKey) -> bool {
+        self.capacity != 0 && self.inner.lock().lru.contains(key)
+    }
+
     pub fn insert(&self, key: CacheKey, value: Cached) {
         let size = value.mem_size();
         if size > self.capacity {

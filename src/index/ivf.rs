@@ -274,7 +274,7 @@ impl Index {
         let chunks: Vec<Arc<Chunk>> = self
             .client
             .pool
-            .install(|| m.chunks.par_iter().map(|meta| self.load_chunk(m, meta)).collect::<Result<_>>())?;
+            .install(|| m.chunks.par_iter().map(|meta| self.load_chunk(m, meta, None)).collect::<Result<_>>())?;
         let mut ranked: Vec<(u64, u32, u32)> = Vec::with_capacity(m.num_vectors as usize);
         for (ci, chunk) in chunks.iter().enumerate() {
             for (slot, id) in chunk.ids.iter().enumerate() {
@@ -338,7 +338,7 @@ impl Index {
         let chunks: Vec<Arc<Chunk>> = self
             .client
             .pool
-            .install(|| old.chunks.par_iter().map(|meta| self.load_chunk(old, meta)).collect::<Result<_>>())?;
+            .install(|| old.chunks.par_iter().map(|meta| self.load_chunk(old, meta, None)).collect::<Result<_>>())?;
         let every: Vec<(usize, usize)> =
             chunks.iter().enumerate().flat_map(|(ci, c)| (0..c.len()).map(move |s| (ci, s))).collect();
         let vectors: Vec<&[f32]> = every.iter().map(|&(ci, s)| chunks[ci].vector(s)).collect();

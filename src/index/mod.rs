@@ -42,6 +42,8 @@ pub const MAX_METADATA_BYTES: usize = 1 << 20;
 pub const MAX_DIMENSION: usize = 1 << 16;
 pub const MAX_TOP_K: usize = 1 << 16;
 pub const MAX_NAME_BYTES: usize = 255;
+/// Most sealed chunks one query reads ahead in one store call (~256 MiB).
+const PREFETCH_CHUNKS: usize = 4096;
 /// How often a read restarts on a newer state when writes keep landing under it.
 const READ_ATTEMPTS: usize = 5;
 
@@ -146,6 +148,10 @@ impl Default for QueryParams<'_> {
         QueryParams { top_k: 100, n_probes: 0, filter: None, include: include::DISTANCE, greedy: false }
     }
 }
+
+/// Sealed chunks read ahead by number (see [`Index::prefetch`]).
+#[derive(Default)]
+pub(crate) struct Prefetched(std::collections::HashMap<u32, Vec<u8>>);
 
 /// The manifest a handle currently works from, with its exact stored bytes
 /// (the compare-and-set guard of the next write).
@@ -371,8 +377,7 @@ impl Index {
 
     /// The permissions of a call's credentials, checked against the stored
     /// key record on every call (the handle's own only when the record changed).
-    fn permissions(&self, access: Access<'_>) -> Result<u8> {
-        let record = self.read_key_record()?;
+    fn permissions(&self, record: Vec<u8>, access: Access<'_>) -> Result<u8> {
         match (access.key, access.user) {
             (None, Some(_)) => Err(Error::invalid("a user id was given without a key")),
             (Some(key), user) => Ok(self.open_key_record(&record, key, user)?.1.perms),
@@ -389,14 +394,32 @@ impl Index {
         }
     }
 
-    /// `PERMISSION_DENIED` unless the call's credentials grant `need`;
-    /// `WRONG_KEY` if they open nothing.
-    fn authorize(&self, access: Access<'_>, need: Need) -> Result<()> {
-        if need.granted_by(self.permissions(access)?) {
+    fn check_permission(&self, record: Vec<u8>, access: Access<'_>, need: Need) -> Result<()> {
+        if need.granted_by(self.permissions(record, access)?) {
             Ok(())
         } else {
             Err(Error::PermissionDenied(format!("this operation needs {}; the key given lacks it", need.describe())))
         }
+    }
+
+    /// `PERMISSION_DENIED` unless the call's credentials grant `need`;
+    /// `WRONG_KEY` if they open nothing.
+    fn authorize(&self, access: Access<'_>, need: Need) -> Result<()> {
+        self.check_permission(self.read_key_record()?, access, need)
+    }
+
+    /// The start of every read: checks the credentials and returns the
+    /// newest committed snapshot, reading the key record and the version
+    /// hint in one store round trip (what a read costs on a remote store).
+    fn begin_read(&self, access: Access<'_>) -> Result<Arc<Snapshot>> {
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(Error::NotFound(format!("index '{}' was deleted", self.name)));
+        }
+        let mut got = self.client.store.get_many(&[header_key(&self.name), version_hint_key(&self.index_id)])?;
+        let (hint, record) = (got.pop().flatten(), got.pop().flatten());
+        let record = record.ok_or_else(|| Error::NotFound(format!("index '{}' was deleted", self.name)))?;
+        self.check_permission(record, access, Need::Read)?;
+        self.current_with_hint(hint)
     }
 
     /// Applies `change` to the key record as the root, with a compare-and-set
@@ -505,8 +528,12 @@ impl Index {
     /// The newest committed snapshot: a cheap version-hint read, and a reload
     /// of the manifest only when another handle or process has written.
     pub(crate) fn current(&self) -> Result<Arc<Snapshot>> {
+        self.current_with_hint(self.client.store.get(&version_hint_key(&self.index_id))?)
+    }
+
+    /// As [`Index::current`], with the version hint already read.
+    fn current_with_hint(&self, hint: Option<Vec<u8>>) -> Result<Arc<Snapshot>> {
         let snap = self.snapshot.read().clone();
-        let hint = self.client.store.get(&version_hint_key(&self.index_id))?;
         if hint.as_deref() == Some(&snap.manifest.version.to_le_bytes()[..]) {
             return Ok(snap);
         }
@@ -539,8 +566,7 @@ impl Index {
     /// if the manifest moved on meanwhile, the read runs again on the new
     /// state, so readers see one committed state or the next, never an error.
     /// An integrity failure on an unchanged manifest is real and reported.
-    pub(crate) fn read_consistent<T>(&self, f: impl Fn(&Snapshot) -> Result<T>) -> Result<T> {
-        let mut snap = self.current()?;
+    pub(crate) fn read_consistent<T>(&self, mut snap: Arc<Snapshot>, f: impl Fn(&Snapshot) -> Result<T>) -> Result<T> {
         for _ in 0..READ_ATTEMPTS {
             match f(&snap) {
                 Err(Error::Integrity(msg)) => {
@@ -559,8 +585,7 @@ impl Index {
     /// Reloads the manifest now (other handles' and processes' writes are
     /// also picked up automatically at the start of every call).
     pub fn refresh(&self) -> Result<()> {
-        self.authorize(Access::default(), Need::Read)?;
-        self.current().map(|_| ())
+        self.begin_read(Access::default()).map(|_| ())
     }
 
     /// The version of the committed state this handle reads: a number that
@@ -569,15 +594,13 @@ impl Index {
     /// whole store (every object genuine, just old), which nothing inside the
     /// store can reveal. READ permission.
     pub fn epoch(&self, access: Access<'_>) -> Result<u64> {
-        self.authorize(access, Need::Read)?;
-        Ok(self.current()?.manifest.version)
+        Ok(self.begin_read(access)?.manifest.version)
     }
 
     /// `INTEGRITY` if the stored state is older than `epoch` (a rollback);
     /// afterwards this handle also refuses any state older than it.
     pub fn require_epoch(&self, epoch: u64) -> Result<()> {
-        self.authorize(Access::default(), Need::Read)?;
-        let have = self.current()?.manifest.version;
+        let have = self.begin_read(Access::default())?.manifest.version;
         if have < epoch {
             return Err(Error::integrity(format!(
                 "index '{}' is at version {have}, older than the epoch {epoch} you kept: the store was rolled back",
@@ -603,17 +626,42 @@ impl Index {
         self.keys.id_tokens.token(&[id.as_bytes()])
     }
 
-    pub(crate) fn load_chunk(&self, m: &Manifest, meta: &ChunkMeta) -> Result<Arc<Chunk>> {
+    /// Reads the sealed chunks of `metas` that are not in the cache in one
+    /// store call, when the store is one where each read is a round trip
+    /// (PostgreSQL); at most [`PREFETCH_CHUNKS`] of them, the rest are read
+    /// when scanned. Empty for local stores.
+    fn prefetch(&self, metas: &[&ChunkMeta]) -> Result<Prefetched> {
+        if !self.client.store.prefers_batched_reads() {
+            return Ok(Prefetched::default());
+        }
+        let wanted: Vec<u32> = metas
+            .iter()
+            .filter(|c| !self.client.cache.contains(&self.cache_key(ObjectKind::Chunk, c.no, c.version)))
+            .map(|c| c.no)
+            .take(PREFETCH_CHUNKS)
+            .collect();
+        let keys: Vec<Vec<u8>> =
+            wanted.iter().map(|&no| object_key(&self.index_id, ObjectKind::Chunk, &self.chunk_token(no))).collect();
+        let got = self.client.store.get_many(&keys)?;
+        Ok(Prefetched(wanted.into_iter().zip(got).filter_map(|(no, v)| Some((no, v?))).collect()))
+    }
+
+    pub(crate) fn load_chunk(&self, m: &Manifest, meta: &ChunkMeta, pre: Option<&Prefetched>) -> Result<Arc<Chunk>> {
         let ck = self.cache_key(ObjectKind::Chunk, meta.no, meta.version);
         if let Some(Cached::Chunk(c)) = self.client.cache.get(&ck) {
             return Ok(c);
         }
         let token = self.chunk_token(meta.no);
-        let sealed = self
-            .client
-            .store
-            .get(&object_key(&self.index_id, ObjectKind::Chunk, &token))?
-            .ok_or_else(|| Error::integrity(format!("chunk {} of index '{}' is missing", meta.no, self.name)))?;
+        let fetched;
+        let sealed = match pre.and_then(|p| p.0.get(&meta.no)) {
+            Some(bytes) => bytes,
+            None => {
+                fetched = self.client.store.get(&object_key(&self.index_id, ObjectKind::Chunk, &token))?.ok_or_else(
+                    || Error::integrity(format!("chunk {} of index '{}' is missing", meta.no, self.name)),
+                )?;
+                &fetched
+            }
+        };
         let chunk =
             Chunk::open(&self.keys, &token, meta.version, &sealed, m.config.dimension as usize, m.config.precision)?;
         if chunk.len() != meta.count as usize {
@@ -667,8 +715,7 @@ impl Index {
 
     /// The committed state, for the getters (READ permission, as SPEC §7 says).
     fn readable_state(&self) -> Result<Arc<Snapshot>> {
-        self.authorize(Access::default(), Need::Read)?;
-        self.current()
+        self.begin_read(Access::default())
     }
 
     pub fn config(&self) -> Result<IndexConfig> {
@@ -695,20 +742,19 @@ impl Index {
     }
 
     pub fn num_vectors(&self, access: Access<'_>) -> Result<u64> {
-        self.authorize(access, Need::Read)?;
-        Ok(self.current()?.manifest.num_vectors)
+        Ok(self.begin_read(access)?.manifest.num_vectors)
     }
 
     // ----- reads ----------------------------------------------------------------
 
     /// Looks up each id; `None` where an id is not in the index.
     pub fn get(&self, ids: &[&str], include: u32, access: Access<'_>) -> Result<Vec<Option<Item>>> {
-        self.authorize(access, Need::Read)?;
         check_include(include)?;
         for id in ids {
             validate_id(id)?;
         }
-        self.read_consistent(|snap| self.get_in(&snap.manifest, ids, include))
+        let snap = self.begin_read(access)?;
+        self.read_consistent(snap, |snap| self.get_in(&snap.manifest, ids, include))
     }
 
     fn get_in(&self, m: &Manifest, ids: &[&str], include: u32) -> Result<Vec<Option<Item>>> {
@@ -722,7 +768,7 @@ impl Index {
                     .iter()
                     .find(|c| c.no == entry.chunk)
                     .ok_or_else(|| Error::integrity("directory names a chunk the manifest does not list"))?;
-                let chunk = self.load_chunk(m, meta)?;
+                let chunk = self.load_chunk(m, meta, None)?;
                 let slot = chunk.slot_of(id).ok_or_else(|| Error::integrity("an item is missing from its chunk"))?;
                 Ok(Some(Item {
                     id: (*id).to_owned(),
@@ -740,12 +786,12 @@ impl Index {
 
     /// Every id, in byte order, from `offset`, at most `limit` (0 = all).
     pub fn list_ids(&self, offset: usize, limit: usize, access: Access<'_>) -> Result<Vec<String>> {
-        self.authorize(access, Need::Read)?;
-        let mut ids = self.read_consistent(|snap| {
+        let snap = self.begin_read(access)?;
+        let mut ids = self.read_consistent(snap, |snap| {
             let m = &snap.manifest;
             let mut ids = Vec::with_capacity(m.num_vectors as usize);
             for meta in &m.chunks {
-                ids.extend(self.load_chunk(m, meta)?.ids.iter().cloned());
+                ids.extend(self.load_chunk(m, meta, None)?.ids.iter().cloned());
             }
             Ok(ids)
         })?;
@@ -764,7 +810,6 @@ impl Index {
         params: &QueryParams<'_>,
         access: Access<'_>,
     ) -> Result<Vec<Vec<Hit>>> {
-        self.authorize(access, Need::Read)?;
         check_include(params.include)?;
         if params.top_k == 0 || params.top_k > MAX_TOP_K {
             return Err(Error::invalid(format!("top_k must be 1 to {MAX_TOP_K}, got {}", params.top_k)));
@@ -775,7 +820,8 @@ impl Index {
         }
         check_finite(queries, "query")?;
         let filter = params.filter.map(Filter::parse).transpose()?;
-        self.read_consistent(|snap| self.query_in(snap, queries, nq, dim, params, filter.as_ref()))
+        let snap = self.begin_read(access)?;
+        self.read_consistent(snap, |snap| self.query_in(snap, queries, nq, dim, params, filter.as_ref()))
     }
 
     fn query_in(
@@ -798,13 +844,12 @@ impl Index {
             return Ok((0..nq).map(|_| Vec::new()).collect()); // empty index, dimension not fixed yet
         }
         let q = search::Queries::new(queries, nq, dim, m.config.metric, params.top_k, filter);
-        let load = |meta: &ChunkMeta| self.load_chunk(m, meta);
         let hits = if m.training == TrainingState::Trained {
-            self.ivf_scan(snap, &q, params, &load)?
+            self.ivf_scan(snap, &q, params)?
         } else {
             let work: Vec<search::Work<'_>> =
                 m.chunks.iter().map(|c| search::Work { chunks: vec![c], queries: None }).collect();
-            search::scan(&self.client.pool, &work, &load, &q)?
+            self.scan(m, &work, &q)?
         };
         hits.into_iter().map(|row| row.into_iter().map(|h| self.materialize(m, h, params.include)).collect()).collect()
     }
@@ -819,7 +864,6 @@ impl Index {
         snap: &Snapshot,
         q: &search::Queries<'_>,
         params: &QueryParams<'_>,
-        load: &(dyn Fn(&ChunkMeta) -> Result<Arc<Chunk>> + Sync),
     ) -> Result<Vec<Vec<search::Hit>>> {
         let m = &snap.manifest;
         let centroids = self.load_centroids(m)?;
@@ -859,7 +903,7 @@ impl Index {
                     queries: Some(qs),
                 })
                 .collect();
-            let round = search::scan(&self.client.pool, &work, load, q)?;
+            let round = self.scan(m, &work, q)?;
             for &qi in &pending {
                 let mine = &mut hits[qi as usize];
                 mine.extend(round[qi as usize].iter().map(|h| search::Hit {
@@ -877,6 +921,13 @@ impl Index {
             pending.retain(|&qi| hits[qi as usize].len() < params.top_k);
         }
         Ok(hits)
+    }
+
+    /// Scans `work`, its chunks read ahead in one store call where that pays.
+    fn scan(&self, m: &Manifest, work: &[search::Work<'_>], q: &search::Queries<'_>) -> Result<Vec<Vec<search::Hit>>> {
+        let metas: Vec<&ChunkMeta> = work.iter().flat_map(|w| w.chunks.iter().copied()).collect();
+        let pre = self.prefetch(&metas)?;
+        search::scan(&self.client.pool, work, &|meta: &ChunkMeta| self.load_chunk(m, meta, Some(&pre)), q)
     }
 
     fn materialize(&self, m: &Manifest, h: search::Hit, include: u32) -> Result<Hit> {

@@ -245,7 +245,8 @@ impl Index {
             affected
                 .par_iter()
                 .map(|&no| {
-                    let base = old_metas.get(&no).map(|meta| self.load_chunk(&snap.manifest, meta)).transpose()?;
+                    let base =
+                        old_metas.get(&no).map(|meta| self.load_chunk(&snap.manifest, meta, None)).transpose()?;
                     let list = old_metas.get(&no).map_or_else(|| list_of_new[&no], |c| c.list);
                     let chunk = rebuild_chunk(dim, base.as_deref(), removals.get(&no), appends.get(&no), upserts)?;
                     if chunk.is_empty() {

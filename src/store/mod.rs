@@ -56,6 +56,12 @@ pub trait Store: Send + Sync {
     /// Applies the batch atomically and returns `true`, or returns `false`
     /// and changes nothing when `expect` does not hold.
     fn write(&self, batch: WriteBatch) -> Result<bool>;
+
+    /// Whether one `get_many` is much cheaper than many `get`s (every read
+    /// is a network round trip), so readers should fetch ahead.
+    fn prefers_batched_reads(&self) -> bool {
+        false
+    }
 }
 
 /// Opens the store a URI names: `memory:`, `file:/dir` or a plain path,

@@ -233,6 +233,10 @@ impl Store for PostgresStore {
         Ok(keys.iter().map(|k| found.remove(k)).collect())
     }
 
+    fn prefers_batched_reads(&self) -> bool {
+        true
+    }
+
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let end = prefix_end(prefix);
         let rows = self.with_conn(
