@@ -663,7 +663,7 @@ impl Index {
             }
         };
         let chunk =
-            Chunk::open(&self.keys, &token, meta.version, &sealed, m.config.dimension as usize, m.config.precision)?;
+            Chunk::open(&self.keys, &token, meta.version, sealed, m.config.dimension as usize, m.config.precision)?;
         if chunk.len() != meta.count as usize {
             return Err(Error::integrity(format!(
                 "chunk {} holds {} items, manifest says {}",
