@@ -5,7 +5,8 @@
  *
  * Creates an encrypted index on disk, upserts N vectors with metadata,
  * runs filtered queries, gets and deletes items, closes, reopens and gets
- * the same answers, and shows that a wrong key is refused. Every step
+ * the same answers, shows that a wrong key is refused, gives a read-only
+ * user its own key, revokes it, and rotates the root key. Every step
  * prints what it did and how long it took.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -227,10 +228,37 @@ int main(int argc, char **argv) {
     vx_results_free(r);
     printf("[reopen]  5 queries after reopen give the same answers: %s       %8.1f ms\n", same ? "yes" : "NO", (now() - t) * 1e3);
 
+    /* Per-user keys: a read-only analyst, then revoked; then a new root key. */
+    const uint8_t analyst[VX_USER_ID_LEN] = {'a', 'n', 'a', 'l', 'y', 's', 't'};
+    uint8_t analyst_key[VX_KEY_LEN], new_root[VX_KEY_LEN];
+    for (int i = 0; i < VX_KEY_LEN; i++) { analyst_key[i] = (uint8_t)(0x3C ^ (i * 7)); new_root[i] = (uint8_t)(0x5A ^ (i * 13)); }
+    t = now();
+    TRY("vx_index_create_user_keys", vx_index_create_user_keys(index, analyst, analyst_key, VX_PERMISSION_READ, NULL));
+    vx_index *as_analyst = NULL;
+    TRY("vx_index_load (user)", vx_index_load(client, "articles", analyst_key, analyst, &as_analyst));
+    TRY("vx_index_query (user)", vx_index_query(as_analyst, queries, 1, DIM, &p, NULL, NULL, &r));
+    vx_results_free(r);
+    s = vx_index_delete(as_analyst, 1, doomed, NULL, NULL, &deleted);
+    printf("[users]   read-only key: query ok; delete refused: %-17s%8.1f ms\n", vx_status_str(s), (now() - t) * 1e3);
+    if (s != VX_STATUS_PERMISSION_DENIED) return 1;
+    TRY("vx_index_delete_user_keys", vx_index_delete_user_keys(index, analyst, NULL));
+    s = vx_index_num_vectors(as_analyst, NULL, NULL, &count);
+    printf("[users]   after revocation the analyst's open handle gets: %s\n", vx_status_str(s));
+    if (s != VX_STATUS_WRONG_KEY) return 1;
+    vx_index_free(as_analyst);
+    t = now();
+    TRY("vx_index_rotate_key", vx_index_rotate_key(index, key, new_root));
+    vx_index *old = NULL;
+    s = vx_index_load(client, "articles", key, NULL, &old);
+    printf("[rotate]  root key rotated (no data touched), old key: %-13s%8.1f ms\n", vx_status_str(s), (now() - t) * 1e3);
+    if (s != VX_STATUS_WRONG_KEY) return 1;
+
     vx_index_free(index);
     vx_client_free(client);
     /* Wipe our copies of the keys. */
     memset(key, 0, sizeof key);
+    memset(analyst_key, 0, sizeof analyst_key);
+    memset(new_root, 0, sizeof new_root);
     free(centres); free(vectors); free(id_buf); free(meta_buf); free(ids); free(metas); free(queries);
     printf("\ndone: the store in %s holds only ciphertext and keyed tokens.\n", dir);
     return same ? 0 : 1;
