@@ -2,7 +2,8 @@
 //! scripts/test-all.sh starts a throw-away one): the server killing vx's
 //! connections in the middle of batches, and connection errors.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use vx::{include, Access, Client, ClientOptions, IndexConfig, ItemRef, SecretKey, Status};
@@ -131,4 +132,66 @@ fn connection_errors_are_storage_errors_without_credentials() {
     assert!(!e.to_string().contains("hunter2"));
     // The same URL with a password opens fine (trust authentication).
     Client::open(&with_password, ClientOptions::default()).unwrap();
+}
+
+/// The other process of `another_process_sees_writes_and_training`: opens
+/// the index once, then for every line on stdin prints what it sees now.
+#[test]
+fn pg_reader_child() {
+    let Ok(url) = std::env::var("VX_PG_CHILD_URL") else { return };
+    let client = Client::open(&url, ClientOptions::default()).unwrap();
+    let index = client.load_index("k", Access { key: Some(&key()), user: None }).unwrap();
+    let mut out = std::io::stdout().lock();
+    for _ in std::io::stdin().lock().lines() {
+        let n = index.num_vectors(Access::default()).unwrap();
+        let lists = index.n_lists().unwrap();
+        let got = index.get(&["r0-0"], include::CONTENTS, Access::default()).unwrap().remove(0);
+        let first = got.and_then(|i| i.contents.clone()).map_or(-1, |c| i64::from(c[0]));
+        writeln!(out, "\nSEES {n} {lists} {first}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+/// A second process with the index open sees the first one's writes,
+/// overwrites and training at its next call, without refreshing.
+#[test]
+fn another_process_sees_writes_and_training() {
+    let Some((url, _admin)) = server("vx_test_processes") else { return };
+    let client = Client::open(&url, ClientOptions::default()).unwrap();
+    let index = client.create_index("k", &key(), IndexConfig::default()).unwrap();
+    upsert_round(&client, 0, 100).unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["pg_reader_child", "--exact", "--nocapture", "--test-threads=1"])
+        .env("VX_PG_CHILD_URL", &url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut to_child = child.stdin.take().unwrap();
+    let mut from_child = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut ask = || -> String {
+        writeln!(to_child, "?").unwrap();
+        to_child.flush().unwrap();
+        loop {
+            let line = from_child.next().expect("the reader process answered").unwrap();
+            if let Some(seen) = line.strip_prefix("SEES ") {
+                return seen.to_owned();
+            }
+        }
+    };
+    assert_eq!(ask(), "100 0 0");
+    upsert_round(&client, 1, 11_000).unwrap();
+    assert_eq!(ask(), "11100 0 0", "the other process missed an upsert");
+    // Overwrite r0-0's contents (round 0 -> contents byte 7).
+    let v = vec![1.0f32; DIM];
+    let blob = [7u8; 4];
+    index
+        .upsert(&[ItemRef { id: "r0-0", vector: &v, metadata: None, contents: Some(&blob) }], Access::default())
+        .unwrap();
+    assert_eq!(ask(), "11100 0 7", "the other process served a stale object");
+    index.train(vx::TrainParams { n_lists: 20, max_iters: 3, ..Default::default() }, Access::default()).unwrap();
+    assert_eq!(ask(), "11100 20 7", "the other process missed the training");
+    drop(to_child);
+    child.wait().unwrap();
 }
