@@ -332,7 +332,8 @@ impl Header {
         Ok(Some(next))
     }
 
-    /// A copy without `user_id`'s wraps (found by the locators the registry keeps).
+    /// A copy one generation on without `user_id`'s wraps (found by the
+    /// locators the registry keeps); the caller reseals the registry.
     fn without_user_wraps(&self, root: &Unlocked, user_id: &[u8; USER_ID_LEN]) -> Result<Header> {
         let mut next = self.successor()?;
         if let Some(entry) = root.users.iter().find(|u| u.user_id == *user_id) {
