@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # A throw-away PostgreSQL cluster on 127.0.0.1 for tests and benchmarks.
 #   scripts/pg-test-server.sh start DIR   initdb in DIR, start on a free port,
-#                                         print the URL (trust auth, local only)
+#                                         print the URL (trust auth, local only);
+#                                         with openssl, TLS on too: a throw-away
+#                                         CA in DIR/ca.pem signs the server's
+#                                         certificate for 127.0.0.1
 #   scripts/pg-test-server.sh stop DIR    stop it by the PID in its pid file
 # Runs the server as the `postgres` user when started as root. Set
 # VX_PG_FAST=1 for fsync=off (tests: nothing needs to survive the machine).
@@ -21,6 +24,18 @@ start)
   as_postgres "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log"
   extra=()
   [ "${VX_PG_FAST:-0}" = 1 ] && extra=(-c fsync=off -c synchronous_commit=off -c full_page_writes=off)
+  if command -v openssl >/dev/null 2>&1; then
+    ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    openssl req -x509 "${ec[@]}" -days 2 -subj "/CN=vx test CA" -keyout "$dir/ca.key" -out "$dir/ca.pem" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
+    openssl req "${ec[@]}" -subj "/CN=127.0.0.1" -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$dir/server.ext"
+    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial -days 2 \
+      -extfile "$dir/server.ext" -out "$dir/server.crt" 2>/dev/null
+    chmod 600 "$dir/server.key"
+    [ "$(id -u)" = 0 ] && chown postgres "$dir/server.key" "$dir/server.crt"
+    extra+=(-c ssl=on -c ssl_cert_file="$dir/server.crt" -c ssl_key_file="$dir/server.key")
+  fi
   for port in $(seq 54329 54349); do
     if as_postgres "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
          -o "-c listen_addresses=127.0.0.1 -p $port -k $dir ${extra[*]}" start >/dev/null 2>&1; then

@@ -24,7 +24,8 @@ if [ -n "${VX_TEST_POSTGRES_URL:-}" ]; then
 elif pg_dir=$(mktemp -d) && url=$(VX_PG_FAST=1 scripts/pg-test-server.sh start "$pg_dir"); then
   cleanup+=("scripts/pg-test-server.sh stop '$pg_dir'; rm -rf '$pg_dir'")
   export VX_TEST_POSTGRES_URL=$url
-  echo "throw-away server at $url"
+  [ -f "$pg_dir/ca.pem" ] && export VX_TEST_POSTGRES_CA="$pg_dir/ca.pem"
+  echo "throw-away server at $url${VX_TEST_POSTGRES_CA:+ (TLS on, CA $VX_TEST_POSTGRES_CA)}"
 else
   rm -rf "${pg_dir:-}"
   echo "skipped: PostgreSQL tests (no server binaries: apt-get install postgresql)"

@@ -58,6 +58,8 @@ fn landed(url: &str, round: u64, n: usize) -> usize {
 #[test]
 fn killing_connections_mid_batch_never_tears_a_write() {
     let Some((url, mut admin)) = server("vx_test_kill") else { return };
+    // Its own application name, so the kills hit this test's connections only.
+    let url = format!("{url}&application_name=vx_kill_test");
     let client = Client::open(&url, ClientOptions { threads: 2, ..Default::default() }).unwrap();
     client.create_index("k", &key(), IndexConfig::default()).unwrap();
     const N: usize = 3000;
@@ -81,7 +83,7 @@ fn killing_connections_mid_batch_never_tears_a_write() {
                 admin
                     .execute(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                         WHERE application_name = 'vx' AND pid <> pg_backend_pid()",
+                         WHERE application_name = 'vx_kill_test'",
                         &[],
                     )
                     .unwrap();
@@ -194,4 +196,53 @@ fn another_process_sees_writes_and_training() {
     assert_eq!(ask(), "11100 20 7", "the other process missed the training");
     drop(to_child);
     child.wait().unwrap();
+}
+
+/// TLS, `sslmode` as libpq: with the test server's CA as `sslrootcert` the
+/// certificate is verified and every connection encrypted (the server says
+/// so); `verify-full` without that CA does not trust the server and nothing
+/// connects; `prefer` (the default) and `require` encrypt without
+/// verifying; `disable` is in clear.
+#[test]
+fn tls_connections_verify_the_server() {
+    let Some((url, mut admin)) = server("vx_test_tls") else { return };
+    let Ok(ca) = std::env::var("VX_TEST_POSTGRES_CA") else {
+        let _ = writeln!(std::io::stderr(), "skipped: postgres TLS test (VX_TEST_POSTGRES_CA is not set)");
+        return;
+    };
+    let mut ssl_of = |app: &str| -> Vec<bool> {
+        admin
+            .query(
+                "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = $1",
+                &[&app],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    let tls = format!("{url}&sslmode=require&sslrootcert={ca}&application_name=vx_tls_test");
+    let client = Client::open(&tls, ClientOptions::default()).unwrap();
+    let index = client.create_index("k", &key(), IndexConfig::default()).unwrap();
+    assert_eq!(index.num_vectors(Access::default()).unwrap(), 0);
+    let seen = ssl_of("vx_tls_test");
+    assert!(!seen.is_empty() && seen.iter().all(|&ssl| ssl), "connections not encrypted: {seen:?}");
+
+    let untrusted = format!("{url}&sslmode=verify-full&application_name=vx_tls_untrusted");
+    let e = Client::open(&untrusted, ClientOptions::default()).unwrap_err();
+    assert_eq!(e.status(), Status::Storage);
+    assert!(e.to_string().contains("TLS"), "{e}");
+    for (mode, app) in [("require", "vx_tls_require"), ("prefer", "vx_tls_prefer")] {
+        let c =
+            Client::open(&format!("{url}&sslmode={mode}&application_name={app}"), ClientOptions::default()).unwrap();
+        c.load_index("k", Access { key: Some(&key()), user: None }).unwrap();
+        assert_eq!(ssl_of(app), [true], "sslmode={mode}");
+    }
+
+    let clear = format!("{url}&sslmode=disable&application_name=vx_tls_clear");
+    let client = Client::open(&clear, ClientOptions::default()).unwrap();
+    client.load_index("k", Access { key: Some(&key()), user: None }).unwrap();
+    assert_eq!(ssl_of("vx_tls_clear"), [false]);
+    let e = Client::open(&format!("{url}&sslrootcert=/no/such/ca.pem"), ClientOptions::default()).unwrap_err();
+    assert_eq!(e.status(), Status::InvalidArgument);
 }

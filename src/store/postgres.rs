@@ -19,14 +19,22 @@
 //! * Errors are `STORAGE` with the server's message, naming host, port,
 //!   database and table, never the user or password.
 //!
-//! TLS is not built in yet: use it on a trusted network or through a local
-//! TLS tunnel (`sslmode=require` is refused at connect).
+//! * TLS (rustls), `sslmode` as libpq: `disable` (clear), `prefer` (the
+//!   default: encrypted if the server offers it), `require` (encrypted or
+//!   refused); these two verify the server's certificate only when
+//!   `sslrootcert=/path/ca.pem` is given. `verify-ca` and `verify-full`
+//!   always verify the chain and the host name (both: stricter than libpq's
+//!   `verify-ca`), against the system's roots plus `sslrootcert`.
 
 use std::str::FromStr;
 
 use parking_lot::Mutex;
+use postgres::config::SslMode;
 use postgres::{Client, NoTls, Statement};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Op, Store, WriteBatch};
 use crate::error::{Error, Result};
@@ -51,6 +59,8 @@ struct Conn {
 
 pub struct PostgresStore {
     config: postgres::Config,
+    /// `None` for `sslmode=disable`.
+    tls: Option<MakeRustlsConnect>,
     table: String,
     /// "host:port/db table t", for messages (no credentials).
     place: String,
@@ -63,19 +73,38 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// Splits `?table=name` off the URI (the driver refuses unknown options) and
-/// checks the name is a plain SQL identifier.
-fn split_table(uri: &str) -> Result<(String, String)> {
+/// What vx reads from the URI itself; the driver refuses unknown options
+/// and knows no `verify-*` modes.
+struct Options {
+    base: String,
+    table: String,
+    root_cert: Option<String>,
+    /// Verify the server's certificate (a `verify-*` mode or a root cert).
+    verify: bool,
+}
+
+/// Splits `table=`, `sslrootcert=` and `sslmode=verify-*` off the URI
+/// (`verify-*` goes on as `require`) and checks the table name is a plain
+/// SQL identifier.
+fn split_options(uri: &str) -> Result<Options> {
     let (base, query) = match uri.split_once('?') {
         Some((b, q)) => (b, q),
         None => (uri, ""),
     };
     let mut table = DEFAULT_TABLE.to_owned();
+    let mut root_cert = None;
+    let mut verify_mode = false;
     let mut rest = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.strip_prefix("table=") {
-            Some(t) => table = t.to_owned(),
-            None => rest.push(pair),
+        if let Some(t) = pair.strip_prefix("table=") {
+            table = t.to_owned();
+        } else if let Some(path) = pair.strip_prefix("sslrootcert=") {
+            root_cert = Some(path.to_owned());
+        } else if pair == "sslmode=verify-ca" || pair == "sslmode=verify-full" {
+            verify_mode = true;
+            rest.push("sslmode=require");
+        } else {
+            rest.push(pair);
         }
     }
     let valid = !table.is_empty()
@@ -88,17 +117,97 @@ fn split_table(uri: &str) -> Result<(String, String)> {
         )));
     }
     let base = if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) };
-    Ok((base, table))
+    let verify = verify_mode || root_cert.is_some();
+    Ok(Options { base, table, root_cert, verify })
+}
+
+/// Accepts any server certificate but still checks that the server holds
+/// its key (the handshake signatures): libpq's `prefer` and `require`
+/// without a root certificate. Encrypts against eavesdroppers, not against
+/// an active man in the middle (THREAT_MODEL.md).
+#[derive(Debug)]
+struct EncryptOnly(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls_pki_types::UnixTime,
+    ) -> std::result::Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The TLS connector for `verify` (the system's trusted roots plus
+/// `root_cert`) or encryption only.
+fn tls_connector(root_cert: Option<&str>, verify: bool) -> Result<MakeRustlsConnect> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Internal(format!("TLS setup: {e}")))?;
+    if !verify {
+        let config = builder
+            .dangerous()
+            .with_custom_certificate_verifier(std::sync::Arc::new(EncryptOnly(provider)))
+            .with_no_client_auth();
+        return Ok(MakeRustlsConnect::new(config));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    // Unreadable system certificates are skipped: with none at all, only a
+    // given sslrootcert can verify a server, and connecting says so.
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = root_cert {
+        let bad = |e: &dyn std::fmt::Display| Error::invalid(format!("sslrootcert '{path}': {e}"));
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .map_err(|e| bad(&e))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| bad(&e))?;
+        if certs.is_empty() {
+            return Err(bad(&"no PEM certificate in the file"));
+        }
+        for cert in certs {
+            roots.add(cert).map_err(|e| bad(&e))?;
+        }
+    }
+    Ok(MakeRustlsConnect::new(builder.with_root_certificates(roots).with_no_client_auth()))
 }
 
 impl PostgresStore {
     pub fn open(uri: &str) -> Result<PostgresStore> {
-        let (base, table) = split_table(uri)?;
+        let Options { base, table, root_cert, verify } = split_options(uri)?;
         // The driver's parse errors quote no part of the URI, so the
         // password cannot leak through them.
         let mut config =
             postgres::Config::from_str(&base).map_err(|e| Error::invalid(format!("postgres URI is not valid: {e}")))?;
-        config.application_name("vx");
+        if config.get_application_name().is_none() {
+            config.application_name("vx");
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(std::time::Duration::from_secs(10));
         }
@@ -113,7 +222,11 @@ impl PostgresStore {
         let port = config.get_ports().first().copied().unwrap_or(5432);
         let db = config.get_dbname().or(config.get_user()).unwrap_or("postgres");
         let place = format!("{}:{port}/{db} table {table}", hosts.join(","));
-        let store = PostgresStore { config, table, place, idle: Mutex::new(Vec::new()) };
+        let tls = match config.get_ssl_mode() {
+            SslMode::Disable => None,
+            _ => Some(tls_connector(root_cert.as_deref(), verify)?),
+        };
+        let store = PostgresStore { config, tls, table, place, idle: Mutex::new(Vec::new()) };
         store.create_table()?;
         Ok(store)
     }
@@ -125,9 +238,17 @@ impl PostgresStore {
         Error::Storage(format!("postgres store {}: {e}{detail}", self.place))
     }
 
+    fn open_connection(&self) -> Result<Client> {
+        match &self.tls {
+            Some(tls) => self.config.connect(tls.clone()),
+            None => self.config.connect(NoTls),
+        }
+        .map_err(|e| self.error(e))
+    }
+
     fn create_table(&self) -> Result<()> {
         let t = &self.table;
-        let mut client = self.config.connect(NoTls).map_err(|e| self.error(e))?;
+        let mut client = self.open_connection()?;
         let run = |client: &mut Client| -> std::result::Result<(), postgres::Error> {
             let mut tx = client.transaction()?;
             let exists: Option<String> = tx.query_one("SELECT to_regclass($1)::text", &[t])?.get(0);
@@ -148,7 +269,7 @@ impl PostgresStore {
     }
 
     fn connect(&self) -> Result<Conn> {
-        let mut client = self.config.connect(NoTls).map_err(|e| self.error(e))?;
+        let mut client = self.open_connection()?;
         let t = &self.table;
         let mut prep = |sql: String| client.prepare(&sql);
         let conn = (|| {
@@ -306,12 +427,18 @@ mod tests {
 
     #[test]
     fn table_names_and_prefix_ends() {
-        let (base, table) = split_table("postgres://u@h:1/db?table=my_t&sslmode=disable").unwrap();
-        assert_eq!((base.as_str(), table.as_str()), ("postgres://u@h:1/db?sslmode=disable", "my_t"));
-        assert_eq!(split_table("postgres://h/db").unwrap().1, DEFAULT_TABLE);
+        let o = split_options("postgres://u@h:1/db?table=my_t&sslmode=disable&sslrootcert=/ca.pem").unwrap();
+        assert_eq!((o.base.as_str(), o.table.as_str()), ("postgres://u@h:1/db?sslmode=disable", "my_t"));
+        assert_eq!(o.root_cert.as_deref(), Some("/ca.pem"));
+        assert_eq!(split_options("postgres://h/db").unwrap().table, DEFAULT_TABLE);
         for bad in ["Bad", "1x", "x;drop", "", &"a".repeat(64)] {
-            assert!(split_table(&format!("postgres://h/db?table={bad}")).is_err(), "{bad}");
+            assert!(split_options(&format!("postgres://h/db?table={bad}")).is_err(), "{bad}");
         }
+        assert!(o.verify);
+        let o = split_options("postgres://h/db?sslmode=verify-full").unwrap();
+        assert_eq!((o.base.as_str(), o.verify), ("postgres://h/db?sslmode=require", true));
+        assert!(!split_options("postgres://h/db?sslmode=require").unwrap().verify);
+        assert!(matches!(tls_connector(Some("/no/such/ca.pem"), true), Err(Error::InvalidArgument(_))));
         assert_eq!(prefix_end(b"o/a"), Some(b"o/b".to_vec()));
         assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
         assert_eq!(prefix_end(&[0xff, 0xff]), None);
