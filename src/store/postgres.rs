@@ -18,7 +18,6 @@
 //!   the new one, whole; tests/postgres.rs checks that).
 //! * Errors are `STORAGE` with the server's message, naming host, port,
 //!   database and table, never the user or password.
-//!
 //! * TLS (rustls), `sslmode` as libpq: `disable` (clear), `prefer` (the
 //!   default: encrypted if the server offers it), `require` (encrypted or
 //!   refused); these two verify the server's certificate only when
