@@ -567,9 +567,9 @@ vx_status vx_index_create(const struct vx_client *client,
 /**
  * Opens an existing index.
  *
- * @param key        VX_KEY_LEN bytes: the root key (user keys: see vx_index_create_user_keys).
+ * @param key        VX_KEY_LEN bytes: the root key, or a user's key (see vx_index_create_user_keys).
  *                   Required here; it becomes the handle's bound key for calls given NULL.
- * @param user_id    NULL for the root key, else VX_USER_ID_LEN bytes.
+ * @param user_id    NULL for the root key, else the user's VX_USER_ID_LEN-byte id.
  * @param out_index  receives the index; NULL on failure.
  * @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT, NOT_FOUND,
  *         WRONG_KEY, INTEGRITY (the key record or manifest was altered), IO, STORAGE, PANIC.
@@ -611,7 +611,8 @@ vx_status vx_index_delete_index(const struct vx_index *index,
  * picks up other handles' and processes' committed writes at its start;
  * this is for callers who want to pay that cost at a moment of their choosing.
  *
- * @return VX_STATUS_OK, NULL_ARGUMENT, NOT_FOUND, POISONED, INTEGRITY, IO, STORAGE, PANIC.
+ * @return VX_STATUS_OK, NULL_ARGUMENT, NOT_FOUND, WRONG_KEY (the handle's key was revoked or
+ *         rotated away), PERMISSION_DENIED (needs READ), POISONED, INTEGRITY, IO, STORAGE, PANIC.
  *
  * Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
  */
