@@ -360,3 +360,46 @@ fn a_replayed_key_record_does_not_undo_a_revocation() {
     assert_eq!(status(root.num_vectors(reader)), Status::Integrity);
     assert_eq!(status(root.num_vectors(Access::default())), Status::Integrity);
 }
+
+/// Calls on the rotating handle while it rotates never meet the new key
+/// record with the old key, nor mistake a copy they read just before a
+/// change for a rollback: they keep working throughout.
+#[test]
+fn calls_during_a_rotation_of_the_same_handle_keep_working() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
+    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let root = setup(&client, "busy");
+    let (stop, calls) = (AtomicBool::new(false), AtomicUsize::new(0));
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(Relaxed) {
+                    assert_eq!(root.num_vectors(Access::default()).unwrap(), N as u64);
+                    calls.fetch_add(1, Relaxed);
+                }
+            });
+        }
+        // A reader that failed stops counting: stop waiting, stop the
+        // others, and the scope re-raises the reader's panic.
+        let wait_for_calls = |n: usize| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while calls.load(Relaxed) < n {
+                if std::time::Instant::now() > deadline {
+                    return false;
+                }
+                std::thread::yield_now();
+            }
+            true
+        };
+        if wait_for_calls(10) {
+            for round in 0..20u8 {
+                root.rotate_key(&key(ROOT + round), &key(ROOT + round + 1)).unwrap();
+                if !wait_for_calls(calls.load(Relaxed) + 2) {
+                    break;
+                }
+            }
+        }
+        stop.store(true, Relaxed);
+    });
+    assert_eq!(status(client.load_index("busy", Access { key: Some(&key(ROOT + 20)), user: None })), Status::Ok);
+}

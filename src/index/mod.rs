@@ -349,30 +349,40 @@ impl Index {
 
     /// Opens the stored key record with `key` (and `user`) and checks that it
     /// is this handle's index, not older than one already seen, and wraps
-    /// this handle's data key.
+    /// this handle's data key. Returns the record bytes it opened: a record
+    /// older than one seen is read again first, since a call that read it
+    /// just before a concurrent key change holds a stale copy, not a
+    /// rollback; only a record still older in the store is `INTEGRITY`.
     fn open_key_record(
         &self,
-        record: &[u8],
+        mut record: Vec<u8>,
         key: &SecretKey,
         user: Option<&[u8; USER_ID_LEN]>,
-    ) -> Result<(Header, keyring::Unlocked)> {
-        let header = Header::decode(record, &self.name)?;
+    ) -> Result<(Vec<u8>, Header, keyring::Unlocked)> {
+        let mut header = Header::decode(&record, &self.name)?;
+        for attempt in 0..=READ_ATTEMPTS {
+            let seen = self.generation.load(Ordering::Acquire);
+            if header.generation >= seen {
+                break;
+            }
+            if attempt == READ_ATTEMPTS {
+                return Err(Error::integrity(format!(
+                    "key record of index '{}' went back from generation {seen} to {}",
+                    self.name, header.generation
+                )));
+            }
+            record = self.read_key_record()?;
+            header = Header::decode(&record, &self.name)?;
+        }
         if header.index_id != self.index_id {
             return Err(Error::NotFound(format!("index '{}' was deleted and created again", self.name)));
-        }
-        let seen = self.generation.load(Ordering::Acquire);
-        if header.generation < seen {
-            return Err(Error::integrity(format!(
-                "key record of index '{}' went back from generation {seen} to {}",
-                self.name, header.generation
-            )));
         }
         let unlocked = header.unlock(&self.name, key, user)?;
         if unlocked.data_key != *self.keys.data_key() {
             return Err(Error::integrity("the stored key record does not match this index"));
         }
         self.generation.fetch_max(header.generation, Ordering::AcqRel);
-        Ok((header, unlocked))
+        Ok((record, header, unlocked))
     }
 
     /// The permissions of a call's credentials, checked against the stored
@@ -380,11 +390,11 @@ impl Index {
     fn permissions(&self, record: Vec<u8>, access: Access<'_>) -> Result<u8> {
         match (access.key, access.user) {
             (None, Some(_)) => Err(Error::invalid("a user id was given without a key")),
-            (Some(key), user) => Ok(self.open_key_record(&record, key, user)?.1.perms),
+            (Some(key), user) => Ok(self.open_key_record(record, key, user)?.2.perms),
             (None, None) => {
                 let mut bound = self.bound.lock();
                 if bound.checked != record || bound.checked_generation < self.generation.load(Ordering::Acquire) {
-                    let (header, unlocked) = self.open_key_record(&record, &bound.key, bound.user.as_ref())?;
+                    let (record, header, unlocked) = self.open_key_record(record, &bound.key, bound.user.as_ref())?;
                     bound.perms = unlocked.perms;
                     bound.checked = record;
                     bound.checked_generation = header.generation;
@@ -437,8 +447,7 @@ impl Index {
             None => self.bound.lock().key.clone(),
         };
         for _ in 0..READ_ATTEMPTS {
-            let record = self.read_key_record()?;
-            let (header, unlocked) = self.open_key_record(&record, &key, None)?;
+            let (record, header, unlocked) = self.open_key_record(self.read_key_record()?, &key, None)?;
             let Some(next) = change(&header, &unlocked)? else { return Ok(false) };
             let hkey = header_key(&self.name);
             let mut batch = WriteBatch::default();
@@ -492,7 +501,7 @@ impl Index {
             Some(k) => k.clone(),
             None => self.bound.lock().key.clone(),
         };
-        let mut users = self.open_key_record(&record, &key, None)?.1.users;
+        let mut users = self.open_key_record(record, &key, None)?.2.users;
         users.sort_by_key(|u| u.user_id);
         Ok(users)
     }
@@ -504,10 +513,13 @@ impl Index {
         if old_root == new_root {
             return Err(Error::invalid("the new root key equals the old one"));
         }
+        // Held across the change, so this handle's own calls wait and then
+        // use the new key rather than meet the new record with the old one.
+        // (With an explicit root key, the change never takes this lock.)
+        let mut bound = self.bound.lock();
         self.change_key_record(Some(old_root), |header, unlocked| {
             header.rotated(&self.name, unlocked, new_root).map(Some)
         })?;
-        let mut bound = self.bound.lock();
         if bound.user.is_none() && bound.key == *old_root {
             bound.key = new_root.clone();
             bound.checked.clear();
