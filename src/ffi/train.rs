@@ -5,7 +5,7 @@ use std::ffi::c_void;
 use super::index::{vx_index, with_index_mut, Creds};
 use super::{read_params, vx_status};
 use crate::error::Error;
-use crate::index::{ivf::DEFAULT_SEED, TrainParams};
+use crate::index::{TrainParams, DEFAULT_SEED};
 
 /// Progress callback of vx_index_train_ex, called on the calling thread
 /// after every k-means iteration; return non-zero to cancel the training

@@ -28,7 +28,7 @@ use chunk::{Bucket, Chunk};
 use keyring::{Header, PERMISSION_ROOT};
 use manifest::{ChunkMeta, Manifest};
 
-pub use ivf::{TrainParams, TrainReport};
+pub use ivf::{TrainParams, TrainReport, DEFAULT_SEED};
 pub use keyring::UserEntry;
 
 /// Permission bits of user keys (the C ABI's VX_PERMISSION_*).
