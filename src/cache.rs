@@ -1,58 +1,36 @@
-//! The bounded cache of decrypted objects, shared by every index of a client.
-//! Keys carry the object's version, so a rewritten object can never be served
-//! stale; evicted objects are wiped when their last reader lets go (their
-//! `Drop` zeroizes).
+//! A bounded LRU cache weighed in bytes, shared between threads. It knows
+//! nothing of what it holds: the index decides the keys (which must name an
+//! object's version, so a rewritten object is never served stale) and the
+//! values. Evicted values are dropped outside the lock, so a value that wipes
+//! itself on drop does not stall other threads while it does.
 
-use std::sync::Arc;
+use std::hash::Hash;
 
 use lru::LruCache;
 use parking_lot::Mutex;
 
-use crate::index::chunk::{Bucket, Chunk};
-use crate::index::ivf::Centroids;
-
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub struct CacheKey {
-    pub index: [u8; 16],
-    pub kind: u8,
-    pub number: u32,
-    pub version: u64,
+/// What a cached value costs, in bytes, against the budget.
+pub trait Weigh {
+    fn weight(&self) -> usize;
 }
 
-#[derive(Clone)]
-pub enum Cached {
-    Chunk(Arc<Chunk>),
-    Bucket(Arc<Bucket>),
-    Centroids(Arc<Centroids>),
-}
-
-impl Cached {
-    fn mem_size(&self) -> usize {
-        match self {
-            Cached::Chunk(c) => c.mem_size(),
-            Cached::Bucket(b) => b.mem_size(),
-            Cached::Centroids(c) => c.mem_size(),
-        }
-    }
-}
-
-pub struct Cache {
+pub struct Cache<K: Hash + Eq, V> {
     capacity: usize,
-    inner: Mutex<Inner>,
+    inner: Mutex<Inner<K, V>>,
 }
 
-struct Inner {
-    lru: LruCache<CacheKey, (Cached, usize)>,
+struct Inner<K: Hash + Eq, V> {
+    lru: LruCache<K, (V, usize)>,
     bytes: usize,
 }
 
-impl Cache {
-    /// `capacity` in bytes of decrypted data; 0 disables caching.
-    pub fn new(capacity: usize) -> Cache {
+impl<K: Hash + Eq + Clone, V: Clone + Weigh> Cache<K, V> {
+    /// `capacity` in bytes; 0 disables caching.
+    pub fn new(capacity: usize) -> Self {
         Cache { capacity, inner: Mutex::new(Inner { lru: LruCache::unbounded(), bytes: 0 }) }
     }
 
-    pub fn get(&self, key: &CacheKey) -> Option<Cached> {
+    pub fn get(&self, key: &K) -> Option<V> {
         if self.capacity == 0 {
             return None;
         }
@@ -60,20 +38,23 @@ impl Cache {
     }
 
     /// Whether `key` is cached (without marking it used).
-    pub fn contains(&self, key: &CacheKey) -> bool {
+    pub fn contains(&self, key: &K) -> bool {
         self.capacity != 0 && self.inner.lock().lru.contains(key)
     }
 
-    pub fn insert(&self, key: CacheKey, value: Cached) {
-        let size = value.mem_size();
+    /// Inserts `value`, evicting the least recently used values beyond the
+    /// budget; a value larger than the whole budget is not kept.
+    pub fn insert(&self, key: K, value: V) {
+        let size = value.weight();
         if size > self.capacity {
             return;
         }
         let mut evicted = Vec::new();
         {
             let mut inner = self.inner.lock();
-            if let Some((_, old)) = inner.lru.put(key, (value, size)) {
-                inner.bytes -= old;
+            if let Some((old, old_size)) = inner.lru.put(key, (value, size)) {
+                inner.bytes -= old_size;
+                evicted.push(old);
             }
             inner.bytes += size;
             while inner.bytes > self.capacity {
@@ -82,10 +63,10 @@ impl Cache {
                 evicted.push(v);
             }
         }
-        drop(evicted); // wiped outside the lock
+        drop(evicted);
     }
 
-    pub fn remove(&self, key: &CacheKey) {
+    pub fn remove(&self, key: &K) {
         let removed = {
             let mut inner = self.inner.lock();
             let r = inner.lru.pop(key);
@@ -97,12 +78,12 @@ impl Cache {
         drop(removed);
     }
 
-    /// Drops every object of one index (after `delete_index`).
-    pub fn remove_index(&self, index: &[u8; 16]) {
+    /// Removes every value whose key matches (e.g. all of a deleted index's).
+    pub fn remove_where(&self, doomed: impl Fn(&K) -> bool) {
         let mut removed = Vec::new();
         {
             let mut inner = self.inner.lock();
-            let keys: Vec<CacheKey> = inner.lru.iter().filter(|(k, _)| &k.index == index).map(|(k, _)| *k).collect();
+            let keys: Vec<K> = inner.lru.iter().filter(|(k, _)| doomed(k)).map(|(k, _)| k.clone()).collect();
             for k in keys {
                 if let Some((v, s)) = inner.lru.pop(&k) {
                     inner.bytes -= s;
@@ -123,32 +104,34 @@ impl Cache {
 mod tests {
     use super::*;
 
-    fn bucket(n: usize) -> Cached {
-        let mut b = Bucket::default();
-        for i in 0..n {
-            b.upsert(crate::index::chunk::Entry { token: [i as u8; 16], chunk: 0, contents_version: 0 });
-        }
-        Cached::Bucket(Arc::new(b))
-    }
+    #[derive(Clone)]
+    struct Blob(usize);
 
-    fn key(n: u32) -> CacheKey {
-        CacheKey { index: [0; 16], kind: b'B', number: n, version: 1 }
+    impl Weigh for Blob {
+        fn weight(&self) -> usize {
+            self.0
+        }
     }
 
     #[test]
     fn evicts_to_budget_and_zero_disables() {
-        let one = bucket(10).mem_size();
-        let c = Cache::new(one * 3);
-        for i in 0..10 {
-            c.insert(key(i), bucket(10));
+        let c = Cache::new(30);
+        for i in 0..10u32 {
+            c.insert((i % 2, i), Blob(10));
         }
-        assert!(c.bytes() <= one * 3);
-        assert!(c.get(&key(9)).is_some());
-        assert!(c.get(&key(0)).is_none());
-        c.remove_index(&[0; 16]);
+        assert_eq!(c.bytes(), 30);
+        assert!(c.get(&(1, 9)).is_some() && c.contains(&(0, 8)));
+        assert!(c.get(&(0, 0)).is_none());
+        c.insert((0, 100), Blob(31)); // larger than the budget: not kept
+        assert!(!c.contains(&(0, 100)));
+        c.insert((1, 9), Blob(5)); // replacing frees the old weight
+        assert_eq!(c.bytes(), 25);
+        c.remove_where(|k| k.0 == 1);
+        assert_eq!(c.bytes(), 10);
+        c.remove(&(0, 8));
         assert_eq!(c.bytes(), 0);
         let off = Cache::new(0);
-        off.insert(key(1), bucket(1));
-        assert!(off.get(&key(1)).is_none());
+        off.insert((0, 1), Blob(0));
+        assert!(off.get(&(0, 1)).is_none());
     }
 }

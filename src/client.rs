@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::cache::Cache;
 use crate::crypto::SecretKey;
 use crate::error::{Error, Result};
-use crate::index::{header_key, validate_name, Access, Index, IndexConfig};
+use crate::index::{key_record_key, validate_name, Access, Env, Index, IndexConfig};
 use crate::store::{self, Store};
 
 /// Default budget of the decrypted-object cache.
@@ -27,14 +27,8 @@ impl Default for ClientOptions {
     }
 }
 
-pub(crate) struct ClientShared {
-    pub store: Arc<dyn Store>,
-    pub pool: rayon::ThreadPool,
-    pub cache: Cache,
-}
-
 pub struct Client {
-    shared: Arc<ClientShared>,
+    env: Arc<Env>,
 }
 
 impl std::fmt::Debug for Client {
@@ -78,13 +72,13 @@ impl Client {
             .thread_name(|i| format!("vx-worker-{i}"))
             .build()
             .map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))?;
-        Ok(Client { shared: Arc::new(ClientShared { store, pool, cache: Cache::new(options.cache_bytes) }) })
+        Ok(Client { env: Arc::new(Env { store, pool, cache: Cache::new(options.cache_bytes) }) })
     }
 
     /// Names of every index in the store, sorted.
     pub fn list_indexes(&self) -> Result<Vec<String>> {
-        let prefix = header_key("");
-        self.shared
+        let prefix = key_record_key("");
+        self.env
             .store
             .scan_prefix(&prefix)?
             .into_iter()
@@ -96,23 +90,23 @@ impl Client {
     }
 
     pub fn create_index(&self, name: &str, index_key: &SecretKey, config: IndexConfig) -> Result<Index> {
-        Index::create(self.shared.clone(), name, index_key, config)
+        Index::create(self.env.clone(), name, index_key, config)
     }
 
     /// Opens an existing index with the root key (or, with `access.user`, a user's key).
     pub fn load_index(&self, name: &str, access: Access<'_>) -> Result<Index> {
         validate_name(name)?;
-        Index::load(self.shared.clone(), name, access)
+        Index::load(self.env.clone(), name, access)
     }
 
     /// The backing store itself, for tests that tamper with what vx wrote
     /// (only in builds with the `test-hooks` feature).
     #[cfg(feature = "test-hooks")]
     pub fn raw_store(&self) -> Arc<dyn Store> {
-        self.shared.store.clone()
+        self.env.store.clone()
     }
 
     pub fn threads(&self) -> usize {
-        self.shared.pool.current_num_threads()
+        self.env.pool.current_num_threads()
     }
 }

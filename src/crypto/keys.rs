@@ -8,7 +8,7 @@
 //!   └─ HKDF(salt = index id) ──> wrap key ──AES-GCM──> one wrap per permission (stored)
 //!                           └──> locator key: where each wrap is filed
 //! data key (random, 32 bytes)
-//!   └─ HKDF(salt = index id) ──> id-token key, chunk-token key, bucket-token key,
+//!   └─ HKDF(salt = index id) ──> a token key per purpose (ids, chunk and bucket numbers),
 //!                                AEAD key per key version (rotated before 2^31 encryptions)
 //! ```
 
@@ -22,7 +22,7 @@ use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::{cipher_for, derive_key, open_into, open_with, random_bytes, seal_with, Token, Tokenizer, SEAL_OVERHEAD};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 pub const KEY_LEN: usize = 32;
 pub const USER_ID_LEN: usize = 16;
@@ -150,24 +150,13 @@ impl Kek {
     }
 }
 
-/// Kinds of stored objects; part of every object's associated data.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum ObjectKind {
-    Manifest = b'M',
-    Chunk = b'C',
-    Bucket = b'B',
-    Contents = b'X',
-    Centroids = b'K',
-}
-
-/// The working keys of one index, derived from its data key.
+/// The working keys of one index, derived from its data key: token keys by
+/// purpose and one AEAD key per key version. What the objects are is the
+/// index's business; here an object is a domain byte, a token and a version,
+/// all bound into the associated data.
 pub struct DataKeys {
     index_id: [u8; 16],
     data_key: SecretKey,
-    pub id_tokens: Tokenizer,
-    pub chunk_tokens: Tokenizer,
-    pub bucket_tokens: Tokenizer,
     ciphers: Mutex<HashMap<u32, Arc<Aes256Gcm>>>,
 }
 
@@ -179,15 +168,12 @@ impl std::fmt::Debug for DataKeys {
 
 impl DataKeys {
     pub fn new(data_key: SecretKey, index_id: [u8; 16]) -> DataKeys {
-        let sub = |purpose: &[u8]| derive_key(data_key.bytes(), &index_id, &[b"vx1 ", purpose]);
-        DataKeys {
-            id_tokens: Tokenizer::new(&sub(b"id token")),
-            chunk_tokens: Tokenizer::new(&sub(b"chunk token")),
-            bucket_tokens: Tokenizer::new(&sub(b"bucket token")),
-            ciphers: Mutex::new(HashMap::new()),
-            index_id,
-            data_key,
-        }
+        DataKeys { ciphers: Mutex::new(HashMap::new()), index_id, data_key }
+    }
+
+    /// The token generator for one purpose (e.g. `b"id token"`).
+    pub fn tokenizer(&self, purpose: &[u8]) -> Tokenizer {
+        Tokenizer::new(&derive_key(self.data_key.bytes(), &self.index_id, &[b"vx1 ", purpose]))
     }
 
     pub fn data_key(&self) -> &SecretKey {
@@ -205,11 +191,11 @@ impl DataKeys {
             .clone()
     }
 
-    fn object_ad(&self, kind: ObjectKind, token: &[u8], version: u64, key_version: u32) -> [u8; 49] {
+    fn object_ad(&self, domain: u8, token: &[u8], version: u64, key_version: u32) -> [u8; 49] {
         let mut ad = [0u8; 49];
         ad[..4].copy_from_slice(b"vx1\0");
         ad[4..20].copy_from_slice(&self.index_id);
-        ad[20] = kind as u8;
+        ad[20] = domain;
         let t = token.len().min(16);
         ad[21..21 + t].copy_from_slice(&token[..t]);
         ad[37..45].copy_from_slice(&version.to_le_bytes());
@@ -217,16 +203,15 @@ impl DataKeys {
         ad
     }
 
-    /// Opens an object sealed by a [`Sealer`]; any mismatch of place, kind,
-    /// version or bytes is `INTEGRITY`.
-    pub fn open(&self, kind: ObjectKind, token: &Token, version: u64, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-        let fail = || Error::integrity(format!("{kind:?} object failed authentication"));
+    /// Opens an object sealed by a [`Sealer`]; `None` on any mismatch of
+    /// domain, token, version or bytes.
+    pub fn open(&self, domain: u8, token: &Token, version: u64, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
         if sealed.len() < SEAL_OVERHEAD {
-            return Err(fail());
+            return None;
         }
         let key_version = u32::from_le_bytes(sealed[..4].try_into().unwrap());
-        let ad = self.object_ad(kind, token, version, key_version);
-        open_with(&self.cipher(key_version), &ad, &sealed[4..]).ok_or_else(fail)
+        let ad = self.object_ad(domain, token, version, key_version);
+        open_with(&self.cipher(key_version), &ad, &sealed[4..])
     }
 
     /// Length of the plaintext inside a sealed object.
@@ -235,25 +220,14 @@ impl DataKeys {
     }
 
     /// As [`DataKeys::open`], decrypting into `out`, which must be exactly
-    /// [`DataKeys::plaintext_len`] bytes.
-    pub fn open_into(
-        &self,
-        kind: ObjectKind,
-        token: &Token,
-        version: u64,
-        sealed: &[u8],
-        out: &mut [u8],
-    ) -> Result<()> {
+    /// [`DataKeys::plaintext_len`] bytes; `false` on any mismatch.
+    pub fn open_into(&self, domain: u8, token: &Token, version: u64, sealed: &[u8], out: &mut [u8]) -> bool {
         if sealed.len() < SEAL_OVERHEAD {
-            return Err(Error::integrity(format!("{kind:?} object failed authentication")));
+            return false;
         }
         let key_version = u32::from_le_bytes(sealed[..4].try_into().unwrap());
-        let ad = self.object_ad(kind, token, version, key_version);
-        if open_into(&self.cipher(key_version), &ad, &sealed[4..], out) {
-            Ok(())
-        } else {
-            Err(Error::integrity(format!("{kind:?} object failed authentication")))
-        }
+        let ad = self.object_ad(domain, token, version, key_version);
+        open_into(&self.cipher(key_version), &ad, &sealed[4..], out)
     }
 
     /// A sealer for one write batch under `key_version`.
@@ -272,8 +246,8 @@ pub struct Sealer<'a> {
 }
 
 impl Sealer<'_> {
-    pub fn seal(&self, kind: ObjectKind, token: &Token, version: u64, plaintext: &[u8]) -> Result<Vec<u8>> {
-        let ad = self.keys.object_ad(kind, token, version, self.key_version);
+    pub fn seal(&self, domain: u8, token: &Token, version: u64, plaintext: &[u8]) -> Result<Vec<u8>> {
+        let ad = self.keys.object_ad(domain, token, version, self.key_version);
         let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
         out.extend_from_slice(&self.key_version.to_le_bytes());
         seal_with(&self.cipher, &ad, plaintext, &mut out)?;
@@ -321,13 +295,16 @@ mod tests {
         let dk = DataKeys::new(SecretKey::from_bytes(&[5u8; 32]), [1; 16]);
         let s = dk.sealer(0);
         let t = [7u8; 16];
-        let sealed = s.seal(ObjectKind::Chunk, &t, 5, b"payload").unwrap();
+        let sealed = s.seal(b'C', &t, 5, b"payload").unwrap();
         assert_eq!(s.encryptions(), 1);
-        assert_eq!(&dk.open(ObjectKind::Chunk, &t, 5, &sealed).unwrap()[..], b"payload");
-        assert!(dk.open(ObjectKind::Chunk, &t, 4, &sealed).is_err());
-        assert!(dk.open(ObjectKind::Bucket, &t, 5, &sealed).is_err());
-        assert!(dk.open(ObjectKind::Chunk, &[8u8; 16], 5, &sealed).is_err());
+        assert_eq!(&dk.open(b'C', &t, 5, &sealed).unwrap()[..], b"payload");
+        assert!(dk.open(b'C', &t, 4, &sealed).is_none());
+        assert!(dk.open(b'B', &t, 5, &sealed).is_none());
+        assert!(dk.open(b'C', &[8u8; 16], 5, &sealed).is_none());
         let other = DataKeys::new(SecretKey::from_bytes(&[5u8; 32]), [2; 16]);
-        assert!(other.open(ObjectKind::Chunk, &t, 5, &sealed).is_err());
+        assert!(other.open(b'C', &t, 5, &sealed).is_none());
+        let mut out = vec![0u8; DataKeys::plaintext_len(&sealed).unwrap()];
+        assert!(dk.open_into(b'C', &t, 5, &sealed, &mut out) && out == b"payload");
+        assert!(!dk.open_into(b'C', &t, 6, &sealed, &mut out));
     }
 }

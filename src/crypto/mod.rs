@@ -5,9 +5,7 @@
 
 mod keys;
 
-pub use keys::{
-    DataKeys, Kek, ObjectKind, Sealer, SecretKey, WrapContext, KEY_LEN, MAX_ENCRYPTIONS_PER_KEY, USER_ID_LEN,
-};
+pub use keys::{DataKeys, Kek, Sealer, SecretKey, WrapContext, KEY_LEN, MAX_ENCRYPTIONS_PER_KEY, USER_ID_LEN};
 
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};

@@ -15,9 +15,10 @@ use half::f16;
 use serde_json::Value;
 use zeroize::{Zeroize, Zeroizing};
 
-use super::manifest::Precision;
+use super::objects::{auth_failed, ObjectKind};
+use super::types::Precision;
 use crate::codec::{Reader, Writer};
-use crate::crypto::{wipe, DataKeys, ObjectKind, Token, SEAL_OVERHEAD, TOKEN_LEN};
+use crate::crypto::{wipe, DataKeys, Token, SEAL_OVERHEAD, TOKEN_LEN};
 use crate::distance::inv_norm;
 use crate::error::{Error, Result};
 
@@ -60,6 +61,7 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    #[cfg(test)]
     pub fn new(dim: usize, vectors: Vec<f32>, ids: Vec<String>, metadata: Vec<Option<String>>) -> Chunk {
         Self::from_storage(dim, WipedFloats(vectors), 0, ids, metadata)
     }
@@ -171,7 +173,9 @@ impl Chunk {
         let plain_len = DataKeys::plaintext_len(sealed).ok_or_else(|| Error::integrity("chunk is truncated"))?;
         let mut storage = WipedFloats(vec![0f32; plain_len.div_ceil(4)]);
         let bytes = &mut bytemuck::cast_slice_mut::<f32, u8>(&mut storage.0)[..plain_len];
-        keys.open_into(ObjectKind::Chunk, token, version, sealed, bytes)?;
+        if !keys.open_into(ObjectKind::Chunk as u8, token, version, sealed, bytes) {
+            return Err(auth_failed(ObjectKind::Chunk));
+        }
 
         let mut r = Reader::new(bytes, "chunk");
         let n = r.u32()? as usize;
@@ -217,6 +221,80 @@ impl Chunk {
                 Chunk::from_storage(dim, storage, CHUNK_HEADER_BYTES / 4, ids, metadata)
             }
         })
+    }
+}
+
+/// Collects the rows of a new chunk (kept from old chunks or new), wiped
+/// if dropped before it becomes one.
+pub struct ChunkBuilder {
+    dim: usize,
+    vectors: WipedFloats,
+    ids: Vec<String>,
+    metadata: Vec<Option<String>>,
+}
+
+impl ChunkBuilder {
+    pub fn with_capacity(dim: usize, rows: usize) -> ChunkBuilder {
+        ChunkBuilder {
+            dim,
+            vectors: WipedFloats(Vec::with_capacity(rows * dim)),
+            ids: Vec::with_capacity(rows),
+            metadata: Vec::with_capacity(rows),
+        }
+    }
+
+    pub fn push(&mut self, vector: &[f32], id: String, metadata: Option<String>) {
+        debug_assert_eq!(vector.len(), self.dim);
+        self.vectors.0.extend_from_slice(vector);
+        self.ids.push(id);
+        self.metadata.push(metadata);
+    }
+
+    /// Copies row `slot` of `chunk`.
+    pub fn push_row(&mut self, chunk: &Chunk, slot: usize) {
+        self.push(chunk.vector(slot), chunk.ids[slot].clone(), chunk.metadata[slot].clone());
+    }
+
+    pub fn finish(mut self) -> Chunk {
+        let vectors = std::mem::replace(&mut self.vectors, WipedFloats(Vec::new()));
+        Chunk::from_storage(self.dim, vectors, 0, std::mem::take(&mut self.ids), std::mem::take(&mut self.metadata))
+    }
+}
+
+impl Drop for ChunkBuilder {
+    fn drop(&mut self) {
+        self.ids.zeroize();
+        self.metadata.zeroize();
+    }
+}
+
+/// Decides which chunk each new item of a list goes to: the list's open tail
+/// while the item fits under [`CHUNK_TARGET_BYTES`], else a new chunk (which
+/// takes the item even if it alone is larger).
+#[derive(Default)]
+pub struct Packer {
+    /// list -> (its last chunk's number, that chunk's encoded size)
+    tails: std::collections::HashMap<u32, (u32, usize)>,
+}
+
+impl Packer {
+    /// Packs after the existing chunks `(list, no, encoded bytes)`; the last
+    /// chunk given for a list is its tail.
+    pub fn after(chunks: impl Iterator<Item = (u32, u32, usize)>) -> Packer {
+        Packer { tails: chunks.map(|(list, no, bytes)| (list, (no, bytes))).collect() }
+    }
+
+    /// The chunk an item of `size` encoded bytes goes to in `list`, and
+    /// whether it is new; new chunks are numbered from `next_chunk`.
+    pub fn place(&mut self, list: u32, size: usize, next_chunk: &mut u32) -> Result<(u32, bool)> {
+        if let Some((no, bytes)) = self.tails.get_mut(&list).filter(|(_, bytes)| *bytes + size <= CHUNK_TARGET_BYTES) {
+            *bytes += size;
+            return Ok((*no, false));
+        }
+        let no = *next_chunk;
+        *next_chunk = no.checked_add(1).ok_or_else(|| Error::invalid("chunk numbers exhausted"))?;
+        self.tails.insert(list, (no, CHUNK_HEADER_BYTES + size));
+        Ok((no, true))
     }
 }
 
@@ -341,7 +419,7 @@ mod tests {
         for p in [Precision::F32, Precision::F16] {
             let enc = c.encode(p);
             assert_eq!(enc.len(), c.encoded_len(p));
-            let sealed = keys.sealer(0).seal(ObjectKind::Chunk, &token, 9, &enc).unwrap();
+            let sealed = keys.sealer(0).seal(ObjectKind::Chunk as u8, &token, 9, &enc).unwrap();
             let d = Chunk::open(&keys, &token, 9, &sealed, 2, p).unwrap();
             assert_eq!(d.ids, c.ids);
             assert_eq!(d.vectors(), c.vectors());
@@ -352,6 +430,19 @@ mod tests {
             assert!(matches!(Chunk::open(&keys, &token, 8, &sealed, 2, p), Err(Error::Integrity(_))));
             assert!(Chunk::open(&keys, &token, 9, &sealed[..sealed.len() - 1], 2, p).is_err());
         }
+    }
+
+    #[test]
+    fn packer_fills_tails_then_opens_chunks() {
+        let mut next = 10;
+        let mut p = Packer::after([(0, 3, CHUNK_TARGET_BYTES - 100)].into_iter());
+        assert_eq!(p.place(0, 100, &mut next).unwrap(), (3, false));
+        assert_eq!(p.place(0, 1, &mut next).unwrap(), (10, true));
+        assert_eq!(p.place(1, CHUNK_TARGET_BYTES * 2, &mut next).unwrap(), (11, true));
+        assert_eq!(p.place(1, 1, &mut next).unwrap(), (12, true));
+        assert_eq!(next, 13);
+        let mut last = u32::MAX;
+        assert!(p.place(2, 1, &mut last).is_err());
     }
 
     #[test]

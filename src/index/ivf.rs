@@ -1,7 +1,8 @@
 //! Training and the IVF layout: k-means over the index's own (decrypted)
-//! vectors, every item moved into the chunks of its nearest centroid's list,
-//! and the probe selection of queries. The centroids are a sealed object
-//! like any other; the store sees neither them nor which list a chunk is in.
+//! vectors, the centroids, every item moved into the chunks of its nearest
+//! centroid's list, and the automatic list and probe counts. (The probe
+//! loop of queries is in `read.rs`.) The centroids are a sealed object like
+//! any other; the store sees neither them nor which list a chunk is in.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -9,18 +10,18 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::chunk::{item_encoded_len, Bucket, Chunk, Entry, WipedFloats, CHUNK_TARGET_BYTES};
-use super::manifest::{bucket_of, ChunkMeta, Manifest, TrainingState};
-use super::write::Plan;
-use super::{object_key, Access, Index, Need, Snapshot};
-use crate::cache::Cached;
+use super::access::Need;
+use super::chunk::{item_encoded_len, Bucket, Chunk, ChunkBuilder, Entry, Packer, WipedFloats};
+use super::commit::{Plan, SealedChunk};
+use super::manifest::{bucket_of, Manifest};
+use super::objects::{Cached, Obj};
+use super::snapshot::Snapshot;
+use super::{Access, Index, TrainingState};
 use crate::codec::{Reader, Writer};
-use crate::crypto::{ObjectKind, Token};
+use crate::crypto::Token;
 use crate::distance::{self, Metric};
 use crate::error::{Error, Result};
 use crate::kmeans::{self, KMeansParams, SplitMix};
-
-const CENTROIDS_TOKEN: Token = *b"vx1 centroids\0\0\0";
 /// Training points per centroid (FAISS's default cap as well).
 const POINTS_PER_CENTROID: usize = 256;
 /// Below this many training points times lists times dimensions, full-batch
@@ -36,7 +37,7 @@ pub struct Centroids {
 }
 
 impl Centroids {
-    fn encode(&self) -> Vec<u8> {
+    pub(super) fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(8 + self.data.0.len() * 4);
         w.u32(self.k as u32);
         w.u32(self.dim as u32);
@@ -46,7 +47,7 @@ impl Centroids {
         w.buf
     }
 
-    fn decode(bytes: &[u8], dim: usize) -> Result<Centroids> {
+    pub(super) fn decode(bytes: &[u8], dim: usize) -> Result<Centroids> {
         let mut r = Reader::new(bytes, "centroids");
         let k = r.u32()? as usize;
         if r.u32()? as usize != dim {
@@ -188,12 +189,6 @@ pub fn auto_n_probes(n_lists: u32) -> u32 {
     (n_lists * 3).div_ceil(10).max(8).min(n_lists)
 }
 
-/// (chunk number, list, the (old chunk, slot) items it will hold).
-type Pack = (u32, u32, Vec<(usize, usize)>);
-/// A packed chunk: its manifest entry, contents, sealed bytes and the
-/// (id token, chunk number) of every item in it.
-type BuiltChunk = (ChunkMeta, Arc<Chunk>, Vec<u8>, Vec<(Token, u32)>);
-
 struct TrainingFlag<'a>(&'a std::sync::atomic::AtomicBool);
 
 impl Drop for TrainingFlag<'_> {
@@ -257,7 +252,7 @@ impl Index {
             Some(cb) => cb(iter, max_iters, objective),
             None => false,
         };
-        let result = kmeans::kmeans(&self.client.pool, &sample.0, dim, &kp, &mut progress)?;
+        let result = kmeans::kmeans(&self.env.pool, &sample.0, dim, &kp, &mut progress)?;
         drop(sample);
         let report =
             TrainReport { n_lists, iterations: result.iterations, objective: result.objective, sample_size: sample_n };
@@ -272,9 +267,9 @@ impl Index {
     fn training_sample(&self, m: &Manifest, count: usize, seed: u64) -> Result<WipedFloats> {
         let dim = m.config.dimension as usize;
         let chunks: Vec<Arc<Chunk>> = self
-            .client
+            .env
             .pool
-            .install(|| m.chunks.par_iter().map(|meta| self.load_chunk(m, meta, None)).collect::<Result<_>>())?;
+            .install(|| m.chunks.par_iter().map(|meta| self.chunk(m, meta, None)).collect::<Result<_>>())?;
         let mut ranked: Vec<(u64, u32, u32)> = Vec::with_capacity(m.num_vectors as usize);
         for (ci, chunk) in chunks.iter().enumerate() {
             for (slot, id) in chunk.ids.iter().enumerate() {
@@ -298,158 +293,92 @@ impl Index {
         Ok(out)
     }
 
-    pub(crate) fn load_centroids(&self, m: &Manifest) -> Result<Arc<Centroids>> {
-        let ck = self.cache_key(ObjectKind::Centroids, 0, m.centroids_version);
-        if let Some(Cached::Centroids(c)) = self.client.cache.get(&ck) {
-            return Ok(c);
-        }
-        let sealed = self
-            .client
-            .store
-            .get(&object_key(&self.index_id, ObjectKind::Centroids, &CENTROIDS_TOKEN))?
-            .ok_or_else(|| Error::integrity("the centroids of a trained index are missing"))?;
-        let plain = self.keys.open(ObjectKind::Centroids, &CENTROIDS_TOKEN, m.centroids_version, &sealed)?;
-        let c = Arc::new(Centroids::decode(&plain, m.config.dimension as usize)?);
-        if c.k != m.n_lists as usize {
-            return Err(Error::integrity("centroid count does not match the manifest"));
-        }
-        self.client.cache.insert(ck, Cached::Centroids(c.clone()));
-        Ok(c)
-    }
-
     /// The plan that moves every item of `snap` into the list of its nearest
     /// centroid: new chunks per list, every directory entry rewritten, the
     /// sealed centroids, the old chunks deleted.
-    fn plan_layout(&self, snap: &Snapshot, centroids: &Arc<Centroids>) -> Result<Plan> {
+    fn plan_layout(&self, snap: &Snapshot, centroids: &Arc<Centroids>) -> Result<Plan<'_>> {
         let old = &snap.manifest;
-        let mut m = old.clone();
-        let version = m.version + 1;
-        m.version = version;
-        if m.encryptions >= crate::crypto::MAX_ENCRYPTIONS_PER_KEY {
-            m.key_version += 1;
-            m.encryptions = 0;
-        }
-        let sealer = self.keys.sealer(m.key_version);
-        let dim = m.config.dimension as usize;
-        let metric = m.config.metric;
-        let mut plan = Plan::default();
+        let mut plan = self.plan(old);
+        let m = &mut plan.manifest;
+        let (dim, precision, metric) = (m.config.dimension as usize, m.config.precision, m.config.metric);
 
         // 1. Every item's list.
         let chunks: Vec<Arc<Chunk>> = self
-            .client
+            .env
             .pool
-            .install(|| old.chunks.par_iter().map(|meta| self.load_chunk(old, meta, None)).collect::<Result<_>>())?;
+            .install(|| old.chunks.par_iter().map(|meta| self.chunk(old, meta, None)).collect::<Result<_>>())?;
         let every: Vec<(usize, usize)> =
             chunks.iter().enumerate().flat_map(|(ci, c)| (0..c.len()).map(move |s| (ci, s))).collect();
         let vectors: Vec<&[f32]> = every.iter().map(|&(ci, s)| chunks[ci].vector(s)).collect();
-        let lists = centroids.assign(&self.client.pool, metric, &vectors);
+        let lists = centroids.assign(&self.env.pool, metric, &vectors);
         drop(vectors);
         let mut members: Vec<Vec<(usize, usize)>> = vec![Vec::new(); centroids.k];
         for (&(ci, slot), &list) in every.iter().zip(&lists) {
             members[list as usize].push((ci, slot));
         }
 
-        // 2. Pack each list into chunks under the chunk budget.
-        let mut packs: Vec<Pack> = Vec::new();
+        // 2. Pack each list into chunks under the chunk budget, and seal them.
+        let mut packer = Packer::default();
+        let mut packs: Vec<(u32, u32, Vec<(usize, usize)>)> = Vec::new();
         for (list, items) in members.into_iter().enumerate() {
-            let mut current: Vec<(usize, usize)> = Vec::new();
-            let mut bytes = 16;
             for (ci, slot) in items {
                 let c = &chunks[ci];
-                let size = item_encoded_len(
-                    dim,
-                    m.config.precision,
-                    c.ids[slot].len(),
-                    c.metadata[slot].as_ref().map(String::len),
-                );
-                if !current.is_empty() && bytes + size > CHUNK_TARGET_BYTES {
-                    packs.push((m.next_chunk, list as u32, std::mem::take(&mut current)));
-                    m.next_chunk += 1;
-                    bytes = 16;
+                let size =
+                    item_encoded_len(dim, precision, c.ids[slot].len(), c.metadata[slot].as_ref().map(String::len));
+                match packer.place(list as u32, size, &mut m.next_chunk)? {
+                    (no, true) => packs.push((no, list as u32, vec![(ci, slot)])),
+                    (_, false) => packs.last_mut().expect("a list's first item opens a chunk").2.push((ci, slot)),
                 }
-                bytes += size;
-                current.push((ci, slot));
-            }
-            if !current.is_empty() {
-                packs.push((m.next_chunk, list as u32, current));
-                m.next_chunk += 1;
             }
         }
-        let built: Vec<BuiltChunk> = self.client.pool.install(|| {
+        m.chunks.clear();
+        let built: Vec<(SealedChunk, Vec<(Token, u32)>)> = self.env.pool.install(|| {
             packs
                 .par_iter()
                 .map(|(no, list, items)| {
-                    let mut vectors = Vec::with_capacity(items.len() * dim);
-                    let mut ids = Vec::with_capacity(items.len());
-                    let mut metadata = Vec::with_capacity(items.len());
+                    let mut rows = ChunkBuilder::with_capacity(dim, items.len());
                     let mut moved = Vec::with_capacity(items.len());
                     for &(ci, slot) in items {
-                        let c = &chunks[ci];
-                        vectors.extend_from_slice(c.vector(slot));
-                        moved.push((self.id_token(&c.ids[slot]), *no));
-                        ids.push(c.ids[slot].clone());
-                        metadata.push(c.metadata[slot].clone());
+                        rows.push_row(&chunks[ci], slot);
+                        moved.push((self.tokens.id(&chunks[ci].ids[slot]), *no));
                     }
-                    let chunk = Chunk::new(dim, vectors, ids, metadata);
-                    let plain = chunk.encode(m.config.precision);
-                    let sealed = sealer.seal(ObjectKind::Chunk, &self.chunk_token(*no), version, &plain)?;
-                    let meta = ChunkMeta {
-                        no: *no,
-                        list: *list,
-                        count: chunk.len() as u32,
-                        bytes: plain.len() as u32,
-                        version,
-                    };
-                    Ok((meta, Arc::new(chunk), sealed, moved))
+                    Ok((plan.seal_chunk(*no, *list, rows.finish(), precision)?, moved))
                 })
                 .collect::<Result<_>>()
         })?;
         for meta in &old.chunks {
-            plan.batch.delete(object_key(&self.index_id, ObjectKind::Chunk, &self.chunk_token(meta.no)));
-            plan.cache_drop.push(self.cache_key(ObjectKind::Chunk, meta.no, meta.version));
+            plan.remove(Obj::Chunk(meta.no), Some(meta.version));
         }
         let mut new_home: HashMap<Token, u32> = HashMap::with_capacity(old.num_vectors as usize);
-        m.chunks.clear();
-        for (meta, chunk, sealed, moved) in built {
+        for (sealed, moved) in built {
             new_home.extend(moved);
-            plan.batch.put(object_key(&self.index_id, ObjectKind::Chunk, &self.chunk_token(meta.no)), sealed);
-            plan.cache_put.push((self.cache_key(ObjectKind::Chunk, meta.no, version), Cached::Chunk(chunk)));
-            m.chunks.push(meta);
+            plan.put_chunk(sealed, None);
         }
-        m.chunks.sort_unstable_by_key(|c| (c.list, c.no));
 
         // 3. Every directory entry points at its item's new chunk.
-        for b in 0..m.buckets.len() {
-            let old_bucket = self.load_bucket(old, b)?;
+        for b in 0..old.buckets.len() {
+            let old_bucket = self.bucket(old, b)?;
             if old_bucket.entries.is_empty() {
                 continue;
             }
             let mut bucket = Bucket::default();
             for e in &old_bucket.entries {
                 let chunk = *new_home.get(&e.token).ok_or_else(|| Error::integrity("a directory entry has no item"))?;
-                debug_assert_eq!(bucket_of(&e.token, m.buckets.len()), b);
+                debug_assert_eq!(bucket_of(&e.token, old.buckets.len()), b);
                 bucket.entries.push(Entry { chunk, ..*e });
             }
-            let token = self.bucket_token(b);
-            plan.batch.put(
-                object_key(&self.index_id, ObjectKind::Bucket, &token),
-                sealer.seal(ObjectKind::Bucket, &token, version, &bucket.encode())?,
-            );
-            plan.cache_drop.push(self.cache_key(ObjectKind::Bucket, b as u32, m.buckets[b]));
-            plan.cache_put
-                .push((self.cache_key(ObjectKind::Bucket, b as u32, version), Cached::Bucket(Arc::new(bucket))));
-            m.buckets[b] = version;
+            plan.put_bucket(b, bucket)?;
         }
 
         // 4. The centroids, and the manifest that makes it all current.
-        let sealed = sealer.seal(ObjectKind::Centroids, &CENTROIDS_TOKEN, version, &centroids.encode())?;
-        plan.batch.put(object_key(&self.index_id, ObjectKind::Centroids, &CENTROIDS_TOKEN), sealed);
-        plan.cache_put.push((self.cache_key(ObjectKind::Centroids, 0, version), Cached::Centroids(centroids.clone())));
+        let sealed = plan.seal(Obj::Centroids, &centroids.encode())?;
+        let was = Some(old.centroids_version).filter(|&v| v != 0);
+        plan.put(Obj::Centroids, sealed, Some(Cached::Centroids(centroids.clone())), was);
+        let version = plan.version();
+        let m = &mut plan.manifest;
         m.training = TrainingState::Trained;
         m.n_lists = centroids.k as u32;
         m.centroids_version = version;
-        m.encryptions += sealer.encryptions();
-        plan.manifest = m;
         Ok(plan)
     }
 }

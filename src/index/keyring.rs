@@ -2,12 +2,12 @@
 //! read without a key, and the only one that key management changes.
 //!
 //! ```text
-//! header = magic, format, index id, generation, data-key version,
+//! record = magic, format, index id, generation, data-key version,
 //!          root key-check value, root wrap,
 //!          user wraps: (locator, wrap) sorted by locator,
 //!          registry: AES-GCM under a key derived from the data key,
 //!                    plaintext = (user id, permissions, locators) of every user,
-//!                    associated data = every byte of the header before it
+//!                    associated data = every byte of the record before it
 //! ```
 //!
 //! * The root wrap is the data key under the root key. The key-check value
@@ -34,8 +34,8 @@ use crate::crypto::{cipher_for, derive_key, open_with, seal_with, Kek, SecretKey
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 4] = b"VXH1";
-/// Layout version of the header (the manifest has its own).
-const HEADER_FORMAT: u32 = 2;
+/// Layout version of the key record (the manifest has its own).
+const RECORD_FORMAT: u32 = 2;
 /// The data key is never replaced (that would mean re-encrypting every
 /// object), so every wrap is of version 1; the field keeps the format open.
 const DATA_KEY_VERSION: u32 = 1;
@@ -45,7 +45,7 @@ pub const PERMISSION_WRITE: u8 = 2;
 /// The root holds every permission, including user management.
 pub const PERMISSION_ROOT: u8 = 0xff;
 const ROOT_PRINCIPAL: [u8; USER_ID_LEN] = [0; USER_ID_LEN];
-/// Bounds the header, which every call with a per-call key reads.
+/// Bounds the key record, which every call with a per-call key reads.
 pub const MAX_USERS: usize = 4096;
 
 /// One user as the registry lists it.
@@ -77,7 +77,7 @@ pub struct Unlocked {
 }
 
 #[derive(Clone, Debug)]
-pub struct Header {
+pub struct KeyRecord {
     pub index_id: [u8; 16],
     /// Bumped by every change; a handle refuses to go back.
     pub generation: u32,
@@ -91,10 +91,10 @@ fn each_perm(perms: u8) -> impl Iterator<Item = u8> {
     [PERMISSION_READ, PERMISSION_WRITE].into_iter().filter(move |p| perms & p != 0)
 }
 
-impl Header {
+impl KeyRecord {
     /// A new index's record: the data key wrapped for the root, no users.
-    pub fn new(index_id: [u8; 16], name: &str, root: &SecretKey, data_key: &SecretKey) -> Result<Header> {
-        let mut h = Header {
+    pub fn new(index_id: [u8; 16], name: &str, root: &SecretKey, data_key: &SecretKey) -> Result<KeyRecord> {
+        let mut h = KeyRecord {
             index_id,
             generation: 1,
             root_kcv: Vec::new(),
@@ -122,7 +122,7 @@ impl Header {
     fn body(&self) -> Vec<u8> {
         let mut w = Writer::default();
         w.raw(MAGIC);
-        w.u32(HEADER_FORMAT);
+        w.u32(RECORD_FORMAT);
         w.raw(&self.index_id);
         w.u32(self.generation);
         w.u32(DATA_KEY_VERSION);
@@ -142,15 +142,15 @@ impl Header {
         w.buf
     }
 
-    pub fn decode(bytes: &[u8], name: &str) -> Result<Header> {
+    pub fn decode(bytes: &[u8], name: &str) -> Result<KeyRecord> {
         let bad = |what: &str| Error::integrity(format!("key record of index '{name}' {what}"));
         let mut r = Reader::new(bytes, "index key record");
         if r.raw(4)? != MAGIC {
             return Err(bad("is not a vx key record"));
         }
         let format = r.u32()?;
-        if format != HEADER_FORMAT {
-            return Err(bad(&format!("has unknown format version {format} (this build reads {HEADER_FORMAT})")));
+        if format != RECORD_FORMAT {
+            return Err(bad(&format!("has unknown format version {format} (this build reads {RECORD_FORMAT})")));
         }
         let index_id = r.raw(16)?.try_into().unwrap();
         let generation = r.u32()?;
@@ -169,7 +169,7 @@ impl Header {
         }
         let registry = r.bytes()?.to_vec();
         r.finish()?;
-        Ok(Header { index_id, generation, root_kcv, root_wrap, wraps, registry })
+        Ok(KeyRecord { index_id, generation, root_kcv, root_wrap, wraps, registry })
     }
 
     fn registry_ad(&self, name: &str) -> Vec<u8> {
@@ -280,7 +280,7 @@ impl Header {
 
     /// A copy one generation on: every change to the record moves the
     /// generation, so a handle can refuse a record older than one it saw.
-    fn successor(&self) -> Result<Header> {
+    fn successor(&self) -> Result<KeyRecord> {
         let mut next = self.clone();
         next.generation = self
             .generation
@@ -298,7 +298,7 @@ impl Header {
         user_id: &[u8; USER_ID_LEN],
         user_kek: &SecretKey,
         perms: u8,
-    ) -> Result<Header> {
+    ) -> Result<KeyRecord> {
         let mut users = root.users.clone();
         let mut next = self.without_user_wraps(root, user_id)?;
         users.retain(|u| u.user_id != *user_id);
@@ -322,7 +322,7 @@ impl Header {
     }
 
     /// Root-held state → a record without `user_id`'s wraps; `None` if it had none.
-    pub fn without_user(&self, name: &str, root: &Unlocked, user_id: &[u8; USER_ID_LEN]) -> Result<Option<Header>> {
+    pub fn without_user(&self, name: &str, root: &Unlocked, user_id: &[u8; USER_ID_LEN]) -> Result<Option<KeyRecord>> {
         if !root.users.iter().any(|u| u.user_id == *user_id) {
             return Ok(None);
         }
@@ -334,7 +334,7 @@ impl Header {
 
     /// A copy one generation on without `user_id`'s wraps (found by the
     /// locators the registry keeps); the caller reseals the registry.
-    fn without_user_wraps(&self, root: &Unlocked, user_id: &[u8; USER_ID_LEN]) -> Result<Header> {
+    fn without_user_wraps(&self, root: &Unlocked, user_id: &[u8; USER_ID_LEN]) -> Result<KeyRecord> {
         let mut next = self.successor()?;
         if let Some(entry) = root.users.iter().find(|u| u.user_id == *user_id) {
             next.wraps.retain(|(l, _)| !entry.filed().any(|f| f == l));
@@ -344,7 +344,7 @@ impl Header {
 
     /// Root-held state → the same record re-wrapped for `new_root`, one
     /// generation on. The data key and user wraps are unchanged.
-    pub fn rotated(&self, name: &str, root: &Unlocked, new_root: &SecretKey) -> Result<Header> {
+    pub fn rotated(&self, name: &str, root: &Unlocked, new_root: &SecretKey) -> Result<KeyRecord> {
         let mut next = self.successor()?;
         next.wrap_for_root(name, new_root, &root.data_key)?;
         next.seal_registry(name, &root.data_key, &root.users)?;
@@ -363,9 +363,9 @@ mod tests {
     }
 
     /// A record with user 1 (READ), user 2 (READ|WRITE), user 3 (WRITE).
-    fn record() -> (Header, SecretKey) {
+    fn record() -> (KeyRecord, SecretKey) {
         let dk = SecretKey::random().unwrap();
-        let mut h = Header::new([7; 16], NAME, &key(1), &dk).unwrap();
+        let mut h = KeyRecord::new([7; 16], NAME, &key(1), &dk).unwrap();
         for (u, perms) in [(1u8, PERMISSION_READ), (2, PERMISSION_READ | PERMISSION_WRITE), (3, PERMISSION_WRITE)] {
             let root = h.unlock(NAME, &key(1), None).unwrap();
             h = h.with_user(NAME, &root, &[u; 16], &key(10 + u), perms).unwrap();
@@ -383,7 +383,7 @@ mod tests {
     #[test]
     fn root_and_users_unlock_with_their_permissions() {
         let (h, dk) = record();
-        let h = Header::decode(&h.encode(), NAME).unwrap();
+        let h = KeyRecord::decode(&h.encode(), NAME).unwrap();
         let root = h.unlock(NAME, &key(1), None).unwrap();
         assert!(root.data_key == dk && root.perms == PERMISSION_ROOT);
         let ids: Vec<u8> = root.users.iter().map(|u| u.user_id[0]).collect();
@@ -434,7 +434,7 @@ mod tests {
         for i in 0..bytes.len() {
             let mut t = bytes.clone();
             t[i] ^= 0x01;
-            let Ok(th) = Header::decode(&t, NAME) else { continue };
+            let Ok(th) = KeyRecord::decode(&t, NAME) else { continue };
             assert!(th.unlock(NAME, &key(1), None).is_err(), "root opened a record flipped at {i}");
             for u in 1..=3u8 {
                 assert!(th.unlock(NAME, &key(10 + u), Some(&[u; 16])).is_err(), "user {u} opened flip at {i}");
@@ -445,7 +445,7 @@ mod tests {
     #[test]
     fn added_dropped_swapped_and_replayed_wraps_are_integrity_errors() {
         let (h, _) = record();
-        let integrity = |th: &Header, k: u8, user: Option<u8>| {
+        let integrity = |th: &KeyRecord, k: u8, user: Option<u8>| {
             let e = err(th.unlock(NAME, &key(k), user.map(|u| [u; 16]).as_ref()));
             assert!(matches!(e, Error::Integrity(_)), "{e:?}");
         };
@@ -475,7 +475,7 @@ mod tests {
         // Replay the registry of an older record (before user 3 existed).
         let older = {
             let dk = root.data_key.clone();
-            let mut o = Header::new(h.index_id, NAME, &key(1), &dk).unwrap();
+            let mut o = KeyRecord::new(h.index_id, NAME, &key(1), &dk).unwrap();
             for (u, perms) in [(1u8, PERMISSION_READ), (2, PERMISSION_READ | PERMISSION_WRITE)] {
                 let r = o.unlock(NAME, &key(1), None).unwrap();
                 o = o.with_user(NAME, &r, &[u; 16], &key(10 + u), perms).unwrap();
@@ -495,7 +495,7 @@ mod tests {
     fn a_wrap_copied_to_another_index_opens_nothing() {
         let (a, _) = record();
         let dk = SecretKey::random().unwrap();
-        let mut b = Header::new([8; 16], NAME, &key(1), &dk).unwrap();
+        let mut b = KeyRecord::new([8; 16], NAME, &key(1), &dk).unwrap();
         // Index b's user 1 is read-only; graft index a's wraps into b.
         let root = b.unlock(NAME, &key(1), None).unwrap();
         b = b.with_user(NAME, &root, &[1; 16], &key(11), PERMISSION_READ).unwrap();

@@ -8,81 +8,14 @@
 //!   other object is authenticated against the version the manifest names, so
 //!   an old chunk replayed, a chunk dropped or a bucket swapped is detected.
 
+use super::objects::ObjectKind;
+use super::types::{IndexConfig, IndexType, Precision, TrainingState};
 use crate::codec::{Reader, Writer};
-use crate::crypto::{DataKeys, ObjectKind, Sealer, Token};
+use crate::crypto::{DataKeys, Sealer, Token};
 use crate::distance::Metric;
 use crate::error::{Error, Result};
 
 const MANIFEST_TOKEN: Token = [0u8; 16];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Precision {
-    F32 = 0,
-    F16 = 1,
-}
-
-impl Precision {
-    pub fn from_u32(v: u32) -> Result<Precision> {
-        match v {
-            0 => Ok(Precision::F32),
-            1 => Ok(Precision::F16),
-            _ => Err(Error::invalid(format!("unknown storage precision {v} (expected 0 = F32 or 1 = F16)"))),
-        }
-    }
-    pub fn bytes_per_value(self) -> usize {
-        match self {
-            Precision::F32 => 4,
-            Precision::F16 => 2,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum IndexType {
-    IvfFlat = 0,
-}
-
-impl IndexType {
-    pub fn from_u32(v: u32) -> Result<IndexType> {
-        match v {
-            0 => Ok(IndexType::IvfFlat),
-            1 => Err(Error::invalid("index type IVF_PQ is not supported yet (use IVF_FLAT)")),
-            _ => Err(Error::invalid(format!("unknown index type {v} (expected 0 = IVF_FLAT)"))),
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[repr(u8)]
-pub enum TrainingState {
-    #[default]
-    Untrained = 0,
-    Training = 1,
-    Trained = 2,
-}
-
-/// What a caller chooses at create time.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct IndexConfig {
-    /// 0 = fixed by the first upsert.
-    pub dimension: u32,
-    pub metric: Metric,
-    pub index_type: IndexType,
-    pub precision: Precision,
-}
-
-impl Default for IndexConfig {
-    fn default() -> Self {
-        IndexConfig {
-            dimension: 0,
-            metric: Metric::Euclidean,
-            index_type: IndexType::IvfFlat,
-            precision: Precision::F32,
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkMeta {
@@ -221,7 +154,7 @@ impl Manifest {
 
     /// version (clear, so it can be authenticated before decryption) || sealed body.
     pub fn seal(&self, sealer: &Sealer<'_>) -> Result<Vec<u8>> {
-        let sealed = sealer.seal(ObjectKind::Manifest, &MANIFEST_TOKEN, self.version, &self.encode_plain())?;
+        let sealed = sealer.seal(ObjectKind::Manifest as u8, &MANIFEST_TOKEN, self.version, &self.encode_plain())?;
         let mut out = Vec::with_capacity(8 + sealed.len());
         out.extend_from_slice(&self.version.to_le_bytes());
         out.extend_from_slice(&sealed);
@@ -233,7 +166,9 @@ impl Manifest {
             return Err(Error::integrity(format!("manifest of index '{name}' is truncated")));
         }
         let version = u64::from_le_bytes(stored[..8].try_into().unwrap());
-        let plain = keys.open(ObjectKind::Manifest, &MANIFEST_TOKEN, version, &stored[8..])?;
+        let plain = keys
+            .open(ObjectKind::Manifest as u8, &MANIFEST_TOKEN, version, &stored[8..])
+            .ok_or_else(|| Error::integrity(format!("manifest of index '{name}' failed authentication")))?;
         let m = Manifest::decode_plain(version, &plain)?;
         if m.name != name {
             return Err(Error::integrity(format!("manifest stored under index '{name}' belongs to another index")));

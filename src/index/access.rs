@@ -1,0 +1,282 @@
+//! Who may do what: the credentials of a handle and of each call, checked
+//! against the stored key record on every call, and the root's operations
+//! on that record (user keys, rotation, deleting the index).
+//!
+//! | needs | operations |
+//! | --- | --- |
+//! | READ | query, get, list_ids, num_vectors, epoch, refresh and the getters |
+//! | WRITE | upsert, delete, train |
+//! | the root key | create/delete/list user keys, rotate_key, delete_index |
+//!
+//! A deleted user's key opens nothing (`WRONG_KEY`); a key that opens the
+//! record without the permission a call needs is `PERMISSION_DENIED`.
+
+use std::sync::atomic::Ordering;
+
+use super::keyring::{self, KeyRecord, Unlocked};
+use super::snapshot::READ_ATTEMPTS;
+use super::{key_record_key, Access, Index, UserEntry};
+use crate::crypto::{SecretKey, USER_ID_LEN};
+use crate::error::{Error, Result};
+use crate::store::WriteBatch;
+
+pub(super) use keyring::PERMISSION_ROOT;
+
+/// What an operation needs (the table above).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Need {
+    Read,
+    Write,
+    Root,
+}
+
+impl Need {
+    fn granted_by(self, perms: u8) -> bool {
+        match self {
+            Need::Read => perms & keyring::PERMISSION_READ != 0,
+            Need::Write => perms & keyring::PERMISSION_WRITE != 0,
+            Need::Root => perms == PERMISSION_ROOT,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Need::Read => "the READ permission",
+            Need::Write => "the WRITE permission",
+            Need::Root => "the root key",
+        }
+    }
+}
+
+/// The credentials a handle was created or loaded with, and the key record
+/// they were last checked against (re-checked whenever it changes, so a
+/// deleted user or a rotated root key stops working on open handles too).
+pub(super) struct Bound {
+    key: SecretKey,
+    user: Option<[u8; USER_ID_LEN]>,
+    checked: Vec<u8>,
+    /// Generation of `checked`: if the handle has since seen a newer record
+    /// (through another call's key), `checked` coming back is a rollback.
+    checked_generation: u32,
+    perms: u8,
+}
+
+impl Bound {
+    pub fn new(key: SecretKey, user: Option<[u8; USER_ID_LEN]>, checked: Vec<u8>, generation: u32, perms: u8) -> Bound {
+        Bound { key, user, checked, checked_generation: generation, perms }
+    }
+}
+
+impl Index {
+    pub(super) fn read_key_record(&self) -> Result<Vec<u8>> {
+        let gone = || Error::NotFound(format!("index '{}' was deleted", self.name));
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(gone());
+        }
+        self.env.store.get(&key_record_key(&self.name))?.ok_or_else(gone)
+    }
+
+    /// Opens the stored key record with `key` (and `user`) and checks that it
+    /// is this handle's index, not older than one already seen, and wraps
+    /// this handle's data key. Returns the record bytes it opened: a record
+    /// older than one seen is read again first, since a call that read it
+    /// just before a concurrent key change holds a stale copy, not a
+    /// rollback; only a record still older in the store is `INTEGRITY`.
+    fn open_key_record(
+        &self,
+        mut encoded: Vec<u8>,
+        key: &SecretKey,
+        user: Option<&[u8; USER_ID_LEN]>,
+    ) -> Result<(Vec<u8>, KeyRecord, Unlocked)> {
+        let mut record = KeyRecord::decode(&encoded, &self.name)?;
+        for attempt in 0..=READ_ATTEMPTS {
+            let seen = self.generation.load(Ordering::Acquire);
+            if record.generation >= seen {
+                break;
+            }
+            if attempt == READ_ATTEMPTS {
+                return Err(Error::integrity(format!(
+                    "key record of index '{}' went back from generation {seen} to {}",
+                    self.name, record.generation
+                )));
+            }
+            encoded = self.read_key_record()?;
+            record = KeyRecord::decode(&encoded, &self.name)?;
+        }
+        if record.index_id != self.layout.index_id {
+            return Err(Error::NotFound(format!("index '{}' was deleted and created again", self.name)));
+        }
+        let unlocked = record.unlock(&self.name, key, user)?;
+        if unlocked.data_key != *self.keys.data_key() {
+            return Err(Error::integrity("the stored key record does not match this index"));
+        }
+        self.generation.fetch_max(record.generation, Ordering::AcqRel);
+        Ok((encoded, record, unlocked))
+    }
+
+    /// The permissions of a call's credentials, checked against the stored
+    /// key record on every call (the handle's own only when the record changed).
+    fn permissions(&self, encoded: Vec<u8>, access: Access<'_>) -> Result<u8> {
+        match (access.key, access.user) {
+            (None, Some(_)) => Err(Error::invalid("a user id was given without a key")),
+            (Some(key), user) => Ok(self.open_key_record(encoded, key, user)?.2.perms),
+            (None, None) => {
+                let mut bound = self.bound.lock();
+                if bound.checked != encoded || bound.checked_generation < self.generation.load(Ordering::Acquire) {
+                    let (encoded, record, unlocked) = self.open_key_record(encoded, &bound.key, bound.user.as_ref())?;
+                    bound.perms = unlocked.perms;
+                    bound.checked = encoded;
+                    bound.checked_generation = record.generation;
+                }
+                Ok(bound.perms)
+            }
+        }
+    }
+
+    /// `PERMISSION_DENIED` unless the credentials grant `need` against the
+    /// key record `encoded`; `WRONG_KEY` if they open nothing.
+    pub(super) fn check_permission(&self, encoded: Vec<u8>, access: Access<'_>, need: Need) -> Result<()> {
+        if need.granted_by(self.permissions(encoded, access)?) {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied(format!("this operation needs {}; the key given lacks it", need.describe())))
+        }
+    }
+
+    /// As [`Index::check_permission`], against the key record read now.
+    pub(super) fn authorize(&self, access: Access<'_>, need: Need) -> Result<()> {
+        self.check_permission(self.read_key_record()?, access, need)
+    }
+
+    /// The root key of a root-only call: the one given, else the handle's.
+    fn root_key(&self, root: Option<&SecretKey>) -> SecretKey {
+        match root {
+            Some(k) => k.clone(),
+            None => self.bound.lock().key.clone(),
+        }
+    }
+
+    /// Applies `change` to the key record as the root, with a compare-and-set
+    /// (re-reading and re-applying if another writer changed the record
+    /// meanwhile). `change` returns `None` when there is nothing to do.
+    /// Returns whether a new record was written.
+    fn change_key_record(
+        &self,
+        root: Option<&SecretKey>,
+        change: impl Fn(&KeyRecord, &Unlocked) -> Result<Option<KeyRecord>>,
+    ) -> Result<bool> {
+        self.authorize(Access { key: root, user: None }, Need::Root)?;
+        let key = self.root_key(root);
+        for _ in 0..READ_ATTEMPTS {
+            let (encoded, record, unlocked) = self.open_key_record(self.read_key_record()?, &key, None)?;
+            let Some(next) = change(&record, &unlocked)? else { return Ok(false) };
+            let record_key = key_record_key(&self.name);
+            let mut batch = WriteBatch::default();
+            batch.put(record_key.clone(), next.encode());
+            batch.expect = Some((record_key, Some(encoded)));
+            if self.env.store.write(batch)? {
+                self.generation.fetch_max(next.generation, Ordering::AcqRel);
+                return Ok(true);
+            }
+        }
+        Err(Error::Storage("the key record kept changing under concurrent key management; nothing was changed".into()))
+    }
+
+    /// Gives `user_id` exactly `perms` (READ, WRITE or both) under
+    /// `user_key`, replacing any keys it had, atomically. Root key only.
+    pub fn create_user_keys(
+        &self,
+        user_id: &[u8; USER_ID_LEN],
+        user_key: &SecretKey,
+        perms: u32,
+        root: Option<&SecretKey>,
+    ) -> Result<()> {
+        let perms = match perms {
+            1..=3 => perms as u8,
+            _ => {
+                return Err(Error::invalid(format!("permissions must be READ (1), WRITE (2) or both (3), got {perms}")))
+            }
+        };
+        if user_id.iter().all(|&b| b == 0) {
+            return Err(Error::invalid("the all-zero user id is reserved"));
+        }
+        self.change_key_record(root, |record, unlocked| {
+            if record.unlock(&self.name, user_key, None).is_ok() {
+                return Err(Error::invalid("a user key must differ from the root key"));
+            }
+            record.with_user(&self.name, unlocked, user_id, user_key, perms).map(Some)
+        })?;
+        Ok(())
+    }
+
+    /// Removes every key of `user_id`; true if it had any. Root key only.
+    pub fn delete_user_keys(&self, user_id: &[u8; USER_ID_LEN], root: Option<&SecretKey>) -> Result<bool> {
+        self.change_key_record(root, |record, unlocked| record.without_user(&self.name, unlocked, user_id))
+    }
+
+    /// Every user with keys, by user id. Root key only.
+    pub fn list_user_keys(&self, root: Option<&SecretKey>) -> Result<Vec<UserEntry>> {
+        self.authorize(Access { key: root, user: None }, Need::Root)?;
+        let encoded = self.read_key_record()?;
+        let mut users = self.open_key_record(encoded, &self.root_key(root), None)?.2.users;
+        users.sort_by_key(|u| u.user_id);
+        Ok(users)
+    }
+
+    /// Re-wraps the data key under `new_root`, atomically, touching no data:
+    /// `old_root` then gets `WRONG_KEY`, user keys keep working, and a handle
+    /// bound to `old_root` moves to `new_root` (other handles bound to
+    /// `old_root` get `WRONG_KEY` at their next call).
+    pub fn rotate_key(&self, old_root: &SecretKey, new_root: &SecretKey) -> Result<()> {
+        if old_root == new_root {
+            return Err(Error::invalid("the new root key equals the old one"));
+        }
+        // Held across the change, so this handle's own calls wait and then
+        // use the new key rather than meet the new record with the old one.
+        // (With an explicit root key, the change never takes this lock.)
+        let mut bound = self.bound.lock();
+        self.change_key_record(Some(old_root), |record, unlocked| {
+            record.rotated(&self.name, unlocked, new_root).map(Some)
+        })?;
+        if bound.user.is_none() && bound.key == *old_root {
+            bound.key = new_root.clone();
+            bound.checked.clear();
+        }
+        Ok(())
+    }
+
+    /// Removes every object of the index; root key only. The handle answers
+    /// `NOT_FOUND` afterwards.
+    pub fn delete_index(&self, access: Access<'_>) -> Result<()> {
+        self.authorize(access, Need::Root)?;
+        let _w = self.write_lock.lock();
+        let record_key = key_record_key(&self.name);
+        let encoded = self
+            .env
+            .store
+            .get(&record_key)?
+            .ok_or_else(|| Error::NotFound(format!("no index named '{}'", self.name)))?;
+        let mut batch = WriteBatch::default();
+        for (k, _) in self.env.store.scan_prefix(&self.layout.prefix())? {
+            batch.delete(k);
+        }
+        batch.delete(record_key.clone());
+        batch.expect = Some((record_key, Some(encoded)));
+        if !self.env.store.write(batch)? {
+            return Err(Error::Storage("the index's key record changed during delete; nothing was deleted".into()));
+        }
+        self.deleted.store(true, Ordering::Release);
+        let index_id = self.layout.index_id;
+        self.env.cache.remove_where(|k| k.index == index_id);
+        Ok(())
+    }
+
+    /// Marks the handle unusable after a panic inside a call that changed it.
+    pub fn poison(&self) {
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,202 @@
+//! The one commit path of every change to an index's data. A write builds a
+//! [`Plan`] from a snapshot without touching the store: the next manifest
+//! (version + 1, on a new AEAD key version when the current one reached its
+//! encryption limit), every new object sealed at that version, every object
+//! it replaces or removes, and the cache changes that go with them. The
+//! plan is committed in one atomic batch guarded by a compare-and-set on the
+//! manifest, so a failure anywhere before the commit changes nothing.
+
+use std::sync::Arc;
+
+use super::chunk::{Bucket, Chunk};
+use super::manifest::{ChunkMeta, Manifest};
+use super::objects::{CacheKey, Cached, Obj};
+use super::snapshot::Snapshot;
+use super::types::Precision;
+use super::Index;
+use crate::crypto::{Sealer, Token, MAX_ENCRYPTIONS_PER_KEY};
+use crate::error::{Error, Result};
+use crate::store::WriteBatch;
+
+/// Compare-and-set attempts of one write before it reports a conflict; each
+/// lost race waits a random, growing pause so competing writers spread out.
+const COMMIT_ATTEMPTS: u32 = 10;
+
+/// Everything one write will store, ready to commit.
+pub(super) struct Plan<'a> {
+    index: &'a Index,
+    /// The manifest the commit makes current; its version is the plan's.
+    pub manifest: Manifest,
+    sealer: Sealer<'a>,
+    batch: WriteBatch,
+    cache_put: Vec<(CacheKey, Cached)>,
+    cache_drop: Vec<CacheKey>,
+}
+
+/// A chunk sealed for a plan (built in parallel, recorded with
+/// [`Plan::put_chunk`]).
+pub(super) struct SealedChunk {
+    meta: ChunkMeta,
+    chunk: Arc<Chunk>,
+    sealed: Vec<u8>,
+}
+
+impl<'a> Plan<'a> {
+    pub fn version(&self) -> u64 {
+        self.manifest.version
+    }
+
+    /// Seals `plain` as `obj` at the plan's version; callable from many
+    /// threads at once.
+    pub fn seal(&self, obj: Obj, plain: &[u8]) -> Result<Vec<u8>> {
+        self.sealer.seal(obj.kind() as u8, &self.index.tokens.of(obj), self.version(), plain)
+    }
+
+    /// Stores a sealed `obj`; `old` is the version it replaces, if any.
+    pub fn put(&mut self, obj: Obj, sealed: Vec<u8>, cached: Option<Cached>, old: Option<u64>) {
+        self.batch.put(self.index.store_key(obj), sealed);
+        self.forget(obj, old);
+        if let Some(c) = cached {
+            self.cache_put.push((self.index.cache_key(obj, self.version()), c));
+        }
+    }
+
+    /// Removes `obj` (at version `old`, if it was cached) from the store.
+    pub fn remove(&mut self, obj: Obj, old: Option<u64>) {
+        self.batch.delete(self.index.store_key(obj));
+        self.forget(obj, old);
+    }
+
+    fn forget(&mut self, obj: Obj, old: Option<u64>) {
+        if let Some(v) = old {
+            self.cache_drop.push(self.index.cache_key(obj, v));
+        }
+    }
+
+    /// Encodes and seals chunk `no` of `list`; callable from many threads.
+    pub fn seal_chunk(&self, no: u32, list: u32, chunk: Chunk, precision: Precision) -> Result<SealedChunk> {
+        let plain = chunk.encode(precision);
+        let sealed = self.seal(Obj::Chunk(no), &plain)?;
+        let meta =
+            ChunkMeta { no, list, count: chunk.len() as u32, bytes: plain.len() as u32, version: self.version() };
+        Ok(SealedChunk { meta, chunk: Arc::new(chunk), sealed })
+    }
+
+    /// Stores a sealed chunk and lists it in the manifest (the caller has
+    /// removed the entry of the chunk it replaces, whose version is `old`).
+    pub fn put_chunk(&mut self, s: SealedChunk, old: Option<u64>) {
+        self.manifest.chunks.push(s.meta);
+        self.put(Obj::Chunk(s.meta.no), s.sealed, Some(Cached::Chunk(s.chunk)), old);
+    }
+
+    /// Stores directory bucket `b` (an empty bucket as nothing).
+    pub fn put_bucket(&mut self, b: usize, bucket: Bucket) -> Result<()> {
+        let old = Some(self.manifest.buckets[b]).filter(|&v| v != 0);
+        let obj = Obj::Bucket(b as u32);
+        if bucket.entries.is_empty() {
+            self.manifest.buckets[b] = 0;
+            self.remove(obj, old);
+        } else {
+            let sealed = self.seal(obj, &bucket.encode())?;
+            self.manifest.buckets[b] = self.version();
+            self.put(obj, sealed, Some(Cached::Bucket(Arc::new(bucket))), old);
+        }
+        Ok(())
+    }
+
+    /// Stores an item's contents; returns the version to record in its
+    /// directory entry.
+    pub fn put_contents(&mut self, id_token: &Token, contents: &[u8]) -> Result<u64> {
+        let obj = Obj::Contents(*id_token);
+        let sealed = self.seal(obj, contents)?;
+        self.put(obj, sealed, None, None);
+        Ok(self.version())
+    }
+
+    /// The batch to write: the objects, the sealed manifest, the version hint
+    /// and the compare-and-set against `base`. Returns it with the stored
+    /// manifest bytes.
+    fn seal_for_commit(&mut self, base: &Snapshot) -> Result<(WriteBatch, Vec<u8>)> {
+        let m = &mut self.manifest;
+        m.chunks.sort_unstable_by_key(|c| (c.list, c.no));
+        m.encryptions += self.sealer.encryptions() + 1; // + the manifest itself
+        let stored = m.seal(&self.sealer)?;
+        let layout = self.index.layout;
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.put(layout.manifest(), stored.clone());
+        batch.put(layout.version_hint(), m.version.to_le_bytes().to_vec());
+        batch.expect = Some((layout.manifest(), Some(base.stored.clone())));
+        Ok((batch, stored))
+    }
+}
+
+impl Index {
+    /// A plan for the state after `base`.
+    pub(super) fn plan(&self, base: &Manifest) -> Plan<'_> {
+        let mut m = base.clone();
+        m.version += 1;
+        if m.encryptions >= MAX_ENCRYPTIONS_PER_KEY {
+            m.key_version += 1;
+            m.encryptions = 0;
+        }
+        Plan {
+            index: self,
+            sealer: self.keys.sealer(m.key_version),
+            manifest: m,
+            batch: WriteBatch::default(),
+            cache_put: Vec::new(),
+            cache_drop: Vec::new(),
+        }
+    }
+
+    /// Runs `build` on the newest snapshot and commits its plan (`None`:
+    /// nothing to write); retries when another writer (another handle or
+    /// process) committed in between.
+    pub(super) fn commit<'a, R>(
+        &'a self,
+        mut build: impl FnMut(&Snapshot) -> Result<(Option<Plan<'a>>, R)>,
+    ) -> Result<R> {
+        let _writer = self.write_lock.lock();
+        for attempt in 0..COMMIT_ATTEMPTS {
+            if attempt > 0 {
+                backoff(attempt)?;
+            }
+            let snap = self.current()?;
+            let (plan, result) = match build(&snap) {
+                // Another process committed under us and removed what the
+                // snapshot names: plan again on the newer state.
+                Err(Error::Integrity(msg)) => {
+                    if self.current()?.manifest.version == snap.manifest.version {
+                        return Err(Error::Integrity(msg));
+                    }
+                    continue;
+                }
+                other => other?,
+            };
+            let Some(mut plan) = plan else { return Ok(result) };
+            let (batch, stored) = plan.seal_for_commit(&snap)?;
+            if self.env.store.write(batch)? {
+                for k in &plan.cache_drop {
+                    self.env.cache.remove(k);
+                }
+                for (k, v) in plan.cache_put {
+                    self.env.cache.insert(k, v);
+                }
+                self.install(Arc::new(Snapshot::new(plan.manifest, stored)));
+                return Ok(result);
+            }
+        }
+        Err(Error::Storage(format!(
+            "conflict: other writers kept changing the index; gave up after {COMMIT_ATTEMPTS} attempts, nothing was written"
+        )))
+    }
+}
+
+/// Sleeps a random time below 2^attempt ms (at most ~0.5 s).
+fn backoff(attempt: u32) -> Result<()> {
+    let mut r = [0u8; 4];
+    crate::crypto::random_bytes(&mut r)?;
+    let cap_us = 1000u64 << attempt.min(9);
+    std::thread::sleep(std::time::Duration::from_micros(u64::from(u32::from_le_bytes(r)) % cap_us));
+    Ok(())
+}

@@ -1,0 +1,383 @@
+//! Where an index's objects live in the store and how one is read: the key
+//! layout, the keyed tokens that name objects, the decrypted-object cache's
+//! keys and values, read-ahead, and one loader for every sealed kind.
+//!
+//! ```text
+//! n/<name>                          key record (clear text; keyring.rs)
+//! o/<index id>M                     manifest (sealed; manifest.rs)
+//! o/<index id>V                     manifest version in clear: a hint to reload, never trusted
+//! o/<index id><kind><token>         chunk C, directory bucket B, contents X, centroids K
+//! ```
+//!
+//! Tokens are HMACs under keys derived from the data key, so the store sees
+//! neither ids nor chunk or bucket numbers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use zeroize::Zeroizing;
+
+use super::chunk::{Bucket, Chunk};
+use super::ivf::Centroids;
+use super::manifest::{ChunkMeta, Manifest};
+use super::types::Precision;
+use super::Index;
+use crate::cache::{Cache, Weigh};
+use crate::crypto::{DataKeys, Token, Tokenizer};
+use crate::error::{Error, Result};
+
+/// Kinds of stored objects; part of every object's associated data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum ObjectKind {
+    Manifest = b'M',
+    Chunk = b'C',
+    Bucket = b'B',
+    Contents = b'X',
+    Centroids = b'K',
+}
+
+/// One stored object of an index (the manifest aside, which is read before
+/// anything else and has its own path in `snapshot.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Obj {
+    Chunk(u32),
+    Bucket(u32),
+    Centroids,
+    /// An item's contents, named by the item's id token.
+    Contents(Token),
+}
+
+const CENTROIDS_TOKEN: Token = *b"vx1 centroids\0\0\0";
+
+impl Obj {
+    pub fn kind(self) -> ObjectKind {
+        match self {
+            Obj::Chunk(_) => ObjectKind::Chunk,
+            Obj::Bucket(_) => ObjectKind::Bucket,
+            Obj::Centroids => ObjectKind::Centroids,
+            Obj::Contents(_) => ObjectKind::Contents,
+        }
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Obj::Chunk(no) => format!("chunk {no}"),
+            Obj::Bucket(b) => format!("directory bucket {b}"),
+            Obj::Centroids => "the centroids of a trained index".into(),
+            Obj::Contents(_) => "an item's contents object".into(),
+        }
+    }
+}
+
+/// The token keys of one index.
+pub(crate) struct Tokens {
+    ids: Tokenizer,
+    chunks: Tokenizer,
+    buckets: Tokenizer,
+}
+
+impl Tokens {
+    pub fn new(keys: &DataKeys) -> Tokens {
+        Tokens {
+            ids: keys.tokenizer(b"id token"),
+            chunks: keys.tokenizer(b"chunk token"),
+            buckets: keys.tokenizer(b"bucket token"),
+        }
+    }
+
+    pub fn id(&self, id: &str) -> Token {
+        self.ids.token(&[id.as_bytes()])
+    }
+
+    pub fn of(&self, obj: Obj) -> Token {
+        match obj {
+            Obj::Chunk(no) => self.chunks.token(&[&no.to_le_bytes()]),
+            Obj::Bucket(b) => self.buckets.token(&[&b.to_le_bytes()]),
+            Obj::Centroids => CENTROIDS_TOKEN,
+            Obj::Contents(t) => t,
+        }
+    }
+}
+
+/// The clear-text key of the key record of index `name`; `key_record_key("")`
+/// is the prefix of every key record.
+pub(crate) fn key_record_key(name: &str) -> Vec<u8> {
+    let mut k = b"n/".to_vec();
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// The store keys of one index's objects.
+#[derive(Clone, Copy)]
+pub(crate) struct Layout {
+    pub index_id: [u8; 16],
+}
+
+impl Layout {
+    /// The prefix of every object of the index.
+    pub fn prefix(&self) -> Vec<u8> {
+        let mut k = b"o/".to_vec();
+        k.extend_from_slice(&self.index_id);
+        k
+    }
+
+    fn under(&self, tail: &[u8]) -> Vec<u8> {
+        let mut k = self.prefix();
+        k.extend_from_slice(tail);
+        k
+    }
+
+    pub fn object(&self, kind: ObjectKind, token: &Token) -> Vec<u8> {
+        let mut k = self.under(&[kind as u8]);
+        k.extend_from_slice(token);
+        k
+    }
+
+    pub fn manifest(&self) -> Vec<u8> {
+        self.under(&[ObjectKind::Manifest as u8])
+    }
+
+    /// The manifest version in clear: only a hint that tells a handle to
+    /// reload the (authenticated) manifest, so every call need not read it.
+    pub fn version_hint(&self) -> Vec<u8> {
+        self.under(b"V")
+    }
+}
+
+/// What the client's cache holds for every index.
+pub(crate) type ObjectCache = Cache<CacheKey, Cached>;
+
+/// An object at one version: a rewritten object gets a new key, so the
+/// cache never serves a stale one.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub(crate) struct CacheKey {
+    pub index: [u8; 16],
+    pub obj: Obj,
+    pub version: u64,
+}
+
+#[derive(Clone)]
+pub(crate) enum Cached {
+    Chunk(Arc<Chunk>),
+    Bucket(Arc<Bucket>),
+    Centroids(Arc<Centroids>),
+}
+
+impl Weigh for Cached {
+    fn weight(&self) -> usize {
+        match self {
+            Cached::Chunk(c) => c.mem_size(),
+            Cached::Bucket(b) => b.mem_size(),
+            Cached::Centroids(c) => c.mem_size(),
+        }
+    }
+}
+
+/// A kind of sealed object the loader can open.
+pub(crate) trait Sealed: Sized {
+    /// What the manifest says the object must look like; a decrypted object
+    /// that differs is `INTEGRITY`.
+    type Shape;
+    fn open(keys: &DataKeys, obj: Obj, token: &Token, version: u64, sealed: &[u8], shape: &Self::Shape)
+        -> Result<Self>;
+    /// The cache entry for it (`None`: not cached).
+    fn to_cached(this: &Arc<Self>) -> Option<Cached>;
+    fn from_cached(cached: Cached) -> Option<Arc<Self>>;
+}
+
+/// Authenticates and decrypts a sealed object of the index.
+pub(crate) fn open_sealed(
+    keys: &DataKeys,
+    obj: Obj,
+    token: &Token,
+    version: u64,
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>> {
+    keys.open(obj.kind() as u8, token, version, sealed).ok_or_else(|| auth_failed(obj.kind()))
+}
+
+pub(crate) fn auth_failed(kind: ObjectKind) -> Error {
+    Error::integrity(format!("{kind:?} object failed authentication"))
+}
+
+/// What a chunk must hold: the index's vector shape and the manifest's count.
+pub(crate) struct ChunkShape {
+    pub dim: usize,
+    pub precision: Precision,
+    pub count: usize,
+}
+
+impl Sealed for Chunk {
+    type Shape = ChunkShape;
+    fn open(keys: &DataKeys, obj: Obj, token: &Token, version: u64, sealed: &[u8], shape: &ChunkShape) -> Result<Self> {
+        let chunk = Chunk::open(keys, token, version, sealed, shape.dim, shape.precision)?;
+        if chunk.len() != shape.count {
+            return Err(Error::integrity(format!(
+                "{} holds {} items, manifest says {}",
+                obj.describe(),
+                chunk.len(),
+                shape.count
+            )));
+        }
+        Ok(chunk)
+    }
+    fn to_cached(this: &Arc<Self>) -> Option<Cached> {
+        Some(Cached::Chunk(this.clone()))
+    }
+    fn from_cached(cached: Cached) -> Option<Arc<Self>> {
+        match cached {
+            Cached::Chunk(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+impl Sealed for Bucket {
+    type Shape = ();
+    fn open(keys: &DataKeys, obj: Obj, token: &Token, version: u64, sealed: &[u8], _: &()) -> Result<Self> {
+        Bucket::decode(&open_sealed(keys, obj, token, version, sealed)?)
+    }
+    fn to_cached(this: &Arc<Self>) -> Option<Cached> {
+        Some(Cached::Bucket(this.clone()))
+    }
+    fn from_cached(cached: Cached) -> Option<Arc<Self>> {
+        match cached {
+            Cached::Bucket(b) => Some(b),
+            _ => None,
+        }
+    }
+}
+
+/// What the centroids must be: (dimension, number of lists).
+impl Sealed for Centroids {
+    type Shape = (usize, usize);
+    fn open(
+        keys: &DataKeys,
+        obj: Obj,
+        token: &Token,
+        version: u64,
+        sealed: &[u8],
+        shape: &(usize, usize),
+    ) -> Result<Self> {
+        let c = Centroids::decode(&open_sealed(keys, obj, token, version, sealed)?, shape.0)?;
+        if c.k != shape.1 {
+            return Err(Error::integrity("centroid count does not match the manifest"));
+        }
+        Ok(c)
+    }
+    fn to_cached(this: &Arc<Self>) -> Option<Cached> {
+        Some(Cached::Centroids(this.clone()))
+    }
+    fn from_cached(cached: Cached) -> Option<Arc<Self>> {
+        match cached {
+            Cached::Centroids(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// Contents are read one item at a time and never cached.
+impl Sealed for Zeroizing<Vec<u8>> {
+    type Shape = ();
+    fn open(keys: &DataKeys, obj: Obj, token: &Token, version: u64, sealed: &[u8], _: &()) -> Result<Self> {
+        open_sealed(keys, obj, token, version, sealed)
+    }
+    fn to_cached(_: &Arc<Self>) -> Option<Cached> {
+        None
+    }
+    fn from_cached(_: Cached) -> Option<Arc<Self>> {
+        None
+    }
+}
+
+/// Most sealed objects one read fetches ahead in one store call (~256 MiB of chunks).
+const PREFETCH_OBJECTS: usize = 4096;
+
+/// Sealed objects read ahead (see [`Index::prefetch`]).
+#[derive(Default)]
+pub(crate) struct Prefetched(HashMap<Obj, Vec<u8>>);
+
+impl Index {
+    pub(crate) fn cache_key(&self, obj: Obj, version: u64) -> CacheKey {
+        CacheKey { index: self.layout.index_id, obj, version }
+    }
+
+    pub(crate) fn store_key(&self, obj: Obj) -> Vec<u8> {
+        self.layout.object(obj.kind(), &self.tokens.of(obj))
+    }
+
+    /// `obj` at `version`: from the cache, else from `pre`, else from the
+    /// store; authenticated against the version and checked against `shape`.
+    pub(crate) fn load_object<T: Sealed>(
+        &self,
+        obj: Obj,
+        version: u64,
+        shape: &T::Shape,
+        pre: Option<&Prefetched>,
+    ) -> Result<Arc<T>> {
+        let ck = self.cache_key(obj, version);
+        if let Some(hit) = self.env.cache.get(&ck).and_then(T::from_cached) {
+            return Ok(hit);
+        }
+        let token = self.tokens.of(obj);
+        let fetched;
+        let sealed = match pre.and_then(|p| p.0.get(&obj)) {
+            Some(bytes) => bytes,
+            None => {
+                fetched = self.env.store.get(&self.layout.object(obj.kind(), &token))?.ok_or_else(|| {
+                    Error::integrity(format!("{} of index '{}' is missing", obj.describe(), self.name))
+                })?;
+                &fetched
+            }
+        };
+        let value = Arc::new(T::open(&self.keys, obj, &token, version, sealed, shape)?);
+        if let Some(cached) = T::to_cached(&value) {
+            self.env.cache.insert(ck, cached);
+        }
+        Ok(value)
+    }
+
+    /// Reads the sealed objects of `wanted` that are not in the cache in one
+    /// store call, when the store is one where each read is a round trip
+    /// (PostgreSQL); at most [`PREFETCH_OBJECTS`] of them, the rest are read
+    /// when used. Empty for local stores.
+    pub(crate) fn prefetch(&self, wanted: impl Iterator<Item = (Obj, u64)>) -> Result<Prefetched> {
+        if !self.env.store.prefers_batched_reads() {
+            return Ok(Prefetched::default());
+        }
+        let wanted: Vec<Obj> = wanted
+            .filter(|&(obj, version)| !self.env.cache.contains(&self.cache_key(obj, version)))
+            .map(|(obj, _)| obj)
+            .take(PREFETCH_OBJECTS)
+            .collect();
+        let keys: Vec<Vec<u8>> = wanted.iter().map(|&obj| self.store_key(obj)).collect();
+        let got = self.env.store.get_many(&keys)?;
+        Ok(Prefetched(wanted.into_iter().zip(got).filter_map(|(obj, v)| Some((obj, v?))).collect()))
+    }
+}
+
+/// The loader for each kind, with the shape the manifest gives it.
+impl Index {
+    pub(crate) fn chunk(&self, m: &Manifest, meta: &ChunkMeta, pre: Option<&Prefetched>) -> Result<Arc<Chunk>> {
+        let shape =
+            ChunkShape { dim: m.config.dimension as usize, precision: m.config.precision, count: meta.count as usize };
+        self.load_object(Obj::Chunk(meta.no), meta.version, &shape, pre)
+    }
+
+    /// Directory bucket `b`; an empty bucket is stored as nothing (version 0).
+    pub(crate) fn bucket(&self, m: &Manifest, b: usize) -> Result<Arc<Bucket>> {
+        match m.buckets[b] {
+            0 => Ok(Arc::new(Bucket::default())),
+            version => self.load_object(Obj::Bucket(b as u32), version, &(), None),
+        }
+    }
+
+    pub(crate) fn centroids(&self, m: &Manifest) -> Result<Arc<Centroids>> {
+        self.load_object(Obj::Centroids, m.centroids_version, &(m.config.dimension as usize, m.n_lists as usize), None)
+    }
+
+    pub(crate) fn contents(&self, id_token: &Token, version: u64) -> Result<Vec<u8>> {
+        Ok(self.load_object::<Zeroizing<Vec<u8>>>(Obj::Contents(*id_token), version, &(), None)?.to_vec())
+    }
+}

@@ -1,0 +1,247 @@
+//! Reads: the getters, get, list_ids and query (exhaustive before training,
+//! the IVF probe loop after). Every read starts with `begin_read` (READ
+//! permission, newest snapshot) and runs under `read_consistent`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::ivf;
+use super::manifest::{ChunkMeta, Manifest};
+use super::objects::Obj;
+use super::search;
+use super::snapshot::Snapshot;
+use super::types::{check_include, validate_id, validate_query};
+use super::{include, Access, Hit, Index, IndexConfig, Item, QueryParams, TrainingState};
+use crate::distance::Metric;
+use crate::error::{Error, Result};
+use crate::filter::Filter;
+
+impl Index {
+    /// The committed state, for the getters (which need READ).
+    fn readable_state(&self) -> Result<Arc<Snapshot>> {
+        self.begin_read(Access::default())
+    }
+
+    pub fn config(&self) -> Result<IndexConfig> {
+        Ok(self.readable_state()?.manifest.config)
+    }
+
+    pub fn dimension(&self) -> Result<u32> {
+        Ok(self.config()?.dimension)
+    }
+
+    pub fn metric(&self) -> Result<Metric> {
+        Ok(self.config()?.metric)
+    }
+
+    pub fn n_lists(&self) -> Result<u32> {
+        Ok(self.readable_state()?.manifest.n_lists)
+    }
+
+    /// `Training` while a training run of this handle is under way (queries
+    /// then still use the committed state), else the committed state.
+    pub fn training_state(&self) -> Result<TrainingState> {
+        let committed = self.readable_state()?.manifest.training;
+        Ok(if self.training.load(Ordering::Acquire) { TrainingState::Training } else { committed })
+    }
+
+    pub fn num_vectors(&self, access: Access<'_>) -> Result<u64> {
+        Ok(self.begin_read(access)?.manifest.num_vectors)
+    }
+
+    /// Looks up each id; `None` where an id is not in the index.
+    pub fn get(&self, ids: &[&str], include: u32, access: Access<'_>) -> Result<Vec<Option<Item>>> {
+        check_include(include)?;
+        for id in ids {
+            validate_id(id)?;
+        }
+        let snap = self.begin_read(access)?;
+        self.read_consistent(snap, |snap| self.get_in(&snap.manifest, ids, include))
+    }
+
+    fn get_in(&self, m: &Manifest, ids: &[&str], include: u32) -> Result<Vec<Option<Item>>> {
+        ids.iter()
+            .map(|id| {
+                let token = self.tokens.id(id);
+                let bucket = self.bucket(m, m.bucket_of(&token))?;
+                let Some(entry) = bucket.find(&token).copied() else { return Ok(None) };
+                let meta = m
+                    .chunks
+                    .iter()
+                    .find(|c| c.no == entry.chunk)
+                    .ok_or_else(|| Error::integrity("directory names a chunk the manifest does not list"))?;
+                let chunk = self.chunk(m, meta, None)?;
+                let slot = chunk.slot_of(id).ok_or_else(|| Error::integrity("an item is missing from its chunk"))?;
+                Ok(Some(Item {
+                    id: (*id).to_owned(),
+                    vector: (include & include::VECTOR != 0).then(|| chunk.vector(slot).to_vec()),
+                    metadata: if include & include::METADATA != 0 { chunk.metadata[slot].clone() } else { None },
+                    contents: if include & include::CONTENTS != 0 && entry.contents_version != 0 {
+                        Some(self.contents(&token, entry.contents_version)?)
+                    } else {
+                        None
+                    },
+                }))
+            })
+            .collect()
+    }
+
+    /// Every id, in byte order, from `offset`, at most `limit` (0 = all).
+    pub fn list_ids(&self, offset: usize, limit: usize, access: Access<'_>) -> Result<Vec<String>> {
+        let snap = self.begin_read(access)?;
+        let mut ids = self.read_consistent(snap, |snap| {
+            let m = &snap.manifest;
+            let mut ids = Vec::with_capacity(m.num_vectors as usize);
+            for meta in &m.chunks {
+                ids.extend(self.chunk(m, meta, None)?.ids.iter().cloned());
+            }
+            Ok(ids)
+        })?;
+        ids.sort_unstable();
+        let end = if limit == 0 { ids.len() } else { offset.saturating_add(limit).min(ids.len()) };
+        Ok(ids.drain(offset.min(ids.len())..end).collect())
+    }
+
+    /// `nq` queries of `dim` floats each, row-major; each gets up to `top_k`
+    /// hits sorted by ascending distance.
+    pub fn query(
+        &self,
+        queries: &[f32],
+        nq: usize,
+        dim: usize,
+        params: &QueryParams<'_>,
+        access: Access<'_>,
+    ) -> Result<Vec<Vec<Hit>>> {
+        validate_query(queries, nq, dim, params)?;
+        let filter = params.filter.map(Filter::parse).transpose()?;
+        let snap = self.begin_read(access)?;
+        self.read_consistent(snap, |snap| self.query_in(snap, queries, nq, dim, params, filter.as_ref()))
+    }
+
+    fn query_in(
+        &self,
+        snap: &Snapshot,
+        queries: &[f32],
+        nq: usize,
+        dim: usize,
+        params: &QueryParams<'_>,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Vec<Hit>>> {
+        let m = &snap.manifest;
+        if nq == 0 {
+            return Ok(Vec::new());
+        }
+        if dim == 0 || (m.config.dimension != 0 && dim != m.config.dimension as usize) {
+            return Err(Error::DimensionMismatch(format!("query dim {dim} != index dim {}", m.config.dimension)));
+        }
+        if m.config.dimension == 0 {
+            return Ok((0..nq).map(|_| Vec::new()).collect()); // empty index, dimension not fixed yet
+        }
+        let q = search::Queries::new(queries, nq, dim, m.config.metric, params.top_k, filter);
+        let hits = if m.training == TrainingState::Trained {
+            self.probe(snap, &q, params)?
+        } else {
+            let work: Vec<search::Work<'_>> =
+                m.chunks.iter().map(|c| search::Work { chunks: vec![c], queries: None }).collect();
+            self.scan(m, &work, &q)?
+        };
+        hits.into_iter().map(|row| row.into_iter().map(|h| self.materialize(m, h, params.include)).collect()).collect()
+    }
+
+    /// IVF search: each query scans the lists of its `n_probes` nearest
+    /// centroids; work is grouped by list so a list's chunks are read once
+    /// for all the queries that probe it. With `greedy`, a query that found
+    /// fewer than top_k hits (a selective filter) probes further lists until
+    /// it has them or every list is scanned.
+    fn probe(
+        &self,
+        snap: &Snapshot,
+        q: &search::Queries<'_>,
+        params: &QueryParams<'_>,
+    ) -> Result<Vec<Vec<search::Hit>>> {
+        let m = &snap.manifest;
+        let centroids = self.centroids(m)?;
+        let n_lists = m.n_lists;
+        let n_probes = match params.n_probes {
+            0 => ivf::auto_n_probes(n_lists),
+            p => p.min(n_lists),
+        } as usize;
+        let by_list = snap.chunks_by_list();
+        let want = if params.greedy { n_lists as usize } else { n_probes };
+        let rank = |i: usize| centroids.nearest(m.config.metric, &q.data[i * q.dim..(i + 1) * q.dim], want);
+        let order: Vec<Vec<u32>> = if q.n == 1 {
+            vec![rank(0)] // not worth waking the pool
+        } else {
+            self.env.pool.install(|| {
+                use rayon::prelude::*;
+                (0..q.n).into_par_iter().map(rank).collect()
+            })
+        };
+        let mut hits: Vec<Vec<search::Hit>> = (0..q.n).map(|_| Vec::new()).collect();
+        let mut pending: Vec<u32> = (0..q.n as u32).collect();
+        let mut probed = 0usize;
+        while !pending.is_empty() && probed < n_lists as usize {
+            let upto = (probed + n_probes).min(n_lists as usize);
+            let mut queries_of: Vec<Vec<u32>> = vec![Vec::new(); n_lists as usize];
+            for &qi in &pending {
+                for &list in &order[qi as usize][probed..upto.min(order[qi as usize].len())] {
+                    queries_of[list as usize].push(qi);
+                }
+            }
+            let work: Vec<search::Work<'_>> = queries_of
+                .into_iter()
+                .enumerate()
+                .filter(|(list, qs)| !qs.is_empty() && !by_list[*list].is_empty())
+                .map(|(list, qs)| search::Work {
+                    chunks: by_list[list].iter().map(|&i| &m.chunks[i]).collect(),
+                    queries: Some(qs),
+                })
+                .collect();
+            let round = self.scan(m, &work, q)?;
+            for &qi in &pending {
+                let mine = &mut hits[qi as usize];
+                mine.extend(round[qi as usize].iter().map(|h| search::Hit {
+                    distance: h.distance,
+                    chunk: h.chunk.clone(),
+                    slot: h.slot,
+                }));
+                mine.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+                mine.truncate(params.top_k);
+            }
+            probed = upto;
+            if !params.greedy {
+                break;
+            }
+            pending.retain(|&qi| hits[qi as usize].len() < params.top_k);
+        }
+        Ok(hits)
+    }
+
+    /// Scans `work`, its chunks read ahead in one store call where that pays.
+    fn scan(&self, m: &Manifest, work: &[search::Work<'_>], q: &search::Queries<'_>) -> Result<Vec<Vec<search::Hit>>> {
+        let metas = work.iter().flat_map(|w| w.chunks.iter().map(|c| (Obj::Chunk(c.no), c.version)));
+        let pre = self.prefetch(metas)?;
+        search::scan(&self.env.pool, work, &|meta: &ChunkMeta| self.chunk(m, meta, Some(&pre)), q)
+    }
+
+    fn materialize(&self, m: &Manifest, h: search::Hit, include: u32) -> Result<Hit> {
+        let id = h.chunk.ids[h.slot].clone();
+        let contents = if include & include::CONTENTS != 0 {
+            let token = self.tokens.id(&id);
+            let bucket = self.bucket(m, m.bucket_of(&token))?;
+            match bucket.find(&token) {
+                Some(e) if e.contents_version != 0 => Some(self.contents(&token, e.contents_version)?),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        Ok(Hit {
+            distance: h.distance,
+            metadata: if include & include::METADATA != 0 { h.chunk.metadata[h.slot].clone() } else { None },
+            vector: (include & include::VECTOR != 0).then(|| h.chunk.vector(h.slot).to_vec()),
+            contents,
+            id,
+        })
+    }
+}

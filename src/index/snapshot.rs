@@ -1,0 +1,150 @@
+//! The committed state a call works from: the newest manifest (reloaded
+//! only when the clear-text version hint moved), reads that stay consistent
+//! while other handles and processes commit, and the caller-kept epoch that
+//! detects a rollback of the whole store.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+use super::access::Need;
+use super::manifest::Manifest;
+use super::{key_record_key, Access, Index};
+use crate::error::{Error, Result};
+
+/// How often a read restarts on a newer state when writes keep landing
+/// under it (and how often a stale key record is re-read).
+pub(super) const READ_ATTEMPTS: usize = 5;
+
+/// The manifest a handle currently works from, with its exact stored bytes
+/// (the compare-and-set guard of the next write).
+pub(crate) struct Snapshot {
+    pub manifest: Manifest,
+    pub stored: Vec<u8>,
+    /// Positions in `manifest.chunks` of each list's chunks, built on the
+    /// first IVF query of this snapshot.
+    lists: OnceLock<Vec<Vec<usize>>>,
+}
+
+impl Snapshot {
+    pub(crate) fn new(manifest: Manifest, stored: Vec<u8>) -> Snapshot {
+        Snapshot { manifest, stored, lists: OnceLock::new() }
+    }
+
+    pub(crate) fn chunks_by_list(&self) -> &[Vec<usize>] {
+        self.lists.get_or_init(|| {
+            let mut by_list = vec![Vec::new(); self.manifest.n_lists as usize];
+            for (i, c) in self.manifest.chunks.iter().enumerate() {
+                if let Some(l) = by_list.get_mut(c.list as usize) {
+                    l.push(i);
+                }
+            }
+            by_list
+        })
+    }
+}
+
+impl Index {
+    /// The start of every read: checks the credentials and returns the
+    /// newest committed snapshot, reading the key record and the version
+    /// hint in one store round trip (what a read costs on a remote store).
+    pub(super) fn begin_read(&self, access: Access<'_>) -> Result<Arc<Snapshot>> {
+        if self.deleted.load(Ordering::Acquire) {
+            return Err(Error::NotFound(format!("index '{}' was deleted", self.name)));
+        }
+        let mut got = self.env.store.get_many(&[key_record_key(&self.name), self.layout.version_hint()])?;
+        let (hint, record) = (got.pop().flatten(), got.pop().flatten());
+        let record = record.ok_or_else(|| Error::NotFound(format!("index '{}' was deleted", self.name)))?;
+        self.check_permission(record, access, Need::Read)?;
+        self.current_with_hint(hint)
+    }
+
+    /// The newest committed snapshot: a cheap version-hint read, and a reload
+    /// of the manifest only when another handle or process has written.
+    pub(super) fn current(&self) -> Result<Arc<Snapshot>> {
+        self.current_with_hint(self.env.store.get(&self.layout.version_hint())?)
+    }
+
+    /// As [`Index::current`], with the version hint already read.
+    fn current_with_hint(&self, hint: Option<Vec<u8>>) -> Result<Arc<Snapshot>> {
+        let snap = self.snapshot.read().clone();
+        if hint.as_deref() == Some(&snap.manifest.version.to_le_bytes()[..]) {
+            return Ok(snap);
+        }
+        let stored = self
+            .env
+            .store
+            .get(&self.layout.manifest())?
+            .ok_or_else(|| Error::integrity(format!("manifest of index '{}' is missing", self.name)))?;
+        if stored == snap.stored {
+            return Ok(snap);
+        }
+        let manifest = Manifest::open(&self.keys, &stored, &self.name)?;
+        if manifest.version < snap.manifest.version {
+            return Err(Error::integrity(format!(
+                "manifest of index '{}' went back from version {} to {}",
+                self.name, snap.manifest.version, manifest.version
+            )));
+        }
+        let fresh = Arc::new(Snapshot::new(manifest, stored));
+        self.install(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Makes `snap` this handle's current state unless a newer one already is.
+    pub(super) fn install(&self, snap: Arc<Snapshot>) {
+        let mut slot = self.snapshot.write();
+        if slot.manifest.version <= snap.manifest.version {
+            *slot = snap;
+        }
+    }
+
+    /// Runs a read on the newest snapshot. A write committed by another
+    /// handle or process while the read runs can remove objects the read's
+    /// snapshot names (it then fails authentication or finds them missing);
+    /// if the manifest moved on meanwhile, the read runs again on the new
+    /// state, so readers see one committed state or the next, never an error.
+    /// An integrity failure on an unchanged manifest is real and reported.
+    pub(super) fn read_consistent<T>(&self, mut snap: Arc<Snapshot>, f: impl Fn(&Snapshot) -> Result<T>) -> Result<T> {
+        for _ in 0..READ_ATTEMPTS {
+            match f(&snap) {
+                Err(Error::Integrity(msg)) => {
+                    let fresh = self.current()?;
+                    if fresh.manifest.version == snap.manifest.version {
+                        return Err(Error::Integrity(msg));
+                    }
+                    snap = fresh;
+                }
+                other => return other,
+            }
+        }
+        f(&snap)
+    }
+
+    /// Reloads the manifest now (other handles' and processes' writes are
+    /// also picked up automatically at the start of every call).
+    pub fn refresh(&self) -> Result<()> {
+        self.begin_read(Access::default()).map(|_| ())
+    }
+
+    /// The version of the committed state this handle reads: a number that
+    /// grows with every write. A caller who keeps it outside the store can
+    /// hand it to [`Index::require_epoch`] later to detect a rollback of the
+    /// whole store (every object genuine, just old), which nothing inside the
+    /// store can reveal. READ permission.
+    pub fn epoch(&self, access: Access<'_>) -> Result<u64> {
+        Ok(self.begin_read(access)?.manifest.version)
+    }
+
+    /// `INTEGRITY` if the stored state is older than `epoch` (a rollback);
+    /// afterwards this handle also refuses any state older than it.
+    pub fn require_epoch(&self, epoch: u64) -> Result<()> {
+        let have = self.begin_read(Access::default())?.manifest.version;
+        if have < epoch {
+            return Err(Error::integrity(format!(
+                "index '{}' is at version {have}, older than the epoch {epoch} you kept: the store was rolled back",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+}

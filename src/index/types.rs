@@ -1,0 +1,230 @@
+//! The public value types of an index (configuration, items, hits, query
+//! parameters, credentials) and the validation of what callers pass in.
+
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::crypto::{SecretKey, USER_ID_LEN};
+use crate::distance::Metric;
+use crate::error::{Error, Result};
+
+pub const MAX_ID_BYTES: usize = 1024;
+pub const MAX_CONTENTS_BYTES: usize = 64 << 20;
+pub const MAX_METADATA_BYTES: usize = 1 << 20;
+pub const MAX_DIMENSION: usize = 1 << 16;
+pub const MAX_TOP_K: usize = 1 << 16;
+pub const MAX_NAME_BYTES: usize = 255;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Precision {
+    F32 = 0,
+    F16 = 1,
+}
+
+impl Precision {
+    pub fn from_u32(v: u32) -> Result<Precision> {
+        match v {
+            0 => Ok(Precision::F32),
+            1 => Ok(Precision::F16),
+            _ => Err(Error::invalid(format!("unknown storage precision {v} (expected 0 = F32 or 1 = F16)"))),
+        }
+    }
+    pub fn bytes_per_value(self) -> usize {
+        match self {
+            Precision::F32 => 4,
+            Precision::F16 => 2,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum IndexType {
+    IvfFlat = 0,
+}
+
+impl IndexType {
+    pub fn from_u32(v: u32) -> Result<IndexType> {
+        match v {
+            0 => Ok(IndexType::IvfFlat),
+            1 => Err(Error::invalid("index type IVF_PQ is not supported yet (use IVF_FLAT)")),
+            _ => Err(Error::invalid(format!("unknown index type {v} (expected 0 = IVF_FLAT)"))),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum TrainingState {
+    #[default]
+    Untrained = 0,
+    Training = 1,
+    Trained = 2,
+}
+
+/// What a caller chooses at create time.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct IndexConfig {
+    /// 0 = fixed by the first upsert.
+    pub dimension: u32,
+    pub metric: Metric,
+    pub index_type: IndexType,
+    pub precision: Precision,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            dimension: 0,
+            metric: Metric::Euclidean,
+            index_type: IndexType::IvfFlat,
+            precision: Precision::F32,
+        }
+    }
+}
+
+/// The credentials of one call: `key = None` means the key the handle was
+/// created or loaded with; a user id needs a key.
+#[derive(Clone, Copy, Default)]
+pub struct Access<'a> {
+    pub key: Option<&'a SecretKey>,
+    pub user: Option<&'a [u8; USER_ID_LEN]>,
+}
+
+/// What `get` and `query` return besides the id.
+pub mod include {
+    pub const DISTANCE: u32 = 1;
+    pub const METADATA: u32 = 2;
+    pub const CONTENTS: u32 = 4;
+    pub const VECTOR: u32 = 8;
+    pub const ALL: u32 = DISTANCE | METADATA | CONTENTS | VECTOR;
+}
+
+/// One item to upsert, borrowed from the caller.
+#[derive(Clone, Copy, Debug)]
+pub struct ItemRef<'a> {
+    pub id: &'a str,
+    pub vector: &'a [f32],
+    pub metadata: Option<&'a str>,
+    pub contents: Option<&'a [u8]>,
+}
+
+/// An item as `get` returns it. Wiped on drop.
+#[derive(Clone, Debug, Default, Zeroize, ZeroizeOnDrop)]
+pub struct Item {
+    pub id: String,
+    pub vector: Option<Vec<f32>>,
+    pub metadata: Option<String>,
+    pub contents: Option<Vec<u8>>,
+}
+
+/// One query result row. Wiped on drop.
+#[derive(Clone, Debug, Default, Zeroize, ZeroizeOnDrop)]
+pub struct Hit {
+    pub id: String,
+    pub distance: f32,
+    pub metadata: Option<String>,
+    pub contents: Option<Vec<u8>>,
+    pub vector: Option<Vec<f32>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct QueryParams<'a> {
+    pub top_k: usize,
+    /// 0 = automatic (used once the index is trained).
+    pub n_probes: u32,
+    pub filter: Option<&'a str>,
+    pub include: u32,
+    pub greedy: bool,
+}
+
+impl Default for QueryParams<'_> {
+    fn default() -> Self {
+        QueryParams { top_k: 100, n_probes: 0, filter: None, include: include::DISTANCE, greedy: false }
+    }
+}
+
+pub(crate) fn validate_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(Error::invalid(format!("index name must be 1 to {MAX_NAME_BYTES} bytes, got {}", name.len())));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::invalid("index name contains a control character"));
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_dimension(dim: usize) -> Result<()> {
+    if dim > MAX_DIMENSION {
+        return Err(Error::invalid(format!("dimension {dim} exceeds the maximum {MAX_DIMENSION}")));
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > MAX_ID_BYTES {
+        return Err(Error::invalid(format!("id must be 1 to {MAX_ID_BYTES} bytes, got {}", id.len())));
+    }
+    if id.contains('\0') {
+        return Err(Error::invalid("id contains a NUL character"));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_include(include: u32) -> Result<()> {
+    if include & !include::ALL != 0 {
+        return Err(Error::invalid(format!("unknown include bits 0x{:x}", include & !include::ALL)));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_finite(v: &[f32], what: &str) -> Result<()> {
+    match v.iter().position(|x| !x.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(Error::invalid(format!("{what} value at position {i} is not finite (NaN or infinity)"))),
+    }
+}
+
+/// Checks one upsert of a batch whose vectors are `dim` wide.
+pub(crate) fn validate_item(i: usize, it: &ItemRef<'_>, dim: usize) -> Result<()> {
+    validate_id(it.id).map_err(|e| Error::invalid(format!("item {i}: {e}")))?;
+    if it.vector.len() != dim {
+        return Err(Error::DimensionMismatch(format!("item {i}: vector dim {} != batch dim {dim}", it.vector.len())));
+    }
+    check_finite(it.vector, &format!("item {i}: vector"))?;
+    if let Some(md) = it.metadata {
+        if md.len() > MAX_METADATA_BYTES {
+            return Err(Error::invalid(format!(
+                "item {i}: metadata is {} bytes, the limit is {MAX_METADATA_BYTES}",
+                md.len()
+            )));
+        }
+        match serde_json::from_str::<serde_json::Value>(md) {
+            Ok(serde_json::Value::Object(_)) => {}
+            Ok(_) => return Err(Error::InvalidJson(format!("item {i}: metadata must be a JSON object"))),
+            Err(e) => return Err(Error::InvalidJson(format!("item {i}: metadata is not valid JSON: {e}"))),
+        }
+    }
+    if let Some(c) = it.contents {
+        if c.len() > MAX_CONTENTS_BYTES {
+            return Err(Error::invalid(format!(
+                "item {i}: contents are {} bytes, the limit is {MAX_CONTENTS_BYTES}",
+                c.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks a query batch: the include bits, `top_k`, and `nq * dim` finite floats.
+pub(crate) fn validate_query(queries: &[f32], nq: usize, dim: usize, params: &QueryParams<'_>) -> Result<()> {
+    check_include(params.include)?;
+    if params.top_k == 0 || params.top_k > MAX_TOP_K {
+        return Err(Error::invalid(format!("top_k must be 1 to {MAX_TOP_K}, got {}", params.top_k)));
+    }
+    let expected = nq.checked_mul(dim).ok_or_else(|| Error::invalid("nq * dim overflows"))?;
+    if queries.len() != expected {
+        return Err(Error::invalid(format!("{} query floats given, nq * dim = {expected}", queries.len())));
+    }
+    check_finite(queries, "query")
+}
