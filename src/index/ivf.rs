@@ -319,15 +319,21 @@ impl Index {
 
         // 2. Pack each list into chunks under the chunk budget, and seal them.
         let mut packer = Packer::default();
-        let mut packs: Vec<(u32, u32, Vec<(usize, usize)>)> = Vec::new();
+        struct Pack {
+            no: u32,
+            list: u32,
+            /// (position in `chunks`, slot) of each item.
+            rows: Vec<(usize, usize)>,
+        }
+        let mut packs: Vec<Pack> = Vec::new();
         for (list, items) in members.into_iter().enumerate() {
             for (ci, slot) in items {
                 let c = &chunks[ci];
                 let size =
                     item_encoded_len(dim, precision, c.ids[slot].len(), c.metadata[slot].as_ref().map(String::len));
                 match packer.place(list as u32, size, &mut m.next_chunk)? {
-                    (no, true) => packs.push((no, list as u32, vec![(ci, slot)])),
-                    (_, false) => packs.last_mut().expect("a list's first item opens a chunk").2.push((ci, slot)),
+                    (no, true) => packs.push(Pack { no, list: list as u32, rows: vec![(ci, slot)] }),
+                    (_, false) => packs.last_mut().expect("a list's first item opens a chunk").rows.push((ci, slot)),
                 }
             }
         }
@@ -335,14 +341,14 @@ impl Index {
         let built: Vec<(SealedChunk, Vec<(Token, u32)>)> = self.env.pool.install(|| {
             packs
                 .par_iter()
-                .map(|(no, list, items)| {
-                    let mut rows = ChunkBuilder::with_capacity(dim, items.len());
-                    let mut moved = Vec::with_capacity(items.len());
-                    for &(ci, slot) in items {
+                .map(|pack| {
+                    let mut rows = ChunkBuilder::with_capacity(dim, pack.rows.len());
+                    let mut moved = Vec::with_capacity(pack.rows.len());
+                    for &(ci, slot) in &pack.rows {
                         rows.push_row(&chunks[ci], slot);
-                        moved.push((self.tokens.id(&chunks[ci].ids[slot]), *no));
+                        moved.push((self.tokens.id(&chunks[ci].ids[slot]), pack.no));
                     }
-                    Ok((plan.seal_chunk(*no, *list, rows.finish(), precision)?, moved))
+                    Ok((plan.seal_chunk(pack.no, pack.list, rows.finish(), precision)?, moved))
                 })
                 .collect::<Result<_>>()
         })?;
