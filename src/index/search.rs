@@ -270,3 +270,65 @@ pub fn scan(
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(score: f32, at: u64) -> Candidate {
+        Candidate { score, at }
+    }
+
+    fn sorted(top: TopK) -> Vec<(f32, u64)> {
+        let mut v = top.heap.into_vec();
+        v.sort_unstable();
+        v.into_iter().map(|c| (c.score, c.at)).collect()
+    }
+
+    #[test]
+    fn top_k_keeps_the_k_smallest_in_order() {
+        let mut top = TopK::new(3);
+        assert_eq!(top.threshold(), f32::INFINITY);
+        for (i, s) in [5.0, 1.0, 4.0, 2.0, 3.0, 0.5].into_iter().enumerate() {
+            top.push(candidate(s, i as u64));
+        }
+        assert_eq!(top.threshold(), 2.0);
+        assert_eq!(sorted(top), vec![(0.5, 5), (1.0, 1), (2.0, 3)]);
+    }
+
+    #[test]
+    fn top_k_refuses_what_is_not_better_and_breaks_ties_by_position() {
+        let mut top = TopK::new(2);
+        assert!(top.push(candidate(1.0, 7)));
+        assert!(top.push(candidate(1.0, 3)));
+        // Same score, later position: not better than the worst kept.
+        assert!(!top.push(candidate(1.0, 9)));
+        // Same score, earlier position: replaces the worst kept (1.0 at 7).
+        assert!(top.push(candidate(1.0, 1)));
+        assert!(!top.push(candidate(f32::INFINITY, 0)));
+        assert_eq!(sorted(top), vec![(1.0, 1), (1.0, 3)]);
+    }
+
+    #[test]
+    fn top_k_with_fewer_candidates_than_k_keeps_them_all() {
+        let mut top = TopK::new(10);
+        top.push(candidate(-2.0, 1));
+        top.push(candidate(3.0, 2));
+        assert_eq!(top.threshold(), f32::INFINITY);
+        assert_eq!(sorted(top), vec![(-2.0, 1), (3.0, 2)]);
+    }
+
+    #[test]
+    fn merged_states_equal_one_scan() {
+        let q = Queries::new(&[0.0, 0.0], 1, 2, Metric::SquaredEuclidean, 2, None);
+        let (mut a, mut b, mut all) = (ScanState::new(&q), ScanState::new(&q), ScanState::new(&q));
+        for (i, s) in [4.0, 1.0, 3.0, 2.0].into_iter().enumerate() {
+            let c = candidate(s, i as u64);
+            if i % 2 == 0 { &mut a } else { &mut b }.heaps[0].push(c);
+            all.heaps[0].push(c);
+        }
+        let merged = a.merge(b);
+        let as_vec = |st: ScanState| sorted(st.heaps.into_iter().next().unwrap());
+        assert_eq!(as_vec(merged), as_vec(all));
+    }
+}
