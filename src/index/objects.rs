@@ -186,6 +186,21 @@ pub(crate) trait Sealed: Sized {
     fn from_cached(cached: Cached) -> Option<Arc<Self>>;
 }
 
+/// The `Sealed` methods of a kind cached as `Cached::$variant`.
+macro_rules! cached_as {
+    ($variant:ident) => {
+        fn to_cached(this: &Arc<Self>) -> Option<Cached> {
+            Some(Cached::$variant(this.clone()))
+        }
+        fn from_cached(cached: Cached) -> Option<Arc<Self>> {
+            match cached {
+                Cached::$variant(v) => Some(v),
+                _ => None,
+            }
+        }
+    };
+}
+
 /// Authenticates and decrypts a sealed object of the index.
 pub(crate) fn open_sealed(
     keys: &DataKeys,
@@ -222,15 +237,7 @@ impl Sealed for Chunk {
         }
         Ok(chunk)
     }
-    fn to_cached(this: &Arc<Self>) -> Option<Cached> {
-        Some(Cached::Chunk(this.clone()))
-    }
-    fn from_cached(cached: Cached) -> Option<Arc<Self>> {
-        match cached {
-            Cached::Chunk(c) => Some(c),
-            _ => None,
-        }
-    }
+    cached_as!(Chunk);
 }
 
 impl Sealed for Bucket {
@@ -238,15 +245,7 @@ impl Sealed for Bucket {
     fn open(keys: &DataKeys, obj: Obj, token: &Token, version: u64, sealed: &[u8], _: &()) -> Result<Self> {
         Bucket::decode(&open_sealed(keys, obj, token, version, sealed)?)
     }
-    fn to_cached(this: &Arc<Self>) -> Option<Cached> {
-        Some(Cached::Bucket(this.clone()))
-    }
-    fn from_cached(cached: Cached) -> Option<Arc<Self>> {
-        match cached {
-            Cached::Bucket(b) => Some(b),
-            _ => None,
-        }
-    }
+    cached_as!(Bucket);
 }
 
 /// What the centroids must be: (dimension, number of lists).
@@ -266,15 +265,7 @@ impl Sealed for Centroids {
         }
         Ok(c)
     }
-    fn to_cached(this: &Arc<Self>) -> Option<Cached> {
-        Some(Cached::Centroids(this.clone()))
-    }
-    fn from_cached(cached: Cached) -> Option<Arc<Self>> {
-        match cached {
-            Cached::Centroids(c) => Some(c),
-            _ => None,
-        }
-    }
+    cached_as!(Centroids);
 }
 
 /// Contents are read one item at a time and never cached.
