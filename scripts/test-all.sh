@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, the Rust tests (against a
 # throw-away PostgreSQL server on 127.0.0.1 when the server binaries are
-# installed; .ci/run installs them), the CMake build
+# installed; .ci/run installs them), rustdoc without warnings, a build
+# with the minimum supported Rust, the FFI's unit tests under Miri, the CMake build
 # with the C and C++ tests (C also under ASan/UBSan), the header and symbol
 # checks, an install to a scratch prefix, and against that install the
 # consumer CMake project, pkg-config builds and the Go tests.
@@ -39,6 +40,24 @@ cargo clippy --locked --all-targets --features test-hooks -- -D warnings
 
 step "cargo test"
 cargo test --locked --features test-hooks
+
+step "cargo doc (no warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --no-deps --quiet
+
+msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+step "minimum supported Rust ($msrv) builds"
+if rustup run "$msrv" rustc --version >/dev/null 2>&1; then
+  CARGO_TARGET_DIR="$root/target/msrv" cargo "+$msrv" check --locked --quiet --features test-hooks
+else
+  echo "skipped: no Rust $msrv toolchain (rustup toolchain install $msrv --profile minimal)"
+fi
+
+step "Miri: the FFI boundary and its unsafe helpers"
+if cargo +nightly miri --version >/dev/null 2>&1; then
+  cargo +nightly miri test --locked --quiet --lib --features test-hooks -- ffi:: cache::
+else
+  echo "skipped: no Miri (rustup toolchain install nightly --component miri,rust-src)"
+fi
 
 step "CMake build (release libvx, test-hooks libvx, C tests, demo)"
 cmake -S cmake -B "$build" -DCMAKE_BUILD_TYPE=Release
