@@ -90,7 +90,21 @@ impl Client {
     }
 
     pub fn create_index(&self, name: &str, index_key: &SecretKey, config: IndexConfig) -> Result<Index> {
-        Index::create(self.env.clone(), name, index_key, config)
+        Index::create(self.env.clone(), name, index_key, config, None)
+    }
+
+    /// Plays an attacker with write access to the store: creates an index
+    /// whose key record claims `index_id` (another index's, read from the
+    /// store in clear). Only in builds with the `test-hooks` feature.
+    #[cfg(feature = "test-hooks")]
+    pub fn forge_index_with_id(
+        &self,
+        name: &str,
+        index_key: &SecretKey,
+        config: IndexConfig,
+        index_id: [u8; 16],
+    ) -> Result<Index> {
+        Index::create(self.env.clone(), name, index_key, config, Some(index_id))
     }
 
     /// Opens an existing index with the root key (or, with `access.user`, a user's key).

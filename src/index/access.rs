@@ -266,8 +266,8 @@ impl Index {
             return Err(Error::Storage("the index's key record changed during delete; nothing was deleted".into()));
         }
         self.deleted.store(true, Ordering::Release);
-        let index_id = self.layout.index_id;
-        self.env.cache.remove_where(|k| k.index == index_id);
+        let owner = self.tokens.cache_owner;
+        self.env.cache.remove_where(|k| k.owner == owner);
         Ok(())
     }
 

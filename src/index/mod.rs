@@ -90,15 +90,29 @@ impl std::fmt::Debug for Index {
 }
 
 impl Index {
-    pub(crate) fn create(env: Arc<Env>, name: &str, root: &SecretKey, config: IndexConfig) -> Result<Index> {
+    /// Creates an index with a random id (`claimed_id` only in tests that
+    /// play an attacker who forges a record claiming another index's id).
+    pub(crate) fn create(
+        env: Arc<Env>,
+        name: &str,
+        root: &SecretKey,
+        config: IndexConfig,
+        claimed_id: Option<[u8; 16]>,
+    ) -> Result<Index> {
         validate_name(name)?;
         types::validate_dimension(config.dimension as usize)?;
         let record_key = key_record_key(name);
         if env.store.get(&record_key)?.is_some() {
             return Err(Error::AlreadyExists(format!("index '{name}' already exists")));
         }
-        let mut index_id = [0u8; 16];
-        crate::crypto::random_bytes(&mut index_id)?;
+        let index_id = match claimed_id {
+            Some(id) => id,
+            None => {
+                let mut id = [0u8; 16];
+                crate::crypto::random_bytes(&mut id)?;
+                id
+            }
+        };
         let data_key = SecretKey::random()?;
         let record = KeyRecord::new(index_id, name, root, &data_key)?;
         let keys = DataKeys::new(data_key, index_id);
@@ -165,5 +179,12 @@ impl Index {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The index id, which the key record holds in clear (tests that forge
+    /// records use it; only in builds with the `test-hooks` feature).
+    #[cfg(feature = "test-hooks")]
+    pub fn index_id(&self) -> [u8; 16] {
+        self.layout.index_id
     }
 }

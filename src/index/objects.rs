@@ -75,6 +75,8 @@ pub(crate) struct Tokens {
     ids: Tokenizer,
     chunks: Tokenizer,
     buckets: Tokenizer,
+    /// Names this index's entries in the client's cache (see [`CacheKey`]).
+    pub cache_owner: Token,
 }
 
 impl Tokens {
@@ -83,6 +85,7 @@ impl Tokens {
             ids: keys.tokenizer(b"id token"),
             chunks: keys.tokenizer(b"chunk token"),
             buckets: keys.tokenizer(b"bucket token"),
+            cache_owner: keys.tokenizer(b"cache owner").token(&[]),
         }
     }
 
@@ -149,10 +152,13 @@ impl Layout {
 pub(crate) type ObjectCache = Cache<CacheKey, Cached>;
 
 /// An object at one version: a rewritten object gets a new key, so the
-/// cache never serves a stale one.
+/// cache never serves a stale one. `owner` is derived from the index's data
+/// key, not its (clear-text) index id: a forged key record that claims
+/// another index's id brings its own data key, so its entries can neither
+/// read nor replace that index's decrypted objects in a shared cache.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub(crate) struct CacheKey {
-    pub index: [u8; 16],
+    pub owner: Token,
     pub obj: Obj,
     pub version: u64,
 }
@@ -291,7 +297,7 @@ pub(crate) struct Prefetched(HashMap<Obj, Vec<u8>>);
 
 impl Index {
     pub(crate) fn cache_key(&self, obj: Obj, version: u64) -> CacheKey {
-        CacheKey { index: self.layout.index_id, obj, version }
+        CacheKey { owner: self.tokens.cache_owner, obj, version }
     }
 
     pub(crate) fn store_key(&self, obj: Obj) -> Vec<u8> {

@@ -1,0 +1,60 @@
+//! Attacks by insiders and store operators (docs/THREAT_MODEL.md): each test
+//! performs one and shows it is detected or fruitless. Every test here
+//! failed on the code before the defence it names.
+
+use vx::{Access, Client, ClientOptions, IndexConfig, ItemRef, QueryParams, SecretKey};
+
+fn key(b: u8) -> SecretKey {
+    SecretKey::from_bytes(&[b; 32])
+}
+
+fn upsert(index: &vx::Index, prefix: &str, vectors: &[[f32; 4]]) {
+    let ids: Vec<String> = (0..vectors.len()).map(|i| format!("{prefix}-{i}")).collect();
+    let items: Vec<ItemRef<'_>> =
+        ids.iter().zip(vectors).map(|(id, v)| ItemRef { id, vector: v, metadata: None, contents: None }).collect();
+    index.upsert(&items, Access::default()).unwrap();
+}
+
+/// The ids a query returns, or the error status.
+fn query_ids(index: &vx::Index) -> Result<Vec<String>, vx::Status> {
+    let p = QueryParams { top_k: 10, ..Default::default() };
+    index
+        .query(&[0.0; 4], 1, 4, &p, Access::default())
+        .map(|rows| rows[0].iter().map(|h| h.id.clone()).collect())
+        .map_err(|e| e.status())
+}
+
+/// Defence: cache entries are owned by a value derived from the data key,
+/// not by the clear-text index id.
+///
+/// A tenant of a multi-tenant service (one client, many indexes) who can
+/// write the store forges a key record that claims the victim's index id.
+/// Before, its handle read the victim's decrypted chunks from the shared
+/// cache, and its own writes replaced the victim's cached chunks.
+#[test]
+fn a_record_claiming_another_index_id_neither_reads_nor_plants_cached_objects() {
+    let service = Client::open("memory:", ClientOptions::default()).unwrap();
+    let victim = service.create_index("victim", &key(1), IndexConfig::default()).unwrap();
+    upsert(&victim, "secret", &[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]);
+    assert_eq!(query_ids(&victim).unwrap().len(), 2); // now cached: chunk 0 at version 2
+
+    // Elsewhere (no shared cache), the attacker builds a state with the same
+    // shape under the victim's id: one upsert of two items, chunk 0 at version 2.
+    let outside = Client::over_store(service.raw_store(), ClientOptions::default()).unwrap();
+    let forged = outside.forge_index_with_id("evil", &key(9), IndexConfig::default(), victim.index_id()).unwrap();
+    upsert(&forged, "planted", &[[0.5, 0.0, 0.0, 0.0], [0.0, 0.5, 0.0, 0.0]]);
+
+    // Read: the attacker loads its record in the victim's service and queries.
+    let attacker = service.load_index("evil", Access { key: Some(&key(9)), user: None }).unwrap();
+    match query_ids(&attacker) {
+        Ok(ids) => assert!(ids.iter().all(|id| id.starts_with("planted")), "attacker read the victim's data: {ids:?}"),
+        Err(status) => assert_eq!(status, vx::Status::Integrity),
+    }
+
+    // Plant: the attacker's objects are now in the shared cache; the victim
+    // must never serve them (its manifest was overwritten too: INTEGRITY).
+    match query_ids(&victim) {
+        Ok(ids) => assert!(ids.iter().all(|id| id.starts_with("secret")), "victim served planted data: {ids:?}"),
+        Err(status) => assert_eq!(status, vx::Status::Integrity),
+    }
+}
