@@ -8,10 +8,9 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{as_root, file_uri, ids, items, key, uniform, Rng, TempDir};
+use common::{as_root, child_test, file_uri, ids, items, key, uniform, Rng, TempDir};
 use vx::{include, Access, Client, ClientOptions, IndexConfig, ItemRef};
 
 const PER_BATCH: usize = 40;
@@ -56,12 +55,9 @@ fn kill_minus_9_never_loses_an_acknowledged_batch() {
     let mut next = 0u64; // first batch the next child commits
     let (mut acked_total, mut in_flight_landed, mut in_flight_absent) = (0u64, 0u64, 0u64);
     for iteration in 0..iterations {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        let mut child = child_test("crash_child")
             .env("VX_CRASH_DIR", dir.path())
             .env("VX_CRASH_START", next.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();

@@ -5,10 +5,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use common::{as_root, ids, items, key, postgres_table, uniform, Rng};
+use common::{as_root, child_test, ids, items, key, postgres_table, uniform, Rng};
 use vx::{include, Access, Client, ClientOptions, IndexConfig, ItemRef, Status};
 
 const DIM: usize = 32;
@@ -145,14 +145,7 @@ fn another_process_sees_writes_and_training() {
     let client = Client::open(&url, ClientOptions::default()).unwrap();
     let index = client.create_index("k", &key(KEY), IndexConfig::default()).unwrap();
     upsert_round(&client, 0, 100).unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["pg_reader_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env("VX_PG_CHILD_URL", &url)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = child_test("pg_reader_child").env("VX_PG_CHILD_URL", &url).stdin(Stdio::piped()).spawn().unwrap();
     let mut to_child = child.stdin.take().unwrap();
     let mut from_child = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut ask = || -> String {

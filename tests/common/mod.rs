@@ -8,6 +8,7 @@ mod fixtures;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 pub use fixtures::*;
 use vx::{Client, ClientOptions};
@@ -15,6 +16,17 @@ use vx::{Client, ClientOptions};
 /// A `memory:` client with the default options.
 pub fn memory_client() -> Client {
     Client::open("memory:", ClientOptions::default()).unwrap()
+}
+
+/// This test binary, set to run test `name` alone with its output piped
+/// back: a test that needs another process (to kill it, or as a second
+/// user of a store) runs one of its own crate's tests as that process, and
+/// that test does its part only when the environment the caller adds says
+/// so.
+pub fn child_test(name: &str) -> Command {
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child.args([name, "--exact", "--nocapture", "--test-threads=1"]).stdout(Stdio::piped()).stderr(Stdio::null());
+    child
 }
 
 /// A directory of its own under the system's temporary directory: named
