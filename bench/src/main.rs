@@ -20,8 +20,11 @@ use vx::{Access, Client, ClientOptions, IndexConfig, QueryParams, TrainParams, D
 
 const KEY: u8 = 0x42;
 
-fn emit(fields: &[(&str, String)]) {
-    let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+/// One measurement of vx on `ds` as a JSON line: the engine, dataset and
+/// bench fields that report.py keys on, then `fields`.
+fn emit(ds: &Dataset, bench: &str, fields: &[(&str, String)]) {
+    let head = [("engine", s("vx")), ("dataset", s(&ds.name)), ("bench", s(bench))];
+    let body: Vec<String> = head.iter().chain(fields).map(|(k, v)| format!("\"{k}\": {v}")).collect();
     println!("{{{}}}", body.join(", "));
 }
 
@@ -67,16 +70,17 @@ fn bench_exhaustive(ds: &Dataset, threads: &[usize], nq_limit: usize) {
                 index.query(&queries[qi * ds.dim..(qi + 1) * ds.dim], 1, ds.dim, &params, Access::default()).unwrap();
             }
             let single = single_n as f64 / t0.elapsed().as_secs_f64();
-            emit(&[
-                ("engine", s("vx")),
-                ("dataset", s(&ds.name)),
-                ("bench", s("exhaustive")),
-                ("cache", s(cache)),
-                ("threads", t.to_string()),
-                ("qps_batch", format!("{batched:.1}")),
-                ("qps_single", format!("{single:.1}")),
-                ("recall_at_10", format!("{recall:.4}")),
-            ]);
+            emit(
+                ds,
+                "exhaustive",
+                &[
+                    ("cache", s(cache)),
+                    ("threads", t.to_string()),
+                    ("qps_batch", format!("{batched:.1}")),
+                    ("qps_single", format!("{single:.1}")),
+                    ("recall_at_10", format!("{recall:.4}")),
+                ],
+            );
         }
     }
 }
@@ -92,14 +96,8 @@ fn bench_upsert(ds: &Dataset, scratch: &Path) {
         let index = client.create_index("bench", &key(KEY), IndexConfig::default()).unwrap();
         let batch: usize = std::env::var("VX_BENCH_BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(10_000);
         let rate = fill(&index, ds, &names, batch);
-        let mut fields = vec![
-            ("engine", s("vx")),
-            ("dataset", s(&ds.name)),
-            ("bench", s("upsert")),
-            ("store", s(store)),
-            ("batch", "10000".to_string()),
-            ("vectors_per_s", format!("{rate:.0}")),
-        ];
+        let mut fields =
+            vec![("store", s(store)), ("batch", "10000".to_string()), ("vectors_per_s", format!("{rate:.0}"))];
         drop(index);
         drop(client);
         if store == "file" {
@@ -110,7 +108,7 @@ fn bench_upsert(ds: &Dataset, scratch: &Path) {
             fields.push(("size_ratio", format!("{:.3}", allocated as f64 / raw as f64)));
             let _ = fs::remove_dir_all(&dir);
         }
-        emit(&fields);
+        emit(ds, "upsert", &fields);
     }
 }
 
@@ -171,18 +169,19 @@ fn bench_stores(ds: &Dataset, scratch: &Path, pg: Option<&str>, nq_limit: usize)
         let cold_ivf = latency_and_throughput(&open(&uri, 0).1, ds, nq, 0);
         let warm_ivf = warm(&open(&uri, DEFAULT_CACHE_BYTES).1);
         for (search, warm, cold) in [("exhaustive", warm_flat, cold_flat), ("ivf", warm_ivf, cold_ivf)] {
-            emit(&[
-                ("engine", s("vx")),
-                ("dataset", s(&ds.name)),
-                ("bench", s("store")),
-                ("store", s(store)),
-                ("search", s(search)),
-                ("upsert_per_s", format!("{upsert_rate:.0}")),
-                ("warm_ms", format!("{:.3}", warm.0)),
-                ("warm_qps_batch", format!("{:.0}", warm.1)),
-                ("cold_ms", format!("{:.3}", cold.0)),
-                ("cold_qps_batch", format!("{:.0}", cold.1)),
-            ]);
+            emit(
+                ds,
+                "store",
+                &[
+                    ("store", s(store)),
+                    ("search", s(search)),
+                    ("upsert_per_s", format!("{upsert_rate:.0}")),
+                    ("warm_ms", format!("{:.3}", warm.0)),
+                    ("warm_qps_batch", format!("{:.0}", warm.1)),
+                    ("cold_ms", format!("{:.3}", cold.0)),
+                    ("cold_qps_batch", format!("{:.0}", cold.1)),
+                ],
+            );
         }
     }
     let _ = fs::remove_dir_all(&dir);
@@ -229,17 +228,18 @@ fn sweep_probes(
 ) {
     for &p in probes {
         let (batched, single, recall) = query_rates(index, ds, nq, p, single_n);
-        emit(&[
-            ("engine", s("vx")),
-            ("dataset", s(&ds.name)),
-            ("bench", s("ivf")),
-            ("cache", s(cache)),
-            ("threads", threads.to_string()),
-            ("n_probes", p.to_string()),
-            ("qps_batch", format!("{batched:.1}")),
-            ("qps_single", format!("{single:.1}")),
-            ("recall_at_10", format!("{recall:.4}")),
-        ]);
+        emit(
+            ds,
+            "ivf",
+            &[
+                ("cache", s(cache)),
+                ("threads", threads.to_string()),
+                ("n_probes", p.to_string()),
+                ("qps_batch", format!("{batched:.1}")),
+                ("qps_single", format!("{single:.1}")),
+                ("recall_at_10", format!("{recall:.4}")),
+            ],
+        );
     }
 }
 
@@ -269,17 +269,18 @@ fn bench_ivf(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions
             let add_rate = fill(&index, ds, &extra_ids, extra.max(1)); // one batch
             let extra_refs: Vec<&str> = extra_ids.iter().map(String::as_str).collect();
             index.delete(&extra_refs, Access::default()).unwrap();
-            emit(&[
-                ("engine", s("vx")),
-                ("dataset", s(&ds.name)),
-                ("bench", s("ivf_train")),
-                ("threads", t.to_string()),
-                ("n_lists", opts.n_lists.to_string()),
-                ("iterations", report.iterations.to_string()),
-                ("train_s", format!("{train_s:.3}")),
-                ("objective", format!("{:.6}", report.objective)),
-                ("add_per_s", format!("{add_rate:.0}")),
-            ]);
+            emit(
+                ds,
+                "ivf_train",
+                &[
+                    ("threads", t.to_string()),
+                    ("n_lists", opts.n_lists.to_string()),
+                    ("iterations", report.iterations.to_string()),
+                    ("train_s", format!("{train_s:.3}")),
+                    ("objective", format!("{:.6}", report.objective)),
+                    ("add_per_s", format!("{add_rate:.0}")),
+                ],
+            );
             index
                 .query(
                     &ds.queries[..ds.dim],
@@ -304,14 +305,15 @@ fn bench_ivf(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions
                 .unwrap();
             let rss: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
             let raw = (ds.n() * ds.dim * 4) as u64;
-            emit(&[
-                ("engine", s("vx")),
-                ("dataset", s(&ds.name)),
-                ("bench", s("memory")),
-                ("peak_rss_bytes", rss.to_string()),
-                ("raw_vector_bytes", raw.to_string()),
-                ("rss_over_raw_plus_100mb", format!("{:.3}", rss as f64 / (raw as f64 + 100e6))),
-            ]);
+            emit(
+                ds,
+                "memory",
+                &[
+                    ("peak_rss_bytes", rss.to_string()),
+                    ("raw_vector_bytes", raw.to_string()),
+                    ("rss_over_raw_plus_100mb", format!("{:.3}", rss as f64 / (raw as f64 + 100e6))),
+                ],
+            );
         }
         let _ = fs::remove_dir_all(&dir);
     }
@@ -330,15 +332,16 @@ fn bench_add_trained(ds: &Dataset, n_lists: u32, batch: usize) {
     let extra = ds.n() / 10;
     let extra_ids = ids("extra-", extra);
     let rate = fill(&index, ds, &extra_ids, batch);
-    emit(&[
-        ("engine", s("vx")),
-        ("dataset", s(&ds.name)),
-        ("bench", s("add_trained_memory")),
-        ("n_lists", n_lists.to_string()),
-        ("vectors", extra.to_string()),
-        ("batch", batch.to_string()),
-        ("add_per_s", format!("{rate:.0}")),
-    ]);
+    emit(
+        ds,
+        "add_trained_memory",
+        &[
+            ("n_lists", n_lists.to_string()),
+            ("vectors", extra.to_string()),
+            ("batch", batch.to_string()),
+            ("add_per_s", format!("{rate:.0}")),
+        ],
+    );
 }
 
 /// `vx-bench --rss URI DIM`: opens the trained index, queries every list so
