@@ -18,11 +18,9 @@ pub fn memory_client() -> Client {
     Client::open("memory:", ClientOptions::default()).unwrap()
 }
 
-/// This test binary, set to run test `name` alone with its output piped
-/// back: a test that needs another process (to kill it, or as a second
-/// user of a store) runs one of its own crate's tests as that process, and
-/// that test does its part only when the environment the caller adds says
-/// so.
+/// This test binary set to run test `name` alone, its stdout piped back:
+/// a test that needs a second process runs a test of its own crate as one,
+/// and that test does its part only when the caller's environment says so.
 pub fn child_test(name: &str) -> Command {
     let mut child = Command::new(std::env::current_exe().unwrap());
     child.args([name, "--exact", "--nocapture", "--test-threads=1"]).stdout(Stdio::piped()).stderr(Stdio::null());
