@@ -4,17 +4,16 @@
 //! handles, and tampering with the stored key record.
 #![cfg(feature = "test-hooks")]
 
+mod common;
+
+use common::{as_root, ids, items, key, memory_client, uniform, upsert_in_batches};
 use vx::{
-    Access, Client, ClientOptions, Index, IndexConfig, ItemRef, QueryParams, SecretKey, Status, TrainParams,
-    WriteBatch, PERMISSION_READ, PERMISSION_WRITE,
+    Access, Client, Index, IndexConfig, QueryParams, SecretKey, Status, TrainParams, WriteBatch, PERMISSION_READ,
+    PERMISSION_WRITE,
 };
 
 const DIM: usize = 4;
 const N: usize = 10_000; // enough to train
-
-fn key(b: u8) -> SecretKey {
-    SecretKey::from_bytes(&[b; 32])
-}
 
 const ROOT: u8 = 1;
 
@@ -56,17 +55,9 @@ impl Who {
     }
 }
 
-fn vectors(n: usize, seed: u32) -> Vec<f32> {
-    (0..n * DIM).map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 1000.0).collect()
-}
-
 fn upsert(index: &Index, prefix: &str, n: usize, access: Access<'_>) -> vx::Result<()> {
-    let v = vectors(n, prefix.len() as u32);
-    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
-    let items: Vec<ItemRef<'_>> = (0..n)
-        .map(|i| ItemRef { id: &ids[i], vector: &v[i * DIM..(i + 1) * DIM], metadata: None, contents: None })
-        .collect();
-    index.upsert(&items, access)
+    let (names, v) = (ids(prefix, n), uniform(n, DIM, prefix.len() as u64));
+    upsert_in_batches(index, items(&names, &v, DIM, None), n, access)
 }
 
 /// An index with N items and the three users.
@@ -103,7 +94,7 @@ fn state(root: &Index) -> (u64, Vec<String>, usize) {
 /// checks each is allowed or `PERMISSION_DENIED` as the matrix says, and
 /// that refused calls change nothing.
 fn check_matrix(root: &Index, index: &Index, access: Access<'_>, who: Who) {
-    let q = vectors(1, 7);
+    let q = uniform(1, DIM, 7);
     let p = QueryParams { top_k: 5, ..Default::default() };
     let r = who.can_read();
     expect(index.query(&q, 1, DIM, &p, access), r, "query", who);
@@ -161,7 +152,7 @@ fn check_matrix(root: &Index, index: &Index, access: Access<'_>, who: Who) {
 
 #[test]
 fn permission_matrix_through_loaded_handles() {
-    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let client = memory_client();
     for who in Who::ALL {
         let name = format!("loaded-{who:?}");
         let root = setup(&client, &name);
@@ -178,7 +169,7 @@ fn permission_matrix_through_loaded_handles() {
 
 #[test]
 fn permission_matrix_through_per_call_keys() {
-    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let client = memory_client();
     for who in Who::ALL {
         let name = format!("per-call-{who:?}");
         let root = setup(&client, &name);
@@ -195,7 +186,7 @@ fn permission_matrix_through_per_call_keys() {
 
 #[test]
 fn user_ids_without_keys_and_wrong_keys() {
-    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let client = memory_client();
     let root = setup(&client, "wrong");
     let reader = [0xA1; 16];
     let a = |k: &SecretKey, u: Option<&[u8; 16]>| status(root.num_vectors(Access { key: Some(k), user: u }));
@@ -221,7 +212,7 @@ fn user_ids_without_keys_and_wrong_keys() {
 
 #[test]
 fn deleted_users_lose_access_everywhere_at_once() {
-    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let client = memory_client();
     let root = setup(&client, "revoke");
     let rw = [0xA3; 16];
     let k = key(13);
@@ -243,7 +234,7 @@ fn deleted_users_lose_access_everywhere_at_once() {
 
 #[test]
 fn changed_permissions_apply_to_open_handles() {
-    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let client = memory_client();
     let root = setup(&client, "change");
     let reader = [0xA1; 16];
     let open = client.load_index("change", Access { key: Some(&key(11)), user: Some(&reader) }).unwrap();
@@ -262,9 +253,9 @@ fn changed_permissions_apply_to_open_handles() {
 
 #[test]
 fn rotation_retires_the_old_root_key_and_keeps_users() {
-    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let client = memory_client();
     let root = setup(&client, "rotate");
-    let other = client.load_index("rotate", Access { key: Some(&key(ROOT)), user: None }).unwrap();
+    let other = client.load_index("rotate", as_root(&key(ROOT))).unwrap();
     let reader = client.load_index("rotate", Access { key: Some(&key(11)), user: Some(&[0xA1; 16]) }).unwrap();
     assert_eq!(status(root.rotate_key(&key(ROOT), &key(ROOT))), Status::InvalidArgument);
     assert_eq!(status(root.rotate_key(&key(2), &key(3))), Status::WrongKey);
@@ -272,14 +263,14 @@ fn rotation_retires_the_old_root_key_and_keeps_users() {
     // The rotating handle moved to the new key; another handle bound to the old one did not.
     assert_eq!(root.num_vectors(Access::default()).unwrap(), N as u64);
     assert_eq!(status(other.num_vectors(Access::default())), Status::WrongKey);
-    assert_eq!(status(root.num_vectors(Access { key: Some(&key(ROOT)), user: None })), Status::WrongKey);
-    assert_eq!(root.num_vectors(Access { key: Some(&key(2)), user: None }).unwrap(), N as u64);
+    assert_eq!(status(root.num_vectors(as_root(&key(ROOT)))), Status::WrongKey);
+    assert_eq!(root.num_vectors(as_root(&key(2))).unwrap(), N as u64);
     assert_eq!(reader.num_vectors(Access::default()).unwrap(), N as u64);
-    assert_eq!(status(client.load_index("rotate", Access { key: Some(&key(ROOT)), user: None })), Status::WrongKey);
-    let fresh = client.load_index("rotate", Access { key: Some(&key(2)), user: None }).unwrap();
+    assert_eq!(status(client.load_index("rotate", as_root(&key(ROOT)))), Status::WrongKey);
+    let fresh = client.load_index("rotate", as_root(&key(2))).unwrap();
     assert_eq!(fresh.list_user_keys(None).unwrap().len(), 3);
     // Data untouched: same answers as before the rotation.
-    let hits = fresh.query(&vectors(1, 3), 1, DIM, &QueryParams::default(), Access::default()).unwrap();
+    let hits = fresh.query(&uniform(1, DIM, 3), 1, DIM, &QueryParams::default(), Access::default()).unwrap();
     assert_eq!(hits[0].len(), 100);
     // Putting the old key record back (a rollback by someone who kept it) is
     // refused by handles that saw the new one.
@@ -299,7 +290,7 @@ fn rotation_retires_the_old_root_key_and_keeps_users() {
 /// panic: WRONG_KEY, INTEGRITY or NOT_FOUND for everyone, and no lasting harm.
 #[test]
 fn tampered_key_records_never_grant_anything() {
-    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let client = memory_client();
     let root = setup(&client, "tamper");
     setup(&client, "elsewhere");
     let store = client.raw_store();
@@ -323,7 +314,7 @@ fn tampered_key_records_never_grant_anything() {
     variants.push(("another index's record".into(), store.get(b"n/elsewhere").unwrap().unwrap()));
     for (what, bytes) in variants {
         put(bytes);
-        let fresh_root = status(client.load_index("tamper", Access { key: Some(&key(ROOT)), user: None }));
+        let fresh_root = status(client.load_index("tamper", as_root(&key(ROOT))));
         let on_handle = status(root.num_vectors(Access::default()));
         let read = status(root.num_vectors(reader));
         let write = status(upsert(&root, "t", 1, reader));
@@ -348,7 +339,7 @@ fn tampered_key_records_never_grant_anything() {
 /// revive the user on handles that saw the deletion.
 #[test]
 fn a_replayed_key_record_does_not_undo_a_revocation() {
-    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let client = memory_client();
     let root = setup(&client, "replay");
     let store = client.raw_store();
     let before = store.get(b"n/replay").unwrap().unwrap();
@@ -367,7 +358,7 @@ fn a_replayed_key_record_does_not_undo_a_revocation() {
 #[test]
 fn calls_during_a_rotation_of_the_same_handle_keep_working() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
-    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let client = memory_client();
     let root = setup(&client, "busy");
     let (stop, calls) = (AtomicBool::new(false), AtomicUsize::new(0));
     std::thread::scope(|s| {
@@ -401,5 +392,5 @@ fn calls_during_a_rotation_of_the_same_handle_keep_working() {
         }
         stop.store(true, Relaxed);
     });
-    assert_eq!(status(client.load_index("busy", Access { key: Some(&key(ROOT + 20)), user: None })), Status::Ok);
+    assert_eq!(status(client.load_index("busy", as_root(&key(ROOT + 20)))), Status::Ok);
 }

@@ -1,28 +1,10 @@
 //! Integration tests of the Rust API: exact search against a brute-force
 //! reference on every metric, filters, writes, persistence, keys, tampering.
 
-use vx::{include, Access, Client, ClientOptions, Error, IndexConfig, ItemRef, Metric, QueryParams, SecretKey};
+mod common;
 
-fn key(b: u8) -> SecretKey {
-    SecretKey::from_bytes(&[b; 32])
-}
-
-/// Deterministic pseudo-random floats (xorshift), no dependency needed.
-fn data(n: usize, dim: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-    (0..n * dim)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect()
-}
-
-fn ids(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("item-{i}")).collect()
-}
+use common::{as_root, ids, items, key, memory_client, uniform, upsert_in_batches, TempDir};
+use vx::{include, Access, Client, ClientOptions, Error, IndexConfig, ItemRef, Metric, QueryParams};
 
 fn brute(
     metric: Metric,
@@ -56,19 +38,10 @@ fn brute(
 
 fn fill(index: &vx::Index, base: &[f32], dim: usize, with_meta: bool) {
     let n = base.len() / dim;
-    let names = ids(n);
+    let names = ids("item-", n);
     let metas: Vec<String> = (0..n).map(|i| format!(r#"{{"group": {}, "even": {}}}"#, i % 7, i % 2 == 0)).collect();
-    let items: Vec<ItemRef<'_>> = (0..n)
-        .map(|i| ItemRef {
-            id: &names[i],
-            vector: &base[i * dim..(i + 1) * dim],
-            metadata: with_meta.then(|| metas[i].as_str()),
-            contents: None,
-        })
-        .collect();
-    for batch in items.chunks(997) {
-        index.upsert(batch, Access::default()).unwrap();
-    }
+    let metadata = with_meta.then_some(&metas[..]);
+    upsert_in_batches(index, items(&names, base, dim, metadata), 997, Access::default()).unwrap();
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -108,7 +81,7 @@ fn check_against_brute(
 #[test]
 fn exact_search_matches_brute_force_on_every_metric() {
     let dim = 24;
-    let base = data(3000, dim, 1);
+    let base = uniform(3000, dim, 1);
     let client = Client::open("memory:", ClientOptions { threads: 2, ..Default::default() }).unwrap();
     for (i, metric) in
         [Metric::Euclidean, Metric::SquaredEuclidean, Metric::Cosine, Metric::InnerProduct].into_iter().enumerate()
@@ -118,20 +91,22 @@ fn exact_search_matches_brute_force_on_every_metric() {
         fill(&index, &base, dim, true);
         assert_eq!(index.num_vectors(Access::default()).unwrap(), 3000);
         // One query at a time (pairwise kernel) and a batch (SGEMM path).
-        check_against_brute(&index, metric, &base, &data(3, dim, 2), dim, 10, None, &|_| true);
-        check_against_brute(&index, metric, &base, &data(20, dim, 3), dim, 25, None, &|_| true);
-        check_against_brute(&index, metric, &base, &data(9, dim, 4), dim, 15, Some(r#"{"group": 3}"#), &|i| i % 7 == 3);
+        check_against_brute(&index, metric, &base, &uniform(3, dim, 2), dim, 10, None, &|_| true);
+        check_against_brute(&index, metric, &base, &uniform(20, dim, 3), dim, 25, None, &|_| true);
+        check_against_brute(&index, metric, &base, &uniform(9, dim, 4), dim, 15, Some(r#"{"group": 3}"#), &|i| {
+            i % 7 == 3
+        });
     }
 }
 
 #[test]
 fn filtered_query_returns_top_k_when_that_many_match() {
     let dim = 8;
-    let base = data(2000, dim, 5);
-    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let base = uniform(2000, dim, 5);
+    let client = memory_client();
     let index = client.create_index("f", &key(1), IndexConfig::default()).unwrap();
     fill(&index, &base, dim, true);
-    let q = data(1, dim, 6);
+    let q = uniform(1, dim, 6);
     let params = QueryParams {
         top_k: 50,
         filter: Some(r#"{"$and": [{"group": {"$in": [1, 2]}}, {"even": true}]}"#),
@@ -157,7 +132,7 @@ fn filtered_query_returns_top_k_when_that_many_match() {
 
 #[test]
 fn upsert_overwrites_get_delete_and_list() {
-    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let client = memory_client();
     let index = client.create_index("w", &key(1), IndexConfig::default()).unwrap();
     let v = [1.0f32, 2.0, 3.0];
     let items = [
@@ -188,7 +163,7 @@ fn upsert_overwrites_get_delete_and_list() {
 
 #[test]
 fn failed_upsert_changes_nothing() {
-    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let client = memory_client();
     let index = client.create_index("atomic", &key(1), IndexConfig { dimension: 2, ..Default::default() }).unwrap();
     index
         .upsert(&[ItemRef { id: "keep", vector: &[1.0, 1.0], metadata: None, contents: None }], Access::default())
@@ -232,18 +207,15 @@ fn failed_upsert_changes_nothing() {
 
 #[test]
 fn keys_names_and_lifecycle() {
-    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let client = memory_client();
     let index = client.create_index("k", &key(1), IndexConfig::default()).unwrap();
     assert_eq!(
         client.create_index("k", &key(2), IndexConfig::default()).unwrap_err().status(),
         vx::Status::AlreadyExists
     );
-    let wrong = client.load_index("k", Access { key: Some(&key(2)), user: None }).unwrap_err();
+    let wrong = client.load_index("k", as_root(&key(2))).unwrap_err();
     assert_eq!(wrong.status(), vx::Status::WrongKey);
-    assert_eq!(
-        client.load_index("nope", Access { key: Some(&key(1)), user: None }).unwrap_err().status(),
-        vx::Status::NotFound
-    );
+    assert_eq!(client.load_index("nope", as_root(&key(1))).unwrap_err().status(), vx::Status::NotFound);
     // Per-call keys: the right one works, a wrong one is refused.
     let right = key(1);
     let bad = key(9);
@@ -265,7 +237,7 @@ fn keys_names_and_lifecycle() {
 
 #[test]
 fn dimension_fixed_by_first_upsert_and_checked() {
-    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let client = memory_client();
     let index = client.create_index("d", &key(1), IndexConfig::default()).unwrap();
     assert_eq!(index.dimension().unwrap(), 0);
     let got = index.query(&[1.0, 2.0], 1, 2, &QueryParams::default(), Access::default()).unwrap();
@@ -280,12 +252,11 @@ fn dimension_fixed_by_first_upsert_and_checked() {
 
 #[test]
 fn file_store_reopens_with_identical_answers_and_sees_other_handles() {
-    let dir = std::env::temp_dir().join(format!("vx-core-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let uri = format!("file:{}", dir.display());
+    let dir = TempDir::new("core-reopen");
+    let uri = dir.uri();
     let dim = 16;
-    let base = data(5000, dim, 7);
-    let queries = data(5, dim, 8);
+    let base = uniform(5000, dim, 7);
+    let queries = uniform(5, dim, 8);
     let params =
         QueryParams { top_k: 20, filter: Some(r#"{"even": true}"#), include: include::ALL, ..Default::default() };
     let before = {
@@ -293,13 +264,13 @@ fn file_store_reopens_with_identical_answers_and_sees_other_handles() {
         let index = client.create_index("disk", &key(4), IndexConfig::default()).unwrap();
         fill(&index, &base, dim, true);
         // A second handle on the same client sees the first one's writes.
-        let other = client.load_index("disk", Access { key: Some(&key(4)), user: None }).unwrap();
+        let other = client.load_index("disk", as_root(&key(4))).unwrap();
         other.delete(&["item-0"], Access::default()).unwrap();
         assert_eq!(index.num_vectors(Access::default()).unwrap(), 4999);
         index.query(&queries, 5, dim, &params, Access::default()).unwrap()
     };
     let client = Client::open(&uri, ClientOptions { cache_bytes: 0, ..Default::default() }).unwrap();
-    let index = client.load_index("disk", Access { key: Some(&key(4)), user: None }).unwrap();
+    let index = client.load_index("disk", as_root(&key(4))).unwrap();
     let after = index.query(&queries, 5, dim, &params, Access::default()).unwrap();
     assert_eq!(before.len(), after.len());
     for (b, a) in before.iter().zip(&after) {
@@ -307,9 +278,6 @@ fn file_store_reopens_with_identical_answers_and_sees_other_handles() {
         let a: Vec<_> = a.iter().map(|h| (&h.id, h.distance, &h.metadata)).collect();
         assert_eq!(a, b);
     }
-    drop(index);
-    drop(client);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -317,12 +285,11 @@ fn tampering_with_any_stored_object_is_detected() {
     use std::collections::BTreeMap;
     // Build an index in memory, then copy its objects into file stores with
     // one object altered each time, and check every read fails or is right.
-    let dir = std::env::temp_dir().join(format!("vx-tamper-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let uri = format!("file:{}", dir.display());
+    let dir = TempDir::new("core-tamper");
+    let uri = dir.uri();
     let dim = 8;
-    let base = data(600, dim, 11);
-    let q = data(2, dim, 12);
+    let base = uniform(600, dim, 11);
+    let q = uniform(2, dim, 12);
     let params = QueryParams { top_k: 10, include: include::ALL, ..Default::default() };
     let reference = {
         let client = Client::open(&uri, ClientOptions::default()).unwrap();
@@ -336,7 +303,7 @@ fn tampering_with_any_stored_object_is_detected() {
             .unwrap();
         index.query(&q, 2, dim, &params, Access::default()).unwrap()
     };
-    let file = dir.join("vx.redb");
+    let file = dir.path().join("vx.redb");
     let pristine = std::fs::read(&file).unwrap();
     // Flip one byte at many positions through the file.
     let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
@@ -347,7 +314,7 @@ fn tampering_with_any_stored_object_is_detected() {
         std::fs::write(&file, &bytes).unwrap();
         let result = std::panic::catch_unwind(|| -> vx::Result<Vec<Vec<vx::Hit>>> {
             let client = Client::open(&uri, ClientOptions { cache_bytes: 0, ..Default::default() })?;
-            let index = client.load_index("t", Access { key: Some(&key(5)), user: None })?;
+            let index = client.load_index("t", as_root(&key(5)))?;
             let hits = index.query(&q, 2, dim, &params, Access::default())?;
             index.get(&["with-contents"], include::ALL, Access::default())?;
             index.list_ids(0, 0, Access::default())?;
@@ -377,23 +344,17 @@ fn tampering_with_any_stored_object_is_detected() {
     }
     eprintln!("tamper outcomes: {outcomes:?}");
     assert!(outcomes.get("integrity").copied().unwrap_or(0) > 0);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn directory_grows_past_its_first_buckets_without_losing_items() {
     // 64 initial buckets x 1024 entries: 70k items force a doubling.
-    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let client = memory_client();
     let index = client.create_index("grow", &key(1), IndexConfig::default()).unwrap();
     let n = 70_000;
-    let names = ids(n);
-    let base = data(n, 2, 21);
-    let items: Vec<ItemRef<'_>> = (0..n)
-        .map(|i| ItemRef { id: &names[i], vector: &base[i * 2..i * 2 + 2], metadata: None, contents: None })
-        .collect();
-    for batch in items.chunks(20_000) {
-        index.upsert(batch, Access::default()).unwrap();
-    }
+    let names = ids("item-", n);
+    let base = uniform(n, 2, 21);
+    upsert_in_batches(&index, items(&names, &base, 2, None), 20_000, Access::default()).unwrap();
     assert_eq!(index.num_vectors(Access::default()).unwrap(), n as u64);
     let probe = ["item-0", "item-33333", "item-69999"];
     let got = index.get(&probe, include::VECTOR, Access::default()).unwrap();

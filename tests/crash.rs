@@ -5,21 +5,20 @@
 //! at all, and that nothing else is. `VX_CRASH_ITERATIONS` sets the number of
 //! kills (default 25; docs/RELIABILITY.md has a long run).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use vx::{include, Access, Client, ClientOptions, IndexConfig, ItemRef, SecretKey};
+use common::{as_root, child_test, file_uri, ids, items, key, uniform, Rng, TempDir};
+use vx::{include, Access, Client, ClientOptions, IndexConfig, ItemRef};
 
 const PER_BATCH: usize = 40;
 const DIM: usize = 16;
-
-fn key() -> SecretKey {
-    SecretKey::from_bytes(&[4; 32])
-}
+const KEY: u8 = 4;
 
 fn batch_ids(b: u64) -> Vec<String> {
-    (0..PER_BATCH).map(|i| format!("b{b}-{i}")).collect()
+    ids(&format!("b{b}-"), PER_BATCH)
 }
 
 /// The child: commits batch after batch, each with its items and an
@@ -29,53 +28,36 @@ fn batch_ids(b: u64) -> Vec<String> {
 fn crash_child() {
     let Ok(dir) = std::env::var("VX_CRASH_DIR") else { return };
     let start: u64 = std::env::var("VX_CRASH_START").unwrap().parse().unwrap();
-    let client = Client::open(&format!("file:{dir}"), ClientOptions { threads: 1, ..Default::default() }).unwrap();
-    let index = match client.load_index("c", Access { key: Some(&key()), user: None }) {
+    let client = Client::open(&file_uri(dir.as_ref()), ClientOptions { threads: 1, ..Default::default() }).unwrap();
+    let index = match client.load_index("c", as_root(&key(KEY))) {
         Ok(ix) => ix,
-        Err(_) => client.create_index("c", &key(), IndexConfig::default()).unwrap(),
+        Err(_) => client.create_index("c", &key(KEY), IndexConfig::default()).unwrap(),
     };
     let mut out = std::io::stdout().lock();
     for b in start.. {
         let ids = batch_ids(b);
-        let v: Vec<f32> = (0..(PER_BATCH + 1) * DIM).map(|i| (i as u64 * 31 + b) as f32 % 97.0).collect();
+        let v = uniform(PER_BATCH + 1, DIM, b);
         let meta = format!(r#"{{"batch": {b}}}"#);
-        let mut items: Vec<ItemRef<'_>> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, id)| ItemRef { id, vector: &v[i * DIM..(i + 1) * DIM], metadata: Some(&meta), contents: None })
-            .collect();
-        items.push(ItemRef { id: "last", vector: &v[..DIM], metadata: Some(&meta), contents: Some(b"x") });
-        index.upsert(&items, Access::default()).unwrap();
+        let mut batch: Vec<ItemRef<'_>> =
+            items(&ids, &v, DIM, None).map(|item| ItemRef { metadata: Some(&meta), ..item }).collect();
+        batch.push(ItemRef { id: "last", vector: &v[..DIM], metadata: Some(&meta), contents: Some(b"x") });
+        index.upsert(&batch, Access::default()).unwrap();
         writeln!(out, "ACK {b}").unwrap();
         out.flush().unwrap();
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
     }
 }
 
 #[test]
 fn kill_minus_9_never_loses_an_acknowledged_batch() {
     let iterations: usize = std::env::var("VX_CRASH_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(25);
-    let dir = std::env::temp_dir().join(format!("vx-crash-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut rng = Rng(0x9E3779B97F4A7C15 ^ u64::from(std::process::id()));
+    let dir = TempDir::new("crash");
+    let mut rng = Rng::new(u64::from(std::process::id()));
     let mut next = 0u64; // first batch the next child commits
     let (mut acked_total, mut in_flight_landed, mut in_flight_absent) = (0u64, 0u64, 0u64);
     for iteration in 0..iterations {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
-            .env("VX_CRASH_DIR", &dir)
+        let mut child = child_test("crash_child")
+            .env("VX_CRASH_DIR", dir.path())
             .env("VX_CRASH_START", next.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -94,8 +76,8 @@ fn kill_minus_9_never_loses_an_acknowledged_batch() {
         let last_ack = reader.join().unwrap();
 
         // Reopen and check.
-        let client = Client::open(&format!("file:{}", dir.display()), ClientOptions::default()).unwrap();
-        let Ok(index) = client.load_index("c", Access { key: Some(&key()), user: None }) else {
+        let client = Client::open(&dir.uri(), ClientOptions::default()).unwrap();
+        let Ok(index) = client.load_index("c", as_root(&key(KEY))) else {
             assert!(last_ack.is_none() && next == 0, "iteration {iteration}: the index vanished after acks");
             continue;
         };
@@ -138,5 +120,4 @@ fn kill_minus_9_never_loses_an_acknowledged_batch() {
     );
     let _ = writeln!(std::io::stderr(), "{summary}");
     assert!(acked_total > 0, "the child never acknowledged a batch: {summary}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

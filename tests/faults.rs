@@ -7,15 +7,19 @@
 //! index must then be wholly the old state or wholly the new one.
 #![cfg(feature = "test-hooks")]
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use common::{as_root, ids, items, key, uniform};
 use vx::{
     include, Access, Client, ClientOptions, Error, Index, IndexConfig, ItemRef, QueryParams, Result, SecretKey, Status,
     Store, TrainParams, WriteBatch, PERMISSION_READ,
 };
 
 const DIM: usize = 4;
+const ROOT: u8 = 1;
 
 /// Fails store operation number `fail_at` (counting every get, scan and
 /// write since it was armed) with an I/O error; or, with `lose_next_write`,
@@ -81,10 +85,6 @@ impl Store for FaultyStore {
     }
 }
 
-fn root() -> SecretKey {
-    SecretKey::from_bytes(&[1; 32])
-}
-
 /// Everything observable about the index, read through a separate client
 /// straight from the underlying store (no shared cache, no faults).
 #[derive(Debug, PartialEq)]
@@ -98,7 +98,7 @@ struct State {
 
 fn observe(inner: &Arc<dyn Store>, key: &SecretKey) -> Option<State> {
     let client = Client::over_store(inner.clone(), ClientOptions { threads: 2, ..Default::default() }).unwrap();
-    let index = match client.load_index("f", Access { key: Some(key), user: None }) {
+    let index = match client.load_index("f", as_root(key)) {
         Ok(ix) => ix,
         Err(e) if e.status() == Status::NotFound => return None,
         Err(e) => panic!("the index is unreadable after a fault: {e}"),
@@ -119,23 +119,19 @@ fn observe(inner: &Arc<dyn Store>, key: &SecretKey) -> Option<State> {
     })
 }
 
-fn items(prefix: &str, n: usize, seed: f32) -> (Vec<String>, Vec<f32>) {
-    let ids = (0..n).map(|i| format!("{prefix}{i}")).collect();
-    let v = (0..n * DIM).map(|i| (i as f32 * 0.618 + seed) % 1.0).collect();
-    (ids, v)
-}
-
-fn upsert(index: &Index, prefix: &str, n: usize, seed: f32) -> Result<()> {
-    let (ids, v) = items(prefix, n, seed);
-    let refs: Vec<ItemRef<'_>> = (0..n)
-        .map(|i| ItemRef {
-            id: &ids[i],
-            vector: &v[i * DIM..(i + 1) * DIM],
+/// `n` items `{prefix}{i}`, all with the same metadata, every 100th with
+/// contents.
+fn upsert(index: &Index, prefix: &str, n: usize, seed: u64) -> Result<()> {
+    let (names, v) = (ids(prefix, n), uniform(n, DIM, seed));
+    let batch: Vec<ItemRef<'_>> = items(&names, &v, DIM, None)
+        .enumerate()
+        .map(|(i, item)| ItemRef {
             metadata: Some(r#"{"a": 1}"#),
             contents: (i % 100 == 0).then_some(b"c".as_slice()),
+            ..item
         })
         .collect();
-    index.upsert(&refs, Access::default())
+    index.upsert(&batch, Access::default())
 }
 
 type Op = Box<dyn Fn(&Client, &Index) -> Result<()>>;
@@ -175,16 +171,16 @@ fn a_failed_store_operation_changes_nothing_on_any_write_path() {
     let faulty = Arc::new(FaultyStore::new(Arc::new(vx::MemoryStore::default())));
     let client = Client::over_store(faulty.clone(), ClientOptions { threads: 2, ..Default::default() }).unwrap();
     // Creation itself.
-    let create: Op = Box::new(|c, _| c.create_index("f", &root(), IndexConfig::default()).map(|_| ()));
-    let probe = client.create_index("probe", &root(), IndexConfig::default()).unwrap();
-    let n_create = every_fault("create_index", &faulty, &client, &probe, &create, &root());
-    let index = client.load_index("f", Access { key: Some(&root()), user: None }).unwrap();
-    upsert(&index, "base", 10_000, 0.1).unwrap();
+    let create: Op = Box::new(|c, _| c.create_index("f", &key(ROOT), IndexConfig::default()).map(|_| ()));
+    let probe = client.create_index("probe", &key(ROOT), IndexConfig::default()).unwrap();
+    let n_create = every_fault("create_index", &faulty, &client, &probe, &create, &key(ROOT));
+    let index = client.load_index("f", as_root(&key(ROOT))).unwrap();
+    upsert(&index, "base", 10_000, 1).unwrap();
 
     let user = [9u8; 16];
     let paths: Vec<(&str, Op)> = vec![
-        ("upsert (untrained)", Box::new(|_, ix| upsert(ix, "u", 300, 0.2))),
-        ("overwrite (untrained)", Box::new(|_, ix| upsert(ix, "base", 50, 0.3))),
+        ("upsert (untrained)", Box::new(|_, ix| upsert(ix, "u", 300, 2))),
+        ("overwrite (untrained)", Box::new(|_, ix| upsert(ix, "base", 50, 3))),
         ("delete", Box::new(|_, ix| ix.delete(&["base1", "base2", "u3"], Access::default()).map(|_| ()))),
         (
             "train",
@@ -193,28 +189,25 @@ fn a_failed_store_operation_changes_nothing_on_any_write_path() {
                     .map(|_| ())
             }),
         ),
-        ("upsert (trained)", Box::new(|_, ix| upsert(ix, "t", 200, 0.4))),
+        ("upsert (trained)", Box::new(|_, ix| upsert(ix, "t", 200, 4))),
         ("delete (trained)", Box::new(|_, ix| ix.delete(&["t1", "base9"], Access::default()).map(|_| ()))),
-        (
-            "create_user_keys",
-            Box::new(move |_, ix| ix.create_user_keys(&user, &SecretKey::from_bytes(&[5; 32]), PERMISSION_READ, None)),
-        ),
+        ("create_user_keys", Box::new(move |_, ix| ix.create_user_keys(&user, &key(5), PERMISSION_READ, None))),
         ("delete_user_keys", Box::new(move |_, ix| ix.delete_user_keys(&user, None).map(|_| ()))),
     ];
     let mut report = vec![("create_index", n_create)];
     for (name, op) in &paths {
-        report.push((name, every_fault(name, &faulty, &client, &index, op, &root())));
+        report.push((name, every_fault(name, &faulty, &client, &index, op, &key(ROOT))));
     }
     // Rotation: observed with the old key until it succeeds.
-    let rotate: Op = Box::new(|_, ix| ix.rotate_key(&root(), &SecretKey::from_bytes(&[2; 32])));
-    report.push(("rotate_key", every_fault("rotate_key", &faulty, &client, &index, &rotate, &root())));
-    let new_root = SecretKey::from_bytes(&[2; 32]);
+    let rotate: Op = Box::new(|_, ix| ix.rotate_key(&key(ROOT), &key(2)));
+    report.push(("rotate_key", every_fault("rotate_key", &faulty, &client, &index, &rotate, &key(ROOT))));
+    let new_root = key(2);
     // Loading and reading without a cache (every object from the store): a
     // fault is an error, never a wrong or partial answer.
     let store: Arc<dyn Store> = faulty.clone();
     let read: Op = Box::new(move |_, _| {
         let cold = Client::over_store(store.clone(), ClientOptions { threads: 2, cache_bytes: 0 })?;
-        let ix = cold.load_index("f", Access { key: Some(&SecretKey::from_bytes(&[2; 32])), user: None })?;
+        let ix = cold.load_index("f", as_root(&key(2)))?;
         let p = QueryParams { top_k: 3, n_probes: 8, include: include::ALL, ..Default::default() };
         let hits = ix.query(&[0.2; DIM], 1, DIM, &p, Access::default())?;
         assert_eq!(hits[0].len(), 3);
@@ -235,10 +228,10 @@ fn a_failed_store_operation_changes_nothing_on_any_write_path() {
 fn a_lost_acknowledgement_leaves_the_old_or_the_new_state_whole() {
     let faulty = Arc::new(FaultyStore::new(Arc::new(vx::MemoryStore::default())));
     let client = Client::over_store(faulty.clone(), ClientOptions { threads: 2, ..Default::default() }).unwrap();
-    let index = client.create_index("f", &root(), IndexConfig::default()).unwrap();
-    upsert(&index, "base", 10_000, 0.1).unwrap();
+    let index = client.create_index("f", &key(ROOT), IndexConfig::default()).unwrap();
+    upsert(&index, "base", 10_000, 1).unwrap();
     let ops: Vec<(&str, Op)> = vec![
-        ("upsert", Box::new(|_, ix| upsert(ix, "u", 100, 0.5))),
+        ("upsert", Box::new(|_, ix| upsert(ix, "u", 100, 5))),
         ("delete", Box::new(|_, ix| ix.delete(&["base5"], Access::default()).map(|_| ()))),
         (
             "train",
@@ -249,16 +242,16 @@ fn a_lost_acknowledgement_leaves_the_old_or_the_new_state_whole() {
         ),
     ];
     for (name, op) in &ops {
-        let before = observe(&faulty.inner, &root());
+        let before = observe(&faulty.inner, &key(ROOT));
         faulty.lose_next_write.store(true, Ordering::SeqCst);
         let lost = op(&client, &index);
         faulty.disarm();
         assert_eq!(lost.map_err(|e| e.status()), Err(Status::Io), "{name}");
-        let after = observe(&faulty.inner, &root());
+        let after = observe(&faulty.inner, &key(ROOT));
         assert_ne!(after, before, "{name}: the write was applied, the state must show it");
         // Doing it again (what a caller does after an unknown outcome)
         // lands on the same state: the first write was whole.
         op(&client, &index).unwrap();
-        assert_eq!(observe(&faulty.inner, &root()), after, "{name}: a lost acknowledgement left a partial state");
+        assert_eq!(observe(&faulty.inner, &key(ROOT)), after, "{name}: a lost acknowledgement left a partial state");
     }
 }

@@ -2,48 +2,33 @@
 //! scripts/test-all.sh starts a throw-away one): the server killing vx's
 //! connections in the middle of batches, and connection errors.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
-use vx::{include, Access, Client, ClientOptions, IndexConfig, ItemRef, SecretKey, Status};
+use common::{as_root, child_test, ids, items, key, postgres_table, uniform, Rng};
+use vx::{include, Access, Client, ClientOptions, IndexConfig, ItemRef, Status};
 
 const DIM: usize = 32;
-
-fn server(table: &str) -> Option<(String, postgres::Client)> {
-    let Ok(url) = std::env::var("VX_TEST_POSTGRES_URL") else {
-        let _ = writeln!(std::io::stderr(), "skipped: postgres test '{table}' (VX_TEST_POSTGRES_URL is not set)");
-        return None;
-    };
-    let mut admin = postgres::Client::connect(&url, postgres::NoTls).expect("the VX_TEST_POSTGRES_URL server");
-    admin.batch_execute(&format!("DROP TABLE IF EXISTS {table}")).unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    Some((format!("{url}{sep}table={table}"), admin))
-}
-
-fn key() -> SecretKey {
-    SecretKey::from_bytes(&[8; 32])
-}
+const KEY: u8 = 8;
 
 fn upsert_round(client: &Client, round: u64, n: usize) -> vx::Result<()> {
-    let index = client.load_index("k", Access { key: Some(&key()), user: None })?;
-    let ids: Vec<String> = (0..n).map(|i| format!("r{round}-{i}")).collect();
-    let v: Vec<f32> = (0..n * DIM).map(|i| (i as u64 % 101 + round) as f32).collect();
+    let index = client.load_index("k", as_root(&key(KEY)))?;
+    let (names, v) = (ids(&format!("r{round}-"), n), uniform(n, DIM, round));
     let blob = vec![round as u8; 4096];
-    let items: Vec<ItemRef<'_>> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| ItemRef { id, vector: &v[i * DIM..(i + 1) * DIM], metadata: None, contents: Some(&blob) })
-        .collect();
-    index.upsert(&items, Access::default())
+    let batch: Vec<ItemRef<'_>> =
+        items(&names, &v, DIM, None).map(|item| ItemRef { contents: Some(&blob), ..item }).collect();
+    index.upsert(&batch, Access::default())
 }
 
 /// How many of round `round`'s items the store holds, read by a new client.
 fn landed(url: &str, round: u64, n: usize) -> usize {
     let client = Client::open(url, ClientOptions::default()).unwrap();
-    let index = client.load_index("k", Access { key: Some(&key()), user: None }).unwrap();
-    let ids: Vec<String> = (0..n).map(|i| format!("r{round}-{i}")).collect();
-    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let index = client.load_index("k", as_root(&key(KEY))).unwrap();
+    let names = ids(&format!("r{round}-"), n);
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let items = index.get(&refs, include::CONTENTS, Access::default()).unwrap();
     for item in items.iter().flatten() {
         assert_eq!(item.contents.as_deref(), Some(&vec![round as u8; 4096][..]), "round {round}: a torn item");
@@ -57,20 +42,18 @@ fn landed(url: &str, round: u64, n: usize) -> usize {
 /// rounds are intact, and the same client works again at once.
 #[test]
 fn killing_connections_mid_batch_never_tears_a_write() {
-    let Some((url, mut admin)) = server("vx_test_kill") else { return };
+    let Some((url, mut admin)) = postgres_table("vx_test_kill") else { return };
     // Its own application name, so the kills hit this test's connections only.
     let url = format!("{url}&application_name=vx_kill_test");
     let client = Client::open(&url, ClientOptions { threads: 2, ..Default::default() }).unwrap();
-    client.create_index("k", &key(), IndexConfig::default()).unwrap();
+    client.create_index("k", &key(KEY), IndexConfig::default()).unwrap();
     const N: usize = 3000;
     let rounds: u64 = std::env::var("VX_PG_KILL_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(12);
     let (mut ok, mut failed, mut whole, mut absent) = (0, 0, 0, 0);
     let mut total = 0usize;
-    let mut seed = 0x2545F4914F6CDD1Du64;
+    let mut rng = Rng::new(1);
     for round in 0..rounds {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
+        let seed = rng.next_u64();
         let delay = Duration::from_millis(seed % 250);
         let result = std::thread::scope(|s| {
             let writer = s.spawn(|| upsert_round(&client, round, N));
@@ -110,7 +93,7 @@ fn killing_connections_mid_batch_never_tears_a_write() {
             absent += 1;
         }
         // The client recovers by itself: the next call gets a new connection.
-        let index = client.load_index("k", Access { key: Some(&key()), user: None }).unwrap();
+        let index = client.load_index("k", as_root(&key(KEY))).unwrap();
         assert_eq!(index.num_vectors(Access::default()).unwrap(), total as u64, "round {round}");
     }
     let _ = writeln!(
@@ -122,7 +105,7 @@ fn killing_connections_mid_batch_never_tears_a_write() {
 
 #[test]
 fn connection_errors_are_storage_errors_without_credentials() {
-    let Some((url, _admin)) = server("vx_test_errors") else { return };
+    let Some((url, _admin)) = postgres_table("vx_test_errors") else { return };
     let with_password = url.replacen("postgres://postgres@", "postgres://postgres:hunter2@", 1);
     let bad_db = with_password.replacen("/postgres?", "/no_such_db?", 1);
     let e = Client::open(&bad_db, ClientOptions::default()).unwrap_err();
@@ -142,7 +125,7 @@ fn connection_errors_are_storage_errors_without_credentials() {
 fn pg_reader_child() {
     let Ok(url) = std::env::var("VX_PG_CHILD_URL") else { return };
     let client = Client::open(&url, ClientOptions::default()).unwrap();
-    let index = client.load_index("k", Access { key: Some(&key()), user: None }).unwrap();
+    let index = client.load_index("k", as_root(&key(KEY))).unwrap();
     let mut out = std::io::stdout().lock();
     for _ in std::io::stdin().lock().lines() {
         let n = index.num_vectors(Access::default()).unwrap();
@@ -158,18 +141,11 @@ fn pg_reader_child() {
 /// overwrites and training at its next call, without refreshing.
 #[test]
 fn another_process_sees_writes_and_training() {
-    let Some((url, _admin)) = server("vx_test_processes") else { return };
+    let Some((url, _admin)) = postgres_table("vx_test_processes") else { return };
     let client = Client::open(&url, ClientOptions::default()).unwrap();
-    let index = client.create_index("k", &key(), IndexConfig::default()).unwrap();
+    let index = client.create_index("k", &key(KEY), IndexConfig::default()).unwrap();
     upsert_round(&client, 0, 100).unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["pg_reader_child", "--exact", "--nocapture", "--test-threads=1"])
-        .env("VX_PG_CHILD_URL", &url)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = child_test("pg_reader_child").env("VX_PG_CHILD_URL", &url).stdin(Stdio::piped()).spawn().unwrap();
     let mut to_child = child.stdin.take().unwrap();
     let mut from_child = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut ask = || -> String {
@@ -205,7 +181,7 @@ fn another_process_sees_writes_and_training() {
 /// verifying; `disable` is in clear.
 #[test]
 fn tls_connections_verify_the_server() {
-    let Some((url, mut admin)) = server("vx_test_tls") else { return };
+    let Some((url, mut admin)) = postgres_table("vx_test_tls") else { return };
     let Ok(ca) = std::env::var("VX_TEST_POSTGRES_CA") else {
         let _ = writeln!(std::io::stderr(), "skipped: postgres TLS test (VX_TEST_POSTGRES_CA is not set)");
         return;
@@ -223,7 +199,7 @@ fn tls_connections_verify_the_server() {
     };
     let tls = format!("{url}&sslmode=require&sslrootcert={ca}&application_name=vx_tls_test");
     let client = Client::open(&tls, ClientOptions::default()).unwrap();
-    let index = client.create_index("k", &key(), IndexConfig::default()).unwrap();
+    let index = client.create_index("k", &key(KEY), IndexConfig::default()).unwrap();
     assert_eq!(index.num_vectors(Access::default()).unwrap(), 0);
     let seen = ssl_of("vx_tls_test");
     assert!(!seen.is_empty() && seen.iter().all(|&ssl| ssl), "connections not encrypted: {seen:?}");
@@ -235,13 +211,13 @@ fn tls_connections_verify_the_server() {
     for (mode, app) in [("require", "vx_tls_require"), ("prefer", "vx_tls_prefer")] {
         let c =
             Client::open(&format!("{url}&sslmode={mode}&application_name={app}"), ClientOptions::default()).unwrap();
-        c.load_index("k", Access { key: Some(&key()), user: None }).unwrap();
+        c.load_index("k", as_root(&key(KEY))).unwrap();
         assert_eq!(ssl_of(app), [true], "sslmode={mode}");
     }
 
     let clear = format!("{url}&sslmode=disable&application_name=vx_tls_clear");
     let client = Client::open(&clear, ClientOptions::default()).unwrap();
-    client.load_index("k", Access { key: Some(&key()), user: None }).unwrap();
+    client.load_index("k", as_root(&key(KEY))).unwrap();
     assert_eq!(ssl_of("vx_tls_clear"), [false]);
     let e = Client::open(&format!("{url}&sslrootcert=/no/such/ca.pem"), ClientOptions::default()).unwrap_err();
     assert_eq!(e.status(), Status::InvalidArgument);

@@ -5,70 +5,43 @@
 //! delete many; always `INTEGRITY` or a clean error, never a wrong answer.
 #![cfg(feature = "test-hooks")]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 
+use common::{as_root, ids, items, key, postgres_table, uniform, TempDir};
 use vx::{
-    include, Access, Client, ClientOptions, Hit, Index, IndexConfig, ItemRef, QueryParams, SecretKey, Status,
-    TrainParams, WriteBatch,
+    include, Access, Client, ClientOptions, Hit, Index, IndexConfig, ItemRef, QueryParams, Status, TrainParams,
+    WriteBatch,
 };
 
 const DIM: usize = 8;
+const KEY: u8 = 7;
 
-fn key() -> SecretKey {
-    SecretKey::from_bytes(&[7; 32])
-}
-
-/// The stores to run a case on; `case` names the postgres table and the
-/// file directory, so cases never share state.
-fn stores(case: &str) -> Vec<(String, String)> {
-    let dir = std::env::temp_dir().join(format!("vx-stores-{}-{case}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut out =
-        vec![("memory".to_owned(), "memory:".to_owned()), ("file".to_owned(), format!("file:{}", dir.display()))];
-    match std::env::var("VX_TEST_POSTGRES_URL") {
-        Ok(url) => {
-            let table = format!("vx_test_{case}");
-            let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("the VX_TEST_POSTGRES_URL server");
-            c.batch_execute(&format!("DROP TABLE IF EXISTS {table}")).unwrap();
-            let sep = if url.contains('?') { '&' } else { '?' };
-            out.push(("postgres".to_owned(), format!("{url}{sep}table={table}")));
-        }
-        Err(_) => {
-            // Past the harness's output capture, so the skip is visible.
-            let _ =
-                writeln!(std::io::stderr(), "skipped: postgres store for '{case}' (VX_TEST_POSTGRES_URL is not set)");
-        }
+/// The stores to run a case on, and the directory of the `file:` one
+/// (removed when the case is done); `case` names the postgres table and
+/// the directory, so cases never share state.
+fn stores(case: &str) -> (TempDir, Vec<(String, String)>) {
+    let dir = TempDir::new(&format!("stores-{case}"));
+    let mut out = vec![("memory".to_owned(), "memory:".to_owned()), ("file".to_owned(), dir.uri())];
+    if let Some((url, _)) = postgres_table(&format!("vx_test_{case}")) {
+        out.push(("postgres".to_owned(), url));
     }
-    out
+    (dir, out)
 }
 
-fn vectors(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-    (0..n * DIM)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32
-        })
-        .collect()
-}
-
+/// The rows of `v` as items `{prefix}{i}` with metadata, every 50th with
+/// contents (its id).
 fn upsert(index: &Index, prefix: &str, v: &[f32]) -> vx::Result<()> {
-    let n = v.len() / DIM;
-    let ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
-    let metas: Vec<String> = (0..n).map(|i| format!(r#"{{"i": {i}}}"#)).collect();
-    let items: Vec<ItemRef<'_>> = (0..n)
-        .map(|i| ItemRef {
-            id: &ids[i],
-            vector: &v[i * DIM..(i + 1) * DIM],
-            metadata: Some(&metas[i]),
-            contents: (i % 50 == 0).then_some(ids[i].as_bytes()),
-        })
+    let names = ids(prefix, v.len() / DIM);
+    let metas: Vec<String> = (0..names.len()).map(|i| format!(r#"{{"i": {i}}}"#)).collect();
+    let batch: Vec<ItemRef<'_>> = items(&names, v, DIM, Some(&metas))
+        .enumerate()
+        .map(|(i, item)| ItemRef { contents: (i % 50 == 0).then_some(item.id.as_bytes()), ..item })
         .collect();
-    index.upsert(&items, Access::default())
+    index.upsert(&batch, Access::default())
 }
 
 fn open(uri: &str) -> Client {
@@ -87,7 +60,7 @@ fn second_client(first: &Client, uri: &str) -> Client {
 }
 
 fn load(client: &Client) -> Index {
-    client.load_index("s", Access { key: Some(&key()), user: None }).unwrap()
+    client.load_index("s", as_root(&key(KEY))).unwrap()
 }
 
 /// One query's hits: id, distance, metadata.
@@ -101,12 +74,13 @@ fn answers(index: &Index, q: &[f32], n_probes: u32) -> vx::Result<Vec<Answer>> {
 
 #[test]
 fn same_behaviour_on_every_store() {
-    for (store, uri) in stores("basic") {
+    let (_dir, uris) = stores("basic");
+    for (store, uri) in uris {
         let client = open(&uri);
-        let index = client.create_index("s", &key(), IndexConfig::default()).unwrap();
-        let base = vectors(12_000, 1);
+        let index = client.create_index("s", &key(KEY), IndexConfig::default()).unwrap();
+        let base = uniform(12_000, DIM, 1);
         upsert(&index, "id", &base).unwrap();
-        let q = vectors(5, 2);
+        let q = uniform(5, DIM, 2);
         let exact = answers(&index, &q, 0).unwrap();
         assert_eq!(index.num_vectors(Access::default()).unwrap(), 12_000, "{store}");
         let got = index.get(&["id50", "nope"], include::ALL, Access::default()).unwrap();
@@ -144,13 +118,14 @@ fn same_behaviour_on_every_store() {
 /// and decrypted caches never serve a replaced object.
 #[test]
 fn two_clients_see_each_others_commits() {
-    for (store, uri) in stores("two_clients") {
+    let (_dir, uris) = stores("two_clients");
+    for (store, uri) in uris {
         let a_client = open(&uri);
-        let a = a_client.create_index("s", &key(), IndexConfig::default()).unwrap();
-        upsert(&a, "id", &vectors(11_000, 3)).unwrap();
+        let a = a_client.create_index("s", &key(KEY), IndexConfig::default()).unwrap();
+        upsert(&a, "id", &uniform(11_000, DIM, 3)).unwrap();
         let b_client = second_client(&a_client, &uri);
         let b = load(&b_client);
-        let q = vectors(3, 4);
+        let q = uniform(3, DIM, 4);
         assert_eq!(answers(&a, &q, 0).unwrap(), answers(&b, &q, 0).unwrap(), "{store}");
         // Overwrite an item through A: B's cached chunk must not answer.
         let moved = vec![0.5f32; DIM];
@@ -177,9 +152,10 @@ fn two_clients_see_each_others_commits() {
 /// overwritten.
 #[test]
 fn concurrent_writers_on_two_clients_lose_nothing() {
-    for (store, uri) in stores("writers") {
+    let (_dir, uris) = stores("writers");
+    for (store, uri) in uris {
         let first = open(&uri);
-        first.create_index("s", &key(), IndexConfig::default()).unwrap();
+        first.create_index("s", &key(KEY), IndexConfig::default()).unwrap();
         let second = second_client(&first, &uri);
         let clients = [Arc::new(first), Arc::new(second)];
         let threads: Vec<_> = (0..4)
@@ -188,7 +164,7 @@ fn concurrent_writers_on_two_clients_lose_nothing() {
                 std::thread::spawn(move || {
                     let index = load(&client);
                     for batch in 0..15 {
-                        upsert(&index, &format!("w{t}-{batch}-"), &vectors(20, (t * 100 + batch) as u64)).unwrap();
+                        upsert(&index, &format!("w{t}-{batch}-"), &uniform(20, DIM, (t * 100 + batch) as u64)).unwrap();
                     }
                 })
             })
@@ -213,7 +189,7 @@ fn check_tampered(store: &str, what: &str, owner: &Client, epoch: u64, q: &[f32]
         // all chunks (every list probed), every directory bucket and every
         // contents object (a get of every id).
         let client = Client::over_store(store_obj.clone(), ClientOptions { threads: 2, ..Default::default() })?;
-        let index = client.load_index("s", Access { key: Some(&key()), user: None })?;
+        let index = client.load_index("s", as_root(&key(KEY)))?;
         index.require_epoch(epoch)?;
         let got = answers(&index, q, LISTS)?;
         let ids = index.list_ids(0, 0, Access::default())?;
@@ -244,19 +220,20 @@ type Change = (Vec<u8>, Option<Vec<u8>>);
 
 #[test]
 fn tampering_is_detected_on_every_store() {
-    for (store, uri) in stores("tamper") {
+    let (_dir, uris) = stores("tamper");
+    for (store, uri) in uris {
         let client = open(&uri);
-        let index = client.create_index("s", &key(), IndexConfig::default()).unwrap();
-        upsert(&index, "id", &vectors(10_500, 5)).unwrap();
+        let index = client.create_index("s", &key(KEY), IndexConfig::default()).unwrap();
+        upsert(&index, "id", &uniform(10_500, DIM, 5)).unwrap();
         index
             .train(TrainParams { n_lists: LISTS, max_iters: 4, seed: 3, ..Default::default() }, Access::default())
             .unwrap();
         let raw = client.raw_store();
         // An older version of every object, for the replays.
         let old: BTreeMap<Vec<u8>, Vec<u8>> = raw.scan_prefix(b"o/").unwrap().into_iter().collect();
-        upsert(&index, "id", &vectors(300, 6)).unwrap(); // rewrites chunks, buckets, the manifest
+        upsert(&index, "id", &uniform(300, DIM, 6)).unwrap(); // rewrites chunks, buckets, the manifest
         index.delete(&["id7"], Access::default()).unwrap();
-        let q = vectors(4, 7);
+        let q = uniform(4, DIM, 7);
         let expected = answers(&index, &q, LISTS).unwrap();
         let epoch = index.epoch(Access::default()).unwrap();
         drop(index);

@@ -1,49 +1,27 @@
 //! Training and IVF search: the rules of SPEC.md §6 from the Rust API, and
 //! recall on the real embeddings of ../shared/data.
 
+mod common;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use common::{clustered, ids, items, key, memory_client, upsert_in_batches, Dataset};
 use vx::{
-    include, Access, Client, ClientOptions, Error, IndexConfig, ItemRef, Metric, QueryParams, SecretKey, Status,
-    TrainParams, TrainingState,
+    include, Access, Client, ClientOptions, Error, IndexConfig, ItemRef, Metric, QueryParams, Status, TrainParams,
+    TrainingState,
 };
 
-fn key() -> SecretKey {
-    SecretKey::from_bytes(&[9; 32])
-}
-
-fn data(n: usize, dim: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
-    let mut next = || {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-    };
-    // 32 clusters plus noise, so lists mean something.
-    let centres: Vec<f32> = (0..32 * dim).map(|_| next() * 8.0).collect();
-    (0..n).flat_map(|i| (0..dim).map(|j| centres[(i % 32) * dim + j] + next()).collect::<Vec<_>>()).collect()
-}
+const KEY: u8 = 9;
 
 fn filled(metric: Metric, n: usize, dim: usize) -> (Client, vx::Index, Vec<f32>) {
     let client = Client::open("memory:", ClientOptions { threads: 2, ..Default::default() }).unwrap();
-    let index = client.create_index("t", &key(), IndexConfig { metric, ..Default::default() }).unwrap();
-    let base = data(n, dim, 1);
-    let ids: Vec<String> = (0..n).map(|i| format!("{i}")).collect();
+    let index = client.create_index("t", &key(KEY), IndexConfig { metric, ..Default::default() }).unwrap();
+    let base = clustered(n, dim, 1);
+    let names = ids("", n);
     let metas: Vec<String> = (0..n).map(|i| format!(r#"{{"m": {}}}"#, i % 10)).collect();
-    let items: Vec<ItemRef<'_>> = (0..n)
-        .map(|i| ItemRef {
-            id: &ids[i],
-            vector: &base[i * dim..(i + 1) * dim],
-            metadata: Some(&metas[i]),
-            contents: None,
-        })
-        .collect();
-    for b in items.chunks(5000) {
-        index.upsert(b, Access::default()).unwrap();
-    }
+    upsert_in_batches(&index, items(&names, &base, dim, Some(&metas)), 5000, Access::default()).unwrap();
     (client, index, base)
 }
 
@@ -70,7 +48,7 @@ fn not_enough_vectors_names_both_numbers_and_changes_nothing() {
 fn full_probe_equals_exhaustive_on_every_metric_and_later_upserts_land_in_lists() {
     for metric in [Metric::Euclidean, Metric::SquaredEuclidean, Metric::Cosine, Metric::InnerProduct] {
         let (_c, index, _) = filled(metric, 12_000, 8);
-        let queries = data(20, 8, 99);
+        let queries = clustered(20, 8, 99);
         let exhaustive = QueryParams { top_k: 15, filter: Some(r#"{"m": {"$lt": 5}}"#), ..Default::default() };
         let before = index.query(&queries, 20, 8, &exhaustive, Access::default()).unwrap();
         let report =
@@ -105,7 +83,7 @@ fn full_probe_equals_exhaustive_on_every_metric_and_later_upserts_land_in_lists(
 #[test]
 fn training_is_deterministic_cancellable_and_retrainable() {
     let (_c, index, _) = filled(Metric::Euclidean, 11_000, 8);
-    let queries = data(5, 8, 7);
+    let queries = clustered(5, 8, 7);
     let p = QueryParams { top_k: 5, n_probes: 3, ..Default::default() };
     let mut seen = Vec::new();
     let mut cancel_at_3 = |it: u32, max: u32, obj: f64| {
@@ -158,7 +136,7 @@ fn memory_limit_subsamples_or_refuses() {
 fn greedy_finds_top_k_under_a_selective_filter() {
     let (_c, index, _) = filled(Metric::Euclidean, 12_000, 8);
     index.train(TrainParams { n_lists: 60, max_iters: 10, ..Default::default() }, Access::default()).unwrap();
-    let q = data(1, 8, 3);
+    let q = clustered(1, 8, 3);
     // m == 7 and id ends in 7: roughly 1 in 10 items, spread over every list.
     let p = QueryParams { top_k: 200, n_probes: 1, filter: Some(r#"{"m": 7}"#), ..Default::default() };
     let plain = index.query(&q, 1, 8, &p, Access::default()).unwrap();
@@ -172,7 +150,7 @@ fn queries_race_a_training_run() {
     let (_c, index, _) = filled(Metric::Euclidean, 15_000, 16);
     let index = Arc::new(index);
     let done = Arc::new(AtomicBool::new(false));
-    let queries = data(4, 16, 11);
+    let queries = clustered(4, 16, 11);
     let readers: Vec<_> = (0..3)
         .map(|_| {
             let (index, done, queries) = (index.clone(), done.clone(), queries.clone());
@@ -196,16 +174,6 @@ fn queries_race_a_training_run() {
     assert_eq!(index.training_state().unwrap(), TrainingState::Trained);
 }
 
-fn read_vecs(path: &Path) -> (Vec<f32>, usize) {
-    let bytes = std::fs::read(path).unwrap();
-    let dim = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
-    let out = bytes
-        .chunks_exact(4 + dim * 4)
-        .flat_map(|r| r[4..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())))
-        .collect();
-    (out, dim)
-}
-
 #[test]
 fn recall_on_real_embeddings_with_automatic_parameters() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/minilm-20k");
@@ -213,29 +181,17 @@ fn recall_on_real_embeddings_with_automatic_parameters() {
         eprintln!("skipped: {} not found", dir.display());
         return;
     }
-    let (base, dim) = read_vecs(&dir.join("base.fvecs"));
-    let (queries, _) = read_vecs(&dir.join("query.fvecs"));
-    let (gt, k) = read_vecs(&dir.join("gt.ivecs"));
-    let gt: Vec<u32> = gt.into_iter().map(f32::to_bits).collect();
-    let n = base.len() / dim;
-    let client = Client::open("memory:", ClientOptions::default()).unwrap();
-    let index = client.create_index("minilm", &key(), IndexConfig::default()).unwrap();
-    let ids: Vec<String> = (0..n).map(|i| i.to_string()).collect();
-    let items: Vec<ItemRef<'_>> = (0..n)
-        .map(|i| ItemRef { id: &ids[i], vector: &base[i * dim..(i + 1) * dim], metadata: None, contents: None })
-        .collect();
-    index.upsert(&items, Access::default()).unwrap();
+    let ds = Dataset::load(&dir, "minilm-20k");
+    let dim = ds.dim;
+    let client = memory_client();
+    let index = client.create_index("minilm", &key(KEY), IndexConfig::default()).unwrap();
+    let names = ids("", ds.n());
+    upsert_in_batches(&index, items(&names, &ds.base, dim, None), usize::MAX, Access::default()).unwrap();
     index.train(TrainParams::default(), Access::default()).unwrap();
     let nq = 300;
     let recall_at = |n_probes: u32| {
         let p = QueryParams { top_k: 10, n_probes, ..Default::default() };
-        let hits = index.query(&queries[..nq * dim], nq, dim, &p, Access::default()).unwrap();
-        let found: usize = hits
-            .iter()
-            .enumerate()
-            .map(|(q, row)| row.iter().filter(|h| gt[q * k..q * k + 10].contains(&h.id.parse().unwrap())).count())
-            .sum();
-        found as f64 / (nq * 10) as f64
+        ds.recall_at_10(&index.query(&ds.queries[..nq * dim], nq, dim, &p, Access::default()).unwrap())
     };
     // VX_SWEEP_PROBES=8,17,32 prints the curve behind the automatic rule.
     if let Ok(list) = std::env::var("VX_SWEEP_PROBES") {

@@ -7,51 +7,24 @@
 //!   DATASET_DIR holds base.fvecs, query.fvecs and gt.ivecs (ids of the exact
 //!   neighbours by L2, nearest first).
 
+// One copy of the scaffolding the integration tests use too.
+#[path = "../../tests/common/fixtures.rs"]
+mod fixtures;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use vx::{
-    Access, Client, ClientOptions, IndexConfig, ItemRef, QueryParams, SecretKey, TrainParams, DEFAULT_CACHE_BYTES,
-};
+use fixtures::{as_root, file_uri, ids, items, key, upsert_in_batches, with_table, Dataset};
+use vx::{Access, Client, ClientOptions, IndexConfig, QueryParams, TrainParams, DEFAULT_CACHE_BYTES};
 
-fn read_vecs(path: &Path) -> (Vec<f32>, usize) {
-    let bytes = fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let dim = u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize;
-    let row = 4 + dim * 4;
-    assert_eq!(bytes.len() % row, 0, "{} is not a .fvecs/.ivecs file", path.display());
-    let mut out = Vec::with_capacity(bytes.len() / row * dim);
-    for r in bytes.chunks_exact(row) {
-        out.extend(r[4..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())));
-    }
-    (out, dim)
-}
+const KEY: u8 = 0x42;
 
-fn read_ivecs(path: &Path) -> (Vec<u32>, usize) {
-    let (f, dim) = read_vecs(path);
-    (f.into_iter().map(f32::to_bits).collect(), dim)
-}
-
-struct Dataset {
-    name: String,
-    base: Vec<f32>,
-    queries: Vec<f32>,
-    gt: Vec<u32>,
-    gt_k: usize,
-    dim: usize,
-}
-
-impl Dataset {
-    fn n(&self) -> usize {
-        self.base.len() / self.dim
-    }
-    fn nq(&self) -> usize {
-        self.queries.len() / self.dim
-    }
-}
-
-fn emit(fields: &[(&str, String)]) {
-    let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\": {v}")).collect();
+/// One measurement of vx on `ds` as a JSON line: the engine, dataset and
+/// bench fields that report.py keys on, then `fields`.
+fn emit(ds: &Dataset, bench: &str, fields: &[(&str, String)]) {
+    let head = [("engine", s("vx")), ("dataset", s(&ds.name)), ("bench", s(bench))];
+    let body: Vec<String> = head.iter().chain(fields).map(|(k, v)| format!("\"{k}\": {v}")).collect();
     println!("{{{}}}", body.join(", "));
 }
 
@@ -59,36 +32,12 @@ fn s(v: &str) -> String {
     format!("\"{v}\"")
 }
 
-fn recall_at_10(ds: &Dataset, hits: &[Vec<vx::Hit>]) -> f64 {
-    let mut total = 0usize;
-    for (qi, row) in hits.iter().enumerate() {
-        let gt = &ds.gt[qi * ds.gt_k..qi * ds.gt_k + 10];
-        total += row.iter().take(10).filter(|h| gt.contains(&h.id.parse::<u32>().unwrap())).count();
-    }
-    total as f64 / (hits.len() * 10) as f64
-}
-
-fn key() -> SecretKey {
-    SecretKey::from_bytes(&[0x42; 32])
-}
-
-/// Upserts base row i under `ids[i]` for every given id, in batches;
+/// Upserts base row i under `names[i]` for every name, in batches;
 /// returns vectors per second.
-fn fill(index: &vx::Index, ds: &Dataset, ids: &[String], batch: usize) -> f64 {
+fn fill(index: &vx::Index, ds: &Dataset, names: &[String], batch: usize) -> f64 {
     let t = Instant::now();
-    for start in (0..ids.len()).step_by(batch) {
-        let end = (start + batch).min(ids.len());
-        let items: Vec<ItemRef<'_>> = (start..end)
-            .map(|i| ItemRef {
-                id: &ids[i],
-                vector: &ds.base[i * ds.dim..(i + 1) * ds.dim],
-                metadata: None,
-                contents: None,
-            })
-            .collect();
-        index.upsert(&items, Access::default()).unwrap();
-    }
-    ids.len() as f64 / t.elapsed().as_secs_f64()
+    upsert_in_batches(index, items(names, &ds.base, ds.dim, None), batch, Access::default()).unwrap();
+    names.len() as f64 / t.elapsed().as_secs_f64()
 }
 
 fn dir_size(dir: &Path) -> (u64, u64) {
@@ -100,60 +49,55 @@ fn dir_size(dir: &Path) -> (u64, u64) {
 }
 
 fn bench_exhaustive(ds: &Dataset, threads: &[usize], nq_limit: usize) {
-    let ids: Vec<String> = (0..ds.n()).map(|i| i.to_string()).collect();
+    let names = ids("", ds.n());
     let nq = ds.nq().min(nq_limit);
     let queries = &ds.queries[..nq * ds.dim];
     for &t in threads {
         for (cache, cache_bytes) in [("warm", vx::DEFAULT_CACHE_BYTES * 4), ("off", 0)] {
             let client = Client::open("memory:", ClientOptions { threads: t, cache_bytes }).unwrap();
-            let index = client.create_index("bench", &key(), IndexConfig::default()).unwrap();
-            fill(&index, ds, &ids, 10_000);
+            let index = client.create_index("bench", &key(KEY), IndexConfig::default()).unwrap();
+            fill(&index, ds, &names, 10_000);
             let params = QueryParams { top_k: 10, ..Default::default() };
             // Warm-up (fills the cache when it is on).
             index.query(&queries[..ds.dim], 1, ds.dim, &params, Access::default()).unwrap();
             let t0 = Instant::now();
             let hits = index.query(queries, nq, ds.dim, &params, Access::default()).unwrap();
             let batched = nq as f64 / t0.elapsed().as_secs_f64();
-            let recall = recall_at_10(ds, &hits);
+            let recall = ds.recall_at_10(&hits);
             let single_n = if cache == "off" { nq.min(50) } else { nq.min(300) };
             let t0 = Instant::now();
             for qi in 0..single_n {
                 index.query(&queries[qi * ds.dim..(qi + 1) * ds.dim], 1, ds.dim, &params, Access::default()).unwrap();
             }
             let single = single_n as f64 / t0.elapsed().as_secs_f64();
-            emit(&[
-                ("engine", s("vx")),
-                ("dataset", s(&ds.name)),
-                ("bench", s("exhaustive")),
-                ("cache", s(cache)),
-                ("threads", t.to_string()),
-                ("qps_batch", format!("{batched:.1}")),
-                ("qps_single", format!("{single:.1}")),
-                ("recall_at_10", format!("{recall:.4}")),
-            ]);
+            emit(
+                ds,
+                "exhaustive",
+                &[
+                    ("cache", s(cache)),
+                    ("threads", t.to_string()),
+                    ("qps_batch", format!("{batched:.1}")),
+                    ("qps_single", format!("{single:.1}")),
+                    ("recall_at_10", format!("{recall:.4}")),
+                ],
+            );
         }
     }
 }
 
 fn bench_upsert(ds: &Dataset, scratch: &Path) {
-    let ids: Vec<String> = (0..ds.n()).map(|i| format!("id-{i}")).collect();
+    let names = ids("id-", ds.n());
     let raw = (ds.n() * ds.dim * 4) as u64;
     for store in ["memory", "file"] {
         let dir = scratch.join(format!("upsert-{}", ds.name));
         let _ = fs::remove_dir_all(&dir);
-        let uri = if store == "memory" { "memory:".to_string() } else { format!("file:{}", dir.display()) };
+        let uri = if store == "memory" { "memory:".to_string() } else { file_uri(&dir) };
         let client = Client::open(&uri, ClientOptions::default()).unwrap();
-        let index = client.create_index("bench", &key(), IndexConfig::default()).unwrap();
+        let index = client.create_index("bench", &key(KEY), IndexConfig::default()).unwrap();
         let batch: usize = std::env::var("VX_BENCH_BATCH").ok().and_then(|b| b.parse().ok()).unwrap_or(10_000);
-        let rate = fill(&index, ds, &ids, batch);
-        let mut fields = vec![
-            ("engine", s("vx")),
-            ("dataset", s(&ds.name)),
-            ("bench", s("upsert")),
-            ("store", s(store)),
-            ("batch", "10000".to_string()),
-            ("vectors_per_s", format!("{rate:.0}")),
-        ];
+        let rate = fill(&index, ds, &names, batch);
+        let mut fields =
+            vec![("store", s(store)), ("batch", "10000".to_string()), ("vectors_per_s", format!("{rate:.0}"))];
         drop(index);
         drop(client);
         if store == "file" {
@@ -164,7 +108,7 @@ fn bench_upsert(ds: &Dataset, scratch: &Path) {
             fields.push(("size_ratio", format!("{:.3}", allocated as f64 / raw as f64)));
             let _ = fs::remove_dir_all(&dir);
         }
-        emit(&fields);
+        emit(ds, "upsert", &fields);
     }
 }
 
@@ -188,17 +132,16 @@ fn latency_and_throughput(index: &vx::Index, ds: &Dataset, nq: usize, n_probes: 
 /// and after training (IVF, automatic n_probes). Each phase opens its own
 /// client (a `file:` directory admits one at a time).
 fn bench_stores(ds: &Dataset, scratch: &Path, pg: Option<&str>, nq_limit: usize) {
-    let ids: Vec<String> = (0..ds.n()).map(|i| i.to_string()).collect();
+    let names = ids("", ds.n());
     let dir = scratch.join(format!("stores-{}", ds.name));
-    let mut stores = vec![("file", format!("file:{}", dir.display()))];
+    let mut stores = vec![("file", file_uri(&dir))];
     if let Some(url) = pg {
-        let sep = if url.contains('?') { '&' } else { '?' };
-        stores.push(("postgres", format!("{url}{sep}table=vx_bench_{}", ds.name.replace('-', "_"))));
+        stores.push(("postgres", with_table(url, &format!("vx_bench_{}", ds.name.replace('-', "_")))));
     }
     let nq = ds.nq().min(nq_limit).min(200);
     let open = |uri: &str, cache_bytes: usize| {
         let client = Client::open(uri, ClientOptions { cache_bytes, ..Default::default() }).unwrap();
-        let index = client.load_index("bench", Access { key: Some(&key()), user: None }).unwrap();
+        let index = client.load_index("bench", as_root(&key(KEY))).unwrap();
         (client, index)
     };
     let warm = |index: &vx::Index| {
@@ -209,11 +152,11 @@ fn bench_stores(ds: &Dataset, scratch: &Path, pg: Option<&str>, nq_limit: usize)
         let _ = fs::remove_dir_all(&dir);
         let upsert_rate = {
             let client = Client::open(&uri, ClientOptions::default()).unwrap();
-            if let Ok(old) = client.load_index("bench", Access { key: Some(&key()), user: None }) {
+            if let Ok(old) = client.load_index("bench", as_root(&key(KEY))) {
                 old.delete_index(Access::default()).unwrap();
             }
-            let index = client.create_index("bench", &key(), IndexConfig::default()).unwrap();
-            fill(&index, ds, &ids, 10_000)
+            let index = client.create_index("bench", &key(KEY), IndexConfig::default()).unwrap();
+            fill(&index, ds, &names, 10_000)
         };
         let warm_flat = warm(&open(&uri, DEFAULT_CACHE_BYTES).1);
         let cold_flat = {
@@ -226,18 +169,19 @@ fn bench_stores(ds: &Dataset, scratch: &Path, pg: Option<&str>, nq_limit: usize)
         let cold_ivf = latency_and_throughput(&open(&uri, 0).1, ds, nq, 0);
         let warm_ivf = warm(&open(&uri, DEFAULT_CACHE_BYTES).1);
         for (search, warm, cold) in [("exhaustive", warm_flat, cold_flat), ("ivf", warm_ivf, cold_ivf)] {
-            emit(&[
-                ("engine", s("vx")),
-                ("dataset", s(&ds.name)),
-                ("bench", s("store")),
-                ("store", s(store)),
-                ("search", s(search)),
-                ("upsert_per_s", format!("{upsert_rate:.0}")),
-                ("warm_ms", format!("{:.3}", warm.0)),
-                ("warm_qps_batch", format!("{:.0}", warm.1)),
-                ("cold_ms", format!("{:.3}", cold.0)),
-                ("cold_qps_batch", format!("{:.0}", cold.1)),
-            ]);
+            emit(
+                ds,
+                "store",
+                &[
+                    ("store", s(store)),
+                    ("search", s(search)),
+                    ("upsert_per_s", format!("{upsert_rate:.0}")),
+                    ("warm_ms", format!("{:.3}", warm.0)),
+                    ("warm_qps_batch", format!("{:.0}", warm.1)),
+                    ("cold_ms", format!("{:.3}", cold.0)),
+                    ("cold_qps_batch", format!("{:.0}", cold.1)),
+                ],
+            );
         }
     }
     let _ = fs::remove_dir_all(&dir);
@@ -269,7 +213,7 @@ fn query_rates(index: &vx::Index, ds: &Dataset, nq: usize, probes: u32, single_n
     for qi in 0..single_n {
         index.query(&queries[qi * ds.dim..(qi + 1) * ds.dim], 1, ds.dim, &params, Access::default()).unwrap();
     }
-    (batched, single_n as f64 / t0.elapsed().as_secs_f64(), recall_at_10(ds, &hits))
+    (batched, single_n as f64 / t0.elapsed().as_secs_f64(), ds.recall_at_10(&hits))
 }
 
 /// One result line per n_probes: batched and single-query rates, recall.
@@ -284,17 +228,18 @@ fn sweep_probes(
 ) {
     for &p in probes {
         let (batched, single, recall) = query_rates(index, ds, nq, p, single_n);
-        emit(&[
-            ("engine", s("vx")),
-            ("dataset", s(&ds.name)),
-            ("bench", s("ivf")),
-            ("cache", s(cache)),
-            ("threads", threads.to_string()),
-            ("n_probes", p.to_string()),
-            ("qps_batch", format!("{batched:.1}")),
-            ("qps_single", format!("{single:.1}")),
-            ("recall_at_10", format!("{recall:.4}")),
-        ]);
+        emit(
+            ds,
+            "ivf",
+            &[
+                ("cache", s(cache)),
+                ("threads", threads.to_string()),
+                ("n_probes", p.to_string()),
+                ("qps_batch", format!("{batched:.1}")),
+                ("qps_single", format!("{single:.1}")),
+                ("recall_at_10", format!("{recall:.4}")),
+            ],
+        );
     }
 }
 
@@ -302,17 +247,17 @@ fn sweep_probes(
 /// an n_probes sweep with a warm cache and with the cache off (file: store,
 /// every probed chunk decrypted per query).
 fn bench_ivf(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions, scratch: &Path) {
-    let ids: Vec<String> = (0..ds.n()).map(|i| i.to_string()).collect();
+    let names = ids("", ds.n());
     let nq = ds.nq().min(nq_limit);
     for &t in threads {
         let dir = scratch.join(format!("ivf-{}-{t}", ds.name));
         let _ = fs::remove_dir_all(&dir);
-        let uri = format!("file:{}", dir.display());
+        let uri = file_uri(&dir);
         {
             let client =
                 Client::open(&uri, ClientOptions { threads: t, cache_bytes: vx::DEFAULT_CACHE_BYTES * 8 }).unwrap();
-            let index = client.create_index("bench", &key(), IndexConfig::default()).unwrap();
-            fill(&index, ds, &ids, 50_000);
+            let index = client.create_index("bench", &key(KEY), IndexConfig::default()).unwrap();
+            fill(&index, ds, &names, 50_000);
             let t0 = Instant::now();
             let params =
                 TrainParams { n_lists: opts.n_lists, max_iters: opts.iters, tolerance: 1e-30, ..Default::default() };
@@ -320,21 +265,22 @@ fn bench_ivf(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions
             let train_s = t0.elapsed().as_secs_f64();
             // Add into the trained index: a tenth of the base again, under new ids.
             let extra = ds.n() / 10;
-            let extra_ids: Vec<String> = (0..extra).map(|i| format!("extra-{i}")).collect();
+            let extra_ids = ids("extra-", extra);
             let add_rate = fill(&index, ds, &extra_ids, extra.max(1)); // one batch
             let extra_refs: Vec<&str> = extra_ids.iter().map(String::as_str).collect();
             index.delete(&extra_refs, Access::default()).unwrap();
-            emit(&[
-                ("engine", s("vx")),
-                ("dataset", s(&ds.name)),
-                ("bench", s("ivf_train")),
-                ("threads", t.to_string()),
-                ("n_lists", opts.n_lists.to_string()),
-                ("iterations", report.iterations.to_string()),
-                ("train_s", format!("{train_s:.3}")),
-                ("objective", format!("{:.6}", report.objective)),
-                ("add_per_s", format!("{add_rate:.0}")),
-            ]);
+            emit(
+                ds,
+                "ivf_train",
+                &[
+                    ("threads", t.to_string()),
+                    ("n_lists", opts.n_lists.to_string()),
+                    ("iterations", report.iterations.to_string()),
+                    ("train_s", format!("{train_s:.3}")),
+                    ("objective", format!("{:.6}", report.objective)),
+                    ("add_per_s", format!("{add_rate:.0}")),
+                ],
+            );
             index
                 .query(
                     &ds.queries[..ds.dim],
@@ -347,7 +293,7 @@ fn bench_ivf(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions
             sweep_probes(&index, ds, &opts.probes, "warm", t, nq, nq.min(300));
         }
         let client = Client::open(&uri, ClientOptions { threads: t, cache_bytes: 0 }).unwrap();
-        let index = client.load_index("bench", Access { key: Some(&key()), user: None }).unwrap();
+        let index = client.load_index("bench", as_root(&key(KEY))).unwrap();
         sweep_probes(&index, ds, &opts.probes, "off", t, nq.min(300), nq.min(100));
         drop(index);
         drop(client);
@@ -359,14 +305,15 @@ fn bench_ivf(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions
                 .unwrap();
             let rss: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0);
             let raw = (ds.n() * ds.dim * 4) as u64;
-            emit(&[
-                ("engine", s("vx")),
-                ("dataset", s(&ds.name)),
-                ("bench", s("memory")),
-                ("peak_rss_bytes", rss.to_string()),
-                ("raw_vector_bytes", raw.to_string()),
-                ("rss_over_raw_plus_100mb", format!("{:.3}", rss as f64 / (raw as f64 + 100e6))),
-            ]);
+            emit(
+                ds,
+                "memory",
+                &[
+                    ("peak_rss_bytes", rss.to_string()),
+                    ("raw_vector_bytes", raw.to_string()),
+                    ("rss_over_raw_plus_100mb", format!("{:.3}", rss as f64 / (raw as f64 + 100e6))),
+                ],
+            );
         }
         let _ = fs::remove_dir_all(&dir);
     }
@@ -377,30 +324,31 @@ fn bench_ivf(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions
 /// base (1 iteration; quality does not matter here), then upsert a tenth of
 /// the base again under new ids, in batches of `batch`.
 fn bench_add_trained(ds: &Dataset, n_lists: u32, batch: usize) {
-    let ids: Vec<String> = (0..ds.n()).map(|i| i.to_string()).collect();
+    let names = ids("", ds.n());
     let client = Client::open("memory:", ClientOptions::default()).unwrap();
-    let index = client.create_index("bench", &key(), IndexConfig::default()).unwrap();
-    fill(&index, ds, &ids, 50_000);
+    let index = client.create_index("bench", &key(KEY), IndexConfig::default()).unwrap();
+    fill(&index, ds, &names, 50_000);
     index.train(TrainParams { n_lists, max_iters: 1, ..Default::default() }, Access::default()).unwrap();
     let extra = ds.n() / 10;
-    let extra_ids: Vec<String> = (0..extra).map(|i| format!("extra-{i}")).collect();
+    let extra_ids = ids("extra-", extra);
     let rate = fill(&index, ds, &extra_ids, batch);
-    emit(&[
-        ("engine", s("vx")),
-        ("dataset", s(&ds.name)),
-        ("bench", s("add_trained_memory")),
-        ("n_lists", n_lists.to_string()),
-        ("vectors", extra.to_string()),
-        ("batch", batch.to_string()),
-        ("add_per_s", format!("{rate:.0}")),
-    ]);
+    emit(
+        ds,
+        "add_trained_memory",
+        &[
+            ("n_lists", n_lists.to_string()),
+            ("vectors", extra.to_string()),
+            ("batch", batch.to_string()),
+            ("add_per_s", format!("{rate:.0}")),
+        ],
+    );
 }
 
 /// `vx-bench --rss URI DIM`: opens the trained index, queries every list so
 /// the whole index sits decrypted in the cache, prints peak RSS.
 fn rss_probe(uri: &str, dim: usize) {
     let client = Client::open(uri, ClientOptions::default()).unwrap();
-    let index = client.load_index("bench", Access { key: Some(&key()), user: None }).unwrap();
+    let index = client.load_index("bench", as_root(&key(KEY))).unwrap();
     let q = vec![0.01f32; dim];
     let p = QueryParams { top_k: 10, n_probes: index.n_lists().unwrap(), ..Default::default() };
     for _ in 0..3 {
@@ -441,11 +389,7 @@ fn main() {
         }
         i += 2;
     }
-    let (base, dim) = read_vecs(&dir.join("base.fvecs"));
-    let (queries, qdim) = read_vecs(&dir.join("query.fvecs"));
-    assert_eq!(dim, qdim);
-    let (gt, gt_k) = read_ivecs(&dir.join("gt.ivecs"));
-    let ds = Dataset { name: args[2].clone(), base, queries, gt, gt_k, dim };
+    let ds = Dataset::load(&dir, &args[2]);
     eprintln!("vx-bench: {} vectors, {} queries, dim {}", ds.n(), ds.nq(), ds.dim);
     if ivf.n_lists == 0 {
         ivf.n_lists = ((ds.n() as f64).sqrt().round() as u32).max(1);
