@@ -2,17 +2,14 @@
 //! performs one and shows it is detected or fruitless. Every test here
 //! failed on the code before the defence it names.
 
-use vx::{Access, Client, ClientOptions, IndexConfig, ItemRef, QueryParams, SecretKey};
+mod common;
 
-fn key(b: u8) -> SecretKey {
-    SecretKey::from_bytes(&[b; 32])
-}
+use common::{as_root, ids, items, key, memory_client};
+use vx::{Access, Client, ClientOptions, IndexConfig, QueryParams};
 
-fn upsert(index: &vx::Index, prefix: &str, vectors: &[[f32; 4]]) {
-    let ids: Vec<String> = (0..vectors.len()).map(|i| format!("{prefix}-{i}")).collect();
-    let items: Vec<ItemRef<'_>> =
-        ids.iter().zip(vectors).map(|(id, v)| ItemRef { id, vector: v, metadata: None, contents: None }).collect();
-    index.upsert(&items, Access::default()).unwrap();
+fn upsert(index: &vx::Index, prefix: &str, vectors: &[f32]) {
+    let ids = ids(prefix, vectors.len() / 4);
+    index.upsert(&items(&ids, vectors, 4, None).collect::<Vec<_>>(), Access::default()).unwrap();
 }
 
 /// The ids a query returns, or the error status.
@@ -33,19 +30,19 @@ fn query_ids(index: &vx::Index) -> Result<Vec<String>, vx::Status> {
 /// cache, and its own writes replaced the victim's cached chunks.
 #[test]
 fn a_record_claiming_another_index_id_neither_reads_nor_plants_cached_objects() {
-    let service = Client::open("memory:", ClientOptions::default()).unwrap();
+    let service = memory_client();
     let victim = service.create_index("victim", &key(1), IndexConfig::default()).unwrap();
-    upsert(&victim, "secret", &[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]);
+    upsert(&victim, "secret", &[1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]);
     assert_eq!(query_ids(&victim).unwrap().len(), 2); // now cached: chunk 0 at version 2
 
     // Elsewhere (no shared cache), the attacker builds a state with the same
     // shape under the victim's id: one upsert of two items, chunk 0 at version 2.
     let outside = Client::over_store(service.raw_store(), ClientOptions::default()).unwrap();
     let forged = outside.forge_index_with_id("evil", &key(9), IndexConfig::default(), victim.index_id()).unwrap();
-    upsert(&forged, "planted", &[[0.5, 0.0, 0.0, 0.0], [0.0, 0.5, 0.0, 0.0]]);
+    upsert(&forged, "planted", &[0.5, 0.0, 0.0, 0.0, 0.0, 0.5, 0.0, 0.0]);
 
     // Read: the attacker loads its record in the victim's service and queries.
-    let attacker = service.load_index("evil", Access { key: Some(&key(9)), user: None }).unwrap();
+    let attacker = service.load_index("evil", as_root(&key(9))).unwrap();
     match query_ids(&attacker) {
         Ok(ids) => assert!(ids.iter().all(|id| id.starts_with("planted")), "attacker read the victim's data: {ids:?}"),
         Err(status) => assert_eq!(status, vx::Status::Integrity),
