@@ -149,6 +149,18 @@ mod tests {
         assert!(open_with(&c, b"ad", &sealed[..sealed.len() - 1]).is_none());
     }
 
+    /// Without the `zeroize` features of `hmac` and `sha2`, HMAC states
+    /// (token keys) and HKDF intermediates were dropped unwiped; this does
+    /// not compile then.
+    #[test]
+    fn hash_and_mac_states_wipe_themselves() {
+        fn wiped_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        wiped_on_drop::<Sha256>();
+        // HMAC (and so HKDF, which holds its PRK in one) keeps its state in
+        // two of these and a block buffer, which wipe themselves too.
+        wiped_on_drop::<<Sha256 as hmac::EagerHash>::Core>();
+    }
+
     #[test]
     fn nonces_differ() {
         let c = cipher_for(&SecretKey::from_bytes(&[1u8; 32]));
