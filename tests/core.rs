@@ -117,7 +117,7 @@ fn filtered_query_returns_top_k_when_that_many_match() {
     assert_eq!(got[0].len(), 50);
     for h in &got[0] {
         let i: usize = h.id[5..].parse().unwrap();
-        assert!(i % 2 == 0 && (i % 7 == 1 || i % 7 == 2));
+        assert!(i.is_multiple_of(2) && (i % 7 == 1 || i % 7 == 2));
         assert!(h.metadata.as_deref().unwrap().contains("\"even\": true"));
         assert_eq!(h.vector.as_deref().unwrap(), &base[i * dim..(i + 1) * dim]);
     }

@@ -203,13 +203,28 @@ impl DataKeys {
         ad
     }
 
-    /// Opens an object sealed by a [`Sealer`]; `None` on any mismatch of
-    /// domain, token, version or bytes.
-    pub fn open(&self, domain: u8, token: &Token, version: u64, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    /// The AEAD key version `sealed` claims, if it is at most
+    /// `max_key_version`. Checked before any key is derived, so a tampered
+    /// store that presents ever new key versions cannot grow the cipher map.
+    fn key_version(sealed: &[u8], max_key_version: u32) -> Option<u32> {
         if sealed.len() < SEAL_OVERHEAD {
             return None;
         }
-        let key_version = u32::from_le_bytes(sealed[..4].try_into().unwrap());
+        Some(u32::from_le_bytes(sealed[..4].try_into().unwrap())).filter(|&v| v <= max_key_version)
+    }
+
+    /// Opens an object sealed by a [`Sealer`] under a key version at most
+    /// `max_key_version`; `None` on any mismatch of domain, token, version
+    /// or bytes.
+    pub fn open(
+        &self,
+        max_key_version: u32,
+        domain: u8,
+        token: &Token,
+        version: u64,
+        sealed: &[u8],
+    ) -> Option<Zeroizing<Vec<u8>>> {
+        let key_version = Self::key_version(sealed, max_key_version)?;
         let ad = self.object_ad(domain, token, version, key_version);
         open_with(&self.cipher(key_version), &ad, &sealed[4..])
     }
@@ -221,11 +236,16 @@ impl DataKeys {
 
     /// As [`DataKeys::open`], decrypting into `out`, which must be exactly
     /// [`DataKeys::plaintext_len`] bytes; `false` on any mismatch.
-    pub fn open_into(&self, domain: u8, token: &Token, version: u64, sealed: &[u8], out: &mut [u8]) -> bool {
-        if sealed.len() < SEAL_OVERHEAD {
-            return false;
-        }
-        let key_version = u32::from_le_bytes(sealed[..4].try_into().unwrap());
+    pub fn open_into(
+        &self,
+        max_key_version: u32,
+        domain: u8,
+        token: &Token,
+        version: u64,
+        sealed: &[u8],
+        out: &mut [u8],
+    ) -> bool {
+        let Some(key_version) = Self::key_version(sealed, max_key_version) else { return false };
         let ad = self.object_ad(domain, token, version, key_version);
         open_into(&self.cipher(key_version), &ad, &sealed[4..], out)
     }
@@ -297,14 +317,31 @@ mod tests {
         let t = [7u8; 16];
         let sealed = s.seal(b'C', &t, 5, b"payload").unwrap();
         assert_eq!(s.encryptions(), 1);
-        assert_eq!(&dk.open(b'C', &t, 5, &sealed).unwrap()[..], b"payload");
-        assert!(dk.open(b'C', &t, 4, &sealed).is_none());
-        assert!(dk.open(b'B', &t, 5, &sealed).is_none());
-        assert!(dk.open(b'C', &[8u8; 16], 5, &sealed).is_none());
+        assert_eq!(&dk.open(0, b'C', &t, 5, &sealed).unwrap()[..], b"payload");
+        assert!(dk.open(0, b'C', &t, 4, &sealed).is_none());
+        assert!(dk.open(0, b'B', &t, 5, &sealed).is_none());
+        assert!(dk.open(0, b'C', &[8u8; 16], 5, &sealed).is_none());
         let other = DataKeys::new(SecretKey::from_bytes(&[5u8; 32]), [2; 16]);
-        assert!(other.open(b'C', &t, 5, &sealed).is_none());
+        assert!(other.open(0, b'C', &t, 5, &sealed).is_none());
         let mut out = vec![0u8; DataKeys::plaintext_len(&sealed).unwrap()];
-        assert!(dk.open_into(b'C', &t, 5, &sealed, &mut out) && out == b"payload");
-        assert!(!dk.open_into(b'C', &t, 6, &sealed, &mut out));
+        assert!(dk.open_into(0, b'C', &t, 5, &sealed, &mut out) && out == b"payload");
+        assert!(!dk.open_into(0, b'C', &t, 6, &sealed, &mut out));
+    }
+
+    /// A tampered store presents an object under ever new key versions:
+    /// before, each one derived and kept another cipher.
+    #[test]
+    fn key_versions_above_the_newest_are_refused_before_any_derivation() {
+        let dk = DataKeys::new(SecretKey::from_bytes(&[5u8; 32]), [1; 16]);
+        let t = [7u8; 16];
+        let mut sealed = dk.sealer(2).seal(b'C', &t, 5, b"payload").unwrap();
+        assert!(dk.open(2, b'C', &t, 5, &sealed).is_some());
+        let mut out = vec![0u8; DataKeys::plaintext_len(&sealed).unwrap()];
+        for forged in 3..1000u32 {
+            sealed[..4].copy_from_slice(&forged.to_le_bytes());
+            assert!(dk.open(2, b'C', &t, 5, &sealed).is_none());
+            assert!(!dk.open_into(2, b'C', &t, 5, &sealed, &mut out));
+        }
+        assert_eq!(dk.ciphers.lock().len(), 1);
     }
 }

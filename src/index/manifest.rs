@@ -161,13 +161,15 @@ impl Manifest {
         Ok(out)
     }
 
-    pub fn open(keys: &DataKeys, stored: &[u8], name: &str) -> Result<Manifest> {
+    /// Opens a stored manifest sealed under a key version at most
+    /// `max_key_version` (a writer moves one version at a time).
+    pub fn open(keys: &DataKeys, max_key_version: u32, stored: &[u8], name: &str) -> Result<Manifest> {
         if stored.len() < 8 {
             return Err(Error::integrity(format!("manifest of index '{name}' is truncated")));
         }
         let version = u64::from_le_bytes(stored[..8].try_into().unwrap());
         let plain = keys
-            .open(ObjectKind::Manifest as u8, &MANIFEST_TOKEN, version, &stored[8..])
+            .open(max_key_version, ObjectKind::Manifest as u8, &MANIFEST_TOKEN, version, &stored[8..])
             .ok_or_else(|| Error::integrity(format!("manifest of index '{name}' failed authentication")))?;
         let m = Manifest::decode_plain(version, &plain)?;
         if m.name != name {
@@ -197,13 +199,13 @@ mod tests {
         m.version = 7;
         m.chunks.push(ChunkMeta { no: 3, list: 0, count: 10, bytes: 100, version: 7 });
         let stored = m.seal(&keys.sealer(0)).unwrap();
-        let back = Manifest::open(&keys, &stored, "idx").unwrap();
+        let back = Manifest::open(&keys, 0, &stored, "idx").unwrap();
         assert_eq!(back.chunks, m.chunks);
         assert_eq!(back.version, 7);
-        assert!(matches!(Manifest::open(&keys, &stored, "other"), Err(Error::Integrity(_))));
+        assert!(matches!(Manifest::open(&keys, 0, &stored, "other"), Err(Error::Integrity(_))));
         let mut replay = stored.clone();
         replay[0] = 6; // claim another version
-        assert!(matches!(Manifest::open(&keys, &replay, "idx"), Err(Error::Integrity(_))));
-        assert!(Manifest::open(&keys, &stored[..5], "idx").is_err());
+        assert!(matches!(Manifest::open(&keys, 0, &replay, "idx"), Err(Error::Integrity(_))));
+        assert!(Manifest::open(&keys, 0, &stored[..5], "idx").is_err());
     }
 }

@@ -148,7 +148,8 @@ impl Index {
             .store
             .get(&Layout { index_id: record.index_id }.manifest())?
             .ok_or_else(|| Error::integrity(format!("manifest of index '{name}' is missing")))?;
-        let manifest = Manifest::open(&keys, &stored, name)?;
+        // One open per load: no bound on the key version is needed here.
+        let manifest = Manifest::open(&keys, u32::MAX, &stored, name)?;
         let bound = Bound::new(key.clone(), access.user.copied(), encoded, record.generation, unlocked.perms);
         Ok(Index::from_parts(env, name, &record, keys, bound, Snapshot::new(manifest, stored)))
     }

@@ -185,8 +185,14 @@ pub(crate) trait Sealed: Sized {
     /// What the manifest says the object must look like; a decrypted object
     /// that differs is `INTEGRITY`.
     type Shape;
-    fn open(keys: &DataKeys, obj: Obj, token: &Token, version: u64, sealed: &[u8], shape: &Self::Shape)
-        -> Result<Self>;
+    fn open(
+        opener: &Opener<'_>,
+        obj: Obj,
+        token: &Token,
+        version: u64,
+        sealed: &[u8],
+        shape: &Self::Shape,
+    ) -> Result<Self>;
     /// The cache entry for it (`None`: not cached).
     fn to_cached(this: &Arc<Self>) -> Option<Cached>;
     fn from_cached(cached: Cached) -> Option<Arc<Self>>;
@@ -207,15 +213,35 @@ macro_rules! cached_as {
     };
 }
 
-/// Authenticates and decrypts a sealed object of the index.
-pub(crate) fn open_sealed(
-    keys: &DataKeys,
-    obj: Obj,
-    token: &Token,
-    version: u64,
-    sealed: &[u8],
-) -> Result<Zeroizing<Vec<u8>>> {
-    keys.open(obj.kind() as u8, token, version, sealed).ok_or_else(|| auth_failed(obj.kind()))
+/// Opens the objects a manifest names: under the index's data keys, at a
+/// key version no newer than the manifest's.
+#[derive(Clone, Copy)]
+pub(crate) struct Opener<'a> {
+    pub keys: &'a DataKeys,
+    pub max_key_version: u32,
+}
+
+impl Opener<'_> {
+    /// Authenticates and decrypts a sealed object of the index.
+    pub fn open(&self, obj: Obj, token: &Token, version: u64, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let kind = obj.kind();
+        self.keys.open(self.max_key_version, kind as u8, token, version, sealed).ok_or_else(|| auth_failed(kind))
+    }
+
+    /// As [`Opener::open`], into `out` (exactly the plaintext's length).
+    pub fn open_into(
+        &self,
+        kind: ObjectKind,
+        token: &Token,
+        version: u64,
+        sealed: &[u8],
+        out: &mut [u8],
+    ) -> Result<()> {
+        match self.keys.open_into(self.max_key_version, kind as u8, token, version, sealed, out) {
+            true => Ok(()),
+            false => Err(auth_failed(kind)),
+        }
+    }
 }
 
 pub(crate) fn auth_failed(kind: ObjectKind) -> Error {
@@ -231,8 +257,15 @@ pub(crate) struct ChunkShape {
 
 impl Sealed for Chunk {
     type Shape = ChunkShape;
-    fn open(keys: &DataKeys, obj: Obj, token: &Token, version: u64, sealed: &[u8], shape: &ChunkShape) -> Result<Self> {
-        let chunk = Chunk::open(keys, token, version, sealed, shape.dim, shape.precision)?;
+    fn open(
+        opener: &Opener<'_>,
+        obj: Obj,
+        token: &Token,
+        version: u64,
+        sealed: &[u8],
+        shape: &ChunkShape,
+    ) -> Result<Self> {
+        let chunk = Chunk::open(opener, token, version, sealed, shape.dim, shape.precision)?;
         if chunk.len() != shape.count {
             return Err(Error::integrity(format!(
                 "{} holds {} items, manifest says {}",
@@ -248,8 +281,8 @@ impl Sealed for Chunk {
 
 impl Sealed for Bucket {
     type Shape = ();
-    fn open(keys: &DataKeys, obj: Obj, token: &Token, version: u64, sealed: &[u8], _: &()) -> Result<Self> {
-        Bucket::decode(&open_sealed(keys, obj, token, version, sealed)?)
+    fn open(opener: &Opener<'_>, obj: Obj, token: &Token, version: u64, sealed: &[u8], _: &()) -> Result<Self> {
+        Bucket::decode(&opener.open(obj, token, version, sealed)?)
     }
     cached_as!(Bucket);
 }
@@ -258,14 +291,14 @@ impl Sealed for Bucket {
 impl Sealed for Centroids {
     type Shape = (usize, usize);
     fn open(
-        keys: &DataKeys,
+        opener: &Opener<'_>,
         obj: Obj,
         token: &Token,
         version: u64,
         sealed: &[u8],
         shape: &(usize, usize),
     ) -> Result<Self> {
-        let c = Centroids::decode(&open_sealed(keys, obj, token, version, sealed)?, shape.0)?;
+        let c = Centroids::decode(&opener.open(obj, token, version, sealed)?, shape.0)?;
         if c.k != shape.1 {
             return Err(Error::integrity("centroid count does not match the manifest"));
         }
@@ -277,8 +310,8 @@ impl Sealed for Centroids {
 /// Contents are read one item at a time and never cached.
 impl Sealed for Zeroizing<Vec<u8>> {
     type Shape = ();
-    fn open(keys: &DataKeys, obj: Obj, token: &Token, version: u64, sealed: &[u8], _: &()) -> Result<Self> {
-        open_sealed(keys, obj, token, version, sealed)
+    fn open(opener: &Opener<'_>, obj: Obj, token: &Token, version: u64, sealed: &[u8], _: &()) -> Result<Self> {
+        opener.open(obj, token, version, sealed)
     }
     fn to_cached(_: &Arc<Self>) -> Option<Cached> {
         None
@@ -308,6 +341,7 @@ impl Index {
     /// store; authenticated against the version and checked against `shape`.
     pub(crate) fn load_object<T: Sealed>(
         &self,
+        m: &Manifest,
         obj: Obj,
         version: u64,
         shape: &T::Shape,
@@ -328,7 +362,8 @@ impl Index {
                 &fetched
             }
         };
-        let value = Arc::new(T::open(&self.keys, obj, &token, version, sealed, shape)?);
+        let opener = Opener { keys: &self.keys, max_key_version: m.key_version };
+        let value = Arc::new(T::open(&opener, obj, &token, version, sealed, shape)?);
         if let Some(cached) = T::to_cached(&value) {
             self.env.cache.insert(ck, cached);
         }
@@ -359,22 +394,28 @@ impl Index {
     pub(crate) fn chunk(&self, m: &Manifest, meta: &ChunkMeta, pre: Option<&Prefetched>) -> Result<Arc<Chunk>> {
         let shape =
             ChunkShape { dim: m.config.dimension as usize, precision: m.config.precision, count: meta.count as usize };
-        self.load_object(Obj::Chunk(meta.no), meta.version, &shape, pre)
+        self.load_object(m, Obj::Chunk(meta.no), meta.version, &shape, pre)
     }
 
     /// Directory bucket `b`; an empty bucket is stored as nothing (version 0).
     pub(crate) fn bucket(&self, m: &Manifest, b: usize) -> Result<Arc<Bucket>> {
         match m.buckets[b] {
             0 => Ok(Arc::new(Bucket::default())),
-            version => self.load_object(Obj::Bucket(b as u32), version, &(), None),
+            version => self.load_object(m, Obj::Bucket(b as u32), version, &(), None),
         }
     }
 
     pub(crate) fn centroids(&self, m: &Manifest) -> Result<Arc<Centroids>> {
-        self.load_object(Obj::Centroids, m.centroids_version, &(m.config.dimension as usize, m.n_lists as usize), None)
+        self.load_object(
+            m,
+            Obj::Centroids,
+            m.centroids_version,
+            &(m.config.dimension as usize, m.n_lists as usize),
+            None,
+        )
     }
 
-    pub(crate) fn contents(&self, id_token: &Token, version: u64) -> Result<Vec<u8>> {
-        Ok(self.load_object::<Zeroizing<Vec<u8>>>(Obj::Contents(*id_token), version, &(), None)?.to_vec())
+    pub(crate) fn contents(&self, m: &Manifest, id_token: &Token, version: u64) -> Result<Vec<u8>> {
+        Ok(self.load_object::<Zeroizing<Vec<u8>>>(m, Obj::Contents(*id_token), version, &(), None)?.to_vec())
     }
 }

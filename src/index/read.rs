@@ -77,7 +77,7 @@ impl Index {
                     vector: (include & include::VECTOR != 0).then(|| chunk.vector(slot).to_vec()),
                     metadata: if include & include::METADATA != 0 { chunk.metadata[slot].clone() } else { None },
                     contents: if include & include::CONTENTS != 0 && entry.contents_version != 0 {
-                        Some(self.contents(&token, entry.contents_version)?)
+                        Some(self.contents(m, &token, entry.contents_version)?)
                     } else {
                         None
                     },
@@ -230,7 +230,7 @@ impl Index {
             let token = self.tokens.id(&id);
             let bucket = self.bucket(m, m.bucket_of(&token))?;
             match bucket.find(&token) {
-                Some(e) if e.contents_version != 0 => Some(self.contents(&token, e.contents_version)?),
+                Some(e) if e.contents_version != 0 => Some(self.contents(m, &token, e.contents_version)?),
                 _ => None,
             }
         } else {

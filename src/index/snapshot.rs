@@ -78,7 +78,7 @@ impl Index {
         if stored == snap.stored {
             return Ok(snap);
         }
-        let manifest = Manifest::open(&self.keys, &stored, &self.name)?;
+        let manifest = Manifest::open(&self.keys, snap.manifest.key_version.saturating_add(1), &stored, &self.name)?;
         if manifest.version < snap.manifest.version {
             return Err(Error::integrity(format!(
                 "manifest of index '{}' went back from version {} to {}",
