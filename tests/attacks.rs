@@ -55,3 +55,32 @@ fn a_record_claiming_another_index_id_neither_reads_nor_plants_cached_objects() 
         Err(status) => assert_eq!(status, vx::Status::Integrity),
     }
 }
+
+/// Defence: a lost compare-and-set, `epoch` and `require_epoch` read the
+/// stored manifest, not the clear-text version hint.
+///
+/// The store pins the version hint of an index to an old value after
+/// another handle wrote. Before, a handle that had not seen the write kept
+/// planning on its stale snapshot, lost every compare-and-set and gave up
+/// with a conflict, and `require_epoch` with the writer's epoch reported a
+/// rollback that never happened.
+#[test]
+fn a_pinned_version_hint_neither_freezes_writers_nor_fakes_a_rollback() {
+    let client = memory_client();
+    let a = client.create_index("pinned", &key(1), IndexConfig::default()).unwrap();
+    let b = client.load_index("pinned", as_root(&key(1))).unwrap();
+    let store = client.raw_store();
+    let hint_key = store.scan_prefix(b"o/").unwrap().into_iter().map(|(k, _)| k).find(|k| k.ends_with(b"V")).unwrap();
+    let stale_hint = store.get(&hint_key).unwrap().unwrap();
+
+    upsert(&a, "a", &[1.0, 0.0, 0.0, 0.0]);
+    let epoch = a.epoch(Access::default()).unwrap();
+    let mut pin = vx::WriteBatch::default();
+    pin.put(hint_key, stale_hint);
+    assert!(store.write(pin).unwrap());
+
+    b.require_epoch(epoch).expect("the stored state is not older than the epoch");
+    upsert(&b, "b", &[0.0, 1.0, 0.0, 0.0]);
+    assert_eq!(b.num_vectors(Access::default()).unwrap(), 2);
+    assert_eq!(b.epoch(Access::default()).unwrap(), epoch + 1);
+}

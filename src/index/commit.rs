@@ -158,10 +158,14 @@ impl Index {
     ) -> Result<R> {
         let _writer = self.write_lock.lock();
         for attempt in 0..COMMIT_ATTEMPTS {
-            if attempt > 0 {
+            // After a lost compare-and-set, the stored manifest itself says
+            // what won: the clear-text hint may be pinned to an old value.
+            let snap = if attempt == 0 {
+                self.current()?
+            } else {
                 backoff(attempt)?;
-            }
-            let snap = self.current()?;
+                self.reload()?
+            };
             let (plan, result) = match build(&snap) {
                 // Another process committed under us and removed what the
                 // snapshot names: plan again on the newer state.

@@ -64,6 +64,13 @@ impl Index {
         self.current_with_hint(self.env.store.get(&self.layout.version_hint())?)
     }
 
+    /// The committed state as the stored manifest says, whatever the hint
+    /// says: the hint is clear text, and one pinned to an old value by the
+    /// store would otherwise freeze this handle on that state.
+    pub(super) fn reload(&self) -> Result<Arc<Snapshot>> {
+        self.current_with_hint(None)
+    }
+
     /// As [`Index::current`], with the version hint already read.
     fn current_with_hint(&self, hint: Option<Vec<u8>>) -> Result<Arc<Snapshot>> {
         let snap = self.snapshot.read().clone();
@@ -132,13 +139,15 @@ impl Index {
     /// whole store (every object genuine, just old), which nothing inside the
     /// store can reveal. READ permission.
     pub fn epoch(&self, access: Access<'_>) -> Result<u64> {
-        Ok(self.begin_read(access)?.manifest.version)
+        self.begin_read(access)?;
+        Ok(self.reload()?.manifest.version)
     }
 
     /// `INTEGRITY` if the stored state is older than `epoch` (a rollback);
     /// afterwards this handle also refuses any state older than it.
     pub fn require_epoch(&self, epoch: u64) -> Result<()> {
-        let have = self.begin_read(Access::default())?.manifest.version;
+        self.begin_read(Access::default())?;
+        let have = self.reload()?.manifest.version;
         if have < epoch {
             return Err(Error::integrity(format!(
                 "index '{}' is at version {have}, older than the epoch {epoch} you kept: the store was rolled back",
