@@ -84,3 +84,87 @@ fn a_pinned_version_hint_neither_freezes_writers_nor_fakes_a_rollback() {
     assert_eq!(b.num_vectors(Access::default()).unwrap(), 2);
     assert_eq!(b.epoch(Access::default()).unwrap(), epoch + 1);
 }
+
+/// Defence: every key-record change commits a manifest naming the record's
+/// generation, in the same atomic batch; a record older than the manifest
+/// says is refused.
+///
+/// The store operator saves the key record, the root revokes a user and
+/// writes, and the operator puts the saved record back. Before, the
+/// revoked user loaded the index again and `require_epoch` with the epoch
+/// taken after the write still passed.
+#[test]
+fn a_key_record_put_back_from_a_backup_neither_revives_a_user_nor_passes_the_epoch() {
+    let client = memory_client();
+    let root = client.create_index("revoked", &key(1), IndexConfig::default()).unwrap();
+    let user = [7u8; 16];
+    root.create_user_keys(&user, &key(2), vx::PERMISSION_READ, None).unwrap();
+    let store = client.raw_store();
+    let saved = store.get(b"n/revoked").unwrap().unwrap();
+
+    root.delete_user_keys(&user, None).unwrap();
+    upsert(&root, "after", &[1.0, 0.0, 0.0, 0.0]);
+    let epoch = root.epoch(Access::default()).unwrap();
+
+    let mut restore = vx::WriteBatch::default();
+    restore.put(b"n/revoked".to_vec(), saved);
+    assert!(store.write(restore).unwrap());
+
+    let fresh = Client::over_store(store.clone(), ClientOptions::default()).unwrap();
+    let revived = fresh.load_index("revoked", Access { key: Some(&key(2)), user: Some(&user) });
+    assert_eq!(revived.map(|_| ()).unwrap_err().status(), vx::Status::Integrity);
+    let status = fresh.load_index("revoked", as_root(&key(1))).and_then(|h| h.require_epoch(epoch));
+    assert_eq!(status.unwrap_err().status(), vx::Status::Integrity);
+    // A handle that was open all along refuses the old record too.
+    assert_eq!(root.num_vectors(Access::default()).unwrap_err().status(), vx::Status::Integrity);
+}
+
+/// Every object of the store whose kind byte (after `o/` and the 16-byte
+/// index id) is `kind`.
+fn objects_of_kind(store: &dyn vx::Store, kind: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
+    store.scan_prefix(b"o/").unwrap().into_iter().filter(|(k, _)| k.len() > 18 && k[18] == kind).collect()
+}
+
+fn put_all(store: &dyn vx::Store, rows: Vec<(Vec<u8>, Vec<u8>)>) {
+    let mut batch = vx::WriteBatch::default();
+    for (k, v) in rows {
+        batch.put(k, v);
+    }
+    assert!(store.write(batch).unwrap());
+}
+
+/// Defence: the manifest pins every object by the digest of its sealed
+/// bytes, not only by its version.
+///
+/// A backup restore forks the history: batch A; backup; batch B; restore;
+/// batch C. The operator then copies B's chunks over C's (same chunk, same
+/// version, both genuine). Before, a fresh handle answered with B's items,
+/// which the current history never had.
+#[test]
+fn chunks_spliced_from_another_branch_of_the_history_are_detected() {
+    let client = memory_client();
+    let index = client.create_index("forked", &key(1), IndexConfig::default()).unwrap();
+    let store = client.raw_store();
+    upsert(&index, "a", &[1.0, 0.0, 0.0, 0.0]);
+    let backup = store.scan_prefix(b"").unwrap();
+    upsert(&index, "b", &[0.0, 1.0, 0.0, 0.0]);
+    let branch_b = objects_of_kind(&*store, b'C');
+
+    let mut restore = vx::WriteBatch::default();
+    for (k, _) in store.scan_prefix(b"").unwrap() {
+        restore.delete(k);
+    }
+    assert!(store.write(restore).unwrap());
+    put_all(&*store, backup);
+    let writer = Client::over_store(store.clone(), ClientOptions::default()).unwrap();
+    let index = writer.load_index("forked", as_root(&key(1))).unwrap();
+    upsert(&index, "c", &[0.0, 0.0, 1.0, 0.0]);
+    put_all(&*store, branch_b);
+
+    let reader = Client::over_store(store.clone(), ClientOptions::default()).unwrap();
+    let index = reader.load_index("forked", as_root(&key(1))).unwrap();
+    match query_ids(&index) {
+        Ok(ids) => panic!("answered from a spliced history: {ids:?}"),
+        Err(status) => assert_eq!(status, vx::Status::Integrity),
+    }
+}

@@ -22,6 +22,14 @@ pub const TAG_LEN: usize = 16;
 /// for any number of items an index can hold, and half the storage of 256.
 pub const TOKEN_LEN: usize = 16;
 pub type Token = [u8; TOKEN_LEN];
+pub const DIGEST_LEN: usize = 32;
+/// SHA-256 of an object's sealed bytes: what the manifest pins it by.
+pub type Digest = [u8; DIGEST_LEN];
+
+pub fn digest(bytes: &[u8]) -> Digest {
+    use sha2::Digest as _;
+    Sha256::digest(bytes).into()
+}
 
 /// Bytes a sealed object adds to its plaintext: key version, nonce, tag.
 pub const SEAL_OVERHEAD: usize = 4 + NONCE_LEN + TAG_LEN;

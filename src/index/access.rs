@@ -170,12 +170,7 @@ impl Index {
         for _ in 0..READ_ATTEMPTS {
             let (encoded, record, unlocked) = self.open_key_record(self.read_key_record()?, &key, None)?;
             let Some(next) = change(&record, &unlocked)? else { return Ok(false) };
-            let record_key = key_record_key(&self.name);
-            let mut batch = WriteBatch::default();
-            batch.put(record_key.clone(), next.encode());
-            batch.expect = Some((record_key, Some(encoded)));
-            if self.env.store.write(batch)? {
-                self.generation.fetch_max(next.generation, Ordering::AcqRel);
+            if self.commit_key_record(encoded, &next)? {
                 return Ok(true);
             }
         }
@@ -261,7 +256,7 @@ impl Index {
             batch.delete(k);
         }
         batch.delete(record_key.clone());
-        batch.expect = Some((record_key, Some(encoded)));
+        batch.expect(record_key, Some(encoded));
         if !self.env.store.write(batch)? {
             return Err(Error::Storage("the index's key record changed during delete; nothing was deleted".into()));
         }

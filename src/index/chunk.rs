@@ -15,6 +15,7 @@ use half::f16;
 use serde_json::Value;
 use zeroize::{Zeroize, Zeroizing};
 
+use super::manifest::Stamp;
 use super::objects::{ObjectKind, Opener};
 use super::types::Precision;
 use crate::codec::{Reader, Writer};
@@ -330,8 +331,8 @@ impl Drop for Chunk {
 pub struct Entry {
     pub token: Token,
     pub chunk: u32,
-    /// Version of the item's contents object; 0 = no contents.
-    pub contents_version: u64,
+    /// The item's contents object; version 0 = no contents.
+    pub contents: Stamp,
 }
 
 /// One shard of the id directory, sorted by token.
@@ -363,11 +364,11 @@ impl Bucket {
         for e in &self.entries {
             w.raw(&e.token);
             w.u32(e.chunk);
-            if e.contents_version == 0 {
+            if e.contents.is_none() {
                 w.u8(0);
             } else {
                 w.u8(1);
-                w.u64(e.contents_version);
+                e.contents.write(&mut w);
             }
         }
         w.buf
@@ -380,12 +381,12 @@ impl Bucket {
         for _ in 0..n {
             let token: Token = r.raw(TOKEN_LEN)?.try_into().unwrap();
             let chunk = r.u32()?;
-            let contents_version = match r.u8()? {
-                0 => 0,
-                1 => r.u64()?,
+            let contents = match r.u8()? {
+                0 => Stamp::default(),
+                1 => Stamp::read(&mut r)?,
                 _ => return Err(Error::integrity("directory bucket has a bad flag")),
             };
-            entries.push(Entry { token, chunk, contents_version });
+            entries.push(Entry { token, chunk, contents });
         }
         r.finish()?;
         if entries.windows(2).any(|w| w[0].token >= w[1].token) {
@@ -447,13 +448,14 @@ mod tests {
     #[test]
     fn bucket_round_trip() {
         let mut b = Bucket::default();
-        b.upsert(Entry { token: [2; 16], chunk: 1, contents_version: 0 });
-        b.upsert(Entry { token: [1; 16], chunk: 2, contents_version: 9 });
-        b.upsert(Entry { token: [2; 16], chunk: 3, contents_version: 0 });
+        let stamped = Stamp::of(9, b"sealed contents");
+        b.upsert(Entry { token: [2; 16], chunk: 1, contents: Stamp::default() });
+        b.upsert(Entry { token: [1; 16], chunk: 2, contents: stamped });
+        b.upsert(Entry { token: [2; 16], chunk: 3, contents: Stamp::default() });
         let d = Bucket::decode(&b.encode()).unwrap();
         assert_eq!(d.entries, b.entries);
         assert_eq!(d.find(&[2; 16]).unwrap().chunk, 3);
-        assert_eq!(b.remove(&[1; 16]).unwrap().contents_version, 9);
+        assert_eq!(b.remove(&[1; 16]).unwrap().contents, stamped);
         assert!(b.find(&[1; 16]).is_none());
     }
 }

@@ -6,14 +6,17 @@
 //! plan is committed in one atomic batch guarded by a compare-and-set on the
 //! manifest, so a failure anywhere before the commit changes nothing.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::chunk::{Bucket, Chunk};
-use super::manifest::{ChunkMeta, Manifest};
+use super::ivf::Centroids;
+use super::keyring::KeyRecord;
+use super::manifest::{ChunkMeta, Manifest, Stamp};
 use super::objects::{CacheKey, Cached, Obj};
 use super::snapshot::Snapshot;
 use super::types::Precision;
-use super::Index;
+use super::{key_record_key, Index};
 use crate::crypto::{Sealer, Token, MAX_ENCRYPTIONS_PER_KEY};
 use crate::error::{Error, Result};
 use crate::store::WriteBatch;
@@ -53,12 +56,15 @@ impl<'a> Plan<'a> {
     }
 
     /// Stores a sealed `obj`; `old` is the version it replaces, if any.
-    pub fn put(&mut self, obj: Obj, sealed: Vec<u8>, cached: Option<Cached>, old: Option<u64>) {
+    /// Returns the stamp the manifest (or directory) must pin it by.
+    pub fn put(&mut self, obj: Obj, sealed: Vec<u8>, cached: Option<Cached>, old: Option<u64>) -> Stamp {
+        let stamp = Stamp::of(self.version(), &sealed);
         self.batch.put(self.index.store_key(obj), sealed);
         self.forget(obj, old);
         if let Some(c) = cached {
             self.cache_put.push((self.index.cache_key(obj, self.version()), c));
         }
+        stamp
     }
 
     /// Removes `obj` (at version `old`, if it was cached) from the store.
@@ -77,8 +83,8 @@ impl<'a> Plan<'a> {
     pub fn seal_chunk(&self, no: u32, list: u32, chunk: Chunk, precision: Precision) -> Result<SealedChunk> {
         let plain = chunk.encode(precision);
         let sealed = self.seal(Obj::Chunk(no), &plain)?;
-        let meta =
-            ChunkMeta { no, list, count: chunk.len() as u32, bytes: plain.len() as u32, version: self.version() };
+        let stamp = Stamp::of(self.version(), &sealed);
+        let meta = ChunkMeta { no, list, count: chunk.len() as u32, bytes: plain.len() as u32, stamp };
         Ok(SealedChunk { meta, chunk: Arc::new(chunk), sealed })
     }
 
@@ -89,28 +95,34 @@ impl<'a> Plan<'a> {
         self.put(Obj::Chunk(s.meta.no), s.sealed, Some(Cached::Chunk(s.chunk)), old);
     }
 
+    /// Stores the centroids of a training run.
+    pub fn put_centroids(&mut self, centroids: &Arc<Centroids>) -> Result<()> {
+        let sealed = self.seal(Obj::Centroids, &centroids.encode())?;
+        let old = Some(self.manifest.centroids.version).filter(|&v| v != 0);
+        self.manifest.centroids = self.put(Obj::Centroids, sealed, Some(Cached::Centroids(centroids.clone())), old);
+        Ok(())
+    }
+
     /// Stores directory bucket `b` (an empty bucket as nothing).
     pub fn put_bucket(&mut self, b: usize, bucket: Bucket) -> Result<()> {
-        let old = Some(self.manifest.buckets[b]).filter(|&v| v != 0);
+        let old = Some(self.manifest.buckets[b].version).filter(|&v| v != 0);
         let obj = Obj::Bucket(b as u32);
         if bucket.entries.is_empty() {
-            self.manifest.buckets[b] = 0;
+            self.manifest.buckets[b] = Stamp::default();
             self.remove(obj, old);
         } else {
             let sealed = self.seal(obj, &bucket.encode())?;
-            self.manifest.buckets[b] = self.version();
-            self.put(obj, sealed, Some(Cached::Bucket(Arc::new(bucket))), old);
+            self.manifest.buckets[b] = self.put(obj, sealed, Some(Cached::Bucket(Arc::new(bucket))), old);
         }
         Ok(())
     }
 
-    /// Stores an item's contents; returns the version to record in its
+    /// Stores an item's contents; returns the stamp to record in its
     /// directory entry.
-    pub fn put_contents(&mut self, id_token: &Token, contents: &[u8]) -> Result<u64> {
+    pub fn put_contents(&mut self, id_token: &Token, contents: &[u8]) -> Result<Stamp> {
         let obj = Obj::Contents(*id_token);
         let sealed = self.seal(obj, contents)?;
-        self.put(obj, sealed, None, None);
-        Ok(self.version())
+        Ok(self.put(obj, sealed, None, None))
     }
 
     /// The batch to write: the objects, the sealed manifest, the version hint
@@ -125,7 +137,7 @@ impl<'a> Plan<'a> {
         let mut batch = std::mem::take(&mut self.batch);
         batch.put(layout.manifest(), stored.clone());
         batch.put(layout.version_hint(), m.version.to_le_bytes().to_vec());
-        batch.expect = Some((layout.manifest(), Some(base.stored.clone())));
+        batch.expect(layout.manifest(), Some(base.stored.clone()));
         Ok((batch, stored))
     }
 }
@@ -135,6 +147,7 @@ impl Index {
     pub(super) fn plan(&self, base: &Manifest) -> Plan<'_> {
         let mut m = base.clone();
         m.version += 1;
+        m.key_generation = m.key_generation.max(self.generation.load(Ordering::Acquire));
         if m.encryptions >= MAX_ENCRYPTIONS_PER_KEY {
             m.key_version += 1;
             m.encryptions = 0;
@@ -193,6 +206,30 @@ impl Index {
         Err(Error::Storage(format!(
             "conflict: other writers kept changing the index; gave up after {COMMIT_ATTEMPTS} attempts, nothing was written"
         )))
+    }
+}
+
+impl Index {
+    /// Replaces the key record `old` by `next` and commits a manifest that
+    /// names `next`'s generation, in one batch guarded by both: so the
+    /// committed state (and the epoch) covers the key record, and a key
+    /// record put back from a backup is older than the manifest says.
+    /// `false` if either changed meanwhile (nothing was written).
+    pub(super) fn commit_key_record(&self, old: Vec<u8>, next: &KeyRecord) -> Result<bool> {
+        let _writer = self.write_lock.lock();
+        let snap = self.reload()?;
+        let mut plan = self.plan(&snap.manifest);
+        plan.manifest.key_generation = next.generation;
+        let (mut batch, stored) = plan.seal_for_commit(&snap)?;
+        let record_key = key_record_key(&self.name);
+        batch.put(record_key.clone(), next.encode());
+        batch.expect(record_key, Some(old));
+        if !self.env.store.write(batch)? {
+            return Ok(false);
+        }
+        self.generation.fetch_max(next.generation, Ordering::AcqRel);
+        self.install(Arc::new(Snapshot::new(plan.manifest, stored)));
+        Ok(true)
     }
 }
 

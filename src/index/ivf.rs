@@ -14,7 +14,7 @@ use super::access::Need;
 use super::chunk::{item_encoded_len, Bucket, Chunk, ChunkBuilder, Entry, Packer, WipedFloats};
 use super::commit::{Plan, SealedChunk};
 use super::manifest::{bucket_of, Manifest};
-use super::objects::{Cached, Obj};
+use super::objects::Obj;
 use super::snapshot::Snapshot;
 use super::{Access, Index, TrainingState};
 use crate::codec::{Reader, Writer};
@@ -353,7 +353,7 @@ impl Index {
                 .collect::<Result<_>>()
         })?;
         for meta in &old.chunks {
-            plan.remove(Obj::Chunk(meta.no), Some(meta.version));
+            plan.remove(Obj::Chunk(meta.no), Some(meta.stamp.version));
         }
         let mut new_home: HashMap<Token, u32> = HashMap::with_capacity(old.num_vectors as usize);
         for (sealed, moved) in built {
@@ -377,14 +377,10 @@ impl Index {
         }
 
         // 4. The centroids, and the manifest that makes it all current.
-        let sealed = plan.seal(Obj::Centroids, &centroids.encode())?;
-        let was = Some(old.centroids_version).filter(|&v| v != 0);
-        plan.put(Obj::Centroids, sealed, Some(Cached::Centroids(centroids.clone())), was);
-        let version = plan.version();
+        plan.put_centroids(centroids)?;
         let m = &mut plan.manifest;
         m.training = TrainingState::Trained;
         m.n_lists = centroids.k as u32;
-        m.centroids_version = version;
         Ok(plan)
     }
 }

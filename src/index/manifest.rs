@@ -4,18 +4,51 @@
 //!   `keyring.rs`): the index id and the wrapped data keys. Index names are
 //!   the one thing the store sees in clear (so `list_indexes` works without keys).
 //! * The **manifest** (sealed): configuration, counts, key-version
-//!   bookkeeping and the version of every chunk and directory bucket. Every
-//!   other object is authenticated against the version the manifest names, so
-//!   an old chunk replayed, a chunk dropped or a bucket swapped is detected.
+//!   bookkeeping, the key-record generation it was committed under, and the
+//!   [`Stamp`] (version and digest of the sealed bytes) of every chunk,
+//!   directory bucket and the centroids; the directory holds the stamps of
+//!   contents. Every object is authenticated against its stamp, so an old
+//!   chunk replayed, a chunk dropped, a bucket swapped or an object from
+//!   another branch of the history spliced in (same version, other bytes)
+//!   is detected, and the manifest's own digest names the whole state.
 
 use super::objects::ObjectKind;
 use super::types::{IndexConfig, IndexType, Precision, TrainingState};
 use crate::codec::{Reader, Writer};
-use crate::crypto::{DataKeys, Sealer, Token};
+use crate::crypto::{digest, DataKeys, Digest, Sealer, Token, DIGEST_LEN};
 use crate::distance::Metric;
 use crate::error::{Error, Result};
 
 const MANIFEST_TOKEN: Token = [0u8; 16];
+/// Layout version of the manifest's plaintext.
+const MANIFEST_FORMAT: u8 = 3;
+
+/// What pins one stored object: the version it was sealed at (part of its
+/// associated data) and the digest of its sealed bytes. Version 0 = none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stamp {
+    pub version: u64,
+    pub digest: Digest,
+}
+
+impl Stamp {
+    pub fn of(version: u64, sealed: &[u8]) -> Stamp {
+        Stamp { version, digest: digest(sealed) }
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.version == 0
+    }
+
+    pub fn write(&self, w: &mut Writer) {
+        w.u64(self.version);
+        w.raw(&self.digest);
+    }
+
+    pub fn read(r: &mut Reader<'_>) -> Result<Stamp> {
+        Ok(Stamp { version: r.u64()?, digest: r.raw(DIGEST_LEN)?.try_into().unwrap() })
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkMeta {
@@ -24,7 +57,7 @@ pub struct ChunkMeta {
     pub count: u32,
     /// Encoded plaintext size, to decide whether appends still fit.
     pub bytes: u32,
-    pub version: u64,
+    pub stamp: Stamp,
 }
 
 /// The sealed description of an index's whole state at one version.
@@ -40,11 +73,14 @@ pub struct Manifest {
     pub encryptions: u64,
     pub training: TrainingState,
     pub n_lists: u32,
-    pub centroids_version: u64,
+    pub centroids: Stamp,
+    /// The key record's generation when this state was committed: a key
+    /// record older than that (restored from a backup) is refused.
+    pub key_generation: u32,
     /// Chunks ordered by (list, no).
     pub chunks: Vec<ChunkMeta>,
-    /// Version of each directory bucket; 0 = empty (no object stored).
-    pub buckets: Vec<u64>,
+    /// Each directory bucket; version 0 = empty (no object stored).
+    pub buckets: Vec<Stamp>,
 }
 
 pub const INITIAL_BUCKETS: usize = 64;
@@ -61,14 +97,16 @@ impl Manifest {
             encryptions: 0,
             training: TrainingState::Untrained,
             n_lists: 0,
-            centroids_version: 0,
+            centroids: Stamp::default(),
+            key_generation: 0,
             chunks: Vec::new(),
-            buckets: vec![0; INITIAL_BUCKETS],
+            buckets: vec![Stamp::default(); INITIAL_BUCKETS],
         }
     }
 
     fn encode_plain(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(64 + self.chunks.len() * 24 + self.buckets.len() * 8);
+        let mut w = Writer::with_capacity(128 + self.chunks.len() * 56 + self.buckets.len() * 40);
+        w.u8(MANIFEST_FORMAT);
         w.bytes(self.name.as_bytes());
         w.u32(self.config.dimension);
         w.u8(self.config.metric as u8);
@@ -80,18 +118,19 @@ impl Manifest {
         w.u64(self.encryptions);
         w.u8(self.training as u8);
         w.u32(self.n_lists);
-        w.u64(self.centroids_version);
+        self.centroids.write(&mut w);
+        w.u32(self.key_generation);
         w.u32(self.chunks.len() as u32);
         for c in &self.chunks {
             w.u32(c.no);
             w.u32(c.list);
             w.u32(c.count);
             w.u32(c.bytes);
-            w.u64(c.version);
+            c.stamp.write(&mut w);
         }
         w.u32(self.buckets.len() as u32);
         for b in &self.buckets {
-            w.u64(*b);
+            b.write(&mut w);
         }
         w.buf
     }
@@ -99,6 +138,9 @@ impl Manifest {
     fn decode_plain(version: u64, bytes: &[u8]) -> Result<Manifest> {
         let mut r = Reader::new(bytes, "manifest");
         let bad = |what: &str| Error::integrity(format!("manifest has an invalid {what}"));
+        if r.u8()? != MANIFEST_FORMAT {
+            return Err(bad("format (written by another version of vx)"));
+        }
         let name = r.string()?;
         let dimension = r.u32()?;
         let metric = Metric::from_u32(r.u8()? as u32).map_err(|_| bad("metric"))?;
@@ -115,22 +157,23 @@ impl Manifest {
             _ => return Err(bad("training state")),
         };
         let n_lists = r.u32()?;
-        let centroids_version = r.u64()?;
+        let centroids = Stamp::read(&mut r)?;
+        let key_generation = r.u32()?;
         let n_chunks = r.u32()? as usize;
-        let mut chunks = Vec::with_capacity(n_chunks.min(bytes.len() / 24));
+        let mut chunks = Vec::with_capacity(n_chunks.min(bytes.len() / 56));
         for _ in 0..n_chunks {
             chunks.push(ChunkMeta {
                 no: r.u32()?,
                 list: r.u32()?,
                 count: r.u32()?,
                 bytes: r.u32()?,
-                version: r.u64()?,
+                stamp: Stamp::read(&mut r)?,
             });
         }
         let n_buckets = r.u32()? as usize;
-        let mut buckets = Vec::with_capacity(n_buckets.min(bytes.len() / 8));
+        let mut buckets = Vec::with_capacity(n_buckets.min(bytes.len() / 40));
         for _ in 0..n_buckets {
-            buckets.push(r.u64()?);
+            buckets.push(Stamp::read(&mut r)?);
         }
         r.finish()?;
         if buckets.is_empty() || !buckets.len().is_power_of_two() {
@@ -146,7 +189,8 @@ impl Manifest {
             encryptions,
             training,
             n_lists,
-            centroids_version,
+            centroids,
+            key_generation,
             chunks,
             buckets,
         })
@@ -197,10 +241,12 @@ mod tests {
         let keys = DataKeys::new(SecretKey::from_bytes(&[1; 32]), [2; 16]);
         let mut m = Manifest::new("idx", IndexConfig::default());
         m.version = 7;
-        m.chunks.push(ChunkMeta { no: 3, list: 0, count: 10, bytes: 100, version: 7 });
+        m.key_generation = 4;
+        m.chunks.push(ChunkMeta { no: 3, list: 0, count: 10, bytes: 100, stamp: Stamp::of(7, b"sealed") });
         let stored = m.seal(&keys.sealer(0)).unwrap();
         let back = Manifest::open(&keys, 0, &stored, "idx").unwrap();
         assert_eq!(back.chunks, m.chunks);
+        assert_eq!(back.key_generation, 4);
         assert_eq!(back.version, 7);
         assert!(matches!(Manifest::open(&keys, 0, &stored, "other"), Err(Error::Integrity(_))));
         let mut replay = stored.clone();

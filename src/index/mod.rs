@@ -119,6 +119,7 @@ impl Index {
         let mut manifest = Manifest::new(name, config);
         manifest.version = 1;
         manifest.encryptions = 1;
+        manifest.key_generation = record.generation;
         let stored = manifest.seal(&keys.sealer(manifest.key_version))?;
         let layout = Layout { index_id };
         let mut batch = WriteBatch::default();
@@ -126,7 +127,7 @@ impl Index {
         batch.put(record_key.clone(), encoded.clone());
         batch.put(layout.manifest(), stored.clone());
         batch.put(layout.version_hint(), manifest.version.to_le_bytes().to_vec());
-        batch.expect = Some((record_key, None));
+        batch.expect(record_key, None);
         if !env.store.write(batch)? {
             return Err(Error::AlreadyExists(format!("index '{name}' already exists")));
         }
@@ -139,17 +140,34 @@ impl Index {
     pub(crate) fn load(env: Arc<Env>, name: &str, access: Access<'_>) -> Result<Index> {
         validate_name(name)?;
         let key = access.key.ok_or_else(|| Error::NullArgument("key".into()))?;
-        let encoded =
-            env.store.get(&key_record_key(name))?.ok_or_else(|| Error::NotFound(format!("no index named '{name}'")))?;
-        let record = KeyRecord::decode(&encoded, name)?;
-        let unlocked = record.unlock(name, key, access.user)?;
-        let keys = DataKeys::new(unlocked.data_key, record.index_id);
-        let stored = env
-            .store
-            .get(&Layout { index_id: record.index_id }.manifest())?
-            .ok_or_else(|| Error::integrity(format!("manifest of index '{name}' is missing")))?;
-        // One open per load: no bound on the key version is needed here.
-        let manifest = Manifest::open(&keys, u32::MAX, &stored, name)?;
+        let mut attempt = 0;
+        let (encoded, record, unlocked, keys, stored, manifest) = loop {
+            let encoded = env
+                .store
+                .get(&key_record_key(name))?
+                .ok_or_else(|| Error::NotFound(format!("no index named '{name}'")))?;
+            let record = KeyRecord::decode(&encoded, name)?;
+            let unlocked = record.unlock(name, key, access.user)?;
+            let keys = DataKeys::new(unlocked.data_key.clone(), record.index_id);
+            let stored = env
+                .store
+                .get(&Layout { index_id: record.index_id }.manifest())?
+                .ok_or_else(|| Error::integrity(format!("manifest of index '{name}' is missing")))?;
+            // One open per load: no bound on the key version is needed here.
+            let manifest = Manifest::open(&keys, u32::MAX, &stored, name)?;
+            if record.generation >= manifest.key_generation {
+                break (encoded, record, unlocked, keys, stored, manifest);
+            }
+            // Read just before a key change committed both? Else the key
+            // record was put back from a backup.
+            attempt += 1;
+            if attempt == snapshot::READ_ATTEMPTS {
+                return Err(Error::integrity(format!(
+                    "key record of index '{name}' (generation {}) is older than its manifest says ({}): it was rolled back",
+                    record.generation, manifest.key_generation
+                )));
+            }
+        };
         let bound = Bound::new(key.clone(), access.user.copied(), encoded, record.generation, unlocked.perms);
         Ok(Index::from_parts(env, name, &record, keys, bound, Snapshot::new(manifest, stored)))
     }

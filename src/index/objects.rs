@@ -19,11 +19,11 @@ use zeroize::Zeroizing;
 
 use super::chunk::{Bucket, Chunk};
 use super::ivf::Centroids;
-use super::manifest::{ChunkMeta, Manifest};
+use super::manifest::{ChunkMeta, Manifest, Stamp};
 use super::types::Precision;
 use super::Index;
 use crate::cache::{Cache, Weigh};
-use crate::crypto::{DataKeys, Token, Tokenizer};
+use crate::crypto::{digest, DataKeys, Token, Tokenizer};
 use crate::error::{Error, Result};
 
 /// Kinds of stored objects; part of every object's associated data.
@@ -337,16 +337,18 @@ impl Index {
         self.layout.object(obj.kind(), &self.tokens.of(obj))
     }
 
-    /// `obj` at `version`: from the cache, else from `pre`, else from the
-    /// store; authenticated against the version and checked against `shape`.
+    /// `obj` as `stamp` pins it: from the cache, else from `pre`, else from
+    /// the store; its sealed bytes checked against the stamp's digest, then
+    /// authenticated against its version and checked against `shape`.
     pub(crate) fn load_object<T: Sealed>(
         &self,
         m: &Manifest,
         obj: Obj,
-        version: u64,
+        stamp: &Stamp,
         shape: &T::Shape,
         pre: Option<&Prefetched>,
     ) -> Result<Arc<T>> {
+        let version = stamp.version;
         let ck = self.cache_key(obj, version);
         if let Some(hit) = self.env.cache.get(&ck).and_then(T::from_cached) {
             return Ok(hit);
@@ -362,6 +364,13 @@ impl Index {
                 &fetched
             }
         };
+        if digest(sealed) != stamp.digest {
+            return Err(Error::integrity(format!(
+                "{} of index '{}' is not the one the manifest names (replaced or from another history)",
+                obj.describe(),
+                self.name
+            )));
+        }
         let opener = Opener { keys: &self.keys, max_key_version: m.key_version };
         let value = Arc::new(T::open(&opener, obj, &token, version, sealed, shape)?);
         if let Some(cached) = T::to_cached(&value) {
@@ -394,28 +403,22 @@ impl Index {
     pub(crate) fn chunk(&self, m: &Manifest, meta: &ChunkMeta, pre: Option<&Prefetched>) -> Result<Arc<Chunk>> {
         let shape =
             ChunkShape { dim: m.config.dimension as usize, precision: m.config.precision, count: meta.count as usize };
-        self.load_object(m, Obj::Chunk(meta.no), meta.version, &shape, pre)
+        self.load_object(m, Obj::Chunk(meta.no), &meta.stamp, &shape, pre)
     }
 
     /// Directory bucket `b`; an empty bucket is stored as nothing (version 0).
     pub(crate) fn bucket(&self, m: &Manifest, b: usize) -> Result<Arc<Bucket>> {
-        match m.buckets[b] {
-            0 => Ok(Arc::new(Bucket::default())),
-            version => self.load_object(m, Obj::Bucket(b as u32), version, &(), None),
+        match &m.buckets[b] {
+            stamp if stamp.is_none() => Ok(Arc::new(Bucket::default())),
+            stamp => self.load_object(m, Obj::Bucket(b as u32), stamp, &(), None),
         }
     }
 
     pub(crate) fn centroids(&self, m: &Manifest) -> Result<Arc<Centroids>> {
-        self.load_object(
-            m,
-            Obj::Centroids,
-            m.centroids_version,
-            &(m.config.dimension as usize, m.n_lists as usize),
-            None,
-        )
+        self.load_object(m, Obj::Centroids, &m.centroids, &(m.config.dimension as usize, m.n_lists as usize), None)
     }
 
-    pub(crate) fn contents(&self, m: &Manifest, id_token: &Token, version: u64) -> Result<Vec<u8>> {
-        Ok(self.load_object::<Zeroizing<Vec<u8>>>(m, Obj::Contents(*id_token), version, &(), None)?.to_vec())
+    pub(crate) fn contents(&self, m: &Manifest, id_token: &Token, stamp: &Stamp) -> Result<Vec<u8>> {
+        Ok(self.load_object::<Zeroizing<Vec<u8>>>(m, Obj::Contents(*id_token), stamp, &(), None)?.to_vec())
     }
 }

@@ -76,8 +76,8 @@ impl Index {
                     id: (*id).to_owned(),
                     vector: (include & include::VECTOR != 0).then(|| chunk.vector(slot).to_vec()),
                     metadata: if include & include::METADATA != 0 { chunk.metadata[slot].clone() } else { None },
-                    contents: if include & include::CONTENTS != 0 && entry.contents_version != 0 {
-                        Some(self.contents(m, &token, entry.contents_version)?)
+                    contents: if include & include::CONTENTS != 0 && !entry.contents.is_none() {
+                        Some(self.contents(m, &token, &entry.contents)?)
                     } else {
                         None
                     },
@@ -219,7 +219,7 @@ impl Index {
 
     /// Scans `work`, its chunks read ahead in one store call where that pays.
     fn scan(&self, m: &Manifest, work: &[search::Work<'_>], q: &search::Queries<'_>) -> Result<Vec<Vec<search::Hit>>> {
-        let metas = work.iter().flat_map(|w| w.chunks.iter().map(|c| (Obj::Chunk(c.no), c.version)));
+        let metas = work.iter().flat_map(|w| w.chunks.iter().map(|c| (Obj::Chunk(c.no), c.stamp.version)));
         let pre = self.prefetch(metas)?;
         search::scan(&self.env.pool, work, &|meta: &ChunkMeta| self.chunk(m, meta, Some(&pre)), q)
     }
@@ -230,7 +230,7 @@ impl Index {
             let token = self.tokens.id(&id);
             let bucket = self.bucket(m, m.bucket_of(&token))?;
             match bucket.find(&token) {
-                Some(e) if e.contents_version != 0 => Some(self.contents(m, &token, e.contents_version)?),
+                Some(e) if !e.contents.is_none() => Some(self.contents(m, &token, &e.contents)?),
                 _ => None,
             }
         } else {

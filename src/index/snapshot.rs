@@ -55,7 +55,14 @@ impl Index {
         let (hint, record) = (got.pop().flatten(), got.pop().flatten());
         let record = record.ok_or_else(|| Error::NotFound(format!("index '{}' was deleted", self.name)))?;
         self.check_permission(record, access, Need::Read)?;
-        self.current_with_hint(hint)
+        let snap = self.current_with_hint(hint)?;
+        // A manifest committed under a newer key record than the one just
+        // checked: check again against the record now stored, which must
+        // be at least that new (one put back from a backup is not).
+        if self.generation.fetch_max(snap.manifest.key_generation, Ordering::AcqRel) < snap.manifest.key_generation {
+            self.authorize(access, Need::Read)?;
+        }
+        Ok(snap)
     }
 
     /// The newest committed snapshot: a cheap version-hint read, and a reload

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use super::access::Need;
 use super::chunk::{item_encoded_len, Bucket, Chunk, ChunkBuilder, Entry, Packer};
 use super::commit::Plan;
-use super::manifest::{bucket_of, ChunkMeta, Manifest};
+use super::manifest::{bucket_of, ChunkMeta, Manifest, Stamp};
 use super::objects::Obj;
 use super::snapshot::Snapshot;
 use super::types::{validate_id, validate_item, MAX_DIMENSION};
@@ -109,7 +109,7 @@ impl Index {
             let b = bucket_of(token, n_buckets);
             if let Some(was) = buckets.get_mut(&b).expect("touched").remove(token) {
                 removals.entry(was.chunk).or_default().insert(id);
-                if was.contents_version != 0 {
+                if !was.contents.is_none() {
                     plan.remove(Obj::Contents(*token), None);
                 }
                 deleted += 1;
@@ -120,7 +120,7 @@ impl Index {
             let b = bucket_of(&p.token, n_buckets);
             if let Some(was) = buckets[&b].find(&p.token).copied() {
                 removals.entry(was.chunk).or_default().insert(p.item.id);
-                if was.contents_version != 0 && p.item.contents.is_none() {
+                if !was.contents.is_none() && p.item.contents.is_none() {
                     plan.remove(Obj::Contents(p.token), None);
                 }
                 count -= 1;
@@ -173,7 +173,7 @@ impl Index {
                 .collect::<Result<_>>()
         })?;
         for (no, sealed) in rebuilt {
-            let was = old_metas.get(&no).map(|c| c.version);
+            let was = old_metas.get(&no).map(|c| c.stamp.version);
             match sealed {
                 None => plan.remove(Obj::Chunk(no), was),
                 Some(s) => plan.put_chunk(s, was),
@@ -182,12 +182,12 @@ impl Index {
 
         // 5. Directory entries and contents of the upserts.
         for (p, &no) in upserts.iter().zip(&assigned) {
-            let contents_version = match p.item.contents {
+            let contents = match p.item.contents {
                 Some(bytes) => plan.put_contents(&p.token, bytes)?,
-                None => 0,
+                None => Stamp::default(),
             };
             let b = bucket_of(&p.token, n_buckets);
-            buckets.get_mut(&b).expect("touched").upsert(Entry { token: p.token, chunk: no, contents_version });
+            buckets.get_mut(&b).expect("touched").upsert(Entry { token: p.token, chunk: no, contents });
         }
 
         // 6. Seal the touched buckets.
@@ -216,7 +216,7 @@ impl Index {
                     all.get_mut(&bucket_of(&e.token, wanted)).expect("in range").upsert(*e);
                 }
             }
-            m.buckets = vec![0; wanted];
+            m.buckets = vec![Stamp::default(); wanted];
             return Ok(all);
         }
         let tokens = upserts.iter().map(|p| &p.token).chain(deletes.iter().map(|(_, t)| t));

@@ -107,7 +107,7 @@ impl FileStore {
         let w = self.db.begin_write().map_err(map_err)?;
         {
             let mut t = w.open_table(OBJECTS).map_err(map_err)?;
-            if let Some((key, expected)) = &batch.expect {
+            for (key, expected) in &batch.expects {
                 let current = t.get(key.as_slice()).map_err(map_err)?.map(|v| v.value().to_vec());
                 if current != *expected {
                     drop(t);

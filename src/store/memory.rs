@@ -29,10 +29,8 @@ impl Store for MemoryStore {
 
     fn write(&self, batch: WriteBatch) -> Result<bool> {
         let mut map = self.map.write();
-        if let Some((key, expected)) = &batch.expect {
-            if map.get(key) != expected.as_ref() {
-                return Ok(false);
-            }
+        if batch.expects.iter().any(|(key, expected)| map.get(key) != expected.as_ref()) {
+            return Ok(false);
         }
         for op in batch.ops {
             match op {

@@ -22,16 +22,21 @@ pub enum Op {
     Delete(Vec<u8>),
 }
 
-/// An atomic set of changes, optionally guarded by a compare-and-set: the
-/// batch applies only if `expect.0` currently holds exactly `expect.1`
+/// An atomic set of changes, guarded by compare-and-sets: the batch applies
+/// only if each expected key currently holds exactly the value given
 /// (`None` = absent). Either every op is visible afterwards or none is.
 #[derive(Clone, Debug, Default)]
 pub struct WriteBatch {
     pub ops: Vec<Op>,
-    pub expect: Option<(Vec<u8>, Option<Vec<u8>>)>,
+    pub expects: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl WriteBatch {
+    /// Applies the batch only if `key` holds `value` (`None` = absent).
+    pub fn expect(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.expects.push((key, value));
+    }
+
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
         self.ops.push(Op::Put(key, value));
     }
@@ -124,21 +129,29 @@ pub(crate) fn conformance(store: &dyn Store) {
     let mut b = WriteBatch::default();
     b.delete(b"p/1".to_vec());
     b.put(b"p/3".to_vec(), b"three".to_vec());
-    b.expect = Some((b"p/2".to_vec(), Some(b"not two".to_vec())));
+    b.expect(b"p/2".to_vec(), Some(b"not two".to_vec()));
     assert!(!store.write(b.clone()).unwrap());
     assert!(store.get(b"p/1").unwrap().is_some());
     assert!(store.get(b"p/3").unwrap().is_none());
+    // Every expectation must hold, not only one of them.
+    b.expects.clear();
+    b.expect(b"p/2".to_vec(), Some(b"two".to_vec()));
+    b.expect(b"p/1".to_vec(), None);
+    assert!(!store.write(b.clone()).unwrap());
+    assert!(store.get(b"p/1").unwrap().is_some());
     // A passing one applies everything.
-    b.expect = Some((b"p/2".to_vec(), Some(b"two".to_vec())));
+    b.expects.pop();
+    b.expect(b"p/1".to_vec(), Some(b"one".to_vec()));
     assert!(store.write(b).unwrap());
     assert!(store.get(b"p/1").unwrap().is_none());
     assert!(store.get(b"p/3").unwrap().is_some());
     // Expecting absence.
     let mut b = WriteBatch::default();
     b.put(b"new".to_vec(), b"x".to_vec());
-    b.expect = Some((b"p/3".to_vec(), None));
+    b.expect(b"p/3".to_vec(), None);
     assert!(!store.write(b.clone()).unwrap());
-    b.expect = Some((b"absent".to_vec(), None));
+    b.expects.clear();
+    b.expect(b"absent".to_vec(), None);
     assert!(store.write(b).unwrap());
 }
 

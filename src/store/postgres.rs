@@ -389,8 +389,15 @@ impl Store for PostgresStore {
             || !committing.get(),
             |c| {
                 let mut tx = c.client.transaction()?;
-                if let Some((key, expected)) = &batch.expect {
-                    tx.execute(&c.lock, &[&self.lock_id(key)])?;
+                // Locks in one global order, so two batches expecting
+                // overlapping keys cannot deadlock.
+                let mut locks: Vec<i64> = batch.expects.iter().map(|(key, _)| self.lock_id(key)).collect();
+                locks.sort_unstable();
+                locks.dedup();
+                for id in &locks {
+                    tx.execute(&c.lock, &[id])?;
+                }
+                for (key, expected) in &batch.expects {
                     let current: Option<Vec<u8>> = tx.query_opt(&c.get, &[&key.as_slice()])?.map(|r| r.get(0));
                     if current != *expected {
                         return Ok(false); // dropping `tx` rolls back
