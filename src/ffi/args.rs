@@ -3,6 +3,7 @@
 
 use std::ffi::{c_char, CStr};
 
+use super::boundary::guard;
 use crate::crypto::{SecretKey, KEY_LEN, USER_ID_LEN};
 use crate::error::{Error, Result};
 
@@ -65,6 +66,16 @@ pub(crate) trait Params: Default {
     /// bytes never become a Rust value they are not valid for (a `bool`
     /// byte other than 0 or 1).
     unsafe fn read_fields(p: *const Self) -> Self;
+}
+
+/// The body of every `_init`: writes the defaults (over bytes that may not
+/// yet be a valid struct, hence no `&mut`); NULL is ignored.
+pub(crate) unsafe fn init_params<T: Params>(p: *mut T) {
+    guard(|| {
+        if !p.is_null() {
+            p.write(T::default());
+        }
+    })
 }
 
 /// One field of a caller's struct, read without assuming its alignment.

@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::args::{c_str, field, read_params, Params};
+use super::args::{c_str, field, init_params, read_params, Params};
 use super::boundary::{boundary, free_box, handle, into_c, out_param, Handle};
 use super::results::vx_string_list;
 use super::vx_status;
@@ -58,9 +58,7 @@ impl Params for vx_client_options {
 /// Thread safety: safe from any thread. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_client_options_init(opts: *mut vx_client_options) {
-    if !opts.is_null() {
-        *opts = vx_client_options::default();
-    }
+    init_params(opts)
 }
 
 /// Opens the backing store that `storage_uri` names: "memory:" (in-process,

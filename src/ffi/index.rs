@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::args::{c_str, field, key_arg, read_params, slice, user_arg, Params};
+use super::args::{c_str, field, init_params, key_arg, read_params, slice, user_arg, Params};
 use super::boundary::{boundary, free_box, guard, handle, into_c, out_param, Handle};
 use super::client::vx_client;
 use super::results::{vx_items, vx_string_list, CText};
@@ -161,9 +161,7 @@ impl Params for vx_index_config {
 /// Thread safety: safe from any thread. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_config_init(cfg: *mut vx_index_config) {
-    if !cfg.is_null() {
-        *cfg = vx_index_config::default();
-    }
+    init_params(cfg)
 }
 
 /// Creates a new, empty encrypted index named `name` in the client's store.

@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::args::{field, opt_c_str, read_params, slice, Params};
+use super::args::{field, init_params, opt_c_str, read_params, slice, Params};
 use super::boundary::{boundary, handle, out_param};
 use super::index::{vx_index, Creds, VX_INCLUDE_DISTANCE};
 use super::results::vx_results;
@@ -64,9 +64,7 @@ impl Params for vx_query_params {
 /// Thread safety: safe from any thread. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_query_params_init(p: *mut vx_query_params) {
-    if !p.is_null() {
-        *p = vx_query_params::default();
-    }
+    init_params(p)
 }
 
 /// Finds each query's nearest items: exact encrypted exhaustive search until

@@ -2,7 +2,7 @@
 
 use std::ffi::c_void;
 
-use super::args::{field, read_params, Params};
+use super::args::{field, init_params, read_params, Params};
 use super::boundary::{boundary, handle};
 use super::index::{vx_index, Creds};
 use super::vx_status;
@@ -78,9 +78,7 @@ impl Params for vx_train_params {
 /// Thread safety: safe from any thread. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_train_params_init(p: *mut vx_train_params) {
-    if !p.is_null() {
-        *p = vx_train_params::default();
-    }
+    init_params(p)
 }
 
 /// The body both training calls share.
