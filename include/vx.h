@@ -298,7 +298,8 @@ typedef struct vx_user_list vx_user_list;
  */
 typedef struct vx_client_options {
   /**
-   * sizeof(vx_client_options), set by vx_client_options_init.
+   * sizeof(vx_client_options), set by vx_client_options_init; a size this
+   * library did not publish is refused (VX_STATUS_INVALID_ARGUMENT).
    */
   uint32_t struct_size;
   /**
@@ -317,7 +318,8 @@ typedef struct vx_client_options {
  */
 typedef struct vx_index_config {
   /**
-   * sizeof(vx_index_config), set by vx_index_config_init.
+   * sizeof(vx_index_config), set by vx_index_config_init; a size this
+   * library did not publish is refused (VX_STATUS_INVALID_ARGUMENT).
    */
   uint32_t struct_size;
   /**
@@ -344,7 +346,8 @@ typedef struct vx_index_config {
  */
 typedef struct vx_query_params {
   /**
-   * sizeof(vx_query_params), set by vx_query_params_init.
+   * sizeof(vx_query_params), set by vx_query_params_init; a size this
+   * library did not publish is refused (VX_STATUS_INVALID_ARGUMENT).
    */
   uint32_t struct_size;
   /**
@@ -387,7 +390,8 @@ typedef int32_t (*vx_train_progress_fn)(void *user_data,
  */
 typedef struct vx_train_params {
   /**
-   * sizeof(vx_train_params), set by vx_train_params_init.
+   * sizeof(vx_train_params), set by vx_train_params_init; a size this
+   * library did not publish is refused (VX_STATUS_INVALID_ARGUMENT).
    */
   uint32_t struct_size;
   /**

@@ -23,7 +23,8 @@ impl Handle for vx_client {
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct vx_client_options {
-    /// sizeof(vx_client_options), set by vx_client_options_init.
+    /// sizeof(vx_client_options), set by vx_client_options_init; a size this
+    /// library did not publish is refused (VX_STATUS_INVALID_ARGUMENT).
     pub struct_size: u32,
     /// Worker threads used inside one call; 0 = one per core (default).
     pub threads: u32,

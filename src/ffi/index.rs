@@ -93,7 +93,8 @@ impl Drop for Writing<'_> {
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct vx_index_config {
-    /// sizeof(vx_index_config), set by vx_index_config_init.
+    /// sizeof(vx_index_config), set by vx_index_config_init; a size this
+    /// library did not publish is refused (VX_STATUS_INVALID_ARGUMENT).
     pub struct_size: u32,
     /// Vector width; 0 (default) = fixed by the first upsert.
     pub dimension: u32,
@@ -117,15 +118,8 @@ impl Default for vx_index_config {
     }
 }
 
-/// Runs a getter. Its fallback on failure is the type's zero, which each
-/// getter's doc names (these constants are zero).
-unsafe fn getter<T: super::boundary::Returned<Value = T>>(
-    index: *const vx_index,
-    f: impl FnOnce(&Index) -> Result<T>,
-) -> T {
-    boundary(|| f(&handle(index)?.inner))
-}
-
+// A failed getter answers zero (the boundary's fallback for integers); the
+// fallbacks its doc names must be that zero.
 const _: () = assert!(VX_METRIC_EUCLIDEAN == 0 && VX_INDEX_TYPE_IVF_FLAT == 0 && VX_TRAINING_UNTRAINED == 0);
 
 /// The call's credentials, copied out of the caller's buffers.
@@ -338,7 +332,7 @@ pub unsafe extern "C" fn vx_index_name(index: *const vx_index) -> *const c_char 
 /// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_dimension(index: *const vx_index) -> u32 {
-    getter(index, |ix| ix.dimension())
+    boundary(|| handle(index)?.inner.dimension())
 }
 
 /// The index's VX_METRIC_*; VX_METRIC_EUCLIDEAN for NULL.
@@ -351,7 +345,7 @@ pub unsafe extern "C" fn vx_index_dimension(index: *const vx_index) -> u32 {
 /// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_metric(index: *const vx_index) -> u32 {
-    getter(index, |ix| Ok(ix.metric()? as u32))
+    boundary(|| Ok(handle(index)?.inner.metric()? as u32))
 }
 
 /// The index's VX_INDEX_TYPE_*; VX_INDEX_TYPE_IVF_FLAT for NULL.
@@ -364,7 +358,7 @@ pub unsafe extern "C" fn vx_index_metric(index: *const vx_index) -> u32 {
 /// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_type(index: *const vx_index) -> u32 {
-    getter(index, |ix| Ok(ix.config()?.index_type as u32))
+    boundary(|| Ok(handle(index)?.inner.config()?.index_type as u32))
 }
 
 /// Number of inverted lists (0 until trained); 0 for NULL.
@@ -377,7 +371,7 @@ pub unsafe extern "C" fn vx_index_type(index: *const vx_index) -> u32 {
 /// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_n_lists(index: *const vx_index) -> u32 {
-    getter(index, |ix| ix.n_lists())
+    boundary(|| handle(index)?.inner.n_lists())
 }
 
 /// VX_TRAINING_UNTRAINED, _TRAINING or _TRAINED; UNTRAINED for NULL.
@@ -390,8 +384,8 @@ pub unsafe extern "C" fn vx_index_n_lists(index: *const vx_index) -> u32 {
 /// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_training_state(index: *const vx_index) -> u32 {
-    getter(index, |ix| {
-        Ok(match ix.training_state()? {
+    boundary(|| {
+        Ok(match handle(index)?.inner.training_state()? {
             TrainingState::Untrained => VX_TRAINING_UNTRAINED,
             TrainingState::Training => VX_TRAINING_TRAINING,
             TrainingState::Trained => VX_TRAINING_TRAINED,

@@ -15,7 +15,8 @@ use crate::index::QueryParams;
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct vx_query_params {
-    /// sizeof(vx_query_params), set by vx_query_params_init.
+    /// sizeof(vx_query_params), set by vx_query_params_init; a size this
+    /// library did not publish is refused (VX_STATUS_INVALID_ARGUMENT).
     pub struct_size: u32,
     /// Hits per query, 1 to 65536; default 100.
     pub top_k: u32,

@@ -20,7 +20,8 @@ pub type vx_train_progress_fn =
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct vx_train_params {
-    /// sizeof(vx_train_params), set by vx_train_params_init.
+    /// sizeof(vx_train_params), set by vx_train_params_init; a size this
+    /// library did not publish is refused (VX_STATUS_INVALID_ARGUMENT).
     pub struct_size: u32,
     /// Inverted lists (k-means centroids); 0 = round(sqrt(number of vectors)).
     pub n_lists: u32,
