@@ -3,7 +3,7 @@
 //! [`boundary::boundary`], which clears the thread's last error, catches
 //! panics and turns `Error`s into status codes and one-line messages; the
 //! calls that must leave the last error alone (reading it, accessors of
-//! result objects, `_free`) run through its panic guard only. The three
+//! result objects, `_init`, `_free`) run through its panic guard only. The three
 //! functions that return constants (`vx_status_str`, `vx_version_*`) have
 //! nothing that could fail or panic.
 
