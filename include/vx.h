@@ -149,6 +149,118 @@
 #define VX_PERMISSION_WRITE 2
 
 /**
+ * Status code returned by every fallible function: 0 (`VX_STATUS_OK`) on
+ * success. Codes are grouped (1xx caller errors, 2xx index state, 3xx keys
+ * and integrity, 4xx resources and storage, 5xx internal, 999 panic); new
+ * codes are only appended. Treat an unknown code as a generic error.
+ */
+enum vx_status
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Success.
+   */
+  VX_STATUS_OK = 0,
+  /**
+   * A required pointer argument was NULL.
+   */
+  VX_STATUS_NULL_ARGUMENT = 100,
+  /**
+   * An argument is out of range or malformed (unknown enum value, zero dim, n*dim overflow, non-finite float, ...).
+   */
+  VX_STATUS_INVALID_ARGUMENT = 101,
+  /**
+   * A vector's dimension differs from the index's.
+   */
+  VX_STATUS_DIMENSION_MISMATCH = 102,
+  /**
+   * A string argument is not valid UTF-8.
+   */
+  VX_STATUS_INVALID_UTF8 = 103,
+  /**
+   * Metadata is not valid JSON or not a JSON object.
+   */
+  VX_STATUS_INVALID_JSON = 104,
+  /**
+   * A query filter is invalid; the message says where and why.
+   */
+  VX_STATUS_INVALID_FILTER = 105,
+  /**
+   * The caller's buffer is too small (the output was truncated).
+   */
+  VX_STATUS_BUFFER_TOO_SMALL = 106,
+  /**
+   * No such index (or the index was deleted).
+   */
+  VX_STATUS_NOT_FOUND = 200,
+  /**
+   * An index of that name already exists.
+   */
+  VX_STATUS_ALREADY_EXISTS = 201,
+  /**
+   * Training needs more vectors than the index holds.
+   */
+  VX_STATUS_NOT_ENOUGH_VECTORS = 202,
+  /**
+   * The handle was poisoned by a panic in an earlier call that changed it.
+   */
+  VX_STATUS_POISONED = 203,
+  /**
+   * The operation was cancelled by the caller's callback.
+   */
+  VX_STATUS_CANCELLED = 204,
+  /**
+   * The key does not open this index (or user).
+   */
+  VX_STATUS_WRONG_KEY = 300,
+  /**
+   * The key is valid but lacks the permission the operation needs.
+   */
+  VX_STATUS_PERMISSION_DENIED = 301,
+  /**
+   * Stored data failed authentication: it was altered, replayed, truncated or lost.
+   */
+  VX_STATUS_INTEGRITY = 302,
+  /**
+   * The operating system's random number generator failed.
+   */
+  VX_STATUS_RNG_FAILED = 303,
+  /**
+   * The memory limit given is too small for the operation.
+   */
+  VX_STATUS_MEMORY_LIMIT = 400,
+  /**
+   * An allocation failed.
+   */
+  VX_STATUS_OUT_OF_MEMORY = 401,
+  /**
+   * An operating-system I/O error.
+   */
+  VX_STATUS_IO = 402,
+  /**
+   * The backing store failed or refused (locked, conflict, unreachable).
+   */
+  VX_STATUS_STORAGE = 403,
+  /**
+   * A bug in vx; please report it with the message.
+   */
+  VX_STATUS_INTERNAL = 500,
+  /**
+   * A panic inside vx was caught at the boundary; nothing unwound into the caller.
+   */
+  VX_STATUS_PANIC = 999,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum vx_status vx_status;
+#else
+typedef int32_t vx_status;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * An open backing store (memory:, file:/dir). Opaque; free with vx_client_free.
  */
 typedef struct vx_client vx_client;
@@ -181,20 +293,13 @@ typedef struct vx_string_list vx_string_list;
 typedef struct vx_user_list vx_user_list;
 
 /**
- * Status code returned by every fallible function: 0 (`VX_STATUS_OK`) on
- * success. Codes are grouped (1xx caller errors, 2xx index state, 3xx keys
- * and integrity, 4xx resources and storage, 5xx internal, 999 panic); new
- * codes are only appended. Treat an unknown code as a generic error.
- */
-typedef int32_t vx_status;
-
-/**
  * Options of vx_client_open. Fill with vx_client_options_init first; fields
  * are only ever appended.
  */
 typedef struct vx_client_options {
   /**
-   * sizeof(vx_client_options), set by vx_client_options_init.
+   * sizeof(vx_client_options), set by vx_client_options_init; a size this
+   * library did not publish is refused (VX_STATUS_INVALID_ARGUMENT).
    */
   uint32_t struct_size;
   /**
@@ -213,7 +318,8 @@ typedef struct vx_client_options {
  */
 typedef struct vx_index_config {
   /**
-   * sizeof(vx_index_config), set by vx_index_config_init.
+   * sizeof(vx_index_config), set by vx_index_config_init; a size this
+   * library did not publish is refused (VX_STATUS_INVALID_ARGUMENT).
    */
   uint32_t struct_size;
   /**
@@ -240,7 +346,8 @@ typedef struct vx_index_config {
  */
 typedef struct vx_query_params {
   /**
-   * sizeof(vx_query_params), set by vx_query_params_init.
+   * sizeof(vx_query_params), set by vx_query_params_init; a size this
+   * library did not publish is refused (VX_STATUS_INVALID_ARGUMENT).
    */
   uint32_t struct_size;
   /**
@@ -283,7 +390,8 @@ typedef int32_t (*vx_train_progress_fn)(void *user_data,
  */
 typedef struct vx_train_params {
   /**
-   * sizeof(vx_train_params), set by vx_train_params_init.
+   * sizeof(vx_train_params), set by vx_train_params_init; a size this
+   * library did not publish is refused (VX_STATUS_INVALID_ARGUMENT).
    */
   uint32_t struct_size;
   /**
@@ -319,121 +427,6 @@ typedef struct vx_train_params {
    */
   void *user_data;
 } vx_train_params;
-
-/**
- * Success.
- */
-#define VX_STATUS_OK 0
-
-/**
- * A required pointer argument was NULL.
- */
-#define VX_STATUS_NULL_ARGUMENT 100
-
-/**
- * An argument is out of range or malformed (unknown enum value, zero dim, n*dim overflow, non-finite float, ...).
- */
-#define VX_STATUS_INVALID_ARGUMENT 101
-
-/**
- * A vector's dimension differs from the index's.
- */
-#define VX_STATUS_DIMENSION_MISMATCH 102
-
-/**
- * A string argument is not valid UTF-8.
- */
-#define VX_STATUS_INVALID_UTF8 103
-
-/**
- * Metadata is not valid JSON or not a JSON object.
- */
-#define VX_STATUS_INVALID_JSON 104
-
-/**
- * A query filter is invalid; the message says where and why.
- */
-#define VX_STATUS_INVALID_FILTER 105
-
-/**
- * The caller's buffer is too small (the output was truncated).
- */
-#define VX_STATUS_BUFFER_TOO_SMALL 106
-
-/**
- * No such index (or the index was deleted).
- */
-#define VX_STATUS_NOT_FOUND 200
-
-/**
- * An index of that name already exists.
- */
-#define VX_STATUS_ALREADY_EXISTS 201
-
-/**
- * Training needs more vectors than the index holds.
- */
-#define VX_STATUS_NOT_ENOUGH_VECTORS 202
-
-/**
- * The handle was poisoned by a panic in an earlier call that changed it.
- */
-#define VX_STATUS_POISONED 203
-
-/**
- * The operation was cancelled by the caller's callback.
- */
-#define VX_STATUS_CANCELLED 204
-
-/**
- * The key does not open this index (or user).
- */
-#define VX_STATUS_WRONG_KEY 300
-
-/**
- * The key is valid but lacks the permission the operation needs.
- */
-#define VX_STATUS_PERMISSION_DENIED 301
-
-/**
- * Stored data failed authentication: it was altered, replayed, truncated or lost.
- */
-#define VX_STATUS_INTEGRITY 302
-
-/**
- * The operating system's random number generator failed.
- */
-#define VX_STATUS_RNG_FAILED 303
-
-/**
- * The memory limit given is too small for the operation.
- */
-#define VX_STATUS_MEMORY_LIMIT 400
-
-/**
- * An allocation failed.
- */
-#define VX_STATUS_OUT_OF_MEMORY 401
-
-/**
- * An operating-system I/O error.
- */
-#define VX_STATUS_IO 402
-
-/**
- * The backing store failed or refused (locked, conflict, unreachable).
- */
-#define VX_STATUS_STORAGE 403
-
-/**
- * A bug in vx; please report it with the message.
- */
-#define VX_STATUS_INTERNAL 500
-
-/**
- * A panic inside vx was caught at the boundary; nothing unwound into the caller.
- */
-#define VX_STATUS_PANIC 999
 
 #ifdef __cplusplus
 extern "C" {

@@ -1,9 +1,11 @@
 // vx.hpp: header-only C++17 wrapper of the vx C API.
 //
 // Move-only RAII types own the C handles (std::unique_ptr with the C
-// destructor); every failure throws vx::Error carrying the status code and
-// the one-line message; get()/release() reach the C handle. Keys are
-// std::array<uint8_t, 32>; wipe them when done.
+// destructor); every call that returns a vx_status in C throws vx::Error
+// carrying the status code and the one-line message when it fails. The
+// getters (Index::dimension() ...) are noexcept and answer as in C: 0 when
+// they fail, with the reason in vx_last_error_message. get()/release()
+// reach the C handle. Keys are std::array<uint8_t, 32>; wipe them when done.
 //
 //   vx::Client client("file:/var/lib/app/vx");
 //   vx::Index index = client.create_index("docs", key);
@@ -219,7 +221,10 @@ class Index {
 public:
     explicit Index(vx_index *raw) : h_(raw) {}
 
-    std::string name() const { return vx_index_name(h_.get()); }
+    std::string name() const {
+        const char *s = vx_index_name(h_.get());
+        return s ? s : "";
+    }
     uint32_t dimension() const noexcept { return vx_index_dimension(h_.get()); }
     uint32_t metric() const noexcept { return vx_index_metric(h_.get()); }
     uint32_t n_lists() const noexcept { return vx_index_n_lists(h_.get()); }

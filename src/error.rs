@@ -8,106 +8,32 @@ use thiserror::Error as ThisError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Status codes shared by the Rust API and the C ABI. Grouped in ranges;
-/// values are only ever appended, never renumbered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(i32)]
-pub enum Status {
-    Ok = 0,
-    // 100..: the caller passed something wrong.
-    NullArgument = 100,
-    InvalidArgument = 101,
-    DimensionMismatch = 102,
-    InvalidUtf8 = 103,
-    InvalidJson = 104,
-    InvalidFilter = 105,
-    BufferTooSmall = 106,
-    // 200..: the state of the index does not allow it.
-    NotFound = 200,
-    AlreadyExists = 201,
-    NotEnoughVectors = 202,
-    Poisoned = 203,
-    Cancelled = 204,
-    // 300..: keys, permissions, integrity.
-    WrongKey = 300,
-    PermissionDenied = 301,
-    Integrity = 302,
-    RngFailed = 303,
-    // 400..: resources and storage.
-    MemoryLimit = 400,
-    OutOfMemory = 401,
-    Io = 402,
-    Storage = 403,
-    // 500..: bugs.
-    Internal = 500,
-    Panic = 999,
-}
+/// Status codes shared by the Rust API and the C ABI. The enum lives in
+/// `ffi` because the header is generated from that module tree alone.
+pub use crate::ffi::Status;
 
-impl Status {
-    /// Every status, in declaration order (used by tests and bindings).
-    pub const ALL: [Status; 23] = [
-        Status::Ok,
-        Status::NullArgument,
-        Status::InvalidArgument,
-        Status::DimensionMismatch,
-        Status::InvalidUtf8,
-        Status::InvalidJson,
-        Status::InvalidFilter,
-        Status::BufferTooSmall,
-        Status::NotFound,
-        Status::AlreadyExists,
-        Status::NotEnoughVectors,
-        Status::Poisoned,
-        Status::Cancelled,
-        Status::WrongKey,
-        Status::PermissionDenied,
-        Status::Integrity,
-        Status::RngFailed,
-        Status::MemoryLimit,
-        Status::OutOfMemory,
-        Status::Io,
-        Status::Storage,
-        Status::Internal,
-        Status::Panic,
-    ];
-
-    pub fn from_code(code: i32) -> Option<Status> {
-        Status::ALL.iter().copied().find(|s| *s as i32 == code)
-    }
-
-    /// A static, NUL-terminated description (what `vx_status_str` returns).
-    pub fn description(self) -> &'static std::ffi::CStr {
-        match self {
-            Status::Ok => c"ok",
-            Status::NullArgument => c"a required pointer argument was NULL",
-            Status::InvalidArgument => c"invalid argument",
-            Status::DimensionMismatch => c"vector dimension does not match the index",
-            Status::InvalidUtf8 => c"string is not valid UTF-8",
-            Status::InvalidJson => c"text is not valid JSON of the expected shape",
-            Status::InvalidFilter => c"invalid metadata filter",
-            Status::BufferTooSmall => c"buffer too small",
-            Status::NotFound => c"not found",
-            Status::AlreadyExists => c"already exists",
-            Status::NotEnoughVectors => c"not enough vectors",
-            Status::Poisoned => c"handle poisoned by an earlier panic",
-            Status::Cancelled => c"cancelled",
-            Status::WrongKey => c"wrong key",
-            Status::PermissionDenied => c"permission denied",
-            Status::Integrity => c"integrity check failed: stored data was altered or is corrupt",
-            Status::RngFailed => c"the operating system's random number generator failed",
-            Status::MemoryLimit => c"memory limit too small",
-            Status::OutOfMemory => c"out of memory",
-            Status::Io => c"I/O error",
-            Status::Storage => c"storage error",
-            Status::Internal => c"internal error",
-            Status::Panic => c"internal panic (caught at the C boundary)",
+/// Declares `Error` and maps each variant to the `Status` of the same name,
+/// so the mapping needs no second list (a variant without a status does not
+/// compile).
+macro_rules! errors {
+    ($(#[error($($message:tt)*)] $variant:ident $(($field:ty))?,)*) => {
+        /// Every failure vx reports. The text is the one-line message callers see.
+        #[derive(Debug, ThisError)]
+        pub enum Error {
+            $(#[error($($message)*)] $variant $(($field))?,)*
         }
-    }
+
+        impl Error {
+            pub fn status(&self) -> Status {
+                match self {
+                    $(Error::$variant { .. } => Status::$variant,)*
+                }
+            }
+        }
+    };
 }
 
-/// Every failure vx reports. The text is the one-line message callers see.
-#[derive(Debug, ThisError)]
-pub enum Error {
+errors! {
     #[error("{0} is NULL")]
     NullArgument(String),
     #[error("{0}")]
@@ -153,32 +79,6 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn status(&self) -> Status {
-        match self {
-            Error::NullArgument(_) => Status::NullArgument,
-            Error::InvalidArgument(_) => Status::InvalidArgument,
-            Error::DimensionMismatch(_) => Status::DimensionMismatch,
-            Error::InvalidUtf8(_) => Status::InvalidUtf8,
-            Error::InvalidJson(_) => Status::InvalidJson,
-            Error::InvalidFilter(_) => Status::InvalidFilter,
-            Error::BufferTooSmall(_) => Status::BufferTooSmall,
-            Error::NotFound(_) => Status::NotFound,
-            Error::AlreadyExists(_) => Status::AlreadyExists,
-            Error::NotEnoughVectors(_) => Status::NotEnoughVectors,
-            Error::Poisoned => Status::Poisoned,
-            Error::Cancelled(_) => Status::Cancelled,
-            Error::WrongKey(_) => Status::WrongKey,
-            Error::PermissionDenied(_) => Status::PermissionDenied,
-            Error::Integrity(_) => Status::Integrity,
-            Error::RngFailed(_) => Status::RngFailed,
-            Error::MemoryLimit(_) => Status::MemoryLimit,
-            Error::OutOfMemory(_) => Status::OutOfMemory,
-            Error::Io(_) => Status::Io,
-            Error::Storage(_) => Status::Storage,
-            Error::Internal(_) => Status::Internal,
-        }
-    }
-
     pub(crate) fn invalid(msg: impl Into<String>) -> Error {
         Error::InvalidArgument(msg.into())
     }

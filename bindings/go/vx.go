@@ -15,7 +15,7 @@ package vx
 #include <stdlib.h>
 #include <vx.h>
 
-// Trampoline for training progress (defined in callback.go via export).
+// Trampoline for training progress (defined in index.go via export).
 extern int vxGoProgress(void *user_data, uint32_t iteration, uint32_t max_iters, double objective);
 // The progress handle travels as an integer (a cgo.Handle), never as a Go pointer.
 static vx_status vx_go_train_ex(vx_index *index, vx_train_params *p, uintptr_t handle, const uint8_t *key, const uint8_t *user) {
@@ -39,7 +39,10 @@ import (
 // Status is a vx_status code.
 type Status int32
 
-// Status codes, taken from the C header so a renamed code breaks the build.
+// The status codes, each taken from the C header so a renamed code breaks
+// the build. This is the one list of codes: each error code's sentinel below
+// is built from its constant, which also adds the code to AllStatuses, and a
+// test checks AllStatuses against the header.
 const (
 	StatusOK                Status = C.VX_STATUS_OK
 	StatusNullArgument      Status = C.VX_STATUS_NULL_ARGUMENT
@@ -66,12 +69,14 @@ const (
 	StatusPanic             Status = C.VX_STATUS_PANIC
 )
 
-// AllStatuses lists every code, for callers that map them.
-var AllStatuses = []Status{StatusOK, StatusNullArgument, StatusInvalidArgument, StatusDimensionMismatch,
-	StatusInvalidUTF8, StatusInvalidJSON, StatusInvalidFilter, StatusBufferTooSmall, StatusNotFound,
-	StatusAlreadyExists, StatusNotEnoughVectors, StatusPoisoned, StatusCancelled, StatusWrongKey,
-	StatusPermissionDenied, StatusIntegrity, StatusRNGFailed, StatusMemoryLimit, StatusOutOfMemory, StatusIO,
-	StatusStorage, StatusInternal, StatusPanic}
+// AllStatuses lists every code, for callers that map them: StatusOK, then
+// the code of each sentinel in the order they are declared.
+var AllStatuses = []Status{StatusOK}
+
+func sentinel(code Status) *Error {
+	AllStatuses = append(AllStatuses, code)
+	return &Error{Code: code}
+}
 
 // String is the library's static description of the code.
 func (s Status) String() string { return C.GoString(C.vx_status_str(C.vx_status(s))) }
@@ -90,30 +95,30 @@ func (e *Error) Is(target error) bool {
 	return errors.As(target, &t) && t.Code == e.Code
 }
 
-// Sentinels for errors.Is, one per status.
+// Sentinels for errors.Is, one per error code.
 var (
-	ErrNullArgument      = &Error{Code: StatusNullArgument}
-	ErrInvalidArgument   = &Error{Code: StatusInvalidArgument}
-	ErrDimensionMismatch = &Error{Code: StatusDimensionMismatch}
-	ErrInvalidUTF8       = &Error{Code: StatusInvalidUTF8}
-	ErrInvalidJSON       = &Error{Code: StatusInvalidJSON}
-	ErrInvalidFilter     = &Error{Code: StatusInvalidFilter}
-	ErrBufferTooSmall    = &Error{Code: StatusBufferTooSmall}
-	ErrNotFound          = &Error{Code: StatusNotFound}
-	ErrAlreadyExists     = &Error{Code: StatusAlreadyExists}
-	ErrNotEnoughVectors  = &Error{Code: StatusNotEnoughVectors}
-	ErrPoisoned          = &Error{Code: StatusPoisoned}
-	ErrCancelled         = &Error{Code: StatusCancelled}
-	ErrWrongKey          = &Error{Code: StatusWrongKey}
-	ErrPermissionDenied  = &Error{Code: StatusPermissionDenied}
-	ErrIntegrity         = &Error{Code: StatusIntegrity}
-	ErrRNGFailed         = &Error{Code: StatusRNGFailed}
-	ErrMemoryLimit       = &Error{Code: StatusMemoryLimit}
-	ErrOutOfMemory       = &Error{Code: StatusOutOfMemory}
-	ErrIO                = &Error{Code: StatusIO}
-	ErrStorage           = &Error{Code: StatusStorage}
-	ErrInternal          = &Error{Code: StatusInternal}
-	ErrPanic             = &Error{Code: StatusPanic}
+	ErrNullArgument      = sentinel(StatusNullArgument)
+	ErrInvalidArgument   = sentinel(StatusInvalidArgument)
+	ErrDimensionMismatch = sentinel(StatusDimensionMismatch)
+	ErrInvalidUTF8       = sentinel(StatusInvalidUTF8)
+	ErrInvalidJSON       = sentinel(StatusInvalidJSON)
+	ErrInvalidFilter     = sentinel(StatusInvalidFilter)
+	ErrBufferTooSmall    = sentinel(StatusBufferTooSmall)
+	ErrNotFound          = sentinel(StatusNotFound)
+	ErrAlreadyExists     = sentinel(StatusAlreadyExists)
+	ErrNotEnoughVectors  = sentinel(StatusNotEnoughVectors)
+	ErrPoisoned          = sentinel(StatusPoisoned)
+	ErrCancelled         = sentinel(StatusCancelled)
+	ErrWrongKey          = sentinel(StatusWrongKey)
+	ErrPermissionDenied  = sentinel(StatusPermissionDenied)
+	ErrIntegrity         = sentinel(StatusIntegrity)
+	ErrRNGFailed         = sentinel(StatusRNGFailed)
+	ErrMemoryLimit       = sentinel(StatusMemoryLimit)
+	ErrOutOfMemory       = sentinel(StatusOutOfMemory)
+	ErrIO                = sentinel(StatusIO)
+	ErrStorage           = sentinel(StatusStorage)
+	ErrInternal          = sentinel(StatusInternal)
+	ErrPanic             = sentinel(StatusPanic)
 )
 
 // ErrClosed is returned by every method after Close.

@@ -2,8 +2,10 @@
 
 use std::ffi::c_char;
 
+use super::args::{c_str, field, init_params, read_params, Params};
+use super::boundary::{boundary, free_box, handle, into_c, out_param, Handle};
 use super::results::vx_string_list;
-use super::{boundary, c_str, clear_out, read_params, vx_status};
+use super::vx_status;
 use crate::client::{Client, ClientOptions};
 use crate::error::Error;
 
@@ -12,12 +14,17 @@ pub struct vx_client {
     pub(crate) inner: Client,
 }
 
+impl Handle for vx_client {
+    const NAME: &'static str = "client";
+}
+
 /// Options of vx_client_open. Fill with vx_client_options_init first; fields
 /// are only ever appended.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct vx_client_options {
-    /// sizeof(vx_client_options), set by vx_client_options_init.
+    /// sizeof(vx_client_options), set by vx_client_options_init; a size this
+    /// library did not publish is refused (VX_STATUS_INVALID_ARGUMENT).
     pub struct_size: u32,
     /// Worker threads used inside one call; 0 = one per core (default).
     pub threads: u32,
@@ -25,15 +32,24 @@ pub struct vx_client_options {
     pub cache_bytes: u64,
 }
 
-const CLIENT_OPTIONS_V1: usize = std::mem::size_of::<vx_client_options>();
-
 impl Default for vx_client_options {
     fn default() -> Self {
         let d = ClientOptions::default();
         vx_client_options {
-            struct_size: CLIENT_OPTIONS_V1 as u32,
+            struct_size: std::mem::size_of::<vx_client_options>() as u32,
             threads: d.threads as u32,
             cache_bytes: d.cache_bytes as u64,
+        }
+    }
+}
+
+impl Params for vx_client_options {
+    const NAME: &'static str = "vx_client_options";
+    unsafe fn read_fields(p: *const Self) -> Self {
+        vx_client_options {
+            struct_size: field!(p.struct_size),
+            threads: field!(p.threads),
+            cache_bytes: field!(p.cache_bytes),
         }
     }
 }
@@ -43,9 +59,7 @@ impl Default for vx_client_options {
 /// Thread safety: safe from any thread. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_client_options_init(opts: *mut vx_client_options) {
-    if !opts.is_null() {
-        *opts = vx_client_options::default();
-    }
+    init_params(opts)
 }
 
 /// Opens the backing store that `storage_uri` names: "memory:" (in-process,
@@ -67,17 +81,14 @@ pub unsafe extern "C" fn vx_client_open(
     opts: *const vx_client_options,
     out_client: *mut *mut vx_client,
 ) -> vx_status {
-    clear_out(out_client);
     boundary(|| {
-        if out_client.is_null() {
-            return Err(Error::NullArgument("out_client".into()));
-        }
+        let out = out_param(out_client, "out_client")?;
         let uri = c_str(storage_uri, "storage_uri")?;
-        let o = read_params(opts, vx_client_options::default(), 8, "vx_client_options")?;
+        let o = read_params(opts)?;
         let cache_bytes =
             usize::try_from(o.cache_bytes).map_err(|_| Error::invalid("cache_bytes does not fit in size_t"))?;
         let inner = Client::open(uri, ClientOptions { threads: o.threads as usize, cache_bytes })?;
-        *out_client = Box::into_raw(Box::new(vx_client { inner }));
+        *out = into_c(vx_client { inner });
         Ok(())
     })
 }
@@ -88,9 +99,7 @@ pub unsafe extern "C" fn vx_client_open(
 /// Thread safety: must not race other calls on the same client. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_client_free(client: *mut vx_client) {
-    if !client.is_null() {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(Box::from_raw(client))));
-    }
+    free_box(client)
 }
 
 /// Lists the names of every index in the store, sorted (names are the one
@@ -106,14 +115,10 @@ pub unsafe extern "C" fn vx_client_list_indexes(
     client: *const vx_client,
     out_names: *mut *mut vx_string_list,
 ) -> vx_status {
-    clear_out(out_names);
     boundary(|| {
-        let client = client.as_ref().ok_or_else(|| Error::NullArgument("client".into()))?;
-        if out_names.is_null() {
-            return Err(Error::NullArgument("out_names".into()));
-        }
-        let names = client.inner.list_indexes()?;
-        *out_names = vx_string_list::boxed(names);
+        let out = out_param(out_names, "out_names")?;
+        let names = handle(client)?.inner.list_indexes()?;
+        *out = vx_string_list::boxed(names);
         Ok(())
     })
 }

@@ -2,11 +2,11 @@
 
 use std::ffi::c_char;
 
+use super::args::{c_str, field, init_params, key_arg, read_params, slice, user_arg, Params};
+use super::boundary::{boundary, free_box, guard, handle, into_c, out_param, Handle};
 use super::client::vx_client;
 use super::results::{vx_items, vx_string_list, CText};
-use super::{
-    boundary, boundary_value, boundary_with, c_str, clear_out, key_arg, read_params, slice, user_arg, vx_status,
-};
+use super::vx_status;
 use crate::crypto::SecretKey;
 use crate::distance::Metric;
 use crate::error::{Error, Result};
@@ -53,12 +53,48 @@ pub struct vx_index {
     name: CText,
 }
 
+impl Handle for vx_index {
+    const NAME: &'static str = "index";
+    fn usable(&self) -> Result<()> {
+        if self.inner.is_poisoned() {
+            return Err(Error::Poisoned);
+        }
+        Ok(())
+    }
+}
+
+impl vx_index {
+    /// Marks a call that changes the index: a panic while the returned guard
+    /// lives poisons the handle, since the change may have stopped halfway.
+    pub(crate) fn writing(&self) -> Writing<'_> {
+        Writing(&self.inner)
+    }
+}
+
+pub(crate) struct Writing<'a>(&'a Index);
+
+impl std::ops::Deref for Writing<'_> {
+    type Target = Index;
+    fn deref(&self) -> &Index {
+        self.0
+    }
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.poison();
+        }
+    }
+}
+
 /// Configuration of vx_index_create. Fill with vx_index_config_init first;
 /// fields are only ever appended.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct vx_index_config {
-    /// sizeof(vx_index_config), set by vx_index_config_init.
+    /// sizeof(vx_index_config), set by vx_index_config_init; a size this
+    /// library did not publish is refused (VX_STATUS_INVALID_ARGUMENT).
     pub struct_size: u32,
     /// Vector width; 0 (default) = fixed by the first upsert.
     pub dimension: u32,
@@ -82,47 +118,9 @@ impl Default for vx_index_config {
     }
 }
 
-/// Runs a getter: `fallback` for a NULL or poisoned handle or one whose key
-/// lacks READ, with the reason in the last error message.
-unsafe fn getter<T>(index: *const vx_index, fallback: T, f: impl FnOnce(&Index) -> Result<T>) -> T {
-    boundary_value(fallback, || {
-        let index = index.as_ref().ok_or_else(|| Error::NullArgument("index".into()))?;
-        if index.inner.is_poisoned() {
-            return Err(Error::Poisoned);
-        }
-        f(&index.inner)
-    })
-}
-
-/// Runs a call on an index handle: NULL and poisoned handles are refused.
-pub(crate) unsafe fn with_index(index: *const vx_index, f: impl FnOnce(&Index) -> Result<()>) -> vx_status {
-    boundary(|| {
-        let index = index.as_ref().ok_or_else(|| Error::NullArgument("index".into()))?;
-        if index.inner.is_poisoned() {
-            return Err(Error::Poisoned);
-        }
-        f(&index.inner)
-    })
-}
-
-/// As [`with_index`], for calls that change the index: a panic poisons it.
-pub(crate) unsafe fn with_index_mut(index: *const vx_index, f: impl FnOnce(&Index) -> Result<()>) -> vx_status {
-    let handle = index.as_ref();
-    boundary_with(
-        || {
-            let index = handle.ok_or_else(|| Error::NullArgument("index".into()))?;
-            if index.inner.is_poisoned() {
-                return Err(Error::Poisoned);
-            }
-            f(&index.inner)
-        },
-        || {
-            if let Some(h) = handle {
-                h.inner.poison();
-            }
-        },
-    )
-}
+// A failed getter answers zero (the boundary's fallback for integers); the
+// fallbacks its doc names must be that zero.
+const _: () = assert!(VX_METRIC_EUCLIDEAN == 0 && VX_INDEX_TYPE_IVF_FLAT == 0 && VX_TRAINING_UNTRAINED == 0);
 
 /// The call's credentials, copied out of the caller's buffers.
 pub(crate) struct Creds {
@@ -139,14 +137,25 @@ impl Creds {
     }
 }
 
+impl Params for vx_index_config {
+    const NAME: &'static str = "vx_index_config";
+    unsafe fn read_fields(p: *const Self) -> Self {
+        vx_index_config {
+            struct_size: field!(p.struct_size),
+            dimension: field!(p.dimension),
+            metric: field!(p.metric),
+            index_type: field!(p.index_type),
+            storage_precision: field!(p.storage_precision),
+        }
+    }
+}
+
 /// Fills `cfg` with defaults (and struct_size). NULL is ignored.
 ///
 /// Thread safety: safe from any thread. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_config_init(cfg: *mut vx_index_config) {
-    if !cfg.is_null() {
-        *cfg = vx_index_config::default();
-    }
+    init_params(cfg)
 }
 
 /// Creates a new, empty encrypted index named `name` in the client's store.
@@ -170,15 +179,12 @@ pub unsafe extern "C" fn vx_index_create(
     cfg: *const vx_index_config,
     out_index: *mut *mut vx_index,
 ) -> vx_status {
-    clear_out(out_index);
     boundary(|| {
-        let client = client.as_ref().ok_or_else(|| Error::NullArgument("client".into()))?;
+        let out = out_param(out_index, "out_index")?;
+        let client = handle(client)?;
         let name = c_str(name, "name")?;
         let key = key_arg(index_key).ok_or_else(|| Error::NullArgument("index_key".into()))?;
-        if out_index.is_null() {
-            return Err(Error::NullArgument("out_index".into()));
-        }
-        let c = read_params(cfg, vx_index_config::default(), 8, "vx_index_config")?;
+        let c = read_params(cfg)?;
         let config = IndexConfig {
             dimension: c.dimension,
             metric: Metric::from_u32(c.metric)?,
@@ -186,7 +192,7 @@ pub unsafe extern "C" fn vx_index_create(
             precision: Precision::from_u32(c.storage_precision)?,
         };
         let inner = client.inner.create_index(name, &key, config)?;
-        *out_index = Box::into_raw(Box::new(vx_index { name: CText::new(name), inner }));
+        *out = into_c(vx_index { name: CText::new(name), inner });
         Ok(())
     })
 }
@@ -210,19 +216,16 @@ pub unsafe extern "C" fn vx_index_load(
     user_id: *const u8,
     out_index: *mut *mut vx_index,
 ) -> vx_status {
-    clear_out(out_index);
     boundary(|| {
-        let client = client.as_ref().ok_or_else(|| Error::NullArgument("client".into()))?;
+        let out = out_param(out_index, "out_index")?;
+        let client = handle(client)?;
         let name = c_str(name, "name")?;
         if key.is_null() {
             return Err(Error::NullArgument("key".into()));
         }
-        if out_index.is_null() {
-            return Err(Error::NullArgument("out_index".into()));
-        }
         let creds = Creds::read(key, user_id);
         let inner = client.inner.load_index(name, creds.access())?;
-        *out_index = Box::into_raw(Box::new(vx_index { name: CText::new(name), inner }));
+        *out = into_c(vx_index { name: CText::new(name), inner });
         Ok(())
     })
 }
@@ -233,9 +236,7 @@ pub unsafe extern "C" fn vx_index_load(
 /// Thread safety: must not race other calls on the same handle. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_free(index: *mut vx_index) {
-    if !index.is_null() {
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(Box::from_raw(index))));
-    }
+    free_box(index)
 }
 
 /// Deletes the index and every object it stored, atomically. Root key only.
@@ -253,8 +254,10 @@ pub unsafe extern "C" fn vx_index_delete_index(
     key: *const u8,
     user_id: *const u8,
 ) -> vx_status {
-    let creds = Creds::read(key, user_id);
-    with_index_mut(index, |ix| ix.delete_index(creds.access()))
+    boundary(|| {
+        let ix = handle(index)?.writing();
+        ix.delete_index(Creds::read(key, user_id).access())
+    })
 }
 
 /// Reloads the index's manifest from the store now. Every call already
@@ -268,7 +271,7 @@ pub unsafe extern "C" fn vx_index_delete_index(
 #[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_refresh(index: *const vx_index) -> vx_status {
-    with_index(index, |ix| ix.refresh())
+    boundary(|| handle(index)?.inner.refresh())
 }
 
 /// The index's epoch: the version of its committed state, which grows with
@@ -290,12 +293,9 @@ pub unsafe extern "C" fn vx_index_epoch(
     user_id: *const u8,
     out_epoch: *mut u64,
 ) -> vx_status {
-    let creds = Creds::read(key, user_id);
-    with_index(index, |ix| {
-        if out_epoch.is_null() {
-            return Err(Error::NullArgument("out_epoch".into()));
-        }
-        *out_epoch = ix.epoch(creds.access())?;
+    boundary(|| {
+        let out = out_param(out_epoch, "out_epoch")?;
+        *out = handle(index)?.inner.epoch(Creds::read(key, user_id).access())?;
         Ok(())
     })
 }
@@ -311,7 +311,7 @@ pub unsafe extern "C" fn vx_index_epoch(
 #[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_require_epoch(index: *const vx_index, epoch: u64) -> vx_status {
-    with_index(index, |ix| ix.require_epoch(epoch))
+    boundary(|| handle(index)?.inner.require_epoch(epoch))
 }
 
 /// The index's name, valid until the handle is freed; NULL for NULL.
@@ -319,7 +319,7 @@ pub unsafe extern "C" fn vx_index_require_epoch(index: *const vx_index, epoch: u
 /// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_name(index: *const vx_index) -> *const c_char {
-    index.as_ref().map_or(std::ptr::null(), |i| i.name.ptr())
+    guard(|| index.as_ref().map_or(std::ptr::null(), |i| i.name.ptr()))
 }
 
 /// The vector width (0 until fixed by the first upsert); 0 for NULL.
@@ -332,7 +332,7 @@ pub unsafe extern "C" fn vx_index_name(index: *const vx_index) -> *const c_char 
 /// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_dimension(index: *const vx_index) -> u32 {
-    getter(index, 0, |ix| ix.dimension())
+    boundary(|| handle(index)?.inner.dimension())
 }
 
 /// The index's VX_METRIC_*; VX_METRIC_EUCLIDEAN for NULL.
@@ -345,7 +345,7 @@ pub unsafe extern "C" fn vx_index_dimension(index: *const vx_index) -> u32 {
 /// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_metric(index: *const vx_index) -> u32 {
-    getter(index, VX_METRIC_EUCLIDEAN, |ix| Ok(ix.metric()? as u32))
+    boundary(|| Ok(handle(index)?.inner.metric()? as u32))
 }
 
 /// The index's VX_INDEX_TYPE_*; VX_INDEX_TYPE_IVF_FLAT for NULL.
@@ -358,7 +358,7 @@ pub unsafe extern "C" fn vx_index_metric(index: *const vx_index) -> u32 {
 /// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_type(index: *const vx_index) -> u32 {
-    getter(index, VX_INDEX_TYPE_IVF_FLAT, |ix| Ok(ix.config()?.index_type as u32))
+    boundary(|| Ok(handle(index)?.inner.config()?.index_type as u32))
 }
 
 /// Number of inverted lists (0 until trained); 0 for NULL.
@@ -371,7 +371,7 @@ pub unsafe extern "C" fn vx_index_type(index: *const vx_index) -> u32 {
 /// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_n_lists(index: *const vx_index) -> u32 {
-    getter(index, 0, |ix| ix.n_lists())
+    boundary(|| handle(index)?.inner.n_lists())
 }
 
 /// VX_TRAINING_UNTRAINED, _TRAINING or _TRAINED; UNTRAINED for NULL.
@@ -384,8 +384,8 @@ pub unsafe extern "C" fn vx_index_n_lists(index: *const vx_index) -> u32 {
 /// Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_training_state(index: *const vx_index) -> u32 {
-    getter(index, VX_TRAINING_UNTRAINED, |ix| {
-        Ok(match ix.training_state()? {
+    boundary(|| {
+        Ok(match handle(index)?.inner.training_state()? {
             TrainingState::Untrained => VX_TRAINING_UNTRAINED,
             TrainingState::Training => VX_TRAINING_TRAINING,
             TrainingState::Trained => VX_TRAINING_TRAINED,
@@ -421,12 +421,9 @@ pub unsafe extern "C" fn vx_index_num_vectors(
     user_id: *const u8,
     out_count: *mut u64,
 ) -> vx_status {
-    let creds = Creds::read(key, user_id);
-    with_index(index, |ix| {
-        if out_count.is_null() {
-            return Err(Error::NullArgument("out_count".into()));
-        }
-        *out_count = ix.num_vectors(creds.access())?;
+    boundary(|| {
+        let out = out_param(out_count, "out_count")?;
+        *out = handle(index)?.inner.num_vectors(Creds::read(key, user_id).access())?;
         Ok(())
     })
 }
@@ -469,8 +466,9 @@ pub unsafe extern "C" fn vx_index_upsert(
     key: *const u8,
     user_id: *const u8,
 ) -> vx_status {
-    let creds = Creds::read(key, user_id);
-    with_index_mut(index, |ix| {
+    boundary(|| {
+        let ix = handle(index)?.writing();
+        let creds = Creds::read(key, user_id);
         if n == 0 {
             return Ok(());
         }
@@ -528,15 +526,12 @@ pub unsafe extern "C" fn vx_index_get(
     user_id: *const u8,
     out_items: *mut *mut vx_items,
 ) -> vx_status {
-    clear_out(out_items);
-    let creds = Creds::read(key, user_id);
-    with_index(index, |ix| {
-        if out_items.is_null() {
-            return Err(Error::NullArgument("out_items".into()));
-        }
+    boundary(|| {
+        let out = out_param(out_items, "out_items")?;
+        let ix = handle(index)?;
         let ids = read_ids(n, ids)?;
-        let items = ix.get(&ids, include, creds.access())?;
-        *out_items = vx_items::boxed(&ids, items);
+        let items = ix.inner.get(&ids, include, Creds::read(key, user_id).access())?;
+        *out = vx_items::boxed(&ids, items);
         Ok(())
     })
 }
@@ -558,12 +553,12 @@ pub unsafe extern "C" fn vx_index_delete(
     user_id: *const u8,
     out_deleted: *mut usize,
 ) -> vx_status {
-    let creds = Creds::read(key, user_id);
-    with_index_mut(index, |ix| {
+    boundary(|| {
+        let ix = handle(index)?.writing();
         let ids = read_ids(n, ids)?;
-        let deleted = ix.delete(&ids, creds.access())?;
-        if !out_deleted.is_null() {
-            *out_deleted = deleted;
+        let deleted = ix.delete(&ids, Creds::read(key, user_id).access())?;
+        if let Some(out) = out_deleted.as_mut() {
+            *out = deleted;
         }
         Ok(())
     })
@@ -586,13 +581,10 @@ pub unsafe extern "C" fn vx_index_list_ids(
     user_id: *const u8,
     out_ids: *mut *mut vx_string_list,
 ) -> vx_status {
-    clear_out(out_ids);
-    let creds = Creds::read(key, user_id);
-    with_index(index, |ix| {
-        if out_ids.is_null() {
-            return Err(Error::NullArgument("out_ids".into()));
-        }
-        *out_ids = vx_string_list::boxed(ix.list_ids(offset, limit, creds.access())?);
+    boundary(|| {
+        let out = out_param(out_ids, "out_ids")?;
+        let ids = handle(index)?.inner.list_ids(offset, limit, Creds::read(key, user_id).access())?;
+        *out = vx_string_list::boxed(ids);
         Ok(())
     })
 }

@@ -1,7 +1,9 @@
 //! Per-user keys and root-key rotation (SPEC §7).
 
-use super::index::{vx_index, with_index, with_index_mut};
-use super::{clear_out, key_arg, user_arg, vx_status};
+use super::args::{key_arg, user_arg};
+use super::boundary::{boundary, free_box, guard, handle, into_c, out_param};
+use super::index::vx_index;
+use super::vx_status;
 use crate::error::Error;
 use crate::index::UserEntry;
 
@@ -43,8 +45,9 @@ pub unsafe extern "C" fn vx_index_create_user_keys(
     permissions: u32,
     root_key: *const u8,
 ) -> vx_status {
-    let (user, user_key, root) = (user_arg(user_id), key_arg(user_kek), key_arg(root_key));
-    with_index_mut(index, |ix| {
+    boundary(|| {
+        let ix = handle(index)?.writing();
+        let (user, user_key, root) = (user_arg(user_id), key_arg(user_kek), key_arg(root_key));
         let user = user.ok_or_else(|| Error::NullArgument("user_id".into()))?;
         let user_key = user_key.ok_or_else(|| Error::NullArgument("user_kek".into()))?;
         ix.create_user_keys(&user, &user_key, permissions, root.as_ref())
@@ -67,8 +70,9 @@ pub unsafe extern "C" fn vx_index_delete_user_keys(
     user_id: *const u8,
     root_key: *const u8,
 ) -> vx_status {
-    let (user, root) = (user_arg(user_id), key_arg(root_key));
-    with_index_mut(index, |ix| {
+    boundary(|| {
+        let ix = handle(index)?.writing();
+        let (user, root) = (user_arg(user_id), key_arg(root_key));
         let user = user.ok_or_else(|| Error::NullArgument("user_id".into()))?;
         ix.delete_user_keys(&user, root.as_ref()).map(|_| ())
     })
@@ -89,14 +93,10 @@ pub unsafe extern "C" fn vx_index_list_user_keys(
     root_key: *const u8,
     out_users: *mut *mut vx_user_list,
 ) -> vx_status {
-    clear_out(out_users);
-    let root = key_arg(root_key);
-    with_index(index, |ix| {
-        if out_users.is_null() {
-            return Err(Error::NullArgument("out_users".into()));
-        }
-        let users = ix.list_user_keys(root.as_ref())?;
-        *out_users = Box::into_raw(Box::new(vx_user_list { users }));
+    boundary(|| {
+        let out = out_param(out_users, "out_users")?;
+        let users = handle(index)?.inner.list_user_keys(key_arg(root_key).as_ref())?;
+        *out = into_c(vx_user_list { users });
         Ok(())
     })
 }
@@ -120,8 +120,9 @@ pub unsafe extern "C" fn vx_index_rotate_key(
     old_root_key: *const u8,
     new_root_key: *const u8,
 ) -> vx_status {
-    let (old, new) = (key_arg(old_root_key), key_arg(new_root_key));
-    with_index_mut(index, |ix| {
+    boundary(|| {
+        let ix = handle(index)?.writing();
+        let (old, new) = (key_arg(old_root_key), key_arg(new_root_key));
         let old = old.ok_or_else(|| Error::NullArgument("old_root_key".into()))?;
         let new = new.ok_or_else(|| Error::NullArgument("new_root_key".into()))?;
         ix.rotate_key(&old, &new)
@@ -133,7 +134,7 @@ pub unsafe extern "C" fn vx_index_rotate_key(
 /// Thread safety: safe from any thread while the list lives. Since 0.2.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_user_list_len(list: *const vx_user_list) -> usize {
-    list.as_ref().map_or(0, |l| l.users.len())
+    guard(|| list.as_ref().map_or(0, |l| l.users.len()))
 }
 
 /// The i-th user's id (VX_USER_ID_LEN bytes, valid until the list is freed);
@@ -142,7 +143,7 @@ pub unsafe extern "C" fn vx_user_list_len(list: *const vx_user_list) -> usize {
 /// Thread safety: safe from any thread while the list lives. Since 0.2.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_user_list_user_id(list: *const vx_user_list, i: usize) -> *const u8 {
-    list.as_ref().and_then(|l| l.users.get(i)).map_or(std::ptr::null(), |u| u.user_id.as_ptr())
+    guard(|| list.as_ref().and_then(|l| l.users.get(i)).map_or(std::ptr::null(), |u| u.user_id.as_ptr()))
 }
 
 /// The i-th user's permissions (VX_PERMISSION_* bits); 0 if out of range.
@@ -150,7 +151,7 @@ pub unsafe extern "C" fn vx_user_list_user_id(list: *const vx_user_list, i: usiz
 /// Thread safety: safe from any thread while the list lives. Since 0.2.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_user_list_permissions(list: *const vx_user_list, i: usize) -> u32 {
-    list.as_ref().and_then(|l| l.users.get(i)).map_or(0, |u| u32::from(u.perms))
+    guard(|| list.as_ref().and_then(|l| l.users.get(i)).map_or(0, |u| u32::from(u.perms)))
 }
 
 /// Frees the list; NULL is a no-op.
@@ -158,7 +159,5 @@ pub unsafe extern "C" fn vx_user_list_permissions(list: *const vx_user_list, i: 
 /// Thread safety: must not race other calls on the same list. Since 0.2.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_user_list_free(list: *mut vx_user_list) {
-    if !list.is_null() {
-        drop(Box::from_raw(list));
-    }
+    free_box(list)
 }

@@ -1,84 +1,41 @@
 //! The C ABI. This module tree is the only place with `extern "C"` and raw
-//! pointers. Every exported function runs its body through [`boundary`] (or
-//! one of its variants), which clears the thread's last error, catches
-//! panics and turns `Error`s into status codes and one-line messages.
+//! pointers. Every exported function runs its body through
+//! [`boundary::boundary`], which clears the thread's last error, catches
+//! panics and turns `Error`s into status codes and one-line messages; the
+//! calls that must leave the last error alone (reading it, accessors of
+//! result objects, `_init`, `_free`) run through its panic guard only. The three
+//! functions that return constants (`vx_status_str`, `vx_version_*`) have
+//! nothing that could fail or panic.
 
 #![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)] // each function documents its contract for C callers
 
+mod args;
+mod boundary;
 mod client;
 mod index;
 mod keys;
 mod query;
 mod results;
+mod status;
 mod train;
 
-use std::cell::RefCell;
-use std::ffi::{c_char, CStr};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ffi::c_char;
 
-use crate::crypto::{SecretKey, KEY_LEN, USER_ID_LEN};
-use crate::error::{Error, Result, Status};
+use boundary::{guard, with_last_error};
 
 pub use client::*;
 pub use index::*;
 pub use keys::*;
 pub use query::*;
 pub use results::*;
+pub use status::*;
 pub use train::*;
 
-/// Status code returned by every fallible function: 0 (`VX_STATUS_OK`) on
-/// success. Codes are grouped (1xx caller errors, 2xx index state, 3xx keys
-/// and integrity, 4xx resources and storage, 5xx internal, 999 panic); new
-/// codes are only appended. Treat an unknown code as a generic error.
+/// A status code as it crosses the boundary. The header's `vx_status` is the
+/// typedef cbindgen emits for [`Status`]; in Rust it stays an `i32`, since C
+/// may pass any number back and a Rust enum may only hold its variants.
 pub type vx_status = i32;
-
-/// Success.
-pub const VX_STATUS_OK: vx_status = 0;
-/// A required pointer argument was NULL.
-pub const VX_STATUS_NULL_ARGUMENT: vx_status = 100;
-/// An argument is out of range or malformed (unknown enum value, zero dim, n*dim overflow, non-finite float, ...).
-pub const VX_STATUS_INVALID_ARGUMENT: vx_status = 101;
-/// A vector's dimension differs from the index's.
-pub const VX_STATUS_DIMENSION_MISMATCH: vx_status = 102;
-/// A string argument is not valid UTF-8.
-pub const VX_STATUS_INVALID_UTF8: vx_status = 103;
-/// Metadata is not valid JSON or not a JSON object.
-pub const VX_STATUS_INVALID_JSON: vx_status = 104;
-/// A query filter is invalid; the message says where and why.
-pub const VX_STATUS_INVALID_FILTER: vx_status = 105;
-/// The caller's buffer is too small (the output was truncated).
-pub const VX_STATUS_BUFFER_TOO_SMALL: vx_status = 106;
-/// No such index (or the index was deleted).
-pub const VX_STATUS_NOT_FOUND: vx_status = 200;
-/// An index of that name already exists.
-pub const VX_STATUS_ALREADY_EXISTS: vx_status = 201;
-/// Training needs more vectors than the index holds.
-pub const VX_STATUS_NOT_ENOUGH_VECTORS: vx_status = 202;
-/// The handle was poisoned by a panic in an earlier call that changed it.
-pub const VX_STATUS_POISONED: vx_status = 203;
-/// The operation was cancelled by the caller's callback.
-pub const VX_STATUS_CANCELLED: vx_status = 204;
-/// The key does not open this index (or user).
-pub const VX_STATUS_WRONG_KEY: vx_status = 300;
-/// The key is valid but lacks the permission the operation needs.
-pub const VX_STATUS_PERMISSION_DENIED: vx_status = 301;
-/// Stored data failed authentication: it was altered, replayed, truncated or lost.
-pub const VX_STATUS_INTEGRITY: vx_status = 302;
-/// The operating system's random number generator failed.
-pub const VX_STATUS_RNG_FAILED: vx_status = 303;
-/// The memory limit given is too small for the operation.
-pub const VX_STATUS_MEMORY_LIMIT: vx_status = 400;
-/// An allocation failed.
-pub const VX_STATUS_OUT_OF_MEMORY: vx_status = 401;
-/// An operating-system I/O error.
-pub const VX_STATUS_IO: vx_status = 402;
-/// The backing store failed or refused (locked, conflict, unreachable).
-pub const VX_STATUS_STORAGE: vx_status = 403;
-/// A bug in vx; please report it with the message.
-pub const VX_STATUS_INTERNAL: vx_status = 500;
-/// A panic inside vx was caught at the boundary; nothing unwound into the caller.
-pub const VX_STATUS_PANIC: vx_status = 999;
 
 /// Length of every key: the index (root) key and user keys.
 pub const VX_KEY_LEN: usize = 32;
@@ -95,144 +52,6 @@ pub const VX_VERSION_PATCH: u32 = 0;
 pub const VX_VERSION_NUMBER: u32 = 2000;
 /// ABI version: the SONAME is libvx.so.<VX_ABI_VERSION>.
 pub const VX_ABI_VERSION: u32 = 0;
-
-thread_local! {
-    static LAST_ERROR: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
-fn set_last_error(msg: &str) {
-    // One line, no NUL: the message is handed to C as a C string.
-    let clean: String = msg.chars().map(|c| if c == '\0' || c == '\n' || c == '\r' { ' ' } else { c }).collect();
-    LAST_ERROR.with(|e| *e.borrow_mut() = clean);
-}
-
-fn clear_last_error() {
-    LAST_ERROR.with(|e| e.borrow_mut().clear());
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    let what = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into());
-    format!("internal panic caught at the C boundary: {}", what.lines().next().unwrap_or(""))
-}
-
-/// Runs one exported function's body: clears the last error, catches panics,
-/// maps errors to codes. `on_panic` runs after a caught panic (poisoning).
-fn boundary_with(f: impl FnOnce() -> Result<()>, on_panic: impl FnOnce()) -> vx_status {
-    clear_last_error();
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => VX_STATUS_OK,
-        Ok(Err(e)) => {
-            set_last_error(&e.to_string());
-            e.status() as vx_status
-        }
-        Err(payload) => {
-            on_panic();
-            set_last_error(&panic_message(payload.as_ref()));
-            VX_STATUS_PANIC
-        }
-    }
-}
-
-fn boundary(f: impl FnOnce() -> Result<()>) -> vx_status {
-    boundary_with(f, || {})
-}
-
-/// For functions that return a value instead of a status: an error or a
-/// panic yields `fallback` and sets the last error message; nothing escapes.
-fn boundary_value<T>(fallback: T, f: impl FnOnce() -> Result<T>) -> T {
-    clear_last_error();
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            set_last_error(&e.to_string());
-            fallback
-        }
-        Err(payload) => {
-            set_last_error(&panic_message(payload.as_ref()));
-            fallback
-        }
-    }
-}
-
-/// Sets `*out` to NULL up front, so it is NULL on every failure path.
-unsafe fn clear_out<T>(out: *mut *mut T) {
-    if !out.is_null() {
-        *out = std::ptr::null_mut();
-    }
-}
-
-unsafe fn c_str<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
-    if p.is_null() {
-        return Err(Error::NullArgument(what.to_owned()));
-    }
-    CStr::from_ptr(p).to_str().map_err(|_| Error::InvalidUtf8(what.to_owned()))
-}
-
-unsafe fn opt_c_str<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>> {
-    if p.is_null() {
-        Ok(None)
-    } else {
-        c_str(p, what).map(Some)
-    }
-}
-
-/// A borrowed C array as a slice; `n == 0` accepts NULL.
-unsafe fn slice<'a, T>(p: *const T, n: usize, what: &str) -> Result<&'a [T]> {
-    if n == 0 {
-        return Ok(&[]);
-    }
-    if p.is_null() {
-        return Err(Error::NullArgument(what.to_owned()));
-    }
-    if n.checked_mul(std::mem::size_of::<T>()).is_none_or(|b| b > isize::MAX as usize) {
-        return Err(Error::invalid(format!("{what}: {n} elements is too many")));
-    }
-    Ok(std::slice::from_raw_parts(p, n))
-}
-
-/// Copies a 32-byte key into a zeroizing buffer at once; NULL = None.
-unsafe fn key_arg(p: *const u8) -> Option<SecretKey> {
-    if p.is_null() {
-        return None;
-    }
-    let mut bytes = [0u8; KEY_LEN];
-    std::ptr::copy_nonoverlapping(p, bytes.as_mut_ptr(), KEY_LEN);
-    let key = SecretKey::from_bytes(&bytes);
-    zeroize::Zeroize::zeroize(&mut bytes);
-    Some(key)
-}
-
-unsafe fn user_arg(p: *const u8) -> Option<[u8; USER_ID_LEN]> {
-    if p.is_null() {
-        return None;
-    }
-    let mut id = [0u8; USER_ID_LEN];
-    std::ptr::copy_nonoverlapping(p, id.as_mut_ptr(), USER_ID_LEN);
-    Some(id)
-}
-
-/// Reads a caller's parameter struct that starts with `uint32_t
-/// struct_size`: fields beyond what the caller's (older, smaller) struct
-/// holds keep their defaults; a size below the first version is refused.
-unsafe fn read_params<T: Copy>(p: *const T, defaults: T, min_size: usize, what: &str) -> Result<T> {
-    if p.is_null() {
-        return Ok(defaults);
-    }
-    let size = std::ptr::read_unaligned(p as *const u32) as usize;
-    if size < min_size {
-        return Err(Error::invalid(format!(
-            "{what}.struct_size is {size}, expected at least {min_size}: call the _init function first"
-        )));
-    }
-    let mut out = defaults;
-    let n = size.min(std::mem::size_of::<T>());
-    std::ptr::copy_nonoverlapping(p as *const u8, &mut out as *mut T as *mut u8, n);
-    Ok(out)
-}
 
 /// Returns a static, NUL-terminated description of any status code
 /// (unknown codes included). Never NULL.
@@ -258,11 +77,10 @@ pub extern "C" fn vx_status_str(code: vx_status) -> *const c_char {
 /// Thread safety: reads only the calling thread's message. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_last_error_message(buf: *mut c_char, buf_len: usize, out_len: *mut usize) -> vx_status {
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        LAST_ERROR.with(|e| {
-            let msg = e.borrow();
-            if !out_len.is_null() {
-                *out_len = msg.len();
+    guard(|| {
+        with_last_error(|msg| {
+            if let Some(len) = out_len.as_mut() {
+                *len = msg.len();
             }
             if buf_len == 0 {
                 return VX_STATUS_OK; // a length query
@@ -282,8 +100,7 @@ pub unsafe extern "C" fn vx_last_error_message(buf: *mut c_char, buf_len: usize,
                 VX_STATUS_OK
             }
         })
-    }));
-    result.unwrap_or(VX_STATUS_PANIC)
+    })
 }
 
 /// The library's version as "MAJOR.MINOR.PATCH" (static, never NULL).
@@ -314,50 +131,21 @@ pub extern "C" fn vx_version_number() -> u32 {
 #[must_use]
 #[no_mangle]
 pub unsafe extern "C" fn vx_debug_panic(index: *const vx_index) -> vx_status {
-    if index.is_null() {
-        boundary(|| panic!("vx_debug_panic"))
-    } else {
-        index::with_index_mut(index, |_| panic!("vx_debug_panic on an index"))
-    }
+    boundary::boundary(|| {
+        if !index.is_null() {
+            let _ix = boundary::handle(index)?.writing();
+            panic!("vx_debug_panic on an index");
+        }
+        panic!("vx_debug_panic")
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::ffi::CStr;
 
-    #[test]
-    fn status_constants_match_the_enum() {
-        let table = [
-            (VX_STATUS_OK, Status::Ok),
-            (VX_STATUS_NULL_ARGUMENT, Status::NullArgument),
-            (VX_STATUS_INVALID_ARGUMENT, Status::InvalidArgument),
-            (VX_STATUS_DIMENSION_MISMATCH, Status::DimensionMismatch),
-            (VX_STATUS_INVALID_UTF8, Status::InvalidUtf8),
-            (VX_STATUS_INVALID_JSON, Status::InvalidJson),
-            (VX_STATUS_INVALID_FILTER, Status::InvalidFilter),
-            (VX_STATUS_BUFFER_TOO_SMALL, Status::BufferTooSmall),
-            (VX_STATUS_NOT_FOUND, Status::NotFound),
-            (VX_STATUS_ALREADY_EXISTS, Status::AlreadyExists),
-            (VX_STATUS_NOT_ENOUGH_VECTORS, Status::NotEnoughVectors),
-            (VX_STATUS_POISONED, Status::Poisoned),
-            (VX_STATUS_CANCELLED, Status::Cancelled),
-            (VX_STATUS_WRONG_KEY, Status::WrongKey),
-            (VX_STATUS_PERMISSION_DENIED, Status::PermissionDenied),
-            (VX_STATUS_INTEGRITY, Status::Integrity),
-            (VX_STATUS_RNG_FAILED, Status::RngFailed),
-            (VX_STATUS_MEMORY_LIMIT, Status::MemoryLimit),
-            (VX_STATUS_OUT_OF_MEMORY, Status::OutOfMemory),
-            (VX_STATUS_IO, Status::Io),
-            (VX_STATUS_STORAGE, Status::Storage),
-            (VX_STATUS_INTERNAL, Status::Internal),
-            (VX_STATUS_PANIC, Status::Panic),
-        ];
-        assert_eq!(table.len(), Status::ALL.len());
-        for (code, status) in table {
-            assert_eq!(code, status as i32);
-            assert_eq!(Status::from_code(code), Some(status));
-        }
-    }
+    use super::*;
+    use crate::crypto::{KEY_LEN, USER_ID_LEN};
 
     #[test]
     fn literal_constants_match_the_library() {
@@ -391,17 +179,102 @@ mod tests {
 
     #[test]
     fn last_error_is_cleared_on_entry_and_truncates() {
-        set_last_error("abcdef");
+        let st: vx_status = boundary::boundary(|| Err(crate::error::Error::invalid("abcdef")));
+        assert_eq!(st, VX_STATUS_INVALID_ARGUMENT);
         let mut buf = [0 as c_char; 4];
         let mut len = 0usize;
         let st = unsafe { vx_last_error_message(buf.as_mut_ptr(), 4, &mut len) };
         assert_eq!((st, len), (VX_STATUS_BUFFER_TOO_SMALL, 6));
         assert_eq!(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap(), "abc");
-        assert_eq!(boundary(|| Ok(())), VX_STATUS_OK);
+        // Reading the message left it in place.
+        unsafe { vx_last_error_message(std::ptr::null_mut(), 0, &mut len) };
+        assert_eq!(len, 6);
+        assert_eq!(boundary::boundary::<vx_status>(|| Ok(())), VX_STATUS_OK);
         unsafe { vx_last_error_message(std::ptr::null_mut(), 0, &mut len) };
         assert_eq!(len, 0);
-        assert_eq!(boundary(|| panic!("boom")), VX_STATUS_PANIC);
+        assert_eq!(boundary::boundary::<vx_status>(|| panic!("boom")), VX_STATUS_PANIC);
         unsafe { vx_last_error_message(std::ptr::null_mut(), 0, &mut len) };
         assert!(len > 0);
+    }
+
+    #[test]
+    fn value_returns_fall_back_and_explain() {
+        let n: u32 = boundary::boundary(|| Err(crate::error::Error::Poisoned));
+        assert_eq!(n, 0);
+        let mut len = 0usize;
+        unsafe { vx_last_error_message(std::ptr::null_mut(), 0, &mut len) };
+        assert!(len > 0);
+        assert!(boundary::boundary::<f32>(|| panic!("boom")).is_nan());
+        assert!(boundary::boundary::<*const c_char>(|| panic!("boom")).is_null());
+    }
+
+    #[test]
+    fn out_params_are_reset_first_and_free_takes_null() {
+        let mut out: *mut vx_results = std::ptr::dangling_mut();
+        let st = unsafe {
+            vx_index_query(
+                std::ptr::null(),
+                std::ptr::null(),
+                0,
+                0,
+                std::ptr::null(),
+                std::ptr::null(),
+                std::ptr::null(),
+                &mut out,
+            )
+        };
+        assert_eq!((st, out), (VX_STATUS_NULL_ARGUMENT, std::ptr::null_mut()));
+        unsafe {
+            vx_results_free(std::ptr::null_mut());
+            vx_index_free(std::ptr::null_mut());
+            vx_client_free(std::ptr::null_mut());
+        }
+    }
+
+    /// A parameter struct as C lays it out: bytes, some of which no Rust
+    /// value of the struct could hold.
+    #[repr(C, align(8))]
+    struct Raw<const N: usize>([u8; N]);
+
+    impl<const N: usize> Raw<N> {
+        fn with_size(size: u32) -> Self {
+            let mut raw = Raw([0u8; N]);
+            raw.0[..4].copy_from_slice(&size.to_ne_bytes());
+            raw
+        }
+    }
+
+    const QUERY_SIZE: usize = std::mem::size_of::<vx_query_params>();
+
+    #[test]
+    fn params_of_an_unpublished_size_are_refused() {
+        use args::read_params;
+        // 12 ends inside vx_client_options.cache_bytes (bytes 8..16).
+        let raw = Raw::<16>::with_size(12);
+        let e = unsafe { read_params(raw.0.as_ptr() as *const vx_client_options) }.err().unwrap();
+        assert_eq!(e.status(), Status::InvalidArgument);
+        assert!(e.to_string().contains("vx_client_options.struct_size is 12, expected 16"), "{e}");
+        for size in [0, 4, QUERY_SIZE as u32 - 1, QUERY_SIZE as u32 + 8] {
+            let raw = Raw::<QUERY_SIZE>::with_size(size);
+            assert!(unsafe { read_params(raw.0.as_ptr() as *const vx_query_params) }.is_err(), "size {size}");
+        }
+        let raw = Raw::<{ std::mem::size_of::<vx_train_params>() }>::with_size(8);
+        assert!(unsafe { read_params(raw.0.as_ptr() as *const vx_train_params) }.is_err());
+        let raw = Raw::<{ std::mem::size_of::<vx_index_config>() }>::with_size(8);
+        assert!(unsafe { read_params(raw.0.as_ptr() as *const vx_index_config) }.is_err());
+    }
+
+    #[test]
+    fn a_bool_byte_other_than_one_reads_as_true() {
+        let mut raw = Raw::<QUERY_SIZE>::with_size(QUERY_SIZE as u32);
+        let greedy = std::mem::offset_of!(vx_query_params, greedy);
+        raw.0[std::mem::offset_of!(vx_query_params, top_k)] = 7;
+        for (byte, want) in [(0u8, false), (1, true), (2, true), (0xff, true)] {
+            raw.0[greedy] = byte;
+            let p = unsafe { args::read_params(raw.0.as_ptr() as *const vx_query_params) }.unwrap();
+            assert_eq!((p.greedy, p.top_k, p.filter_json), (want, 7, std::ptr::null()), "byte {byte}");
+        }
+        let p = unsafe { args::read_params::<vx_query_params>(std::ptr::null()) }.unwrap();
+        assert_eq!((p.top_k, p.greedy), (100, false));
     }
 }

@@ -2,9 +2,11 @@
 
 use std::ffi::c_char;
 
-use super::index::{vx_index, with_index, Creds, VX_INCLUDE_DISTANCE};
+use super::args::{field, init_params, opt_c_str, read_params, slice, Params};
+use super::boundary::{boundary, handle, out_param};
+use super::index::{vx_index, Creds, VX_INCLUDE_DISTANCE};
 use super::results::vx_results;
-use super::{clear_out, opt_c_str, read_params, slice, vx_status};
+use super::vx_status;
 use crate::error::Error;
 use crate::index::QueryParams;
 
@@ -13,7 +15,8 @@ use crate::index::QueryParams;
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct vx_query_params {
-    /// sizeof(vx_query_params), set by vx_query_params_init.
+    /// sizeof(vx_query_params), set by vx_query_params_init; a size this
+    /// library did not publish is refused (VX_STATUS_INVALID_ARGUMENT).
     pub struct_size: u32,
     /// Hits per query, 1 to 65536; default 100.
     pub top_k: u32,
@@ -42,14 +45,27 @@ impl Default for vx_query_params {
     }
 }
 
+impl Params for vx_query_params {
+    const NAME: &'static str = "vx_query_params";
+    unsafe fn read_fields(p: *const Self) -> Self {
+        vx_query_params {
+            struct_size: field!(p.struct_size),
+            top_k: field!(p.top_k),
+            n_probes: field!(p.n_probes),
+            include: field!(p.include),
+            filter_json: field!(p.filter_json),
+            // C may store any nonzero byte for true.
+            greedy: std::ptr::addr_of!((*p).greedy).cast::<u8>().read() != 0,
+        }
+    }
+}
+
 /// Fills `p` with defaults (and struct_size). NULL is ignored.
 ///
 /// Thread safety: safe from any thread. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_query_params_init(p: *mut vx_query_params) {
-    if !p.is_null() {
-        *p = vx_query_params::default();
-    }
+    init_params(p)
 }
 
 /// Finds each query's nearest items: exact encrypted exhaustive search until
@@ -81,13 +97,10 @@ pub unsafe extern "C" fn vx_index_query(
     user_id: *const u8,
     out_results: *mut *mut vx_results,
 ) -> vx_status {
-    clear_out(out_results);
-    let creds = Creds::read(key, user_id);
-    with_index(index, |ix| {
-        if out_results.is_null() {
-            return Err(Error::NullArgument("out_results".into()));
-        }
-        let p = read_params(params, vx_query_params::default(), 16, "vx_query_params")?;
+    boundary(|| {
+        let out = out_param(out_results, "out_results")?;
+        let ix = handle(index)?;
+        let p = read_params(params)?;
         let total = nq.checked_mul(dim).ok_or_else(|| Error::invalid(format!("nq * dim overflows ({nq} * {dim})")))?;
         if nq > 0 && dim == 0 {
             return Err(Error::invalid("dim is 0"));
@@ -100,8 +113,8 @@ pub unsafe extern "C" fn vx_index_query(
             include: p.include,
             greedy: p.greedy,
         };
-        let hits = ix.query(queries, nq, dim, &params, creds.access())?;
-        *out_results = vx_results::boxed(hits);
+        let hits = ix.inner.query(queries, nq, dim, &params, Creds::read(key, user_id).access())?;
+        *out = vx_results::boxed(hits);
         Ok(())
     })
 }

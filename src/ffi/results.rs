@@ -6,6 +6,7 @@ use std::ffi::c_char;
 
 use zeroize::Zeroizing;
 
+use super::boundary::{free_box, guard, into_c};
 use crate::index::{Hit, Item};
 
 /// A NUL-terminated copy of a string, wiped on drop.
@@ -30,7 +31,7 @@ pub struct vx_string_list {
 
 impl vx_string_list {
     pub(crate) fn boxed(items: Vec<String>) -> *mut vx_string_list {
-        Box::into_raw(Box::new(vx_string_list { items: items.iter().map(|s| CText::new(s)).collect() }))
+        into_c(vx_string_list { items: items.iter().map(|s| CText::new(s)).collect() })
     }
 }
 
@@ -39,7 +40,7 @@ impl vx_string_list {
 /// Thread safety: safe from any thread while the list lives. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_string_list_len(list: *const vx_string_list) -> usize {
-    list.as_ref().map_or(0, |l| l.items.len())
+    guard(|| list.as_ref().map_or(0, |l| l.items.len()))
 }
 
 /// The i-th string, valid until the list is freed; NULL if out of range.
@@ -47,7 +48,7 @@ pub unsafe extern "C" fn vx_string_list_len(list: *const vx_string_list) -> usiz
 /// Thread safety: safe from any thread while the list lives. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_string_list_get(list: *const vx_string_list, i: usize) -> *const c_char {
-    list.as_ref().and_then(|l| l.items.get(i)).map_or(std::ptr::null(), CText::ptr)
+    guard(|| list.as_ref().and_then(|l| l.items.get(i)).map_or(std::ptr::null(), CText::ptr))
 }
 
 /// Frees the list; NULL is a no-op.
@@ -55,9 +56,7 @@ pub unsafe extern "C" fn vx_string_list_get(list: *const vx_string_list, i: usiz
 /// Thread safety: must not race other calls on the same list. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_string_list_free(list: *mut vx_string_list) {
-    if !list.is_null() {
-        drop(Box::from_raw(list));
-    }
+    free_box(list)
 }
 
 struct ItemRow {
@@ -90,7 +89,7 @@ impl vx_items {
                 },
             })
             .collect();
-        Box::into_raw(Box::new(vx_items { rows }))
+        into_c(vx_items { rows })
     }
 }
 
@@ -102,6 +101,16 @@ impl Drop for ItemRow {
     }
 }
 
+/// Lends C an array the object owns: its pointer (never NULL when present,
+/// even if empty) and its length through `out_len`, which may be NULL;
+/// NULL and 0 when absent.
+unsafe fn lend<T>(data: Option<&[T]>, out_len: *mut usize) -> *const T {
+    if let Some(len) = out_len.as_mut() {
+        *len = data.map_or(0, <[T]>::len);
+    }
+    data.map_or(std::ptr::null(), <[T]>::as_ptr)
+}
+
 unsafe fn item_row<'a>(items: *const vx_items, i: usize) -> Option<&'a ItemRow> {
     items.as_ref()?.rows.get(i)
 }
@@ -111,7 +120,7 @@ unsafe fn item_row<'a>(items: *const vx_items, i: usize) -> Option<&'a ItemRow> 
 /// Thread safety: safe from any thread while the items live. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_items_len(items: *const vx_items) -> usize {
-    items.as_ref().map_or(0, |x| x.rows.len())
+    guard(|| items.as_ref().map_or(0, |x| x.rows.len()))
 }
 
 /// Whether the i-th id was found (false if out of range).
@@ -119,7 +128,7 @@ pub unsafe extern "C" fn vx_items_len(items: *const vx_items) -> usize {
 /// Thread safety: safe from any thread while the items live. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_items_found(items: *const vx_items, i: usize) -> bool {
-    item_row(items, i).is_some_and(|r| r.found)
+    guard(|| item_row(items, i).is_some_and(|r| r.found))
 }
 
 /// The i-th id asked for; NULL if out of range.
@@ -127,7 +136,7 @@ pub unsafe extern "C" fn vx_items_found(items: *const vx_items, i: usize) -> boo
 /// Thread safety: safe from any thread while the items live. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_items_id(items: *const vx_items, i: usize) -> *const c_char {
-    item_row(items, i).map_or(std::ptr::null(), |r| r.id.ptr())
+    guard(|| item_row(items, i).map_or(std::ptr::null(), |r| r.id.ptr()))
 }
 
 /// The i-th item's vector (`*out_dim` floats) if found and asked for
@@ -136,11 +145,7 @@ pub unsafe extern "C" fn vx_items_id(items: *const vx_items, i: usize) -> *const
 /// Thread safety: safe from any thread while the items live. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_items_vector(items: *const vx_items, i: usize, out_dim: *mut usize) -> *const f32 {
-    let v = item_row(items, i).and_then(|r| r.vector.as_ref());
-    if !out_dim.is_null() {
-        *out_dim = v.map_or(0, Vec::len);
-    }
-    v.map_or(std::ptr::null(), |v| v.as_ptr())
+    guard(|| lend(item_row(items, i).and_then(|r| r.vector.as_deref()), out_dim))
 }
 
 /// The i-th item's metadata JSON if it has some and it was asked for
@@ -149,7 +154,7 @@ pub unsafe extern "C" fn vx_items_vector(items: *const vx_items, i: usize, out_d
 /// Thread safety: safe from any thread while the items live. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_items_metadata(items: *const vx_items, i: usize) -> *const c_char {
-    item_row(items, i).and_then(|r| r.metadata.as_ref()).map_or(std::ptr::null(), CText::ptr)
+    guard(|| item_row(items, i).and_then(|r| r.metadata.as_ref()).map_or(std::ptr::null(), CText::ptr))
 }
 
 /// The i-th item's contents (`*out_len` bytes) if it has some and they were
@@ -159,11 +164,7 @@ pub unsafe extern "C" fn vx_items_metadata(items: *const vx_items, i: usize) -> 
 /// Thread safety: safe from any thread while the items live. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_items_contents(items: *const vx_items, i: usize, out_len: *mut usize) -> *const u8 {
-    let c = item_row(items, i).and_then(|r| r.contents.as_ref());
-    if !out_len.is_null() {
-        *out_len = c.map_or(0, |c| c.len());
-    }
-    c.map_or(std::ptr::null(), |c| if c.is_empty() { std::ptr::NonNull::dangling().as_ptr() } else { c.as_ptr() })
+    guard(|| lend(item_row(items, i).and_then(|r| r.contents.as_ref().map(|c| c.as_slice())), out_len))
 }
 
 /// Frees the items, wiping decrypted data; NULL is a no-op.
@@ -171,9 +172,7 @@ pub unsafe extern "C" fn vx_items_contents(items: *const vx_items, i: usize, out
 /// Thread safety: must not race other calls on the same items. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_items_free(items: *mut vx_items) {
-    if !items.is_null() {
-        drop(Box::from_raw(items));
-    }
+    free_box(items)
 }
 
 struct ResultRow {
@@ -206,7 +205,7 @@ impl vx_results {
                     .collect()
             })
             .collect();
-        Box::into_raw(Box::new(vx_results { queries }))
+        into_c(vx_results { queries })
     }
 }
 
@@ -219,7 +218,7 @@ unsafe fn result_row<'a>(r: *const vx_results, query: usize, rank: usize) -> Opt
 /// Thread safety: safe from any thread while the results live. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_results_num_queries(r: *const vx_results) -> usize {
-    r.as_ref().map_or(0, |r| r.queries.len())
+    guard(|| r.as_ref().map_or(0, |r| r.queries.len()))
 }
 
 /// Number of hits of one query (at most top_k); 0 if out of range.
@@ -227,7 +226,7 @@ pub unsafe extern "C" fn vx_results_num_queries(r: *const vx_results) -> usize {
 /// Thread safety: safe from any thread while the results live. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_results_len(r: *const vx_results, query: usize) -> usize {
-    r.as_ref().and_then(|r| r.queries.get(query)).map_or(0, Vec::len)
+    guard(|| r.as_ref().and_then(|r| r.queries.get(query)).map_or(0, Vec::len))
 }
 
 /// The id of a hit; NULL if out of range.
@@ -235,7 +234,7 @@ pub unsafe extern "C" fn vx_results_len(r: *const vx_results, query: usize) -> u
 /// Thread safety: safe from any thread while the results live. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_results_id(r: *const vx_results, query: usize, rank: usize) -> *const c_char {
-    result_row(r, query, rank).map_or(std::ptr::null(), |x| x.id.ptr())
+    guard(|| result_row(r, query, rank).map_or(std::ptr::null(), |x| x.id.ptr()))
 }
 
 /// The distance of a hit (smaller is closer: Euclidean, squared Euclidean,
@@ -244,7 +243,7 @@ pub unsafe extern "C" fn vx_results_id(r: *const vx_results, query: usize, rank:
 /// Thread safety: safe from any thread while the results live. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_results_distance(r: *const vx_results, query: usize, rank: usize) -> f32 {
-    result_row(r, query, rank).map_or(f32::NAN, |x| x.distance)
+    guard(|| result_row(r, query, rank).map_or(f32::NAN, |x| x.distance))
 }
 
 /// The metadata JSON of a hit if it has some and VX_INCLUDE_METADATA was
@@ -253,7 +252,7 @@ pub unsafe extern "C" fn vx_results_distance(r: *const vx_results, query: usize,
 /// Thread safety: safe from any thread while the results live. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_results_metadata(r: *const vx_results, query: usize, rank: usize) -> *const c_char {
-    result_row(r, query, rank).and_then(|x| x.metadata.as_ref()).map_or(std::ptr::null(), CText::ptr)
+    guard(|| result_row(r, query, rank).and_then(|x| x.metadata.as_ref()).map_or(std::ptr::null(), CText::ptr))
 }
 
 /// The contents of a hit (`*out_len` bytes) if it has some and
@@ -267,11 +266,7 @@ pub unsafe extern "C" fn vx_results_contents(
     rank: usize,
     out_len: *mut usize,
 ) -> *const u8 {
-    let c = result_row(r, query, rank).and_then(|x| x.contents.as_ref());
-    if !out_len.is_null() {
-        *out_len = c.map_or(0, |c| c.len());
-    }
-    c.map_or(std::ptr::null(), |c| if c.is_empty() { std::ptr::NonNull::dangling().as_ptr() } else { c.as_ptr() })
+    guard(|| lend(result_row(r, query, rank).and_then(|x| x.contents.as_ref().map(|c| c.as_slice())), out_len))
 }
 
 /// The vector of a hit (`*out_dim` floats) if VX_INCLUDE_VECTOR was asked;
@@ -285,11 +280,7 @@ pub unsafe extern "C" fn vx_results_vector(
     rank: usize,
     out_dim: *mut usize,
 ) -> *const f32 {
-    let v = result_row(r, query, rank).and_then(|x| x.vector.as_ref());
-    if !out_dim.is_null() {
-        *out_dim = v.map_or(0, |v| v.len());
-    }
-    v.map_or(std::ptr::null(), |v| v.as_ptr())
+    guard(|| lend(result_row(r, query, rank).and_then(|x| x.vector.as_ref().map(|v| v.as_slice())), out_dim))
 }
 
 /// Frees the results, wiping decrypted data; NULL is a no-op.
@@ -297,7 +288,5 @@ pub unsafe extern "C" fn vx_results_vector(
 /// Thread safety: must not race other calls on the same results. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_results_free(r: *mut vx_results) {
-    if !r.is_null() {
-        drop(Box::from_raw(r));
-    }
+    free_box(r)
 }

@@ -2,9 +2,11 @@
 
 use std::ffi::c_void;
 
-use super::index::{vx_index, with_index_mut, Creds};
-use super::{read_params, vx_status};
-use crate::error::Error;
+use super::args::{field, init_params, read_params, Params};
+use super::boundary::{boundary, handle};
+use super::index::{vx_index, Creds};
+use super::vx_status;
+use crate::error::Result;
 use crate::index::{TrainParams, DEFAULT_SEED};
 
 /// Progress callback of vx_index_train_ex, called on the calling thread
@@ -18,7 +20,8 @@ pub type vx_train_progress_fn =
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct vx_train_params {
-    /// sizeof(vx_train_params), set by vx_train_params_init.
+    /// sizeof(vx_train_params), set by vx_train_params_init; a size this
+    /// library did not publish is refused (VX_STATUS_INVALID_ARGUMENT).
     pub struct_size: u32,
     /// Inverted lists (k-means centroids); 0 = round(sqrt(number of vectors)).
     pub n_lists: u32,
@@ -54,35 +57,50 @@ impl Default for vx_train_params {
     }
 }
 
+impl Params for vx_train_params {
+    const NAME: &'static str = "vx_train_params";
+    unsafe fn read_fields(p: *const Self) -> Self {
+        vx_train_params {
+            struct_size: field!(p.struct_size),
+            n_lists: field!(p.n_lists),
+            batch_size: field!(p.batch_size),
+            max_iters: field!(p.max_iters),
+            tolerance: field!(p.tolerance),
+            max_memory: field!(p.max_memory),
+            seed: field!(p.seed),
+            progress: field!(p.progress),
+            user_data: field!(p.user_data),
+        }
+    }
+}
+
 /// Fills `p` with defaults (and struct_size). NULL is ignored.
 ///
 /// Thread safety: safe from any thread. Since 0.1.0.
 #[no_mangle]
 pub unsafe extern "C" fn vx_train_params_init(p: *mut vx_train_params) {
-    if !p.is_null() {
-        *p = vx_train_params::default();
-    }
+    init_params(p)
 }
 
-unsafe fn train(index: *const vx_index, p: vx_train_params, key: *const u8, user_id: *const u8) -> vx_status {
+/// The body both training calls share.
+unsafe fn train(index: *const vx_index, p: vx_train_params, key: *const u8, user_id: *const u8) -> Result<()> {
+    let ix = handle(index)?.writing();
     let creds = Creds::read(key, user_id);
-    with_index_mut(index, |ix| {
-        let mut callback = |iteration: u32, max_iters: u32, objective: f64| match p.progress {
-            // SAFETY: the caller promised a valid function taking its own user_data.
-            Some(f) => unsafe { f(p.user_data, iteration, max_iters, objective) != 0 },
-            None => false,
-        };
-        let params = TrainParams {
-            n_lists: p.n_lists,
-            batch_size: p.batch_size,
-            max_iters: p.max_iters,
-            tolerance: p.tolerance,
-            max_memory_mib: p.max_memory,
-            seed: p.seed,
-            progress: if p.progress.is_some() { Some(&mut callback) } else { None },
-        };
-        ix.train(params, creds.access()).map(|_| ())
-    })
+    let mut callback = |iteration: u32, max_iters: u32, objective: f64| match p.progress {
+        // SAFETY: the caller promised a valid function taking its own user_data.
+        Some(f) => unsafe { f(p.user_data, iteration, max_iters, objective) != 0 },
+        None => false,
+    };
+    let params = TrainParams {
+        n_lists: p.n_lists,
+        batch_size: p.batch_size,
+        max_iters: p.max_iters,
+        tolerance: p.tolerance,
+        max_memory_mib: p.max_memory,
+        seed: p.seed,
+        progress: if p.progress.is_some() { Some(&mut callback) } else { None },
+    };
+    ix.train(params, creds.access()).map(|_| ())
 }
 
 /// Builds the IVF index: k-means over the stored vectors, then every item
@@ -113,7 +131,7 @@ pub unsafe extern "C" fn vx_index_train(
     user_id_ptr: *const u8,
 ) -> vx_status {
     let p = vx_train_params { n_lists, batch_size, max_iters, tolerance, max_memory, ..Default::default() };
-    train(index, p, key_ptr, user_id_ptr)
+    boundary(|| train(index, p, key_ptr, user_id_ptr))
 }
 
 /// vx_index_train with every parameter, a seed and a progress callback.
@@ -130,9 +148,5 @@ pub unsafe extern "C" fn vx_index_train_ex(
     key: *const u8,
     user_id: *const u8,
 ) -> vx_status {
-    let p = match read_params(params, vx_train_params::default(), 8, "vx_train_params") {
-        Ok(p) => p,
-        Err(e) => return super::boundary(|| Err::<(), Error>(e)),
-    };
-    train(index, p, key, user_id)
+    boundary(|| train(index, read_params(params)?, key, user_id))
 }
