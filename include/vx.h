@@ -39,6 +39,11 @@
 #define VX_USER_ID_LEN 16
 
 /**
+ * Length of an epoch (vx_index_epoch, vx_index_require_epoch).
+ */
+#define VX_EPOCH_LEN 40
+
+/**
  * Major version of this library.
  */
 #define VX_VERSION_MAJOR 0
@@ -46,7 +51,7 @@
 /**
  * Minor version of this library.
  */
-#define VX_VERSION_MINOR 2
+#define VX_VERSION_MINOR 3
 
 /**
  * Patch version of this library.
@@ -56,7 +61,7 @@
 /**
  * MAJOR * 1000000 + MINOR * 1000 + PATCH; compare with vx_version_number().
  */
-#define VX_VERSION_NUMBER 2000
+#define VX_VERSION_NUMBER 3000
 
 /**
  * ABI version: the SONAME is libvx.so.<VX_ABI_VERSION>.
@@ -612,13 +617,16 @@ vx_status vx_index_delete_index(const struct vx_index *index,
 VX_NODISCARD vx_status vx_index_refresh(const struct vx_index *index);
 
 /**
- * The index's epoch: the version of its committed state, which grows with
- * every write. Keep it outside the store (with your own records) and pass
- * it to vx_index_require_epoch after loading, to detect the one tampering
+ * The index's epoch: VX_EPOCH_LEN bytes naming its committed state, the
+ * state's version (which grows with every write and every change of user
+ * keys) and the digest of its manifest (which pins every stored object and
+ * the key record). Keep it outside the store (with your own records) and
+ * pass it to vx_index_require_epoch after loading, to detect the tampering
  * nothing inside the store can reveal: a rollback of the whole store to an
- * older, genuine state (see THREAT_MODEL.md).
+ * older, genuine state, or a fork (a restored backup written on again).
+ * See THREAT_MODEL.md. Changed in 0.3.0 (was a uint64_t version).
  *
- * @param out_epoch  receives the epoch (untouched on failure).
+ * @param out_epoch  VX_EPOCH_LEN bytes, receives the epoch (untouched on failure).
  * @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT, NOT_FOUND, WRONG_KEY,
  *         PERMISSION_DENIED (needs READ), POISONED, INTEGRITY, IO, STORAGE, PANIC.
  *
@@ -628,19 +636,22 @@ VX_NODISCARD
 vx_status vx_index_epoch(const struct vx_index *index,
                          const uint8_t *key,
                          const uint8_t *user_id,
-                         uint64_t *out_epoch);
+                         uint8_t *out_epoch);
 
 /**
  * Fails with VX_STATUS_INTEGRITY if the stored index is older than `epoch`
- * (the store was rolled back); on success the handle also refuses any older
- * state from then on.
+ * (the store was rolled back) or at the epoch's version but not its state
+ * (the store holds another history); on success the handle also refuses
+ * any older state from then on. A newer state passes. Changed in 0.3.0
+ * (took a uint64_t version).
  *
+ * @param epoch  VX_EPOCH_LEN bytes from vx_index_epoch.
  * @return VX_STATUS_OK, NULL_ARGUMENT, NOT_FOUND, WRONG_KEY, PERMISSION_DENIED,
  *         POISONED, INTEGRITY, IO, STORAGE, PANIC.
  *
  * Thread safety: safe concurrently with any call on the handle. Since 0.2.0.
  */
-VX_NODISCARD vx_status vx_index_require_epoch(const struct vx_index *index, uint64_t epoch);
+VX_NODISCARD vx_status vx_index_require_epoch(const struct vx_index *index, const uint8_t *epoch);
 
 /**
  * The index's name, valid until the handle is freed; NULL for NULL.

@@ -32,6 +32,7 @@ namespace vx {
 
 using Key = std::array<uint8_t, VX_KEY_LEN>;
 using UserId = std::array<uint8_t, VX_USER_ID_LEN>;
+using Epoch = std::array<uint8_t, VX_EPOCH_LEN>;
 
 /// A failed vx call: code() is the VX_STATUS_* value, what() the message.
 class Error : public std::runtime_error {
@@ -311,15 +312,16 @@ public:
 
     void refresh() { detail::check(vx_index_refresh(h_.get())); }
 
-    /// The version of the committed state; keep it outside the store and pass
-    /// it to require_epoch after loading to detect a rolled-back store.
-    uint64_t epoch(const Credentials &c = {}) const {
-        uint64_t e = 0;
-        detail::check(vx_index_epoch(h_.get(), c.key(), c.user(), &e));
+    /// The name of the committed state (its version and digest); keep it
+    /// outside the store and pass it to require_epoch after loading to detect
+    /// a rolled-back or forked store.
+    Epoch epoch(const Credentials &c = {}) const {
+        Epoch e{};
+        detail::check(vx_index_epoch(h_.get(), c.key(), c.user(), e.data()));
         return e;
     }
 
-    void require_epoch(uint64_t epoch) { detail::check(vx_index_require_epoch(h_.get(), epoch)); }
+    void require_epoch(const Epoch &epoch) { detail::check(vx_index_require_epoch(h_.get(), epoch.data())); }
 
     void delete_index(const Credentials &c = {}) { detail::check(vx_index_delete_index(h_.get(), c.key(), c.user())); }
 

@@ -34,9 +34,9 @@ pub use crypto::{SecretKey, KEY_LEN, USER_ID_LEN};
 pub use distance::Metric;
 pub use error::{Error, Result, Status};
 pub use index::{
-    include, Access, Hit, Index, IndexConfig, IndexType, Item, ItemRef, Precision, QueryParams, TrainParams,
-    TrainReport, TrainingState, UserEntry, MAX_CONTENTS_BYTES, MAX_ID_BYTES, MAX_METADATA_BYTES, PERMISSION_READ,
-    PERMISSION_WRITE,
+    include, Access, Epoch, Hit, Index, IndexConfig, IndexType, Item, ItemRef, Precision, QueryParams, TrainParams,
+    TrainReport, TrainingState, UserEntry, EPOCH_LEN, MAX_CONTENTS_BYTES, MAX_ID_BYTES, MAX_METADATA_BYTES,
+    PERMISSION_READ, PERMISSION_WRITE,
 };
 #[cfg(feature = "test-hooks")]
 pub use store::{MemoryStore, Op, Store, WriteBatch};

@@ -79,10 +79,10 @@ fn a_pinned_version_hint_neither_freezes_writers_nor_fakes_a_rollback() {
     pin.put(hint_key, stale_hint);
     assert!(store.write(pin).unwrap());
 
-    b.require_epoch(epoch).expect("the stored state is not older than the epoch");
+    b.require_epoch(&epoch).expect("the stored state is not older than the epoch");
     upsert(&b, "b", &[0.0, 1.0, 0.0, 0.0]);
     assert_eq!(b.num_vectors(Access::default()).unwrap(), 2);
-    assert_eq!(b.epoch(Access::default()).unwrap(), epoch + 1);
+    assert_eq!(b.epoch(Access::default()).unwrap().version(), epoch.version() + 1);
 }
 
 /// Defence: every key-record change commits a manifest naming the record's
@@ -113,7 +113,7 @@ fn a_key_record_put_back_from_a_backup_neither_revives_a_user_nor_passes_the_epo
     let fresh = Client::over_store(store.clone(), ClientOptions::default()).unwrap();
     let revived = fresh.load_index("revoked", Access { key: Some(&key(2)), user: Some(&user) });
     assert_eq!(revived.map(|_| ()).unwrap_err().status(), vx::Status::Integrity);
-    let status = fresh.load_index("revoked", as_root(&key(1))).and_then(|h| h.require_epoch(epoch));
+    let status = fresh.load_index("revoked", as_root(&key(1))).and_then(|h| h.require_epoch(&epoch));
     assert_eq!(status.unwrap_err().status(), vx::Status::Integrity);
     // A handle that was open all along refuses the old record too.
     assert_eq!(root.num_vectors(Access::default()).unwrap_err().status(), vx::Status::Integrity);
@@ -149,6 +149,7 @@ fn chunks_spliced_from_another_branch_of_the_history_are_detected() {
     let backup = store.scan_prefix(b"").unwrap();
     upsert(&index, "b", &[0.0, 1.0, 0.0, 0.0]);
     let branch_b = objects_of_kind(&*store, b'C');
+    let epoch_b = index.epoch(Access::default()).unwrap();
 
     let mut restore = vx::WriteBatch::default();
     for (k, _) in store.scan_prefix(b"").unwrap() {
@@ -159,6 +160,9 @@ fn chunks_spliced_from_another_branch_of_the_history_are_detected() {
     let writer = Client::over_store(store.clone(), ClientOptions::default()).unwrap();
     let index = writer.load_index("forked", as_root(&key(1))).unwrap();
     upsert(&index, "c", &[0.0, 0.0, 1.0, 0.0]);
+    // The same version as the epoch kept on branch B, another state.
+    assert_eq!(index.epoch(Access::default()).unwrap().version(), epoch_b.version());
+    assert_eq!(index.require_epoch(&epoch_b).unwrap_err().status(), vx::Status::Integrity);
     put_all(&*store, branch_b);
 
     let reader = Client::over_store(store.clone(), ClientOptions::default()).unwrap();

@@ -182,7 +182,14 @@ fn concurrent_writers_on_two_clients_lose_nothing() {
 /// touched nothing the reads need) or a clean error. Never another answer.
 /// The reader holds the index's epoch (kept outside the store), so even a
 /// rollback of everything to an older genuine state is caught.
-fn check_tampered(store: &str, what: &str, owner: &Client, epoch: u64, q: &[f32], expected: &[Answer]) -> &'static str {
+fn check_tampered(
+    store: &str,
+    what: &str,
+    owner: &Client,
+    epoch: &vx::Epoch,
+    q: &[f32],
+    expected: &[Answer],
+) -> &'static str {
     let store_obj = owner.raw_store();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> vx::Result<_> {
         // A fresh client (a cold cache) reads every object the index names:
@@ -296,7 +303,7 @@ fn tampering_is_detected_on_every_store() {
         let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
         for (what, changes) in &edits {
             apply(changes);
-            let outcome = check_tampered(&store, what, &client, epoch, &q, &expected);
+            let outcome = check_tampered(&store, what, &client, &epoch, &q, &expected);
             // Every object is read, so every edit shows, except of the
             // version hint (a clear-text cache hint that only triggers a
             // reload of the authenticated manifest).
@@ -306,7 +313,7 @@ fn tampering_is_detected_on_every_store() {
             let undo: Vec<_> = changes.iter().map(|(k, _)| (k.clone(), pristine.get(k).cloned())).collect();
             apply(&undo);
         }
-        assert_eq!(check_tampered(&store, "nothing (restored)", &client, epoch, &q, &expected), "unchanged");
+        assert_eq!(check_tampered(&store, "nothing (restored)", &client, &epoch, &q, &expected), "unchanged");
         let _ = writeln!(std::io::stderr(), "{store}: {} edits, outcomes {outcomes:?}", edits.len());
 
         // Without the epoch, that whole rollback is indistinguishable from
@@ -315,7 +322,7 @@ fn tampering_is_detected_on_every_store() {
         let rollback: Vec<_> = old.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
         apply(&rollback);
         let index = load(&second_client(&client, &uri));
-        assert!(index.epoch(Access::default()).unwrap() < epoch, "{store}");
-        assert_eq!(index.require_epoch(epoch).unwrap_err().status(), Status::Integrity, "{store}");
+        assert!(index.epoch(Access::default()).unwrap().version() < epoch.version(), "{store}");
+        assert_eq!(index.require_epoch(&epoch).unwrap_err().status(), Status::Integrity, "{store}");
     }
 }

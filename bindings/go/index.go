@@ -404,25 +404,30 @@ func (x *Index) Train(o *TrainOptions, c *Creds) error {
 	})
 }
 
-// Epoch is the version of the committed state. Keep it outside the store
-// and pass it to RequireEpoch after loading to detect a rolled-back store.
-func (x *Index) Epoch(c *Creds) (uint64, error) {
-	var e C.uint64_t
+// Epoch names a committed state of an index: its version and digest.
+type Epoch [EpochLen]byte
+
+// Epoch is the name of the committed state. Keep it outside the store and
+// pass it to RequireEpoch after loading to detect a rolled-back or forked
+// store.
+func (x *Index) Epoch(c *Creds) (Epoch, error) {
+	var e Epoch
 	err := x.with(func(ix *C.vx_index) error {
 		k, u, err := c.ptrs()
 		if err != nil {
 			return err
 		}
 		defer c.keepAlive()
-		return call(func() C.vx_status { return C.vx_index_epoch(ix, k, u, &e) })
+		return call(func() C.vx_status { return C.vx_index_epoch(ix, k, u, (*C.uint8_t)(&e[0])) })
 	})
-	return uint64(e), err
+	return e, err
 }
 
-// RequireEpoch fails with ErrIntegrity if the stored index is older than epoch.
-func (x *Index) RequireEpoch(epoch uint64) error {
+// RequireEpoch fails with ErrIntegrity if the stored index is older than
+// epoch, or at its version but another state.
+func (x *Index) RequireEpoch(epoch Epoch) error {
 	return x.with(func(ix *C.vx_index) error {
-		return call(func() C.vx_status { return C.vx_index_require_epoch(ix, C.uint64_t(epoch)) })
+		return call(func() C.vx_status { return C.vx_index_require_epoch(ix, (*C.uint8_t)(&epoch[0])) })
 	})
 }
 

@@ -128,6 +128,7 @@ var ErrClosed = errors.New("vx: use of a closed handle")
 const (
 	KeyLen    = C.VX_KEY_LEN
 	UserIDLen = C.VX_USER_ID_LEN
+	EpochLen  = C.VX_EPOCH_LEN
 )
 
 // Metrics.

@@ -146,6 +146,10 @@ impl OutParam for u64 {
     fn reset(&mut self) {}
 }
 
+impl OutParam for [u8; super::VX_EPOCH_LEN] {
+    fn reset(&mut self) {}
+}
+
 /// The one way to take a required out-param; call it first in the body, so
 /// the reset happens whatever fails next.
 pub(crate) unsafe fn out_param<'a, T: OutParam>(p: *mut T, name: &str) -> Result<&'a mut T> {

@@ -6,11 +6,11 @@ use super::args::{c_str, field, init_params, key_arg, read_params, slice, user_a
 use super::boundary::{boundary, free_box, guard, handle, into_c, out_param, Handle};
 use super::client::vx_client;
 use super::results::{vx_items, vx_string_list, CText};
-use super::vx_status;
+use super::{vx_status, VX_EPOCH_LEN};
 use crate::crypto::SecretKey;
 use crate::distance::Metric;
 use crate::error::{Error, Result};
-use crate::index::{Access, Index, IndexConfig, IndexType, ItemRef, Precision, TrainingState};
+use crate::index::{Access, Epoch, Index, IndexConfig, IndexType, ItemRef, Precision, TrainingState};
 
 /// Euclidean distance (the default).
 pub const VX_METRIC_EUCLIDEAN: u32 = 0;
@@ -274,13 +274,16 @@ pub unsafe extern "C" fn vx_index_refresh(index: *const vx_index) -> vx_status {
     boundary(|| handle(index)?.inner.refresh())
 }
 
-/// The index's epoch: the version of its committed state, which grows with
-/// every write. Keep it outside the store (with your own records) and pass
-/// it to vx_index_require_epoch after loading, to detect the one tampering
+/// The index's epoch: VX_EPOCH_LEN bytes naming its committed state, the
+/// state's version (which grows with every write and every change of user
+/// keys) and the digest of its manifest (which pins every stored object and
+/// the key record). Keep it outside the store (with your own records) and
+/// pass it to vx_index_require_epoch after loading, to detect the tampering
 /// nothing inside the store can reveal: a rollback of the whole store to an
-/// older, genuine state (see THREAT_MODEL.md).
+/// older, genuine state, or a fork (a restored backup written on again).
+/// See THREAT_MODEL.md. Changed in 0.3.0 (was a uint64_t version).
 ///
-/// @param out_epoch  receives the epoch (untouched on failure).
+/// @param out_epoch  VX_EPOCH_LEN bytes, receives the epoch (untouched on failure).
 /// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT, NOT_FOUND, WRONG_KEY,
 ///         PERMISSION_DENIED (needs READ), POISONED, INTEGRITY, IO, STORAGE, PANIC.
 ///
@@ -291,27 +294,34 @@ pub unsafe extern "C" fn vx_index_epoch(
     index: *const vx_index,
     key: *const u8,
     user_id: *const u8,
-    out_epoch: *mut u64,
+    out_epoch: *mut u8,
 ) -> vx_status {
     boundary(|| {
-        let out = out_param(out_epoch, "out_epoch")?;
-        *out = handle(index)?.inner.epoch(Creds::read(key, user_id).access())?;
+        let out = out_param(out_epoch.cast::<[u8; VX_EPOCH_LEN]>(), "out_epoch")?;
+        *out = handle(index)?.inner.epoch(Creds::read(key, user_id).access())?.0;
         Ok(())
     })
 }
 
 /// Fails with VX_STATUS_INTEGRITY if the stored index is older than `epoch`
-/// (the store was rolled back); on success the handle also refuses any older
-/// state from then on.
+/// (the store was rolled back) or at the epoch's version but not its state
+/// (the store holds another history); on success the handle also refuses
+/// any older state from then on. A newer state passes. Changed in 0.3.0
+/// (took a uint64_t version).
 ///
+/// @param epoch  VX_EPOCH_LEN bytes from vx_index_epoch.
 /// @return VX_STATUS_OK, NULL_ARGUMENT, NOT_FOUND, WRONG_KEY, PERMISSION_DENIED,
 ///         POISONED, INTEGRITY, IO, STORAGE, PANIC.
 ///
 /// Thread safety: safe concurrently with any call on the handle. Since 0.2.0.
 #[must_use]
 #[no_mangle]
-pub unsafe extern "C" fn vx_index_require_epoch(index: *const vx_index, epoch: u64) -> vx_status {
-    boundary(|| handle(index)?.inner.require_epoch(epoch))
+pub unsafe extern "C" fn vx_index_require_epoch(index: *const vx_index, epoch: *const u8) -> vx_status {
+    boundary(|| {
+        let index = handle(index)?;
+        let bytes = slice(epoch, VX_EPOCH_LEN, "epoch")?;
+        index.inner.require_epoch(&Epoch(bytes.try_into().expect("VX_EPOCH_LEN bytes")))
+    })
 }
 
 /// The index's name, valid until the handle is freed; NULL for NULL.

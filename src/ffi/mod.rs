@@ -41,15 +41,17 @@ pub type vx_status = i32;
 pub const VX_KEY_LEN: usize = 32;
 /// Length of a user id.
 pub const VX_USER_ID_LEN: usize = 16;
+/// Length of an epoch (vx_index_epoch, vx_index_require_epoch).
+pub const VX_EPOCH_LEN: usize = 40;
 
 /// Major version of this library.
 pub const VX_VERSION_MAJOR: u32 = 0;
 /// Minor version of this library.
-pub const VX_VERSION_MINOR: u32 = 2;
+pub const VX_VERSION_MINOR: u32 = 3;
 /// Patch version of this library.
 pub const VX_VERSION_PATCH: u32 = 0;
 /// MAJOR * 1000000 + MINOR * 1000 + PATCH; compare with vx_version_number().
-pub const VX_VERSION_NUMBER: u32 = 2000;
+pub const VX_VERSION_NUMBER: u32 = 3000;
 /// ABI version: the SONAME is libvx.so.<VX_ABI_VERSION>.
 pub const VX_ABI_VERSION: u32 = 0;
 
@@ -151,6 +153,7 @@ mod tests {
     fn literal_constants_match_the_library() {
         assert_eq!(VX_KEY_LEN, KEY_LEN);
         assert_eq!(VX_USER_ID_LEN, USER_ID_LEN);
+        assert_eq!(VX_EPOCH_LEN, crate::EPOCH_LEN);
         use crate::index::include;
         assert_eq!(
             (VX_INCLUDE_DISTANCE, VX_INCLUDE_METADATA, VX_INCLUDE_CONTENTS, VX_INCLUDE_VECTOR),

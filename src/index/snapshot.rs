@@ -9,11 +9,35 @@ use std::sync::{Arc, OnceLock};
 use super::access::Need;
 use super::manifest::Manifest;
 use super::{key_record_key, Access, Index};
+use crate::crypto::{digest, DIGEST_LEN};
 use crate::error::{Error, Result};
 
 /// How often a read restarts on a newer state when writes keep landing
 /// under it (and how often a stale key record is re-read).
 pub(super) const READ_ATTEMPTS: usize = 5;
+
+/// Bytes of an epoch: the version (8, little-endian) and the SHA-256 of the
+/// stored manifest (32).
+pub const EPOCH_LEN: usize = 8 + DIGEST_LEN;
+
+/// A committed state of an index, named so that no other state has the
+/// same name (see [`Index::epoch`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Epoch(pub [u8; EPOCH_LEN]);
+
+impl Epoch {
+    fn of(snap: &Snapshot) -> Epoch {
+        let mut e = [0u8; EPOCH_LEN];
+        e[..8].copy_from_slice(&snap.manifest.version.to_le_bytes());
+        e[8..].copy_from_slice(&digest(&snap.stored));
+        Epoch(e)
+    }
+
+    /// The state's version (a counter of commits).
+    pub fn version(&self) -> u64 {
+        u64::from_le_bytes(self.0[..8].try_into().unwrap())
+    }
+}
 
 /// The manifest a handle currently works from, with its exact stored bytes
 /// (the compare-and-set guard of the next write).
@@ -140,24 +164,35 @@ impl Index {
         self.begin_read(Access::default()).map(|_| ())
     }
 
-    /// The version of the committed state this handle reads: a number that
-    /// grows with every write. A caller who keeps it outside the store can
-    /// hand it to [`Index::require_epoch`] later to detect a rollback of the
-    /// whole store (every object genuine, just old), which nothing inside the
-    /// store can reveal. READ permission.
-    pub fn epoch(&self, access: Access<'_>) -> Result<u64> {
+    /// The committed state this handle reads, named by its version (which
+    /// grows with every write and every key-record change) and the digest of
+    /// its manifest (which pins every object and the key record's
+    /// generation). A caller who keeps it outside the store can hand it to
+    /// [`Index::require_epoch`] later to detect a rollback or a fork of the
+    /// store (every object genuine, just old or from another branch), which
+    /// nothing inside the store can reveal. READ permission.
+    pub fn epoch(&self, access: Access<'_>) -> Result<Epoch> {
         self.begin_read(access)?;
-        Ok(self.reload()?.manifest.version)
+        Ok(Epoch::of(&*self.reload()?))
     }
 
-    /// `INTEGRITY` if the stored state is older than `epoch` (a rollback);
-    /// afterwards this handle also refuses any state older than it.
-    pub fn require_epoch(&self, epoch: u64) -> Result<()> {
+    /// `INTEGRITY` if the stored state is older than `epoch` (a rollback) or
+    /// at its version but another state (a fork); afterwards this handle
+    /// also refuses any state older than it. A newer state passes: its
+    /// descent from `epoch` cannot be checked without the states between.
+    pub fn require_epoch(&self, epoch: &Epoch) -> Result<()> {
         self.begin_read(Access::default())?;
-        let have = self.reload()?.manifest.version;
-        if have < epoch {
+        let have = Epoch::of(&*self.reload()?);
+        let (kept, now) = (epoch.version(), have.version());
+        if now < kept {
             return Err(Error::integrity(format!(
-                "index '{}' is at version {have}, older than the epoch {epoch} you kept: the store was rolled back",
+                "index '{}' is at version {now}, older than the epoch {kept} you kept: the store was rolled back",
+                self.name
+            )));
+        }
+        if now == kept && have != *epoch {
+            return Err(Error::integrity(format!(
+                "index '{}' at version {now} is not the state of the epoch you kept: the store holds another history",
                 self.name
             )));
         }

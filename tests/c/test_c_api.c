@@ -750,17 +750,28 @@ static void test_access(const char *dir) {
     EXPECT(vx_index_list_user_keys(root, NULL, &users), VX_STATUS_OK);
     CHECK(vx_user_list_len(users) == 3);
     vx_user_list_free(users);
-    /* Epochs: a caller-kept version detects a store older than it. */
-    uint64_t epoch = 0, epoch2 = 0;
-    EXPECT(vx_index_epoch(root, NULL, NULL, &epoch), VX_STATUS_OK);
+    /* Epochs: a caller-kept state name detects a store older than it, or
+     * another state at its version (a fork). */
+    uint8_t epoch[VX_EPOCH_LEN], epoch2[VX_EPOCH_LEN], forged[VX_EPOCH_LEN];
+    EXPECT(vx_index_epoch(root, NULL, NULL, epoch), VX_STATUS_OK);
     EXPECT(vx_index_epoch(root, NULL, NULL, NULL), VX_STATUS_NULL_ARGUMENT);
-    EXPECT(vx_index_epoch(ix, NULL, NULL, &epoch2), VX_STATUS_PERMISSION_DENIED); /* the writer cannot read */
+    EXPECT(vx_index_epoch(ix, NULL, NULL, epoch2), VX_STATUS_PERMISSION_DENIED); /* the writer cannot read */
     EXPECT(vx_index_require_epoch(root, epoch), VX_STATUS_OK);
-    EXPECT(vx_index_require_epoch(root, epoch + 1), VX_STATUS_INTEGRITY);
+    uint64_t version;
+    memcpy(forged, epoch, VX_EPOCH_LEN);
+    memcpy(&version, forged, 8); /* the version, little-endian like this host */
+    version += 1;
+    memcpy(forged, &version, 8);
+    EXPECT(vx_index_require_epoch(root, forged), VX_STATUS_INTEGRITY); /* a future state: a rollback */
+    memcpy(forged, epoch, VX_EPOCH_LEN);
+    forged[VX_EPOCH_LEN - 1] ^= 1; /* same version, another state */
+    EXPECT(vx_index_require_epoch(root, forged), VX_STATUS_INTEGRITY);
     EXPECT(vx_index_upsert(ix, 1, aids, avec, AD, NULL, NULL, NULL, NULL, NULL), VX_STATUS_OK);
-    EXPECT(vx_index_epoch(root, NULL, NULL, &epoch2), VX_STATUS_OK);
-    CHECK(epoch2 > epoch);
-    EXPECT(vx_index_require_epoch(NULL, 1), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_epoch(root, NULL, NULL, epoch2), VX_STATUS_OK);
+    CHECK(memcmp(epoch, epoch2, VX_EPOCH_LEN) != 0);
+    EXPECT(vx_index_require_epoch(root, epoch), VX_STATUS_OK); /* a newer state passes */
+    EXPECT(vx_index_require_epoch(NULL, epoch), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_require_epoch(root, NULL), VX_STATUS_NULL_ARGUMENT);
     EXPECT(vx_index_delete_index(ix, NULL, NULL), VX_STATUS_PERMISSION_DENIED);
     EXPECT(vx_index_delete_index(root, NULL, NULL), VX_STATUS_OK);
     EXPECT(vx_index_num_vectors(root, NULL, NULL, &n), VX_STATUS_NOT_FOUND);

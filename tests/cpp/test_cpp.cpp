@@ -67,9 +67,11 @@ int main() {
     CHECK(status_of([&] { moved.upsert({"a"}, {1, 2, 3}, 2); }) == VX_STATUS_INVALID_ARGUMENT);
     CHECK(status_of([&] { vx::Client bad("s3://nope"); }) == VX_STATUS_INVALID_ARGUMENT);
 
-    uint64_t epoch = moved.epoch();
+    vx::Epoch epoch = moved.epoch();
     moved.require_epoch(epoch);
-    CHECK(status_of([&] { moved.require_epoch(epoch + 1); }) == VX_STATUS_INTEGRITY);
+    vx::Epoch forked = epoch;
+    forked.back() ^= 1; // the same version, another state
+    CHECK(status_of([&] { moved.require_epoch(forked); }) == VX_STATUS_INTEGRITY);
 
     // Per-user keys: a reader reads and cannot write; deleted, it gets WRONG_KEY.
     vx::UserId reader{};
