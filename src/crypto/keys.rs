@@ -2,14 +2,18 @@
 //!
 //! ```text
 //! index key (root KEK, caller's, never stored)
-//!   └─ HKDF(salt = index id) ──> wrap key ──AES-GCM──> wrapped data key (stored)
+//!   └─ HKDF(salt = index id) ──> wrap key ──AES-GCM──> root wrap (stored): data key,
+//!                           │                          writer seed, root secret
 //!                           └──> key-check value (stored; tells WRONG_KEY from INTEGRITY)
 //! user key (a user's KEK, never stored)
-//!   └─ HKDF(salt = index id) ──> wrap key ──AES-GCM──> one wrap per permission (stored)
+//!   └─ HKDF(salt = index id) ──> wrap key ──AES-GCM──> one wrap per permission (stored):
+//!                           │                          READ: data key; WRITE: + writer seed
 //!                           └──> locator key: where each wrap is filed
-//! data key (random, 32 bytes)
-//!   └─ HKDF(salt = index id) ──> a token key per purpose (ids, chunk and bucket numbers),
-//!                                AEAD key per key version (rotated before 2^31 encryptions)
+//! data key of generation g (random, 32 bytes; a new one after every revocation)
+//!   └─ HKDF(salt = index id) ──> AEAD key per key version (rotated before 2^31 encryptions)
+//! data key of generation 1 ──> a token key per purpose (ids, chunk and bucket numbers)
+//! writer seed ──> Ed25519 key that signs manifests; root secret ──> Ed25519 key that signs
+//!                 the key record, and the key that seals each user's wrap and locator keys
 //! ```
 
 use std::collections::HashMap;
@@ -17,11 +21,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use aes_gcm::Aes256Gcm;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use super::{cipher_for, derive_key, open_into, open_with, random_bytes, seal_with, Token, Tokenizer, SEAL_OVERHEAD};
+use super::{
+    cipher_for, derive_key, open_into, open_with, random_bytes, seal_with, PublicKey, Token, Tokenizer, SEAL_OVERHEAD,
+};
 use crate::error::Result;
 
 pub const KEY_LEN: usize = 32;
@@ -82,19 +88,26 @@ pub struct WrapContext<'a> {
     pub name: &'a str,
     pub principal: &'a [u8; USER_ID_LEN],
     pub perms: u8,
-    pub key_version: u32,
+    /// The data-key generation the wrap holds.
+    pub generation: u32,
+    /// The signing keys the record names: a wrap opens only beside the
+    /// public keys the root bound it to, so whoever opens it can trust them.
+    pub root_public: &'a PublicKey,
+    pub writer_public: &'a PublicKey,
 }
 
 impl WrapContext<'_> {
     fn ad(&self) -> Vec<u8> {
-        let mut ad = Vec::with_capacity(64 + self.name.len());
-        ad.extend_from_slice(b"vx1 wrapped data key");
+        let mut ad = Vec::with_capacity(128 + self.name.len());
+        ad.extend_from_slice(b"vx1 wrapped keys");
         ad.extend_from_slice(self.index_id);
         ad.extend_from_slice(&(self.name.len() as u64).to_le_bytes());
         ad.extend_from_slice(self.name.as_bytes());
         ad.extend_from_slice(self.principal);
         ad.push(self.perms);
-        ad.extend_from_slice(&self.key_version.to_le_bytes());
+        ad.extend_from_slice(&self.generation.to_le_bytes());
+        ad.extend_from_slice(self.root_public);
+        ad.extend_from_slice(self.writer_public);
         ad
     }
 }
@@ -104,21 +117,48 @@ impl WrapContext<'_> {
 /// `INTEGRITY` for the root) and a locator key (lets a user find its wraps
 /// without the store learning the user id).
 pub struct Kek {
+    wrap_key: SecretKey,
+    locator_key: SecretKey,
     wrap: Aes256Gcm,
     kcv: [u8; KCV_LEN],
     locators: Tokenizer,
 }
+
+/// Bytes of [`Kek::export`].
+pub const KEK_EXPORT_LEN: usize = 2 * KEY_LEN;
 
 impl Kek {
     pub fn new(kek: &SecretKey, index_id: &[u8; 16]) -> Kek {
         let kcv_full = derive_key(kek.bytes(), index_id, &[b"vx1 key check value"]);
         let mut kcv = [0u8; KCV_LEN];
         kcv.copy_from_slice(&kcv_full.bytes()[..KCV_LEN]);
-        Kek {
-            wrap: cipher_for(&derive_key(kek.bytes(), index_id, &[b"vx1 wrap key"])),
-            kcv,
-            locators: Tokenizer::new(&derive_key(kek.bytes(), index_id, &[b"vx1 user locator"])),
+        let wrap_key = derive_key(kek.bytes(), index_id, &[b"vx1 wrap key"]);
+        let locator_key = derive_key(kek.bytes(), index_id, &[b"vx1 user locator"]);
+        Kek::from_parts(wrap_key, locator_key, kcv)
+    }
+
+    fn from_parts(wrap_key: SecretKey, locator_key: SecretKey, kcv: [u8; KCV_LEN]) -> Kek {
+        Kek { wrap: cipher_for(&wrap_key), locators: Tokenizer::new(&locator_key), wrap_key, locator_key, kcv }
+    }
+
+    /// The derived keys that wrap for this principal and file its wraps: what
+    /// the root keeps (sealed) to re-wrap a user's keys without its key.
+    pub fn export(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(KEK_EXPORT_LEN));
+        out.extend_from_slice(self.wrap_key.bytes());
+        out.extend_from_slice(self.locator_key.bytes());
+        out
+    }
+
+    /// The `Kek` of an [`Kek::export`] (without a key-check value, which
+    /// only the root's needs).
+    pub fn import(bytes: &[u8]) -> Option<Kek> {
+        if bytes.len() != KEK_EXPORT_LEN {
+            return None;
         }
+        let wrap_key = SecretKey::from_bytes(bytes[..KEY_LEN].try_into().ok()?);
+        let locator_key = SecretKey::from_bytes(bytes[KEY_LEN..].try_into().ok()?);
+        Some(Kek::from_parts(wrap_key, locator_key, [0; KCV_LEN]))
     }
 
     pub fn check_value(&self) -> [u8; KCV_LEN] {
@@ -136,27 +176,36 @@ impl Kek {
         self.locators.token(&[user_id, &[perm]])
     }
 
-    pub fn wrap(&self, data_key: &SecretKey, ctx: &WrapContext<'_>) -> Result<Vec<u8>> {
+    /// Seals `keys` (one or more 32-byte secrets) for this principal.
+    pub fn wrap(&self, keys: &[&SecretKey], ctx: &WrapContext<'_>) -> Result<Vec<u8>> {
+        let mut plain = Zeroizing::new(Vec::with_capacity(keys.len() * KEY_LEN));
+        keys.iter().for_each(|k| plain.extend_from_slice(k.bytes()));
         let mut sealed = Vec::new();
-        seal_with(&self.wrap, &ctx.ad(), data_key.bytes(), &mut sealed)?;
+        seal_with(&self.wrap, &ctx.ad(), &plain, &mut sealed)?;
         Ok(sealed)
     }
 
-    /// `None` if the wrap does not open under this key and context.
-    pub fn unwrap(&self, ctx: &WrapContext<'_>, sealed: &[u8]) -> Option<SecretKey> {
+    /// The 32-byte secrets of a wrap; `None` if it does not open under this
+    /// key and context.
+    pub fn unwrap(&self, ctx: &WrapContext<'_>, sealed: &[u8]) -> Option<Vec<SecretKey>> {
         let plain = open_with(&self.wrap, &ctx.ad(), sealed)?;
-        let bytes: &[u8; KEY_LEN] = plain.as_slice().try_into().ok()?;
-        Some(SecretKey::from_bytes(bytes))
+        if plain.is_empty() || plain.len() % KEY_LEN != 0 {
+            return None;
+        }
+        Some(plain.chunks_exact(KEY_LEN).map(|k| SecretKey::from_bytes(k.try_into().unwrap())).collect())
     }
 }
 
-/// The working keys of one index, derived from its data key: token keys by
-/// purpose and one AEAD key per key version. What the objects are is the
-/// index's business; here an object is a domain byte, a token and a version,
-/// all bound into the associated data.
+/// The working keys of one index, derived from its data keys: token keys by
+/// purpose (from the first generation's) and one AEAD key per key version
+/// (from the generation that version belongs to). What the objects are is
+/// the index's business; here an object is a domain byte, a token and a
+/// version, all bound into the associated data.
 pub struct DataKeys {
     index_id: [u8; 16],
-    data_key: SecretKey,
+    /// Every data-key generation, oldest first: the first AEAD key version
+    /// sealed under it, and the key.
+    generations: RwLock<Vec<(u32, SecretKey)>>,
     ciphers: Mutex<HashMap<u32, Arc<Aes256Gcm>>>,
 }
 
@@ -167,25 +216,43 @@ impl std::fmt::Debug for DataKeys {
 }
 
 impl DataKeys {
-    pub fn new(data_key: SecretKey, index_id: [u8; 16]) -> DataKeys {
-        DataKeys { ciphers: Mutex::new(HashMap::new()), index_id, data_key }
+    /// `generations`: (first key version, data key) of each generation,
+    /// oldest first, the first starting at key version 0.
+    pub fn new(generations: Vec<(u32, SecretKey)>, index_id: [u8; 16]) -> DataKeys {
+        assert!(generations.first().is_some_and(|g| g.0 == 0), "generation 1 starts at key version 0");
+        DataKeys { ciphers: Mutex::new(HashMap::new()), index_id, generations: RwLock::new(generations) }
     }
 
-    /// The token generator for one purpose (e.g. `b"id token"`).
+    /// The token generator for one purpose (e.g. `b"id token"`): from the
+    /// first generation's key, so object names never change.
     pub fn tokenizer(&self, purpose: &[u8]) -> Tokenizer {
-        Tokenizer::new(&derive_key(self.data_key.bytes(), &self.index_id, &[b"vx1 ", purpose]))
+        Tokenizer::new(&derive_key(self.generations.read()[0].1.bytes(), &self.index_id, &[b"vx1 ", purpose]))
     }
 
-    pub fn data_key(&self) -> &SecretKey {
-        &self.data_key
+    /// Whether `other` names the same first data key (the same index).
+    pub fn same_index(&self, other: &[(u32, SecretKey)]) -> bool {
+        other.first().is_some_and(|g| *g == self.generations.read()[0])
+    }
+
+    /// Takes the generations a newer key record holds; `false` (nothing
+    /// changes) unless they extend the ones known.
+    pub fn extend(&self, generations: &[(u32, SecretKey)]) -> bool {
+        let mut known = self.generations.write();
+        if generations.len() < known.len() || known.iter().zip(generations).any(|(a, b)| a != b) {
+            return false;
+        }
+        let have = known.len();
+        known.extend(generations[have..].iter().map(|(v, k)| (*v, k.clone())));
+        true
     }
 
     fn cipher(&self, key_version: u32) -> Arc<Aes256Gcm> {
         let mut map = self.ciphers.lock();
         map.entry(key_version)
             .or_insert_with(|| {
-                let k =
-                    derive_key(self.data_key.bytes(), &self.index_id, &[b"vx1 aead key ", &key_version.to_le_bytes()]);
+                let generations = self.generations.read();
+                let (_, key) = generations.iter().rev().find(|(first, _)| *first <= key_version).expect("generation 1");
+                let k = derive_key(key.bytes(), &self.index_id, &[b"vx1 aead key ", &key_version.to_le_bytes()]);
                 Arc::new(cipher_for(&k))
             })
             .clone()
@@ -288,12 +355,24 @@ mod tests {
     fn wraps_bound_to_their_context() {
         let kek = Kek::new(&SecretKey::from_bytes(&[3u8; 32]), &[9u8; 16]);
         let dk = SecretKey::random().unwrap();
-        let ctx =
-            |name, perms| WrapContext { index_id: &[9u8; 16], name, principal: &[0u8; 16], perms, key_version: 1 };
-        let sealed = kek.wrap(&dk, &ctx("n", 3)).unwrap();
-        assert!(kek.unwrap(&ctx("n", 3), &sealed).unwrap() == dk);
+        let ctx = |name, perms| WrapContext {
+            index_id: &[9u8; 16],
+            name,
+            principal: &[0u8; 16],
+            perms,
+            generation: 1,
+            root_public: &[1; 32],
+            writer_public: &[2; 32],
+        };
+        let sealed = kek.wrap(&[&dk, &dk], &ctx("n", 3)).unwrap();
+        assert!(kek.unwrap(&ctx("n", 3), &sealed).unwrap() == vec![dk.clone(), dk.clone()]);
         assert!(kek.unwrap(&ctx("other", 3), &sealed).is_none());
         assert!(kek.unwrap(&ctx("n", 1), &sealed).is_none());
+        let other_writer = WrapContext { writer_public: &[3; 32], ..ctx("n", 3) };
+        assert!(kek.unwrap(&other_writer, &sealed).is_none());
+        let imported = Kek::import(&kek.export()).unwrap();
+        assert!(imported.unwrap(&ctx("n", 3), &sealed).is_some());
+        assert_eq!(imported.locator(&[1; 16], 1), kek.locator(&[1; 16], 1));
         let other = Kek::new(&SecretKey::from_bytes(&[4u8; 32]), &[9u8; 16]);
         assert!(other.unwrap(&ctx("n", 3), &sealed).is_none());
         assert!(!other.matches(&kek.check_value()) && kek.matches(&kek.check_value()));
@@ -306,13 +385,13 @@ mod tests {
         let k = SecretKey::from_bytes(&[0xAB; 32]);
         let s = format!("{k:?}");
         assert!(!s.contains("171") && !s.to_lowercase().contains("ab,"), "{s}");
-        let dk = DataKeys::new(k, [0; 16]);
+        let dk = DataKeys::new(vec![(0, k)], [0; 16]);
         assert_eq!(format!("{dk:?}"), "DataKeys([redacted])");
     }
 
     #[test]
     fn objects_bound_to_place_and_version() {
-        let dk = DataKeys::new(SecretKey::from_bytes(&[5u8; 32]), [1; 16]);
+        let dk = DataKeys::new(vec![(0, SecretKey::from_bytes(&[5u8; 32]))], [1; 16]);
         let s = dk.sealer(0);
         let t = [7u8; 16];
         let sealed = s.seal(b'C', &t, 5, b"payload").unwrap();
@@ -321,18 +400,36 @@ mod tests {
         assert!(dk.open(0, b'C', &t, 4, &sealed).is_none());
         assert!(dk.open(0, b'B', &t, 5, &sealed).is_none());
         assert!(dk.open(0, b'C', &[8u8; 16], 5, &sealed).is_none());
-        let other = DataKeys::new(SecretKey::from_bytes(&[5u8; 32]), [2; 16]);
+        let other = DataKeys::new(vec![(0, SecretKey::from_bytes(&[5u8; 32]))], [2; 16]);
         assert!(other.open(0, b'C', &t, 5, &sealed).is_none());
         let mut out = vec![0u8; DataKeys::plaintext_len(&sealed).unwrap()];
         assert!(dk.open_into(0, b'C', &t, 5, &sealed, &mut out) && out == b"payload");
         assert!(!dk.open_into(0, b'C', &t, 6, &sealed, &mut out));
     }
 
+    #[test]
+    fn each_generation_seals_its_own_key_versions() {
+        let g1 = SecretKey::from_bytes(&[5u8; 32]);
+        let dk = DataKeys::new(vec![(0, g1.clone())], [1; 16]);
+        let t = [7u8; 16];
+        let old = dk.sealer(3).seal(b'C', &t, 5, b"old").unwrap();
+        let tokens = dk.tokenizer(b"id token").token(&[b"a"]);
+        assert!(!dk.extend(&[(0, SecretKey::from_bytes(&[6u8; 32]))]), "another index's keys");
+        assert!(dk.extend(&[(0, g1), (4, SecretKey::from_bytes(&[6u8; 32]))]));
+        let new = dk.sealer(4).seal(b'C', &t, 6, b"new").unwrap();
+        assert_eq!(&dk.open(4, b'C', &t, 5, &old).unwrap()[..], b"old");
+        assert_eq!(&dk.open(4, b'C', &t, 6, &new).unwrap()[..], b"new");
+        assert_eq!(dk.tokenizer(b"id token").token(&[b"a"]), tokens);
+        // Generation 1's key alone opens nothing sealed under generation 2.
+        let revoked = DataKeys::new(vec![(0, SecretKey::from_bytes(&[5u8; 32]))], [1; 16]);
+        assert!(revoked.open(4, b'C', &t, 6, &new).is_none());
+    }
+
     /// A tampered store presents an object under ever new key versions:
     /// before, each one derived and kept another cipher.
     #[test]
     fn key_versions_above_the_newest_are_refused_before_any_derivation() {
-        let dk = DataKeys::new(SecretKey::from_bytes(&[5u8; 32]), [1; 16]);
+        let dk = DataKeys::new(vec![(0, SecretKey::from_bytes(&[5u8; 32]))], [1; 16]);
         let t = [7u8; 16];
         let mut sealed = dk.sealer(2).seal(b'C', &t, 5, b"payload").unwrap();
         assert!(dk.open(2, b'C', &t, 5, &sealed).is_some());

@@ -31,6 +31,42 @@ pub fn digest(bytes: &[u8]) -> Digest {
     Sha256::digest(bytes).into()
 }
 
+pub const PUBLIC_KEY_LEN: usize = 32;
+pub const SIGNATURE_LEN: usize = 64;
+pub type PublicKey = [u8; PUBLIC_KEY_LEN];
+pub type Signature = [u8; SIGNATURE_LEN];
+
+/// An Ed25519 signing key made from a 32-byte secret seed (wiped on drop).
+pub struct Signer(ed25519_dalek::SigningKey);
+
+impl Signer {
+    pub fn from_seed(seed: &SecretKey) -> Signer {
+        Signer(ed25519_dalek::SigningKey::from_bytes(seed.bytes()))
+    }
+
+    pub fn public(&self) -> PublicKey {
+        self.0.verifying_key().to_bytes()
+    }
+
+    pub fn sign(&self, message: &[u8]) -> Signature {
+        use ed25519_dalek::Signer as _;
+        self.0.sign(message).to_bytes()
+    }
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signer([redacted])")
+    }
+}
+
+/// Whether `signature` is `public`'s over `message` (strict verification:
+/// no malleable or small-order encodings).
+pub fn verify(public: &PublicKey, message: &[u8], signature: &Signature) -> bool {
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(public) else { return false };
+    key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(signature)).is_ok()
+}
+
 /// Bytes a sealed object adds to its plaintext: key version, nonce, tag.
 pub const SEAL_OVERHEAD: usize = 4 + NONCE_LEN + TAG_LEN;
 
@@ -167,6 +203,20 @@ mod tests {
         // HMAC (and so HKDF, which holds its PRK in one) keeps its state in
         // two of these and a block buffer, which wipe themselves too.
         wiped_on_drop::<<Sha256 as hmac::EagerHash>::Core>();
+    }
+
+    #[test]
+    fn signatures_verify_only_unchanged_under_their_key() {
+        let s = Signer::from_seed(&SecretKey::from_bytes(&[3u8; 32]));
+        let other = Signer::from_seed(&SecretKey::from_bytes(&[4u8; 32]));
+        let sig = s.sign(b"message");
+        assert!(verify(&s.public(), b"message", &sig));
+        assert!(!verify(&s.public(), b"messagE", &sig));
+        assert!(!verify(&other.public(), b"message", &sig));
+        let mut flipped = sig;
+        flipped[10] ^= 1;
+        assert!(!verify(&s.public(), b"message", &flipped));
+        assert_eq!(format!("{s:?}"), "Signer([redacted])");
     }
 
     #[test]

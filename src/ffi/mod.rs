@@ -1,6 +1,6 @@
 //! The C ABI. This module tree is the only place with `extern "C"` and raw
 //! pointers. Every exported function runs its body through
-//! [`boundary::boundary`], which clears the thread's last error, catches
+//! `boundary::boundary`, which clears the thread's last error, catches
 //! panics and turns `Error`s into status codes and one-line messages; the
 //! calls that must leave the last error alone (reading it, accessors of
 //! result objects, `_init`, `_free`) run through its panic guard only. The three

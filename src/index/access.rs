@@ -13,10 +13,12 @@
 
 use std::sync::atomic::Ordering;
 
-use super::keyring::{self, KeyRecord, Unlocked};
+use std::sync::Arc;
+
+use super::keyring::{self, KeyRecord, Secrets, Unlocked};
 use super::snapshot::READ_ATTEMPTS;
 use super::{key_record_key, Access, Index, UserEntry};
-use crate::crypto::{SecretKey, USER_ID_LEN};
+use crate::crypto::{PublicKey, SecretKey, Signer, USER_ID_LEN};
 use crate::error::{Error, Result};
 use crate::store::WriteBatch;
 
@@ -67,6 +69,30 @@ impl Bound {
     }
 }
 
+/// The writer key as the newest key record a handle opened names it.
+pub(super) struct Signing {
+    /// Generation of that record.
+    generation: u32,
+    pub writer_public: PublicKey,
+    /// Present once credentials holding the writer seed (WRITE or the
+    /// root) opened that record on this handle.
+    signer: Option<Arc<Signer>>,
+}
+
+impl Signing {
+    pub fn new(record: &KeyRecord, secrets: &Secrets) -> Signing {
+        let signer = secrets.writer.as_ref().map(|seed| Arc::new(Signer::from_seed(seed)));
+        Signing { generation: record.generation, writer_public: record.writer_public, signer }
+    }
+
+    /// The key that signs this handle's commits.
+    pub fn signer(&self) -> Result<Arc<Signer>> {
+        self.signer
+            .clone()
+            .ok_or_else(|| Error::PermissionDenied("this handle holds no writer key for the current key record".into()))
+    }
+}
+
 impl Index {
     pub(super) fn read_key_record(&self) -> Result<Vec<u8>> {
         let gone = || Error::NotFound(format!("index '{}' was deleted", self.name));
@@ -107,16 +133,29 @@ impl Index {
             return Err(Error::NotFound(format!("index '{}' was deleted and created again", self.name)));
         }
         let unlocked = record.unlock(&self.name, key, user)?;
-        if unlocked.data_key != *self.keys.data_key() {
-            return Err(Error::integrity("the stored key record does not match this index"));
-        }
+        self.learn(&record, &unlocked.secrets)?;
         self.generation.fetch_max(record.generation, Ordering::AcqRel);
         Ok((encoded, record, unlocked))
     }
 
+    /// Takes what a newer key record holds: new data-key generations and
+    /// the writer key (its secret half only if `secrets` has it).
+    pub(super) fn learn(&self, record: &KeyRecord, secrets: &Secrets) -> Result<()> {
+        if !self.keys.same_index(&secrets.data_keys) || !self.keys.extend(&secrets.data_keys) {
+            return Err(Error::integrity("the stored key record does not match this index"));
+        }
+        let mut signing = self.signing.write();
+        if record.generation > signing.generation {
+            *signing = Signing::new(record, secrets);
+        } else if record.generation == signing.generation && signing.signer.is_none() {
+            signing.signer = Signing::new(record, secrets).signer;
+        }
+        Ok(())
+    }
+
     /// The permissions of a call's credentials, checked against the stored
     /// key record on every call (the handle's own only when the record changed).
-    fn permissions(&self, encoded: Vec<u8>, access: Access<'_>) -> Result<u8> {
+    pub(super) fn permissions(&self, encoded: Vec<u8>, access: Access<'_>) -> Result<u8> {
         match (access.key, access.user) {
             (None, Some(_)) => Err(Error::invalid("a user id was given without a key")),
             (Some(key), user) => Ok(self.open_key_record(encoded, key, user)?.2.perms),
@@ -156,21 +195,30 @@ impl Index {
         }
     }
 
-    /// Applies `change` to the key record as the root, with a compare-and-set
-    /// (re-reading and re-applying if another writer changed the record
-    /// meanwhile). `change` returns `None` when there is nothing to do.
-    /// Returns whether a new record was written.
+    /// Applies `change` to the key record as the root, committed with the
+    /// manifest (see [`Index::commit_key_record`]), re-reading and
+    /// re-applying if another writer changed either meanwhile. `change`
+    /// gets the record, what the root key opens in it, and the key version
+    /// a new data-key generation would start at; it returns `None` when
+    /// there is nothing to do. Returns whether a new record was written.
+    /// `new_root` is the root key of the changed record when it changes.
     fn change_key_record(
         &self,
         root: Option<&SecretKey>,
-        change: impl Fn(&KeyRecord, &Unlocked) -> Result<Option<KeyRecord>>,
+        new_root: Option<&SecretKey>,
+        change: impl Fn(&KeyRecord, &Unlocked, u32) -> Result<Option<KeyRecord>>,
     ) -> Result<bool> {
         self.authorize(Access { key: root, user: None }, Need::Root)?;
         let key = self.root_key(root);
+        let next_key = new_root.unwrap_or(&key);
         for _ in 0..READ_ATTEMPTS {
             let (encoded, record, unlocked) = self.open_key_record(self.read_key_record()?, &key, None)?;
-            let Some(next) = change(&record, &unlocked)? else { return Ok(false) };
-            if self.commit_key_record(encoded, &next)? {
+            let snap = self.reload_as(Access { key: Some(&key), user: None })?;
+            let next_key_version = snap.manifest.key_version.checked_add(1).ok_or_else(|| {
+                Error::invalid("the index has used every AEAD key version; no further key change is possible")
+            })?;
+            let Some(next) = change(&record, &unlocked, next_key_version)? else { return Ok(false) };
+            if self.commit_key_record(encoded, &next, next_key, &snap)? {
                 return Ok(true);
             }
         }
@@ -195,18 +243,20 @@ impl Index {
         if user_id.iter().all(|&b| b == 0) {
             return Err(Error::invalid("the all-zero user id is reserved"));
         }
-        self.change_key_record(root, |record, unlocked| {
+        self.change_key_record(root, None, |record, unlocked, next_key_version| {
             if record.unlock(&self.name, user_key, None).is_ok() {
                 return Err(Error::invalid("a user key must differ from the root key"));
             }
-            record.with_user(&self.name, unlocked, user_id, user_key, perms).map(Some)
+            record.with_user(&self.name, unlocked, user_id, user_key, perms, next_key_version).map(Some)
         })?;
         Ok(())
     }
 
     /// Removes every key of `user_id`; true if it had any. Root key only.
     pub fn delete_user_keys(&self, user_id: &[u8; USER_ID_LEN], root: Option<&SecretKey>) -> Result<bool> {
-        self.change_key_record(root, |record, unlocked| record.without_user(&self.name, unlocked, user_id))
+        self.change_key_record(root, None, |record, unlocked, next_key_version| {
+            record.without_user(&self.name, unlocked, user_id, next_key_version)
+        })
     }
 
     /// Every user with keys, by user id. Root key only.
@@ -230,7 +280,7 @@ impl Index {
         // use the new key rather than meet the new record with the old one.
         // (With an explicit root key, the change never takes this lock.)
         let mut bound = self.bound.lock();
-        self.change_key_record(Some(old_root), |record, unlocked| {
+        self.change_key_record(Some(old_root), Some(new_root), |record, unlocked, _| {
             record.rotated(&self.name, unlocked, new_root).map(Some)
         })?;
         if bound.user.is_none() && bound.key == *old_root {

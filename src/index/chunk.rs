@@ -407,7 +407,7 @@ mod tests {
     #[test]
     fn chunk_round_trip_both_precisions() {
         use crate::crypto::SecretKey;
-        let keys = DataKeys::new(SecretKey::from_bytes(&[3; 32]), [4; 16]);
+        let keys = DataKeys::new(vec![(0, SecretKey::from_bytes(&[3; 32]))], [4; 16]);
         let token = [5u8; 16];
         let c = Chunk::new(
             2,

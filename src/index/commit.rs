@@ -9,6 +9,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::access::Signing;
 use super::chunk::{Bucket, Chunk};
 use super::ivf::Centroids;
 use super::keyring::KeyRecord;
@@ -17,7 +18,7 @@ use super::objects::{CacheKey, Cached, Obj};
 use super::snapshot::Snapshot;
 use super::types::Precision;
 use super::{key_record_key, Index};
-use crate::crypto::{Sealer, Token, MAX_ENCRYPTIONS_PER_KEY};
+use crate::crypto::{DataKeys, Sealer, SecretKey, Signer, Token, MAX_ENCRYPTIONS_PER_KEY};
 use crate::error::{Error, Result};
 use crate::store::WriteBatch;
 
@@ -125,14 +126,14 @@ impl<'a> Plan<'a> {
         Ok(self.put(obj, sealed, None, None))
     }
 
-    /// The batch to write: the objects, the sealed manifest, the version hint
-    /// and the compare-and-set against `base`. Returns it with the stored
-    /// manifest bytes.
-    fn seal_for_commit(&mut self, base: &Snapshot) -> Result<(WriteBatch, Vec<u8>)> {
+    /// The batch to write: the objects, the manifest sealed and signed by
+    /// `writer`, the version hint and the compare-and-set against `base`.
+    /// Returns it with the stored manifest bytes.
+    fn seal_for_commit(&mut self, base: &Snapshot, writer: &Signer) -> Result<(WriteBatch, Vec<u8>)> {
         let m = &mut self.manifest;
         m.chunks.sort_unstable_by_key(|c| (c.list, c.no));
         m.encryptions += self.sealer.encryptions() + 1; // + the manifest itself
-        let stored = m.seal(&self.sealer)?;
+        let stored = m.seal(&self.sealer, writer, &self.index.layout.index_id)?;
         let layout = self.index.layout;
         let mut batch = std::mem::take(&mut self.batch);
         batch.put(layout.manifest(), stored.clone());
@@ -145,6 +146,11 @@ impl<'a> Plan<'a> {
 impl Index {
     /// A plan for the state after `base`.
     pub(super) fn plan(&self, base: &Manifest) -> Plan<'_> {
+        self.plan_with(base, &self.keys)
+    }
+
+    /// As [`Index::plan`], sealing under `keys`.
+    fn plan_with<'a>(&'a self, base: &Manifest, keys: &'a DataKeys) -> Plan<'a> {
         let mut m = base.clone();
         m.version += 1;
         m.key_generation = m.key_generation.max(self.generation.load(Ordering::Acquire));
@@ -154,7 +160,7 @@ impl Index {
         }
         Plan {
             index: self,
-            sealer: self.keys.sealer(m.key_version),
+            sealer: keys.sealer(m.key_version),
             manifest: m,
             batch: WriteBatch::default(),
             cache_put: Vec::new(),
@@ -191,7 +197,8 @@ impl Index {
                 other => other?,
             };
             let Some(mut plan) = plan else { return Ok(result) };
-            let (batch, stored) = plan.seal_for_commit(&snap)?;
+            let signer = self.signing.read().signer()?;
+            let (batch, stored) = plan.seal_for_commit(&snap, &signer)?;
             if self.env.store.write(batch)? {
                 for k in &plan.cache_drop {
                     self.env.cache.remove(k);
@@ -210,25 +217,43 @@ impl Index {
 }
 
 impl Index {
-    /// Replaces the key record `old` by `next` and commits a manifest that
-    /// names `next`'s generation, in one batch guarded by both: so the
-    /// committed state (and the epoch) covers the key record, and a key
-    /// record put back from a backup is older than the manifest says.
+    /// Replaces the key record `old` by `next` (which `root` opens) and
+    /// commits a manifest over `snap` that names `next`'s generation, sealed
+    /// under `next`'s newest data key and signed with its writer key, in one
+    /// batch guarded by both: so the committed state (and the epoch) covers
+    /// the key record, a key record put back from a backup is older than the
+    /// manifest says, and a revocation takes effect for the manifest too.
     /// `false` if either changed meanwhile (nothing was written).
-    pub(super) fn commit_key_record(&self, old: Vec<u8>, next: &KeyRecord) -> Result<bool> {
+    pub(super) fn commit_key_record(
+        &self,
+        old: Vec<u8>,
+        next: &KeyRecord,
+        root: &SecretKey,
+        snap: &Snapshot,
+    ) -> Result<bool> {
         let _writer = self.write_lock.lock();
-        let snap = self.reload()?;
-        let mut plan = self.plan(&snap.manifest);
+        let unlocked = next.unlock(&self.name, root, None)?;
+        let keys = DataKeys::new(unlocked.secrets.data_keys.clone(), self.layout.index_id);
+        let signer = Signing::new(next, &unlocked.secrets).signer()?;
+        let mut plan = self.plan_with(&snap.manifest, &keys);
         plan.manifest.key_generation = next.generation;
-        let (mut batch, stored) = plan.seal_for_commit(&snap)?;
+        let newest_key_version = unlocked.secrets.data_keys.last().expect("a generation").0;
+        if plan.manifest.key_version < newest_key_version {
+            plan.manifest.key_version = newest_key_version;
+            plan.manifest.encryptions = 0;
+            plan.sealer = keys.sealer(newest_key_version);
+        }
+        let (mut batch, stored) = plan.seal_for_commit(snap, &signer)?;
         let record_key = key_record_key(&self.name);
         batch.put(record_key.clone(), next.encode());
         batch.expect(record_key, Some(old));
         if !self.env.store.write(batch)? {
             return Ok(false);
         }
+        let manifest = plan.manifest;
+        self.learn(next, &unlocked.secrets)?;
         self.generation.fetch_max(next.generation, Ordering::AcqRel);
-        self.install(Arc::new(Snapshot::new(plan.manifest, stored)));
+        self.install(Arc::new(Snapshot::new(manifest, stored)));
         Ok(true)
     }
 }

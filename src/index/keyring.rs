@@ -2,43 +2,54 @@
 //! read without a key, and the only one that key management changes.
 //!
 //! ```text
-//! record = magic, format, index id, generation, data-key version,
+//! record = magic, format, index id, generation,
+//!          root public key, writer public key,
+//!          data-key generations: first AEAD key version of each,
+//!          key chain: each older data key sealed under the next,
 //!          root key-check value, root wrap,
 //!          user wraps: (locator, wrap) sorted by locator,
-//!          registry: AES-GCM under a key derived from the data key,
-//!                    plaintext = (user id, permissions, locators) of every user,
-//!                    associated data = every byte of the record before it
+//!          registry: AES-GCM under a key derived from the newest data key,
+//!                    plaintext = (user id, permissions, locators, root box) of every user,
+//!                    associated data = every byte of the record before it,
+//!          signature: Ed25519 by the root over every byte before it
 //! ```
 //!
-//! * The root wrap is the data key under the root key. The key-check value
-//!   tells a wrong root key (`WRONG_KEY`) from an altered record
-//!   (`INTEGRITY`).
+//! * A wrap seals, for one principal, the newest data key and, with WRITE or
+//!   for the root, the writer seed (the Ed25519 key that signs manifests);
+//!   the root wrap also holds the root secret (the Ed25519 key that signs
+//!   this record, and the key of the root boxes). Each wrap is bound to the
+//!   index, name, principal, permission, data-key generation and both public
+//!   keys, so whoever opens its wrap knows the public keys are the root's.
+//! * The key-check value tells a wrong root key (`WRONG_KEY`) from an
+//!   altered record (`INTEGRITY`).
 //! * A user holds one wrap per permission (READ, WRITE): a read-only user
-//!   has no write wrap. Each wrap is bound to the index, name, user id,
-//!   permission and data-key version; it is filed under a locator derived
-//!   from the user's key, so the store learns neither user ids nor which wraps
-//!   belong together.
-//! * The registry authenticates the whole record: whoever unwraps the data
-//!   key (root or user) checks that no wrap was added, dropped, swapped or
-//!   edited, and that the user's wraps are exactly the permissions the root
-//!   granted. It is also how the root lists users and finds a user's wraps to
-//!   delete them.
-//! * `rotate_key` re-wraps the data key under a new root key; user wraps do
-//!   not change (they wrap the same data key).
+//!   has no write wrap and so no writer seed. Wraps are filed under
+//!   locators derived from the user's key, so the store learns neither user
+//!   ids nor which wraps belong together.
+//! * The signature makes the record the root's: a principal who holds the
+//!   data key (a READ user) still cannot add a wrap, grant itself WRITE,
+//!   replace the root wrap or move the generation. The registry tells every
+//!   principal that no wrap was added, dropped, swapped or edited, and lets
+//!   the root list users and re-wrap them: a root box seals each user's
+//!   wrap and locator keys under a key only the root secret yields.
+//! * Removing a user (or replacing its keys) starts a new data-key
+//!   generation and a new writer key: what is written afterwards is sealed
+//!   under a key the removed user never held and signed by a key it cannot
+//!   use. Older generations stay readable to current principals through the
+//!   key chain. What the removed user read before, it keeps.
 //! * Every change bumps the record's generation, so a handle that saw a
-//!   newer record refuses an older one put back (a revoked user's wraps, an
-//!   old root wrap).
+//!   newer record refuses an older one put back.
 
 use crate::codec::{Reader, Writer};
-use crate::crypto::{cipher_for, derive_key, open_with, seal_with, Kek, SecretKey, Token, WrapContext, USER_ID_LEN};
+use crate::crypto::{
+    cipher_for, derive_key, open_with, seal_with, verify, Kek, PublicKey, SecretKey, Signature, Signer, Token,
+    WrapContext, PUBLIC_KEY_LEN, SIGNATURE_LEN, USER_ID_LEN,
+};
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 4] = b"VXH1";
 /// Layout version of the key record (the manifest has its own).
-const RECORD_FORMAT: u32 = 2;
-/// The data key is never replaced (that would mean re-encrypting every
-/// object), so every wrap is of version 1; the field keeps the format open.
-const DATA_KEY_VERSION: u32 = 1;
+const RECORD_FORMAT: u32 = 3;
 
 pub const PERMISSION_READ: u8 = 1;
 pub const PERMISSION_WRITE: u8 = 2;
@@ -47,15 +58,19 @@ pub const PERMISSION_ROOT: u8 = 0xff;
 const ROOT_PRINCIPAL: [u8; USER_ID_LEN] = [0; USER_ID_LEN];
 /// Bounds the key record, which every call with a per-call key reads.
 pub const MAX_USERS: usize = 4096;
+/// Bounds the key chain (one generation per revocation).
+const MAX_GENERATIONS: usize = 1 << 16;
 
 /// One user as the registry lists it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserEntry {
     pub user_id: [u8; USER_ID_LEN],
     pub perms: u8,
     /// Where the READ and WRITE wraps are filed (zeros where not granted),
     /// so the root, who does not have the user's key, can find them.
     locators: [Token; 2],
+    /// The user's wrap and locator keys sealed under the root's box key.
+    boxed: Vec<u8>,
 }
 
 impl UserEntry {
@@ -68,12 +83,48 @@ fn slot(perm: u8) -> usize {
     usize::from(perm == PERMISSION_WRITE)
 }
 
-/// What a key opened: the data key, the permissions it carries, and (for the
-/// root, who may change it) the list of users.
+fn each_perm(perms: u8) -> impl Iterator<Item = u8> {
+    [PERMISSION_READ, PERMISSION_WRITE].into_iter().filter(move |p| perms & p != 0)
+}
+
+/// The secrets a key opens.
+#[derive(Clone)]
+pub struct Secrets {
+    /// Every data-key generation, oldest first: (first AEAD key version, key).
+    pub data_keys: Vec<(u32, SecretKey)>,
+    /// The seed of the writer signing key (WRITE and the root).
+    pub writer: Option<SecretKey>,
+    /// The root secret (the root only).
+    root: Option<SecretKey>,
+}
+
+impl Secrets {
+    fn newest(&self) -> &SecretKey {
+        &self.data_keys.last().expect("at least one generation").1
+    }
+
+    fn root(&self) -> Result<&SecretKey> {
+        self.root.as_ref().ok_or_else(|| Error::Internal("a root operation without the root secret".into()))
+    }
+
+    fn writer(&self) -> Result<&SecretKey> {
+        self.writer.as_ref().ok_or_else(|| Error::Internal("the root's wrap lacks the writer seed".into()))
+    }
+}
+
+/// What a key opened: its secrets, the permissions it carries, and (for
+/// the root, who may change it) the list of users and the root's KEK.
 pub struct Unlocked {
-    pub data_key: SecretKey,
+    pub secrets: Secrets,
     pub perms: u8,
     pub users: Vec<UserEntry>,
+    root_kek: Option<Kek>,
+}
+
+impl Unlocked {
+    fn root_kek(&self) -> Result<&Kek> {
+        self.root_kek.as_ref().ok_or_else(|| Error::Internal("a root operation without the root key".into()))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -81,51 +132,124 @@ pub struct KeyRecord {
     pub index_id: [u8; 16],
     /// Bumped by every change; a handle refuses to go back.
     pub generation: u32,
+    root_public: PublicKey,
+    pub writer_public: PublicKey,
+    /// First AEAD key version of each data-key generation (the first is 0).
+    key_versions: Vec<u32>,
+    /// `chain[i]` is generation `i + 1`'s data key sealed under generation `i + 2`'s.
+    chain: Vec<Vec<u8>>,
     root_kcv: Vec<u8>,
     root_wrap: Vec<u8>,
     wraps: Vec<(Token, Vec<u8>)>,
     registry: Vec<u8>,
+    signature: Signature,
 }
 
-fn each_perm(perms: u8) -> impl Iterator<Item = u8> {
-    [PERMISSION_READ, PERMISSION_WRITE].into_iter().filter(move |p| perms & p != 0)
+fn root_signer(root: &SecretKey, index_id: &[u8; 16]) -> Signer {
+    Signer::from_seed(&derive_key(root.bytes(), index_id, &[b"vx1 root signing key"]))
+}
+
+fn box_cipher(root: &SecretKey, index_id: &[u8; 16]) -> aes_gcm::Aes256Gcm {
+    cipher_for(&derive_key(root.bytes(), index_id, &[b"vx1 user box key"]))
+}
+
+fn chain_cipher(newer: &SecretKey, index_id: &[u8; 16]) -> aes_gcm::Aes256Gcm {
+    cipher_for(&derive_key(newer.bytes(), index_id, &[b"vx1 key chain"]))
 }
 
 impl KeyRecord {
-    /// A new index's record: the data key wrapped for the root, no users.
-    pub fn new(index_id: [u8; 16], name: &str, root: &SecretKey, data_key: &SecretKey) -> Result<KeyRecord> {
-        let mut h = KeyRecord {
+    /// A new index's record, with fresh secrets: one data-key generation,
+    /// a writer key, the root's, no users.
+    pub fn new(index_id: [u8; 16], name: &str, root: &SecretKey) -> Result<(KeyRecord, Secrets)> {
+        let secrets = Secrets {
+            data_keys: vec![(0, SecretKey::random()?)],
+            writer: Some(SecretKey::random()?),
+            root: Some(SecretKey::random()?),
+        };
+        let mut r = KeyRecord {
             index_id,
             generation: 1,
+            root_public: root_signer(secrets.root()?, &index_id).public(),
+            writer_public: Signer::from_seed(secrets.writer()?).public(),
+            key_versions: vec![0],
+            chain: Vec::new(),
             root_kcv: Vec::new(),
             root_wrap: Vec::new(),
             wraps: Vec::new(),
             registry: Vec::new(),
+            signature: [0; SIGNATURE_LEN],
         };
-        h.wrap_for_root(name, root, data_key)?;
-        h.seal_registry(name, data_key, &[])?;
-        Ok(h)
+        r.wrap_for_root(name, &Kek::new(root, &index_id), &secrets)?;
+        r.seal_and_sign(name, &secrets, &[])?;
+        Ok((r, secrets))
     }
 
-    fn wrap_for_root(&mut self, name: &str, root: &SecretKey, data_key: &SecretKey) -> Result<()> {
-        let kek = Kek::new(root, &self.index_id);
-        self.root_kcv = kek.check_value().to_vec();
-        self.root_wrap = kek.wrap(data_key, &self.context(name, &ROOT_PRINCIPAL, PERMISSION_ROOT))?;
-        Ok(())
+    fn data_key_generation(&self) -> u32 {
+        self.key_versions.len() as u32
     }
 
     fn context<'a>(&'a self, name: &'a str, principal: &'a [u8; USER_ID_LEN], perms: u8) -> WrapContext<'a> {
-        WrapContext { index_id: &self.index_id, name, principal, perms, key_version: DATA_KEY_VERSION }
+        WrapContext {
+            index_id: &self.index_id,
+            name,
+            principal,
+            perms,
+            generation: self.data_key_generation(),
+            root_public: &self.root_public,
+            writer_public: &self.writer_public,
+        }
     }
 
-    /// Everything the registry authenticates (all but the registry itself).
+    fn wrap_for_root(&mut self, name: &str, kek: &Kek, secrets: &Secrets) -> Result<()> {
+        self.root_kcv = kek.check_value().to_vec();
+        let keys = [secrets.newest(), secrets.writer()?, secrets.root()?];
+        self.root_wrap = kek.wrap(&keys, &self.context(name, &ROOT_PRINCIPAL, PERMISSION_ROOT))?;
+        Ok(())
+    }
+
+    /// Wraps `secrets` for `user` with `kek`; returns its registry entry.
+    fn wrap_for_user(
+        &mut self,
+        name: &str,
+        secrets: &Secrets,
+        user_id: &[u8; USER_ID_LEN],
+        kek: &Kek,
+        perms: u8,
+    ) -> Result<UserEntry> {
+        let mut entry = UserEntry { user_id: *user_id, perms, locators: [[0u8; 16]; 2], boxed: Vec::new() };
+        for perm in each_perm(perms) {
+            let keys: Vec<&SecretKey> = match perm {
+                PERMISSION_WRITE => vec![secrets.newest(), secrets.writer()?],
+                _ => vec![secrets.newest()],
+            };
+            let wrap = kek.wrap(&keys, &self.context(name, user_id, perm))?;
+            entry.locators[slot(perm)] = kek.locator(user_id, perm);
+            self.wraps.push((entry.locators[slot(perm)], wrap));
+        }
+        self.wraps.sort_by_key(|w| w.0);
+        if self.wraps.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(Error::invalid("this user key collides with another user's; choose another key"));
+        }
+        seal_with(&box_cipher(secrets.root()?, &self.index_id), user_id, &kek.export(), &mut entry.boxed)?;
+        Ok(entry)
+    }
+
+    /// Everything before the registry (its associated data).
     fn body(&self) -> Vec<u8> {
         let mut w = Writer::default();
         w.raw(MAGIC);
         w.u32(RECORD_FORMAT);
         w.raw(&self.index_id);
         w.u32(self.generation);
-        w.u32(DATA_KEY_VERSION);
+        w.raw(&self.root_public);
+        w.raw(&self.writer_public);
+        w.u32(self.key_versions.len() as u32);
+        for v in &self.key_versions {
+            w.u32(*v);
+        }
+        for link in &self.chain {
+            w.bytes(link);
+        }
         w.bytes(&self.root_kcv);
         w.bytes(&self.root_wrap);
         w.u32(self.wraps.len() as u32);
@@ -136,12 +260,25 @@ impl KeyRecord {
         w.buf
     }
 
-    pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer { buf: self.body() };
+    /// Everything the root signs.
+    fn signed(&self, name: &str) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.raw(b"vx1 key record");
+        w.bytes(name.as_bytes());
+        w.raw(&self.body());
         w.bytes(&self.registry);
         w.buf
     }
 
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer { buf: self.body() };
+        w.bytes(&self.registry);
+        w.raw(&self.signature);
+        w.buf
+    }
+
+    /// Parses a stored record and checks the root's signature over it
+    /// (whether that root is this index's root, the wraps tell: see `unlock`).
     pub fn decode(bytes: &[u8], name: &str) -> Result<KeyRecord> {
         let bad = |what: &str| Error::integrity(format!("key record of index '{name}' {what}"));
         let mut r = Reader::new(bytes, "index key record");
@@ -154,8 +291,22 @@ impl KeyRecord {
         }
         let index_id = r.raw(16)?.try_into().unwrap();
         let generation = r.u32()?;
-        if r.u32()? != DATA_KEY_VERSION {
-            return Err(bad("names an unknown data-key version"));
+        let root_public = r.raw(PUBLIC_KEY_LEN)?.try_into().unwrap();
+        let writer_public = r.raw(PUBLIC_KEY_LEN)?.try_into().unwrap();
+        let n_generations = r.u32()? as usize;
+        if n_generations == 0 || n_generations > MAX_GENERATIONS {
+            return Err(bad("lists an impossible number of data-key generations"));
+        }
+        let mut key_versions = Vec::with_capacity(n_generations);
+        for _ in 0..n_generations {
+            key_versions.push(r.u32()?);
+        }
+        if key_versions[0] != 0 || key_versions.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(bad("lists data-key generations out of order"));
+        }
+        let mut chain = Vec::with_capacity(n_generations - 1);
+        for _ in 1..n_generations {
+            chain.push(r.bytes()?.to_vec());
         }
         let root_kcv = r.bytes()?.to_vec();
         let root_wrap = r.bytes()?.to_vec();
@@ -168,8 +319,25 @@ impl KeyRecord {
             wraps.push((r.raw(16)?.try_into().unwrap(), r.bytes()?.to_vec()));
         }
         let registry = r.bytes()?.to_vec();
+        let signature = r.raw(SIGNATURE_LEN)?.try_into().unwrap();
         r.finish()?;
-        Ok(KeyRecord { index_id, generation, root_kcv, root_wrap, wraps, registry })
+        let record = KeyRecord {
+            index_id,
+            generation,
+            root_public,
+            writer_public,
+            key_versions,
+            chain,
+            root_kcv,
+            root_wrap,
+            wraps,
+            registry,
+            signature,
+        };
+        if !verify(&record.root_public, &record.signed(name), &record.signature) {
+            return Err(bad("is not signed by its root"));
+        }
+        Ok(record)
     }
 
     fn registry_ad(&self, name: &str) -> Vec<u8> {
@@ -185,8 +353,8 @@ impl KeyRecord {
     }
 
     /// Seals the user list with everything else in the record as associated
-    /// data; call after every change to the record.
-    fn seal_registry(&mut self, name: &str, data_key: &SecretKey, users: &[UserEntry]) -> Result<()> {
+    /// data and signs the whole record as the root; call after every change.
+    fn seal_and_sign(&mut self, name: &str, secrets: &Secrets, users: &[UserEntry]) -> Result<()> {
         let mut w = Writer::default();
         w.u32(users.len() as u32);
         for u in users {
@@ -194,11 +362,13 @@ impl KeyRecord {
             w.u8(u.perms);
             w.raw(&u.locators[0]);
             w.raw(&u.locators[1]);
+            w.bytes(&u.boxed);
         }
         let mut sealed = Vec::new();
-        seal_with(&self.registry_cipher(data_key), &self.registry_ad(name), &w.buf, &mut sealed)?;
+        seal_with(&self.registry_cipher(secrets.newest()), &self.registry_ad(name), &w.buf, &mut sealed)?;
         crate::crypto::wipe(&mut w.buf);
         self.registry = sealed;
+        self.signature = root_signer(secrets.root()?, &self.index_id).sign(&self.signed(name));
         Ok(())
     }
 
@@ -217,6 +387,7 @@ impl KeyRecord {
                 user_id: r.raw(USER_ID_LEN)?.try_into().unwrap(),
                 perms: r.u8()?,
                 locators: [r.raw(16)?.try_into().unwrap(), r.raw(16)?.try_into().unwrap()],
+                boxed: r.bytes()?.to_vec(),
             });
         }
         r.finish()?;
@@ -230,12 +401,26 @@ impl KeyRecord {
         Ok(users)
     }
 
+    /// Every data-key generation from the newest, walking the key chain back.
+    fn generations(&self, name: &str, newest: SecretKey) -> Result<Vec<(u32, SecretKey)>> {
+        let altered = || Error::integrity(format!("key chain of index '{name}' was altered"));
+        let mut keys = vec![newest];
+        for (i, link) in self.chain.iter().enumerate().rev() {
+            let ad = [&self.index_id[..], &(i as u32).to_le_bytes()].concat();
+            let plain =
+                open_with(&chain_cipher(keys.last().unwrap(), &self.index_id), &ad, link).ok_or_else(altered)?;
+            keys.push(SecretKey::from_bytes(plain.as_slice().try_into().map_err(|_| altered())?));
+        }
+        keys.reverse();
+        Ok(self.key_versions.iter().copied().zip(keys).collect())
+    }
+
     /// Opens the record with a root key (`user = None`) or a user's key.
     ///
     /// * `WRONG_KEY`: the root key does not match the key-check value, or no
     ///   wrap is filed for this user id under this key (a wrong key, a user
     ///   that never existed and a deleted user look the same by design).
-    /// * `INTEGRITY`: a wrap or the registry does not authenticate.
+    /// * `INTEGRITY`: a wrap, the chain or the registry does not authenticate.
     pub fn unlock(&self, name: &str, key: &SecretKey, user: Option<&[u8; USER_ID_LEN]>) -> Result<Unlocked> {
         let altered = || Error::integrity(format!("key record of index '{name}' was altered"));
         let kek = Kek::new(key, &self.index_id);
@@ -243,35 +428,55 @@ impl KeyRecord {
             if !kek.matches(&self.root_kcv) {
                 return Err(Error::WrongKey(format!("wrong root key for index '{name}'")));
             }
-            let data_key = kek
+            let mut keys = kek
                 .unwrap(&self.context(name, &ROOT_PRINCIPAL, PERMISSION_ROOT), &self.root_wrap)
+                .filter(|k| k.len() == 3)
                 .ok_or_else(altered)?;
-            let users = self.open_registry(name, &data_key)?;
-            return Ok(Unlocked { data_key, perms: PERMISSION_ROOT, users });
+            let (root, writer) = (keys.pop(), keys.pop());
+            let newest = keys.pop().expect("three keys");
+            if root_signer(root.as_ref().unwrap(), &self.index_id).public() != self.root_public {
+                return Err(altered());
+            }
+            let users = self.open_registry(name, &newest)?;
+            let secrets = Secrets { data_keys: self.generations(name, newest)?, writer, root };
+            return Ok(Unlocked { secrets, perms: PERMISSION_ROOT, users, root_kek: Some(kek) });
         };
-        let mut found: Option<SecretKey> = None;
+        let mut newest: Option<SecretKey> = None;
+        let mut writer: Option<SecretKey> = None;
         let mut perms = 0u8;
         let mut locators = [[0u8; 16]; 2];
         for perm in each_perm(PERMISSION_READ | PERMISSION_WRITE) {
             locators[slot(perm)] = kek.locator(user_id, perm);
             let Some(wrap) = self.wrap_at(&locators[slot(perm)]) else { continue };
-            let dk = kek.unwrap(&self.context(name, user_id, perm), wrap).ok_or_else(altered)?;
-            if found.as_ref().is_some_and(|f| *f != dk) {
+            let mut keys = kek.unwrap(&self.context(name, user_id, perm), wrap).ok_or_else(altered)?;
+            let expected = if perm == PERMISSION_WRITE { 2 } else { 1 };
+            if keys.len() != expected {
                 return Err(altered());
             }
-            found = Some(dk);
+            if perm == PERMISSION_WRITE {
+                writer = keys.pop();
+            }
+            let dk = keys.pop().expect("one key");
+            if newest.as_ref().is_some_and(|f| *f != dk) {
+                return Err(altered());
+            }
+            newest = Some(dk);
             perms |= perm;
         }
-        let data_key = found.ok_or_else(|| {
+        let newest = newest.ok_or_else(|| {
             Error::WrongKey(format!("no keys for this user id on index '{name}' (wrong key, or the user was deleted)"))
         })?;
-        let users = self.open_registry(name, &data_key)?;
+        if writer.as_ref().is_some_and(|w| Signer::from_seed(w).public() != self.writer_public) {
+            return Err(altered());
+        }
+        let users = self.open_registry(name, &newest)?;
         if !users.iter().any(|u| {
             u.user_id == *user_id && u.perms == perms && u.filed().eq(each_perm(perms).map(|p| &locators[slot(p)]))
         }) {
             return Err(altered());
         }
-        Ok(Unlocked { data_key, perms, users: Vec::new() })
+        let secrets = Secrets { data_keys: self.generations(name, newest)?, writer, root: None };
+        Ok(Unlocked { secrets, perms, users: Vec::new(), root_kek: None })
     }
 
     fn wrap_at(&self, locator: &Token) -> Option<&Vec<u8>> {
@@ -290,7 +495,9 @@ impl KeyRecord {
     }
 
     /// Root-held state → a record where `user_id` holds exactly `perms` under
-    /// `user_kek` (replacing any wraps it had).
+    /// `user_kek`. Replacing a user's keys revokes the old ones, as
+    /// [`KeyRecord::without_user`] does (new data is sealed from
+    /// `next_key_version` on).
     pub fn with_user(
         &self,
         name: &str,
@@ -298,56 +505,88 @@ impl KeyRecord {
         user_id: &[u8; USER_ID_LEN],
         user_kek: &SecretKey,
         perms: u8,
+        next_key_version: u32,
     ) -> Result<KeyRecord> {
-        let mut users = root.users.clone();
-        let mut next = self.without_user_wraps(root, user_id)?;
-        users.retain(|u| u.user_id != *user_id);
+        let (mut next, secrets, mut users) = match self.revoked(name, root, user_id, next_key_version)? {
+            Some(revoked) => revoked,
+            None => (self.successor()?, root.secrets.clone(), root.users.clone()),
+        };
         if users.len() >= MAX_USERS {
             return Err(Error::invalid(format!("index '{name}' already has the maximum of {MAX_USERS} users")));
         }
         let kek = Kek::new(user_kek, &self.index_id);
-        let mut entry = UserEntry { user_id: *user_id, perms, locators: [[0u8; 16]; 2] };
-        for perm in each_perm(perms) {
-            let wrap = kek.wrap(&root.data_key, &self.context(name, user_id, perm))?;
-            entry.locators[slot(perm)] = kek.locator(user_id, perm);
-            next.wraps.push((entry.locators[slot(perm)], wrap));
-        }
-        next.wraps.sort_by_key(|w| w.0);
-        if next.wraps.windows(2).any(|w| w[0].0 == w[1].0) {
-            return Err(Error::invalid("this user key collides with another user's; choose another key"));
-        }
-        users.push(entry);
-        next.seal_registry(name, &root.data_key, &users)?;
+        users.push(next.wrap_for_user(name, &secrets, user_id, &kek, perms)?);
+        next.seal_and_sign(name, &secrets, &users)?;
         Ok(next)
     }
 
-    /// Root-held state → a record without `user_id`'s wraps; `None` if it had none.
-    pub fn without_user(&self, name: &str, root: &Unlocked, user_id: &[u8; USER_ID_LEN]) -> Result<Option<KeyRecord>> {
-        if !root.users.iter().any(|u| u.user_id == *user_id) {
+    /// Root-held state → a record without `user_id`'s keys; `None` if it had
+    /// none (see [`KeyRecord::revoked`]).
+    pub fn without_user(
+        &self,
+        name: &str,
+        root: &Unlocked,
+        user_id: &[u8; USER_ID_LEN],
+        next_key_version: u32,
+    ) -> Result<Option<KeyRecord>> {
+        let Some((mut next, secrets, users)) = self.revoked(name, root, user_id, next_key_version)? else {
             return Ok(None);
-        }
-        let mut next = self.without_user_wraps(root, user_id)?;
-        let users: Vec<UserEntry> = root.users.iter().copied().filter(|u| u.user_id != *user_id).collect();
-        next.seal_registry(name, &root.data_key, &users)?;
+        };
+        next.seal_and_sign(name, &secrets, &users)?;
         Ok(Some(next))
     }
 
-    /// A copy one generation on without `user_id`'s wraps (found by the
-    /// locators the registry keeps); the caller reseals the registry.
-    fn without_user_wraps(&self, root: &Unlocked, user_id: &[u8; USER_ID_LEN]) -> Result<KeyRecord> {
-        let mut next = self.successor()?;
-        if let Some(entry) = root.users.iter().find(|u| u.user_id == *user_id) {
-            next.wraps.retain(|(l, _)| !entry.filed().any(|f| f == l));
+    /// A record one generation on without `user_id`'s keys, with the
+    /// secrets and users it holds, not yet sealed and signed; `None` if the
+    /// user had no keys. The removed user may have kept the data key and the
+    /// writer seed, so the record moves to a new data-key generation (first
+    /// used at key version `next_key_version`) and a new writer key,
+    /// re-wrapped for the root and every remaining user (through their root
+    /// boxes).
+    fn revoked(
+        &self,
+        name: &str,
+        root: &Unlocked,
+        user_id: &[u8; USER_ID_LEN],
+        next_key_version: u32,
+    ) -> Result<Option<(KeyRecord, Secrets, Vec<UserEntry>)>> {
+        if !root.users.iter().any(|u| u.user_id == *user_id) {
+            return Ok(None);
         }
-        Ok(next)
+        let old = &root.secrets;
+        if old.data_keys.len() >= MAX_GENERATIONS || next_key_version <= old.data_keys.last().unwrap().0 {
+            return Err(Error::invalid("no further data-key generation is possible"));
+        }
+        let mut secrets = old.clone();
+        let newest = SecretKey::random()?;
+        let mut next = self.successor()?;
+        let ad = [&self.index_id[..], &((old.data_keys.len() - 1) as u32).to_le_bytes()].concat();
+        let mut link = Vec::new();
+        seal_with(&chain_cipher(&newest, &self.index_id), &ad, old.newest().bytes(), &mut link)?;
+        next.chain.push(link);
+        next.key_versions.push(next_key_version);
+        secrets.data_keys.push((next_key_version, newest));
+        secrets.writer = Some(SecretKey::random()?);
+        next.writer_public = Signer::from_seed(secrets.writer()?).public();
+        next.wraps.clear();
+        let boxes = box_cipher(old.root()?, &self.index_id);
+        let mut users = Vec::with_capacity(root.users.len());
+        for u in root.users.iter().filter(|u| u.user_id != *user_id) {
+            let broken = || Error::integrity(format!("key record of index '{name}' was altered (a user's root box)"));
+            let exported = open_with(&boxes, &u.user_id, &u.boxed).ok_or_else(broken)?;
+            let kek = Kek::import(&exported).ok_or_else(broken)?;
+            users.push(next.wrap_for_user(name, &secrets, &u.user_id, &kek, u.perms)?);
+        }
+        next.wrap_for_root(name, root.root_kek()?, &secrets)?;
+        Ok(Some((next, secrets, users)))
     }
 
     /// Root-held state → the same record re-wrapped for `new_root`, one
-    /// generation on. The data key and user wraps are unchanged.
+    /// generation on. The secrets and user wraps are unchanged.
     pub fn rotated(&self, name: &str, root: &Unlocked, new_root: &SecretKey) -> Result<KeyRecord> {
         let mut next = self.successor()?;
-        next.wrap_for_root(name, new_root, &root.data_key)?;
-        next.seal_registry(name, &root.data_key, &root.users)?;
+        next.wrap_for_root(name, &Kek::new(new_root, &self.index_id), &root.secrets)?;
+        next.seal_and_sign(name, &root.secrets, &root.users)?;
         Ok(next)
     }
 }
@@ -364,13 +603,16 @@ mod tests {
 
     /// A record with user 1 (READ), user 2 (READ|WRITE), user 3 (WRITE).
     fn record() -> (KeyRecord, SecretKey) {
-        let dk = SecretKey::random().unwrap();
-        let mut h = KeyRecord::new([7; 16], NAME, &key(1), &dk).unwrap();
+        let (mut h, secrets) = KeyRecord::new([7; 16], NAME, &key(1)).unwrap();
         for (u, perms) in [(1u8, PERMISSION_READ), (2, PERMISSION_READ | PERMISSION_WRITE), (3, PERMISSION_WRITE)] {
             let root = h.unlock(NAME, &key(1), None).unwrap();
-            h = h.with_user(NAME, &root, &[u; 16], &key(10 + u), perms).unwrap();
+            h = h.with_user(NAME, &root, &[u; 16], &key(10 + u), perms, 1).unwrap();
         }
-        (h, dk)
+        (h, secrets.newest().clone())
+    }
+
+    fn newest(u: &Unlocked) -> &SecretKey {
+        u.secrets.newest()
     }
 
     fn err<T>(r: Result<T>) -> Error {
@@ -385,13 +627,16 @@ mod tests {
         let (h, dk) = record();
         let h = KeyRecord::decode(&h.encode(), NAME).unwrap();
         let root = h.unlock(NAME, &key(1), None).unwrap();
-        assert!(root.data_key == dk && root.perms == PERMISSION_ROOT);
+        assert!(*newest(&root) == dk && root.perms == PERMISSION_ROOT);
+        assert!(root.secrets.writer.is_some());
         let ids: Vec<u8> = root.users.iter().map(|u| u.user_id[0]).collect();
         assert_eq!(ids, [1, 2, 3]);
         for (u, perms) in [(1u8, 1u8), (2, 3), (3, 2)] {
             let got = h.unlock(NAME, &key(10 + u), Some(&[u; 16])).unwrap();
-            assert!(got.data_key == dk);
+            assert!(*newest(&got) == dk);
             assert_eq!(got.perms, perms, "user {u}");
+            // Only WRITE carries the writer seed.
+            assert_eq!(got.secrets.writer.is_some(), perms & PERMISSION_WRITE != 0, "user {u}");
         }
         assert!(matches!(err(h.unlock(NAME, &key(2), None)), Error::WrongKey(_)));
         // A user's key as the root key, the root key as a user's, another user's key: nothing opens.
@@ -406,22 +651,29 @@ mod tests {
         let (h, dk) = record();
         let root = h.unlock(NAME, &key(1), None).unwrap();
         // Replace user 1's key and permissions.
-        let h2 = h.with_user(NAME, &root, &[1; 16], &key(21), PERMISSION_WRITE).unwrap();
+        let h2 = h.with_user(NAME, &root, &[1; 16], &key(21), PERMISSION_WRITE, 5).unwrap();
+        // Replacing user 1's keys revoked the old ones: a new data-key
+        // generation and writer key, the old data key kept in the chain.
+        let root2 = h2.unlock(NAME, &key(1), None).unwrap();
+        assert_eq!(root2.secrets.data_keys.len(), 2);
+        assert!(root2.secrets.data_keys[0].1 == dk && *newest(&root2) != dk);
+        assert_ne!(h2.writer_public, h.writer_public);
+        assert!(*newest(&h2.unlock(NAME, &key(12), Some(&[2; 16])).unwrap()) == *newest(&root2));
         assert!(matches!(err(h2.unlock(NAME, &key(11), Some(&[1; 16]))), Error::WrongKey(_)));
         assert_eq!(h2.unlock(NAME, &key(21), Some(&[1; 16])).unwrap().perms, PERMISSION_WRITE);
         assert_eq!(h2.wraps.len(), 4);
         // Delete user 2; deleting again is a no-op.
-        let root2 = h2.unlock(NAME, &key(1), None).unwrap();
-        let h3 = h2.without_user(NAME, &root2, &[2; 16]).unwrap().unwrap();
+        let h3 = h2.without_user(NAME, &root2, &[2; 16], 9).unwrap().unwrap();
+        assert_eq!(h3.unlock(NAME, &key(13), Some(&[3; 16])).unwrap().secrets.data_keys.len(), 3);
         assert!(matches!(err(h3.unlock(NAME, &key(12), Some(&[2; 16]))), Error::WrongKey(_)));
         let root3 = h3.unlock(NAME, &key(1), None).unwrap();
-        assert!(h3.without_user(NAME, &root3, &[2; 16]).unwrap().is_none());
+        assert!(h3.without_user(NAME, &root3, &[2; 16], 10).unwrap().is_none());
         assert_eq!(h3.wraps.len(), 2);
         // Rotate: the old root stops, the new root and the users work, the generation moves on.
         let h4 = h3.rotated(NAME, &root3, &key(5)).unwrap();
         assert_eq!(h4.generation, h3.generation + 1);
         assert!(matches!(err(h4.unlock(NAME, &key(1), None)), Error::WrongKey(_)));
-        assert!(h4.unlock(NAME, &key(5), None).unwrap().data_key == dk);
+        assert!(h4.unlock(NAME, &key(5), None).unwrap().secrets.data_keys[0].1 == dk);
         assert_eq!(h4.unlock(NAME, &key(13), Some(&[3; 16])).unwrap().perms, PERMISSION_WRITE);
     }
 
@@ -461,7 +713,7 @@ mod tests {
         let root = h.unlock(NAME, &key(1), None).unwrap();
         let u1 = Kek::new(&key(11), &h.index_id);
         let mut added = h.clone();
-        let forged = u1.wrap(&root.data_key, &h.context(NAME, &[1; 16], PERMISSION_WRITE)).unwrap();
+        let forged = u1.wrap(&[newest(&root)], &h.context(NAME, &[1; 16], PERMISSION_WRITE)).unwrap();
         added.wraps.push((u1.locator(&[1; 16], PERMISSION_WRITE), forged));
         added.wraps.sort_by_key(|w| w.0);
         integrity(&added, 11, Some(1));
@@ -474,11 +726,10 @@ mod tests {
         integrity(&swapped, 11, Some(1));
         // Replay the registry of an older record (before user 3 existed).
         let older = {
-            let dk = root.data_key.clone();
-            let mut o = KeyRecord::new(h.index_id, NAME, &key(1), &dk).unwrap();
+            let mut o = KeyRecord::new(h.index_id, NAME, &key(1)).unwrap().0;
             for (u, perms) in [(1u8, PERMISSION_READ), (2, PERMISSION_READ | PERMISSION_WRITE)] {
                 let r = o.unlock(NAME, &key(1), None).unwrap();
-                o = o.with_user(NAME, &r, &[u; 16], &key(10 + u), perms).unwrap();
+                o = o.with_user(NAME, &r, &[u; 16], &key(10 + u), perms, 1).unwrap();
             }
             o
         };
@@ -494,11 +745,10 @@ mod tests {
     #[test]
     fn a_wrap_copied_to_another_index_opens_nothing() {
         let (a, _) = record();
-        let dk = SecretKey::random().unwrap();
-        let mut b = KeyRecord::new([8; 16], NAME, &key(1), &dk).unwrap();
+        let mut b = KeyRecord::new([8; 16], NAME, &key(1)).unwrap().0;
         // Index b's user 1 is read-only; graft index a's wraps into b.
         let root = b.unlock(NAME, &key(1), None).unwrap();
-        b = b.with_user(NAME, &root, &[1; 16], &key(11), PERMISSION_READ).unwrap();
+        b = b.with_user(NAME, &root, &[1; 16], &key(11), PERMISSION_READ, 1).unwrap();
         let mut grafted = b.clone();
         grafted.wraps.extend(a.wraps.iter().cloned());
         grafted.wraps.sort_by_key(|w| w.0);

@@ -15,7 +15,7 @@
 use super::objects::ObjectKind;
 use super::types::{IndexConfig, IndexType, Precision, TrainingState};
 use crate::codec::{Reader, Writer};
-use crate::crypto::{digest, DataKeys, Digest, Sealer, Token, DIGEST_LEN};
+use crate::crypto::{digest, verify, DataKeys, Digest, PublicKey, Sealer, Signer, Token, DIGEST_LEN, SIGNATURE_LEN};
 use crate::distance::Metric;
 use crate::error::{Error, Result};
 
@@ -196,24 +196,40 @@ impl Manifest {
         })
     }
 
-    /// version (clear, so it can be authenticated before decryption) || sealed body.
-    pub fn seal(&self, sealer: &Sealer<'_>) -> Result<Vec<u8>> {
+    /// version (clear, so it can be authenticated before decryption) ||
+    /// sealed body || the writer's signature over both: the data key alone
+    /// (which READ users hold) cannot make a manifest others accept.
+    pub fn seal(&self, sealer: &Sealer<'_>, writer: &Signer, index_id: &[u8; 16]) -> Result<Vec<u8>> {
         let sealed = sealer.seal(ObjectKind::Manifest as u8, &MANIFEST_TOKEN, self.version, &self.encode_plain())?;
-        let mut out = Vec::with_capacity(8 + sealed.len());
+        let mut out = Vec::with_capacity(8 + sealed.len() + SIGNATURE_LEN);
         out.extend_from_slice(&self.version.to_le_bytes());
         out.extend_from_slice(&sealed);
+        let signature = writer.sign(&signed_message(index_id, &out));
+        out.extend_from_slice(&signature);
         Ok(out)
     }
 
-    /// Opens a stored manifest sealed under a key version at most
-    /// `max_key_version` (a writer moves one version at a time).
-    pub fn open(keys: &DataKeys, max_key_version: u32, stored: &[u8], name: &str) -> Result<Manifest> {
-        if stored.len() < 8 {
+    /// Opens a stored manifest signed by `writer` and sealed under a key
+    /// version at most `max_key_version` (a writer moves one version at a
+    /// time).
+    pub fn open(
+        keys: &DataKeys,
+        max_key_version: u32,
+        stored: &[u8],
+        name: &str,
+        index_id: &[u8; 16],
+        writer: &PublicKey,
+    ) -> Result<Manifest> {
+        if stored.len() < 8 + SIGNATURE_LEN {
             return Err(Error::integrity(format!("manifest of index '{name}' is truncated")));
         }
-        let version = u64::from_le_bytes(stored[..8].try_into().unwrap());
+        let (body, signature) = stored.split_at(stored.len() - SIGNATURE_LEN);
+        if !verify(writer, &signed_message(index_id, body), signature.try_into().unwrap()) {
+            return Err(Error::integrity(format!("manifest of index '{name}' is not signed by its writer key")));
+        }
+        let version = u64::from_le_bytes(body[..8].try_into().unwrap());
         let plain = keys
-            .open(max_key_version, ObjectKind::Manifest as u8, &MANIFEST_TOKEN, version, &stored[8..])
+            .open(max_key_version, ObjectKind::Manifest as u8, &MANIFEST_TOKEN, version, &body[8..])
             .ok_or_else(|| Error::integrity(format!("manifest of index '{name}' failed authentication")))?;
         let m = Manifest::decode_plain(version, &plain)?;
         if m.name != name {
@@ -227,6 +243,10 @@ impl Manifest {
     }
 }
 
+fn signed_message(index_id: &[u8; 16], body: &[u8]) -> Vec<u8> {
+    [&b"vx1 manifest"[..], index_id, body].concat()
+}
+
 pub fn bucket_of(token: &Token, n_buckets: usize) -> usize {
     (u32::from_le_bytes(token[..4].try_into().unwrap()) as usize) & (n_buckets - 1)
 }
@@ -238,20 +258,26 @@ mod tests {
 
     #[test]
     fn manifest_round_trip_and_binding() {
-        let keys = DataKeys::new(SecretKey::from_bytes(&[1; 32]), [2; 16]);
+        let keys = DataKeys::new(vec![(0, SecretKey::from_bytes(&[1; 32]))], [2; 16]);
         let mut m = Manifest::new("idx", IndexConfig::default());
         m.version = 7;
         m.key_generation = 4;
         m.chunks.push(ChunkMeta { no: 3, list: 0, count: 10, bytes: 100, stamp: Stamp::of(7, b"sealed") });
-        let stored = m.seal(&keys.sealer(0)).unwrap();
-        let back = Manifest::open(&keys, 0, &stored, "idx").unwrap();
+        let writer = Signer::from_seed(&SecretKey::from_bytes(&[9; 32]));
+        let stored = m.seal(&keys.sealer(0), &writer, &[2; 16]).unwrap();
+        let open = |stored: &[u8], name| Manifest::open(&keys, 0, stored, name, &[2; 16], &writer.public());
+        let back = open(&stored, "idx").unwrap();
         assert_eq!(back.chunks, m.chunks);
         assert_eq!(back.key_generation, 4);
         assert_eq!(back.version, 7);
-        assert!(matches!(Manifest::open(&keys, 0, &stored, "other"), Err(Error::Integrity(_))));
+        assert!(matches!(open(&stored, "other"), Err(Error::Integrity(_))));
+        // Another writer key (a READ user's forgery) or another index.
+        let forger = Signer::from_seed(&SecretKey::from_bytes(&[8; 32]));
+        assert!(matches!(open(&m.seal(&keys.sealer(0), &forger, &[2; 16]).unwrap(), "idx"), Err(Error::Integrity(_))));
+        assert!(matches!(open(&m.seal(&keys.sealer(0), &writer, &[3; 16]).unwrap(), "idx"), Err(Error::Integrity(_))));
         let mut replay = stored.clone();
         replay[0] = 6; // claim another version
-        assert!(matches!(Manifest::open(&keys, 0, &replay, "idx"), Err(Error::Integrity(_))));
-        assert!(Manifest::open(&keys, 0, &stored[..5], "idx").is_err());
+        assert!(matches!(open(&replay, "idx"), Err(Error::Integrity(_))));
+        assert!(open(&stored[..5], "idx").is_err());
     }
 }

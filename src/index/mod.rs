@@ -39,7 +39,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::crypto::{DataKeys, SecretKey};
 use crate::error::{Error, Result};
 use crate::store::{Store, WriteBatch};
-use access::{Bound, PERMISSION_ROOT};
+use access::{Bound, Signing, PERMISSION_ROOT};
 use keyring::KeyRecord;
 use manifest::Manifest;
 use objects::{Layout, Tokens};
@@ -73,6 +73,9 @@ pub struct Index {
     layout: Layout,
     keys: DataKeys,
     tokens: Tokens,
+    /// The writer key of the newest key record seen: its public half checks
+    /// manifests; its secret half (with WRITE credentials) signs them.
+    signing: RwLock<Signing>,
     bound: Mutex<Bound>,
     /// Highest key-record generation seen; a record that goes back is refused.
     generation: AtomicU32,
@@ -114,14 +117,14 @@ impl Index {
                 id
             }
         };
-        let data_key = SecretKey::random()?;
-        let record = KeyRecord::new(index_id, name, root, &data_key)?;
-        let keys = DataKeys::new(data_key, index_id);
+        let (record, secrets) = KeyRecord::new(index_id, name, root)?;
+        let keys = DataKeys::new(secrets.data_keys.clone(), index_id);
+        let signing = Signing::new(&record, &secrets);
         let mut manifest = Manifest::new(name, config);
         manifest.version = 1;
         manifest.encryptions = 1;
         manifest.key_generation = record.generation;
-        let stored = manifest.seal(&keys.sealer(manifest.key_version))?;
+        let stored = manifest.seal(&keys.sealer(manifest.key_version), &*signing.signer()?, &index_id)?;
         let layout = Layout { index_id };
         let mut batch = WriteBatch::default();
         let encoded = record.encode();
@@ -133,7 +136,7 @@ impl Index {
             return Err(Error::AlreadyExists(format!("index '{name}' already exists")));
         }
         let bound = Bound::new(root.clone(), None, encoded, record.generation, PERMISSION_ROOT);
-        Ok(Index::from_parts(env, name, &record, keys, bound, Snapshot::new(manifest, stored)))
+        Ok(Index::from_parts(env, name, &record, keys, signing, bound, Snapshot::new(manifest, stored)))
     }
 
     /// Opens an index with the root key (`access.user = None`) or a user's
@@ -149,28 +152,35 @@ impl Index {
                 .ok_or_else(|| Error::NotFound(format!("no index named '{name}'")))?;
             let record = KeyRecord::decode(&encoded, name)?;
             let unlocked = record.unlock(name, key, access.user)?;
-            let keys = DataKeys::new(unlocked.data_key.clone(), record.index_id);
+            let keys = DataKeys::new(unlocked.secrets.data_keys.clone(), record.index_id);
             let stored = env
                 .store
                 .get(&Layout { index_id: record.index_id }.manifest())?
                 .ok_or_else(|| Error::integrity(format!("manifest of index '{name}' is missing")))?;
             // One open per load: no bound on the key version is needed here.
-            let manifest = Manifest::open(&keys, u32::MAX, &stored, name)?;
-            if record.generation >= manifest.key_generation {
-                break (encoded, record, unlocked, keys, stored, manifest);
-            }
-            // Read just before a key change committed both? Else the key
-            // record was put back from a backup.
+            let opened = Manifest::open(&keys, u32::MAX, &stored, name, &record.index_id, &record.writer_public);
+            // A manifest under a newer key record than the one just read: a
+            // key change committed both in between, or the key record was put
+            // back from a backup (or the manifest forged) if it stays so.
             attempt += 1;
-            if attempt == snapshot::READ_ATTEMPTS {
-                return Err(Error::integrity(format!(
-                    "key record of index '{name}' (generation {}) is older than its manifest says ({}): it was rolled back",
-                    record.generation, manifest.key_generation
-                )));
+            let last = attempt == snapshot::READ_ATTEMPTS;
+            match opened {
+                Ok(manifest) if record.generation >= manifest.key_generation => {
+                    break (encoded, record, unlocked, keys, stored, manifest);
+                }
+                Ok(manifest) if last => {
+                    return Err(Error::integrity(format!(
+                        "key record of index '{name}' (generation {}) is older than its manifest says ({}): it was rolled back",
+                        record.generation, manifest.key_generation
+                    )));
+                }
+                Err(e) if last => return Err(e),
+                _ => {}
             }
         };
+        let signing = Signing::new(&record, &unlocked.secrets);
         let bound = Bound::new(key.clone(), access.user.copied(), encoded, record.generation, unlocked.perms);
-        Ok(Index::from_parts(env, name, &record, keys, bound, Snapshot::new(manifest, stored)))
+        Ok(Index::from_parts(env, name, &record, keys, signing, bound, Snapshot::new(manifest, stored)))
     }
 
     fn from_parts(
@@ -178,6 +188,7 @@ impl Index {
         name: &str,
         record: &KeyRecord,
         keys: DataKeys,
+        signing: Signing,
         bound: Bound,
         snap: Snapshot,
     ) -> Index {
@@ -187,6 +198,7 @@ impl Index {
             layout: Layout { index_id: record.index_id },
             tokens: Tokens::new(&keys),
             keys,
+            signing: RwLock::new(signing),
             bound: Mutex::new(bound),
             generation: AtomicU32::new(record.generation),
             snapshot: RwLock::new(Arc::new(snap)),

@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use super::access::Need;
 use super::manifest::Manifest;
 use super::{key_record_key, Access, Index};
-use crate::crypto::{digest, DIGEST_LEN};
+use crate::crypto::{digest, PublicKey, DIGEST_LEN};
 use crate::error::{Error, Result};
 
 /// How often a read restarts on a newer state when writes keep landing
@@ -79,7 +79,7 @@ impl Index {
         let (hint, record) = (got.pop().flatten(), got.pop().flatten());
         let record = record.ok_or_else(|| Error::NotFound(format!("index '{}' was deleted", self.name)))?;
         self.check_permission(record, access, Need::Read)?;
-        let snap = self.current_with_hint(hint)?;
+        let snap = self.current_with_hint(hint, access)?;
         // A manifest committed under a newer key record than the one just
         // checked: check again against the record now stored, which must
         // be at least that new (one put back from a backup is not).
@@ -92,18 +92,24 @@ impl Index {
     /// The newest committed snapshot: a cheap version-hint read, and a reload
     /// of the manifest only when another handle or process has written.
     pub(super) fn current(&self) -> Result<Arc<Snapshot>> {
-        self.current_with_hint(self.env.store.get(&self.layout.version_hint())?)
+        self.current_with_hint(self.env.store.get(&self.layout.version_hint())?, Access::default())
     }
 
     /// The committed state as the stored manifest says, whatever the hint
     /// says: the hint is clear text, and one pinned to an old value by the
     /// store would otherwise freeze this handle on that state.
     pub(super) fn reload(&self) -> Result<Arc<Snapshot>> {
-        self.current_with_hint(None)
+        self.reload_as(Access::default())
+    }
+
+    /// As [`Index::reload`], opening a newer key record (if the manifest was
+    /// committed under one) with `access`'s credentials.
+    pub(super) fn reload_as(&self, access: Access<'_>) -> Result<Arc<Snapshot>> {
+        self.current_with_hint(None, access)
     }
 
     /// As [`Index::current`], with the version hint already read.
-    fn current_with_hint(&self, hint: Option<Vec<u8>>) -> Result<Arc<Snapshot>> {
+    fn current_with_hint(&self, hint: Option<Vec<u8>>, access: Access<'_>) -> Result<Arc<Snapshot>> {
         let snap = self.snapshot.read().clone();
         if hint.as_deref() == Some(&snap.manifest.version.to_le_bytes()[..]) {
             return Ok(snap);
@@ -116,7 +122,21 @@ impl Index {
         if stored == snap.stored {
             return Ok(snap);
         }
-        let manifest = Manifest::open(&self.keys, snap.manifest.key_version.saturating_add(1), &stored, &self.name)?;
+        let open = |writer: &PublicKey| {
+            let max_key_version = snap.manifest.key_version.saturating_add(1);
+            Manifest::open(&self.keys, max_key_version, &stored, &self.name, &self.layout.index_id, writer)
+        };
+        let writer = self.signing.read().writer_public;
+        let manifest = match open(&writer) {
+            // Committed with a key record newer than the one this handle
+            // opened (a new writer key or data-key generation): open that one.
+            Err(Error::Integrity(_)) => {
+                self.permissions(self.read_key_record()?, access)?;
+                let writer = self.signing.read().writer_public;
+                open(&writer)?
+            }
+            other => other?,
+        };
         if manifest.version < snap.manifest.version {
             return Err(Error::integrity(format!(
                 "manifest of index '{}' went back from version {} to {}",
