@@ -355,6 +355,12 @@ impl KeyRecord {
     /// Seals the user list with everything else in the record as associated
     /// data and signs the whole record as the root; call after every change.
     fn seal_and_sign(&mut self, name: &str, secrets: &Secrets, users: &[UserEntry]) -> Result<()> {
+        self.seal_registry(name, secrets.newest(), users)?;
+        self.signature = root_signer(secrets.root()?, &self.index_id).sign(&self.signed(name));
+        Ok(())
+    }
+
+    fn seal_registry(&mut self, name: &str, data_key: &SecretKey, users: &[UserEntry]) -> Result<()> {
         let mut w = Writer::default();
         w.u32(users.len() as u32);
         for u in users {
@@ -365,10 +371,9 @@ impl KeyRecord {
             w.bytes(&u.boxed);
         }
         let mut sealed = Vec::new();
-        seal_with(&self.registry_cipher(secrets.newest()), &self.registry_ad(name), &w.buf, &mut sealed)?;
+        seal_with(&self.registry_cipher(data_key), &self.registry_ad(name), &w.buf, &mut sealed)?;
         crate::crypto::wipe(&mut w.buf);
         self.registry = sealed;
-        self.signature = root_signer(secrets.root()?, &self.index_id).sign(&self.signed(name));
         Ok(())
     }
 
@@ -588,6 +593,44 @@ impl KeyRecord {
         next.wrap_for_root(name, &Kek::new(new_root, &self.index_id), &root.secrets)?;
         next.seal_and_sign(name, &root.secrets, &root.users)?;
         Ok(next)
+    }
+}
+
+/// What a READ user with write access to the store can make of a record it
+/// opened: everything but the root's signature.
+#[cfg(test)]
+impl KeyRecord {
+    /// The record with a WRITE wrap for `user_id` (under its own key, with
+    /// the data key and a writer seed of its own) and a registry saying so.
+    pub fn forged_with_write_wrap(
+        &self,
+        name: &str,
+        reader: &Unlocked,
+        user_id: &[u8; USER_ID_LEN],
+        user_kek: &SecretKey,
+    ) -> Result<Vec<u8>> {
+        let newest = reader.secrets.newest();
+        let mut users = self.open_registry(name, newest)?;
+        let mut forged = self.clone();
+        let kek = Kek::new(user_kek, &self.index_id);
+        let own_writer = SecretKey::random()?;
+        let wrap = kek.wrap(&[newest, &own_writer], &self.context(name, user_id, PERMISSION_WRITE))?;
+        forged.wraps.push((kek.locator(user_id, PERMISSION_WRITE), wrap));
+        forged.wraps.sort_by_key(|w| w.0);
+        let me = users.iter_mut().find(|u| u.user_id == *user_id).expect("the reader is listed");
+        me.perms |= PERMISSION_WRITE;
+        me.locators[slot(PERMISSION_WRITE)] = kek.locator(user_id, PERMISSION_WRITE);
+        forged.seal_registry(name, newest, &users)?;
+        Ok(forged.encode())
+    }
+
+    /// The record at key-record generation `generation`.
+    pub fn forged_generation(&self, name: &str, reader: &Unlocked, generation: u32) -> Result<Vec<u8>> {
+        let users = self.open_registry(name, reader.secrets.newest())?;
+        let mut forged = self.clone();
+        forged.generation = generation;
+        forged.seal_registry(name, reader.secrets.newest(), &users)?;
+        Ok(forged.encode())
     }
 }
 

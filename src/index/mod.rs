@@ -21,6 +21,8 @@
 mod access;
 mod chunk;
 mod commit;
+#[cfg(all(test, feature = "test-hooks"))]
+mod forgery_tests;
 mod ivf;
 mod keyring;
 mod manifest;
