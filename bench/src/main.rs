@@ -2,7 +2,7 @@
 //! object per measurement (bench/run.sh puts them beside FAISS's).
 //!
 //! usage: vx-bench DATASET_DIR NAME [--threads 1,2] [--queries N] [--scratch DIR]
-//!                 [--only flat|ivf|add|stores|all] [--ivf-lists N] [--ivf-iters N] [--ivf-probes 1,2,4]
+//!                 [--only flat|ivf|add|stores|security|all] [--ivf-lists N] [--ivf-iters N] [--ivf-probes 1,2,4]
 //!                 [--pg postgres://...]   (for --only stores: also the PostgreSQL store)
 //!   DATASET_DIR holds base.fvecs, query.fvecs and gt.ivecs (ids of the exact
 //!   neighbours by L2, nearest first).
@@ -357,6 +357,69 @@ fn rss_probe(uri: &str, dim: usize) {
     println!("{}", peak_rss());
 }
 
+/// Mean microseconds per call of `f` over `n` calls.
+fn micros(n: usize, mut f: impl FnMut(usize)) -> f64 {
+    let t = Instant::now();
+    for i in 0..n {
+        f(i);
+    }
+    t.elapsed().as_secs_f64() * 1e6 / n as f64
+}
+
+/// What authenticating writers costs (issue 11's budget: at most 5% of
+/// upsert throughput, at most 50 us on a warm query): one Ed25519 signature
+/// (every commit signs its manifest) and one verification (a handle checks
+/// a manifest it reloads and a key record whose bytes changed), beside a
+/// commit of a 10k batch and of one item, and warm queries with the
+/// handle's key and with per-call keys (which read the key record every call).
+fn bench_security(ds: &Dataset, nq_limit: usize) {
+    use ed25519_dalek::{Signer, SigningKey};
+    let signer = SigningKey::from_bytes(&[7; 32]);
+    let message = vec![0x5a; 256];
+    let sig = signer.sign(&message);
+    let sign_us = micros(2000, |_| {
+        std::hint::black_box(signer.sign(&message));
+    });
+    let verify_us = micros(2000, |_| assert!(signer.verifying_key().verify_strict(&message, &sig).is_ok()));
+
+    let client = Client::open("memory:", ClientOptions::default()).unwrap();
+    let index = client.create_index("bench", &key(KEY), IndexConfig::default()).unwrap();
+    let names = ids("id-", ds.n());
+    let rate = fill(&index, ds, &names, 10_000);
+    let batch_commit_us = 10_000.0 / rate * 1e6;
+    let one = ids("one-", 200);
+    let one_item_us = micros(one.len(), |i| {
+        let it: Vec<_> = items(&one[i..i + 1], &ds.base[i * ds.dim..(i + 1) * ds.dim], ds.dim, None).collect();
+        index.upsert(&it, Access::default()).unwrap();
+    });
+    let user = [0xB1; 16];
+    let user_key = key(0x43);
+    index.create_user_keys(&user, &user_key, vx::PERMISSION_READ, None).unwrap();
+    let params = QueryParams { top_k: 10, ..Default::default() };
+    let nq = ds.nq().min(nq_limit).min(200);
+    let q = |i: usize| &ds.queries[(i % nq) * ds.dim..(i % nq + 1) * ds.dim];
+    let root_key = key(KEY);
+    let accesses = [
+        ("warm_query_us_handle_key", Access::default()),
+        ("warm_query_us_per_call_root_key", as_root(&root_key)),
+        ("warm_query_us_per_call_user_key", Access { key: Some(&user_key), user: Some(&user) }),
+    ];
+    let mut fields = vec![
+        ("ed25519_sign_us", format!("{sign_us:.1}")),
+        ("ed25519_verify_us", format!("{verify_us:.1}")),
+        ("upsert_10k_per_s", format!("{rate:.0}")),
+        ("sign_share_of_10k_commit", format!("{:.5}", sign_us / batch_commit_us)),
+        ("one_item_upsert_us", format!("{one_item_us:.0}")),
+        ("sign_share_of_one_item_commit", format!("{:.4}", sign_us / one_item_us)),
+    ];
+    for (name, access) in accesses {
+        index.query(q(0), 1, ds.dim, &params, access).unwrap(); // warm the cache
+        let us = micros(nq, |i| drop(index.query(q(i), 1, ds.dim, &params, access).unwrap()));
+        fields.push((name, format!("{us:.0}")));
+    }
+    emit(ds, "security", &fields);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() == 4 && args[1] == "--rss" {
@@ -406,6 +469,9 @@ fn main() {
     }
     if only == "stores" {
         bench_stores(&ds, &scratch, pg.as_deref(), nq_limit);
+    }
+    if only == "security" {
+        bench_security(&ds, nq_limit);
     }
     if only == "add" {
         for batch in [10_000, 100_000] {

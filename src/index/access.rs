@@ -114,7 +114,7 @@ impl Index {
         key: &SecretKey,
         user: Option<&[u8; USER_ID_LEN]>,
     ) -> Result<(Vec<u8>, KeyRecord, Unlocked)> {
-        let mut record = KeyRecord::decode(&encoded, &self.name)?;
+        let mut record = self.decode_key_record(&encoded)?;
         for attempt in 0..=READ_ATTEMPTS {
             let seen = self.generation.load(Ordering::Acquire);
             if record.generation >= seen {
@@ -127,7 +127,7 @@ impl Index {
                 )));
             }
             encoded = self.read_key_record()?;
-            record = KeyRecord::decode(&encoded, &self.name)?;
+            record = self.decode_key_record(&encoded)?;
         }
         if record.index_id != self.layout.index_id {
             return Err(Error::NotFound(format!("index '{}' was deleted and created again", self.name)));
@@ -136,6 +136,21 @@ impl Index {
         self.learn(&record, &unlocked.secrets)?;
         self.generation.fetch_max(record.generation, Ordering::AcqRel);
         Ok((encoded, record, unlocked))
+    }
+
+    /// Parses a stored key record, checking the root's signature only when
+    /// the bytes differ from the last record checked: calls with per-call
+    /// keys read the record every time, and it rarely changes.
+    fn decode_key_record(&self, encoded: &[u8]) -> Result<KeyRecord> {
+        let mut last = self.last_record.lock();
+        if let Some((bytes, record)) = last.as_ref() {
+            if bytes.as_slice() == encoded {
+                return Ok(record.clone());
+            }
+        }
+        let record = KeyRecord::decode(encoded, &self.name)?;
+        *last = Some((encoded.to_vec(), record.clone()));
+        Ok(record)
     }
 
     /// Takes what a newer key record holds: new data-key generations and

@@ -78,6 +78,8 @@ pub struct Index {
     /// The writer key of the newest key record seen: its public half checks
     /// manifests; its secret half (with WRITE credentials) signs them.
     signing: RwLock<Signing>,
+    /// The last key record whose signature was checked, with its bytes.
+    last_record: Mutex<Option<(Vec<u8>, KeyRecord)>>,
     bound: Mutex<Bound>,
     /// Highest key-record generation seen; a record that goes back is refused.
     generation: AtomicU32,
@@ -201,6 +203,7 @@ impl Index {
             tokens: Tokens::new(&keys),
             keys,
             signing: RwLock::new(signing),
+            last_record: Mutex::new(None),
             bound: Mutex::new(bound),
             generation: AtomicU32::new(record.generation),
             snapshot: RwLock::new(Arc::new(snap)),
