@@ -394,3 +394,26 @@ fn calls_during_a_rotation_of_the_same_handle_keep_working() {
     });
     assert_eq!(status(client.load_index("busy", as_root(&key(ROOT + 20)))), Status::Ok);
 }
+
+/// Each revocation starts a new data-key generation and writer key: a
+/// handle in another client that missed several of them, and writes made
+/// under each, reads and writes on at its next call.
+#[test]
+fn handles_that_missed_several_revocations_catch_up() {
+    let client = memory_client();
+    let root = setup(&client, "generations");
+    let other = vx::Client::over_store(client.raw_store(), vx::ClientOptions::default()).unwrap();
+    let writer = other
+        .load_index("generations", Access { key: Some(&Who::ReadWriter.key()), user: Who::ReadWriter.user().as_ref() })
+        .unwrap();
+    assert_eq!(writer.num_vectors(Access::default()).unwrap(), N as u64);
+    for (who, prefix) in [(Who::Reader, "after-reader"), (Who::Writer, "after-writer")] {
+        assert!(root.delete_user_keys(&who.user().unwrap(), None).unwrap());
+        upsert(&root, prefix, 10, Access::default()).unwrap();
+    }
+    assert_eq!(writer.num_vectors(Access::default()).unwrap(), N as u64 + 20);
+    upsert(&writer, "by-the-writer", 10, Access::default()).unwrap();
+    assert_eq!(root.num_vectors(Access::default()).unwrap(), N as u64 + 30);
+    let got = root.get(&["after-reader0", "by-the-writer0"], vx::include::VECTOR, Access::default()).unwrap();
+    assert!(got.iter().all(Option::is_some));
+}

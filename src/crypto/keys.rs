@@ -246,6 +246,11 @@ impl DataKeys {
         true
     }
 
+    /// The first key version of the newest generation known.
+    pub fn newest_key_version(&self) -> u32 {
+        self.generations.read().last().expect("generation 1").0
+    }
+
     fn cipher(&self, key_version: u32) -> Arc<Aes256Gcm> {
         let mut map = self.ciphers.lock();
         map.entry(key_version)

@@ -51,6 +51,12 @@ fn reader_view(store: &dyn Store) -> (KeyRecord, DataKeys) {
     (record, keys)
 }
 
+/// The stored manifest as the READ user reads it (its data key opens it).
+fn reader_manifest(store: &dyn Store, record: &KeyRecord, keys: &DataKeys) -> Manifest {
+    let stored = store.get(&Layout { index_id: record.index_id }.manifest()).unwrap().unwrap();
+    Manifest::open(keys, u32::MAX, &stored, NAME, &record.index_id, &record.writer_public).unwrap()
+}
+
 fn put(store: &dyn Store, key: Vec<u8>, value: Vec<u8>) {
     let mut batch = WriteBatch::default();
     batch.put(key, value);
@@ -72,8 +78,7 @@ fn a_read_user_cannot_forge_a_manifest() {
     let (_client, store, _index) = setup();
     let (record, keys) = reader_view(&*store);
     let layout = Layout { index_id: record.index_id };
-    let stored = store.get(&layout.manifest()).unwrap().unwrap();
-    let mut m = Manifest::open(&keys, u32::MAX, &stored, NAME, &record.index_id, &record.writer_public).unwrap();
+    let mut m = reader_manifest(&*store, &record, &keys);
     m.version += 1;
     m.num_vectors = 1_000_000;
     let own = Signer::from_seed(&key(99));
@@ -89,8 +94,7 @@ fn a_read_user_cannot_forge_a_chunk() {
     let (_client, store, _index) = setup();
     let (record, keys) = reader_view(&*store);
     let layout = Layout { index_id: record.index_id };
-    let stored = store.get(&layout.manifest()).unwrap().unwrap();
-    let m = Manifest::open(&keys, u32::MAX, &stored, NAME, &record.index_id, &record.writer_public).unwrap();
+    let m = reader_manifest(&*store, &record, &keys);
     let meta: ChunkMeta = m.chunks[0];
     let mut rows = super::chunk::ChunkBuilder::with_capacity(2, 2);
     rows.push(&[0.5, 0.5], "planted".into(), None);

@@ -123,7 +123,9 @@ impl Index {
             return Ok(snap);
         }
         let open = |writer: &PublicKey| {
-            let max_key_version = snap.manifest.key_version.saturating_add(1);
+            // A writer moves one key version at a time; a revocation starts
+            // a generation at a version the key record names.
+            let max_key_version = snap.manifest.key_version.saturating_add(1).max(self.keys.newest_key_version());
             Manifest::open(&self.keys, max_key_version, &stored, &self.name, &self.layout.index_id, writer)
         };
         let writer = self.signing.read().writer_public;
