@@ -1,4 +1,4 @@
-//! Access control through the Rust API: the permission matrix of SPEC §7 for
+//! Access control through the Rust API: the permission matrix (src/index/access.rs) for
 //! the root and read, write and read+write users, through handles loaded
 //! with each key and through per-call keys; revocation, rotation, stale
 //! handles, and tampering with the stored key record.

@@ -1,4 +1,4 @@
-//! Training and IVF search: the rules of SPEC.md §6 from the Rust API, and
+//! Training and IVF search from the Rust API (the rules: src/index/ivf.rs), and
 //! recall on the real embeddings of ../shared/data.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Per-user keys and root-key rotation (SPEC §7).
+//! Per-user keys and root-key rotation (the permission table is in src/index/access.rs).
 
 use super::args::{key_arg, user_arg};
 use super::boundary::{boundary, free_box, guard, handle, into_c, out_param};

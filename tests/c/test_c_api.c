@@ -566,7 +566,7 @@ static void test_training(void) {
     vx_client_free(c);
 }
 
-/* ----- per-user keys, per-call keys, rotation (SPEC §7) ----- */
+/* ----- per-user keys, per-call keys, rotation (permissions: src/index/access.rs) ----- */
 
 enum { AN = 10000, AD = 4 };
 enum { WHO_ROOT, WHO_READER, WHO_WRITER, WHO_READ_WRITER, WHO_COUNT };
