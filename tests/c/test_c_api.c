@@ -780,6 +780,77 @@ static void test_access(const char *dir) {
     vx_client_free(c);
 }
 
+static unsigned char *read_file(const char *path, long *size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    *size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *bytes = malloc((size_t)*size);
+    if (fread(bytes, 1, (size_t)*size, f) != (size_t)*size) { free(bytes); bytes = NULL; }
+    fclose(f);
+    return bytes;
+}
+
+static void write_file(const char *path, const unsigned char *bytes, long size) {
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL && fwrite(bytes, 1, (size_t)size, f) == (size_t)size);
+    if (f) fclose(f);
+}
+
+/* Upserts one item as a fresh client would: opens the store, loads, writes,
+ * returns the epoch after the write, closes (a file: store admits one client). */
+static void write_one(const char *uri, const char *id, uint8_t epoch[VX_EPOCH_LEN]) {
+    vx_client *c = NULL;
+    vx_index *ix = NULL;
+    EXPECT(vx_client_open(uri, NULL, &c), VX_STATUS_OK);
+    vx_status s = vx_index_load(c, "fork", ROOT_KEY, NULL, &ix);
+    if (s == VX_STATUS_NOT_FOUND) s = vx_index_create(c, "fork", ROOT_KEY, NULL, &ix);
+    EXPECT(s, VX_STATUS_OK);
+    const char *ids1[1] = {id};
+    EXPECT(vx_index_upsert(ix, 1, ids1, base, DIM, NULL, NULL, NULL, NULL, NULL), VX_STATUS_OK);
+    EXPECT(vx_index_epoch(ix, NULL, NULL, epoch), VX_STATUS_OK);
+    vx_index_free(ix);
+    vx_client_free(c);
+}
+
+static vx_status require_epoch_fresh(const char *uri, const uint8_t epoch[VX_EPOCH_LEN]) {
+    vx_client *c = NULL;
+    vx_index *ix = NULL;
+    EXPECT(vx_client_open(uri, NULL, &c), VX_STATUS_OK);
+    EXPECT(vx_index_load(c, "fork", ROOT_KEY, NULL, &ix), VX_STATUS_OK);
+    vx_status s = vx_index_require_epoch(ix, epoch);
+    vx_index_free(ix);
+    vx_client_free(c);
+    return s;
+}
+
+/* A backup of the whole store put back (a rollback), then written on (a
+ * fork at the same version as the state the caller kept): both INTEGRITY
+ * with the kept epoch. Before 0.3 the epoch was a counter, and the fork
+ * passed. */
+static void test_rollback_and_fork(const char *dir) {
+    char uri[512], path[600];
+    snprintf(uri, sizeof uri, "file:%s/fork", dir);
+    snprintf(path, sizeof path, "%s/fork/vx.redb", dir);
+    uint8_t epoch_a[VX_EPOCH_LEN], epoch_b[VX_EPOCH_LEN], epoch_c[VX_EPOCH_LEN];
+    write_one(uri, "a", epoch_a);
+    long size = 0;
+    unsigned char *backup = read_file(path, &size);
+    CHECK(backup != NULL);
+    if (!backup) return;
+    write_one(uri, "b", epoch_b);
+    EXPECT(require_epoch_fresh(uri, epoch_b), VX_STATUS_OK);
+    write_file(path, backup, size);
+    EXPECT(require_epoch_fresh(uri, epoch_a), VX_STATUS_OK);
+    EXPECT(require_epoch_fresh(uri, epoch_b), VX_STATUS_INTEGRITY); /* rolled back */
+    write_one(uri, "c", epoch_c);
+    CHECK(memcmp(epoch_b, epoch_c, 8) == 0);                        /* the same version ... */
+    EXPECT(require_epoch_fresh(uri, epoch_b), VX_STATUS_INTEGRITY); /* ... another state */
+    EXPECT(require_epoch_fresh(uri, epoch_c), VX_STATUS_OK);
+    free(backup);
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "vx-c-test-data";
     char cmd[700];
@@ -794,6 +865,7 @@ int main(int argc, char **argv) {
     test_data_and_persistence(dir);
     test_training();
     test_access(dir);
+    test_rollback_and_fork(dir);
 
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures == 0 ? 0 : 1;
