@@ -103,8 +103,9 @@ impl Index {
     }
 
     /// Opens the stored key record with `key` (and `user`) and checks that it
-    /// is this handle's index, not older than one already seen, and wraps
-    /// this handle's data key. Returns the record bytes it opened: a record
+    /// is this handle's index (the same first data key) and not older than
+    /// one already seen, and learns what it holds (see [`Index::learn`]).
+    /// Returns the record bytes it opened: a record
     /// older than one seen is read again first, since a call that read it
     /// just before a concurrent key change holds a stale copy, not a
     /// rollback; only a record still older in the store is `INTEGRITY`.

@@ -439,7 +439,8 @@ impl KeyRecord {
                 .ok_or_else(altered)?;
             let (root, writer) = (keys.pop(), keys.pop());
             let newest = keys.pop().expect("three keys");
-            if root_signer(root.as_ref().unwrap(), &self.index_id).public() != self.root_public {
+            let writer_matches = writer.as_ref().is_some_and(|w| Signer::from_seed(w).public() == self.writer_public);
+            if root_signer(root.as_ref().unwrap(), &self.index_id).public() != self.root_public || !writer_matches {
                 return Err(altered());
             }
             let users = self.open_registry(name, &newest)?;
