@@ -709,6 +709,20 @@ uint32_t vx_index_type(const struct vx_index *index);
 uint32_t vx_index_n_lists(const struct vx_index *index);
 
 /**
+ * The probe count a query with n_probes = 0 uses: the smallest that finds
+ * 95% of the exact 10 nearest neighbours of points of the index, calibrated
+ * at training and stored sealed with the index. 0 until trained; 0 for NULL.
+ *
+ * Like every getter, answers only a handle whose key holds READ: for NULL, a
+ * poisoned handle, or a key that lacks READ (a write-only user, a deleted
+ * user, a rotated-away root key) it returns the fallback named above and
+ * vx_last_error_message says why.
+ *
+ * Thread safety: safe concurrently with any call on the handle. Since 0.3.0.
+ */
+uint32_t vx_index_auto_n_probes(const struct vx_index *index);
+
+/**
  * VX_TRAINING_UNTRAINED, _TRAINING or _TRAINED; UNTRAINED for NULL.
  *
  * Like every getter, answers only a handle whose key holds READ: for NULL, a

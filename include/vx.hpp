@@ -229,6 +229,8 @@ public:
     uint32_t dimension() const noexcept { return vx_index_dimension(h_.get()); }
     uint32_t metric() const noexcept { return vx_index_metric(h_.get()); }
     uint32_t n_lists() const noexcept { return vx_index_n_lists(h_.get()); }
+    /// The probe count calibrated at training (0 until trained).
+    uint32_t auto_n_probes() const noexcept { return vx_index_auto_n_probes(h_.get()); }
     uint32_t training_state() const noexcept { return vx_index_training_state(h_.get()); }
     bool is_trained() const noexcept { return vx_index_is_trained(h_.get()); }
 

@@ -200,6 +200,8 @@ fn recall_on_real_embeddings_with_automatic_parameters() {
         }
     }
     let recall = recall_at(0); // automatic n_probes
-    eprintln!("recall@10 with automatic n_lists {} and n_probes: {recall:.3}", index.n_lists().unwrap());
+    let auto = index.auto_n_probes().unwrap();
+    eprintln!("recall@10 with automatic n_lists {} and n_probes ({auto}): {recall:.3}", index.n_lists().unwrap());
+    assert!(auto >= 1 && auto <= index.n_lists().unwrap());
     assert!(recall >= 0.95, "recall@10 {recall}");
 }

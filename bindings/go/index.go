@@ -96,6 +96,14 @@ func (x *Index) NLists() uint32 {
 	return d
 }
 
+// AutoNProbes is the probe count a query with NProbes 0 uses, calibrated at
+// training (0 until trained).
+func (x *Index) AutoNProbes() uint32 {
+	var d uint32
+	_ = x.with(func(ix *C.vx_index) error { d = uint32(C.vx_index_auto_n_probes(ix)); return nil })
+	return d
+}
+
 func (x *Index) TrainingState() uint32 {
 	var d uint32
 	_ = x.with(func(ix *C.vx_index) error { d = uint32(C.vx_index_training_state(ix)); return nil })

@@ -148,6 +148,9 @@ func TestTrainProgressAndCancel(t *testing.T) {
 	if !errors.Is(err, vx.ErrCancelled) || calls != 2 {
 		t.Fatalf("want ErrCancelled after 2 calls, got %v after %d", err, calls)
 	}
+	if p := ix.AutoNProbes(); p < 1 || p > ix.NLists() {
+		t.Fatalf("AutoNProbes = %d, want 1 to %d", p, ix.NLists())
+	}
 	if ix.TrainingState() != vx.Trained || ix.NLists() != 102 {
 		t.Fatalf("the cancelled run must leave the first training: state %d, lists %d", ix.TrainingState(), ix.NLists())
 	}

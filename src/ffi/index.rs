@@ -384,6 +384,21 @@ pub unsafe extern "C" fn vx_index_n_lists(index: *const vx_index) -> u32 {
     boundary(|| handle(index)?.inner.n_lists())
 }
 
+/// The probe count a query with n_probes = 0 uses: the smallest that finds
+/// 95% of the exact 10 nearest neighbours of points of the index, calibrated
+/// at training and stored sealed with the index. 0 until trained; 0 for NULL.
+///
+/// Like every getter, answers only a handle whose key holds READ: for NULL, a
+/// poisoned handle, or a key that lacks READ (a write-only user, a deleted
+/// user, a rotated-away root key) it returns the fallback named above and
+/// vx_last_error_message says why.
+///
+/// Thread safety: safe concurrently with any call on the handle. Since 0.3.0.
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_auto_n_probes(index: *const vx_index) -> u32 {
+    boundary(|| handle(index)?.inner.auto_n_probes())
+}
+
 /// VX_TRAINING_UNTRAINED, _TRAINING or _TRAINED; UNTRAINED for NULL.
 ///
 /// Like every getter, answers only a handle whose key holds READ: for NULL, a

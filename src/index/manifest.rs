@@ -73,6 +73,8 @@ pub struct Manifest {
     pub encryptions: u64,
     pub training: TrainingState,
     pub n_lists: u32,
+    /// The probe count calibrated at training (0 = untrained).
+    pub auto_n_probes: u32,
     pub centroids: Stamp,
     /// The key record's generation when this state was committed: a key
     /// record older than that (restored from a backup) is refused.
@@ -97,6 +99,7 @@ impl Manifest {
             encryptions: 0,
             training: TrainingState::Untrained,
             n_lists: 0,
+            auto_n_probes: 0,
             centroids: Stamp::default(),
             key_generation: 0,
             chunks: Vec::new(),
@@ -118,6 +121,7 @@ impl Manifest {
         w.u64(self.encryptions);
         w.u8(self.training as u8);
         w.u32(self.n_lists);
+        w.u32(self.auto_n_probes);
         self.centroids.write(&mut w);
         w.u32(self.key_generation);
         w.u32(self.chunks.len() as u32);
@@ -157,6 +161,10 @@ impl Manifest {
             _ => return Err(bad("training state")),
         };
         let n_lists = r.u32()?;
+        let auto_n_probes = r.u32()?;
+        if auto_n_probes > n_lists {
+            return Err(bad("probe count"));
+        }
         let centroids = Stamp::read(&mut r)?;
         let key_generation = r.u32()?;
         let n_chunks = r.u32()? as usize;
@@ -189,6 +197,7 @@ impl Manifest {
             encryptions,
             training,
             n_lists,
+            auto_n_probes,
             centroids,
             key_generation,
             chunks,

@@ -5,7 +5,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::ivf;
 use super::manifest::{ChunkMeta, Manifest};
 use super::objects::Obj;
 use super::search;
@@ -36,6 +35,12 @@ impl Index {
 
     pub fn n_lists(&self) -> Result<u32> {
         Ok(self.readable_state()?.manifest.n_lists)
+    }
+
+    /// The probe count a query with `n_probes = 0` uses: calibrated at
+    /// training on the index's own points (0 while untrained).
+    pub fn auto_n_probes(&self) -> Result<u32> {
+        Ok(self.readable_state()?.manifest.auto_n_probes)
     }
 
     /// `Training` while a training run of this handle is under way (queries
@@ -163,7 +168,7 @@ impl Index {
         let centroids = self.centroids(m)?;
         let n_lists = m.n_lists;
         let n_probes = match params.n_probes {
-            0 => ivf::auto_n_probes(n_lists),
+            0 => m.auto_n_probes,
             p => p.min(n_lists),
         } as usize;
         let by_list = snap.chunks_by_list();

@@ -245,6 +245,8 @@ static void test_lifecycle_and_bad_input(void) {
     CHECK(vx_index_training_state(ix) == VX_TRAINING_UNTRAINED);
     CHECK(!vx_index_is_trained(ix));
     CHECK(vx_index_n_lists(ix) == 0);
+    CHECK(vx_index_auto_n_probes(ix) == 0);
+    CHECK(vx_index_auto_n_probes(NULL) == 0);
     CHECK(vx_index_dimension(NULL) == 0);
 
     vx_index *loaded = NULL;
@@ -546,6 +548,7 @@ static void test_training(void) {
     tp.progress = NULL;
     EXPECT(vx_index_train_ex(ix, &tp, NULL, NULL), VX_STATUS_OK);
     CHECK(vx_index_is_trained(ix) && vx_index_n_lists(ix) == 40);
+    CHECK(vx_index_auto_n_probes(ix) >= 1 && vx_index_auto_n_probes(ix) <= 40);
     /* ... equal IVF answers with every list probed. */
     p.n_probes = 40;
     EXPECT(vx_index_query(ix, q, 4, TD, &p, NULL, NULL, &after), VX_STATUS_OK);

@@ -64,6 +64,7 @@ int main() {
     CHECK(status_of([&] { moved.query({1, 2, 3}, 3); }) == VX_STATUS_DIMENSION_MISMATCH);
     CHECK(status_of([&] { moved.query({1, 2}, 2, vx::QueryOptions{}.filter("{\"$x\": 1}")); }) == VX_STATUS_INVALID_FILTER);
     CHECK(status_of([&] { moved.train(); }) == VX_STATUS_NOT_ENOUGH_VECTORS);
+    CHECK(moved.auto_n_probes() == 0); // untrained
     CHECK(status_of([&] { moved.upsert({"a"}, {1, 2, 3}, 2); }) == VX_STATUS_INVALID_ARGUMENT);
     CHECK(status_of([&] { vx::Client bad("s3://nope"); }) == VX_STATUS_INVALID_ARGUMENT);
 
