@@ -832,6 +832,23 @@ vx_status vx_index_delete(const struct vx_index *index,
                           size_t *out_deleted);
 
 /**
+ * Gives the store's free space back to the system: on a file: store, the
+ * pages deletes, overwrites and training freed (the file never shrinks by
+ * itself); a no-op on memory: and postgres:// stores. Reads and writes of
+ * the same client wait while it runs. Needs WRITE.
+ *
+ * @return VX_STATUS_OK, NULL_ARGUMENT, NOT_FOUND, WRONG_KEY, PERMISSION_DENIED,
+ *         POISONED, INTEGRITY, IO, STORAGE, PANIC.
+ *
+ * Thread safety: safe concurrently with any call on the handle (they wait).
+ * Since 0.3.0.
+ */
+VX_NODISCARD
+vx_status vx_index_compact(const struct vx_index *index,
+                           const uint8_t *key,
+                           const uint8_t *user_id);
+
+/**
  * Lists ids in byte order, skipping `offset`, at most `limit` (0 = all).
  *
  * @param out_ids  receives the page (free with vx_string_list_free); NULL on failure.

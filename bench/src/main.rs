@@ -2,7 +2,7 @@
 //! object per measurement (bench/run.sh puts them beside FAISS's).
 //!
 //! usage: vx-bench DATASET_DIR NAME [--threads 1,2] [--queries N] [--scratch DIR]
-//!                 [--only flat|ivf|add|stores|security|all] [--ivf-lists N] [--ivf-iters N] [--ivf-probes 1,2,4]
+//!                 [--only flat|ivf|add|stores|security|space|all] [--ivf-lists N] [--ivf-iters N] [--ivf-probes 1,2,4]
 //!                 [--pg postgres://...]   (for --only stores: also the PostgreSQL store)
 //!   DATASET_DIR holds base.fvecs, query.fvecs and gt.ivecs (ids of the exact
 //!   neighbours by L2, nearest first).
@@ -357,6 +357,41 @@ fn rss_probe(uri: &str, dim: usize) {
     println!("{}", peak_rss());
 }
 
+/// Disk use of a `file:` index against its live raw vector bytes, after
+/// each step that leaves free pages behind, before and after `compact`.
+fn bench_space(ds: &Dataset, scratch: &Path, n_lists: u32) {
+    let dir = scratch.join(format!("space-{}", ds.name));
+    let _ = fs::remove_dir_all(&dir);
+    let client = Client::open(&file_uri(&dir), ClientOptions::default()).unwrap();
+    let index = client.create_index("bench", &key(KEY), IndexConfig::default()).unwrap();
+    let names = ids("id-", ds.n());
+    fill(&index, ds, &names, 10_000);
+    let mut fields = Vec::new();
+    let mut measure = |step: &'static str, live: usize| {
+        let (_, disk) = dir_size(&dir);
+        fields.push((step, format!("{:.3}", disk as f64 / (live * ds.dim * 4) as f64)));
+    };
+    let n = ds.n();
+    measure("after_upsert", n);
+    index.train(TrainParams { n_lists, max_iters: 10, ..Default::default() }, Access::default()).unwrap();
+    measure("after_training", n);
+    index.compact(Access::default()).unwrap();
+    measure("after_training_compacted", n);
+    // Overwrite a quarter (same ids, same vectors), delete another quarter.
+    let quarter = n / 4;
+    upsert_in_batches(&index, items(&names[..quarter], &ds.base, ds.dim, None), 10_000, Access::default()).unwrap();
+    let doomed: Vec<&str> = names[quarter..2 * quarter].iter().map(String::as_str).collect();
+    index.delete(&doomed, Access::default()).unwrap();
+    measure("after_overwrite_and_delete", n - quarter);
+    index.compact(Access::default()).unwrap();
+    measure("after_overwrite_and_delete_compacted", n - quarter);
+    drop(index);
+    drop(client);
+    let _ = fs::remove_dir_all(&dir);
+    fields.push(("unit", s("disk bytes / live raw vector bytes")));
+    emit(ds, "space", &fields);
+}
+
 /// Mean microseconds per call of `f` over `n` calls.
 fn micros(n: usize, mut f: impl FnMut(usize)) -> f64 {
     let t = Instant::now();
@@ -469,6 +504,9 @@ fn main() {
     }
     if only == "stores" {
         bench_stores(&ds, &scratch, pg.as_deref(), nq_limit);
+    }
+    if only == "space" {
+        bench_space(&ds, &scratch, ivf.n_lists);
     }
     if only == "security" {
         bench_security(&ds, nq_limit);

@@ -439,6 +439,19 @@ func (x *Index) RequireEpoch(epoch Epoch) error {
 	})
 }
 
+// Compact gives a file: store's free space back to the system (the pages
+// deletes, overwrites and training freed); a no-op on other stores. WRITE.
+func (x *Index) Compact(c *Creds) error {
+	return x.with(func(ix *C.vx_index) error {
+		k, u, err := c.ptrs()
+		if err != nil {
+			return err
+		}
+		defer c.keepAlive()
+		return call(func() C.vx_status { return C.vx_index_compact(ix, k, u) })
+	})
+}
+
 // DeleteIndex removes the index and everything it stored (root key only).
 func (x *Index) DeleteIndex(c *Creds) error {
 	return x.with(func(ix *C.vx_index) error {

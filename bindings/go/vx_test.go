@@ -258,6 +258,9 @@ func TestUserKeysPermissionsAndRotation(t *testing.T) {
 	if _, err := loaded.NumVectors(nil); !errors.Is(err, vx.ErrWrongKey) {
 		t.Fatalf("want ErrWrongKey for a deleted user's open handle, got %v", err)
 	}
+	if err := root.Compact(nil); err != nil {
+		t.Fatalf("Compact on memory: = %v", err)
+	}
 	epoch, err := root.Epoch(nil)
 	if err != nil || root.RequireEpoch(epoch) != nil {
 		t.Fatalf("Epoch = %x, %v", epoch, err)

@@ -589,6 +589,22 @@ pub unsafe extern "C" fn vx_index_delete(
     })
 }
 
+/// Gives the store's free space back to the system: on a file: store, the
+/// pages deletes, overwrites and training freed (the file never shrinks by
+/// itself); a no-op on memory: and postgres:// stores. Reads and writes of
+/// the same client wait while it runs. Needs WRITE.
+///
+/// @return VX_STATUS_OK, NULL_ARGUMENT, NOT_FOUND, WRONG_KEY, PERMISSION_DENIED,
+///         POISONED, INTEGRITY, IO, STORAGE, PANIC.
+///
+/// Thread safety: safe concurrently with any call on the handle (they wait).
+/// Since 0.3.0.
+#[must_use]
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_compact(index: *const vx_index, key: *const u8, user_id: *const u8) -> vx_status {
+    boundary(|| handle(index)?.inner.compact(Creds::read(key, user_id).access()))
+}
+
 /// Lists ids in byte order, skipping `offset`, at most `limit` (0 = all).
 ///
 /// @param out_ids  receives the page (free with vx_string_list_free); NULL on failure.

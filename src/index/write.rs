@@ -82,6 +82,15 @@ impl Index {
         })
     }
 
+    /// Gives the store's free space back to the system: on `file:`, the
+    /// pages that deletes, overwrites and training left behind (the file
+    /// never shrinks by itself); a no-op on `memory:` and PostgreSQL. Waits
+    /// for this client's reads and writes in flight; WRITE permission.
+    pub fn compact(&self, access: Access<'_>) -> Result<()> {
+        self.authorize(access, Need::Write)?;
+        self.env.store.compact()
+    }
+
     /// Builds the plan for a set of upserts and deletes; returns it with the
     /// number of deleted ids that existed.
     fn plan_writes(

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use parking_lot::RwLock;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{Op, Store, WriteBatch};
@@ -14,7 +15,9 @@ pub const DB_FILE: &str = "vx.redb";
 const REDB_CACHE_BYTES: usize = 32 << 20;
 
 pub struct FileStore {
-    db: Database,
+    /// Compaction needs the database alone (no transaction open): it takes
+    /// the write side, every read and write the read side.
+    db: RwLock<Database>,
 }
 
 /// redb reports structural corruption of its own file as `Corrupted`: that is
@@ -62,7 +65,7 @@ impl FileStore {
         let w = db.begin_write().map_err(map_err)?;
         w.open_table(OBJECTS).map_err(map_err)?;
         w.commit().map_err(map_err)?;
-        Ok(FileStore { db })
+        Ok(FileStore { db: RwLock::new(db) })
     }
 }
 
@@ -73,7 +76,8 @@ impl Store for FileStore {
 
     fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
         guarded(|| {
-            let r = self.db.begin_read().map_err(map_err)?;
+            let db = self.db.read(); // held until the transaction ends
+            let r = db.begin_read().map_err(map_err)?;
             let t = r.open_table(OBJECTS).map_err(map_err)?;
             keys.iter().map(|k| Ok(t.get(k.as_slice()).map_err(map_err)?.map(|v| v.value().to_vec()))).collect()
         })
@@ -86,11 +90,22 @@ impl Store for FileStore {
     fn write(&self, batch: WriteBatch) -> Result<bool> {
         guarded(|| self.write_unguarded(batch))
     }
+
+    /// redb keeps freed pages for reuse and never shrinks its file by
+    /// itself; compaction moves live pages down and truncates the file.
+    fn compact(&self) -> Result<()> {
+        guarded(|| {
+            let mut db = self.db.write();
+            while db.compact().map_err(|e| Error::Storage(format!("cannot compact the store file: {e}")))? {}
+            Ok(())
+        })
+    }
 }
 
 impl FileStore {
     fn scan_unguarded(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let r = self.db.begin_read().map_err(map_err)?;
+        let db = self.db.read(); // held until the transaction ends
+        let r = db.begin_read().map_err(map_err)?;
         let t = r.open_table(OBJECTS).map_err(map_err)?;
         let mut out = Vec::new();
         for entry in t.range(prefix..).map_err(map_err)? {
@@ -104,7 +119,8 @@ impl FileStore {
     }
 
     fn write_unguarded(&self, batch: WriteBatch) -> Result<bool> {
-        let w = self.db.begin_write().map_err(map_err)?;
+        let db = self.db.read(); // held until the transaction ends
+        let w = db.begin_write().map_err(map_err)?;
         {
             let mut t = w.open_table(OBJECTS).map_err(map_err)?;
             for (key, expected) in &batch.expects {

@@ -67,6 +67,14 @@ pub trait Store: Send + Sync {
     fn prefers_batched_reads(&self) -> bool {
         false
     }
+
+    /// Gives the space of deleted and overwritten values back to the system
+    /// where the store keeps it (the `file:` store's free pages); a no-op
+    /// where it is given back already (`memory:`, and PostgreSQL, whose
+    /// autovacuum reuses dead rows' space).
+    fn compact(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Opens the store a URI names: `memory:`, `file:/dir` or a plain path,

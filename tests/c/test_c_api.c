@@ -852,6 +852,18 @@ static void test_rollback_and_fork(const char *dir) {
     EXPECT(require_epoch_fresh(uri, epoch_b), VX_STATUS_INTEGRITY); /* ... another state */
     EXPECT(require_epoch_fresh(uri, epoch_c), VX_STATUS_OK);
     free(backup);
+
+    /* Compacting gives the file's free pages back and keeps every item. */
+    vx_client *c = NULL;
+    vx_index *ix = NULL;
+    EXPECT(vx_client_open(uri, NULL, &c), VX_STATUS_OK);
+    EXPECT(vx_index_load(c, "fork", ROOT_KEY, NULL, &ix), VX_STATUS_OK);
+    EXPECT(vx_index_compact(NULL, NULL, NULL), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_compact(ix, OTHER_KEY, NULL), VX_STATUS_WRONG_KEY);
+    EXPECT(vx_index_compact(ix, NULL, NULL), VX_STATUS_OK);
+    CHECK(num_vectors(ix) == 2);
+    vx_index_free(ix);
+    vx_client_free(c);
 }
 
 int main(int argc, char **argv) {
