@@ -328,9 +328,6 @@ public:
     /// Gives a file: store's free space back to the system (needs WRITE).
     void compact(const Credentials &c = {}) { detail::check(vx_index_compact(h_.get(), c.key(), c.user())); }
 
-    /// Gives a file: store's free space back to the system (needs WRITE).
-    void compact(const Credentials &c = {}) { detail::check(vx_index_compact(h_.get(), c.key(), c.user())); }
-
     void delete_index(const Credentials &c = {}) { detail::check(vx_index_delete_index(h_.get(), c.key(), c.user())); }
 
     /// Gives `user` exactly `permissions` (VX_PERMISSION_*) under `user_key`,
