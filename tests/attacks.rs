@@ -1,6 +1,8 @@
 //! Attacks by insiders and store operators (docs/THREAT_MODEL.md): each test
 //! performs one and shows it is detected or fruitless. Every test here
-//! failed on the code before the defence it names.
+//! failed on the code before the defence it names. They reach the raw
+//! store, which only builds with the `test-hooks` feature expose.
+#![cfg(feature = "test-hooks")]
 
 mod common;
 

@@ -598,8 +598,8 @@ impl KeyRecord {
 }
 
 /// What a READ user with write access to the store can make of a record it
-/// opened: everything but the root's signature.
-#[cfg(test)]
+/// opened: everything but the root's signature (for `forgery_tests.rs`).
+#[cfg(all(test, feature = "test-hooks"))]
 impl KeyRecord {
     /// The record with a WRITE wrap for `user_id` (under its own key, with
     /// the data key and a writer seed of its own) and a registry saying so.
