@@ -12,7 +12,7 @@ mod common;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{as_root, ids, items, key, uniform};
+use common::{as_root, ids, items, key, uniform, upsert_in_batches};
 use vx::{
     include, Access, Client, ClientOptions, Error, Index, IndexConfig, ItemRef, QueryParams, Result, SecretKey, Status,
     Store, TrainParams, WriteBatch, PERMISSION_READ,
@@ -254,4 +254,51 @@ fn a_lost_acknowledgement_leaves_the_old_or_the_new_state_whole() {
         op(&client, &index).unwrap();
         assert_eq!(observe(&faulty.inner, &key(ROOT)), after, "{name}: a lost acknowledgement left a partial state");
     }
+}
+
+/// Counts the ops of the last batch written through it.
+struct CountingStore {
+    inner: Arc<dyn Store>,
+    last_batch_ops: AtomicUsize,
+}
+
+impl Store for CountingStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.inner.get_many(keys)
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner.scan_prefix(prefix)
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<bool> {
+        self.last_batch_ops.store(batch.ops.len(), Ordering::SeqCst);
+        self.inner.write(batch)
+    }
+}
+
+/// The directory grows one bucket at a time: the write that first needs a
+/// bigger directory (65,537 items over 64 buckets of 1,024) splits one
+/// bucket and writes a handful of objects, where doubling the directory
+/// rewrote all 128 buckets.
+#[test]
+fn a_write_that_grows_the_directory_touches_a_few_buckets() {
+    let counting =
+        Arc::new(CountingStore { inner: Arc::new(vx::MemoryStore::default()), last_batch_ops: AtomicUsize::new(0) });
+    let client = Client::over_store(counting.clone(), ClientOptions::default()).unwrap();
+    let index = client.create_index("grow", &key(1), IndexConfig::default()).unwrap();
+    let n = 64 * 1024;
+    let (names, v) = (ids("g", n), uniform(n, 2, 3));
+    upsert_in_batches(&index, items(&names, &v, 2, None), 8192, Access::default()).unwrap();
+    let one = ["the-65537th".to_string()];
+    index.upsert(&items(&one, &[0.5, 0.5], 2, None).collect::<Vec<_>>(), Access::default()).unwrap();
+    let ops = counting.last_batch_ops.load(Ordering::SeqCst);
+    assert!(ops <= 6, "the growing write stored {ops} objects");
+    assert_eq!(index.num_vectors(Access::default()).unwrap(), n as u64 + 1);
+    let all: Vec<&str> = names.iter().chain(&one).map(String::as_str).collect();
+    assert!(index.get(&all, 0, Access::default()).unwrap().iter().all(Option::is_some));
 }

@@ -184,7 +184,7 @@ impl Manifest {
             buckets.push(Stamp::read(&mut r)?);
         }
         r.finish()?;
-        if buckets.is_empty() || !buckets.len().is_power_of_two() {
+        if buckets.is_empty() {
             return Err(bad("bucket count"));
         }
         Ok(Manifest {
@@ -256,14 +256,60 @@ fn signed_message(index_id: &[u8; 16], body: &[u8]) -> Vec<u8> {
     [&b"vx1 manifest"[..], index_id, body].concat()
 }
 
+/// The directory bucket of an id token among `n_buckets`, by linear
+/// hashing: with `low <= n_buckets < 2 * low` (`low` a power of two), a token
+/// goes to `h mod 2 * low`, or to `h mod low` where that bucket does not exist
+/// yet. Adding bucket `n` then moves entries out of bucket `n - low` only, so
+/// the directory grows one bucket at a time and no write rehashes it whole.
 pub fn bucket_of(token: &Token, n_buckets: usize) -> usize {
-    (u32::from_le_bytes(token[..4].try_into().unwrap()) as usize) & (n_buckets - 1)
+    let h = u32::from_le_bytes(token[..4].try_into().unwrap()) as usize;
+    let low = 1usize << n_buckets.ilog2();
+    let b = h & (2 * low - 1);
+    if b < n_buckets {
+        b
+    } else {
+        b - low
+    }
+}
+
+/// The one bucket whose entries adding bucket `n_buckets` splits.
+pub fn split_partner(n_buckets: usize) -> usize {
+    n_buckets - (1usize << n_buckets.ilog2())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crypto::SecretKey;
+
+    /// Growing the directory one bucket at a time moves entries only out of
+    /// the split partner, into the new bucket, at every size.
+    #[test]
+    fn linear_hashing_moves_only_the_split_partners_entries() {
+        let tokens: Vec<Token> = (0u32..5000)
+            .map(|i| {
+                let mut t = [0u8; 16];
+                t[..4].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_le_bytes());
+                t
+            })
+            .collect();
+        for n in 1..300usize {
+            let partner = split_partner(n);
+            assert!(partner < n);
+            for t in &tokens {
+                let (before, after) = (bucket_of(t, n), bucket_of(t, n + 1));
+                assert!(before < n && after <= n);
+                if before != after {
+                    assert_eq!((before, after), (partner, n), "n = {n}");
+                }
+            }
+            if n.is_power_of_two() {
+                assert!(tokens
+                    .iter()
+                    .all(|t| bucket_of(t, n) == (u32::from_le_bytes(t[..4].try_into().unwrap()) as usize) % n));
+            }
+        }
+    }
 
     #[test]
     fn manifest_round_trip_and_binding() {

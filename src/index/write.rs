@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use super::access::Need;
 use super::chunk::{item_encoded_len, Bucket, Chunk, ChunkBuilder, Entry, Packer};
 use super::commit::Plan;
-use super::manifest::{bucket_of, ChunkMeta, Manifest, Stamp};
+use super::manifest::{bucket_of, split_partner, ChunkMeta, Manifest, Stamp};
 use super::objects::Obj;
 use super::snapshot::Snapshot;
 use super::types::{validate_id, validate_item, MAX_DIMENSION};
@@ -17,10 +17,11 @@ use super::{Access, Index, ItemRef, TrainingState};
 use crate::crypto::Token;
 use crate::error::{Error, Result};
 
-/// Directory buckets double when they average more entries than this. At
-/// ~21 KiB a bucket fills its run of 4 KiB pages to ~90% and a small write
-/// rewrites little; measured on 100k x 128 (bench/run.sh): 64 entries gave
-/// 1.19x raw bytes on disk, 256 gave 1.16x, 1024 gives 1.15x.
+/// The directory grows (one bucket at a time, see `manifest::bucket_of`)
+/// while buckets average more entries than this. At ~21 KiB a bucket fills
+/// its run of 4 KiB pages to ~90% and a small write rewrites little;
+/// measured on 100k x 128 (bench/run.sh): 64 entries gave 1.19x raw bytes on
+/// disk, 256 gave 1.16x, 1024 gives 1.15x.
 const ENTRIES_PER_BUCKET: u64 = 1024;
 
 /// An upsert after validation, with its token.
@@ -208,8 +209,9 @@ impl Index {
     }
 
     /// Loads (as owned copies) the buckets the tokens fall in. When the index
-    /// outgrows its directory, doubles the bucket count in `m` and returns
-    /// every bucket, redistributed.
+    /// outgrows its directory, first adds buckets to `m` one at a time, each
+    /// splitting one existing bucket: a write touches O(batch) buckets at any
+    /// directory size.
     fn touched_buckets(
         &self,
         m: &mut Manifest,
@@ -217,24 +219,33 @@ impl Index {
         upserts: &[Pending<'_>],
         deletes: &[(&str, Token)],
     ) -> Result<HashMap<usize, Bucket>> {
-        let wanted = (m.num_vectors + upserts.len() as u64).div_ceil(ENTRIES_PER_BUCKET).next_power_of_two() as usize;
-        if wanted > m.buckets.len() {
-            let mut all: HashMap<usize, Bucket> = (0..wanted).map(|b| (b, Bucket::default())).collect();
-            for b in 0..old.buckets.len() {
-                for e in &self.bucket(old, b)?.entries {
-                    all.get_mut(&bucket_of(&e.token, wanted)).expect("in range").upsert(*e);
-                }
+        let owned = |b: usize| -> Result<Bucket> {
+            Ok(if b < old.buckets.len() { (*self.bucket(old, b)?).clone() } else { Bucket::default() })
+        };
+        let mut touched: HashMap<usize, Bucket> = HashMap::new();
+        let wanted = (m.num_vectors + upserts.len() as u64).div_ceil(ENTRIES_PER_BUCKET) as usize;
+        while m.buckets.len() < wanted {
+            let n = m.buckets.len();
+            let partner = split_partner(n);
+            let from = match touched.remove(&partner) {
+                Some(b) => b,
+                None => owned(partner)?,
+            };
+            let (mut stay, mut moved) = (Bucket::default(), Bucket::default());
+            for e in from.entries {
+                if bucket_of(&e.token, n + 1) == n { &mut moved } else { &mut stay }.entries.push(e);
             }
-            m.buckets = vec![Stamp::default(); wanted];
-            return Ok(all);
+            m.buckets.push(Stamp::default());
+            touched.insert(partner, stay);
+            touched.insert(n, moved);
         }
         let tokens = upserts.iter().map(|p| &p.token).chain(deletes.iter().map(|(_, t)| t));
-        let needed: BTreeSet<usize> = tokens.map(|t| bucket_of(t, m.buckets.len())).collect();
-        let loaded: Vec<(usize, Bucket)> = self
-            .env
-            .pool
-            .install(|| needed.par_iter().map(|&b| Ok((b, (*self.bucket(old, b)?).clone()))).collect::<Result<_>>())?;
-        Ok(loaded.into_iter().collect())
+        let needed: BTreeSet<usize> =
+            tokens.map(|t| bucket_of(t, m.buckets.len())).filter(|b| !touched.contains_key(b)).collect();
+        let loaded: Vec<(usize, Bucket)> =
+            self.env.pool.install(|| needed.par_iter().map(|&b| Ok((b, owned(b)?))).collect::<Result<_>>())?;
+        touched.extend(loaded);
+        Ok(touched)
     }
 }
 
