@@ -16,10 +16,10 @@ use serde_json::Value;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::manifest::Stamp;
-use super::objects::{ObjectKind, Opener};
+use super::objects::SealedObject;
 use super::types::Precision;
 use crate::codec::{Reader, Writer};
-use crate::crypto::{wipe, DataKeys, Token, SEAL_OVERHEAD, TOKEN_LEN};
+use crate::crypto::{wipe, Token, SEAL_OVERHEAD, TOKEN_LEN};
 use crate::distance::inv_norm;
 use crate::error::{Error, Result};
 
@@ -163,18 +163,11 @@ impl Chunk {
 
     /// Authenticates and decrypts a sealed chunk straight into its float
     /// buffer, then reads ids and metadata from the rest (which is wiped).
-    pub fn open(
-        opener: &Opener<'_>,
-        token: &Token,
-        version: u64,
-        sealed: &[u8],
-        dim: usize,
-        precision: Precision,
-    ) -> Result<Chunk> {
-        let plain_len = DataKeys::plaintext_len(sealed).ok_or_else(|| Error::integrity("chunk is truncated"))?;
+    pub fn open(sealed: &SealedObject<'_>, dim: usize, precision: Precision) -> Result<Chunk> {
+        let plain_len = sealed.plaintext_len()?;
         let mut storage = WipedFloats(vec![0f32; plain_len.div_ceil(4)]);
         let bytes = &mut bytemuck::cast_slice_mut::<f32, u8>(&mut storage.0)[..plain_len];
-        opener.open_into(ObjectKind::Chunk, token, version, sealed, bytes)?;
+        sealed.open_into(bytes)?;
 
         let mut r = Reader::new(bytes, "chunk");
         let n = r.u32()? as usize;
@@ -403,6 +396,8 @@ impl Bucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::DataKeys;
+    use crate::index::objects::{Obj, ObjectKind};
 
     #[test]
     fn chunk_round_trip_both_precisions() {
@@ -419,16 +414,23 @@ mod tests {
             let enc = c.encode(p);
             assert_eq!(enc.len(), c.encoded_len(p));
             let sealed = keys.sealer(0).seal(ObjectKind::Chunk as u8, &token, 9, &enc).unwrap();
-            let opener = Opener { keys: &keys, max_key_version: 0 };
-            let d = Chunk::open(&opener, &token, 9, &sealed, 2, p).unwrap();
+            let at = |version, bytes| SealedObject {
+                keys: &keys,
+                max_key_version: 0,
+                obj: Obj::Chunk(0),
+                token,
+                version,
+                bytes,
+            };
+            let d = Chunk::open(&at(9, &sealed), 2, p).unwrap();
             assert_eq!(d.ids, c.ids);
             assert_eq!(d.vectors(), c.vectors());
             assert_eq!(d.vector(1), &[3.5, -4.0]);
             assert_eq!(d.parsed_metadata(1).unwrap()["k"], 1);
             assert!(d.parsed_metadata(0).is_none());
-            assert!(matches!(Chunk::open(&opener, &token, 9, &sealed, 3, p), Err(Error::Integrity(_))));
-            assert!(matches!(Chunk::open(&opener, &token, 8, &sealed, 2, p), Err(Error::Integrity(_))));
-            assert!(Chunk::open(&opener, &token, 9, &sealed[..sealed.len() - 1], 2, p).is_err());
+            assert!(matches!(Chunk::open(&at(9, &sealed), 3, p), Err(Error::Integrity(_))));
+            assert!(matches!(Chunk::open(&at(8, &sealed), 2, p), Err(Error::Integrity(_))));
+            assert!(Chunk::open(&at(9, &sealed[..sealed.len() - 1]), 2, p).is_err());
         }
     }
 

@@ -60,12 +60,17 @@ impl<'a> Plan<'a> {
     /// Returns the stamp the manifest (or directory) must pin it by.
     pub fn put(&mut self, obj: Obj, sealed: Vec<u8>, cached: Option<Cached>, old: Option<u64>) -> Stamp {
         let stamp = Stamp::of(self.version(), &sealed);
+        self.store(obj, sealed, cached, old);
+        stamp
+    }
+
+    /// As [`Plan::put`], for bytes whose stamp the caller has.
+    fn store(&mut self, obj: Obj, sealed: Vec<u8>, cached: Option<Cached>, old: Option<u64>) {
         self.batch.put(self.index.store_key(obj), sealed);
         self.forget(obj, old);
         if let Some(c) = cached {
             self.cache_put.push((self.index.cache_key(obj, self.version()), c));
         }
-        stamp
     }
 
     /// Removes `obj` (at version `old`, if it was cached) from the store.
@@ -93,7 +98,7 @@ impl<'a> Plan<'a> {
     /// removed the entry of the chunk it replaces, whose version is `old`).
     pub fn put_chunk(&mut self, s: SealedChunk, old: Option<u64>) {
         self.manifest.chunks.push(s.meta);
-        self.put(Obj::Chunk(s.meta.no), s.sealed, Some(Cached::Chunk(s.chunk)), old);
+        self.store(Obj::Chunk(s.meta.no), s.sealed, Some(Cached::Chunk(s.chunk)), old);
     }
 
     /// Stores the centroids of a training run.

@@ -185,14 +185,7 @@ pub(crate) trait Sealed: Sized {
     /// What the manifest says the object must look like; a decrypted object
     /// that differs is `INTEGRITY`.
     type Shape;
-    fn open(
-        opener: &Opener<'_>,
-        obj: Obj,
-        token: &Token,
-        version: u64,
-        sealed: &[u8],
-        shape: &Self::Shape,
-    ) -> Result<Self>;
+    fn open(sealed: &SealedObject<'_>, shape: &Self::Shape) -> Result<Self>;
     /// The cache entry for it (`None`: not cached).
     fn to_cached(this: &Arc<Self>) -> Option<Cached>;
     fn from_cached(cached: Cached) -> Option<Arc<Self>>;
@@ -213,39 +206,44 @@ macro_rules! cached_as {
     };
 }
 
-/// Opens the objects a manifest names: under the index's data keys, at a
-/// key version no newer than the manifest's.
-#[derive(Clone, Copy)]
-pub(crate) struct Opener<'a> {
+/// One sealed object as the store holds it, with what it must authenticate
+/// against: its place (kind and token), the version the manifest names, and
+/// a key version no newer than the manifest's.
+pub(crate) struct SealedObject<'a> {
     pub keys: &'a DataKeys,
     pub max_key_version: u32,
+    pub obj: Obj,
+    pub token: Token,
+    pub version: u64,
+    pub bytes: &'a [u8],
 }
 
-impl Opener<'_> {
-    /// Authenticates and decrypts a sealed object of the index.
-    pub fn open(&self, obj: Obj, token: &Token, version: u64, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-        let kind = obj.kind();
-        self.keys.open(self.max_key_version, kind as u8, token, version, sealed).ok_or_else(|| auth_failed(kind))
+impl SealedObject<'_> {
+    /// Authenticates and decrypts it.
+    pub fn open(&self) -> Result<Zeroizing<Vec<u8>>> {
+        let kind = self.obj.kind();
+        self.keys
+            .open(self.max_key_version, kind as u8, &self.token, self.version, self.bytes)
+            .ok_or_else(|| self.auth_failed())
     }
 
-    /// As [`Opener::open`], into `out` (exactly the plaintext's length).
-    pub fn open_into(
-        &self,
-        kind: ObjectKind,
-        token: &Token,
-        version: u64,
-        sealed: &[u8],
-        out: &mut [u8],
-    ) -> Result<()> {
-        match self.keys.open_into(self.max_key_version, kind as u8, token, version, sealed, out) {
+    /// Bytes of its plaintext.
+    pub fn plaintext_len(&self) -> Result<usize> {
+        DataKeys::plaintext_len(self.bytes).ok_or_else(|| self.auth_failed())
+    }
+
+    /// As [`SealedObject::open`], into `out` (exactly the plaintext's length).
+    pub fn open_into(&self, out: &mut [u8]) -> Result<()> {
+        let kind = self.obj.kind();
+        match self.keys.open_into(self.max_key_version, kind as u8, &self.token, self.version, self.bytes, out) {
             true => Ok(()),
-            false => Err(auth_failed(kind)),
+            false => Err(self.auth_failed()),
         }
     }
-}
 
-pub(crate) fn auth_failed(kind: ObjectKind) -> Error {
-    Error::integrity(format!("{kind:?} object failed authentication"))
+    fn auth_failed(&self) -> Error {
+        Error::integrity(format!("{:?} object failed authentication", self.obj.kind()))
+    }
 }
 
 /// What a chunk must hold: the index's vector shape and the manifest's count.
@@ -257,19 +255,12 @@ pub(crate) struct ChunkShape {
 
 impl Sealed for Chunk {
     type Shape = ChunkShape;
-    fn open(
-        opener: &Opener<'_>,
-        obj: Obj,
-        token: &Token,
-        version: u64,
-        sealed: &[u8],
-        shape: &ChunkShape,
-    ) -> Result<Self> {
-        let chunk = Chunk::open(opener, token, version, sealed, shape.dim, shape.precision)?;
+    fn open(sealed: &SealedObject<'_>, shape: &ChunkShape) -> Result<Self> {
+        let chunk = Chunk::open(sealed, shape.dim, shape.precision)?;
         if chunk.len() != shape.count {
             return Err(Error::integrity(format!(
                 "{} holds {} items, manifest says {}",
-                obj.describe(),
+                sealed.obj.describe(),
                 chunk.len(),
                 shape.count
             )));
@@ -281,8 +272,8 @@ impl Sealed for Chunk {
 
 impl Sealed for Bucket {
     type Shape = ();
-    fn open(opener: &Opener<'_>, obj: Obj, token: &Token, version: u64, sealed: &[u8], _: &()) -> Result<Self> {
-        Bucket::decode(&opener.open(obj, token, version, sealed)?)
+    fn open(sealed: &SealedObject<'_>, _: &()) -> Result<Self> {
+        Bucket::decode(&sealed.open()?)
     }
     cached_as!(Bucket);
 }
@@ -290,15 +281,8 @@ impl Sealed for Bucket {
 /// What the centroids must be: (dimension, number of lists).
 impl Sealed for Centroids {
     type Shape = (usize, usize);
-    fn open(
-        opener: &Opener<'_>,
-        obj: Obj,
-        token: &Token,
-        version: u64,
-        sealed: &[u8],
-        shape: &(usize, usize),
-    ) -> Result<Self> {
-        let c = Centroids::decode(&opener.open(obj, token, version, sealed)?, shape.0)?;
+    fn open(sealed: &SealedObject<'_>, shape: &(usize, usize)) -> Result<Self> {
+        let c = Centroids::decode(&sealed.open()?, shape.0)?;
         if c.k != shape.1 {
             return Err(Error::integrity("centroid count does not match the manifest"));
         }
@@ -310,8 +294,8 @@ impl Sealed for Centroids {
 /// Contents are read one item at a time and never cached.
 impl Sealed for Zeroizing<Vec<u8>> {
     type Shape = ();
-    fn open(opener: &Opener<'_>, obj: Obj, token: &Token, version: u64, sealed: &[u8], _: &()) -> Result<Self> {
-        opener.open(obj, token, version, sealed)
+    fn open(sealed: &SealedObject<'_>, _: &()) -> Result<Self> {
+        sealed.open()
     }
     fn to_cached(_: &Arc<Self>) -> Option<Cached> {
         None
@@ -371,8 +355,9 @@ impl Index {
                 self.name
             )));
         }
-        let opener = Opener { keys: &self.keys, max_key_version: m.key_version };
-        let value = Arc::new(T::open(&opener, obj, &token, version, sealed, shape)?);
+        let sealed =
+            SealedObject { keys: &self.keys, max_key_version: m.key_version, obj, token, version, bytes: sealed };
+        let value = Arc::new(T::open(&sealed, shape)?);
         if let Some(cached) = T::to_cached(&value) {
             self.env.cache.insert(ck, cached);
         }
