@@ -64,25 +64,30 @@ impl<'a> Plan<'a> {
         stamp
     }
 
-    /// As [`Plan::put`], for bytes whose stamp the caller has.
+    /// As [`Plan::put`], for bytes whose stamp the caller has. The new
+    /// version gets its own key; the one it replaces is deleted in the same
+    /// batch.
     fn store(&mut self, obj: Obj, sealed: Vec<u8>, cached: Option<Cached>, old: Option<u64>) {
-        self.batch.put(self.index.store_key(obj), sealed);
-        self.forget(obj, old);
+        self.batch.put(self.index.store_key(obj, self.version()), sealed);
+        if let Some(v) = old {
+            self.remove(obj, v);
+        }
         if let Some(c) = cached {
             self.cache_put.push((self.index.cache_key(obj, self.version()), c));
         }
     }
 
-    /// Removes `obj` (at version `old`, if it was cached) from the store.
-    pub fn remove(&mut self, obj: Obj, old: Option<u64>) {
-        self.batch.delete(self.index.store_key(obj));
-        self.forget(obj, old);
+    /// Removes `obj` at `version` from the store (and the cache).
+    pub fn remove(&mut self, obj: Obj, version: u64) {
+        debug_assert!(version != 0 && version < self.version(), "only a committed object is removed");
+        self.batch.delete(self.index.store_key(obj, version));
+        self.cache_drop.push(self.index.cache_key(obj, version));
     }
 
-    fn forget(&mut self, obj: Obj, old: Option<u64>) {
-        if let Some(v) = old {
-            self.cache_drop.push(self.index.cache_key(obj, v));
-        }
+    /// Removes chunk `no` from the store and the manifest.
+    pub fn remove_chunk(&mut self, meta: &ChunkMeta) {
+        self.remove(Obj::Chunk(meta.no), meta.stamp.version);
+        self.manifest.remove_chunk(meta.no);
     }
 
     /// Encodes and seals chunk `no` of `list`; callable from many threads.
@@ -94,10 +99,11 @@ impl<'a> Plan<'a> {
         Ok(SealedChunk { meta, chunk: Arc::new(chunk), sealed })
     }
 
-    /// Stores a sealed chunk and lists it in the manifest (the caller has
-    /// removed the entry of the chunk it replaces, whose version is `old`).
-    pub fn put_chunk(&mut self, s: SealedChunk, old: Option<u64>) {
-        self.manifest.chunks.push(s.meta);
+    /// Stores a sealed chunk and names it in the manifest, in place of the
+    /// chunk of that number it replaces, if any.
+    pub fn put_chunk(&mut self, s: SealedChunk) {
+        let old = self.manifest.chunk(s.meta.no).map(|c| c.stamp.version);
+        self.manifest.set_chunk(s.meta);
         self.store(Obj::Chunk(s.meta.no), s.sealed, Some(Cached::Chunk(s.chunk)), old);
     }
 
@@ -111,33 +117,36 @@ impl<'a> Plan<'a> {
 
     /// Stores directory bucket `b` (an empty bucket as nothing).
     pub fn put_bucket(&mut self, b: usize, bucket: Bucket) -> Result<()> {
-        let old = Some(self.manifest.buckets[b].version).filter(|&v| v != 0);
+        let old = Some(self.manifest.bucket(b).version).filter(|&v| v != 0);
         let obj = Obj::Bucket(b as u32);
         if bucket.entries.is_empty() {
-            self.manifest.buckets[b] = Stamp::default();
-            self.remove(obj, old);
+            if let Some(v) = old {
+                self.remove(obj, v);
+                self.manifest.set_bucket(b, Stamp::default());
+            }
         } else {
             let sealed = self.seal(obj, &bucket.encode())?;
-            self.manifest.buckets[b] = self.put(obj, sealed, Some(Cached::Bucket(Arc::new(bucket))), old);
+            let stamp = self.put(obj, sealed, Some(Cached::Bucket(Arc::new(bucket))), old);
+            self.manifest.set_bucket(b, stamp);
         }
         Ok(())
     }
 
-    /// Stores an item's contents; returns the stamp to record in its
-    /// directory entry.
-    pub fn put_contents(&mut self, id_token: &Token, contents: &[u8]) -> Result<Stamp> {
+    /// Stores an item's contents (replacing the version `old`, if any);
+    /// returns the stamp to record in its directory entry.
+    pub fn put_contents(&mut self, id_token: &Token, contents: &[u8], old: Option<u64>) -> Result<Stamp> {
         let obj = Obj::Contents(*id_token);
         let sealed = self.seal(obj, contents)?;
-        Ok(self.put(obj, sealed, None, None))
+        Ok(self.put(obj, sealed, None, old))
     }
 
     /// The batch to write: the objects, the manifest sealed and signed by
     /// `writer`, the version hint and the compare-and-set against `base`.
     /// Returns it with the stored manifest bytes.
     fn seal_for_commit(&mut self, base: &Snapshot, writer: &Signer) -> Result<(WriteBatch, Vec<u8>)> {
+        self.seal_pages()?;
         let m = &mut self.manifest;
-        m.chunks.sort_unstable_by_key(|c| (c.list, c.no));
-        m.encryptions += self.sealer.encryptions() + 1; // + the manifest itself
+        m.encryptions += self.sealer.encryptions() + 1; // + the root itself
         let stored = m.seal(&self.sealer, writer, &self.index.layout.index_id)?;
         let layout = self.index.layout;
         let mut batch = std::mem::take(&mut self.batch);
@@ -145,6 +154,37 @@ impl<'a> Plan<'a> {
         batch.put(layout.version_hint(), m.version.to_le_bytes().to_vec());
         batch.expect(layout.manifest(), Some(base.stored.clone()));
         Ok((batch, stored))
+    }
+}
+
+impl Plan<'_> {
+    /// Seals the manifest pages this plan changed (in parallel), replacing
+    /// their old versions; a page left empty is deleted.
+    fn seal_pages(&mut self) -> Result<()> {
+        let dirty = self.manifest.take_dirty_pages();
+        let sealed: Vec<(Obj, Stamp, Option<Vec<u8>>)> = self.index.env.pool.install(|| {
+            use rayon::prelude::*;
+            dirty
+                .into_par_iter()
+                .map(|(page, old, plain)| Ok((page, old, plain.map(|p| self.seal(page, &p)).transpose()?)))
+                .collect::<Result<_>>()
+        })?;
+        for (page, old, bytes) in sealed {
+            let old = Some(old.version).filter(|&v| v != 0);
+            match bytes {
+                Some(bytes) => {
+                    let stamp = self.put(page, bytes, None, old);
+                    self.manifest.page_sealed(page, stamp);
+                }
+                None => {
+                    if let Some(v) = old {
+                        self.remove(page, v);
+                    }
+                    self.manifest.page_sealed(page, Stamp::default());
+                }
+            }
+        }
+        Ok(())
     }
 }
 

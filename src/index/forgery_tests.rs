@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use super::keyring::KeyRecord;
-use super::manifest::{ChunkMeta, Manifest, Stamp};
+use super::manifest::{ChunkMeta, Manifest, Opener, Stamp};
 use super::objects::{key_record_key, Layout, Obj, ObjectKind, Tokens};
 use super::{Access, Index, IndexConfig, ItemRef, QueryParams, PERMISSION_READ};
-use crate::crypto::{DataKeys, SecretKey, Signer};
+use crate::crypto::{DataKeys, PublicKey, SecretKey, Signer};
 use crate::error::{Result, Status};
 use crate::store::{Store, WriteBatch};
 use crate::{Client, ClientOptions};
@@ -51,10 +51,17 @@ fn reader_view(store: &dyn Store) -> (KeyRecord, DataKeys) {
     (record, keys)
 }
 
+/// The stored manifest (root and pages) as `keys` open it, signed by `writer`.
+fn open_manifest(store: &dyn Store, index_id: [u8; 16], keys: &DataKeys, writer: &PublicKey) -> Result<Manifest> {
+    let stored = store.get(&Layout { index_id }.manifest()).unwrap().unwrap();
+    let tokens = Tokens::new(keys);
+    let at = Opener { store, keys, tokens: &tokens, layout: Layout { index_id }, name: NAME };
+    Manifest::open(&at, u32::MAX, &stored, writer, None)
+}
+
 /// The stored manifest as the READ user reads it (its data key opens it).
 fn reader_manifest(store: &dyn Store, record: &KeyRecord, keys: &DataKeys) -> Manifest {
-    let stored = store.get(&Layout { index_id: record.index_id }.manifest()).unwrap().unwrap();
-    Manifest::open(keys, u32::MAX, &stored, NAME, &record.index_id, &record.writer_public).unwrap()
+    open_manifest(store, record.index_id, keys, &record.writer_public).unwrap()
 }
 
 fn put(store: &dyn Store, key: Vec<u8>, value: Vec<u8>) {
@@ -95,7 +102,7 @@ fn a_read_user_cannot_forge_a_chunk() {
     let (record, keys) = reader_view(&*store);
     let layout = Layout { index_id: record.index_id };
     let m = reader_manifest(&*store, &record, &keys);
-    let meta: ChunkMeta = m.chunks[0];
+    let meta: ChunkMeta = *m.chunks().next().unwrap();
     let mut rows = super::chunk::ChunkBuilder::with_capacity(2, 2);
     rows.push(&[0.5, 0.5], "planted".into(), None);
     rows.push(&[0.5, 0.5], "planted2".into(), None);
@@ -103,7 +110,7 @@ fn a_read_user_cannot_forge_a_chunk() {
     let token = Tokens::new(&keys).of(Obj::Chunk(meta.no));
     let sealed = keys.sealer(m.key_version).seal(ObjectKind::Chunk as u8, &token, meta.stamp.version, &plain).unwrap();
     assert_ne!(Stamp::of(meta.stamp.version, &sealed), meta.stamp);
-    put(&*store, layout.object(ObjectKind::Chunk, &token), sealed);
+    put(&*store, layout.object(ObjectKind::Chunk, &token, meta.stamp.version), sealed);
     assert_eq!(fresh_query(&store).unwrap_err().status(), Status::Integrity);
 }
 
@@ -120,19 +127,18 @@ fn a_revoked_user_with_its_saved_data_key_opens_nothing_written_after() {
     assert_eq!(client.load_index(NAME, reader()).unwrap_err().status(), Status::WrongKey);
 
     let tokens = Tokens::new(&saved);
-    let stored = store.get(&layout.manifest()).unwrap().unwrap();
     // The manifest itself is sealed under the new generation.
     let current = KeyRecord::decode(&store.get(&key_record_key(NAME)).unwrap().unwrap(), NAME).unwrap();
-    assert!(Manifest::open(&saved, u32::MAX, &stored, NAME, &record.index_id, &current.writer_public).is_err());
+    assert!(open_manifest(&*store, record.index_id, &saved, &current.writer_public).is_err());
     // So is every chunk written since (found through the root's view).
     let root = current.unlock(NAME, &key(1), None).unwrap();
     let now = DataKeys::new(root.secrets.data_keys, record.index_id);
-    let m = Manifest::open(&now, u32::MAX, &stored, NAME, &record.index_id, &current.writer_public).unwrap();
+    let m = open_manifest(&*store, record.index_id, &now, &current.writer_public).unwrap();
     let revoked_at = m.key_version;
     let mut newer = 0;
-    for meta in &m.chunks {
+    for meta in m.chunks() {
         let token = tokens.of(Obj::Chunk(meta.no));
-        let sealed = store.get(&layout.object(ObjectKind::Chunk, &token)).unwrap().unwrap();
+        let sealed = store.get(&layout.object(ObjectKind::Chunk, &token, meta.stamp.version)).unwrap().unwrap();
         let key_version = u32::from_le_bytes(sealed[..4].try_into().unwrap());
         let opened = saved.open(u32::MAX, ObjectKind::Chunk as u8, &token, meta.stamp.version, &sealed);
         if key_version >= revoked_at {

@@ -13,8 +13,7 @@ use rayon::prelude::*;
 use super::access::Need;
 use super::chunk::{item_encoded_len, Bucket, Chunk, ChunkBuilder, Entry, Packer, WipedFloats};
 use super::commit::{Plan, SealedChunk};
-use super::manifest::{bucket_of, Manifest};
-use super::objects::Obj;
+use super::manifest::{ChunkMeta, Manifest};
 use super::snapshot::Snapshot;
 use super::{Access, Index, TrainingState};
 use crate::codec::{Reader, Writer};
@@ -321,10 +320,9 @@ impl Index {
     /// happen to be stored (which changes with every training).
     fn training_sample(&self, m: &Manifest, count: usize, seed: u64) -> Result<WipedFloats> {
         let dim = m.config.dimension as usize;
-        let chunks: Vec<Arc<Chunk>> = self
-            .env
-            .pool
-            .install(|| m.chunks.par_iter().map(|meta| self.chunk(m, meta, None)).collect::<Result<_>>())?;
+        let chunks: Vec<Arc<Chunk>> = self.env.pool.install(|| {
+            m.chunks().collect::<Vec<_>>().par_iter().map(|meta| self.chunk(m, meta, None)).collect::<Result<_>>()
+        })?;
         let mut ranked: Vec<(u64, u32, u32)> = Vec::with_capacity(m.num_vectors as usize);
         for (ci, chunk) in chunks.iter().enumerate() {
             for (slot, id) in chunk.ids.iter().enumerate() {
@@ -358,10 +356,11 @@ impl Index {
         let (dim, precision, metric) = (m.config.dimension as usize, m.config.precision, m.config.metric);
 
         // 1. Every item's list.
+        let metas: Vec<&ChunkMeta> = old.chunks().collect();
         let chunks: Vec<Arc<Chunk>> = self
             .env
             .pool
-            .install(|| old.chunks.par_iter().map(|meta| self.chunk(old, meta, None)).collect::<Result<_>>())?;
+            .install(|| metas.par_iter().map(|meta| self.chunk(old, meta, None)).collect::<Result<_>>())?;
         let every: Vec<(usize, usize)> =
             chunks.iter().enumerate().flat_map(|(ci, c)| (0..c.len()).map(move |s| (ci, s))).collect();
         let vectors: Vec<&[f32]> = every.iter().map(|&(ci, s)| chunks[ci].vector(s)).collect();
@@ -393,7 +392,6 @@ impl Index {
                 }
             }
         }
-        m.chunks.clear();
         let built: Vec<(SealedChunk, Vec<(Token, u32)>)> = self.env.pool.install(|| {
             packs
                 .par_iter()
@@ -408,17 +406,17 @@ impl Index {
                 })
                 .collect::<Result<_>>()
         })?;
-        for meta in &old.chunks {
-            plan.remove(Obj::Chunk(meta.no), Some(meta.stamp.version));
+        for meta in metas {
+            plan.remove_chunk(meta);
         }
         let mut new_home: HashMap<Token, u32> = HashMap::with_capacity(old.num_vectors as usize);
         for (sealed, moved) in built {
             new_home.extend(moved);
-            plan.put_chunk(sealed, None);
+            plan.put_chunk(sealed);
         }
 
         // 3. Every directory entry points at its item's new chunk.
-        for b in 0..old.buckets.len() {
+        for b in 0..old.n_buckets as usize {
             let old_bucket = self.bucket(old, b)?;
             if old_bucket.entries.is_empty() {
                 continue;
@@ -426,7 +424,7 @@ impl Index {
             let mut bucket = Bucket::default();
             for e in &old_bucket.entries {
                 let chunk = *new_home.get(&e.token).ok_or_else(|| Error::integrity("a directory entry has no item"))?;
-                debug_assert_eq!(bucket_of(&e.token, old.buckets.len()), b);
+                debug_assert_eq!(old.bucket_of(&e.token), b);
                 bucket.entries.push(Entry { chunk, ..*e });
             }
             plan.put_bucket(b, bucket)?;

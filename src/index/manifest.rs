@@ -1,30 +1,47 @@
-//! The two records that describe an index.
+//! The records that describe an index.
 //!
 //! * The **key record** (`n/<name>`, readable without a key; see
 //!   `keyring.rs`): the index id and the wrapped data keys. Index names are
 //!   the one thing the store sees in clear (so `list_indexes` works without keys).
-//! * The **manifest** (sealed): configuration, counts, key-version
-//!   bookkeeping, the key-record generation it was committed under, and the
-//!   [`Stamp`] (version and digest of the sealed bytes) of every chunk,
-//!   directory bucket and the centroids; the directory holds the stamps of
-//!   contents. Every object is authenticated against its stamp, so an old
-//!   chunk replayed, a chunk dropped, a bucket swapped or an object from
-//!   another branch of the history spliced in (same version, other bytes)
-//!   is detected, and the manifest's own digest names the whole state.
+//! * The **manifest root** (sealed, signed by the writer key, the target of
+//!   every write's compare-and-set): configuration, counts, key-version
+//!   bookkeeping, the key-record generation it was committed under, the
+//!   [`Stamp`] of the centroids, and the stamp of every **page** of the two
+//!   tables that name the rest: chunk metadata by chunk number and directory
+//!   bucket stamps by bucket number. A page is a sealed object like any
+//!   other, so a write re-seals only the pages it touches plus the root: the
+//!   root is ~40 bytes per 512 chunks and 1024 buckets, not a list of
+//!   everything (see docs/SCALING.md).
+//!
+//! Every object is authenticated against the stamp (version and digest of
+//! its sealed bytes) its parent names, root to page to chunk or bucket to
+//! contents, so an old object replayed, one dropped, swapped, or spliced in
+//! from another branch of the history (same version, other bytes) is
+//! detected, and the root's digest names the whole state.
 
-use super::objects::ObjectKind;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::objects::{Layout, Obj, ObjectKind, Tokens};
 use super::types::{IndexConfig, IndexType, Precision, TrainingState};
 use crate::codec::{Reader, Writer};
 use crate::crypto::{digest, verify, DataKeys, Digest, PublicKey, Sealer, Signer, Token, DIGEST_LEN, SIGNATURE_LEN};
 use crate::distance::Metric;
 use crate::error::{Error, Result};
+use crate::store::Store;
 
 const MANIFEST_TOKEN: Token = [0u8; 16];
-/// Layout version of the manifest's plaintext.
-const MANIFEST_FORMAT: u8 = 3;
+/// Layout version of the root's plaintext.
+const MANIFEST_FORMAT: u8 = 4;
+
+/// Chunk metadata per page (~33 KiB of plaintext).
+pub const CHUNK_PAGE: usize = 512;
+/// Bucket stamps per page (~42 KiB of plaintext).
+pub const BUCKET_PAGE: usize = 1024;
 
 /// What pins one stored object: the version it was sealed at (part of its
-/// associated data) and the digest of its sealed bytes. Version 0 = none.
+/// associated data and of its store key) and the digest of its sealed
+/// bytes. Version 0 = none.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stamp {
     pub version: u64,
@@ -50,7 +67,8 @@ impl Stamp {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One chunk as the manifest names it; `stamp.version == 0` = no chunk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ChunkMeta {
     pub no: u32,
     pub list: u32,
@@ -60,8 +78,174 @@ pub struct ChunkMeta {
     pub stamp: Stamp,
 }
 
-/// The sealed description of an index's whole state at one version.
-#[derive(Clone, Debug, Default)]
+/// An entry of a [`Paged`] table; one whose stamp is none is absent.
+pub trait PageEntry: Copy + Default + Send + Sync {
+    fn stamp(&self) -> &Stamp;
+    fn write(&self, w: &mut Writer);
+    fn read(r: &mut Reader<'_>, slot: usize) -> Result<Self>;
+}
+
+impl PageEntry for ChunkMeta {
+    fn stamp(&self) -> &Stamp {
+        &self.stamp
+    }
+    fn write(&self, w: &mut Writer) {
+        w.u32(self.list);
+        w.u32(self.count);
+        w.u32(self.bytes);
+        self.stamp.write(w);
+    }
+    fn read(r: &mut Reader<'_>, no: usize) -> Result<Self> {
+        Ok(ChunkMeta { no: no as u32, list: r.u32()?, count: r.u32()?, bytes: r.u32()?, stamp: Stamp::read(r)? })
+    }
+}
+
+impl PageEntry for Stamp {
+    fn stamp(&self) -> &Stamp {
+        self
+    }
+    fn write(&self, w: &mut Writer) {
+        Stamp::write(self, w)
+    }
+    fn read(r: &mut Reader<'_>, _: usize) -> Result<Self> {
+        Stamp::read(r)
+    }
+}
+
+/// A table numbered from 0 (chunk metadata by chunk number, bucket stamps by
+/// bucket number), held in pages of `PAGE` entries. Snapshots share pages:
+/// a write copies only the pages it changes and re-seals only those.
+#[derive(Clone, Debug)]
+pub struct Paged<T, const PAGE: usize> {
+    pages: Vec<Arc<Vec<T>>>,
+    /// The stored page each of `pages` was read from or sealed as (none: empty).
+    stamps: Vec<Stamp>,
+    /// Pages changed since they were sealed.
+    dirty: BTreeSet<usize>,
+}
+
+impl<T, const PAGE: usize> Default for Paged<T, PAGE> {
+    fn default() -> Self {
+        Paged { pages: Vec::new(), stamps: Vec::new(), dirty: BTreeSet::new() }
+    }
+}
+
+impl<T: PageEntry, const PAGE: usize> Paged<T, PAGE> {
+    pub fn get(&self, i: usize) -> Option<&T> {
+        self.pages.get(i / PAGE).map(|p| &p[i % PAGE]).filter(|e| !e.stamp().is_none())
+    }
+
+    /// Sets entry `i` (a none stamp removes it).
+    pub fn set(&mut self, i: usize, entry: T) {
+        let p = i / PAGE;
+        while self.pages.len() <= p {
+            self.pages.push(Arc::new(vec![T::default(); PAGE]));
+            self.stamps.push(Stamp::default());
+        }
+        Arc::make_mut(&mut self.pages[p])[i % PAGE] = entry;
+        self.dirty.insert(p);
+    }
+
+    /// The present entries with their numbers, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &T)> + '_ {
+        self.pages
+            .iter()
+            .enumerate()
+            .flat_map(|(p, page)| page.iter().enumerate().map(move |(s, e)| (p * PAGE + s, e)))
+            .filter(|(_, e)| !e.stamp().is_none())
+    }
+
+    /// The changed pages, each with its old stamp and its plaintext (`None`
+    /// when the page is now empty); marks them clean.
+    pub fn take_dirty(&mut self) -> Vec<(usize, Stamp, Option<Vec<u8>>)> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty.into_iter().map(|p| (p, self.stamps[p], encode_page(&self.pages[p]))).collect()
+    }
+
+    /// Records where page `p` is now stored.
+    pub fn sealed_as(&mut self, p: usize, stamp: Stamp) {
+        self.stamps[p] = stamp;
+    }
+
+    fn write_stamps(&self, w: &mut Writer) {
+        debug_assert!(self.dirty.is_empty(), "every changed page is sealed before the root");
+        let present: Vec<(usize, &Stamp)> = self.stamps.iter().enumerate().filter(|(_, s)| !s.is_none()).collect();
+        w.u32(self.stamps.len() as u32);
+        w.u32(present.len() as u32);
+        for (p, s) in present {
+            w.u32(p as u32);
+            s.write(w);
+        }
+    }
+
+    /// The page stamps of a root; the pages are loaded by [`Manifest::open`].
+    fn read_stamps(r: &mut Reader<'_>, limit: usize) -> Result<Paged<T, PAGE>> {
+        let n = r.u32()? as usize;
+        let present = r.u32()? as usize;
+        if n > limit || present > n {
+            return Err(Error::integrity("manifest has an invalid page count"));
+        }
+        let mut stamps = vec![Stamp::default(); n];
+        let mut last = None;
+        for _ in 0..present {
+            let p = r.u32()? as usize;
+            if p >= n || last.is_some_and(|l| l >= p) {
+                return Err(Error::integrity("manifest has an invalid page number"));
+            }
+            last = Some(p);
+            stamps[p] = Stamp::read(r)?;
+            if stamps[p].is_none() {
+                return Err(Error::integrity("manifest names an empty page"));
+            }
+        }
+        let empty = Arc::new(vec![T::default(); PAGE]);
+        Ok(Paged { pages: vec![empty; n], stamps, dirty: BTreeSet::new() })
+    }
+}
+
+/// A page's plaintext: the present entries, each after its slot; `None` if
+/// it has none.
+fn encode_page<T: PageEntry>(page: &[T]) -> Option<Vec<u8>> {
+    let present: Vec<(usize, &T)> = page.iter().enumerate().filter(|(_, e)| !e.stamp().is_none()).collect();
+    if present.is_empty() {
+        return None;
+    }
+    let mut w = Writer::with_capacity(4 + present.len() * 60);
+    w.u32(present.len() as u32);
+    for (slot, e) in present {
+        w.u32(slot as u32);
+        e.write(&mut w);
+    }
+    Some(w.buf)
+}
+
+fn decode_page<T: PageEntry>(bytes: &[u8], first: usize, page_len: usize) -> Result<Vec<T>> {
+    let mut r = Reader::new(bytes, "manifest page");
+    let mut page = vec![T::default(); page_len];
+    let n = r.u32()? as usize;
+    let mut last = None;
+    for _ in 0..n {
+        let slot = r.u32()? as usize;
+        if slot >= page_len || last.is_some_and(|l| l >= slot) {
+            return Err(Error::integrity("manifest page has an invalid slot"));
+        }
+        last = Some(slot);
+        let e = T::read(&mut r, first + slot)?;
+        if e.stamp().is_none() {
+            return Err(Error::integrity("manifest page names an empty entry"));
+        }
+        page[slot] = e;
+    }
+    r.finish()?;
+    if n == 0 {
+        return Err(Error::integrity("manifest page is empty"));
+    }
+    Ok(page)
+}
+
+/// The sealed description of an index's whole state at one version: the
+/// root's fields and the two paged tables it pins.
+#[derive(Clone, Debug)]
 pub struct Manifest {
     pub version: u64,
     pub name: String,
@@ -79,13 +263,27 @@ pub struct Manifest {
     /// The key record's generation when this state was committed: a key
     /// record older than that (restored from a backup) is refused.
     pub key_generation: u32,
-    /// Chunks ordered by (list, no).
-    pub chunks: Vec<ChunkMeta>,
-    /// Each directory bucket; version 0 = empty (no object stored).
-    pub buckets: Vec<Stamp>,
+    /// Directory buckets in use (see [`bucket_of`]).
+    pub n_buckets: u32,
+    /// Chunk metadata by chunk number.
+    chunks: Paged<ChunkMeta, CHUNK_PAGE>,
+    /// Each directory bucket's stamp; none = empty (no object stored).
+    buckets: Paged<Stamp, BUCKET_PAGE>,
+    /// The chunk numbers of each list, ascending (derived from `chunks`).
+    lists: Vec<Arc<Vec<u32>>>,
 }
 
-pub const INITIAL_BUCKETS: usize = 64;
+pub const INITIAL_BUCKETS: u32 = 64;
+
+/// Where an index's objects are and the keys that open them: what opening a
+/// stored manifest (root and pages) needs.
+pub struct Opener<'a> {
+    pub store: &'a dyn Store,
+    pub keys: &'a DataKeys,
+    pub tokens: &'a Tokens,
+    pub layout: Layout,
+    pub name: &'a str,
+}
 
 impl Manifest {
     pub fn new(name: &str, config: IndexConfig) -> Manifest {
@@ -102,13 +300,95 @@ impl Manifest {
             auto_n_probes: 0,
             centroids: Stamp::default(),
             key_generation: 0,
-            chunks: Vec::new(),
-            buckets: vec![Stamp::default(); INITIAL_BUCKETS],
+            n_buckets: INITIAL_BUCKETS,
+            chunks: Paged::default(),
+            buckets: Paged::default(),
+            lists: Vec::new(),
         }
     }
 
-    fn encode_plain(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(128 + self.chunks.len() * 56 + self.buckets.len() * 40);
+    pub fn chunk(&self, no: u32) -> Option<&ChunkMeta> {
+        self.chunks.get(no as usize)
+    }
+
+    /// Every chunk, by number.
+    pub fn chunks(&self) -> impl Iterator<Item = &ChunkMeta> + '_ {
+        self.chunks.iter().map(|(_, c)| c)
+    }
+
+    /// The chunk numbers of `list`, ascending (the last is its tail).
+    pub fn list(&self, list: u32) -> &[u32] {
+        self.lists.get(list as usize).map_or(&[], |l| &l[..])
+    }
+
+    /// `(list, tail chunk number, its encoded bytes)` of every list.
+    pub fn tails(&self) -> impl Iterator<Item = (u32, u32, usize)> + '_ {
+        self.lists.iter().enumerate().filter_map(|(list, nos)| {
+            let no = *nos.last()?;
+            Some((list as u32, no, self.chunks.get(no as usize)?.bytes as usize))
+        })
+    }
+
+    /// Adds or replaces chunk `meta.no` (a chunk never changes list).
+    pub fn set_chunk(&mut self, meta: ChunkMeta) {
+        debug_assert!(!meta.stamp.is_none());
+        match self.chunk(meta.no) {
+            Some(old) => debug_assert_eq!(old.list, meta.list),
+            None => {
+                let list = meta.list as usize;
+                if self.lists.len() <= list {
+                    self.lists.resize_with(list + 1, Default::default);
+                }
+                let nos = Arc::make_mut(&mut self.lists[list]);
+                let at = nos.partition_point(|&n| n < meta.no);
+                nos.insert(at, meta.no);
+            }
+        }
+        self.chunks.set(meta.no as usize, meta);
+    }
+
+    pub fn remove_chunk(&mut self, no: u32) {
+        if let Some(old) = self.chunk(no).copied() {
+            let nos = Arc::make_mut(&mut self.lists[old.list as usize]);
+            if let Ok(at) = nos.binary_search(&no) {
+                nos.remove(at);
+            }
+            self.chunks.set(no as usize, ChunkMeta::default());
+        }
+    }
+
+    /// Directory bucket `b`'s stamp (none: empty).
+    pub fn bucket(&self, b: usize) -> Stamp {
+        self.buckets.get(b).copied().unwrap_or_default()
+    }
+
+    pub fn set_bucket(&mut self, b: usize, stamp: Stamp) {
+        self.buckets.set(b, stamp);
+    }
+
+    pub fn bucket_of(&self, token: &Token) -> usize {
+        bucket_of(token, self.n_buckets as usize)
+    }
+
+    /// The pages changed since the last commit: `(object, old stamp,
+    /// plaintext or None if now empty)`; afterwards [`Manifest::page_sealed`]
+    /// records each one's new stamp.
+    pub fn take_dirty_pages(&mut self) -> Vec<(Obj, Stamp, Option<Vec<u8>>)> {
+        let chunks = self.chunks.take_dirty().into_iter().map(|(p, s, b)| (Obj::ChunkPage(p as u32), s, b));
+        let buckets = self.buckets.take_dirty().into_iter().map(|(p, s, b)| (Obj::BucketPage(p as u32), s, b));
+        chunks.chain(buckets).collect()
+    }
+
+    pub fn page_sealed(&mut self, page: Obj, stamp: Stamp) {
+        match page {
+            Obj::ChunkPage(p) => self.chunks.sealed_as(p as usize, stamp),
+            Obj::BucketPage(p) => self.buckets.sealed_as(p as usize, stamp),
+            _ => unreachable!("not a page"),
+        }
+    }
+
+    fn encode_root(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(256 + (self.chunks.stamps.len() + self.buckets.stamps.len()) * 44);
         w.u8(MANIFEST_FORMAT);
         w.bytes(self.name.as_bytes());
         w.u32(self.config.dimension);
@@ -124,22 +404,14 @@ impl Manifest {
         w.u32(self.auto_n_probes);
         self.centroids.write(&mut w);
         w.u32(self.key_generation);
-        w.u32(self.chunks.len() as u32);
-        for c in &self.chunks {
-            w.u32(c.no);
-            w.u32(c.list);
-            w.u32(c.count);
-            w.u32(c.bytes);
-            c.stamp.write(&mut w);
-        }
-        w.u32(self.buckets.len() as u32);
-        for b in &self.buckets {
-            b.write(&mut w);
-        }
+        w.u32(self.n_buckets);
+        self.chunks.write_stamps(&mut w);
+        self.buckets.write_stamps(&mut w);
         w.buf
     }
 
-    fn decode_plain(version: u64, bytes: &[u8]) -> Result<Manifest> {
+    /// The root's fields, with the page stamps but not the pages.
+    fn decode_root(version: u64, bytes: &[u8]) -> Result<Manifest> {
         let mut r = Reader::new(bytes, "manifest");
         let bad = |what: &str| Error::integrity(format!("manifest has an invalid {what}"));
         if r.u8()? != MANIFEST_FORMAT {
@@ -167,26 +439,13 @@ impl Manifest {
         }
         let centroids = Stamp::read(&mut r)?;
         let key_generation = r.u32()?;
-        let n_chunks = r.u32()? as usize;
-        let mut chunks = Vec::with_capacity(n_chunks.min(bytes.len() / 56));
-        for _ in 0..n_chunks {
-            chunks.push(ChunkMeta {
-                no: r.u32()?,
-                list: r.u32()?,
-                count: r.u32()?,
-                bytes: r.u32()?,
-                stamp: Stamp::read(&mut r)?,
-            });
-        }
-        let n_buckets = r.u32()? as usize;
-        let mut buckets = Vec::with_capacity(n_buckets.min(bytes.len() / 40));
-        for _ in 0..n_buckets {
-            buckets.push(Stamp::read(&mut r)?);
-        }
-        r.finish()?;
-        if buckets.is_empty() {
+        let n_buckets = r.u32()?;
+        if n_buckets == 0 {
             return Err(bad("bucket count"));
         }
+        let chunks = Paged::read_stamps(&mut r, (next_chunk as usize).div_ceil(CHUNK_PAGE))?;
+        let buckets = Paged::read_stamps(&mut r, (n_buckets as usize).div_ceil(BUCKET_PAGE))?;
+        r.finish()?;
         Ok(Manifest {
             version,
             name,
@@ -200,16 +459,19 @@ impl Manifest {
             auto_n_probes,
             centroids,
             key_generation,
+            n_buckets,
             chunks,
             buckets,
+            lists: Vec::new(),
         })
     }
 
-    /// version (clear, so it can be authenticated before decryption) ||
-    /// sealed body || the writer's signature over both: the data key alone
-    /// (which READ users hold) cannot make a manifest others accept.
+    /// The stored root: version (clear, so it can be authenticated before
+    /// decryption) || sealed body || the writer's signature over both: the
+    /// data key alone (which READ users hold) cannot make a root others
+    /// accept. Every changed page must have been sealed first.
     pub fn seal(&self, sealer: &Sealer<'_>, writer: &Signer, index_id: &[u8; 16]) -> Result<Vec<u8>> {
-        let sealed = sealer.seal(ObjectKind::Manifest as u8, &MANIFEST_TOKEN, self.version, &self.encode_plain())?;
+        let sealed = sealer.seal(ObjectKind::Manifest as u8, &MANIFEST_TOKEN, self.version, &self.encode_root())?;
         let mut out = Vec::with_capacity(8 + sealed.len() + SIGNATURE_LEN);
         out.extend_from_slice(&self.version.to_le_bytes());
         out.extend_from_slice(&sealed);
@@ -218,37 +480,102 @@ impl Manifest {
         Ok(out)
     }
 
-    /// Opens a stored manifest signed by `writer` and sealed under a key
-    /// version at most `max_key_version` (a writer moves one version at a
-    /// time).
+    /// Opens a stored root signed by `writer` and sealed under a key version
+    /// at most `max_key_version` (a writer moves one version at a time), and
+    /// the pages it names: those `reuse` holds at the same stamps are shared,
+    /// the others read from the store in one call and authenticated.
     pub fn open(
-        keys: &DataKeys,
+        at: &Opener<'_>,
         max_key_version: u32,
         stored: &[u8],
-        name: &str,
-        index_id: &[u8; 16],
         writer: &PublicKey,
+        reuse: Option<&Manifest>,
     ) -> Result<Manifest> {
+        let name = at.name;
         if stored.len() < 8 + SIGNATURE_LEN {
             return Err(Error::integrity(format!("manifest of index '{name}' is truncated")));
         }
         let (body, signature) = stored.split_at(stored.len() - SIGNATURE_LEN);
-        if !verify(writer, &signed_message(index_id, body), signature.try_into().unwrap()) {
+        if !verify(writer, &signed_message(&at.layout.index_id, body), signature.try_into().unwrap()) {
             return Err(Error::integrity(format!("manifest of index '{name}' is not signed by its writer key")));
         }
         let version = u64::from_le_bytes(body[..8].try_into().unwrap());
-        let plain = keys
+        let plain = at
+            .keys
             .open(max_key_version, ObjectKind::Manifest as u8, &MANIFEST_TOKEN, version, &body[8..])
             .ok_or_else(|| Error::integrity(format!("manifest of index '{name}' failed authentication")))?;
-        let m = Manifest::decode_plain(version, &plain)?;
+        let mut m = Manifest::decode_root(version, &plain)?;
         if m.name != name {
             return Err(Error::integrity(format!("manifest stored under index '{name}' belongs to another index")));
         }
+        m.load_pages(at, reuse)?;
+        m.derive_lists()?;
         Ok(m)
     }
 
-    pub fn bucket_of(&self, token: &Token) -> usize {
-        bucket_of(token, self.buckets.len())
+    fn load_pages(&mut self, at: &Opener<'_>, reuse: Option<&Manifest>) -> Result<()> {
+        let mut wanted: Vec<(Obj, Stamp)> = Vec::new();
+        for (p, stamp) in self.chunks.stamps.iter().enumerate().filter(|(_, s)| !s.is_none()) {
+            match reuse.filter(|r| r.chunks.stamps.get(p) == Some(stamp)) {
+                Some(r) => self.chunks.pages[p] = r.chunks.pages[p].clone(),
+                None => wanted.push((Obj::ChunkPage(p as u32), *stamp)),
+            }
+        }
+        for (p, stamp) in self.buckets.stamps.iter().enumerate().filter(|(_, s)| !s.is_none()) {
+            match reuse.filter(|r| r.buckets.stamps.get(p) == Some(stamp)) {
+                Some(r) => self.buckets.pages[p] = r.buckets.pages[p].clone(),
+                None => wanted.push((Obj::BucketPage(p as u32), *stamp)),
+            }
+        }
+        let keys: Vec<Vec<u8>> =
+            wanted.iter().map(|(obj, s)| at.layout.object(obj.kind(), &at.tokens.of(*obj), s.version)).collect();
+        let fetched = at.store.get_many(&keys)?;
+        for ((obj, stamp), sealed) in wanted.into_iter().zip(fetched) {
+            let missing = || Error::integrity(format!("a manifest page of index '{}' is missing", at.name));
+            let sealed = sealed.ok_or_else(missing)?;
+            if digest(&sealed) != stamp.digest {
+                return Err(Error::integrity(format!(
+                    "a manifest page of index '{}' is not the one the root names (replaced or from another history)",
+                    at.name
+                )));
+            }
+            let plain = at
+                .keys
+                .open(self.key_version, obj.kind() as u8, &at.tokens.of(obj), stamp.version, &sealed)
+                .ok_or_else(|| {
+                    Error::integrity(format!("a manifest page of index '{}' failed authentication", at.name))
+                })?;
+            match obj {
+                Obj::ChunkPage(p) => {
+                    let p = p as usize;
+                    self.chunks.pages[p] = Arc::new(decode_page(&plain, p * CHUNK_PAGE, CHUNK_PAGE)?);
+                }
+                Obj::BucketPage(p) => {
+                    let p = p as usize;
+                    self.buckets.pages[p] = Arc::new(decode_page(&plain, p * BUCKET_PAGE, BUCKET_PAGE)?);
+                }
+                _ => unreachable!("only pages are wanted"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds each list's chunk numbers; checks every chunk is in a list and
+    /// below `next_chunk`, and every bucket below `n_buckets`.
+    fn derive_lists(&mut self) -> Result<()> {
+        let n_lists = self.n_lists.max(1) as usize;
+        let mut lists: Vec<Vec<u32>> = vec![Vec::new(); n_lists];
+        for (no, meta) in self.chunks.iter() {
+            if no >= self.next_chunk as usize || meta.list as usize >= n_lists {
+                return Err(Error::integrity("manifest names a chunk outside its lists"));
+            }
+            lists[meta.list as usize].push(no as u32);
+        }
+        if self.buckets.iter().any(|(b, _)| b >= self.n_buckets as usize) {
+            return Err(Error::integrity("manifest names a bucket outside its directory"));
+        }
+        self.lists = lists.into_iter().map(Arc::new).collect();
+        Ok(())
     }
 }
 
@@ -311,18 +638,49 @@ mod tests {
         }
     }
 
+    /// Seals the changed pages of `m` into `store` as a commit does, then the root.
+    fn commit(m: &mut Manifest, store: &dyn Store, keys: &DataKeys, tokens: &Tokens, writer: &Signer) -> Vec<u8> {
+        let layout = Layout { index_id: [2; 16] };
+        let mut batch = crate::store::WriteBatch::default();
+        for (page, old, plain) in m.take_dirty_pages() {
+            if !old.is_none() {
+                batch.delete(layout.object(page.kind(), &tokens.of(page), old.version));
+            }
+            let Some(plain) = plain else {
+                m.page_sealed(page, Stamp::default());
+                continue;
+            };
+            let sealed = keys.sealer(0).seal(page.kind() as u8, &tokens.of(page), m.version, &plain).unwrap();
+            m.page_sealed(page, Stamp::of(m.version, &sealed));
+            batch.put(layout.object(page.kind(), &tokens.of(page), m.version), sealed);
+        }
+        assert!(store.write(batch).unwrap());
+        m.seal(&keys.sealer(0), writer, &[2; 16]).unwrap()
+    }
+
     #[test]
     fn manifest_round_trip_and_binding() {
         let keys = DataKeys::new(vec![(0, SecretKey::from_bytes(&[1; 32]))], [2; 16]);
+        let tokens = Tokens::new(&keys);
+        let store = crate::store::MemoryStore::default();
+        let at =
+            |name| Opener { store: &store, keys: &keys, tokens: &tokens, layout: Layout { index_id: [2; 16] }, name };
         let mut m = Manifest::new("idx", IndexConfig::default());
         m.version = 7;
         m.key_generation = 4;
-        m.chunks.push(ChunkMeta { no: 3, list: 0, count: 10, bytes: 100, stamp: Stamp::of(7, b"sealed") });
+        m.next_chunk = 2000;
+        for no in [3, 1500] {
+            m.set_chunk(ChunkMeta { no, list: 0, count: 10, bytes: 100, stamp: Stamp::of(7, b"sealed") });
+        }
+        m.set_bucket(5, Stamp::of(7, b"bucket"));
         let writer = Signer::from_seed(&SecretKey::from_bytes(&[9; 32]));
-        let stored = m.seal(&keys.sealer(0), &writer, &[2; 16]).unwrap();
-        let open = |stored: &[u8], name| Manifest::open(&keys, 0, stored, name, &[2; 16], &writer.public());
+        let stored = commit(&mut m, &store, &keys, &tokens, &writer);
+        let open = |stored: &[u8], name| Manifest::open(&at(name), 0, stored, &writer.public(), None);
         let back = open(&stored, "idx").unwrap();
-        assert_eq!(back.chunks, m.chunks);
+        assert_eq!(back.chunks().copied().collect::<Vec<_>>(), m.chunks().copied().collect::<Vec<_>>());
+        assert_eq!(back.list(0), &[3, 1500]);
+        assert_eq!(back.bucket(5), m.bucket(5));
+        assert!(back.bucket(6).is_none());
         assert_eq!(back.key_generation, 4);
         assert_eq!(back.version, 7);
         assert!(matches!(open(&stored, "other"), Err(Error::Integrity(_))));
@@ -334,5 +692,49 @@ mod tests {
         replay[0] = 6; // claim another version
         assert!(matches!(open(&replay, "idx"), Err(Error::Integrity(_))));
         assert!(open(&stored[..5], "idx").is_err());
+
+        // A write touches one page: the next root names a new stamp for it,
+        // the reopen shares the other page, and the old root's page is gone.
+        let mut next = back.clone();
+        next.version = 8;
+        next.remove_chunk(3);
+        let stored_next = commit(&mut next, &store, &keys, &tokens, &writer);
+        let reopened = Manifest::open(&at("idx"), 0, &stored_next, &writer.public(), Some(&back)).unwrap();
+        assert_eq!(reopened.list(0), &[1500]);
+        assert!(Arc::ptr_eq(&reopened.chunks.pages[2], &back.chunks.pages[2]));
+        assert!(matches!(open(&stored, "idx"), Err(Error::Integrity(_))), "the replaced page was deleted");
+    }
+
+    /// A page the root names, swapped for an older genuine one or tampered
+    /// with, is refused.
+    #[test]
+    fn a_swapped_or_flipped_page_is_refused() {
+        let keys = DataKeys::new(vec![(0, SecretKey::from_bytes(&[1; 32]))], [2; 16]);
+        let tokens = Tokens::new(&keys);
+        let store = crate::store::MemoryStore::default();
+        let layout = Layout { index_id: [2; 16] };
+        let at = Opener { store: &store, keys: &keys, tokens: &tokens, layout, name: "idx" };
+        let writer = Signer::from_seed(&SecretKey::from_bytes(&[9; 32]));
+        let mut m = Manifest::new("idx", IndexConfig::default());
+        m.version = 3;
+        m.set_bucket(1, Stamp::of(3, b"b"));
+        let stored = commit(&mut m, &store, &keys, &tokens, &writer);
+        let page = Obj::BucketPage(0);
+        let key = layout.object(page.kind(), &tokens.of(page), 3);
+        let genuine = store.get(&key).unwrap().unwrap();
+        for i in [0, 20, genuine.len() - 1] {
+            let mut flipped = genuine.clone();
+            flipped[i] ^= 1;
+            let mut b = crate::store::WriteBatch::default();
+            b.put(key.clone(), flipped);
+            assert!(store.write(b).unwrap());
+            assert!(matches!(Manifest::open(&at, 0, &stored, &writer.public(), None), Err(Error::Integrity(_))));
+        }
+        // Another page sealed genuinely at the same name and version.
+        let other = keys.sealer(0).seal(page.kind() as u8, &tokens.of(page), 3, &[1, 0, 0, 0]).unwrap();
+        let mut b = crate::store::WriteBatch::default();
+        b.put(key, other);
+        assert!(store.write(b).unwrap());
+        assert!(matches!(Manifest::open(&at, 0, &stored, &writer.public(), None), Err(Error::Integrity(_))));
     }
 }

@@ -43,7 +43,7 @@ use crate::error::{Error, Result};
 use crate::store::{Store, WriteBatch};
 use access::{Bound, Signing, PERMISSION_ROOT};
 use keyring::KeyRecord;
-use manifest::Manifest;
+use manifest::{Manifest, Opener};
 use objects::{Layout, Tokens};
 use snapshot::Snapshot;
 
@@ -162,7 +162,15 @@ impl Index {
                 .get(&Layout { index_id: record.index_id }.manifest())?
                 .ok_or_else(|| Error::integrity(format!("manifest of index '{name}' is missing")))?;
             // One open per load: no bound on the key version is needed here.
-            let opened = Manifest::open(&keys, u32::MAX, &stored, name, &record.index_id, &record.writer_public);
+            let tokens = Tokens::new(&keys);
+            let at = Opener {
+                store: &*env.store,
+                keys: &keys,
+                tokens: &tokens,
+                layout: Layout { index_id: record.index_id },
+                name,
+            };
+            let opened = Manifest::open(&at, u32::MAX, &stored, &record.writer_public, None);
             // A manifest under a newer key record than the one just read: a
             // key change committed both in between, or the key record was put
             // back from a backup (or the manifest forged) if it stays so.

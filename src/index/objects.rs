@@ -6,11 +6,17 @@
 //! n/<name>                          key record (clear text; keyring.rs)
 //! o/<index id>M                     manifest (sealed; manifest.rs)
 //! o/<index id>V                     manifest version in clear: a hint to reload, never trusted
-//! o/<index id><kind><token>         chunk C, directory bucket B, contents X, centroids K
+//! o/<index id><kind><token><version> chunk C, directory bucket B, contents X, centroids K,
+//!                                   manifest page P (chunks) or Q (buckets)
 //! ```
 //!
 //! Tokens are HMACs under keys derived from the data key, so the store sees
-//! neither ids nor chunk or bucket numbers.
+//! neither ids nor chunk, bucket or page numbers. An object's version (the
+//! commit that sealed it, big-endian) ends its key: a write never overwrites
+//! a stored object, it stores the new version and deletes the old one in the
+//! same atomic batch, so objects written ahead of a commit (a training run's)
+//! stay invisible until a root names them, and one left behind by a crash is
+//! told apart by its version (see `Index::collect_garbage`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +41,8 @@ pub(crate) enum ObjectKind {
     Bucket = b'B',
     Contents = b'X',
     Centroids = b'K',
+    ChunkPage = b'P',
+    BucketPage = b'Q',
 }
 
 /// One stored object of an index (the manifest aside, which is read before
@@ -46,6 +54,9 @@ pub(crate) enum Obj {
     Centroids,
     /// An item's contents, named by the item's id token.
     Contents(Token),
+    /// A page of the manifest's chunk table or bucket table.
+    ChunkPage(u32),
+    BucketPage(u32),
 }
 
 const CENTROIDS_TOKEN: Token = *b"vx1 centroids\0\0\0";
@@ -57,6 +68,8 @@ impl Obj {
             Obj::Bucket(_) => ObjectKind::Bucket,
             Obj::Centroids => ObjectKind::Centroids,
             Obj::Contents(_) => ObjectKind::Contents,
+            Obj::ChunkPage(_) => ObjectKind::ChunkPage,
+            Obj::BucketPage(_) => ObjectKind::BucketPage,
         }
     }
 
@@ -66,6 +79,8 @@ impl Obj {
             Obj::Bucket(b) => format!("directory bucket {b}"),
             Obj::Centroids => "the centroids of a trained index".into(),
             Obj::Contents(_) => "an item's contents object".into(),
+            Obj::ChunkPage(p) => format!("page {p} of the chunk table"),
+            Obj::BucketPage(p) => format!("page {p} of the directory"),
         }
     }
 }
@@ -75,6 +90,7 @@ pub(crate) struct Tokens {
     ids: Tokenizer,
     chunks: Tokenizer,
     buckets: Tokenizer,
+    pages: Tokenizer,
     /// Names this index's entries in the client's cache (see [`CacheKey`]).
     pub cache_owner: Token,
 }
@@ -85,6 +101,7 @@ impl Tokens {
             ids: keys.tokenizer(b"id token"),
             chunks: keys.tokenizer(b"chunk token"),
             buckets: keys.tokenizer(b"bucket token"),
+            pages: keys.tokenizer(b"page token"),
             cache_owner: keys.tokenizer(b"cache owner").token(&[]),
         }
     }
@@ -99,6 +116,8 @@ impl Tokens {
             Obj::Bucket(b) => self.buckets.token(&[&b.to_le_bytes()]),
             Obj::Centroids => CENTROIDS_TOKEN,
             Obj::Contents(t) => t,
+            Obj::ChunkPage(p) => self.pages.token(&[b"C", &p.to_le_bytes()]),
+            Obj::BucketPage(p) => self.pages.token(&[b"B", &p.to_le_bytes()]),
         }
     }
 }
@@ -131,9 +150,11 @@ impl Layout {
         k
     }
 
-    pub fn object(&self, kind: ObjectKind, token: &Token) -> Vec<u8> {
+    /// The key of an object at `version`.
+    pub fn object(&self, kind: ObjectKind, token: &Token, version: u64) -> Vec<u8> {
         let mut k = self.under(&[kind as u8]);
         k.extend_from_slice(token);
+        k.extend_from_slice(&version.to_be_bytes());
         k
     }
 
@@ -317,8 +338,8 @@ impl Index {
         CacheKey { owner: self.tokens.cache_owner, obj, version }
     }
 
-    pub(crate) fn store_key(&self, obj: Obj) -> Vec<u8> {
-        self.layout.object(obj.kind(), &self.tokens.of(obj))
+    pub(crate) fn store_key(&self, obj: Obj, version: u64) -> Vec<u8> {
+        self.layout.object(obj.kind(), &self.tokens.of(obj), version)
     }
 
     /// `obj` as `stamp` pins it: from the cache, else from `pre`, else from
@@ -342,7 +363,7 @@ impl Index {
         let sealed = match pre.and_then(|p| p.0.get(&obj)) {
             Some(bytes) => bytes,
             None => {
-                fetched = self.env.store.get(&self.layout.object(obj.kind(), &token))?.ok_or_else(|| {
+                fetched = self.env.store.get(&self.layout.object(obj.kind(), &token, version))?.ok_or_else(|| {
                     Error::integrity(format!("{} of index '{}' is missing", obj.describe(), self.name))
                 })?;
                 &fetched
@@ -372,14 +393,13 @@ impl Index {
         if !self.env.store.prefers_batched_reads() {
             return Ok(Prefetched::default());
         }
-        let wanted: Vec<Obj> = wanted
+        let wanted: Vec<(Obj, u64)> = wanted
             .filter(|&(obj, version)| !self.env.cache.contains(&self.cache_key(obj, version)))
-            .map(|(obj, _)| obj)
             .take(PREFETCH_OBJECTS)
             .collect();
-        let keys: Vec<Vec<u8>> = wanted.iter().map(|&obj| self.store_key(obj)).collect();
+        let keys: Vec<Vec<u8>> = wanted.iter().map(|&(obj, version)| self.store_key(obj, version)).collect();
         let got = self.env.store.get_many(&keys)?;
-        Ok(Prefetched(wanted.into_iter().zip(got).filter_map(|(obj, v)| Some((obj, v?))).collect()))
+        Ok(Prefetched(wanted.into_iter().zip(got).filter_map(|((obj, _), v)| Some((obj, v?))).collect()))
     }
 }
 
@@ -393,9 +413,9 @@ impl Index {
 
     /// Directory bucket `b`; an empty bucket is stored as nothing (version 0).
     pub(crate) fn bucket(&self, m: &Manifest, b: usize) -> Result<Arc<Bucket>> {
-        match &m.buckets[b] {
+        match m.bucket(b) {
             stamp if stamp.is_none() => Ok(Arc::new(Bucket::default())),
-            stamp => self.load_object(m, Obj::Bucket(b as u32), stamp, &(), None),
+            stamp => self.load_object(m, Obj::Bucket(b as u32), &stamp, &(), None),
         }
     }
 

@@ -71,9 +71,7 @@ impl Index {
                 let bucket = self.bucket(m, m.bucket_of(&token))?;
                 let Some(entry) = bucket.find(&token).copied() else { return Ok(None) };
                 let meta = m
-                    .chunks
-                    .iter()
-                    .find(|c| c.no == entry.chunk)
+                    .chunk(entry.chunk)
                     .ok_or_else(|| Error::integrity("directory names a chunk the manifest does not list"))?;
                 let chunk = self.chunk(m, meta, None)?;
                 let slot = chunk.slot_of(id).ok_or_else(|| Error::integrity("an item is missing from its chunk"))?;
@@ -97,7 +95,7 @@ impl Index {
         let mut ids = self.read_consistent(snap, |snap| {
             let m = &snap.manifest;
             let mut ids = Vec::with_capacity(m.num_vectors as usize);
-            for meta in &m.chunks {
+            for meta in m.chunks() {
                 ids.extend(self.chunk(m, meta, None)?.ids.iter().cloned());
             }
             Ok(ids)
@@ -147,7 +145,7 @@ impl Index {
             self.probe(snap, &q, params)?
         } else {
             let work: Vec<search::Work<'_>> =
-                m.chunks.iter().map(|c| search::Work { chunks: vec![c], queries: None }).collect();
+                m.chunks().map(|c| search::Work { chunks: vec![c], queries: None }).collect();
             self.scan(m, &work, &q)?
         };
         hits.into_iter().map(|row| row.into_iter().map(|h| self.materialize(m, h, params.include)).collect()).collect()
@@ -171,7 +169,6 @@ impl Index {
             0 => m.auto_n_probes,
             p => p.min(n_lists),
         } as usize;
-        let by_list = snap.chunks_by_list();
         let want = if params.greedy { n_lists as usize } else { n_probes };
         let rank = |i: usize| centroids.nearest(m.config.metric, &q.data[i * q.dim..(i + 1) * q.dim], want);
         let order: Vec<Vec<u32>> = if q.n == 1 {
@@ -196,10 +193,10 @@ impl Index {
             let work: Vec<search::Work<'_>> = queries_of
                 .into_iter()
                 .enumerate()
-                .filter(|(list, qs)| !qs.is_empty() && !by_list[*list].is_empty())
-                .map(|(list, qs)| search::Work {
-                    chunks: by_list[list].iter().map(|&i| &m.chunks[i]).collect(),
-                    queries: Some(qs),
+                .filter(|(list, qs)| !qs.is_empty() && !m.list(*list as u32).is_empty())
+                .map(|(list, qs)| {
+                    let chunks = m.list(list as u32).iter().map(|&no| m.chunk(no).expect("listed")).collect();
+                    search::Work { chunks, queries: Some(qs) }
                 })
                 .collect();
             let round = self.scan(m, &work, q)?;

@@ -4,10 +4,10 @@
 //! detects a rollback of the whole store.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use super::access::Need;
-use super::manifest::Manifest;
+use super::manifest::{Manifest, Opener};
 use super::{key_record_key, Access, Index};
 use crate::crypto::{digest, PublicKey, DIGEST_LEN};
 use crate::error::{Error, Result};
@@ -39,35 +39,31 @@ impl Epoch {
     }
 }
 
-/// The manifest a handle currently works from, with its exact stored bytes
-/// (the compare-and-set guard of the next write).
+/// The manifest a handle currently works from, with its root's exact stored
+/// bytes (the compare-and-set guard of the next write).
 pub(crate) struct Snapshot {
     pub manifest: Manifest,
     pub stored: Vec<u8>,
-    /// Positions in `manifest.chunks` of each list's chunks, built on the
-    /// first IVF query of this snapshot.
-    lists: OnceLock<Vec<Vec<usize>>>,
 }
 
 impl Snapshot {
     pub(crate) fn new(manifest: Manifest, stored: Vec<u8>) -> Snapshot {
-        Snapshot { manifest, stored, lists: OnceLock::new() }
-    }
-
-    pub(crate) fn chunks_by_list(&self) -> &[Vec<usize>] {
-        self.lists.get_or_init(|| {
-            let mut by_list = vec![Vec::new(); self.manifest.n_lists as usize];
-            for (i, c) in self.manifest.chunks.iter().enumerate() {
-                if let Some(l) = by_list.get_mut(c.list as usize) {
-                    l.push(i);
-                }
-            }
-            by_list
-        })
+        Snapshot { manifest, stored }
     }
 }
 
 impl Index {
+    /// What opening this index's stored manifests needs.
+    pub(super) fn opener(&self) -> Opener<'_> {
+        Opener {
+            store: &*self.env.store,
+            keys: &self.keys,
+            tokens: &self.tokens,
+            layout: self.layout,
+            name: &self.name,
+        }
+    }
+
     /// The start of every read: checks the credentials and returns the
     /// newest committed snapshot, reading the key record and the version
     /// hint in one store round trip (what a read costs on a remote store).
@@ -114,30 +110,30 @@ impl Index {
         if hint.as_deref() == Some(&snap.manifest.version.to_le_bytes()[..]) {
             return Ok(snap);
         }
-        let stored = self
-            .env
-            .store
-            .get(&self.layout.manifest())?
-            .ok_or_else(|| Error::integrity(format!("manifest of index '{}' is missing", self.name)))?;
-        if stored == snap.stored {
-            return Ok(snap);
-        }
-        let open = |writer: &PublicKey| {
-            // A writer moves one key version at a time; a revocation starts
-            // a generation at a version the key record names.
-            let max_key_version = snap.manifest.key_version.saturating_add(1).max(self.keys.newest_key_version());
-            Manifest::open(&self.keys, max_key_version, &stored, &self.name, &self.layout.index_id, writer)
+        let read_root = || {
+            self.env
+                .store
+                .get(&self.layout.manifest())?
+                .ok_or_else(|| Error::integrity(format!("manifest of index '{}' is missing", self.name)))
         };
-        let writer = self.signing.read().writer_public;
-        let manifest = match open(&writer) {
-            // Committed with a key record newer than the one this handle
-            // opened (a new writer key or data-key generation): open that one.
-            Err(Error::Integrity(_)) => {
-                self.permissions(self.read_key_record()?, access)?;
-                let writer = self.signing.read().writer_public;
-                open(&writer)?
+        let mut stored = read_root()?;
+        let mut attempt = 1;
+        let manifest = loop {
+            if stored == snap.stored {
+                return Ok(snap);
             }
-            other => other?,
+            match self.open_manifest(&snap, &stored, access) {
+                // A writer committed after the root was read and deleted the
+                // pages it replaced: open the new root.
+                Err(Error::Integrity(msg)) => {
+                    let now = read_root()?;
+                    if now == stored || attempt == READ_ATTEMPTS {
+                        return Err(Error::Integrity(msg));
+                    }
+                    (stored, attempt) = (now, attempt + 1);
+                }
+                other => break other?,
+            }
         };
         if manifest.version < snap.manifest.version {
             return Err(Error::integrity(format!(
@@ -148,6 +144,28 @@ impl Index {
         let fresh = Arc::new(Snapshot::new(manifest, stored));
         self.install(fresh.clone());
         Ok(fresh)
+    }
+
+    /// Opens the stored root `stored` and its pages, sharing the pages `snap`
+    /// holds at the same stamps.
+    fn open_manifest(&self, snap: &Snapshot, stored: &[u8], access: Access<'_>) -> Result<Manifest> {
+        let open = |writer: &PublicKey| {
+            // A writer moves one key version at a time; a revocation starts
+            // a generation at a version the key record names.
+            let max_key_version = snap.manifest.key_version.saturating_add(1).max(self.keys.newest_key_version());
+            Manifest::open(&self.opener(), max_key_version, stored, writer, Some(&snap.manifest))
+        };
+        let writer = self.signing.read().writer_public;
+        match open(&writer) {
+            // Committed with a key record newer than the one this handle
+            // opened (a new writer key or data-key generation): open that one.
+            Err(Error::Integrity(_)) => {
+                self.permissions(self.read_key_record()?, access)?;
+                let writer = self.signing.read().writer_public;
+                open(&writer)
+            }
+            other => other,
+        }
     }
 
     /// Makes `snap` this handle's current state unless a newer one already is.

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use super::access::Need;
 use super::chunk::{item_encoded_len, Bucket, Chunk, ChunkBuilder, Entry, Packer};
 use super::commit::Plan;
-use super::manifest::{bucket_of, split_partner, ChunkMeta, Manifest, Stamp};
+use super::manifest::{bucket_of, split_partner, Manifest, Stamp};
 use super::objects::Obj;
 use super::snapshot::Snapshot;
 use super::types::{validate_id, validate_item, MAX_DIMENSION};
@@ -18,11 +18,12 @@ use crate::crypto::Token;
 use crate::error::{Error, Result};
 
 /// The directory grows (one bucket at a time, see `manifest::bucket_of`)
-/// while buckets average more entries than this. At ~21 KiB a bucket fills
-/// its run of 4 KiB pages to ~90% and a small write rewrites little;
-/// measured on 100k x 128 (bench/run.sh): 64 entries gave 1.19x raw bytes on
-/// disk, 256 gave 1.16x, 1024 gives 1.15x.
-const ENTRIES_PER_BUCKET: u64 = 1024;
+/// while buckets average more entries than this. A write rewrites each
+/// bucket it touches, and a batch of random ids touches one bucket per id
+/// once the directory has more buckets than the batch has ids: so this is
+/// the directory's share of the bytes written per item (64 x 21 bytes,
+/// ~1.3 KiB), whatever the index's size (see docs/SCALING.md).
+const ENTRIES_PER_BUCKET: u64 = 64;
 
 /// An upsert after validation, with its token.
 struct Pending<'a> {
@@ -109,10 +110,12 @@ impl Index {
         // 1. The directory buckets this write touches (all of them when the
         //    directory grows).
         let mut buckets = self.touched_buckets(&mut plan.manifest, old, upserts, deletes)?;
-        let n_buckets = plan.manifest.buckets.len();
+        let n_buckets = plan.manifest.n_buckets as usize;
 
-        // 2. Removals: deleted ids and the old rows of overwritten ids.
+        // 2. Removals: deleted ids and the old rows of overwritten ids (and
+        //    the contents an overwrite replaces or drops).
         let mut removals: HashMap<u32, HashSet<&str>> = HashMap::new();
+        let mut old_contents: Vec<Option<u64>> = Vec::with_capacity(upserts.len());
         let mut deleted = 0usize;
         let mut count = old.num_vectors;
         for (id, token) in deletes {
@@ -120,7 +123,7 @@ impl Index {
             if let Some(was) = buckets.get_mut(&b).expect("touched").remove(token) {
                 removals.entry(was.chunk).or_default().insert(id);
                 if !was.contents.is_none() {
-                    plan.remove(Obj::Contents(*token), None);
+                    plan.remove(Obj::Contents(*token), was.contents.version);
                 }
                 deleted += 1;
                 count -= 1;
@@ -128,13 +131,20 @@ impl Index {
         }
         for p in upserts {
             let b = bucket_of(&p.token, n_buckets);
-            if let Some(was) = buckets[&b].find(&p.token).copied() {
+            let was = buckets[&b].find(&p.token).copied();
+            let mut replaced_contents = None;
+            if let Some(was) = was {
                 removals.entry(was.chunk).or_default().insert(p.item.id);
-                if !was.contents.is_none() && p.item.contents.is_none() {
-                    plan.remove(Obj::Contents(p.token), None);
+                if !was.contents.is_none() {
+                    if p.item.contents.is_none() {
+                        plan.remove(Obj::Contents(p.token), was.contents.version);
+                    } else {
+                        replaced_contents = Some(was.contents.version);
+                    }
                 }
                 count -= 1;
             }
+            old_contents.push(replaced_contents);
             count += 1;
         }
 
@@ -149,8 +159,7 @@ impl Index {
             }
             _ => vec![0; upserts.len()],
         };
-        // Chunks are sorted by (list, no), so each list's last one is its tail.
-        let mut packer = Packer::after(m.chunks.iter().map(|c| (c.list, c.no, c.bytes as usize)));
+        let mut packer = Packer::after(m.tails());
         let mut appends: HashMap<u32, Vec<usize>> = HashMap::new();
         let mut list_of_new: HashMap<u32, u32> = HashMap::new();
         let mut assigned = Vec::with_capacity(upserts.len());
@@ -166,14 +175,13 @@ impl Index {
 
         // 4. Rebuild and seal every affected chunk, in parallel.
         let affected: BTreeSet<u32> = removals.keys().chain(appends.keys()).copied().collect();
-        let old_metas: HashMap<u32, ChunkMeta> = old.chunks.iter().map(|c| (c.no, *c)).collect();
-        m.chunks.retain(|c| !affected.contains(&c.no));
         let rebuilt: Vec<(u32, Option<_>)> = self.env.pool.install(|| {
             affected
                 .par_iter()
                 .map(|&no| {
-                    let base = old_metas.get(&no).map(|meta| self.chunk(old, meta, None)).transpose()?;
-                    let list = old_metas.get(&no).map_or_else(|| list_of_new[&no], |c| c.list);
+                    let was = old.chunk(no);
+                    let base = was.map(|meta| self.chunk(old, meta, None)).transpose()?;
+                    let list = was.map_or_else(|| list_of_new[&no], |c| c.list);
                     let chunk = rebuild_chunk(dim, base.as_deref(), removals.get(&no), appends.get(&no), upserts)?;
                     if chunk.is_empty() {
                         return Ok((no, None));
@@ -183,17 +191,16 @@ impl Index {
                 .collect::<Result<_>>()
         })?;
         for (no, sealed) in rebuilt {
-            let was = old_metas.get(&no).map(|c| c.stamp.version);
             match sealed {
-                None => plan.remove(Obj::Chunk(no), was),
-                Some(s) => plan.put_chunk(s, was),
+                None => plan.remove_chunk(old.chunk(no).expect("an emptied chunk existed")),
+                Some(s) => plan.put_chunk(s),
             }
         }
 
         // 5. Directory entries and contents of the upserts.
-        for (p, &no) in upserts.iter().zip(&assigned) {
+        for ((p, &no), &old_contents) in upserts.iter().zip(&assigned).zip(&old_contents) {
             let contents = match p.item.contents {
-                Some(bytes) => plan.put_contents(&p.token, bytes)?,
+                Some(bytes) => plan.put_contents(&p.token, bytes, old_contents)?,
                 None => Stamp::default(),
             };
             let b = bucket_of(&p.token, n_buckets);
@@ -220,12 +227,12 @@ impl Index {
         deletes: &[(&str, Token)],
     ) -> Result<HashMap<usize, Bucket>> {
         let owned = |b: usize| -> Result<Bucket> {
-            Ok(if b < old.buckets.len() { (*self.bucket(old, b)?).clone() } else { Bucket::default() })
+            Ok(if b < old.n_buckets as usize { (*self.bucket(old, b)?).clone() } else { Bucket::default() })
         };
         let mut touched: HashMap<usize, Bucket> = HashMap::new();
         let wanted = (m.num_vectors + upserts.len() as u64).div_ceil(ENTRIES_PER_BUCKET) as usize;
-        while m.buckets.len() < wanted {
-            let n = m.buckets.len();
+        while (m.n_buckets as usize) < wanted {
+            let n = m.n_buckets as usize;
             let partner = split_partner(n);
             let from = match touched.remove(&partner) {
                 Some(b) => b,
@@ -235,13 +242,12 @@ impl Index {
             for e in from.entries {
                 if bucket_of(&e.token, n + 1) == n { &mut moved } else { &mut stay }.entries.push(e);
             }
-            m.buckets.push(Stamp::default());
+            m.n_buckets += 1;
             touched.insert(partner, stay);
             touched.insert(n, moved);
         }
         let tokens = upserts.iter().map(|p| &p.token).chain(deletes.iter().map(|(_, t)| t));
-        let needed: BTreeSet<usize> =
-            tokens.map(|t| bucket_of(t, m.buckets.len())).filter(|b| !touched.contains_key(b)).collect();
+        let needed: BTreeSet<usize> = tokens.map(|t| m.bucket_of(t)).filter(|b| !touched.contains_key(b)).collect();
         let loaded: Vec<(usize, Bucket)> =
             self.env.pool.install(|| needed.par_iter().map(|&b| Ok((b, owned(b)?))).collect::<Result<_>>())?;
         touched.extend(loaded);
