@@ -17,16 +17,7 @@ mkdir -p "$out"
 queries=1000
 [ "${1:-}" = "--quick" ] && queries=200
 
-if [ ! -x "$here/.venv/bin/python" ]; then
-  python3 -m venv "$here/.venv"
-  "$here/.venv/bin/pip" install -q --upgrade pip
-  "$here/.venv/bin/pip" install -q faiss-cpu numpy
-fi
-py="$here/.venv/bin/python"
-"$py" -c "import matplotlib" 2>/dev/null || "$here/.venv/bin/pip" install -q matplotlib
-# Benchmark against numpy/FAISS at full speed: this machine's OpenBLAS
-# core-type override slows them; unset it for these commands only.
-run_py() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$py" "$@"; }
+. "$here/venv.sh"
 
 "$py" -c "import faiss, numpy; print('faiss', faiss.__version__, 'numpy', numpy.__version__)" >&2
 run_py "$here/make_synthetic.py" "$out/synth-100k-128" 100000 128 1000

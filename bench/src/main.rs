@@ -4,12 +4,14 @@
 //! usage: vx-bench DATASET_DIR NAME [--threads 1,2] [--queries N] [--scratch DIR]
 //!                 [--only flat|ivf|add|stores|security|space|all] [--ivf-lists N] [--ivf-iters N] [--ivf-probes 1,2,4]
 //!                 [--pg postgres://...]   (for --only stores: also the PostgreSQL store)
+//!                 [--only scale] [--cache-mib N]   (see scale.rs; the first of --threads)
 //!   DATASET_DIR holds base.fvecs, query.fvecs and gt.ivecs (ids of the exact
 //!   neighbours by L2, nearest first).
 
 // One copy of the scaffolding the integration tests use too.
 #[path = "../../tests/common/fixtures.rs"]
 mod fixtures;
+mod scale;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -23,7 +25,12 @@ const KEY: u8 = 0x42;
 /// One measurement of vx on `ds` as a JSON line: the engine, dataset and
 /// bench fields that report.py keys on, then `fields`.
 fn emit(ds: &Dataset, bench: &str, fields: &[(&str, String)]) {
-    let head = [("engine", s("vx")), ("dataset", s(&ds.name)), ("bench", s(bench))];
+    emit_named(&ds.name, bench, fields);
+}
+
+/// `emit` for a dataset that is not loaded into memory (--only scale).
+fn emit_named(dataset: &str, bench: &str, fields: &[(&str, String)]) {
+    let head = [("engine", s("vx")), ("dataset", s(dataset)), ("bench", s(bench))];
     let body: Vec<String> = head.iter().chain(fields).map(|(k, v)| format!("\"{k}\": {v}")).collect();
     println!("{{{}}}", body.join(", "));
 }
@@ -189,10 +196,16 @@ fn bench_stores(ds: &Dataset, scratch: &Path, pg: Option<&str>, nq_limit: usize)
 
 /// Peak resident memory of this process (VmHWM), in bytes.
 fn peak_rss() -> u64 {
+    proc_status_bytes("VmHWM:")
+}
+
+/// A memory figure of this process from /proc/self/status (`field` with
+/// its colon, e.g. "VmRSS:"), in bytes; 0 where there is none.
+fn proc_status_bytes(field: &str) -> u64 {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
 }
@@ -472,6 +485,7 @@ fn main() {
     let mut ivf = IvfOptions { n_lists: 0, iters: 10, probes: vec![1, 2, 4, 8, 16, 24, 32, 40, 48, 64] };
     let mut only = String::from("all");
     let mut pg: Option<String> = None;
+    let mut cache_bytes = DEFAULT_CACHE_BYTES;
     let mut i = 3;
     while i + 1 < args.len() {
         match args[i].as_str() {
@@ -483,9 +497,23 @@ fn main() {
             "--ivf-probes" => ivf.probes = args[i + 1].split(',').map(|t| t.parse().unwrap()).collect(),
             "--only" => only = args[i + 1].clone(),
             "--pg" => pg = Some(args[i + 1].clone()),
+            "--cache-mib" => cache_bytes = args[i + 1].parse::<usize>().unwrap() << 20,
             other => panic!("unknown option {other}"),
         }
         i += 2;
+    }
+    if only == "scale" {
+        // Before Dataset::load: this mode streams the base from disk.
+        let opts = scale::ScaleOptions {
+            threads: threads[0],
+            cache_bytes,
+            n_lists: ivf.n_lists,
+            iters: ivf.iters,
+            probes: ivf.probes,
+            nq_limit,
+        };
+        scale::run(&dir, &args[2], &scratch, &opts);
+        return;
     }
     let ds = Dataset::load(&dir, &args[2]);
     eprintln!("vx-bench: {} vectors, {} queries, dim {}", ds.n(), ds.nq(), ds.dim);

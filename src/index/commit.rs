@@ -37,6 +37,12 @@ pub(super) struct Plan<'a> {
     cache_drop: Vec<CacheKey>,
 }
 
+/// A directory bucket sealed for a plan (`None`: it is now empty).
+pub(super) struct SealedBucket {
+    b: usize,
+    sealed: Option<(Arc<Bucket>, Vec<u8>)>,
+}
+
 /// A chunk sealed for a plan (built in parallel, recorded with
 /// [`Plan::put_chunk`]).
 pub(super) struct SealedChunk {
@@ -115,19 +121,42 @@ impl<'a> Plan<'a> {
         Ok(())
     }
 
-    /// Stores directory bucket `b` (an empty bucket as nothing).
-    pub fn put_bucket(&mut self, b: usize, bucket: Bucket) -> Result<()> {
-        let old = Some(self.manifest.bucket(b).version).filter(|&v| v != 0);
-        let obj = Obj::Bucket(b as u32);
+    /// Encodes and seals directory bucket `b`; callable from many threads.
+    pub fn seal_bucket(&self, b: usize, bucket: Bucket) -> Result<SealedBucket> {
         if bucket.entries.is_empty() {
-            if let Some(v) = old {
-                self.remove(obj, v);
-                self.manifest.set_bucket(b, Stamp::default());
+            return Ok(SealedBucket { b, sealed: None });
+        }
+        let sealed = self.seal(Obj::Bucket(b as u32), &bucket.encode())?;
+        Ok(SealedBucket { b, sealed: Some((Arc::new(bucket), sealed)) })
+    }
+
+    /// Stores a sealed directory bucket (an empty one as nothing) in place
+    /// of the one it replaces.
+    pub fn put_bucket(&mut self, s: SealedBucket) {
+        let old = Some(self.manifest.bucket(s.b).version).filter(|&v| v != 0);
+        let obj = Obj::Bucket(s.b as u32);
+        match s.sealed {
+            None => {
+                if let Some(v) = old {
+                    self.remove(obj, v);
+                    self.manifest.set_bucket(s.b, Stamp::default());
+                }
             }
-        } else {
-            let sealed = self.seal(obj, &bucket.encode())?;
-            let stamp = self.put(obj, sealed, Some(Cached::Bucket(Arc::new(bucket))), old);
-            self.manifest.set_bucket(b, stamp);
+            Some((bucket, sealed)) => {
+                let stamp = self.put(obj, sealed, Some(Cached::Bucket(bucket)), old);
+                self.manifest.set_bucket(s.b, stamp);
+            }
+        }
+    }
+
+    /// Seals `buckets` in parallel and stores them.
+    pub fn put_buckets(&mut self, buckets: Vec<(usize, Bucket)>) -> Result<()> {
+        let sealed: Vec<SealedBucket> = self.index.env.pool.install(|| {
+            use rayon::prelude::*;
+            buckets.into_par_iter().map(|(b, bucket)| self.seal_bucket(b, bucket)).collect::<Result<_>>()
+        })?;
+        for s in sealed {
+            self.put_bucket(s);
         }
         Ok(())
     }

@@ -416,6 +416,7 @@ impl Index {
         }
 
         // 3. Every directory entry points at its item's new chunk.
+        let mut buckets = Vec::new();
         for b in 0..old.n_buckets as usize {
             let old_bucket = self.bucket(old, b)?;
             if old_bucket.entries.is_empty() {
@@ -427,8 +428,9 @@ impl Index {
                 debug_assert_eq!(old.bucket_of(&e.token), b);
                 bucket.entries.push(Entry { chunk, ..*e });
             }
-            plan.put_bucket(b, bucket)?;
+            buckets.push((b, bucket));
         }
+        plan.put_buckets(buckets)?;
 
         // 4. The centroids, and the manifest that makes it all current.
         plan.put_centroids(centroids)?;

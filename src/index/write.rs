@@ -208,9 +208,7 @@ impl Index {
         }
 
         // 6. Seal the touched buckets.
-        for (b, bucket) in buckets {
-            plan.put_bucket(b, bucket)?;
-        }
+        plan.put_buckets(buckets.into_iter().collect())?;
         plan.manifest.num_vectors = count;
         Ok((plan, deleted))
     }
