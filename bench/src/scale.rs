@@ -10,7 +10,7 @@
 //! `fixtures::ids("", n)` names them.
 
 use std::fs::{self, File};
-use std::io::{BufReader, Read, Seek};
+use std::io::{BufReader, Read, Seek, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,7 @@ impl Fvecs {
 struct Setup<'a> {
     name: &'a str,
     dir: &'a Path,
+    scratch: &'a Path,
     store: &'a Path,
     n: usize,
     dim: usize,
@@ -113,6 +114,7 @@ pub fn run(dir: &Path, name: &str, scratch: &Path, opts: &ScaleOptions) {
     let setup = Setup {
         name,
         dir,
+        scratch,
         store: &store,
         n: base.rows,
         dim: base.dim,
@@ -163,6 +165,7 @@ fn fill(index: &vx::Index, base: &mut Fvecs, setup: &Setup<'_>) {
             done += count;
         }
         let (p50, p99) = one_item_latency(index, &rows, dim, tenth);
+        let fsync = fsync_ms(setup.scratch);
         assert_eq!(index.num_vectors(Access::default()).unwrap(), done as u64);
         setup.emit(
             "fill",
@@ -172,6 +175,7 @@ fn fill(index: &vx::Index, base: &mut Fvecs, setup: &Setup<'_>) {
                 ("upsert_per_s", format!("{:.0}", (end - start) as f64 / busy.as_secs_f64())),
                 ("one_item_ms_p50", format!("{p50:.3}")),
                 ("one_item_ms_p99", format!("{p99:.3}")),
+                ("fsync_ms_p50", format!("{fsync:.3}")),
                 ("disk_bytes", setup.disk_bytes().to_string()),
                 ("raw_vector_bytes", setup.raw_bytes(done).to_string()),
             ],
@@ -198,6 +202,27 @@ fn one_item_latency(index: &vx::Index, rows: &[f32], dim: usize, tenth: usize) -
     assert_eq!(index.delete(&refs, Access::default()).unwrap(), names.len());
     ms.sort_by(f64::total_cmp);
     (percentile(&ms, 0.5), percentile(&ms, 0.99))
+}
+
+/// Median ms of a 4 KiB write and fdatasync in `dir`, ONE_ITEM_SAMPLES
+/// times: the disk's floor under a one-item commit (the file store syncs
+/// every commit), measured beside it because on some disks it drifts
+/// during a run (here from under 1 to 4 ms).
+fn fsync_ms(dir: &Path) -> f64 {
+    let path = dir.join("fsync-probe");
+    let mut file = File::create(&path).unwrap();
+    let mut ms: Vec<f64> = (0..ONE_ITEM_SAMPLES)
+        .map(|_| {
+            file.write_all(&[0x5a; 4096]).unwrap();
+            let t = Instant::now();
+            file.sync_data().unwrap();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    drop(file);
+    fs::remove_file(&path).unwrap();
+    ms.sort_by(f64::total_cmp);
+    percentile(&ms, 0.5)
 }
 
 /// Nearest-rank percentile of sorted values.
