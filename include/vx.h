@@ -416,7 +416,8 @@ typedef struct vx_train_params {
    */
   double tolerance;
   /**
-   * Soft cap in MiB on training memory (the sample is shrunk to fit); 0 = none.
+   * Soft cap in MiB on training memory (the sample is shrunk to fit, and the
+   * pass over the index reads and writes in steps of a quarter of it); 0 = none.
    */
   size_t max_memory;
   /**

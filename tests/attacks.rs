@@ -140,8 +140,10 @@ fn put_all(store: &dyn vx::Store, rows: Vec<(Vec<u8>, Vec<u8>)>) {
 ///
 /// A backup restore forks the history: batch A; backup; batch B; restore;
 /// batch C. The operator then copies B's chunks over C's (same chunk, same
-/// version, both genuine). Before, a fresh handle answered with B's items,
-/// which the current history never had.
+/// version, both genuine; an object's key ends with a tag of its digest, so
+/// B's bytes are put under the key of C's chunk at that name and version).
+/// Before, a fresh handle answered with B's items, which the current
+/// history never had.
 #[test]
 fn chunks_spliced_from_another_branch_of_the_history_are_detected() {
     let client = memory_client();
@@ -165,7 +167,19 @@ fn chunks_spliced_from_another_branch_of_the_history_are_detected() {
     // The same version as the epoch kept on branch B, another state.
     assert_eq!(index.epoch(Access::default()).unwrap().version(), epoch_b.version());
     assert_eq!(index.require_epoch(&epoch_b).unwrap_err().status(), vx::Status::Integrity);
-    put_all(&*store, branch_b);
+    // o/, the index id, the kind, the token and the version: the object's
+    // name and version without the digest tag.
+    let name_and_version = |k: &[u8]| k[..2 + 16 + 1 + 16 + 8].to_vec();
+    let branch_c = objects_of_kind(&*store, b'C');
+    let spliced: Vec<(Vec<u8>, Vec<u8>)> = branch_b
+        .into_iter()
+        .filter_map(|(kb, vb)| {
+            let (kc, _) = branch_c.iter().find(|(kc, _)| name_and_version(kc) == name_and_version(&kb))?;
+            Some((kc.clone(), vb))
+        })
+        .collect();
+    assert!(!spliced.is_empty(), "B and C wrote a chunk at the same name and version");
+    put_all(&*store, spliced);
 
     let reader = Client::over_store(store.clone(), ClientOptions::default()).unwrap();
     let index = reader.load_index("forked", as_root(&key(1))).unwrap();

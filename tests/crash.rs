@@ -121,3 +121,109 @@ fn kill_minus_9_never_loses_an_acknowledged_batch() {
     let _ = writeln!(std::io::stderr(), "{summary}");
     assert!(acked_total > 0, "the child never acknowledged a batch: {summary}");
 }
+
+const TRAIN_ITEMS: usize = 30_000;
+
+/// The training child: fills the index once (printing `FILLED`), then
+/// trains it again and again with other parameters (printing `TRAINED`
+/// after each), so a kill lands before, during or after a run's writes
+/// ahead of its commit. Runs only when the parent sets VX_TRAIN_CRASH_DIR.
+#[test]
+fn train_crash_child() {
+    let Ok(dir) = std::env::var("VX_TRAIN_CRASH_DIR") else { return };
+    let client = Client::open(&file_uri(dir.as_ref()), ClientOptions { threads: 1, ..Default::default() }).unwrap();
+    let index = match client.load_index("t", as_root(&key(KEY))) {
+        Ok(ix) => ix,
+        Err(_) => client.create_index("t", &key(KEY), IndexConfig::default()).unwrap(),
+    };
+    let mut out = std::io::stdout().lock();
+    if index.num_vectors(Access::default()).unwrap() == 0 {
+        let names = ids("t", TRAIN_ITEMS);
+        let v = uniform(TRAIN_ITEMS, DIM, 7);
+        common::upsert_in_batches(&index, items(&names, &v, DIM, None), 10_000, Access::default()).unwrap();
+    }
+    writeln!(out, "FILLED").unwrap();
+    out.flush().unwrap();
+    for run in 0u32.. {
+        // A small max_memory: the pass over the index takes many steps and
+        // writes ahead in many batches, so kills land between them.
+        let params = vx::TrainParams {
+            n_lists: 32 + run % 16,
+            max_iters: 8,
+            max_memory_mib: 4,
+            seed: u64::from(run),
+            ..Default::default()
+        };
+        index.train(params, Access::default()).unwrap();
+        writeln!(out, "TRAINED {run}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+/// The kill -9 loop during training: after each kill the index holds every
+/// item with its vector, trained or not but whole, and answers queries; what
+/// killed runs wrote ahead of their commits is garbage that `compact`
+/// collects once the index has moved past it. `VX_CRASH_ITERATIONS` sets
+/// the number of kills (default 8).
+#[cfg(feature = "test-hooks")]
+#[test]
+fn kill_minus_9_during_training_leaves_the_index_whole() {
+    let iterations: usize = std::env::var("VX_CRASH_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
+    let dir = TempDir::new("train-crash");
+    let mut rng = Rng::new(u64::from(std::process::id()) ^ 0x7472);
+    let names = ids("t", TRAIN_ITEMS);
+    let vectors = uniform(TRAIN_ITEMS, DIM, 7);
+    let (mut trained_after_kill, mut untrained_after_kill, mut runs_completed, mut garbage) = (0, 0, 0, 0);
+    for iteration in 0..iterations {
+        let mut child = child_test("train_crash_child").env("VX_TRAIN_CRASH_DIR", dir.path()).spawn().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut runs = 0;
+            for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                if line.contains("FILLED") {
+                    let _ = tx.send(());
+                }
+                runs += usize::from(line.contains("TRAINED"));
+            }
+            runs
+        });
+        rx.recv_timeout(Duration::from_secs(120)).expect("the child filled the index");
+        std::thread::sleep(Duration::from_millis(50 + rng.below(1500)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        runs_completed += reader.join().unwrap();
+
+        let client = Client::open(&dir.uri(), ClientOptions::default()).unwrap();
+        let index = client.load_index("t", as_root(&key(KEY))).unwrap();
+        assert_eq!(index.num_vectors(Access::default()).unwrap(), TRAIN_ITEMS as u64, "iteration {iteration}");
+        assert_eq!(index.list_ids(0, 0, Access::default()).unwrap().len(), TRAIN_ITEMS, "iteration {iteration}");
+        for i in (0..TRAIN_ITEMS).step_by(997) {
+            let got = index.get(&[names[i].as_str()], include::VECTOR, Access::default()).unwrap().remove(0);
+            assert_eq!(got.unwrap().vector.as_deref(), Some(&vectors[i * DIM..(i + 1) * DIM]), "iteration {iteration}");
+        }
+        let params = vx::QueryParams { top_k: 5, ..Default::default() };
+        let hits = index.query(&vectors[..DIM], 1, DIM, &params, Access::default()).unwrap();
+        assert_eq!(hits[0].len(), 5, "iteration {iteration}");
+        if index.n_lists().unwrap() > 0 {
+            trained_after_kill += 1;
+        } else {
+            untrained_after_kill += 1;
+        }
+        // A commit moves the index past what a killed run wrote ahead;
+        // compact then collects all of it and nothing else.
+        let user = [iteration as u8 + 1; 16];
+        index.create_user_keys(&user, &key(5), vx::PERMISSION_READ, None).unwrap();
+        garbage += index.garbage_count().unwrap();
+        index.compact(Access::default()).unwrap();
+        assert_eq!(index.garbage_count().unwrap(), 0, "iteration {iteration}");
+        assert_eq!(index.list_ids(0, 0, Access::default()).unwrap().len(), TRAIN_ITEMS, "iteration {iteration}");
+        index.delete_user_keys(&user, None).unwrap();
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "kill -9 during training: {iterations} kills, {runs_completed} runs completed, index trained after \
+         {trained_after_kill} kills and untrained after {untrained_after_kill}, {garbage} objects written ahead \
+         by killed runs collected, 0 items lost"
+    );
+}

@@ -22,13 +22,16 @@ const DIM: usize = 4;
 const ROOT: u8 = 1;
 
 /// Fails store operation number `fail_at` (counting every get, scan and
-/// write since it was armed) with an I/O error; or, with `lose_next_write`,
-/// applies the next write and then reports an I/O error.
+/// write since it was armed) with an I/O error; or, with `lose_next_commit`,
+/// applies the next commit (a write guarded by a compare-and-set, not a
+/// training run's objects written ahead of it) and then reports an I/O error.
 struct FaultyStore {
     inner: Arc<dyn Store>,
     ops: AtomicUsize,
     fail_at: AtomicUsize,
-    lose_next_write: AtomicBool,
+    lose_next_commit: AtomicBool,
+    /// Fails the next commit without applying it.
+    fail_next_commit: AtomicBool,
 }
 
 impl FaultyStore {
@@ -37,7 +40,8 @@ impl FaultyStore {
             inner,
             ops: AtomicUsize::new(0),
             fail_at: AtomicUsize::new(usize::MAX),
-            lose_next_write: AtomicBool::new(false),
+            lose_next_commit: AtomicBool::new(false),
+            fail_next_commit: AtomicBool::new(false),
         }
     }
 
@@ -48,7 +52,7 @@ impl FaultyStore {
 
     fn disarm(&self) {
         self.fail_at.store(usize::MAX, Ordering::SeqCst);
-        self.lose_next_write.store(false, Ordering::SeqCst);
+        self.lose_next_commit.store(false, Ordering::SeqCst);
     }
 
     fn fail_now(&self) -> Result<()> {
@@ -77,7 +81,10 @@ impl Store for FaultyStore {
 
     fn write(&self, batch: WriteBatch) -> Result<bool> {
         self.fail_now()?;
-        if self.lose_next_write.swap(false, Ordering::SeqCst) {
+        if !batch.expects.is_empty() && self.fail_next_commit.swap(false, Ordering::SeqCst) {
+            return Err(Error::Io("injected fault before the commit".into()));
+        }
+        if !batch.expects.is_empty() && self.lose_next_commit.swap(false, Ordering::SeqCst) {
             self.inner.write(batch)?;
             return Err(Error::Io("injected fault after the write was applied".into()));
         }
@@ -243,7 +250,7 @@ fn a_lost_acknowledgement_leaves_the_old_or_the_new_state_whole() {
     ];
     for (name, op) in &ops {
         let before = observe(&faulty.inner, &key(ROOT));
-        faulty.lose_next_write.store(true, Ordering::SeqCst);
+        faulty.lose_next_commit.store(true, Ordering::SeqCst);
         let lost = op(&client, &index);
         faulty.disarm();
         assert_eq!(lost.map_err(|e| e.status()), Err(Status::Io), "{name}");
@@ -314,4 +321,48 @@ fn a_write_that_grows_the_directory_touches_a_few_buckets() {
     assert_eq!(index.num_vectors(Access::default()).unwrap(), n as u64 + 1);
     let all: Vec<&str> = names.iter().chain(&one).map(String::as_str).collect();
     assert!(index.get(&all, 0, Access::default()).unwrap().iter().all(Option::is_some));
+}
+
+/// Stored chunks and directory buckets of every index (kind byte after `o/`
+/// and the 16-byte index id).
+#[cfg(feature = "test-hooks")]
+fn chunks_and_buckets(store: &dyn Store) -> usize {
+    store.scan_keys(b"o/").unwrap().iter().filter(|k| k.len() > 18 && matches!(k[18], b'C' | b'B')).count()
+}
+
+/// A training run writes its chunks and buckets ahead of its commit. When
+/// the commit fails, the state is whole and what it wrote ahead is garbage:
+/// not collectable while it may be a run still under way (its version is
+/// above the current one), collected by `compact` once the index has moved
+/// past it, after which the store holds what it held before.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn a_failed_training_leaves_garbage_that_compact_collects() {
+    let faulty = Arc::new(FaultyStore::new(Arc::new(vx::MemoryStore::default())));
+    let client = Client::over_store(faulty.clone(), ClientOptions { threads: 2, ..Default::default() }).unwrap();
+    let index = client.create_index("g", &key(ROOT), IndexConfig::default()).unwrap();
+    upsert(&index, "base", 10_000, 1).unwrap();
+    let (before, objects) = (observe(&faulty.inner, &key(ROOT)), chunks_and_buckets(&*faulty.inner));
+    let train =
+        || index.train(TrainParams { n_lists: 8, max_iters: 3, seed: 1, ..Default::default() }, Access::default());
+
+    faulty.fail_next_commit.store(true, Ordering::SeqCst);
+    assert_eq!(train().unwrap_err().status(), Status::Io);
+    assert_eq!(observe(&faulty.inner, &key(ROOT)), before, "a failed training changed the index");
+    assert!(chunks_and_buckets(&*faulty.inner) > objects, "training wrote its chunks ahead of the commit");
+    assert_eq!(index.garbage_count().unwrap(), 0, "objects above the current version may be a run under way");
+
+    // Any commit moves the index past them.
+    index.create_user_keys(&[3; 16], &key(3), PERMISSION_READ, None).unwrap();
+    assert!(index.garbage_count().unwrap() > 0);
+    index.compact(Access::default()).unwrap();
+    assert_eq!(index.garbage_count().unwrap(), 0);
+    assert_eq!(chunks_and_buckets(&*faulty.inner), objects, "compact left garbage behind");
+    assert_eq!(observe(&faulty.inner, &key(ROOT)).map(|s| s.ids), before.map(|s| s.ids));
+
+    // Training then succeeds and collects nothing it should keep.
+    train().unwrap();
+    index.compact(Access::default()).unwrap();
+    assert_eq!(index.garbage_count().unwrap(), 0);
+    assert_eq!(index.num_vectors(Access::default()).unwrap(), 10_000);
 }

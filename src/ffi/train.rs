@@ -31,7 +31,8 @@ pub struct vx_train_params {
     pub max_iters: u32,
     /// Stop when the objective's relative change is below this; 0 = 1e-6; negative or NaN is invalid.
     pub tolerance: f64,
-    /// Soft cap in MiB on training memory (the sample is shrunk to fit); 0 = none.
+    /// Soft cap in MiB on training memory (the sample is shrunk to fit, and the
+    /// pass over the index reads and writes in steps of a quarter of it); 0 = none.
     pub max_memory: usize,
     /// Seed of the sampling and seeding; the same seed gives the same lists.
     pub seed: u64,

@@ -62,37 +62,37 @@ impl<'a> Plan<'a> {
         self.sealer.seal(obj.kind() as u8, &self.index.tokens.of(obj), self.version(), plain)
     }
 
-    /// Stores a sealed `obj`; `old` is the version it replaces, if any.
+    /// Stores a sealed `obj` in place of the one `old` pins, if any.
     /// Returns the stamp the manifest (or directory) must pin it by.
-    pub fn put(&mut self, obj: Obj, sealed: Vec<u8>, cached: Option<Cached>, old: Option<u64>) -> Stamp {
+    pub fn put(&mut self, obj: Obj, sealed: Vec<u8>, cached: Option<Cached>, old: Option<Stamp>) -> Stamp {
         let stamp = Stamp::of(self.version(), &sealed);
-        self.store(obj, sealed, cached, old);
+        self.store(obj, &stamp, sealed, cached, old);
         stamp
     }
 
     /// As [`Plan::put`], for bytes whose stamp the caller has. The new
-    /// version gets its own key; the one it replaces is deleted in the same
+    /// object gets its own key; the one it replaces is deleted in the same
     /// batch.
-    fn store(&mut self, obj: Obj, sealed: Vec<u8>, cached: Option<Cached>, old: Option<u64>) {
-        self.batch.put(self.index.store_key(obj, self.version()), sealed);
-        if let Some(v) = old {
-            self.remove(obj, v);
+    fn store(&mut self, obj: Obj, stamp: &Stamp, sealed: Vec<u8>, cached: Option<Cached>, old: Option<Stamp>) {
+        self.batch.put(self.index.store_key(obj, stamp), sealed);
+        if let Some(old) = old {
+            self.remove(obj, &old);
         }
         if let Some(c) = cached {
-            self.cache_put.push((self.index.cache_key(obj, self.version()), c));
+            self.cache_put.push((self.index.cache_key(obj, stamp), c));
         }
     }
 
-    /// Removes `obj` at `version` from the store (and the cache).
-    pub fn remove(&mut self, obj: Obj, version: u64) {
-        debug_assert!(version != 0 && version < self.version(), "only a committed object is removed");
-        self.batch.delete(self.index.store_key(obj, version));
-        self.cache_drop.push(self.index.cache_key(obj, version));
+    /// Removes the `obj` that `stamp` pins from the store (and the cache).
+    pub fn remove(&mut self, obj: Obj, stamp: &Stamp) {
+        debug_assert!(!stamp.is_none() && stamp.version < self.version(), "only a committed object is removed");
+        self.batch.delete(self.index.store_key(obj, stamp));
+        self.cache_drop.push(self.index.cache_key(obj, stamp));
     }
 
     /// Removes chunk `no` from the store and the manifest.
     pub fn remove_chunk(&mut self, meta: &ChunkMeta) {
-        self.remove(Obj::Chunk(meta.no), meta.stamp.version);
+        self.remove(Obj::Chunk(meta.no), &meta.stamp);
         self.manifest.remove_chunk(meta.no);
     }
 
@@ -108,15 +108,38 @@ impl<'a> Plan<'a> {
     /// Stores a sealed chunk and names it in the manifest, in place of the
     /// chunk of that number it replaces, if any.
     pub fn put_chunk(&mut self, s: SealedChunk) {
-        let old = self.manifest.chunk(s.meta.no).map(|c| c.stamp.version);
+        let old = self.manifest.chunk(s.meta.no).map(|c| c.stamp);
         self.manifest.set_chunk(s.meta);
-        self.store(Obj::Chunk(s.meta.no), s.sealed, Some(Cached::Chunk(s.chunk)), old);
+        self.store(Obj::Chunk(s.meta.no), &s.meta.stamp, s.sealed, Some(Cached::Chunk(s.chunk)), old);
+    }
+
+    /// Names a sealed chunk (a new number) in the manifest without storing
+    /// it: returns what the caller writes ahead of the commit.
+    pub fn put_chunk_ahead(&mut self, s: SealedChunk) -> (Obj, Stamp, Vec<u8>) {
+        debug_assert!(self.manifest.chunk(s.meta.no).is_none(), "written ahead under a new number");
+        self.manifest.set_chunk(s.meta);
+        (Obj::Chunk(s.meta.no), s.meta.stamp, s.sealed)
+    }
+
+    /// Names a sealed, non-empty directory bucket in the manifest in place of
+    /// the one it replaces (removed at the commit) without storing it:
+    /// returns what the caller writes ahead of the commit.
+    pub fn put_bucket_ahead(&mut self, s: SealedBucket) -> (Obj, Stamp, Vec<u8>) {
+        let (_, sealed) = s.sealed.expect("a bucket written ahead holds entries");
+        let obj = Obj::Bucket(s.b as u32);
+        let old = self.manifest.bucket(s.b);
+        if !old.is_none() {
+            self.remove(obj, &old);
+        }
+        let stamp = Stamp::of(self.version(), &sealed);
+        self.manifest.set_bucket(s.b, stamp);
+        (obj, stamp, sealed)
     }
 
     /// Stores the centroids of a training run.
     pub fn put_centroids(&mut self, centroids: &Arc<Centroids>) -> Result<()> {
         let sealed = self.seal(Obj::Centroids, &centroids.encode())?;
-        let old = Some(self.manifest.centroids.version).filter(|&v| v != 0);
+        let old = Some(self.manifest.centroids).filter(|s| !s.is_none());
         self.manifest.centroids = self.put(Obj::Centroids, sealed, Some(Cached::Centroids(centroids.clone())), old);
         Ok(())
     }
@@ -133,12 +156,12 @@ impl<'a> Plan<'a> {
     /// Stores a sealed directory bucket (an empty one as nothing) in place
     /// of the one it replaces.
     pub fn put_bucket(&mut self, s: SealedBucket) {
-        let old = Some(self.manifest.bucket(s.b).version).filter(|&v| v != 0);
+        let old = Some(self.manifest.bucket(s.b)).filter(|s| !s.is_none());
         let obj = Obj::Bucket(s.b as u32);
         match s.sealed {
             None => {
-                if let Some(v) = old {
-                    self.remove(obj, v);
+                if let Some(old) = old {
+                    self.remove(obj, &old);
                     self.manifest.set_bucket(s.b, Stamp::default());
                 }
             }
@@ -163,7 +186,7 @@ impl<'a> Plan<'a> {
 
     /// Stores an item's contents (replacing the version `old`, if any);
     /// returns the stamp to record in its directory entry.
-    pub fn put_contents(&mut self, id_token: &Token, contents: &[u8], old: Option<u64>) -> Result<Stamp> {
+    pub fn put_contents(&mut self, id_token: &Token, contents: &[u8], old: Option<Stamp>) -> Result<Stamp> {
         let obj = Obj::Contents(*id_token);
         let sealed = self.seal(obj, contents)?;
         Ok(self.put(obj, sealed, None, old))
@@ -199,15 +222,15 @@ impl Plan<'_> {
                 .collect::<Result<_>>()
         })?;
         for (page, old, bytes) in sealed {
-            let old = Some(old.version).filter(|&v| v != 0);
+            let old = Some(old).filter(|s| !s.is_none());
             match bytes {
                 Some(bytes) => {
                     let stamp = self.put(page, bytes, None, old);
                     self.manifest.page_sealed(page, stamp);
                 }
                 None => {
-                    if let Some(v) = old {
-                        self.remove(page, v);
+                    if let Some(old) = old {
+                        self.remove(page, &old);
                     }
                     self.manifest.page_sealed(page, Stamp::default());
                 }

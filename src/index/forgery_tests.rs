@@ -110,7 +110,7 @@ fn a_read_user_cannot_forge_a_chunk() {
     let token = Tokens::new(&keys).of(Obj::Chunk(meta.no));
     let sealed = keys.sealer(m.key_version).seal(ObjectKind::Chunk as u8, &token, meta.stamp.version, &plain).unwrap();
     assert_ne!(Stamp::of(meta.stamp.version, &sealed), meta.stamp);
-    put(&*store, layout.object(ObjectKind::Chunk, &token, meta.stamp.version), sealed);
+    put(&*store, layout.object(ObjectKind::Chunk, &token, &meta.stamp), sealed);
     assert_eq!(fresh_query(&store).unwrap_err().status(), Status::Integrity);
 }
 
@@ -138,7 +138,7 @@ fn a_revoked_user_with_its_saved_data_key_opens_nothing_written_after() {
     let mut newer = 0;
     for meta in m.chunks() {
         let token = tokens.of(Obj::Chunk(meta.no));
-        let sealed = store.get(&layout.object(ObjectKind::Chunk, &token, meta.stamp.version)).unwrap().unwrap();
+        let sealed = store.get(&layout.object(ObjectKind::Chunk, &token, &meta.stamp)).unwrap().unwrap();
         let key_version = u32::from_le_bytes(sealed[..4].try_into().unwrap());
         let opened = saved.open(u32::MAX, ObjectKind::Chunk as u8, &token, meta.stamp.version, &sealed);
         if key_version >= revoked_at {

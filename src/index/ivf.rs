@@ -4,23 +4,26 @@
 //! loop of queries is in `read.rs`.) The centroids are a sealed object like
 //! any other; the store sees neither them nor which list a chunk is in.
 
-use std::collections::HashMap;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use super::access::Need;
-use super::chunk::{item_encoded_len, Bucket, Chunk, ChunkBuilder, Entry, Packer, WipedFloats};
-use super::commit::{Plan, SealedChunk};
+use zeroize::Zeroizing;
+
+use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Packer, WipedFloats};
+use super::commit::{Plan, SealedBucket, SealedChunk};
 use super::manifest::{ChunkMeta, Manifest};
 use super::snapshot::Snapshot;
-use super::{Access, Index, TrainingState};
+use super::{Access, Env, Index, TrainingState};
 use crate::codec::{Reader, Writer};
 use crate::crypto::Token;
 use crate::distance::{self, Metric};
 use crate::error::{Error, Result};
 use crate::kmeans::{self, KMeansParams, SplitMix};
+use crate::store::WriteBatch;
 /// Training points per centroid (FAISS's default cap as well).
 const POINTS_PER_CENTROID: usize = 256;
 /// Below this many training points times lists times dimensions, full-batch
@@ -140,7 +143,9 @@ pub struct TrainParams<'a> {
     pub max_iters: u32,
     /// 0 = 1e-6; negative or NaN is invalid.
     pub tolerance: f64,
-    /// Soft cap in MiB on the training sample and centroids; 0 = none.
+    /// Soft cap in MiB on the training sample and centroids, and (a quarter
+    /// of it each) on the chunks one step of the pass over the index decrypts
+    /// and on the objects it writes ahead per store batch; 0 = none.
     pub max_memory_mib: usize,
     pub seed: u64,
     /// Called after each iteration with (iteration, max_iters, objective);
@@ -189,58 +194,123 @@ const CALIBRATION_RECALL: f64 = 0.95;
 const CALIBRATION_POINTS: usize = 200;
 const CALIBRATION_K: usize = 10;
 
-/// The smallest n_probes at which points of the index find
-/// [`CALIBRATION_RECALL`] of their exact 10 nearest other points, when each
-/// point of `vectors` is in list `lists[i]`: the automatic probe count comes
-/// from the data, not a fixed share of the lists. Costs
-/// `CALIBRATION_POINTS` exact scans of the index, on the pool.
-fn calibrate_n_probes(
-    pool: &rayon::ThreadPool,
+/// Decrypted chunk bytes one step of a training pass holds at most:
+/// training reads the index in steps, so its memory does not grow with the
+/// index. A quarter of `max_memory`, when that is less.
+const TRAINING_STEP_BYTES: usize = 128 << 20;
+/// Sealed bytes a training run writes ahead of its commit per store batch
+/// at most; a quarter of `max_memory`, when that is less.
+const WRITE_AHEAD_BYTES: usize = 64 << 20;
+
+/// How much a training pass holds at once (see the constants above).
+#[derive(Clone, Copy)]
+struct Steps {
+    read: usize,
+    write: usize,
+}
+
+impl Steps {
+    fn within(max_memory_mib: usize) -> Steps {
+        let quarter = match max_memory_mib {
+            0 => usize::MAX,
+            mib => (mib << 20) / 4,
+        };
+        Steps { read: TRAINING_STEP_BYTES.min(quarter), write: WRITE_AHEAD_BYTES.min(quarter) }
+    }
+}
+
+/// The calibration of the automatic probe count, fed the index's points as
+/// training streams through them: for each of [`CALIBRATION_POINTS`] points
+/// of the index, the lists of its exact 10 nearest other points; then the
+/// smallest n_probes at which the points find [`CALIBRATION_RECALL`] of
+/// them. So the automatic probe count comes from the data, not a fixed
+/// share of the lists. Costs `CALIBRATION_POINTS` exact scans of the index
+/// as one blocked SGEMM per step.
+struct Calibration {
     metric: Metric,
-    centroids: &Centroids,
-    vectors: &[&[f32]],
-    lists: &[u32],
-) -> u32 {
-    let n = vectors.len();
-    let probes: Vec<usize> = (0..n).step_by((n / CALIBRATION_POINTS).max(1)).take(CALIBRATION_POINTS).collect();
-    let inv: Vec<f32> = match metric {
-        Metric::Cosine => pool.install(|| vectors.par_iter().map(|v| distance::inv_norm(v)).collect()),
-        _ => Vec::new(),
-    };
-    let inv_of = |i: usize| inv.get(i).copied().unwrap_or(1.0);
-    // For each probe point, the rank (by centroid) of the list of each of
-    // its exact nearest neighbours.
-    let mut ranks: Vec<u32> = pool.install(|| {
-        probes
-            .par_iter()
-            .flat_map_iter(|&p| {
-                let q = vectors[p];
-                let mut best: Vec<(f32, usize)> = Vec::with_capacity(CALIBRATION_K + 1);
-                for (j, x) in vectors.iter().enumerate() {
-                    if j == p {
+    dim: usize,
+    /// The points (unit vectors for cosine) and their ids.
+    points: WipedFloats,
+    ids: Vec<Zeroizing<String>>,
+    norms: Vec<f32>,
+    /// Rank (by centroid) of each list, per point.
+    rank_of: Vec<Vec<u32>>,
+    /// Per point: its best (score, list) so far, ascending.
+    best: Vec<Vec<(f32, u32)>>,
+}
+
+impl Calibration {
+    fn new(metric: Metric, centroids: &Centroids, points: WipedFloats, ids: Vec<Zeroizing<String>>) -> Calibration {
+        let dim = centroids.dim;
+        let rank_of = points
+            .0
+            .chunks_exact(dim)
+            .map(|p| {
+                let mut rank_of = vec![0u32; centroids.k];
+                for (r, list) in centroids.nearest(metric, p, centroids.k).into_iter().enumerate() {
+                    rank_of[list as usize] = r as u32;
+                }
+                rank_of
+            })
+            .collect();
+        let norms = points.0.chunks_exact(dim).map(|p| distance::dot(p, p)).collect();
+        let best = vec![Vec::with_capacity(CALIBRATION_K + 1); ids.len()];
+        Calibration { metric, dim, points, ids, norms, rank_of, best }
+    }
+
+    /// Feeds `n` points (`data`, unit vectors for cosine), their ids and lists.
+    fn observe(&mut self, pool: &rayon::ThreadPool, data: &[f32], ids: &[&str], lists: &[u32]) {
+        let (m, dim) = (self.ids.len(), self.dim);
+        if m == 0 || ids.is_empty() {
+            return;
+        }
+        let n = ids.len();
+        let mut ips = vec![0f32; n * m];
+        pool.install(|| {
+            use rayon::prelude::*;
+            ips.par_chunks_mut(256 * m).zip(data.par_chunks(256 * dim)).for_each(|(out, block)| {
+                distance::inner_products(block, block.len() / dim, &self.points.0, m, dim, out)
+            });
+        });
+        let x_norms: Vec<f32> = data.chunks_exact(dim).map(|x| distance::dot(x, x)).collect();
+        let metric = self.metric;
+        pool.install(|| {
+            use rayon::prelude::*;
+            self.best.par_iter_mut().enumerate().for_each(|(p, best)| {
+                for i in 0..n {
+                    if ids[i] == self.ids[p].as_str() {
                         continue;
                     }
-                    let s = distance::score(metric, q, x, inv_of(p), inv_of(j));
+                    let ip = ips[i * m + p];
+                    // Rank-equivalent to each metric's distance.
+                    let s = match metric {
+                        Metric::InnerProduct | Metric::Cosine => -ip,
+                        _ => x_norms[i] + self.norms[p] - 2.0 * ip,
+                    };
                     if best.len() < CALIBRATION_K || s < best[best.len() - 1].0 {
                         let at = best.partition_point(|b| b.0 <= s);
-                        best.insert(at, (s, j));
+                        best.insert(at, (s, lists[i]));
                         best.truncate(CALIBRATION_K);
                     }
                 }
-                let mut rank_of = vec![0u32; centroids.k];
-                for (r, list) in centroids.nearest(metric, q, centroids.k).into_iter().enumerate() {
-                    rank_of[list as usize] = r as u32;
-                }
-                best.into_iter().map(move |(_, j)| rank_of[lists[j] as usize])
-            })
-            .collect()
-    });
-    if ranks.is_empty() {
-        return 1;
+            });
+        });
     }
-    ranks.sort_unstable();
-    let needed = ((ranks.len() as f64 * CALIBRATION_RECALL).ceil() as usize).clamp(1, ranks.len());
-    (ranks[needed - 1] + 1).clamp(1, centroids.k as u32)
+
+    fn n_probes(&self, k: usize) -> u32 {
+        let mut ranks: Vec<u32> = self
+            .best
+            .iter()
+            .zip(&self.rank_of)
+            .flat_map(|(best, rank_of)| best.iter().map(|&(_, list)| rank_of[list as usize]))
+            .collect();
+        if ranks.is_empty() {
+            return 1;
+        }
+        ranks.sort_unstable();
+        let needed = ((ranks.len() as f64 * CALIBRATION_RECALL).ceil() as usize).clamp(1, ranks.len());
+        (ranks[needed - 1] + 1).clamp(1, k as u32)
+    }
 }
 
 struct TrainingFlag<'a>(&'a std::sync::atomic::AtomicBool);
@@ -251,9 +321,51 @@ impl Drop for TrainingFlag<'_> {
     }
 }
 
+/// An item drawn into the sample, ranked by (hash, id); `row` is its slot.
+struct Drawn {
+    hash: u64,
+    id: Zeroizing<String>,
+    row: usize,
+}
+
+impl Drawn {
+    fn rank(&self) -> (u64, &str) {
+        (self.hash, self.id.as_str())
+    }
+}
+
+impl PartialEq for Drawn {
+    fn eq(&self, other: &Self) -> bool {
+        self.rank() == other.rank()
+    }
+}
+
+impl Eq for Drawn {}
+
+impl PartialOrd for Drawn {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Drawn {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+/// The training sample: vectors (unit vectors for cosine) and their ids,
+/// ordered by the seeded hash of the id.
+struct Sample {
+    vectors: WipedFloats,
+    ids: Vec<Zeroizing<String>>,
+}
+
 impl Index {
     /// Trains the IVF lists and moves every item into its list, atomically.
     /// Readers keep using the previous state until the new one is committed.
+    /// Memory stays bounded: the sample, the centroids, one step of chunks
+    /// and each list's open chunk (see docs/SCALING.md).
     pub fn train(&self, mut params: TrainParams<'_>, access: Access<'_>) -> Result<TrainReport> {
         self.authorize(access, Need::Write)?;
         if params.tolerance.is_nan() || params.tolerance < 0.0 {
@@ -295,7 +407,11 @@ impl Index {
             }
             sample_n = sample_n.min(fits);
         }
-        let sample = self.training_sample(m, sample_n, params.seed)?;
+        // What an earlier run that crashed or failed wrote ahead and never
+        // committed goes before this one writes more.
+        self.collect_garbage()?;
+        let steps = Steps::within(params.max_memory_mib);
+        let Sample { vectors: sample, mut ids } = self.training_sample(m, sample_n, params.seed, steps)?;
         let batch_size = match params.batch_size {
             0 if sample_n.saturating_mul(k).saturating_mul(dim) <= FULL_BATCH_WORK => 0,
             0 => (FULL_BATCH_WORK / (k * dim)).max(4 * k),
@@ -307,137 +423,237 @@ impl Index {
             None => false,
         };
         let result = kmeans::kmeans(&self.env.pool, &sample.0, dim, &kp, &mut progress)?;
+        // The calibration points: the sample's first, a seeded random draw.
+        ids.truncate(CALIBRATION_POINTS);
+        let points = WipedFloats(sample.0[..ids.len() * dim].to_vec());
         drop(sample);
         let report =
             TrainReport { n_lists, iterations: result.iterations, objective: result.objective, sample_size: sample_n };
         let centroids = Arc::new(Centroids { k, dim, data: WipedFloats(result.centroids) });
-        self.commit(|snap| Ok((Some(self.plan_layout(snap, &centroids)?), report)))
+        self.commit(|snap| {
+            let calibration = Calibration::new(m.config.metric, &centroids, WipedFloats(points.0.clone()), ids.clone());
+            Ok((Some(self.plan_layout(snap, &centroids, calibration, steps)?), report))
+        })
+    }
+
+    /// The chunks of `m` in steps of about `steps.read` bytes, each step's
+    /// decrypted in parallel, handed to `each` in chunk order.
+    fn for_each_step(
+        &self,
+        m: &Manifest,
+        steps: Steps,
+        mut each: impl FnMut(&[Arc<Chunk>]) -> Result<()>,
+    ) -> Result<()> {
+        let metas: Vec<&ChunkMeta> = m.chunks().collect();
+        let mut start = 0;
+        while start < metas.len() {
+            let mut end = start;
+            let mut bytes = 0usize;
+            while end < metas.len() && (end == start || bytes < steps.read) {
+                bytes += metas[end].bytes as usize;
+                end += 1;
+            }
+            let chunks: Vec<Arc<Chunk>> = self.env.pool.install(|| {
+                metas[start..end].par_iter().map(|meta| self.chunk_uncached(m, meta)).collect::<Result<_>>()
+            })?;
+            each(&chunks)?;
+            start = end;
+        }
+        Ok(())
     }
 
     /// `count` vectors drawn without replacement, unit-normalised for cosine
-    /// indexes. The draw ranks items by a seeded hash of their id, so it
-    /// depends on the seed and the index's contents, not on where items
-    /// happen to be stored (which changes with every training).
-    fn training_sample(&self, m: &Manifest, count: usize, seed: u64) -> Result<WipedFloats> {
+    /// indexes, streaming through the index. The draw ranks items by a
+    /// seeded hash of their id, so it depends on the seed and the index's
+    /// contents, not on where items happen to be stored (which changes with
+    /// every training).
+    fn training_sample(&self, m: &Manifest, count: usize, seed: u64, steps: Steps) -> Result<Sample> {
         let dim = m.config.dimension as usize;
-        let chunks: Vec<Arc<Chunk>> = self.env.pool.install(|| {
-            m.chunks().collect::<Vec<_>>().par_iter().map(|meta| self.chunk(m, meta, None)).collect::<Result<_>>()
+        // The `count` smallest (hash, id) so far, as a max-heap over slots of `rows`.
+        let mut heap: BinaryHeap<Drawn> = BinaryHeap::with_capacity(count + 1);
+        let mut rows = WipedFloats(vec![0f32; count * dim]);
+        self.for_each_step(m, steps, |chunks| {
+            for chunk in chunks {
+                for (slot, id) in chunk.ids.iter().enumerate() {
+                    let h = seeded_hash(seed, id.as_bytes());
+                    let at = if heap.len() < count {
+                        heap.len()
+                    } else {
+                        match heap.peek() {
+                            Some(top) if (h, id.as_str()) < top.rank() => heap.pop().expect("full").row,
+                            _ => continue,
+                        }
+                    };
+                    let v = chunk.vector(slot);
+                    let row = &mut rows.0[at * dim..(at + 1) * dim];
+                    match m.config.metric {
+                        Metric::Cosine => row.copy_from_slice(&normalized(v)),
+                        _ => row.copy_from_slice(v),
+                    }
+                    heap.push(Drawn { hash: h, id: Zeroizing::new(id.clone()), row: at });
+                }
+            }
+            Ok(())
         })?;
-        let mut ranked: Vec<(u64, u32, u32)> = Vec::with_capacity(m.num_vectors as usize);
-        for (ci, chunk) in chunks.iter().enumerate() {
-            for (slot, id) in chunk.ids.iter().enumerate() {
-                ranked.push((seeded_hash(seed, id.as_bytes()), ci as u32, slot as u32));
-            }
+        let ranked = heap.into_sorted_vec();
+        let mut vectors = WipedFloats(Vec::with_capacity(ranked.len() * dim));
+        let mut ids = Vec::with_capacity(ranked.len());
+        for Drawn { id, row, .. } in ranked {
+            vectors.0.extend_from_slice(&rows.0[row * dim..(row + 1) * dim]);
+            ids.push(id);
         }
-        if count < ranked.len() {
-            ranked.select_nth_unstable(count);
-            ranked.truncate(count);
-        }
-        ranked.sort_unstable();
-        let mut out = WipedFloats(Vec::with_capacity(ranked.len() * dim));
-        for (_, ci, slot) in ranked {
-            let v = chunks[ci as usize].vector(slot as usize);
-            if m.config.metric == Metric::Cosine {
-                out.0.extend(normalized(v));
-            } else {
-                out.0.extend_from_slice(v);
-            }
-        }
-        Ok(out)
+        Ok(Sample { vectors, ids })
     }
 
     /// The plan that moves every item of `snap` into the list of its nearest
-    /// centroid: new chunks per list, every directory entry rewritten, the
-    /// sealed centroids, the old chunks deleted.
-    fn plan_layout(&self, snap: &Snapshot, centroids: &Arc<Centroids>) -> Result<Plan<'_>> {
+    /// centroid, streaming: one step of chunks at a time, each list's items
+    /// packed into new chunks and sealed as they fill, then every directory
+    /// bucket rewritten to point at its items' new chunks. The new chunks
+    /// and buckets are written ahead of the commit, under keys no committed
+    /// state uses, so they stay invisible until the plan's root names them
+    /// (and are collected as garbage if it never does); the plan itself
+    /// holds the centroids, the pages, the root and the old objects' removal.
+    fn plan_layout(
+        &self,
+        snap: &Snapshot,
+        centroids: &Arc<Centroids>,
+        mut calibration: Calibration,
+        steps: Steps,
+    ) -> Result<Plan<'_>> {
         let old = &snap.manifest;
         let mut plan = self.plan(old);
-        let m = &mut plan.manifest;
-        let (dim, precision, metric) = (m.config.dimension as usize, m.config.precision, m.config.metric);
+        let (dim, precision, metric) = (old.config.dimension as usize, old.config.precision, old.config.metric);
+        let mut ahead = WriteAhead { batch: WriteBatch::default(), bytes: 0, limit: steps.write };
 
-        // 1. Every item's list.
-        let metas: Vec<&ChunkMeta> = old.chunks().collect();
-        let chunks: Vec<Arc<Chunk>> = self
-            .env
-            .pool
-            .install(|| metas.par_iter().map(|meta| self.chunk(old, meta, None)).collect::<Result<_>>())?;
-        let every: Vec<(usize, usize)> =
-            chunks.iter().enumerate().flat_map(|(ci, c)| (0..c.len()).map(move |s| (ci, s))).collect();
-        let vectors: Vec<&[f32]> = every.iter().map(|&(ci, s)| chunks[ci].vector(s)).collect();
-        let lists = centroids.assign(&self.env.pool, metric, &vectors);
-        let n_probes = calibrate_n_probes(&self.env.pool, metric, centroids, &vectors, &lists);
-        drop(vectors);
-        let mut members: Vec<Vec<(usize, usize)>> = vec![Vec::new(); centroids.k];
-        for (&(ci, slot), &list) in every.iter().zip(&lists) {
-            members[list as usize].push((ci, slot));
-        }
-
-        // 2. Pack each list into chunks under the chunk budget, and seal them.
+        // 1. Every item to its list's open chunk; a full chunk is sealed and
+        //    written ahead. `homes` records each item's new chunk.
         let mut packer = Packer::default();
-        struct Pack {
-            no: u32,
-            list: u32,
-            /// (position in `chunks`, slot) of each item.
-            rows: Vec<(usize, usize)>,
-        }
-        let mut packs: Vec<Pack> = Vec::new();
-        for (list, items) in members.into_iter().enumerate() {
-            for (ci, slot) in items {
+        let mut open: HashMap<u32, (u32, ChunkBuilder)> = HashMap::new();
+        let mut homes: Vec<(Token, u32)> = Vec::with_capacity(old.num_vectors as usize);
+        let mut next_chunk = plan.manifest.next_chunk;
+        self.for_each_step(old, steps, |chunks| {
+            let rows: Vec<(usize, usize)> =
+                chunks.iter().enumerate().flat_map(|(ci, c)| (0..c.len()).map(move |s| (ci, s))).collect();
+            let vectors: Vec<&[f32]> = rows.iter().map(|&(ci, s)| chunks[ci].vector(s)).collect();
+            let lists = centroids.assign(&self.env.pool, metric, &vectors);
+            let mut flat = WipedFloats(Vec::with_capacity(vectors.len() * dim));
+            for v in &vectors {
+                match metric {
+                    Metric::Cosine => flat.0.extend(normalized(v)),
+                    _ => flat.0.extend_from_slice(v),
+                }
+            }
+            let ids: Vec<&str> = rows.iter().map(|&(ci, s)| chunks[ci].ids[s].as_str()).collect();
+            calibration.observe(&self.env.pool, &flat.0, &ids, &lists);
+            drop(flat);
+            let mut full: Vec<(u32, u32, ChunkBuilder)> = Vec::new();
+            for (&(ci, slot), &list) in rows.iter().zip(&lists) {
                 let c = &chunks[ci];
                 let size =
                     item_encoded_len(dim, precision, c.ids[slot].len(), c.metadata[slot].as_ref().map(String::len));
-                match packer.place(list as u32, size, &mut m.next_chunk)? {
-                    (no, true) => packs.push(Pack { no, list: list as u32, rows: vec![(ci, slot)] }),
-                    (_, false) => packs.last_mut().expect("a list's first item opens a chunk").rows.push((ci, slot)),
-                }
-            }
-        }
-        let built: Vec<(SealedChunk, Vec<(Token, u32)>)> = self.env.pool.install(|| {
-            packs
-                .par_iter()
-                .map(|pack| {
-                    let mut rows = ChunkBuilder::with_capacity(dim, pack.rows.len());
-                    let mut moved = Vec::with_capacity(pack.rows.len());
-                    for &(ci, slot) in &pack.rows {
-                        rows.push_row(&chunks[ci], slot);
-                        moved.push((self.tokens.id(&chunks[ci].ids[slot]), pack.no));
+                let (no, new) = packer.place(list, size, &mut next_chunk)?;
+                if new {
+                    let fresh = (no, ChunkBuilder::with_capacity(dim, 0));
+                    if let Some((done, rows)) = open.insert(list, fresh) {
+                        full.push((done, list, rows));
                     }
-                    Ok((plan.seal_chunk(pack.no, pack.list, rows.finish(), precision)?, moved))
-                })
-                .collect::<Result<_>>()
+                }
+                open.get_mut(&list).expect("opened").1.push_row(c, slot);
+                homes.push((self.tokens.id(&c.ids[slot]), no));
+            }
+            self.write_chunks_ahead(&mut plan, &mut ahead, full)
         })?;
-        for meta in metas {
+        let last: Vec<(u32, u32, ChunkBuilder)> = open.into_iter().map(|(list, (no, rows))| (no, list, rows)).collect();
+        self.write_chunks_ahead(&mut plan, &mut ahead, last)?;
+        plan.manifest.next_chunk = next_chunk;
+        for meta in old.chunks() {
             plan.remove_chunk(meta);
         }
-        let mut new_home: HashMap<Token, u32> = HashMap::with_capacity(old.num_vectors as usize);
-        for (sealed, moved) in built {
-            new_home.extend(moved);
-            plan.put_chunk(sealed);
-        }
 
-        // 3. Every directory entry points at its item's new chunk.
-        let mut buckets = Vec::new();
-        for b in 0..old.n_buckets as usize {
-            let old_bucket = self.bucket(old, b)?;
-            if old_bucket.entries.is_empty() {
-                continue;
-            }
-            let mut bucket = Bucket::default();
-            for e in &old_bucket.entries {
-                let chunk = *new_home.get(&e.token).ok_or_else(|| Error::integrity("a directory entry has no item"))?;
-                debug_assert_eq!(old.bucket_of(&e.token), b);
-                bucket.entries.push(Entry { chunk, ..*e });
-            }
-            buckets.push((b, bucket));
+        // 2. Every directory entry points at its item's new chunk.
+        homes.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let home_of = |token: &Token| -> Result<u32> {
+            let at = homes.binary_search_by(|h| h.0.cmp(token));
+            at.map(|i| homes[i].1).map_err(|_| Error::integrity("a directory entry names an item no chunk holds"))
+        };
+        if homes.len() as u64 != old.num_vectors || homes.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(Error::integrity("the chunks hold another number of items than the manifest says"));
         }
-        plan.put_buckets(buckets)?;
+        let occupied: Vec<usize> = (0..old.n_buckets as usize).filter(|&b| !old.bucket(b).is_none()).collect();
+        for step in occupied.chunks(4096) {
+            let sealed: Vec<SealedBucket> = self.env.pool.install(|| {
+                step.par_iter()
+                    .map(|&b| {
+                        let mut bucket = (*self.bucket_uncached(old, b)?).clone();
+                        for e in &mut bucket.entries {
+                            e.chunk = home_of(&e.token)?;
+                        }
+                        plan.seal_bucket(b, bucket)
+                    })
+                    .collect::<Result<_>>()
+            })?;
+            for s in sealed {
+                let (obj, stamp, bytes) = plan.put_bucket_ahead(s);
+                ahead.put(&self.env, self.store_key(obj, &stamp), bytes)?;
+            }
+        }
+        ahead.flush(&self.env)?;
 
-        // 4. The centroids, and the manifest that makes it all current.
+        // 3. The centroids, the calibrated probe count, and the root that
+        //    makes it all current.
         plan.put_centroids(centroids)?;
         let m = &mut plan.manifest;
         m.training = TrainingState::Trained;
         m.n_lists = centroids.k as u32;
-        m.auto_n_probes = n_probes;
+        m.auto_n_probes = calibration.n_probes(centroids.k);
         Ok(plan)
+    }
+
+    /// Seals the chunks `(no, list, rows)` in parallel and writes them ahead.
+    fn write_chunks_ahead(
+        &self,
+        plan: &mut Plan<'_>,
+        ahead: &mut WriteAhead,
+        full: Vec<(u32, u32, ChunkBuilder)>,
+    ) -> Result<()> {
+        let precision = plan.manifest.config.precision;
+        let sealed: Vec<SealedChunk> = self.env.pool.install(|| {
+            full.into_par_iter()
+                .map(|(no, list, rows)| plan.seal_chunk(no, list, rows.finish(), precision))
+                .collect::<Result<_>>()
+        })?;
+        for s in sealed {
+            let (obj, stamp, bytes) = plan.put_chunk_ahead(s);
+            ahead.put(&self.env, self.store_key(obj, &stamp), bytes)?;
+        }
+        Ok(())
+    }
+}
+
+/// Objects a training run writes to the store ahead of its commit, in
+/// batches of about `limit` bytes (no compare-and-set: nothing committed
+/// names them).
+struct WriteAhead {
+    batch: WriteBatch,
+    bytes: usize,
+    limit: usize,
+}
+
+impl WriteAhead {
+    fn put(&mut self, env: &Env, key: Vec<u8>, sealed: Vec<u8>) -> Result<()> {
+        self.bytes += sealed.len();
+        self.batch.put(key, sealed);
+        if self.bytes >= self.limit {
+            self.flush(env)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, env: &Env) -> Result<()> {
+        if !self.batch.ops.is_empty() {
+            env.store.write(std::mem::take(&mut self.batch))?;
+        }
+        self.bytes = 0;
+        Ok(())
     }
 }

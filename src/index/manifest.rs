@@ -42,7 +42,7 @@ pub const BUCKET_PAGE: usize = 1024;
 /// What pins one stored object: the version it was sealed at (part of its
 /// associated data and of its store key) and the digest of its sealed
 /// bytes. Version 0 = none.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Stamp {
     pub version: u64,
     pub digest: Digest,
@@ -528,7 +528,7 @@ impl Manifest {
             }
         }
         let keys: Vec<Vec<u8>> =
-            wanted.iter().map(|(obj, s)| at.layout.object(obj.kind(), &at.tokens.of(*obj), s.version)).collect();
+            wanted.iter().map(|(obj, s)| at.layout.object(obj.kind(), &at.tokens.of(*obj), s)).collect();
         let fetched = at.store.get_many(&keys)?;
         for ((obj, stamp), sealed) in wanted.into_iter().zip(fetched) {
             let missing = || Error::integrity(format!("a manifest page of index '{}' is missing", at.name));
@@ -644,15 +644,16 @@ mod tests {
         let mut batch = crate::store::WriteBatch::default();
         for (page, old, plain) in m.take_dirty_pages() {
             if !old.is_none() {
-                batch.delete(layout.object(page.kind(), &tokens.of(page), old.version));
+                batch.delete(layout.object(page.kind(), &tokens.of(page), &old));
             }
             let Some(plain) = plain else {
                 m.page_sealed(page, Stamp::default());
                 continue;
             };
             let sealed = keys.sealer(0).seal(page.kind() as u8, &tokens.of(page), m.version, &plain).unwrap();
-            m.page_sealed(page, Stamp::of(m.version, &sealed));
-            batch.put(layout.object(page.kind(), &tokens.of(page), m.version), sealed);
+            let stamp = Stamp::of(m.version, &sealed);
+            m.page_sealed(page, stamp);
+            batch.put(layout.object(page.kind(), &tokens.of(page), &stamp), sealed);
         }
         assert!(store.write(batch).unwrap());
         m.seal(&keys.sealer(0), writer, &[2; 16]).unwrap()
@@ -720,7 +721,7 @@ mod tests {
         m.set_bucket(1, Stamp::of(3, b"b"));
         let stored = commit(&mut m, &store, &keys, &tokens, &writer);
         let page = Obj::BucketPage(0);
-        let key = layout.object(page.kind(), &tokens.of(page), 3);
+        let key = layout.object(page.kind(), &tokens.of(page), &m.buckets.stamps[0]);
         let genuine = store.get(&key).unwrap().unwrap();
         for i in [0, 20, genuine.len() - 1] {
             let mut flipped = genuine.clone();

@@ -6,17 +6,19 @@
 //! n/<name>                          key record (clear text; keyring.rs)
 //! o/<index id>M                     manifest (sealed; manifest.rs)
 //! o/<index id>V                     manifest version in clear: a hint to reload, never trusted
-//! o/<index id><kind><token><version> chunk C, directory bucket B, contents X, centroids K,
+//! o/<index id><kind><token><stamp>  chunk C, directory bucket B, contents X, centroids K,
 //!                                   manifest page P (chunks) or Q (buckets)
 //! ```
 //!
 //! Tokens are HMACs under keys derived from the data key, so the store sees
-//! neither ids nor chunk, bucket or page numbers. An object's version (the
-//! commit that sealed it, big-endian) ends its key: a write never overwrites
-//! a stored object, it stores the new version and deletes the old one in the
-//! same atomic batch, so objects written ahead of a commit (a training run's)
-//! stay invisible until a root names them, and one left behind by a crash is
-//! told apart by its version (see `Index::collect_garbage`).
+//! neither ids nor chunk, bucket or page numbers. An object is stored under
+//! the stamp that pins it (its version, big-endian, and the first 8 bytes of
+//! its digest): a write never overwrites a stored object, it stores the new
+//! one and deletes the old in the same atomic batch. So objects written ahead
+//! of a commit (a training run's) stay invisible until a root names them and
+//! can never land on a key a committed state uses (another writer's objects
+//! at the same version have other digests), and those a crash or a lost race
+//! leaves behind are told apart by their version (see `Index::collect_garbage`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,7 +31,7 @@ use super::manifest::{ChunkMeta, Manifest, Stamp};
 use super::types::Precision;
 use super::Index;
 use crate::cache::{Cache, Weigh};
-use crate::crypto::{digest, DataKeys, Token, Tokenizer};
+use crate::crypto::{digest, DataKeys, Token, Tokenizer, TOKEN_LEN};
 use crate::error::{Error, Result};
 
 /// Kinds of stored objects; part of every object's associated data.
@@ -130,6 +132,12 @@ pub(crate) fn key_record_key(name: &str) -> Vec<u8> {
     k
 }
 
+/// Bytes of an object key's digest tag: enough that two objects sealed at
+/// the same name and version (by writers racing) never share a key.
+const STAMP_TAG_LEN: usize = 8;
+/// An object key after the index prefix: kind, token, version, tag.
+const OBJECT_KEY_TAIL: usize = 1 + TOKEN_LEN + 8 + STAMP_TAG_LEN;
+
 /// The store keys of one index's objects.
 #[derive(Clone, Copy)]
 pub(crate) struct Layout {
@@ -150,12 +158,24 @@ impl Layout {
         k
     }
 
-    /// The key of an object at `version`.
-    pub fn object(&self, kind: ObjectKind, token: &Token, version: u64) -> Vec<u8> {
+    /// The key of the object `stamp` pins.
+    pub fn object(&self, kind: ObjectKind, token: &Token, stamp: &Stamp) -> Vec<u8> {
         let mut k = self.under(&[kind as u8]);
         k.extend_from_slice(token);
-        k.extend_from_slice(&version.to_be_bytes());
+        k.extend_from_slice(&stamp.version.to_be_bytes());
+        k.extend_from_slice(&stamp.digest[..STAMP_TAG_LEN]);
         k
+    }
+
+    /// The prefix of every object of `kind`.
+    pub fn kind_prefix(&self, kind: ObjectKind) -> Vec<u8> {
+        self.under(&[kind as u8])
+    }
+
+    /// The version in an object key (`None`: not an object key).
+    pub fn version_of(&self, key: &[u8]) -> Option<u64> {
+        let tail = key.strip_prefix(&self.prefix()[..]).filter(|t| t.len() == OBJECT_KEY_TAIL)?;
+        Some(u64::from_be_bytes(tail[1 + TOKEN_LEN..1 + TOKEN_LEN + 8].try_into().unwrap()))
     }
 
     pub fn manifest(&self) -> Vec<u8> {
@@ -172,7 +192,7 @@ impl Layout {
 /// What the client's cache holds for every index.
 pub(crate) type ObjectCache = Cache<CacheKey, Cached>;
 
-/// An object at one version: a rewritten object gets a new key, so the
+/// An object as a stamp pins it: a rewritten object gets a new key, so the
 /// cache never serves a stale one. `owner` is derived from the index's data
 /// key, not its (clear-text) index id: a forged key record that claims
 /// another index's id brings its own data key, so its entries can neither
@@ -181,7 +201,7 @@ pub(crate) type ObjectCache = Cache<CacheKey, Cached>;
 pub(crate) struct CacheKey {
     pub owner: Token,
     pub obj: Obj,
-    pub version: u64,
+    pub stamp: Stamp,
 }
 
 #[derive(Clone)]
@@ -334,12 +354,12 @@ const PREFETCH_OBJECTS: usize = 4096;
 pub(crate) struct Prefetched(HashMap<Obj, Vec<u8>>);
 
 impl Index {
-    pub(crate) fn cache_key(&self, obj: Obj, version: u64) -> CacheKey {
-        CacheKey { owner: self.tokens.cache_owner, obj, version }
+    pub(crate) fn cache_key(&self, obj: Obj, stamp: &Stamp) -> CacheKey {
+        CacheKey { owner: self.tokens.cache_owner, obj, stamp: *stamp }
     }
 
-    pub(crate) fn store_key(&self, obj: Obj, version: u64) -> Vec<u8> {
-        self.layout.object(obj.kind(), &self.tokens.of(obj), version)
+    pub(crate) fn store_key(&self, obj: Obj, stamp: &Stamp) -> Vec<u8> {
+        self.layout.object(obj.kind(), &self.tokens.of(obj), stamp)
     }
 
     /// `obj` as `stamp` pins it: from the cache, else from `pre`, else from
@@ -353,8 +373,22 @@ impl Index {
         shape: &T::Shape,
         pre: Option<&Prefetched>,
     ) -> Result<Arc<T>> {
+        self.load_object_with(m, obj, stamp, shape, pre, true)
+    }
+
+    /// As [`Index::load_object`]; `keep = false` does not add it to the
+    /// cache (a pass over the whole index would only evict the working set).
+    fn load_object_with<T: Sealed>(
+        &self,
+        m: &Manifest,
+        obj: Obj,
+        stamp: &Stamp,
+        shape: &T::Shape,
+        pre: Option<&Prefetched>,
+        keep: bool,
+    ) -> Result<Arc<T>> {
         let version = stamp.version;
-        let ck = self.cache_key(obj, version);
+        let ck = self.cache_key(obj, stamp);
         if let Some(hit) = self.env.cache.get(&ck).and_then(T::from_cached) {
             return Ok(hit);
         }
@@ -363,7 +397,7 @@ impl Index {
         let sealed = match pre.and_then(|p| p.0.get(&obj)) {
             Some(bytes) => bytes,
             None => {
-                fetched = self.env.store.get(&self.layout.object(obj.kind(), &token, version))?.ok_or_else(|| {
+                fetched = self.env.store.get(&self.layout.object(obj.kind(), &token, stamp))?.ok_or_else(|| {
                     Error::integrity(format!("{} of index '{}' is missing", obj.describe(), self.name))
                 })?;
                 &fetched
@@ -379,7 +413,7 @@ impl Index {
         let sealed =
             SealedObject { keys: &self.keys, max_key_version: m.key_version, obj, token, version, bytes: sealed };
         let value = Arc::new(T::open(&sealed, shape)?);
-        if let Some(cached) = T::to_cached(&value) {
+        if let Some(cached) = T::to_cached(&value).filter(|_| keep) {
             self.env.cache.insert(ck, cached);
         }
         Ok(value)
@@ -389,15 +423,15 @@ impl Index {
     /// store call, when the store is one where each read is a round trip
     /// (PostgreSQL); at most [`PREFETCH_OBJECTS`] of them, the rest are read
     /// when used. Empty for local stores.
-    pub(crate) fn prefetch(&self, wanted: impl Iterator<Item = (Obj, u64)>) -> Result<Prefetched> {
+    pub(crate) fn prefetch<'s>(&self, wanted: impl Iterator<Item = (Obj, &'s Stamp)>) -> Result<Prefetched> {
         if !self.env.store.prefers_batched_reads() {
             return Ok(Prefetched::default());
         }
-        let wanted: Vec<(Obj, u64)> = wanted
-            .filter(|&(obj, version)| !self.env.cache.contains(&self.cache_key(obj, version)))
+        let wanted: Vec<(Obj, &Stamp)> = wanted
+            .filter(|&(obj, stamp)| !self.env.cache.contains(&self.cache_key(obj, stamp)))
             .take(PREFETCH_OBJECTS)
             .collect();
-        let keys: Vec<Vec<u8>> = wanted.iter().map(|&(obj, version)| self.store_key(obj, version)).collect();
+        let keys: Vec<Vec<u8>> = wanted.iter().map(|&(obj, stamp)| self.store_key(obj, stamp)).collect();
         let got = self.env.store.get_many(&keys)?;
         Ok(Prefetched(wanted.into_iter().zip(got).filter_map(|((obj, _), v)| Some((obj, v?))).collect()))
     }
@@ -411,11 +445,27 @@ impl Index {
         self.load_object(m, Obj::Chunk(meta.no), &meta.stamp, &shape, pre)
     }
 
+    /// As [`Index::chunk`], not added to the cache (for passes over the index).
+    pub(crate) fn chunk_uncached(&self, m: &Manifest, meta: &ChunkMeta) -> Result<Arc<Chunk>> {
+        let shape =
+            ChunkShape { dim: m.config.dimension as usize, precision: m.config.precision, count: meta.count as usize };
+        self.load_object_with(m, Obj::Chunk(meta.no), &meta.stamp, &shape, None, false)
+    }
+
     /// Directory bucket `b`; an empty bucket is stored as nothing (version 0).
     pub(crate) fn bucket(&self, m: &Manifest, b: usize) -> Result<Arc<Bucket>> {
+        self.bucket_with(m, b, true)
+    }
+
+    /// As [`Index::bucket`], not added to the cache (for passes over the index).
+    pub(crate) fn bucket_uncached(&self, m: &Manifest, b: usize) -> Result<Arc<Bucket>> {
+        self.bucket_with(m, b, false)
+    }
+
+    fn bucket_with(&self, m: &Manifest, b: usize, keep: bool) -> Result<Arc<Bucket>> {
         match m.bucket(b) {
             stamp if stamp.is_none() => Ok(Arc::new(Bucket::default())),
-            stamp => self.load_object(m, Obj::Bucket(b as u32), &stamp, &(), None),
+            stamp => self.load_object_with(m, Obj::Bucket(b as u32), &stamp, &(), None, keep),
         }
     }
 

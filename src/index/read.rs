@@ -221,7 +221,7 @@ impl Index {
 
     /// Scans `work`, its chunks read ahead in one store call where that pays.
     fn scan(&self, m: &Manifest, work: &[search::Work<'_>], q: &search::Queries<'_>) -> Result<Vec<Vec<search::Hit>>> {
-        let metas = work.iter().flat_map(|w| w.chunks.iter().map(|c| (Obj::Chunk(c.no), c.stamp.version)));
+        let metas = work.iter().flat_map(|w| w.chunks.iter().map(|c| (Obj::Chunk(c.no), &c.stamp)));
         let pre = self.prefetch(metas)?;
         search::scan(&self.env.pool, work, &|meta: &ChunkMeta| self.chunk(m, meta, Some(&pre)), q)
     }

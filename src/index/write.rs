@@ -10,12 +10,13 @@ use super::access::Need;
 use super::chunk::{item_encoded_len, Bucket, Chunk, ChunkBuilder, Entry, Packer};
 use super::commit::Plan;
 use super::manifest::{bucket_of, split_partner, Manifest, Stamp};
-use super::objects::Obj;
+use super::objects::{Obj, ObjectKind};
 use super::snapshot::Snapshot;
 use super::types::{validate_id, validate_item, MAX_DIMENSION};
 use super::{Access, Index, ItemRef, TrainingState};
 use crate::crypto::Token;
 use crate::error::{Error, Result};
+use crate::store::WriteBatch;
 
 /// The directory grows (one bucket at a time, see `manifest::bucket_of`)
 /// while buckets average more entries than this. A write rewrites each
@@ -24,6 +25,9 @@ use crate::error::{Error, Result};
 /// the directory's share of the bytes written per item (64 x 21 bytes,
 /// ~1.3 KiB), whatever the index's size (see docs/SCALING.md).
 const ENTRIES_PER_BUCKET: u64 = 64;
+
+/// Keys deleted per store batch when collecting garbage.
+const GARBAGE_PER_BATCH: usize = 4096;
 
 /// An upsert after validation, with its token.
 struct Pending<'a> {
@@ -90,7 +94,54 @@ impl Index {
     /// for this client's reads and writes in flight; WRITE permission.
     pub fn compact(&self, access: Access<'_>) -> Result<()> {
         self.authorize(access, Need::Write)?;
+        self.collect_garbage()?;
         self.env.store.compact()
+    }
+
+    /// Deletes the chunks and buckets no committed state names: those a
+    /// training run wrote ahead of its commit and never committed (it
+    /// crashed, failed or lost a race; every other object is written in the
+    /// batch that names it). Only objects at or below the current version
+    /// go: a newer one may be a training run's still under way, and no later
+    /// state can name an object the current one does not (a write names
+    /// only what its snapshot names or what it seals). Returns how many.
+    pub(super) fn collect_garbage(&self) -> Result<usize> {
+        let _writer = self.write_lock.lock();
+        let doomed = self.garbage()?;
+        for keys in doomed.chunks(GARBAGE_PER_BATCH) {
+            let mut batch = WriteBatch::default();
+            keys.iter().for_each(|k| batch.delete(k.clone()));
+            self.env.store.write(batch)?;
+        }
+        Ok(doomed.len())
+    }
+
+    /// The keys [`Index::collect_garbage`] deletes.
+    fn garbage(&self) -> Result<Vec<Vec<u8>>> {
+        let snap = self.reload()?;
+        let m = &snap.manifest;
+        let buckets = (0..m.n_buckets as usize).map(|b| (b, m.bucket(b))).filter(|(_, s)| !s.is_none());
+        let live: HashSet<Vec<u8>> = m
+            .chunks()
+            .map(|c| self.store_key(Obj::Chunk(c.no), &c.stamp))
+            .chain(buckets.map(|(b, s)| self.store_key(Obj::Bucket(b as u32), &s)))
+            .collect();
+        let mut doomed = Vec::new();
+        for kind in [ObjectKind::Chunk, ObjectKind::Bucket] {
+            for key in self.env.store.scan_keys(&self.layout.kind_prefix(kind))? {
+                if self.layout.version_of(&key).is_some_and(|v| v <= m.version) && !live.contains(&key) {
+                    doomed.push(key);
+                }
+            }
+        }
+        Ok(doomed)
+    }
+
+    /// How many stored objects [`Index::compact`] would collect now (tests
+    /// of what failed and killed training runs leave behind).
+    #[cfg(feature = "test-hooks")]
+    pub fn garbage_count(&self) -> Result<usize> {
+        Ok(self.garbage()?.len())
     }
 
     /// Builds the plan for a set of upserts and deletes; returns it with the
@@ -115,7 +166,7 @@ impl Index {
         // 2. Removals: deleted ids and the old rows of overwritten ids (and
         //    the contents an overwrite replaces or drops).
         let mut removals: HashMap<u32, HashSet<&str>> = HashMap::new();
-        let mut old_contents: Vec<Option<u64>> = Vec::with_capacity(upserts.len());
+        let mut old_contents: Vec<Option<Stamp>> = Vec::with_capacity(upserts.len());
         let mut deleted = 0usize;
         let mut count = old.num_vectors;
         for (id, token) in deletes {
@@ -123,7 +174,7 @@ impl Index {
             if let Some(was) = buckets.get_mut(&b).expect("touched").remove(token) {
                 removals.entry(was.chunk).or_default().insert(id);
                 if !was.contents.is_none() {
-                    plan.remove(Obj::Contents(*token), was.contents.version);
+                    plan.remove(Obj::Contents(*token), &was.contents);
                 }
                 deleted += 1;
                 count -= 1;
@@ -137,9 +188,9 @@ impl Index {
                 removals.entry(was.chunk).or_default().insert(p.item.id);
                 if !was.contents.is_none() {
                     if p.item.contents.is_none() {
-                        plan.remove(Obj::Contents(p.token), was.contents.version);
+                        plan.remove(Obj::Contents(p.token), &was.contents);
                     } else {
-                        replaced_contents = Some(was.contents.version);
+                        replaced_contents = Some(was.contents);
                     }
                 }
                 count -= 1;

@@ -84,7 +84,11 @@ impl Store for FileStore {
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        guarded(|| self.scan_unguarded(prefix))
+        guarded(|| self.scan_unguarded(prefix, <[u8]>::to_vec))
+    }
+
+    fn scan_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        guarded(|| Ok(self.scan_unguarded(prefix, |_| ())?.into_iter().map(|(k, ())| k).collect()))
     }
 
     fn write(&self, batch: WriteBatch) -> Result<bool> {
@@ -103,7 +107,8 @@ impl Store for FileStore {
 }
 
 impl FileStore {
-    fn scan_unguarded(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+    /// `(key, f(value))` of every key under `prefix`.
+    fn scan_unguarded<T>(&self, prefix: &[u8], f: impl Fn(&[u8]) -> T) -> Result<Vec<(Vec<u8>, T)>> {
         let db = self.db.read(); // held until the transaction ends
         let r = db.begin_read().map_err(map_err)?;
         let t = r.open_table(OBJECTS).map_err(map_err)?;
@@ -113,7 +118,7 @@ impl FileStore {
             if !k.value().starts_with(prefix) {
                 break;
             }
-            out.push((k.value().to_vec(), v.value().to_vec()));
+            out.push((k.value().to_vec(), f(v.value())));
         }
         Ok(out)
     }

@@ -27,6 +27,11 @@ impl Store for MemoryStore {
             .collect())
     }
 
+    fn scan_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let map = self.map.read();
+        Ok(map.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(k, _)| k.clone()).collect())
+    }
+
     fn write(&self, batch: WriteBatch) -> Result<bool> {
         let mut map = self.map.write();
         if batch.expects.iter().any(|(key, expected)| map.get(key) != expected.as_ref()) {

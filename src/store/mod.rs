@@ -58,6 +58,11 @@ pub trait Store: Send + Sync {
     /// Every (key, value) whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 
+    /// Every key that starts with `prefix`, in order, without the values.
+    fn scan_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        Ok(self.scan_prefix(prefix)?.into_iter().map(|(k, _)| k).collect())
+    }
+
     /// Applies the batch atomically and returns `true`, or returns `false`
     /// and changes nothing when `expect` does not hold.
     fn write(&self, batch: WriteBatch) -> Result<bool>;
@@ -130,6 +135,7 @@ pub(crate) fn conformance(store: &dyn Store) {
     let scan = store.scan_prefix(b"p/").unwrap();
     assert_eq!(scan.len(), 2);
     assert_eq!(scan[0].0, b"p/1");
+    assert_eq!(store.scan_keys(b"p/").unwrap(), vec![b"p/1".to_vec(), b"p/2".to_vec()]);
     let many = store.get_many(&[b"p/2".to_vec(), b"zz".to_vec()]).unwrap();
     assert_eq!(many, vec![Some(b"two".to_vec()), None]);
 

@@ -51,6 +51,7 @@ struct Conn {
     get_many: Statement,
     scan_range: Statement,
     scan_from: Statement,
+    keys_range: Statement,
     upsert: Statement,
     delete: Statement,
     lock: Statement,
@@ -277,6 +278,7 @@ impl PostgresStore {
                 prep(format!("SELECT k, v FROM {t} WHERE k = ANY($1)"))?,
                 prep(format!("SELECT k, v FROM {t} WHERE k >= $1 AND k < $2 ORDER BY k"))?,
                 prep(format!("SELECT k, v FROM {t} WHERE k >= $1 ORDER BY k"))?,
+                prep(format!("SELECT k FROM {t} WHERE k >= $1 AND k < $2 ORDER BY k"))?,
                 prep(format!(
                     "INSERT INTO {t} (k, v) SELECT * FROM UNNEST($1::bytea[], $2::bytea[]) \
                      ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v"
@@ -286,8 +288,8 @@ impl PostgresStore {
             ))
         })()
         .map_err(|e| self.error(e))?;
-        let (get, get_many, scan_range, scan_from, upsert, delete, lock) = conn;
-        Ok(Conn { client, get, get_many, scan_range, scan_from, upsert, delete, lock })
+        let (get, get_many, scan_range, scan_from, keys_range, upsert, delete, lock) = conn;
+        Ok(Conn { client, get, get_many, scan_range, scan_from, keys_range, upsert, delete, lock })
     }
 
     /// Runs `f` on a pooled connection. If the connection turns out dead
@@ -367,6 +369,14 @@ impl Store for PostgresStore {
             },
         )?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    fn scan_keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let Some(end) = prefix_end(prefix) else {
+            return Ok(self.scan_prefix(prefix)?.into_iter().map(|(k, _)| k).collect());
+        };
+        let rows = self.with_conn(|| true, |c| c.client.query(&c.keys_range, &[&prefix, &end.as_slice()]))?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
 
     fn write(&self, batch: WriteBatch) -> Result<bool> {
