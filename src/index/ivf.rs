@@ -202,6 +202,9 @@ const TRAINING_STEP_BYTES: usize = 128 << 20;
 /// at most; a quarter of `max_memory`, when that is less.
 const WRITE_AHEAD_BYTES: usize = 64 << 20;
 
+/// Points a training pass assigns (and calibrates against) per SGEMM.
+const ASSIGN_BLOCK: usize = 16_384;
+
 /// How much a training pass holds at once (see the constants above).
 #[derive(Clone, Copy)]
 struct Steps {
@@ -258,13 +261,21 @@ impl Calibration {
         Calibration { metric, dim, points, ids, norms, rank_of, best }
     }
 
-    /// Feeds `n` points (`data`, unit vectors for cosine), their ids and lists.
-    fn observe(&mut self, pool: &rayon::ThreadPool, data: &[f32], ids: &[&str], lists: &[u32]) {
+    /// Feeds points of the index, their ids and lists.
+    fn observe(&mut self, pool: &rayon::ThreadPool, vectors: &[&[f32]], ids: &[&str], lists: &[u32]) {
         let (m, dim) = (self.ids.len(), self.dim);
         if m == 0 || ids.is_empty() {
             return;
         }
         let n = ids.len();
+        let mut data = WipedFloats(Vec::with_capacity(n * dim));
+        for v in vectors {
+            match self.metric {
+                Metric::Cosine => data.0.extend(normalized(v)),
+                _ => data.0.extend_from_slice(v),
+            }
+        }
+        let data = &data.0;
         let mut ips = vec![0f32; n * m];
         pool.install(|| {
             use rayon::prelude::*;
@@ -278,16 +289,14 @@ impl Calibration {
             use rayon::prelude::*;
             self.best.par_iter_mut().enumerate().for_each(|(p, best)| {
                 for i in 0..n {
-                    if ids[i] == self.ids[p].as_str() {
-                        continue;
-                    }
                     let ip = ips[i * m + p];
                     // Rank-equivalent to each metric's distance.
                     let s = match metric {
                         Metric::InnerProduct | Metric::Cosine => -ip,
                         _ => x_norms[i] + self.norms[p] - 2.0 * ip,
                     };
-                    if best.len() < CALIBRATION_K || s < best[best.len() - 1].0 {
+                    let better = best.len() < CALIBRATION_K || s < best[best.len() - 1].0;
+                    if better && ids[i] != self.ids[p].as_str() {
                         let at = best.partition_point(|b| b.0 <= s);
                         best.insert(at, (s, lists[i]));
                         best.truncate(CALIBRATION_K);
@@ -534,32 +543,29 @@ impl Index {
         self.for_each_step(old, steps, |chunks| {
             let rows: Vec<(usize, usize)> =
                 chunks.iter().enumerate().flat_map(|(ci, c)| (0..c.len()).map(move |s| (ci, s))).collect();
-            let vectors: Vec<&[f32]> = rows.iter().map(|&(ci, s)| chunks[ci].vector(s)).collect();
-            let lists = centroids.assign(&self.env.pool, metric, &vectors);
-            let mut flat = WipedFloats(Vec::with_capacity(vectors.len() * dim));
-            for v in &vectors {
-                match metric {
-                    Metric::Cosine => flat.0.extend(normalized(v)),
-                    _ => flat.0.extend_from_slice(v),
-                }
-            }
-            let ids: Vec<&str> = rows.iter().map(|&(ci, s)| chunks[ci].ids[s].as_str()).collect();
-            calibration.observe(&self.env.pool, &flat.0, &ids, &lists);
-            drop(flat);
             let mut full: Vec<(u32, u32, ChunkBuilder)> = Vec::new();
-            for (&(ci, slot), &list) in rows.iter().zip(&lists) {
-                let c = &chunks[ci];
-                let size =
-                    item_encoded_len(dim, precision, c.ids[slot].len(), c.metadata[slot].as_ref().map(String::len));
-                let (no, new) = packer.place(list, size, &mut next_chunk)?;
-                if new {
-                    let fresh = (no, ChunkBuilder::with_capacity(dim, 0));
-                    if let Some((done, rows)) = open.insert(list, fresh) {
-                        full.push((done, list, rows));
+            // In blocks, so the buffers of the SGEMMs stay small.
+            for block in rows.chunks(ASSIGN_BLOCK) {
+                let vectors: Vec<&[f32]> = block.iter().map(|&(ci, s)| chunks[ci].vector(s)).collect();
+                let ids: Vec<&str> = block.iter().map(|&(ci, s)| chunks[ci].ids[s].as_str()).collect();
+                let lists = centroids.assign(&self.env.pool, metric, &vectors);
+                calibration.observe(&self.env.pool, &vectors, &ids, &lists);
+                let tokens: Vec<Token> =
+                    self.env.pool.install(|| ids.par_iter().map(|id| self.tokens.id(id)).collect());
+                for ((&(ci, slot), &list), token) in block.iter().zip(&lists).zip(tokens) {
+                    let c = &chunks[ci];
+                    let size =
+                        item_encoded_len(dim, precision, c.ids[slot].len(), c.metadata[slot].as_ref().map(String::len));
+                    let (no, new) = packer.place(list, size, &mut next_chunk)?;
+                    if new {
+                        let fresh = (no, ChunkBuilder::with_capacity(dim, 0));
+                        if let Some((done, rows)) = open.insert(list, fresh) {
+                            full.push((done, list, rows));
+                        }
                     }
+                    open.get_mut(&list).expect("opened").1.push_row(c, slot);
+                    homes.push((token, no));
                 }
-                open.get_mut(&list).expect("opened").1.push_row(c, slot);
-                homes.push((self.tokens.id(&c.ids[slot]), no));
             }
             self.write_chunks_ahead(&mut plan, &mut ahead, full)
         })?;
