@@ -833,10 +833,12 @@ vx_status vx_index_delete(const struct vx_index *index,
                           size_t *out_deleted);
 
 /**
- * Gives the store's free space back to the system: on a file: store, the
- * pages deletes, overwrites and training freed (the file never shrinks by
- * itself); a no-op on memory: and postgres:// stores. Reads and writes of
- * the same client wait while it runs. Needs WRITE.
+ * Deletes what training runs that failed or were killed wrote ahead of
+ * their commit (once the index has moved past them), then gives the
+ * store's free space back to the system: on a file: store, the pages
+ * deletes, overwrites and training freed (the file never shrinks by
+ * itself); nothing more on memory: and postgres:// stores. Reads and
+ * writes of the same client wait while the file shrinks. Needs WRITE.
  *
  * @return VX_STATUS_OK, NULL_ARGUMENT, NOT_FOUND, WRONG_KEY, PERMISSION_DENIED,
  *         POISONED, INTEGRITY, IO, STORAGE, PANIC.

@@ -325,7 +325,8 @@ public:
 
     void require_epoch(const Epoch &epoch) { detail::check(vx_index_require_epoch(h_.get(), epoch.data())); }
 
-    /// Gives a file: store's free space back to the system (needs WRITE).
+    /// Deletes what failed or killed training runs left behind, then gives a
+    /// file: store's free space back to the system (needs WRITE).
     void compact(const Credentials &c = {}) { detail::check(vx_index_compact(h_.get(), c.key(), c.user())); }
 
     void delete_index(const Credentials &c = {}) { detail::check(vx_index_delete_index(h_.get(), c.key(), c.user())); }

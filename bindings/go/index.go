@@ -439,8 +439,9 @@ func (x *Index) RequireEpoch(epoch Epoch) error {
 	})
 }
 
-// Compact gives a file: store's free space back to the system (the pages
-// deletes, overwrites and training freed); a no-op on other stores. WRITE.
+// Compact deletes what failed or killed training runs wrote ahead of their
+// commit, then gives a file: store's free space back to the system (the
+// pages deletes, overwrites and training freed). WRITE.
 func (x *Index) Compact(c *Creds) error {
 	return x.with(func(ix *C.vx_index) error {
 		k, u, err := c.ptrs()
