@@ -186,7 +186,9 @@ impl Index {
                         record.generation, manifest.key_generation
                     )));
                 }
-                Err(e) if last => return Err(e),
+                // Only a race with a key change or a commit (which deletes
+                // the pages an older root names) is worth another attempt.
+                Err(e) if last || !matches!(e, Error::Integrity(_)) => return Err(e),
                 _ => {}
             }
         };
