@@ -227,8 +227,8 @@ impl Steps {
 /// of the index, the lists of its exact 10 nearest other points; then the
 /// smallest n_probes at which the points find [`CALIBRATION_RECALL`] of
 /// them. So the automatic probe count comes from the data, not a fixed
-/// share of the lists. Costs `CALIBRATION_POINTS` exact scans of the index
-/// as one blocked SGEMM per step.
+/// share of the lists. Costs `CALIBRATION_POINTS` exact scans of the index,
+/// one SGEMM per block of [`ASSIGN_BLOCK`] points.
 struct Calibration {
     metric: Metric,
     dim: usize,
