@@ -440,16 +440,18 @@ impl Index {
 /// The loader for each kind, with the shape the manifest gives it.
 impl Index {
     pub(crate) fn chunk(&self, m: &Manifest, meta: &ChunkMeta, pre: Option<&Prefetched>) -> Result<Arc<Chunk>> {
-        let shape =
-            ChunkShape { dim: m.config.dimension as usize, precision: m.config.precision, count: meta.count as usize };
-        self.load_object(m, Obj::Chunk(meta.no), &meta.stamp, &shape, pre)
+        self.chunk_with(m, meta, pre, true)
     }
 
     /// As [`Index::chunk`], not added to the cache (for passes over the index).
     pub(crate) fn chunk_uncached(&self, m: &Manifest, meta: &ChunkMeta) -> Result<Arc<Chunk>> {
+        self.chunk_with(m, meta, None, false)
+    }
+
+    fn chunk_with(&self, m: &Manifest, meta: &ChunkMeta, pre: Option<&Prefetched>, keep: bool) -> Result<Arc<Chunk>> {
         let shape =
             ChunkShape { dim: m.config.dimension as usize, precision: m.config.precision, count: meta.count as usize };
-        self.load_object_with(m, Obj::Chunk(meta.no), &meta.stamp, &shape, None, false)
+        self.load_object_with(m, Obj::Chunk(meta.no), &meta.stamp, &shape, pre, keep)
     }
 
     /// Directory bucket `b`; an empty bucket is stored as nothing (version 0).
