@@ -169,75 +169,73 @@ impl<T: PageEntry, const PAGE: usize> Paged<T, PAGE> {
 
     fn write_stamps(&self, w: &mut Writer) {
         debug_assert!(self.dirty.is_empty(), "every changed page is sealed before the root");
-        let present: Vec<(usize, &Stamp)> = self.stamps.iter().enumerate().filter(|(_, s)| !s.is_none()).collect();
         w.u32(self.stamps.len() as u32);
-        w.u32(present.len() as u32);
-        for (p, s) in present {
-            w.u32(p as u32);
-            s.write(w);
-        }
+        write_sparse(w, &self.stamps);
     }
 
     /// The page stamps of a root; the pages are loaded by [`Manifest::open`].
     fn read_stamps(r: &mut Reader<'_>, limit: usize) -> Result<Paged<T, PAGE>> {
         let n = r.u32()? as usize;
-        let present = r.u32()? as usize;
-        if n > limit || present > n {
+        if n > limit {
             return Err(Error::integrity("manifest has an invalid page count"));
         }
-        let mut stamps = vec![Stamp::default(); n];
-        let mut last = None;
-        for _ in 0..present {
-            let p = r.u32()? as usize;
-            if p >= n || last.is_some_and(|l| l >= p) {
-                return Err(Error::integrity("manifest has an invalid page number"));
-            }
-            last = Some(p);
-            stamps[p] = Stamp::read(r)?;
-            if stamps[p].is_none() {
-                return Err(Error::integrity("manifest names an empty page"));
-            }
-        }
+        let stamps = read_sparse::<Stamp>(r, n, 0)?;
         let empty = Arc::new(vec![T::default(); PAGE]);
         Ok(Paged { pages: vec![empty; n], stamps, dirty: BTreeSet::new() })
     }
 }
 
-/// A page's plaintext: the present entries, each after its slot; `None` if
-/// it has none.
-fn encode_page<T: PageEntry>(page: &[T]) -> Option<Vec<u8>> {
-    let present: Vec<(usize, &T)> = page.iter().enumerate().filter(|(_, e)| !e.stamp().is_none()).collect();
-    if present.is_empty() {
-        return None;
-    }
-    let mut w = Writer::with_capacity(4 + present.len() * 60);
+/// The present entries of `entries` (a page, or the root's page stamps):
+/// their count, then each after its slot.
+fn write_sparse<T: PageEntry>(w: &mut Writer, entries: &[T]) {
+    let present: Vec<(usize, &T)> = entries.iter().enumerate().filter(|(_, e)| !e.stamp().is_none()).collect();
     w.u32(present.len() as u32);
     for (slot, e) in present {
         w.u32(slot as u32);
-        e.write(&mut w);
+        e.write(w);
     }
+}
+
+/// What [`write_sparse`] wrote, as `len` entries (the absent ones default);
+/// entry `slot` is number `first + slot`. Slots must ascend and name
+/// present entries.
+fn read_sparse<T: PageEntry>(r: &mut Reader<'_>, len: usize, first: usize) -> Result<Vec<T>> {
+    let mut entries = vec![T::default(); len];
+    let n = r.u32()? as usize;
+    if n > len {
+        return Err(Error::integrity("manifest has an invalid entry count"));
+    }
+    let mut last = None;
+    for _ in 0..n {
+        let slot = r.u32()? as usize;
+        if slot >= len || last.is_some_and(|l| l >= slot) {
+            return Err(Error::integrity("manifest has an invalid slot"));
+        }
+        last = Some(slot);
+        let e = T::read(r, first + slot)?;
+        if e.stamp().is_none() {
+            return Err(Error::integrity("manifest names an empty entry"));
+        }
+        entries[slot] = e;
+    }
+    Ok(entries)
+}
+
+/// A page's plaintext (`None` if it has no entry).
+fn encode_page<T: PageEntry>(page: &[T]) -> Option<Vec<u8>> {
+    if page.iter().all(|e| e.stamp().is_none()) {
+        return None;
+    }
+    let mut w = Writer::with_capacity(4 + page.len() * 8);
+    write_sparse(&mut w, page);
     Some(w.buf)
 }
 
 fn decode_page<T: PageEntry>(bytes: &[u8], first: usize, page_len: usize) -> Result<Vec<T>> {
     let mut r = Reader::new(bytes, "manifest page");
-    let mut page = vec![T::default(); page_len];
-    let n = r.u32()? as usize;
-    let mut last = None;
-    for _ in 0..n {
-        let slot = r.u32()? as usize;
-        if slot >= page_len || last.is_some_and(|l| l >= slot) {
-            return Err(Error::integrity("manifest page has an invalid slot"));
-        }
-        last = Some(slot);
-        let e = T::read(&mut r, first + slot)?;
-        if e.stamp().is_none() {
-            return Err(Error::integrity("manifest page names an empty entry"));
-        }
-        page[slot] = e;
-    }
+    let page = read_sparse(&mut r, page_len, first)?;
     r.finish()?;
-    if n == 0 {
+    if page.iter().all(|e: &T| e.stamp().is_none()) {
         return Err(Error::integrity("manifest page is empty"));
     }
     Ok(page)
