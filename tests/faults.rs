@@ -295,14 +295,14 @@ impl Store for CountingStore {
     }
 }
 
-/// The directory grows one bucket at a time: the write that first needs a
-/// bigger directory (65,537 items over 1,024 buckets of 64) splits one
-/// bucket and writes a handful of objects (the two buckets, the tail chunk
-/// or a new one,
-/// the manifest pages that name them, the root and the version hint), where
-/// doubling the directory rewrote all 2,048 buckets.
+/// A one-item write stores a handful of objects at any size (its directory
+/// run, the tail chunk, the chunk page, the root and the version hint; now
+/// and then a merge of runs). Once the runs hold an eighth of the items (at
+/// least 4,096 entries) one write folds them into the buckets, growing the
+/// directory as it goes: here, exactly one of 5,000 writes (the 4,682nd:
+/// 4,682 entries > (32,768 + 4,682) / 8).
 #[test]
-fn a_write_that_grows_the_directory_touches_a_few_buckets() {
+fn one_item_writes_stay_small_and_folds_are_rare() {
     let counting = Arc::new(CountingStore {
         inner: Arc::new(vx::MemoryStore::default()),
         last_batch_puts: AtomicUsize::new(0),
@@ -310,16 +310,25 @@ fn a_write_that_grows_the_directory_touches_a_few_buckets() {
     });
     let client = Client::over_store(counting.clone(), ClientOptions::default()).unwrap();
     let index = client.create_index("grow", &key(1), IndexConfig::default()).unwrap();
-    let n = 64 * 1024;
+    let n = 32 * 1024;
     let (names, v) = (ids("g", n), uniform(n, 2, 3));
     upsert_in_batches(&index, items(&names, &v, 2, None), 8192, Access::default()).unwrap();
-    let one = ["the-65537th".to_string()];
-    index.upsert(&items(&one, &[0.5, 0.5], 2, None).collect::<Vec<_>>(), Access::default()).unwrap();
-    let (puts, bytes) =
-        (counting.last_batch_puts.load(Ordering::SeqCst), counting.last_batch_bytes.load(Ordering::SeqCst));
-    assert!(puts <= 10 && bytes < 256 << 10, "the growing write stored {puts} objects, {bytes} bytes");
-    assert_eq!(index.num_vectors(Access::default()).unwrap(), n as u64 + 1);
-    let all: Vec<&str> = names.iter().chain(&one).map(String::as_str).collect();
+    let singles = ids("one", 5000);
+    let mut large = Vec::new();
+    for (i, id) in singles.iter().enumerate() {
+        let one = [id.clone()];
+        index.upsert(&items(&one, &[0.5, i as f32], 2, None).collect::<Vec<_>>(), Access::default()).unwrap();
+        let (puts, bytes) =
+            (counting.last_batch_puts.load(Ordering::SeqCst), counting.last_batch_bytes.load(Ordering::SeqCst));
+        if puts > 10 || bytes >= 256 << 10 {
+            large.push((i, puts, bytes));
+        }
+    }
+    assert_eq!(large.len(), 1, "writes that stored more than 10 objects or 256 KiB: {large:?}");
+    assert_eq!(large[0].0 + 1, 4682, "the fold came at another write: {large:?}");
+    assert!(large[0].1 > 100, "the fold rewrites the buckets: {large:?}");
+    assert_eq!(index.num_vectors(Access::default()).unwrap(), (n + singles.len()) as u64);
+    let all: Vec<&str> = names.iter().chain(&singles).map(String::as_str).collect();
     assert!(index.get(&all, 0, Access::default()).unwrap().iter().all(Option::is_some));
 }
 

@@ -7,7 +7,9 @@
 //!   power of two, because the embedded store allocates power-of-two pages.
 //! * A **bucket** is one shard of the id directory: id token -> chunk number
 //!   and contents version, so `get`/`delete`/overwrite find an item without a
-//!   scan while the store sees neither ids nor which chunk holds what.
+//!   scan while the store sees neither ids nor which chunk holds what. A
+//!   stripe of a directory run (see `directory.rs`) has the same form, and
+//!   may also hold tombstones.
 
 use std::sync::OnceLock;
 
@@ -328,7 +330,22 @@ pub struct Entry {
     pub contents: Stamp,
 }
 
-/// One shard of the id directory, sorted by token.
+impl Entry {
+    /// The chunk number of a tombstone (no chunk gets it: see `Packer::place`).
+    const DELETED: u32 = u32::MAX;
+
+    /// A directory run's record that the id was deleted.
+    pub fn tombstone(token: Token) -> Entry {
+        Entry { token, chunk: Self::DELETED, contents: Stamp::default() }
+    }
+
+    pub fn is_tombstone(&self) -> bool {
+        self.chunk == Self::DELETED
+    }
+}
+
+/// One shard of the id directory, or one stripe of a directory run: entries
+/// sorted by token.
 #[derive(Clone, Debug, Default)]
 pub struct Bucket {
     pub entries: Vec<Entry>,

@@ -121,19 +121,22 @@ impl<'a> Plan<'a> {
         (Obj::Chunk(s.meta.no), s.meta.stamp, s.sealed)
     }
 
-    /// Names a sealed, non-empty directory bucket in the manifest in place of
-    /// the one it replaces (removed at the commit) without storing it:
-    /// returns what the caller writes ahead of the commit.
-    pub fn put_bucket_ahead(&mut self, s: SealedBucket) -> (Obj, Stamp, Vec<u8>) {
-        let (_, sealed) = s.sealed.expect("a bucket written ahead holds entries");
+    /// Names a sealed directory bucket in the manifest in place of the one
+    /// it replaces (removed at the commit) without storing it: returns what
+    /// the caller writes ahead of the commit (`None`: the bucket is now empty).
+    pub fn put_bucket_ahead(&mut self, s: SealedBucket) -> Option<(Obj, Stamp, Vec<u8>)> {
         let obj = Obj::Bucket(s.b as u32);
         let old = self.manifest.bucket(s.b);
         if !old.is_none() {
             self.remove(obj, &old);
         }
+        let Some((_, sealed)) = s.sealed else {
+            self.manifest.set_bucket(s.b, Stamp::default());
+            return None;
+        };
         let stamp = Stamp::of(self.version(), &sealed);
         self.manifest.set_bucket(s.b, stamp);
-        (obj, stamp, sealed)
+        Some((obj, stamp, sealed))
     }
 
     /// Stores the centroids of a training run.

@@ -4,7 +4,7 @@
 //! loop of queries is in `read.rs`.) The centroids are a sealed object like
 //! any other; the store sees neither them nor which list a chunk is in.
 
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -13,9 +13,10 @@ use rayon::prelude::*;
 use super::access::Need;
 use zeroize::Zeroizing;
 
-use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Packer, WipedFloats};
+use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Entry, Packer, WipedFloats};
 use super::commit::{Plan, SealedBucket, SealedChunk};
-use super::manifest::{ChunkMeta, Manifest};
+use super::directory::{apply, remove_run};
+use super::manifest::{bucket_of, ChunkMeta, Manifest};
 use super::snapshot::Snapshot;
 use super::{Access, Env, Index, TrainingState};
 use crate::codec::{Reader, Writer};
@@ -585,12 +586,21 @@ impl Index {
         if homes.len() as u64 != old.num_vectors || homes.windows(2).any(|w| w[0].0 == w[1].0) {
             return Err(Error::integrity("the chunks hold another number of items than the manifest says"));
         }
-        let occupied: Vec<usize> = (0..old.n_buckets as usize).filter(|&b| !old.bucket(b).is_none()).collect();
-        for step in occupied.chunks(4096) {
+        //    The runs are folded in on the way (and removed at the commit).
+        let n_buckets = old.n_buckets as usize;
+        let mut runs: HashMap<usize, Vec<Entry>> = HashMap::new();
+        for e in self.run_entries_merged(old)? {
+            runs.entry(bucket_of(&e.token, n_buckets)).or_default().push(e);
+        }
+        let touched: BTreeSet<usize> =
+            (0..n_buckets).filter(|&b| !old.bucket(b).is_none() || runs.contains_key(&b)).collect();
+        let touched: Vec<usize> = touched.into_iter().collect();
+        for step in touched.chunks(4096) {
             let sealed: Vec<SealedBucket> = self.env.pool.install(|| {
                 step.par_iter()
                     .map(|&b| {
                         let mut bucket = (*self.bucket_uncached(old, b)?).clone();
+                        runs.get(&b).into_iter().flatten().for_each(|e| apply(&mut bucket, e));
                         for e in &mut bucket.entries {
                             e.chunk = home_of(&e.token)?;
                         }
@@ -599,10 +609,15 @@ impl Index {
                     .collect::<Result<_>>()
             })?;
             for s in sealed {
-                let (obj, stamp, bytes) = plan.put_bucket_ahead(s);
-                ahead.put(&self.env, self.store_key(obj, &stamp), bytes)?;
+                if let Some((obj, stamp, bytes)) = plan.put_bucket_ahead(s) {
+                    ahead.put(&self.env, self.store_key(obj, &stamp), bytes)?;
+                }
             }
         }
+        for run in &old.runs {
+            remove_run(&mut plan, run);
+        }
+        plan.manifest.runs.clear();
         ahead.flush(&self.env)?;
 
         // 3. The centroids, the calibrated probe count, and the root that

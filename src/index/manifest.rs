@@ -31,8 +31,12 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 
 const MANIFEST_TOKEN: Token = [0u8; 16];
-/// Layout version of the root's plaintext.
-const MANIFEST_FORMAT: u8 = 4;
+/// Layout version of the root's plaintext: 5 adds the directory's runs;
+/// a format 4 root (0.4.0) is read as one without runs.
+const MANIFEST_FORMAT: u8 = 5;
+const MANIFEST_FORMAT_WITHOUT_RUNS: u8 = 4;
+/// Most stripes one run may have (a sanity bound on a decrypted root).
+const MAX_RUN_STRIPES: usize = 1 << 20;
 
 /// Chunk metadata per page (~33 KiB of plaintext).
 pub const CHUNK_PAGE: usize = 512;
@@ -76,6 +80,47 @@ pub struct ChunkMeta {
     /// Encoded plaintext size, to decide whether appends still fit.
     pub bytes: u32,
     pub stamp: Stamp,
+}
+
+/// One run of the directory's newest level (see `directory.rs`): the
+/// entries of one or more writes, sorted, striped by token so a lookup
+/// decrypts one stripe. A stripe with no entries is not stored (none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunMeta {
+    /// Numbers every run of the index's history once (from `next_run`).
+    pub no: u32,
+    /// Entries (tombstones included) across its stripes.
+    pub entries: u32,
+    /// A power of two of them.
+    pub stripes: Vec<Stamp>,
+}
+
+impl RunMeta {
+    /// The stripe `token` is in: its bits 32..64, so stripes and buckets
+    /// (bits 0..32) split tokens independently.
+    pub fn stripe_of(&self, token: &Token) -> usize {
+        stripe_of(token, self.stripes.len())
+    }
+
+    fn write(&self, w: &mut Writer) {
+        w.u32(self.no);
+        w.u32(self.entries);
+        w.u32(self.stripes.len() as u32);
+        write_sparse(w, &self.stripes);
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<RunMeta> {
+        let (no, entries, n) = (r.u32()?, r.u32()?, r.u32()? as usize);
+        if !n.is_power_of_two() || n > MAX_RUN_STRIPES || entries == 0 {
+            return Err(Error::integrity("manifest names an invalid directory run"));
+        }
+        Ok(RunMeta { no, entries, stripes: read_sparse(r, n, 0)? })
+    }
+}
+
+/// The stripe of `token` among `n` (a power of two).
+pub fn stripe_of(token: &Token, n: usize) -> usize {
+    u32::from_le_bytes(token[4..8].try_into().unwrap()) as usize & (n - 1)
 }
 
 /// An entry of a [`Paged`] table; one whose stamp is none is absent.
@@ -267,6 +312,9 @@ pub struct Manifest {
     chunks: Paged<ChunkMeta, CHUNK_PAGE>,
     /// Each directory bucket's stamp; none = empty (no object stored).
     buckets: Paged<Stamp, BUCKET_PAGE>,
+    /// The directory's newest entries, oldest run first (see `directory.rs`).
+    pub runs: Vec<RunMeta>,
+    pub next_run: u32,
     /// The chunk numbers of each list, ascending (derived from `chunks`).
     lists: Vec<Arc<Vec<u32>>>,
 }
@@ -301,6 +349,8 @@ impl Manifest {
             n_buckets: INITIAL_BUCKETS,
             chunks: Paged::default(),
             buckets: Paged::default(),
+            runs: Vec::new(),
+            next_run: 0,
             lists: Vec::new(),
         }
     }
@@ -405,6 +455,9 @@ impl Manifest {
         w.u32(self.n_buckets);
         self.chunks.write_stamps(&mut w);
         self.buckets.write_stamps(&mut w);
+        w.u32(self.next_run);
+        w.u32(self.runs.len() as u32);
+        self.runs.iter().for_each(|run| run.write(&mut w));
         w.buf
     }
 
@@ -412,7 +465,8 @@ impl Manifest {
     fn decode_root(version: u64, bytes: &[u8]) -> Result<Manifest> {
         let mut r = Reader::new(bytes, "manifest");
         let bad = |what: &str| Error::integrity(format!("manifest has an invalid {what}"));
-        if r.u8()? != MANIFEST_FORMAT {
+        let format = r.u8()?;
+        if format != MANIFEST_FORMAT && format != MANIFEST_FORMAT_WITHOUT_RUNS {
             return Err(bad("format (written by another version of vx)"));
         }
         let name = r.string()?;
@@ -443,6 +497,20 @@ impl Manifest {
         }
         let chunks = Paged::read_stamps(&mut r, (next_chunk as usize).div_ceil(CHUNK_PAGE))?;
         let buckets = Paged::read_stamps(&mut r, (n_buckets as usize).div_ceil(BUCKET_PAGE))?;
+        let (mut next_run, mut runs) = (0, Vec::new());
+        if format == MANIFEST_FORMAT {
+            next_run = r.u32()?;
+            let n = r.u32()?;
+            if n > next_run {
+                return Err(bad("run count"));
+            }
+            runs = (0..n).map(|_| RunMeta::read(&mut r)).collect::<Result<_>>()?;
+            // Numbered in the order they were made, all below `next_run`.
+            let nos: Vec<u32> = runs.iter().map(|run| run.no).chain([next_run]).collect();
+            if nos.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(bad("run order"));
+            }
+        }
         r.finish()?;
         Ok(Manifest {
             version,
@@ -460,6 +528,8 @@ impl Manifest {
             n_buckets,
             chunks,
             buckets,
+            runs,
+            next_run,
             lists: Vec::new(),
         })
     }

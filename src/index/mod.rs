@@ -21,6 +21,7 @@
 mod access;
 mod chunk;
 mod commit;
+mod directory;
 #[cfg(all(test, feature = "test-hooks"))]
 mod forgery_tests;
 mod ivf;

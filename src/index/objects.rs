@@ -6,8 +6,8 @@
 //! n/<name>                          key record (clear text; keyring.rs)
 //! o/<index id>M                     manifest (sealed; manifest.rs)
 //! o/<index id>V                     manifest version in clear: a hint to reload, never trusted
-//! o/<index id><kind><token><stamp>  chunk C, directory bucket B, contents X, centroids K,
-//!                                   manifest page P (chunks) or Q (buckets)
+//! o/<index id><kind><token><stamp>  chunk C, directory bucket B, directory run stripe R,
+//!                                   contents X, centroids K, manifest page P (chunks) or Q (buckets)
 //! ```
 //!
 //! Tokens are HMACs under keys derived from the data key, so the store sees
@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 
 use super::chunk::{Bucket, Chunk};
 use super::ivf::Centroids;
-use super::manifest::{ChunkMeta, Manifest, Stamp};
+use super::manifest::{ChunkMeta, Manifest, RunMeta, Stamp};
 use super::types::Precision;
 use super::Index;
 use crate::cache::{Cache, Weigh};
@@ -41,6 +41,7 @@ pub(crate) enum ObjectKind {
     Manifest = b'M',
     Chunk = b'C',
     Bucket = b'B',
+    RunStripe = b'R',
     Contents = b'X',
     Centroids = b'K',
     ChunkPage = b'P',
@@ -53,6 +54,8 @@ pub(crate) enum ObjectKind {
 pub(crate) enum Obj {
     Chunk(u32),
     Bucket(u32),
+    /// Stripe `.1` of directory run `.0`.
+    RunStripe(u32, u32),
     Centroids,
     /// An item's contents, named by the item's id token.
     Contents(Token),
@@ -68,6 +71,7 @@ impl Obj {
         match self {
             Obj::Chunk(_) => ObjectKind::Chunk,
             Obj::Bucket(_) => ObjectKind::Bucket,
+            Obj::RunStripe(..) => ObjectKind::RunStripe,
             Obj::Centroids => ObjectKind::Centroids,
             Obj::Contents(_) => ObjectKind::Contents,
             Obj::ChunkPage(_) => ObjectKind::ChunkPage,
@@ -79,6 +83,7 @@ impl Obj {
         match self {
             Obj::Chunk(no) => format!("chunk {no}"),
             Obj::Bucket(b) => format!("directory bucket {b}"),
+            Obj::RunStripe(run, s) => format!("stripe {s} of directory run {run}"),
             Obj::Centroids => "the centroids of a trained index".into(),
             Obj::Contents(_) => "an item's contents object".into(),
             Obj::ChunkPage(p) => format!("page {p} of the chunk table"),
@@ -92,6 +97,7 @@ pub(crate) struct Tokens {
     ids: Tokenizer,
     chunks: Tokenizer,
     buckets: Tokenizer,
+    runs: Tokenizer,
     pages: Tokenizer,
     /// Names this index's entries in the client's cache (see [`CacheKey`]).
     pub cache_owner: Token,
@@ -103,6 +109,7 @@ impl Tokens {
             ids: keys.tokenizer(b"id token"),
             chunks: keys.tokenizer(b"chunk token"),
             buckets: keys.tokenizer(b"bucket token"),
+            runs: keys.tokenizer(b"run token"),
             pages: keys.tokenizer(b"page token"),
             cache_owner: keys.tokenizer(b"cache owner").token(&[]),
         }
@@ -116,6 +123,7 @@ impl Tokens {
         match obj {
             Obj::Chunk(no) => self.chunks.token(&[&no.to_le_bytes()]),
             Obj::Bucket(b) => self.buckets.token(&[&b.to_le_bytes()]),
+            Obj::RunStripe(run, s) => self.runs.token(&[&run.to_le_bytes(), &s.to_le_bytes()]),
             Obj::Centroids => CENTROIDS_TOKEN,
             Obj::Contents(t) => t,
             Obj::ChunkPage(p) => self.pages.token(&[b"C", &p.to_le_bytes()]),
@@ -469,6 +477,11 @@ impl Index {
             stamp if stamp.is_none() => Ok(Arc::new(Bucket::default())),
             stamp => self.load_object_with(m, Obj::Bucket(b as u32), &stamp, &(), None, keep),
         }
+    }
+
+    /// Stripe `s` of directory run `run` (a stored one: its stamp is not none).
+    pub(crate) fn run_stripe(&self, m: &Manifest, run: &RunMeta, s: usize) -> Result<Arc<Bucket>> {
+        self.load_object(m, Obj::RunStripe(run.no, s as u32), &run.stripes[s], &(), None)
     }
 
     pub(crate) fn centroids(&self, m: &Manifest) -> Result<Arc<Centroids>> {

@@ -68,8 +68,7 @@ impl Index {
         ids.iter()
             .map(|id| {
                 let token = self.tokens.id(id);
-                let bucket = self.bucket(m, m.bucket_of(&token))?;
-                let Some(entry) = bucket.find(&token).copied() else { return Ok(None) };
+                let Some(entry) = self.lookup(m, &token)? else { return Ok(None) };
                 let meta = m
                     .chunk(entry.chunk)
                     .ok_or_else(|| Error::integrity("directory names a chunk the manifest does not list"))?;
@@ -230,8 +229,7 @@ impl Index {
         let id = h.chunk.ids[h.slot].clone();
         let contents = if include & include::CONTENTS != 0 {
             let token = self.tokens.id(&id);
-            let bucket = self.bucket(m, m.bucket_of(&token))?;
-            match bucket.find(&token) {
+            match self.lookup(m, &token)? {
                 Some(e) if !e.contents.is_none() => Some(self.contents(m, &token, &e.contents)?),
                 _ => None,
             }

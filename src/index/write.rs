@@ -7,9 +7,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use rayon::prelude::*;
 
 use super::access::Need;
-use super::chunk::{item_encoded_len, Bucket, Chunk, ChunkBuilder, Entry, Packer};
+use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Entry, Packer};
 use super::commit::Plan;
-use super::manifest::{bucket_of, split_partner, Manifest, Stamp};
+use super::manifest::Stamp;
 use super::objects::{Obj, ObjectKind};
 use super::snapshot::Snapshot;
 use super::types::{validate_id, validate_item, MAX_DIMENSION};
@@ -17,14 +17,6 @@ use super::{Access, Index, ItemRef, TrainingState};
 use crate::crypto::Token;
 use crate::error::{Error, Result};
 use crate::store::WriteBatch;
-
-/// The directory grows (one bucket at a time, see `manifest::bucket_of`)
-/// while buckets average more entries than this. A write rewrites each
-/// bucket it touches, and a batch of random ids touches one bucket per id
-/// once the directory has more buckets than the batch has ids: so this is
-/// the directory's share of the bytes written per item (64 x 21 bytes,
-/// ~1.3 KiB), whatever the index's size (see docs/SCALING.md).
-const ENTRIES_PER_BUCKET: u64 = 64;
 
 /// Keys deleted per store batch when collecting garbage.
 const GARBAGE_PER_BATCH: usize = 4096;
@@ -125,9 +117,13 @@ impl Index {
             .chunks()
             .map(|c| self.store_key(Obj::Chunk(c.no), &c.stamp))
             .chain(buckets.map(|(b, s)| self.store_key(Obj::Bucket(b as u32), &s)))
+            .chain(m.runs.iter().flat_map(|run| {
+                let stored = run.stripes.iter().enumerate().filter(|(_, s)| !s.is_none());
+                stored.map(|(s, stamp)| self.store_key(Obj::RunStripe(run.no, s as u32), stamp))
+            }))
             .collect();
         let mut doomed = Vec::new();
-        for kind in [ObjectKind::Chunk, ObjectKind::Bucket] {
+        for kind in [ObjectKind::Chunk, ObjectKind::Bucket, ObjectKind::RunStripe] {
             for key in self.env.store.scan_keys(&self.layout.kind_prefix(kind))? {
                 if self.layout.version_of(&key).is_some_and(|v| v <= m.version) && !live.contains(&key) {
                     doomed.push(key);
@@ -158,31 +154,28 @@ impl Index {
             plan.manifest.config.dimension = first.item.vector.len() as u32;
         }
 
-        // 1. The directory buckets this write touches (all of them when the
-        //    directory grows).
-        let mut buckets = self.touched_buckets(&mut plan.manifest, old, upserts, deletes)?;
-        let n_buckets = plan.manifest.n_buckets as usize;
-
-        // 2. Removals: deleted ids and the old rows of overwritten ids (and
-        //    the contents an overwrite replaces or drops).
+        // 1. Each id's entry, if it exists: deleted ids and the old rows of
+        //    overwritten ids leave their chunks (and the contents an
+        //    overwrite replaces or drops go).
+        let tokens: Vec<&Token> = deletes.iter().map(|(_, t)| t).chain(upserts.iter().map(|p| &p.token)).collect();
+        let found = self.lookup_all(old, &tokens)?;
+        let (found_deleted, found_upserted) = found.split_at(deletes.len());
         let mut removals: HashMap<u32, HashSet<&str>> = HashMap::new();
-        let mut old_contents: Vec<Option<Stamp>> = Vec::with_capacity(upserts.len());
-        let mut deleted = 0usize;
+        let mut changes: Vec<Entry> = Vec::with_capacity(tokens.len());
         let mut count = old.num_vectors;
-        for (id, token) in deletes {
-            let b = bucket_of(token, n_buckets);
-            if let Some(was) = buckets.get_mut(&b).expect("touched").remove(token) {
+        for ((id, token), was) in deletes.iter().zip(found_deleted) {
+            if let Some(was) = was {
                 removals.entry(was.chunk).or_default().insert(id);
                 if !was.contents.is_none() {
                     plan.remove(Obj::Contents(*token), &was.contents);
                 }
-                deleted += 1;
+                changes.push(Entry::tombstone(*token));
                 count -= 1;
             }
         }
-        for p in upserts {
-            let b = bucket_of(&p.token, n_buckets);
-            let was = buckets[&b].find(&p.token).copied();
+        let deleted = changes.len();
+        let mut old_contents: Vec<Option<Stamp>> = Vec::with_capacity(upserts.len());
+        for (p, was) in upserts.iter().zip(found_upserted) {
             let mut replaced_contents = None;
             if let Some(was) = was {
                 removals.entry(was.chunk).or_default().insert(p.item.id);
@@ -248,59 +241,18 @@ impl Index {
             }
         }
 
-        // 5. Directory entries and contents of the upserts.
+        // 5. The upserts' contents, and the directory entries of the write.
         for ((p, &no), &old_contents) in upserts.iter().zip(&assigned).zip(&old_contents) {
             let contents = match p.item.contents {
                 Some(bytes) => plan.put_contents(&p.token, bytes, old_contents)?,
                 None => Stamp::default(),
             };
-            let b = bucket_of(&p.token, n_buckets);
-            buckets.get_mut(&b).expect("touched").upsert(Entry { token: p.token, chunk: no, contents });
+            changes.push(Entry { token: p.token, chunk: no, contents });
         }
-
-        // 6. Seal the touched buckets.
-        plan.put_buckets(buckets.into_iter().collect())?;
+        changes.par_sort_unstable_by(|a, b| a.token.cmp(&b.token));
         plan.manifest.num_vectors = count;
+        self.write_directory(&mut plan, old, changes)?;
         Ok((plan, deleted))
-    }
-
-    /// Loads (as owned copies) the buckets the tokens fall in. When the index
-    /// outgrows its directory, first adds buckets to `m` one at a time, each
-    /// splitting one existing bucket: a write touches O(batch) buckets at any
-    /// directory size.
-    fn touched_buckets(
-        &self,
-        m: &mut Manifest,
-        old: &Manifest,
-        upserts: &[Pending<'_>],
-        deletes: &[(&str, Token)],
-    ) -> Result<HashMap<usize, Bucket>> {
-        let owned = |b: usize| -> Result<Bucket> {
-            Ok(if b < old.n_buckets as usize { (*self.bucket(old, b)?).clone() } else { Bucket::default() })
-        };
-        let mut touched: HashMap<usize, Bucket> = HashMap::new();
-        let wanted = (m.num_vectors + upserts.len() as u64).div_ceil(ENTRIES_PER_BUCKET) as usize;
-        while (m.n_buckets as usize) < wanted {
-            let n = m.n_buckets as usize;
-            let partner = split_partner(n);
-            let from = match touched.remove(&partner) {
-                Some(b) => b,
-                None => owned(partner)?,
-            };
-            let (mut stay, mut moved) = (Bucket::default(), Bucket::default());
-            for e in from.entries {
-                if bucket_of(&e.token, n + 1) == n { &mut moved } else { &mut stay }.entries.push(e);
-            }
-            m.n_buckets += 1;
-            touched.insert(partner, stay);
-            touched.insert(n, moved);
-        }
-        let tokens = upserts.iter().map(|p| &p.token).chain(deletes.iter().map(|(_, t)| t));
-        let needed: BTreeSet<usize> = tokens.map(|t| m.bucket_of(t)).filter(|b| !touched.contains_key(b)).collect();
-        let loaded: Vec<(usize, Bucket)> =
-            self.env.pool.install(|| needed.par_iter().map(|&b| Ok((b, owned(b)?))).collect::<Result<_>>())?;
-        touched.extend(loaded);
-        Ok(touched)
     }
 }
 

@@ -1,0 +1,269 @@
+//! The id directory: id token -> the chunk that holds the item and its
+//! contents' stamp, so `get`, `delete` and overwrites find an item without
+//! a scan. It is a log-structured merge tree of two levels:
+//!
+//! * **Runs**, the newest entries: each write adds its entries (and a
+//!   tombstone per deleted id) as one sorted run, striped by token into
+//!   sealed stripes of ~60 KiB, so the write stores O(batch) bytes in
+//!   O(batch / stripe) objects whatever the index's size. The newest run is
+//!   merged with the one before it while that one is less than twice its
+//!   size (a binary counter: O(log) runs, each entry rewritten O(log)
+//!   times). The root names every run's stripes.
+//! * **Buckets**, the rest: entries hashed into buckets of about
+//!   [`ENTRIES_PER_BUCKET`] by linear hashing (`manifest::bucket_of`). Once
+//!   the runs hold more than 1/[`FOLD_SHARE`] of the items, a write folds
+//!   them into the buckets, growing the directory one bucket at a time as it
+//!   goes: a rewrite of each touched bucket, paid for by the ~N/8 entries
+//!   folded, so every entry costs O(1) bucket bytes, not a bucket each.
+//!
+//! A lookup reads the runs newest first, then the bucket: the first entry
+//! found wins, and a tombstone there means the id is gone. Training folds
+//! the runs into the buckets it rewrites anyway.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use super::chunk::{Bucket, Entry};
+use super::commit::Plan;
+use super::manifest::{bucket_of, split_partner, stripe_of, Manifest, RunMeta, Stamp};
+use super::objects::{Cached, Obj};
+use super::Index;
+use crate::crypto::Token;
+use crate::error::Result;
+
+/// The directory grows while its buckets average more entries than this.
+/// A bucket is rewritten only when runs are folded into it, ~N/8 entries
+/// at a time, so a bucket's size trades a cold lookup's decryption (one
+/// bucket, ~5-15 KiB) against the number of objects a fold rewrites.
+pub(super) const ENTRIES_PER_BUCKET: u64 = 256;
+
+/// The runs are folded into the buckets once they hold more entries than
+/// the index has items / `FOLD_SHARE` (and at least [`FOLD_MIN`]).
+const FOLD_SHARE: u64 = 8;
+const FOLD_MIN: u64 = 4096;
+
+/// Encoded bytes per run stripe, at most (about; a power of two of stripes).
+const STRIPE_BYTES: usize = 60 << 10;
+
+impl Index {
+    /// The entry of `token` in the directory `m` names (`None`: no such id).
+    pub(super) fn lookup(&self, m: &Manifest, token: &Token) -> Result<Option<Entry>> {
+        for run in m.runs.iter().rev() {
+            let s = run.stripe_of(token);
+            if run.stripes[s].is_none() {
+                continue;
+            }
+            if let Some(e) = self.run_stripe(m, run, s)?.find(token) {
+                return Ok(Some(*e).filter(|e| !e.is_tombstone()));
+            }
+        }
+        Ok(self.bucket(m, m.bucket_of(token))?.find(token).copied())
+    }
+
+    /// [`Index::lookup`] of each token, in parallel.
+    pub(super) fn lookup_all(&self, m: &Manifest, tokens: &[&Token]) -> Result<Vec<Option<Entry>>> {
+        self.env.pool.install(|| tokens.par_iter().map(|t| self.lookup(m, t)).collect())
+    }
+
+    /// Records `changes` (sorted by token, one per token; a tombstone
+    /// deletes) in `plan`'s directory: a new run, merged with the newest
+    /// runs while they are less than twice its size, and every run folded
+    /// into the buckets once they hold more than 1/[`FOLD_SHARE`] of the
+    /// items. `plan.manifest.num_vectors` must be the write's new count.
+    pub(super) fn write_directory(&self, plan: &mut Plan<'_>, old: &Manifest, changes: Vec<Entry>) -> Result<()> {
+        debug_assert!(changes.windows(2).all(|w| w[0].token < w[1].token));
+        let mut runs = old.runs.clone();
+        let mut merged = Vec::new();
+        let mut newest = changes;
+        while runs.last().is_some_and(|r| (r.entries as usize) < 2 * newest.len()) {
+            let run = runs.pop().expect("checked");
+            newest = newer_wins(self.run_entries(old, &run)?, newest);
+            merged.push(run);
+        }
+        let delta = runs.iter().map(|r| r.entries as u64).sum::<u64>() + newest.len() as u64;
+        if delta > FOLD_MIN.max(plan.manifest.num_vectors / FOLD_SHARE) {
+            while let Some(run) = runs.pop() {
+                newest = newer_wins(self.run_entries(old, &run)?, newest);
+                merged.push(run);
+            }
+            self.fold(plan, old, &newest)?;
+        } else if !newest.is_empty() {
+            runs.push(self.put_run(plan, newest)?);
+        }
+        for run in &merged {
+            remove_run(plan, run);
+        }
+        plan.manifest.runs = runs;
+        Ok(())
+    }
+
+    /// Every entry of every run, merged (the newest wins), sorted by token.
+    pub(super) fn run_entries_merged(&self, m: &Manifest) -> Result<Vec<Entry>> {
+        m.runs.iter().try_fold(Vec::new(), |older, run| Ok(newer_wins(older, self.run_entries(m, run)?)))
+    }
+
+    /// The entries of one run, sorted by token.
+    fn run_entries(&self, m: &Manifest, run: &RunMeta) -> Result<Vec<Entry>> {
+        let stored = (0..run.stripes.len()).filter(|&s| !run.stripes[s].is_none());
+        let stripes: Vec<Arc<Bucket>> = stored.map(|s| self.run_stripe(m, run, s)).collect::<Result<_>>()?;
+        let mut entries: Vec<Entry> = stripes.iter().flat_map(|s| s.entries.iter().copied()).collect();
+        entries.par_sort_unstable_by(|a, b| a.token.cmp(&b.token));
+        Ok(entries)
+    }
+
+    /// Seals `entries` (sorted) as a new run of `plan`, striped, and stores it.
+    fn put_run(&self, plan: &mut Plan<'_>, entries: Vec<Entry>) -> Result<RunMeta> {
+        let bytes: usize = entries.iter().map(|e| if e.contents.is_none() { 21 } else { 61 }).sum();
+        let n = bytes.div_ceil(STRIPE_BYTES).next_power_of_two();
+        let mut stripes = vec![Bucket::default(); n];
+        for e in &entries {
+            stripes[stripe_of(&e.token, n)].entries.push(*e);
+        }
+        let no = plan.manifest.next_run;
+        plan.manifest.next_run += 1;
+        let sealed: Vec<Option<(Arc<Bucket>, Vec<u8>)>> = self.env.pool.install(|| {
+            stripes
+                .into_par_iter()
+                .enumerate()
+                .map(|(s, stripe)| {
+                    if stripe.entries.is_empty() {
+                        return Ok(None);
+                    }
+                    let sealed = plan.seal(Obj::RunStripe(no, s as u32), &stripe.encode())?;
+                    Ok(Some((Arc::new(stripe), sealed)))
+                })
+                .collect::<Result<_>>()
+        })?;
+        let stamps = sealed
+            .into_iter()
+            .enumerate()
+            .map(|(s, sealed)| match sealed {
+                None => Stamp::default(),
+                Some((stripe, sealed)) => plan.put(Obj::RunStripe(no, s as u32), sealed, Some(Cached::Bucket(stripe)), None),
+            })
+            .collect();
+        Ok(RunMeta { no, entries: entries.len() as u32, stripes: stamps })
+    }
+
+    /// Applies `entries` (sorted; tombstones remove) to the buckets of
+    /// `plan`, first growing the directory to the write's new count.
+    fn fold(&self, plan: &mut Plan<'_>, old: &Manifest, entries: &[Entry]) -> Result<()> {
+        let mut touched = self.grow_directory(plan, old)?;
+        let n_buckets = plan.manifest.n_buckets as usize;
+        let needed: BTreeSet<usize> =
+            entries.iter().map(|e| bucket_of(&e.token, n_buckets)).filter(|b| !touched.contains_key(b)).collect();
+        let loaded: Vec<(usize, Bucket)> = self
+            .env
+            .pool
+            .install(|| needed.par_iter().map(|&b| Ok((b, self.owned_bucket(old, b)?))).collect::<Result<_>>())?;
+        touched.extend(loaded);
+        for e in entries {
+            let bucket = touched.get_mut(&bucket_of(&e.token, n_buckets)).expect("loaded");
+            apply(bucket, e);
+        }
+        plan.put_buckets(touched.into_iter().collect())
+    }
+
+    /// Adds buckets to `plan`'s directory one at a time, each splitting one
+    /// existing bucket, until they average at most [`ENTRIES_PER_BUCKET`]
+    /// entries; returns the buckets the splits rewrote.
+    fn grow_directory(&self, plan: &mut Plan<'_>, old: &Manifest) -> Result<HashMap<usize, Bucket>> {
+        let m = &mut plan.manifest;
+        let mut touched: HashMap<usize, Bucket> = HashMap::new();
+        let wanted = m.num_vectors.div_ceil(ENTRIES_PER_BUCKET) as usize;
+        while (m.n_buckets as usize) < wanted {
+            let n = m.n_buckets as usize;
+            let partner = split_partner(n);
+            let from = match touched.remove(&partner) {
+                Some(b) => b,
+                None => self.owned_bucket(old, partner)?,
+            };
+            let (mut stay, mut moved) = (Bucket::default(), Bucket::default());
+            for e in from.entries {
+                if bucket_of(&e.token, n + 1) == n { &mut moved } else { &mut stay }.entries.push(e);
+            }
+            m.n_buckets += 1;
+            touched.insert(partner, stay);
+            touched.insert(n, moved);
+        }
+        Ok(touched)
+    }
+
+    /// Bucket `b` of `old` as an owned copy (empty beyond its directory).
+    fn owned_bucket(&self, old: &Manifest, b: usize) -> Result<Bucket> {
+        Ok(if b < old.n_buckets as usize { (*self.bucket(old, b)?).clone() } else { Bucket::default() })
+    }
+}
+
+/// Applies one run entry to a bucket: a tombstone removes the id.
+pub(super) fn apply(bucket: &mut Bucket, e: &Entry) {
+    if e.is_tombstone() {
+        bucket.remove(&e.token);
+    } else {
+        bucket.upsert(*e);
+    }
+}
+
+/// Removes every stored stripe of `run` (merged into a newer run or folded).
+pub(super) fn remove_run(plan: &mut Plan<'_>, run: &RunMeta) {
+    for (s, stamp) in run.stripes.iter().enumerate().filter(|(_, s)| !s.is_none()) {
+        plan.remove(Obj::RunStripe(run.no, s as u32), stamp);
+    }
+}
+
+/// Two sorted runs as one; where both hold a token, `newer`'s entry.
+fn newer_wins(older: Vec<Entry>, newer: Vec<Entry>) -> Vec<Entry> {
+    if older.is_empty() {
+        return newer;
+    }
+    let mut out = Vec::with_capacity(older.len() + newer.len());
+    let (mut a, mut b) = (older.into_iter().peekable(), newer.into_iter().peekable());
+    loop {
+        let take_older = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) => match x.token.cmp(&y.token) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Greater => false,
+                std::cmp::Ordering::Equal => {
+                    a.next();
+                    false
+                }
+            },
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return out,
+        };
+        out.push(if take_older { a.next() } else { b.next() }.expect("peeked"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(t: u8, chunk: u32) -> Entry {
+        Entry { token: [t; 16], chunk, contents: Stamp::default() }
+    }
+
+    #[test]
+    fn the_newer_run_wins_and_order_is_kept() {
+        let older = vec![entry(1, 1), entry(3, 1), entry(5, 1)];
+        let newer = vec![entry(2, 2), entry(3, 2), Entry::tombstone([5; 16]), entry(6, 2)];
+        let merged = newer_wins(older, newer);
+        let got: Vec<(u8, u32)> = merged.iter().map(|e| (e.token[0], e.chunk)).collect();
+        assert_eq!(got, vec![(1, 1), (2, 2), (3, 2), (5, u32::MAX), (6, 2)]);
+        assert!(merged[3].is_tombstone());
+        assert_eq!(newer_wins(vec![entry(1, 1)], vec![]).len(), 1);
+    }
+
+    #[test]
+    fn applying_a_tombstone_removes_the_entry() {
+        let mut b = Bucket::default();
+        apply(&mut b, &entry(1, 4));
+        apply(&mut b, &entry(2, 4));
+        apply(&mut b, &Entry::tombstone([1; 16]));
+        apply(&mut b, &Entry::tombstone([9; 16]));
+        assert_eq!(b.entries, vec![entry(2, 4)]);
+    }
+}
