@@ -62,9 +62,69 @@ impl Index {
         Ok(self.bucket(m, m.bucket_of(token))?.find(token).copied())
     }
 
-    /// [`Index::lookup`] of each token, in parallel.
+    /// [`Index::lookup`] of each token. A batch touches most stripes of
+    /// every run, so each stripe is read once and matched against the
+    /// batch's sorted tokens by galloping, a near-sequential pass (a binary
+    /// search per token per run missed the CPU cache at every step: 16% of
+    /// a write's time before); then the buckets, one read per bucket.
     pub(super) fn lookup_all(&self, m: &Manifest, tokens: &[&Token]) -> Result<Vec<Option<Entry>>> {
-        self.env.pool.install(|| tokens.par_iter().map(|t| self.lookup(m, t)).collect())
+        let mut found: Vec<Option<Entry>> = vec![None; tokens.len()];
+        let mut pending: Vec<(Token, usize)> = tokens.iter().enumerate().map(|(i, t)| (**t, i)).collect();
+        for run in m.runs.iter().rev() {
+            if pending.is_empty() {
+                break;
+            }
+            pending.sort_unstable();
+            let n = run.stripes.len();
+            let mut by_stripe: Vec<Vec<(Token, usize)>> = vec![Vec::new(); n];
+            for p in pending.drain(..) {
+                by_stripe[stripe_of(&p.0, n)].push(p);
+            }
+            let matched: Vec<(Vec<(usize, Entry)>, Vec<(Token, usize)>)> = self.env.pool.install(|| {
+                by_stripe
+                    .into_par_iter()
+                    .enumerate()
+                    .map(|(s, group)| {
+                        if group.is_empty() || run.stripes[s].is_none() {
+                            return Ok((Vec::new(), group));
+                        }
+                        let stripe = self.run_stripe(m, run, s)?;
+                        let (mut hits, mut misses, mut at) = (Vec::new(), Vec::new(), 0);
+                        for (token, i) in group {
+                            at = lower_bound_from(&stripe.entries, at, &token);
+                            match stripe.entries.get(at) {
+                                Some(e) if e.token == token => hits.push((i, *e)),
+                                _ => misses.push((token, i)),
+                            }
+                        }
+                        Ok((hits, misses))
+                    })
+                    .collect::<Result<_>>()
+            })?;
+            for (hits, misses) in matched {
+                for (i, e) in hits {
+                    found[i] = Some(e).filter(|e| !e.is_tombstone());
+                }
+                pending.extend(misses);
+            }
+        }
+        let mut by_bucket: HashMap<usize, Vec<(Token, usize)>> = HashMap::new();
+        for (token, i) in pending {
+            by_bucket.entry(m.bucket_of(&token)).or_default().push((token, i));
+        }
+        let matched: Vec<Vec<(usize, Entry)>> = self.env.pool.install(|| {
+            by_bucket
+                .into_par_iter()
+                .map(|(b, group)| {
+                    let bucket = self.bucket(m, b)?;
+                    Ok(group.into_iter().filter_map(|(token, i)| Some((i, *bucket.find(&token)?))).collect())
+                })
+                .collect::<Result<_>>()
+        })?;
+        for (i, e) in matched.into_iter().flatten() {
+            found[i] = Some(e);
+        }
+        Ok(found)
     }
 
     /// Records `changes` (sorted by token, one per token; a tombstone
@@ -141,7 +201,9 @@ impl Index {
             .enumerate()
             .map(|(s, sealed)| match sealed {
                 None => Stamp::default(),
-                Some((stripe, sealed)) => plan.put(Obj::RunStripe(no, s as u32), sealed, Some(Cached::Bucket(stripe)), None),
+                Some((stripe, sealed)) => {
+                    plan.put(Obj::RunStripe(no, s as u32), sealed, Some(Cached::Bucket(stripe)), None)
+                }
             })
             .collect();
         Ok(RunMeta { no, entries: entries.len() as u32, stripes: stamps })
@@ -206,6 +268,20 @@ pub(super) fn apply(bucket: &mut Bucket, e: &Entry) {
     }
 }
 
+/// The first index at or after `from` whose entry's token is not below
+/// `token` (all before `from` are): steps of 1, 2, 4, ... then a binary
+/// search in the last step, so close tokens cost a few sequential reads.
+fn lower_bound_from(entries: &[Entry], from: usize, token: &Token) -> usize {
+    let (mut lo, mut hi, mut step) = (from, from, 1);
+    while hi < entries.len() && entries[hi].token < *token {
+        lo = hi + 1;
+        hi = lo + step;
+        step *= 2;
+    }
+    let hi = hi.min(entries.len());
+    lo + entries[lo..hi].partition_point(|e| e.token < *token)
+}
+
 /// Removes every stored stripe of `run` (merged into a newer run or folded).
 pub(super) fn remove_run(plan: &mut Plan<'_>, run: &RunMeta) {
     for (s, stamp) in run.stripes.iter().enumerate().filter(|(_, s)| !s.is_none()) {
@@ -255,6 +331,20 @@ mod tests {
         assert_eq!(got, vec![(1, 1), (2, 2), (3, 2), (5, u32::MAX), (6, 2)]);
         assert!(merged[3].is_tombstone());
         assert_eq!(newer_wins(vec![entry(1, 1)], vec![]).len(), 1);
+    }
+
+    #[test]
+    fn galloping_finds_the_lower_bound_from_any_start() {
+        let entries: Vec<Entry> = (0..200u8).filter(|t| t % 3 != 0).map(|t| entry(t, 0)).collect();
+        for from in [0, 1, 5, 60, entries.len()] {
+            for t in 0..=255u8 {
+                let token = [t; 16];
+                let expected = entries.partition_point(|e| e.token < token).max(from);
+                if entries[..from].iter().all(|e| e.token < token) {
+                    assert_eq!(lower_bound_from(&entries, from, &token), expected, "from {from}, token {t}");
+                }
+            }
+        }
     }
 
     #[test]
