@@ -262,22 +262,16 @@ impl Drop for ChunkBuilder {
     }
 }
 
-/// Decides which chunk each new item of a list goes to: the list's open tail
-/// while the item fits under [`CHUNK_TARGET_BYTES`], else a new chunk (which
+/// Packs the new items of each list into new chunks: the list's open chunk
+/// while the item fits under [`CHUNK_TARGET_BYTES`], else a new one (which
 /// takes the item even if it alone is larger).
 #[derive(Default)]
 pub struct Packer {
-    /// list -> (its last chunk's number, that chunk's encoded size)
+    /// list -> (its open chunk's number, that chunk's encoded size)
     tails: std::collections::HashMap<u32, (u32, usize)>,
 }
 
 impl Packer {
-    /// Packs after the existing chunks `(list, no, encoded bytes)`; the last
-    /// chunk given for a list is its tail.
-    pub fn after(chunks: impl Iterator<Item = (u32, u32, usize)>) -> Packer {
-        Packer { tails: chunks.map(|(list, no, bytes)| (list, (no, bytes))).collect() }
-    }
-
     /// The chunk an item of `size` encoded bytes goes to in `list`, and
     /// whether it is new; new chunks are numbered from `next_chunk`.
     pub fn place(&mut self, list: u32, size: usize, next_chunk: &mut u32) -> Result<(u32, bool)> {
@@ -452,14 +446,15 @@ mod tests {
     }
 
     #[test]
-    fn packer_fills_tails_then_opens_chunks() {
+    fn packer_fills_a_chunk_then_opens_the_next() {
         let mut next = 10;
-        let mut p = Packer::after([(0, 3, CHUNK_TARGET_BYTES - 100)].into_iter());
-        assert_eq!(p.place(0, 100, &mut next).unwrap(), (3, false));
-        assert_eq!(p.place(0, 1, &mut next).unwrap(), (10, true));
-        assert_eq!(p.place(1, CHUNK_TARGET_BYTES * 2, &mut next).unwrap(), (11, true));
-        assert_eq!(p.place(1, 1, &mut next).unwrap(), (12, true));
-        assert_eq!(next, 13);
+        let mut p = Packer::default();
+        assert_eq!(p.place(0, CHUNK_TARGET_BYTES - 200, &mut next).unwrap(), (10, true));
+        assert_eq!(p.place(0, 100, &mut next).unwrap(), (10, false));
+        assert_eq!(p.place(0, 100, &mut next).unwrap(), (11, true));
+        assert_eq!(p.place(1, CHUNK_TARGET_BYTES * 2, &mut next).unwrap(), (12, true));
+        assert_eq!(p.place(1, 1, &mut next).unwrap(), (13, true));
+        assert_eq!(next, 14);
         let mut last = u32::MAX;
         assert!(p.place(2, 1, &mut last).is_err());
     }

@@ -369,14 +369,6 @@ impl Manifest {
         self.lists.get(list as usize).map_or(&[], |l| &l[..])
     }
 
-    /// `(list, tail chunk number, its encoded bytes)` of every list.
-    pub fn tails(&self) -> impl Iterator<Item = (u32, u32, usize)> + '_ {
-        self.lists.iter().enumerate().filter_map(|(list, nos)| {
-            let no = *nos.last()?;
-            Some((list as u32, no, self.chunks.get(no as usize)?.bytes as usize))
-        })
-    }
-
     /// Adds or replaces chunk `meta.no` (a chunk never changes list).
     pub fn set_chunk(&mut self, meta: ChunkMeta) {
         debug_assert!(!meta.stamp.is_none());

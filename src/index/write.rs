@@ -2,14 +2,15 @@
 //! the newest snapshot: the directory buckets it touches, every chunk that
 //! loses or gains rows rebuilt and sealed, contents sealed, and commits it.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
 use super::access::Need;
-use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Entry, Packer};
-use super::commit::Plan;
-use super::manifest::Stamp;
+use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Entry, Packer, CHUNK_TARGET_BYTES};
+use super::commit::{Plan, SealedChunk};
+use super::manifest::{ChunkMeta, Manifest, Stamp};
 use super::objects::{Obj, ObjectKind};
 use super::snapshot::Snapshot;
 use super::types::{validate_id, validate_item, MAX_DIMENSION};
@@ -193,7 +194,14 @@ impl Index {
         }
 
         // 3. Where each upsert goes: untrained, list 0; trained, the nearest
-        //    centroid's list; within the list, its tail chunk while it fits.
+        //    centroid's list; within the list, into new chunks: a write
+        //    appends by adding chunks, never by rewriting one (a list's tail
+        //    chunk, up to 64 KiB, was rewritten for every few items added).
+        //    So that small chunks do not pile up, a write repacks with its
+        //    items the list's newest chunks under half full while each is at
+        //    most twice what it repacks so far (a binary counter per list:
+        //    O(log) small chunks per list, each row rewritten O(log) times);
+        //    that moves those rows' directory entries, into the write's run.
         let m = &mut plan.manifest;
         let (dim, precision) = (m.config.dimension as usize, m.config.precision);
         let lists: Vec<u32> = match m.training {
@@ -203,45 +211,85 @@ impl Index {
             }
             _ => vec![0; upserts.len()],
         };
-        let mut packer = Packer::after(m.tails());
-        let mut appends: HashMap<u32, Vec<usize>> = HashMap::new();
-        let mut list_of_new: HashMap<u32, u32> = HashMap::new();
-        let mut assigned = Vec::with_capacity(upserts.len());
-        for (i, (p, &list)) in upserts.iter().zip(&lists).enumerate() {
-            let size = item_encoded_len(dim, precision, p.item.id.len(), p.item.metadata.map(str::len));
-            let (no, new) = packer.place(list, size, &mut m.next_chunk)?;
-            if new {
-                list_of_new.insert(no, list);
+        let sizes: Vec<usize> = upserts
+            .iter()
+            .map(|p| item_encoded_len(dim, precision, p.item.id.len(), p.item.metadata.map(str::len)))
+            .collect();
+        let mut added: BTreeMap<u32, usize> = BTreeMap::new();
+        for (&list, &size) in lists.iter().zip(&sizes) {
+            *added.entry(list).or_default() += size;
+        }
+        let repack: Vec<ChunkMeta> = added.iter().flat_map(|(&list, &bytes)| small_tail(old, list, bytes)).collect();
+        let sources: Vec<Arc<Chunk>> = self
+            .env
+            .pool
+            .install(|| repack.par_iter().map(|meta| self.chunk(old, meta, None)).collect::<Result<_>>())?;
+        let mut packer = Packer::default();
+        let mut new_chunks: BTreeMap<u32, (u32, Vec<Row>)> = BTreeMap::new();
+        let mut place = |list: u32, size: usize, row: Row| -> Result<u32> {
+            let (no, _) = packer.place(list, size, &mut m.next_chunk)?;
+            new_chunks.entry(no).or_insert_with(|| (list, Vec::new())).1.push(row);
+            Ok(no)
+        };
+        let mut moved: Vec<(&str, u32)> = Vec::new();
+        for (k, (meta, chunk)) in repack.iter().zip(&sources).enumerate() {
+            let gone = removals.remove(&meta.no).unwrap_or_default();
+            let kept: Vec<usize> = (0..chunk.len()).filter(|&s| !gone.contains(chunk.ids[s].as_str())).collect();
+            if kept.len() + gone.len() != chunk.len() {
+                return Err(Error::integrity("the directory names items their chunk does not hold"));
             }
-            appends.entry(no).or_default().push(i);
-            assigned.push(no);
+            for s in kept {
+                let size =
+                    item_encoded_len(dim, precision, chunk.ids[s].len(), chunk.metadata[s].as_ref().map(String::len));
+                moved.push((chunk.ids[s].as_str(), place(meta.list, size, Row::Kept(k, s))?));
+            }
+        }
+        let mut assigned = Vec::with_capacity(upserts.len());
+        for (i, (&list, &size)) in lists.iter().zip(&sizes).enumerate() {
+            assigned.push(place(list, size, Row::Upsert(i))?);
         }
 
-        // 4. Rebuild and seal every affected chunk, in parallel.
-        let affected: BTreeSet<u32> = removals.keys().chain(appends.keys()).copied().collect();
-        let rebuilt: Vec<(u32, Option<_>)> = self.env.pool.install(|| {
-            affected
-                .par_iter()
-                .map(|&no| {
-                    let was = old.chunk(no);
-                    let base = was.map(|meta| self.chunk(old, meta, None)).transpose()?;
-                    let list = was.map_or_else(|| list_of_new[&no], |c| c.list);
-                    let chunk = rebuild_chunk(dim, base.as_deref(), removals.get(&no), appends.get(&no), upserts)?;
-                    if chunk.is_empty() {
-                        return Ok((no, None));
-                    }
-                    Ok((no, Some(plan.seal_chunk(no, list, chunk, precision)?)))
+        // 4. Seal, in parallel, the new chunks and every chunk that loses
+        //    rows (an emptied one is removed); remove the repacked ones.
+        let built: Vec<SealedChunk> = self.env.pool.install(|| {
+            new_chunks
+                .into_par_iter()
+                .map(|(no, (list, rows))| {
+                    plan.seal_chunk(no, list, build_chunk(dim, &rows, &sources, upserts), precision)
                 })
                 .collect::<Result<_>>()
         })?;
-        for (no, sealed) in rebuilt {
+        let shrunk: Vec<(u32, Option<SealedChunk>)> = self.env.pool.install(|| {
+            removals
+                .par_iter()
+                .map(|(&no, gone)| {
+                    let meta = old.chunk(no).ok_or_else(|| Error::integrity("the directory names a missing chunk"))?;
+                    let chunk = without(dim, &*self.chunk(old, meta, None)?, gone)?;
+                    Ok((no, (!chunk.is_empty()).then(|| plan.seal_chunk(no, meta.list, chunk, precision)).transpose()?))
+                })
+                .collect::<Result<_>>()
+        })?;
+        for meta in &repack {
+            plan.remove_chunk(meta);
+        }
+        for (no, sealed) in shrunk {
             match sealed {
                 None => plan.remove_chunk(old.chunk(no).expect("an emptied chunk existed")),
                 Some(s) => plan.put_chunk(s),
             }
         }
+        built.into_iter().for_each(|s| plan.put_chunk(s));
 
-        // 5. The upserts' contents, and the directory entries of the write.
+        // 5. The moved rows' directory entries (same contents, new chunk).
+        let moved_tokens: Vec<Token> =
+            self.env.pool.install(|| moved.par_iter().map(|(id, _)| self.tokens.id(id)).collect());
+        let refs: Vec<&Token> = moved_tokens.iter().collect();
+        for ((token, (_, no)), was) in moved_tokens.iter().zip(&moved).zip(self.lookup_all(old, &refs)?) {
+            let was = was.ok_or_else(|| Error::integrity("a chunk holds an item the directory does not name"))?;
+            changes.push(Entry { token: *token, chunk: *no, contents: was.contents });
+        }
+
+        // 6. The upserts' contents, and the directory entries of the write.
         for ((p, &no), &old_contents) in upserts.iter().zip(&assigned).zip(&old_contents) {
             let contents = match p.item.contents {
                 Some(bytes) => plan.put_contents(&p.token, bytes, old_contents)?,
@@ -256,31 +304,55 @@ impl Index {
     }
 }
 
-/// A chunk's rows minus `removed` ids, plus the `appended` upserts.
-fn rebuild_chunk(
-    dim: usize,
-    base: Option<&Chunk>,
-    removed: Option<&HashSet<&str>>,
-    appended: Option<&Vec<usize>>,
-    upserts: &[Pending<'_>],
-) -> Result<Chunk> {
-    let mut rows = ChunkBuilder::with_capacity(dim, base.map_or(0, Chunk::len) + appended.map_or(0, Vec::len));
-    let mut dropped = 0;
-    if let Some(base) = base {
-        for s in 0..base.len() {
-            if removed.is_some_and(|r| r.contains(base.ids[s].as_str())) {
-                dropped += 1;
-            } else {
-                rows.push_row(base, s);
+/// A chunk under this many encoded bytes may be repacked by a write.
+const SMALL_CHUNK_BYTES: usize = CHUNK_TARGET_BYTES / 2;
+
+/// The chunks a write that adds `bytes` to `list` repacks: the list's
+/// newest chunks under half full, newest first, while each is at most twice
+/// the bytes gathered so far. New chunks are numbered upwards, so a list's
+/// newest chunks are its last.
+fn small_tail(m: &Manifest, list: u32, bytes: usize) -> Vec<ChunkMeta> {
+    let mut gathered = bytes;
+    let newest = m.list(list).iter().rev().map_while(|&no| m.chunk(no));
+    newest
+        .take_while(|c| {
+            let take = (c.bytes as usize) < SMALL_CHUNK_BYTES && c.bytes as usize <= 2 * gathered;
+            gathered += c.bytes as usize;
+            take
+        })
+        .copied()
+        .collect()
+}
+
+/// Where a row of a chunk a write builds comes from: one of its upserts,
+/// or slot `.1` of the repacked chunk `.0`.
+#[derive(Clone, Copy)]
+enum Row {
+    Upsert(usize),
+    Kept(usize, usize),
+}
+
+fn build_chunk(dim: usize, rows: &[Row], sources: &[Arc<Chunk>], upserts: &[Pending<'_>]) -> Chunk {
+    let mut b = ChunkBuilder::with_capacity(dim, rows.len());
+    for row in rows {
+        match *row {
+            Row::Upsert(i) => {
+                let it = &upserts[i].item;
+                b.push(it.vector, it.id.to_owned(), it.metadata.map(str::to_owned));
             }
+            Row::Kept(k, s) => b.push_row(&sources[k], s),
         }
     }
-    if dropped != removed.map_or(0, HashSet::len) {
+    b.finish()
+}
+
+/// A chunk's rows minus the `removed` ids, all of which it must hold.
+fn without(dim: usize, base: &Chunk, removed: &HashSet<&str>) -> Result<Chunk> {
+    let kept: Vec<usize> = (0..base.len()).filter(|&s| !removed.contains(base.ids[s].as_str())).collect();
+    if kept.len() + removed.len() != base.len() {
         return Err(Error::integrity("the directory names items their chunk does not hold"));
     }
-    for &i in appended.into_iter().flatten() {
-        let it = &upserts[i].item;
-        rows.push(it.vector, it.id.to_owned(), it.metadata.map(str::to_owned));
-    }
+    let mut rows = ChunkBuilder::with_capacity(dim, kept.len());
+    kept.into_iter().for_each(|s| rows.push_row(base, s));
     Ok(rows.finish())
 }
