@@ -350,18 +350,6 @@ impl Bucket {
         self.entries.binary_search_by(|e| e.token.cmp(token)).ok().map(|i| &self.entries[i])
     }
 
-    pub fn upsert(&mut self, entry: Entry) {
-        match self.entries.binary_search_by(|e| e.token.cmp(&entry.token)) {
-            Ok(i) => self.entries[i] = entry,
-            Err(i) => self.entries.insert(i, entry),
-        }
-    }
-
-    pub fn remove(&mut self, token: &Token) -> Option<Entry> {
-        let i = self.entries.binary_search_by(|e| e.token.cmp(token)).ok()?;
-        Some(self.entries.remove(i))
-    }
-
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(4 + self.entries.len() * 29);
         w.u32(self.entries.len() as u32);
@@ -461,15 +449,19 @@ mod tests {
 
     #[test]
     fn bucket_round_trip() {
-        let mut b = Bucket::default();
         let stamped = Stamp::of(9, b"sealed contents");
-        b.upsert(Entry { token: [2; 16], chunk: 1, contents: Stamp::default() });
-        b.upsert(Entry { token: [1; 16], chunk: 2, contents: stamped });
-        b.upsert(Entry { token: [2; 16], chunk: 3, contents: Stamp::default() });
+        let b = Bucket {
+            entries: vec![
+                Entry { token: [1; 16], chunk: 2, contents: stamped },
+                Entry { token: [2; 16], chunk: 3, contents: Stamp::default() },
+            ],
+        };
         let d = Bucket::decode(&b.encode()).unwrap();
         assert_eq!(d.entries, b.entries);
         assert_eq!(d.find(&[2; 16]).unwrap().chunk, 3);
-        assert_eq!(b.remove(&[1; 16]).unwrap().contents, stamped);
-        assert!(b.find(&[1; 16]).is_none());
+        assert_eq!(d.find(&[1; 16]).unwrap().contents, stamped);
+        assert!(d.find(&[3; 16]).is_none());
+        let unsorted = Bucket { entries: b.entries.iter().rev().copied().collect() };
+        assert!(Bucket::decode(&unsorted.encode()).is_err());
     }
 }

@@ -20,7 +20,7 @@
 //! found wins, and a tombstone there means the id is gone. Training folds
 //! the runs into the buckets it rewrites anyway.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -214,17 +214,20 @@ impl Index {
     fn fold(&self, plan: &mut Plan<'_>, old: &Manifest, entries: &[Entry]) -> Result<()> {
         let mut touched = self.grow_directory(plan, old)?;
         let n_buckets = plan.manifest.n_buckets as usize;
-        let needed: BTreeSet<usize> =
-            entries.iter().map(|e| bucket_of(&e.token, n_buckets)).filter(|b| !touched.contains_key(b)).collect();
-        let loaded: Vec<(usize, Bucket)> = self
-            .env
-            .pool
-            .install(|| needed.par_iter().map(|&b| Ok((b, self.owned_bucket(old, b)?))).collect::<Result<_>>())?;
-        touched.extend(loaded);
-        for e in entries {
-            let bucket = touched.get_mut(&bucket_of(&e.token, n_buckets)).expect("loaded");
-            apply(bucket, e);
-        }
+        let by_bucket = group_by_bucket(entries, n_buckets);
+        let buckets: Vec<(usize, Bucket)> = self.env.pool.install(|| {
+            by_bucket
+                .into_par_iter()
+                .map(|(b, changes)| {
+                    let bucket = match touched.get(&b) {
+                        Some(split) => split.clone(),
+                        None => self.owned_bucket(old, b)?,
+                    };
+                    Ok((b, applied(bucket, changes)))
+                })
+                .collect::<Result<_>>()
+        })?;
+        touched.extend(buckets);
         plan.put_buckets(touched.into_iter().collect())
     }
 
@@ -259,13 +262,22 @@ impl Index {
     }
 }
 
-/// Applies one run entry to a bucket: a tombstone removes the id.
-pub(super) fn apply(bucket: &mut Bucket, e: &Entry) {
-    if e.is_tombstone() {
-        bucket.remove(&e.token);
-    } else {
-        bucket.upsert(*e);
+/// Run entries (sorted by token) grouped by their bucket among `n_buckets`,
+/// each group still sorted.
+pub(super) fn group_by_bucket(entries: &[Entry], n_buckets: usize) -> HashMap<usize, Vec<Entry>> {
+    let mut groups: HashMap<usize, Vec<Entry>> = HashMap::new();
+    for e in entries {
+        groups.entry(bucket_of(&e.token, n_buckets)).or_default().push(*e);
     }
+    groups
+}
+
+/// A bucket with run entries (sorted) applied, in one merge: an entry
+/// replaces or adds the id's, a tombstone removes it.
+pub(super) fn applied(bucket: Bucket, changes: Vec<Entry>) -> Bucket {
+    let mut entries = newer_wins(bucket.entries, changes);
+    entries.retain(|e| !e.is_tombstone());
+    Bucket { entries }
 }
 
 /// The first index at or after `from` whose entry's token is not below
@@ -348,12 +360,9 @@ mod tests {
     }
 
     #[test]
-    fn applying_a_tombstone_removes_the_entry() {
-        let mut b = Bucket::default();
-        apply(&mut b, &entry(1, 4));
-        apply(&mut b, &entry(2, 4));
-        apply(&mut b, &Entry::tombstone([1; 16]));
-        apply(&mut b, &Entry::tombstone([9; 16]));
-        assert_eq!(b.entries, vec![entry(2, 4)]);
+    fn applying_runs_replaces_adds_and_removes() {
+        let b = Bucket { entries: vec![entry(1, 4), entry(3, 4), entry(5, 4)] };
+        let changes = vec![entry(1, 7), Entry::tombstone([3; 16]), entry(4, 7), Entry::tombstone([9; 16])];
+        assert_eq!(applied(b, changes).entries, vec![entry(1, 7), entry(4, 7), entry(5, 4)]);
     }
 }

@@ -13,10 +13,10 @@ use rayon::prelude::*;
 use super::access::Need;
 use zeroize::Zeroizing;
 
-use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Entry, Packer, WipedFloats};
+use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Packer, WipedFloats};
 use super::commit::{Plan, SealedBucket, SealedChunk};
-use super::directory::{apply, remove_run};
-use super::manifest::{bucket_of, ChunkMeta, Manifest};
+use super::directory::{applied, group_by_bucket, remove_run};
+use super::manifest::{ChunkMeta, Manifest};
 use super::snapshot::Snapshot;
 use super::{Access, Env, Index, TrainingState};
 use crate::codec::{Reader, Writer};
@@ -588,10 +588,7 @@ impl Index {
         }
         //    The runs are folded in on the way (and removed at the commit).
         let n_buckets = old.n_buckets as usize;
-        let mut runs: HashMap<usize, Vec<Entry>> = HashMap::new();
-        for e in self.run_entries_merged(old)? {
-            runs.entry(bucket_of(&e.token, n_buckets)).or_default().push(e);
-        }
+        let runs = group_by_bucket(&self.run_entries_merged(old)?, n_buckets);
         let touched: BTreeSet<usize> =
             (0..n_buckets).filter(|&b| !old.bucket(b).is_none() || runs.contains_key(&b)).collect();
         let touched: Vec<usize> = touched.into_iter().collect();
@@ -600,7 +597,9 @@ impl Index {
                 step.par_iter()
                     .map(|&b| {
                         let mut bucket = (*self.bucket_uncached(old, b)?).clone();
-                        runs.get(&b).into_iter().flatten().for_each(|e| apply(&mut bucket, e));
+                        if let Some(changes) = runs.get(&b) {
+                            bucket = applied(bucket, changes.clone());
+                        }
                         for e in &mut bucket.entries {
                             e.chunk = home_of(&e.token)?;
                         }
