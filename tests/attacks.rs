@@ -167,9 +167,9 @@ fn chunks_spliced_from_another_branch_of_the_history_are_detected() {
     // The same version as the epoch kept on branch B, another state.
     assert_eq!(index.epoch(Access::default()).unwrap().version(), epoch_b.version());
     assert_eq!(index.require_epoch(&epoch_b).unwrap_err().status(), vx::Status::Integrity);
-    // o/, the index id, the kind, the token and the version: the object's
+    // o/, the index id, the kind, the version and the token: the object's
     // name and version without the digest tag.
-    let name_and_version = |k: &[u8]| k[..2 + 16 + 1 + 16 + 8].to_vec();
+    let name_and_version = |k: &[u8]| k[..2 + 16 + 1 + 8 + 16].to_vec();
     let branch_c = objects_of_kind(&*store, b'C');
     let spliced: Vec<(Vec<u8>, Vec<u8>)> = branch_b
         .into_iter()

@@ -31,10 +31,8 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 
 const MANIFEST_TOKEN: Token = [0u8; 16];
-/// Layout version of the root's plaintext: 5 adds the directory's runs;
-/// a format 4 root (0.4.0) is read as one without runs.
+/// Layout version of the root's plaintext (5: 0.5, with the directory's runs).
 const MANIFEST_FORMAT: u8 = 5;
-const MANIFEST_FORMAT_WITHOUT_RUNS: u8 = 4;
 /// Most stripes one run may have (a sanity bound on a decrypted root).
 const MAX_RUN_STRIPES: usize = 1 << 20;
 
@@ -457,8 +455,7 @@ impl Manifest {
     fn decode_root(version: u64, bytes: &[u8]) -> Result<Manifest> {
         let mut r = Reader::new(bytes, "manifest");
         let bad = |what: &str| Error::integrity(format!("manifest has an invalid {what}"));
-        let format = r.u8()?;
-        if format != MANIFEST_FORMAT && format != MANIFEST_FORMAT_WITHOUT_RUNS {
+        if r.u8()? != MANIFEST_FORMAT {
             return Err(bad("format (written by another version of vx)"));
         }
         let name = r.string()?;
@@ -489,19 +486,16 @@ impl Manifest {
         }
         let chunks = Paged::read_stamps(&mut r, (next_chunk as usize).div_ceil(CHUNK_PAGE))?;
         let buckets = Paged::read_stamps(&mut r, (n_buckets as usize).div_ceil(BUCKET_PAGE))?;
-        let (mut next_run, mut runs) = (0, Vec::new());
-        if format == MANIFEST_FORMAT {
-            next_run = r.u32()?;
-            let n = r.u32()?;
-            if n > next_run {
-                return Err(bad("run count"));
-            }
-            runs = (0..n).map(|_| RunMeta::read(&mut r)).collect::<Result<_>>()?;
-            // Numbered in the order they were made, all below `next_run`.
-            let nos: Vec<u32> = runs.iter().map(|run| run.no).chain([next_run]).collect();
-            if nos.windows(2).any(|w| w[0] >= w[1]) {
-                return Err(bad("run order"));
-            }
+        let next_run = r.u32()?;
+        let n_runs = r.u32()?;
+        if n_runs > next_run {
+            return Err(bad("run count"));
+        }
+        let runs: Vec<RunMeta> = (0..n_runs).map(|_| RunMeta::read(&mut r)).collect::<Result<_>>()?;
+        // Numbered in the order they were made, all below `next_run`.
+        let nos: Vec<u32> = runs.iter().map(|run| run.no).chain([next_run]).collect();
+        if nos.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(bad("run order"));
         }
         r.finish()?;
         Ok(Manifest {

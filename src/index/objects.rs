@@ -6,15 +6,20 @@
 //! n/<name>                          key record (clear text; keyring.rs)
 //! o/<index id>M                     manifest (sealed; manifest.rs)
 //! o/<index id>V                     manifest version in clear: a hint to reload, never trusted
-//! o/<index id><kind><token><stamp>  chunk C, directory bucket B, directory run stripe R,
-//!                                   contents X, centroids K, manifest page P (chunks) or Q (buckets)
+//! o/<index id><kind><version><token><tag>  chunk C, directory bucket B, directory run stripe R,
+//!                                          contents X, centroids K, manifest page P (chunks) or Q (buckets)
 //! ```
 //!
 //! Tokens are HMACs under keys derived from the data key, so the store sees
 //! neither ids nor chunk, bucket or page numbers. An object is stored under
 //! the stamp that pins it (its version, big-endian, and the first 8 bytes of
 //! its digest): a write never overwrites a stored object, it stores the new
-//! one and deletes the old in the same atomic batch. So objects written ahead
+//! one and deletes the old in the same atomic batch. The version comes
+//! before the token, so the objects one commit stores are neighbours in the
+//! store's ordered key space: a B-tree store (redb, PostgreSQL's index)
+//! appends them at one edge instead of dirtying a random leaf per object,
+//! which kept costs growing with the index. The store learns nothing new
+//! from the order: the version is in the key either way. So objects written ahead
 //! of a commit (a training run's) stay invisible until a root names them and
 //! can never land on a key a committed state uses (another writer's objects
 //! at the same version have other digests), and those a crash or a lost race
@@ -143,7 +148,7 @@ pub(crate) fn key_record_key(name: &str) -> Vec<u8> {
 /// Bytes of an object key's digest tag: enough that two objects sealed at
 /// the same name and version (by writers racing) never share a key.
 const STAMP_TAG_LEN: usize = 8;
-/// An object key after the index prefix: kind, token, version, tag.
+/// An object key after the index prefix: kind, version, token, tag.
 const OBJECT_KEY_TAIL: usize = 1 + TOKEN_LEN + 8 + STAMP_TAG_LEN;
 
 /// The store keys of one index's objects.
@@ -169,8 +174,8 @@ impl Layout {
     /// The key of the object `stamp` pins.
     pub fn object(&self, kind: ObjectKind, token: &Token, stamp: &Stamp) -> Vec<u8> {
         let mut k = self.under(&[kind as u8]);
-        k.extend_from_slice(token);
         k.extend_from_slice(&stamp.version.to_be_bytes());
+        k.extend_from_slice(token);
         k.extend_from_slice(&stamp.digest[..STAMP_TAG_LEN]);
         k
     }
@@ -183,7 +188,7 @@ impl Layout {
     /// The version in an object key (`None`: not an object key).
     pub fn version_of(&self, key: &[u8]) -> Option<u64> {
         let tail = key.strip_prefix(&self.prefix()[..]).filter(|t| t.len() == OBJECT_KEY_TAIL)?;
-        Some(u64::from_be_bytes(tail[1 + TOKEN_LEN..1 + TOKEN_LEN + 8].try_into().unwrap()))
+        Some(u64::from_be_bytes(tail[1..9].try_into().unwrap()))
     }
 
     pub fn manifest(&self) -> Vec<u8> {
