@@ -60,11 +60,11 @@ def bits(what: str, table: Dict[str, int], names: Union[str, Iterable[str]]) -> 
     mask = 0
     for n in names:
         if not isinstance(n, str):
-            raise TypeError(f"{what} are names ({', '.join(table)}), not {type(n).__name__}")
+            raise TypeError(f"{what} values are names ({', '.join(table)}), not {type(n).__name__}")
         try:
             mask |= table[n.lower()]
         except KeyError:
-            raise InvalidArgumentError(f"unknown {what[:-1]} {n!r} (one of {', '.join(table)})") from None
+            raise InvalidArgumentError(f"unknown {what} {n!r} (one of {', '.join(table)})") from None
     return mask
 
 

@@ -126,9 +126,9 @@ class _Progress:
             if self.bar is not None:
                 if self.bar.total != max_iters:
                     self.bar.total = max_iters
-                self.bar.update(iteration - self.bar.n)
                 if hasattr(self.bar, "set_postfix"):
-                    self.bar.set_postfix(objective=f"{objective:.6g}")
+                    self.bar.set_postfix(objective=f"{objective:.6g}", refresh=False)
+                self.bar.update(iteration - self.bar.n)
                 return 0
             if self.fn is not None:
                 return 1 if self.fn(iteration, max_iters, objective) else 0
@@ -656,7 +656,7 @@ class Index:
         """
         uid = fixed_bytes("user_id", user_id, lib.VX_USER_ID_LEN)
         ukey = key_ptr(user_key, "user_key")
-        mask = bits("permissions", PERMISSIONS, permissions)
+        mask = bits("permission", PERMISSIONS, permissions)
         self._call(lib.vx_index_create_user_keys, uid, ukey, mask, key_ptr(index_key))
 
     def delete_user_keys(self, user_id: BytesLike, *, index_key: Optional[BytesLike] = None) -> None:
