@@ -1,16 +1,18 @@
-"""Builds the vx wheel: libvx from the crate with cargo, plus the cffi
-declarations generated from include/vx.h, both put beside the Python sources.
+"""Builds the vx wheel: libvx from the crate with cargo, the cffi
+declarations generated from include/vx.h, and csrc/hits.c (a small C helper
+that copies a query's hits out in one call), all put beside the Python sources.
 
 The package calls libvx through cffi's ABI mode, so nothing is compiled
 against Python: the wheel is tagged py3-none-<platform> and serves every
-supported CPython. What the build needs: cargo (and the C compiler Rust
-links with, which also preprocesses the header) and the crate's sources.
+supported CPython. What the build needs: cargo, the C compiler Rust links
+with (it also preprocesses the header and compiles hits.c), and the crate's
+sources.
 
 Environment:
   VX_SOURCE_DIR      the crate's root (default: found by walking up from here)
   CARGO              the cargo to run (default: cargo on PATH)
   CARGO_TARGET_DIR   honoured by cargo as usual (lets a build reuse another's)
-  CC                 the C preprocessor's driver (default: cc)
+  CC                 the C compiler (default: cc)
 """
 
 import json
@@ -32,6 +34,8 @@ except ImportError:  # pragma: no cover - older setuptools
 
 HERE = Path(__file__).resolve().parent
 GENERATED_CFFI = "_vx_cffi.py"
+HITS_LIB = "_vxhits.so"
+CSRC = HERE / "csrc"
 
 
 def crate_root() -> Path:
@@ -86,8 +90,12 @@ def cargo_build(root: Path) -> Path:
     sys.exit("vx: cargo build did not report libvx's shared library")
 
 
-def cffi_declarations(header: Path) -> str:
-    """The C declarations of vx.h as cffi's cdef takes them.
+def c_compiler() -> list:
+    return os.environ.get("CC", "cc").split()
+
+
+def cffi_declarations(include: Path) -> str:
+    """The C declarations of vx.h and csrc/hits.h as cffi's cdef takes them.
 
     The real C preprocessor resolves the header's conditionals the way a C11
     compiler that is neither C++ nor GCC sees them (-undef drops __GNUC__, so
@@ -95,15 +103,15 @@ def cffi_declarations(header: Path) -> str:
     headers (cffi knows their types). Of the #defines, the header's integer
     constants are kept: cffi exposes them, so the package copies no number.
     """
-    cc = os.environ.get("CC", "cc").split()
     with tempfile.TemporaryDirectory() as tmp:
         for h in ("stdint.h", "stdbool.h", "stddef.h"):
             Path(tmp, h).write_text("")
-        cmd = [*cc, "-E", "-P", "-dD", "-undef", "-nostdinc", "-I", tmp, "-std=c11", str(header)]
+        cmd = [*c_compiler(), "-E", "-P", "-dD", "-undef", "-nostdinc", "-I", tmp, "-I", str(include),
+               "-std=c11", str(CSRC / "hits.h")]
         try:
             out = subprocess.run(cmd, stdout=subprocess.PIPE, check=True, text=True).stdout
         except (OSError, subprocess.CalledProcessError) as e:
-            sys.exit(f"vx: preprocessing {header} failed ({e}); set CC to a C compiler")
+            sys.exit(f"vx: preprocessing vx.h failed ({e}); set CC to a C compiler")
     keep = []
     for line in out.splitlines():
         if line.startswith("#"):
@@ -114,14 +122,23 @@ def cffi_declarations(header: Path) -> str:
     return "\n".join(keep) + "\n"
 
 
-def write_cffi_module(header: Path, dest: Path) -> None:
+def write_cffi_module(include: Path, dest: Path) -> None:
     """Writes cffi's out-of-line ABI module (pure Python, fast to import)."""
     import cffi
 
     ffibuilder = cffi.FFI()
-    ffibuilder.cdef(cffi_declarations(header))
+    ffibuilder.cdef(cffi_declarations(include))
     ffibuilder.set_source("vx._vx_cffi", None)
     ffibuilder.emit_python_code(str(dest))
+
+
+def compile_hits(include: Path, dest: Path) -> None:
+    """Compiles csrc/hits.c into a shared object that links to nothing."""
+    cmd = [*c_compiler(), "-O2", "-shared", "-fPIC", "-std=c11", "-Wall", "-Wextra", "-I", str(include),
+           "-I", str(CSRC), str(CSRC / "hits.c"), "-o", str(dest)]
+    print("vx: " + " ".join(cmd), file=sys.stderr)
+    if subprocess.run(cmd).returncode != 0:
+        sys.exit("vx: compiling csrc/hits.c failed; set CC to a C compiler")
 
 
 class BuildPy(build_py):
@@ -138,7 +155,8 @@ class BuildPy(build_py):
         lib = cargo_build(root)
         # The real file, under its plain name: the package loads it by path.
         shutil.copyfile(lib, dest / lib.name)
-        write_cffi_module(root / "include" / "vx.h", dest / GENERATED_CFFI)
+        write_cffi_module(root / "include", dest / GENERATED_CFFI)
+        compile_hits(root / "include", dest / HITS_LIB)
 
 
 class BinaryDistribution(Distribution):

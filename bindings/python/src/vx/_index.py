@@ -31,7 +31,7 @@ from ._common import (
     uint,
     user_ptr,
 )
-from ._native import NULL, ffi, lib
+from ._native import NULL, ffi, hits, lib
 from .errors import DimensionMismatchError, Error, InvalidArgumentError, error_class, last_error_message, raise_status
 
 if TYPE_CHECKING:
@@ -45,6 +45,10 @@ Filter = Union[Mapping[str, Any], str, bytes]
 ProgressFn = Callable[[int, int, float], Optional[bool]]
 
 _DEFAULT_GET_INCLUDE = ("vector", "contents", "metadata")
+
+# The library's default query parameters, copied into each call's own struct.
+_DEFAULT_QUERY_PARAMS = ffi.new("vx_query_params *")
+lib.vx_query_params_init(_DEFAULT_QUERY_PARAMS)
 
 _INC_DISTANCE = lib.VX_INCLUDE_DISTANCE
 _INC_METADATA = lib.VX_INCLUDE_METADATA
@@ -473,8 +477,7 @@ class Index:
     ) -> Tuple[Any, int, int, bool]:
         """Runs vx_index_query; returns (results, nq, top_k, single)."""
         rows, single = _as_rows("query_vectors", query_vectors)
-        p = ffi.new("vx_query_params *")
-        lib.vx_query_params_init(p)
+        p = ffi.new("vx_query_params *", _DEFAULT_QUERY_PARAMS[0])
         if top_k is not None:
             p.top_k = uint("top_k", top_k, 32)
         if n_probes is not None:
@@ -484,12 +487,21 @@ class Index:
         if filters is not None:
             f = ffi.new("char[]", _filter_text(filters))
             p.filter_json = f
-        p.greedy = bool(greedy)
-        k = key_ptr(index_key) if index_key is not None else NULL
-        u = user_ptr(user_id) if user_id is not None else NULL
+        if greedy:
+            p.greedy = True
+        k = NULL if index_key is None else key_ptr(index_key)
+        u = NULL if user_id is None else user_ptr(user_id)
         out = ffi.new("vx_results **")
         nq, dim = rows.shape
-        self._call(lib.vx_index_query, _float_ptr(rows), nq, dim, p, k, u, out)
+        vectors = ffi.from_buffer("float[]", rows) if nq else NULL
+        h = self._h
+        ix = h.acquire()
+        try:
+            st = lib.vx_index_query(ix, vectors, nq, dim, p, k, u, out)
+            if st:
+                raise_status(st)
+        finally:
+            h.release()
         return out[0], nq, p.top_k, single
 
     def query(
@@ -531,10 +543,10 @@ class Index:
         mask = None if include is None else bits("include", INCLUDE_BITS, include)
         r, nq, _, single = self._run_query(query_vectors, top_k, n_probes, filters, mask, greedy, index_key, user_id)
         try:
-            hits = _read_hits(r, nq, _INC_DISTANCE if mask is None else mask)
+            out = _read_hits(r, nq, _INC_DISTANCE if mask is None else mask)
         finally:
             lib.vx_results_free(r)
-        return hits[0] if single else hits
+        return out[0] if single else out
 
     def query_numpy(
         self,
@@ -560,17 +572,21 @@ class Index:
             query_vectors, top_k, n_probes, filters, _INC_DISTANCE, greedy, index_key, user_id
         )
         try:
-            ids = np.full((nq, k), None, dtype=object)
+            counts = np.empty(nq, dtype=np.uintp)
+            id_bytes = ffi.new("size_t *")
+            total = hits.vxpy_count(r, nq, ffi.from_buffer("size_t[]", counts) if nq else NULL, id_bytes)
             dist = np.full((nq, k), np.inf, dtype=np.float32)
-            get_id, get_dist, string = lib.vx_results_id, lib.vx_results_distance, ffi.string
-            for q in range(nq):
-                n = lib.vx_results_len(r, q)
-                if n:
-                    ids[q, :n] = [string(get_id(r, q, i)).decode("utf-8") for i in range(n)]
-                    dist[q, :n] = [get_dist(r, q, i) for i in range(n)]
-            return ids, dist
+            buf = ffi.new("char[]", id_bytes[0])
+            if total:
+                hits.vxpy_copy(r, nq, k, ffi.from_buffer("float[]", dist), buf)
         finally:
             lib.vx_results_free(r)
+        found = _split_ids(buf, id_bytes[0])
+        if total == nq * k:
+            return np.array(found, dtype=object).reshape(nq, k), dist
+        ids = np.full((nq, k), None, dtype=object)
+        ids[np.arange(k) < counts[:, None].astype(np.intp)] = found
+        return ids, dist
 
     # ------------------------------------------------------------- training
 
@@ -725,30 +741,53 @@ class Index:
         self._call(lib.vx_index_require_epoch, fixed_bytes("epoch", epoch, EPOCH_LEN))
 
 
+def _split_ids(buf: Any, nbytes: int) -> List[str]:
+    """The ids vxpy_copy wrote (each followed by a NUL)."""
+    if not nbytes:
+        return []
+    return ffi.unpack(buf, nbytes - 1).decode("utf-8").split("\0")
+
+
 def _read_hits(r: Any, nq: int, mask: int) -> List[List[Dict[str, Any]]]:
-    """The hits of every query of a vx_results as dicts."""
-    get_id, string = lib.vx_results_id, ffi.string
-    want_dist = mask & _INC_DISTANCE
-    want_meta = mask & _INC_METADATA
-    want_contents = mask & _INC_CONTENTS
-    want_vector = mask & _INC_VECTOR
-    get_dist = lib.vx_results_distance
-    n_out = ffi.new("size_t *") if want_contents or want_vector else None
+    """The hits of every query of a vx_results as dicts. Ids and distances
+    come out in one call (csrc/hits.c); metadata, contents and vectors, when
+    asked for, one call per hit."""
+    counts = ffi.new("size_t[]", nq)
+    id_bytes = ffi.new("size_t *")
+    total = hits.vxpy_count(r, nq, counts, id_bytes)
+    dist = ffi.new("float[]", total)
+    buf = ffi.new("char[]", id_bytes[0])
+    if total:
+        hits.vxpy_copy(r, nq, 0, dist, buf)
+    ids = _split_ids(buf, id_bytes[0])
     out: List[List[Dict[str, Any]]] = []
+    pos = 0
+    if mask == _INC_DISTANCE:  # the common case, kept tight
+        distances = ffi.unpack(dist, total)
+        if nq == 1:
+            return [[{"id": i, "distance": d} for i, d in zip(ids, distances)]]
+        for q in range(nq):
+            end = pos + counts[q]
+            out.append([{"id": i, "distance": d} for i, d in zip(ids[pos:end], distances[pos:end])])
+            pos = end
+        return out
+    distances = ffi.unpack(dist, total) if mask & _INC_DISTANCE else None
+    n_out = ffi.new("size_t *")
     for q in range(nq):
         row = []
-        for i in range(lib.vx_results_len(r, q)):
-            hit: Dict[str, Any] = {"id": string(get_id(r, q, i)).decode("utf-8")}
-            if want_dist:
-                hit["distance"] = get_dist(r, q, i)
-            if want_meta:
+        for i in range(counts[q]):
+            hit: Dict[str, Any] = {"id": ids[pos]}
+            if distances is not None:
+                hit["distance"] = distances[pos]
+            if mask & _INC_METADATA:
                 hit["metadata"] = _metadata(lib.vx_results_metadata(r, q, i))
-            if want_contents:
+            if mask & _INC_CONTENTS:
                 c = lib.vx_results_contents(r, q, i, n_out)
                 hit["contents"] = _contents(c, n_out[0])
-            if want_vector:
+            if mask & _INC_VECTOR:
                 v = lib.vx_results_vector(r, q, i, n_out)
                 hit["vector"] = _vector(v, n_out[0]) if v != NULL else None
             row.append(hit)
+            pos += 1
         out.append(row)
     return out

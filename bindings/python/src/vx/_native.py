@@ -1,4 +1,4 @@
-"""Loads libvx and its cffi declarations.
+"""Loads libvx, its cffi declarations and the package's C helper.
 
 The declarations (``_vx_cffi``) are generated at build time from
 ``include/vx.h`` by the C preprocessor, so every function, struct and
@@ -50,3 +50,7 @@ if _runtime // 1000 != lib.VX_VERSION_NUMBER // 1000:
     )
 
 NULL = ffi.NULL
+
+# csrc/hits.c: copies a query's hits out in one call (see Index.query).
+hits = ffi.dlopen(str(Path(__file__).resolve().parent / "_vxhits.so"))
+hits.vxpy_bind(lib.vx_results_len, lib.vx_results_id, lib.vx_results_distance)
