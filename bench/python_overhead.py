@@ -207,10 +207,11 @@ def main() -> None:
             return f"+{py - c:.1f} µs ({(py - c) / c * 100:+.1f}%)"
 
         ok = all(m[k] - c <= max(0.10 * c, 5.0) for k in ("py_single", "np_single"))
+        target = "-" if recall is None else ("met" if ok else "NOT met")  # the target is for minilm-20k
         qps = {k: 1e6 / m[k] for k in ("c_batch", "py_batch", "np_batch")}
         print(
             f"| {label} | {c:.1f} | {m['py_single']:.1f} | {over(m['py_single'])} | {m['np_single']:.1f} | "
-            f"{over(m['np_single'])} | {'met' if ok else 'NOT met'} | {qps['c_batch']:.0f} | {qps['py_batch']:.0f} | "
+            f"{over(m['np_single'])} | {target} | {qps['c_batch']:.0f} | {qps['py_batch']:.0f} | "
             f"{qps['py_batch'] / qps['c_batch']:.2f}x | {qps['np_batch']:.0f} | {qps['np_batch'] / qps['c_batch']:.2f}x | "
             f"{'-' if recall is None else f'{recall:.3f}'} |"
         )
