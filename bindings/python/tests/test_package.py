@@ -95,3 +95,16 @@ def test_quickstart_example_runs(tmp_path):
     for line in ("upserted 20001 vectors", "trained: 141 lists", "alice sees doc-1", "alice cannot delete",
                  "reopened: 20001 vectors, b'hi'", "a wrong key is refused"):
         assert line in out.stdout, out.stdout
+
+
+def test_readme_example_runs(tmp_path, capsys):
+    """The five-line example of the README's Python section, as written
+    (with a scratch directory for the store)."""
+    readme = next((d / "README.md" for d in HERE.parents if (d / "README.md").is_file() and (d / "Cargo.toml").is_file()), None)
+    if readme is None:
+        pytest.skip("the repository's README.md not found")
+    section = readme.read_text().split("\n## Python\n", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert code.count("\n") == 5
+    exec(compile(code.replace("/var/lib/app/vx", str(tmp_path)), "README.md", "exec"), {})
+    assert capsys.readouterr().out.startswith("[{'id': 'a', 'distance': 0.1414")
