@@ -104,6 +104,8 @@ def test_upsert_errors_store_nothing(index):
         (vx.InvalidArgumentError, lambda: index.upsert(["x"], np.zeros((1, DIM)), metadata=[None, None])),
         (vx.InvalidArgumentError, lambda: index.upsert(["x"], np.zeros((1, 1, DIM)))),
         (vx.InvalidArgumentError, lambda: index.upsert([{"vector": [0] * DIM}])),
+        (vx.InvalidArgumentError, lambda: index.upsert(["x"], [["a"] * DIM])),
+        (vx.InvalidArgumentError, lambda: index.upsert([{"id": "x", "vector": ["a"] * DIM}])),
         (vx.InvalidUTF8Error, lambda: index.upsert([b"\xff"], np.zeros((1, DIM)))),
         (vx.InvalidJSONError, lambda: index.upsert(["x"], np.zeros((1, DIM)), metadata=["{not json"])),
         (vx.InvalidJSONError, lambda: index.upsert(["x"], np.zeros((1, DIM)), metadata=[[1, 2]])),

@@ -20,7 +20,6 @@ from ._common import (
     Handle,
     bits,
     c_strings,
-    check,
     enum_name,
     fixed_bytes,
     flag_names,
@@ -60,15 +59,14 @@ def _as_rows(what: str, vectors: Any) -> Tuple[np.ndarray, bool]:
     """A C-contiguous float32 2-D array of `vectors` and whether it was one
     vector (1-D). A C-contiguous float32 ndarray comes back as itself: it is
     handed to libvx in place (zero copy)."""
-    if isinstance(vectors, np.ndarray):
-        arr = vectors
-    else:
+    arr = vectors
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.float32 or not arr.flags.c_contiguous:
         try:
-            arr = np.asarray(vectors, dtype=np.float32)
+            arr = np.ascontiguousarray(vectors, dtype=np.float32)
         except (ValueError, TypeError) as e:
-            raise DimensionMismatchError(f"{what} are not a rectangular array of numbers: {e}") from None
-    if arr.dtype != np.float32 or not arr.flags.c_contiguous:
-        arr = np.ascontiguousarray(arr, dtype=np.float32)
+            if "sequence" in str(e) or "inhomogeneous" in str(e):  # rows of different lengths
+                raise DimensionMismatchError(f"{what} are not one width: {e}") from None
+            raise InvalidArgumentError(f"{what} are not numbers: {e}") from None
     if arr.ndim == 1:
         return arr.reshape(1, -1), True
     if arr.ndim == 2:
@@ -363,7 +361,10 @@ class Index:
                 vec = it["vector"]
             except KeyError as e:
                 raise InvalidArgumentError(f"item {i} has no {e.args[0]!r}") from None
-            vec = np.asarray(vec, dtype=np.float32)
+            try:
+                vec = np.asarray(vec, dtype=np.float32)
+            except (ValueError, TypeError) as e:
+                raise InvalidArgumentError(f"item {i}'s vector is not numbers: {e}") from None
             if vec.ndim != 1:
                 raise DimensionMismatchError(f"item {i}'s vector is {vec.ndim}-D, not one vector")
             if rows is None:
