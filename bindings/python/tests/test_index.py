@@ -252,6 +252,8 @@ def test_query_numpy_matches_query(index):
     assert ids1.shape == (1, 60)
     assert sorted(ids1[0, :3]) == ["item-0000", "item-0001", "item-0002"]
     assert all(i is None for i in ids1[0, 3:]) and np.isinf(dist1[0, 3:]).all()
+    empty_ids, empty_dist = index.query_numpy(np.empty((0, DIM), dtype=np.float32), top_k=4)
+    assert empty_ids.shape == empty_dist.shape == (0, 4)
     with pytest.raises(vx.DimensionMismatchError):
         index.query_numpy(queries[:, :3])
 
