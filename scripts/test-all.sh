@@ -123,7 +123,7 @@ else
   cleanup+=("rm -rf '$pyroot'")
   export CARGO_TARGET_DIR="$build/cargo" VX_TEST_HOOKS_LIB="$build/cargo-hooks/release/libvx.so"
   python_tests() {  # venv: runs the suite with that venv's python
-    (cd bindings/python && "$1/bin/python" -m pytest -q -p no:cacheprovider tests)
+    (cd bindings/python && "$1/bin/python" -m pytest -q -rs -p no:cacheprovider tests)
   }
   python3 -m venv "$pyroot/venv"
   "$pyroot/venv/bin/pip" install -q --upgrade pip
