@@ -155,3 +155,17 @@ def test_memory_limit(client, key):
     with pytest.raises(vx.MemoryLimitError):
         ix.train(n_lists=4000, max_memory=1)
     assert not ix.is_trained()
+
+
+def test_state_while_training(big):
+    """During training the state is "training" and queries answer from the
+    previous (exhaustive) state; the callback may call the index itself."""
+    ix, vectors = big
+    seen = []
+
+    def look(i, m, obj):
+        seen.append((ix.training_state, ix.is_trained(), ix.query(vectors[5], top_k=1)[0]["id"]))
+
+    ix.train(n_lists=20, max_iters=3, tolerance=1e-12, progress=look)
+    assert seen == [("training", False, "v5")] * 3
+    assert ix.training_state == "trained"
