@@ -5,7 +5,8 @@
 # with the minimum supported Rust, the FFI's unit tests under Miri, the CMake build
 # with the C and C++ tests (C also under ASan/UBSan), the header and symbol
 # checks, an install to a scratch prefix, and against that install the
-# consumer CMake project, pkg-config builds and the Go tests.
+# consumer CMake project, pkg-config builds and the Go tests; then the
+# Python package installed into a scratch venv and its pytest suite.
 # Usage: scripts/test-all.sh
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -108,6 +109,45 @@ step "Go binding against the install: go vet, go test -race"
   if out=$(CGO_ENABLED=0 go build ./... 2>&1); then echo "built without cgo"; exit 1; fi
   echo "$out" | grep -q CGO_ENABLED_1 || { echo "no-cgo error does not name CGO_ENABLED=1: $out"; exit 1; }
 )
+
+step "Python package: pip install ./bindings/python into a scratch venv, pytest (every Python 3.9-3.13 found)"
+# The package builds libvx with cargo; CARGO_TARGET_DIR points it at the
+# CMake build's release libvx, so nothing is compiled twice. The test-hooks
+# build turns on the PANIC and POISONED tests. Besides python3, every other
+# CPython 3.9-3.13 on PATH (or under pyenv) installs the same wheel and runs
+# the same tests.
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  echo "skipped: Python tests (no python3 with venv: apt-get install python3-venv)"
+else
+  pyroot=$(mktemp -d)
+  cleanup+=("rm -rf '$pyroot'")
+  export CARGO_TARGET_DIR="$build/cargo" VX_TEST_HOOKS_LIB="$build/cargo-hooks/release/libvx.so"
+  python_tests() {  # venv: runs the suite with that venv's python
+    (cd bindings/python && "$1/bin/python" -m pytest -q -rs -p no:cacheprovider tests)
+  }
+  python3 -m venv "$pyroot/venv"
+  "$pyroot/venv/bin/pip" install -q --upgrade pip
+  "$pyroot/venv/bin/pip" install -q "./bindings/python[test]"
+  echo "python3 ($("$pyroot/venv/bin/python" -V)): pip install ./bindings/python"
+  python_tests "$pyroot/venv"
+  "$pyroot/venv/bin/pip" wheel -q --no-deps -w "$pyroot/wheel" ./bindings/python
+  wheel=$(ls "$pyroot"/wheel/vx-*-py3-none-*.whl)
+  main_version=$("$pyroot/venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  pyenv_root=$(pyenv root 2>/dev/null || true)
+  for minor in 9 10 11 12 13; do
+    [ "3.$minor" = "$main_version" ] && continue
+    interp=""
+    for cand in "python3.$minor" ${pyenv_root:+"$pyenv_root"/versions/3.$minor.*/bin/python3.$minor}; do
+      if "$cand" -c 'import ensurepip, venv' >/dev/null 2>&1; then interp=$cand; break; fi
+    done
+    if [ -z "$interp" ]; then echo "skipped: Python 3.$minor (not installed)"; continue; fi
+    "$interp" -m venv "$pyroot/venv3.$minor"
+    "$pyroot/venv3.$minor/bin/pip" install -q "$wheel[test]"
+    echo "Python 3.$minor ($interp): the same wheel"
+    python_tests "$pyroot/venv3.$minor"
+  done
+  unset CARGO_TARGET_DIR VX_TEST_HOOKS_LIB
+fi
 
 echo
 echo "all tests passed"
