@@ -226,7 +226,8 @@ fn small_writes_into_a_trained_index_repack_without_losing_anything() {
         .unwrap();
 
     // The live state the index must hold: id -> (vector, metadata, contents).
-    type Live = std::collections::BTreeMap<String, (Vec<f32>, Option<String>, Option<Vec<u8>>)>;
+    type Held = (Vec<f32>, Option<String>, Option<Vec<u8>>);
+    type Live = std::collections::BTreeMap<String, Held>;
     let mut live: Live = names
         .iter()
         .enumerate()
@@ -240,22 +241,20 @@ fn small_writes_into_a_trained_index_repack_without_losing_anything() {
     };
     for w in 0..400 {
         let batch = 1 + next() % 5;
-        let mut writes: Vec<(String, Vec<f32>, Option<String>, Option<Vec<u8>>)> = Vec::new();
+        let mut writes: Vec<(String, Held)> = Vec::new();
         for b in 0..batch {
             let id = if next() % 4 == 0 { names[next() % n].clone() } else { format!("new{w}-{b}") };
             let row = next() % 2000;
             let meta = (next() % 2 == 0).then(|| format!(r#"{{"w": {w}}}"#));
             let contents = (next() % 2 == 0).then(|| format!("contents of {id} at {w}").into_bytes());
-            writes.push((id, extra[row * dim..(row + 1) * dim].to_vec(), meta, contents));
+            writes.push((id, (extra[row * dim..(row + 1) * dim].to_vec(), meta, contents)));
         }
         let refs: Vec<ItemRef> = writes
             .iter()
-            .map(|(id, v, m, c)| ItemRef { id, vector: v, metadata: m.as_deref(), contents: c.as_deref() })
+            .map(|(id, (v, m, c))| ItemRef { id, vector: v, metadata: m.as_deref(), contents: c.as_deref() })
             .collect();
         index.upsert(&refs, Access::default()).unwrap();
-        for (id, v, m, c) in writes {
-            live.insert(id, (v, m, c));
-        }
+        live.extend(writes);
         if w % 10 == 0 {
             let doomed = live.keys().nth(next() % live.len()).unwrap().clone();
             assert_eq!(index.delete(&[&doomed], Access::default()).unwrap(), 1);

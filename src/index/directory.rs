@@ -47,6 +47,11 @@ const FOLD_MIN: u64 = 4096;
 /// Encoded bytes per run stripe, at most (about; a power of two of stripes).
 const STRIPE_BYTES: usize = 60 << 10;
 
+/// A token [`Index::lookup_all`] still looks for, with its place in the answer.
+type Sought = (Token, usize);
+/// An entry [`Index::lookup_all`] found, with its place in the answer.
+type Found = (usize, Entry);
+
 impl Index {
     /// The entry of `token` in the directory `m` names (`None`: no such id).
     pub(super) fn lookup(&self, m: &Manifest, token: &Token) -> Result<Option<Entry>> {
@@ -69,18 +74,18 @@ impl Index {
     /// a write's time before); then the buckets, one read per bucket.
     pub(super) fn lookup_all(&self, m: &Manifest, tokens: &[&Token]) -> Result<Vec<Option<Entry>>> {
         let mut found: Vec<Option<Entry>> = vec![None; tokens.len()];
-        let mut pending: Vec<(Token, usize)> = tokens.iter().enumerate().map(|(i, t)| (**t, i)).collect();
+        let mut pending: Vec<Sought> = tokens.iter().enumerate().map(|(i, t)| (**t, i)).collect();
         for run in m.runs.iter().rev() {
             if pending.is_empty() {
                 break;
             }
             pending.sort_unstable();
             let n = run.stripes.len();
-            let mut by_stripe: Vec<Vec<(Token, usize)>> = vec![Vec::new(); n];
+            let mut by_stripe: Vec<Vec<Sought>> = vec![Vec::new(); n];
             for p in pending.drain(..) {
                 by_stripe[stripe_of(&p.0, n)].push(p);
             }
-            let matched: Vec<(Vec<(usize, Entry)>, Vec<(Token, usize)>)> = self.env.pool.install(|| {
+            let matched: Vec<(Vec<Found>, Vec<Sought>)> = self.env.pool.install(|| {
                 by_stripe
                     .into_par_iter()
                     .enumerate()
@@ -108,11 +113,11 @@ impl Index {
                 pending.extend(misses);
             }
         }
-        let mut by_bucket: HashMap<usize, Vec<(Token, usize)>> = HashMap::new();
+        let mut by_bucket: HashMap<usize, Vec<Sought>> = HashMap::new();
         for (token, i) in pending {
             by_bucket.entry(m.bucket_of(&token)).or_default().push((token, i));
         }
-        let matched: Vec<Vec<(usize, Entry)>> = self.env.pool.install(|| {
+        let matched: Vec<Vec<Found>> = self.env.pool.install(|| {
             by_bucket
                 .into_par_iter()
                 .map(|(b, group)| {

@@ -1,6 +1,8 @@
 //! Writes: upsert and delete. Each builds a plan (see `commit.rs`) from
-//! the newest snapshot: the directory buckets it touches, every chunk that
-//! loses or gains rows rebuilt and sealed, contents sealed, and commits it.
+//! the newest snapshot: the ids' current entries looked up, new items
+//! packed into new chunks (with the rows of small chunks due for repacking),
+//! every chunk that loses rows rebuilt, contents sealed, the write's
+//! directory entries recorded (`directory.rs`), and commits it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
