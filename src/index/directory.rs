@@ -37,7 +37,7 @@ use crate::error::Result;
 /// A bucket is rewritten only when runs are folded into it, ~N/8 entries
 /// at a time, so a bucket's size trades a cold lookup's decryption (one
 /// bucket, ~5-15 KiB) against the number of objects a fold rewrites.
-pub(super) const ENTRIES_PER_BUCKET: u64 = 256;
+const ENTRIES_PER_BUCKET: u64 = 256;
 
 /// The runs are folded into the buckets once they hold more entries than
 /// the index has items / `FOLD_SHARE` (and at least [`FOLD_MIN`]).
