@@ -336,6 +336,11 @@ impl Entry {
     pub fn is_tombstone(&self) -> bool {
         self.chunk == Self::DELETED
     }
+
+    /// Bytes it takes in an encoded bucket or run stripe.
+    pub fn encoded_len(&self) -> usize {
+        TOKEN_LEN + 4 + 1 + if self.contents.is_none() { 0 } else { 8 + crate::crypto::DIGEST_LEN }
+    }
 }
 
 /// One shard of the id directory, or one stripe of a directory run: entries
@@ -351,7 +356,7 @@ impl Bucket {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(4 + self.entries.len() * 29);
+        let mut w = Writer::with_capacity(4 + self.entries.iter().map(Entry::encoded_len).sum::<usize>());
         w.u32(self.entries.len() as u32);
         for e in &self.entries {
             w.raw(&e.token);
@@ -456,7 +461,10 @@ mod tests {
                 Entry { token: [2; 16], chunk: 3, contents: Stamp::default() },
             ],
         };
-        let d = Bucket::decode(&b.encode()).unwrap();
+        let encoded = b.encode();
+        assert_eq!(encoded.len(), 4 + 61 + 21, "Entry::encoded_len is what encode writes");
+        assert_eq!(b.entries.iter().map(Entry::encoded_len).sum::<usize>(), 61 + 21);
+        let d = Bucket::decode(&encoded).unwrap();
         assert_eq!(d.entries, b.entries);
         assert_eq!(d.find(&[2; 16]).unwrap().chunk, 3);
         assert_eq!(d.find(&[1; 16]).unwrap().contents, stamped);

@@ -180,7 +180,7 @@ impl Index {
 
     /// Seals `entries` (sorted) as a new run of `plan`, striped, and stores it.
     fn put_run(&self, plan: &mut Plan<'_>, entries: Vec<Entry>) -> Result<RunMeta> {
-        let bytes: usize = entries.iter().map(|e| if e.contents.is_none() { 21 } else { 61 }).sum();
+        let bytes: usize = entries.iter().map(Entry::encoded_len).sum();
         let n = bytes.div_ceil(STRIPE_BYTES).next_power_of_two();
         let mut stripes = vec![Bucket::default(); n];
         for e in &entries {

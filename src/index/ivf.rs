@@ -4,7 +4,7 @@
 //! loop of queries is in `read.rs`.) The centroids are a sealed object like
 //! any other; the store sees neither them nor which list a chunk is in.
 
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -589,9 +589,8 @@ impl Index {
         //    The runs are folded in on the way (and removed at the commit).
         let n_buckets = old.n_buckets as usize;
         let runs = group_by_bucket(&self.run_entries_merged(old)?, n_buckets);
-        let touched: BTreeSet<usize> =
+        let touched: Vec<usize> =
             (0..n_buckets).filter(|&b| !old.bucket(b).is_none() || runs.contains_key(&b)).collect();
-        let touched: Vec<usize> = touched.into_iter().collect();
         for step in touched.chunks(4096) {
             let sealed: Vec<SealedBucket> = self.env.pool.install(|| {
                 step.par_iter()

@@ -6,9 +6,10 @@
 //! * The **manifest root** (sealed, signed by the writer key, the target of
 //!   every write's compare-and-set): configuration, counts, key-version
 //!   bookkeeping, the key-record generation it was committed under, the
-//!   [`Stamp`] of the centroids, and the stamp of every **page** of the two
-//!   tables that name the rest: chunk metadata by chunk number and directory
-//!   bucket stamps by bucket number. A page is a sealed object like any
+//!   [`Stamp`] of the centroids, the stamp of every stripe of the
+//!   directory's runs (`directory.rs`), and the stamp of every **page** of
+//!   the two tables that name the rest: chunk metadata by chunk number and
+//!   directory bucket stamps by bucket number. A page is a sealed object like any
 //!   other, so a write re-seals only the pages it touches plus the root: the
 //!   root is ~40 bytes per 512 chunks and 1024 buckets, not a list of
 //!   everything (see docs/SCALING.md).
@@ -728,6 +729,11 @@ mod tests {
             m.set_chunk(ChunkMeta { no, list: 0, count: 10, bytes: 100, stamp: Stamp::of(7, b"sealed") });
         }
         m.set_bucket(5, Stamp::of(7, b"bucket"));
+        m.next_run = 9;
+        m.runs = vec![
+            RunMeta { no: 2, entries: 40, stripes: vec![Stamp::of(5, b"s0"), Stamp::default()] },
+            RunMeta { no: 8, entries: 1, stripes: vec![Stamp::of(7, b"s")] },
+        ];
         let writer = Signer::from_seed(&SecretKey::from_bytes(&[9; 32]));
         let stored = commit(&mut m, &store, &keys, &tokens, &writer);
         let open = |stored: &[u8], name| Manifest::open(&at(name), 0, stored, &writer.public(), None);
@@ -736,6 +742,15 @@ mod tests {
         assert_eq!(back.list(0), &[3, 1500]);
         assert_eq!(back.bucket(5), m.bucket(5));
         assert!(back.bucket(6).is_none());
+        assert_eq!((back.next_run, &back.runs), (9, &m.runs));
+        // Runs out of order, or numbered at or past `next_run`, are refused.
+        for (next_run, nos) in [(9, [8, 2]), (8, [2, 8])] {
+            let mut bad = m.clone();
+            bad.next_run = next_run;
+            bad.runs.iter_mut().zip(nos).for_each(|(run, no)| run.no = no);
+            let sealed = bad.seal(&keys.sealer(0), &writer, &[2; 16]).unwrap();
+            assert!(matches!(open(&sealed, "idx"), Err(Error::Integrity(_))), "runs {nos:?} below {next_run}");
+        }
         assert_eq!(back.key_generation, 4);
         assert_eq!(back.version, 7);
         assert!(matches!(open(&stored, "other"), Err(Error::Integrity(_))));
