@@ -255,16 +255,32 @@ pub fn scan(
         })?
     };
     let ScanState { heaps, held, .. } = state;
+    let place = |c: &Candidate| (&held[&((c.at >> 32) as u32)], (c.at & 0xffff_ffff) as usize);
     Ok(heaps
         .into_iter()
-        .map(|h| {
-            let mut c = h.heap.into_vec();
-            c.sort_unstable();
-            c.into_iter()
-                .map(|c| Hit {
-                    distance: q.metric.finish(c.score),
-                    chunk: held[&((c.at >> 32) as u32)].clone(),
-                    slot: (c.at & 0xffff_ffff) as usize,
+        .enumerate()
+        .map(|(qi, h)| {
+            // The batched form (|q|^2 + |x|^2 - 2 q.x through SGEMM) chose
+            // the top k; their distances are computed directly, so a stored
+            // vector is at distance 0 from itself and a query answers the
+            // same batched or alone.
+            let mut top: Vec<Candidate> = h
+                .heap
+                .into_iter()
+                .map(|c| {
+                    let (chunk, slot) = place(&c);
+                    let (qv, inv_q) = (q.row(qi), q.inv_norms[qi]);
+                    Candidate {
+                        score: distance::score(q.metric, qv, chunk.vector(slot), inv_q, chunk.inv_norms[slot]),
+                        at: c.at,
+                    }
+                })
+                .collect();
+            top.sort_unstable();
+            top.iter()
+                .map(|c| {
+                    let (chunk, slot) = place(c);
+                    Hit { distance: q.metric.finish(c.score), chunk: chunk.clone(), slot }
                 })
                 .collect()
         })
