@@ -28,33 +28,7 @@ from ._client import Client
 from ._common import EPOCH_LEN, KEY_LEN, USER_ID_LEN, fill_random
 from ._index import Index
 from ._native import ffi, lib, library_path
-from .errors import (
-    AlreadyExistsError,
-    BufferTooSmallError,
-    CancelledError,
-    ClosedError,
-    DimensionMismatchError,
-    Error,
-    IntegrityError,
-    InternalError,
-    InvalidArgumentError,
-    InvalidFilterError,
-    InvalidJSONError,
-    InvalidUTF8Error,
-    IoError,
-    MemoryLimitError,
-    NotEnoughVectorsError,
-    NotFoundError,
-    NullArgumentError,
-    OutOfMemoryError,
-    PanicError,
-    PermissionDeniedError,
-    PoisonedError,
-    RNGFailedError,
-    StorageError,
-    WrongKeyError,
-    status_str,
-)
+from .errors import *  # noqa: F401,F403  (every exception class, status_str, error_class)
 
 __all__ = [
     "Client",
@@ -64,36 +38,13 @@ __all__ = [
     "wipe",
     "library_version",
     "library_path",
-    "status_str",
     "KEY_LEN",
     "USER_ID_LEN",
     "EPOCH_LEN",
     "errors",
-    "Error",
-    "NullArgumentError",
-    "InvalidArgumentError",
-    "DimensionMismatchError",
-    "InvalidUTF8Error",
-    "InvalidJSONError",
-    "InvalidFilterError",
-    "BufferTooSmallError",
-    "NotFoundError",
-    "AlreadyExistsError",
-    "NotEnoughVectorsError",
-    "PoisonedError",
-    "CancelledError",
-    "WrongKeyError",
-    "PermissionDeniedError",
-    "IntegrityError",
-    "RNGFailedError",
-    "MemoryLimitError",
-    "OutOfMemoryError",
-    "IoError",
-    "StorageError",
-    "InternalError",
-    "PanicError",
-    "ClosedError",
 ]
+# The exception classes (one per status code), status_str and error_class.
+__all__ += errors.__all__
 
 __version__: str = ffi.string(lib.vx_version_string()).decode()
 """The version of the bundled libvx (the package's version is the same)."""
