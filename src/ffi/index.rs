@@ -190,6 +190,7 @@ pub unsafe extern "C" fn vx_index_create(
             metric: Metric::from_u32(c.metric)?,
             index_type: IndexType::from_u32(c.index_type)?,
             precision: Precision::from_u32(c.storage_precision)?,
+            quantizer_bits: 0, // FFI field in progress
         };
         let inner = client.inner.create_index(name, &key, config)?;
         *out = into_c(vx_index { name: CText::new(name), inner });

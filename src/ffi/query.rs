@@ -112,6 +112,7 @@ pub unsafe extern "C" fn vx_index_query(
             filter: opt_c_str(p.filter_json, "filter_json")?,
             include: p.include,
             greedy: p.greedy,
+            rerank_mult: 0, // FFI field in progress
         };
         let hits = ix.inner.query(queries, nq, dim, &params, Creds::read(key, user_id).access())?;
         *out = vx_results::boxed(hits);

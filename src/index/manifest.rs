@@ -32,8 +32,10 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 
 const MANIFEST_TOKEN: Token = [0u8; 16];
-/// Layout version of the root's plaintext (5: 0.5, with the directory's runs).
-const MANIFEST_FORMAT: u8 = 5;
+/// Layout version of the root's plaintext (6: 0.6, with the quantizer).
+const MANIFEST_FORMAT: u8 = 6;
+/// 0.5's root: format 6 less the quantizer fields (read, never written).
+const MANIFEST_FORMAT_0_5: u8 = 5;
 /// Most stripes one run may have (a sanity bound on a decrypted root).
 const MAX_RUN_STRIPES: usize = 1 << 20;
 
@@ -302,6 +304,9 @@ pub struct Manifest {
     /// The probe count calibrated at training (0 = untrained).
     pub auto_n_probes: u32,
     pub centroids: Stamp,
+    /// IVF_RABITQ: the seed of the codes' random rotation, drawn at each
+    /// training (0 = untrained).
+    pub quantizer_seed: u64,
     /// The key record's generation when this state was committed: a key
     /// record older than that (restored from a backup) is refused.
     pub key_generation: u32,
@@ -343,6 +348,7 @@ impl Manifest {
             training: TrainingState::Untrained,
             n_lists: 0,
             auto_n_probes: 0,
+            quantizer_seed: 0,
             centroids: Stamp::default(),
             key_generation: 0,
             n_buckets: INITIAL_BUCKETS,
@@ -434,6 +440,8 @@ impl Manifest {
         w.u8(self.config.metric as u8);
         w.u8(self.config.index_type as u8);
         w.u8(self.config.precision as u8);
+        w.u8(self.config.quantizer_bits as u8);
+        w.u64(self.quantizer_seed);
         w.u64(self.num_vectors);
         w.u32(self.next_chunk);
         w.u32(self.key_version);
@@ -456,7 +464,8 @@ impl Manifest {
     fn decode_root(version: u64, bytes: &[u8]) -> Result<Manifest> {
         let mut r = Reader::new(bytes, "manifest");
         let bad = |what: &str| Error::integrity(format!("manifest has an invalid {what}"));
-        if r.u8()? != MANIFEST_FORMAT {
+        let format = r.u8()?;
+        if format != MANIFEST_FORMAT && format != MANIFEST_FORMAT_0_5 {
             return Err(bad("format (written by another version of vx)"));
         }
         let name = r.string()?;
@@ -464,6 +473,14 @@ impl Manifest {
         let metric = Metric::from_u32(r.u8()? as u32).map_err(|_| bad("metric"))?;
         let index_type = IndexType::from_u32(r.u8()? as u32).map_err(|_| bad("index type"))?;
         let precision = Precision::from_u32(r.u8()? as u32).map_err(|_| bad("precision"))?;
+        let (quantizer_bits, quantizer_seed) = match format {
+            MANIFEST_FORMAT_0_5 => (0, 0),
+            _ => (r.u8()? as u32, r.u64()?),
+        };
+        let config = IndexConfig { dimension, metric, index_type, precision, quantizer_bits };
+        if config.resolved().ok() != Some(config) {
+            return Err(bad("quantizer"));
+        }
         let num_vectors = r.u64()?;
         let next_chunk = r.u32()?;
         let key_version = r.u32()?;
@@ -502,7 +519,8 @@ impl Manifest {
         Ok(Manifest {
             version,
             name,
-            config: IndexConfig { dimension, metric, index_type, precision },
+            config,
+            quantizer_seed,
             num_vectors,
             next_chunk,
             key_version,

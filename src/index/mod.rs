@@ -109,7 +109,7 @@ impl Index {
         claimed_id: Option<[u8; 16]>,
     ) -> Result<Index> {
         validate_name(name)?;
-        types::validate_dimension(config.dimension as usize)?;
+        let config = config.resolved()?;
         let record_key = key_record_key(name);
         if env.store.get(&record_key)?.is_some() {
             return Err(Error::AlreadyExists(format!("index '{name}' already exists")));

@@ -40,18 +40,32 @@ impl Precision {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum IndexType {
+    /// Full vectors in the lists.
     IvfFlat = 0,
+    /// RaBitQ codes in the lists, scanned first, then an exact rerank
+    /// against the full vectors (see `rabitq_layout.rs`).
+    IvfRabitq = 2,
 }
 
 impl IndexType {
     pub fn from_u32(v: u32) -> Result<IndexType> {
         match v {
             0 => Ok(IndexType::IvfFlat),
-            1 => Err(Error::invalid("index type IVF_PQ is not supported yet (use IVF_FLAT)")),
-            _ => Err(Error::invalid(format!("unknown index type {v} (expected 0 = IVF_FLAT)"))),
+            1 => Err(Error::invalid("index type IVF_PQ is not supported yet (use IVF_FLAT or IVF_RABITQ)")),
+            2 => Ok(IndexType::IvfRabitq),
+            _ => Err(Error::invalid(format!("unknown index type {v} (expected 0 = IVF_FLAT or 2 = IVF_RABITQ)"))),
         }
     }
 }
+
+/// Bits per dimension of an IVF_RABITQ code: 1 (the sign) up to 8 (the
+/// sign and 7 extended bits).
+pub const MAX_QUANTIZER_BITS: u32 = 8;
+/// What `quantizer_bits = 0` means for IVF_RABITQ (see docs/BENCHMARKS.md,
+/// "Compressed index"; chosen by measurement).
+pub const DEFAULT_QUANTIZER_BITS: u32 = 2;
+/// Most candidates per result row a query may ask to rerank.
+pub const MAX_RERANK_MULT: u32 = 1 << 12;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[repr(u8)]
@@ -70,6 +84,9 @@ pub struct IndexConfig {
     pub metric: Metric,
     pub index_type: IndexType,
     pub precision: Precision,
+    /// IVF_RABITQ only: bits per dimension of the codes, 1 to
+    /// [`MAX_QUANTIZER_BITS`]; 0 = [`DEFAULT_QUANTIZER_BITS`].
+    pub quantizer_bits: u32,
 }
 
 impl Default for IndexConfig {
@@ -79,7 +96,34 @@ impl Default for IndexConfig {
             metric: Metric::Euclidean,
             index_type: IndexType::IvfFlat,
             precision: Precision::F32,
+            quantizer_bits: 0,
         }
+    }
+}
+
+impl IndexConfig {
+    /// Checks a caller's configuration and fills in what 0 means.
+    pub(crate) fn resolved(mut self) -> Result<IndexConfig> {
+        validate_dimension(self.dimension as usize)?;
+        match self.index_type {
+            IndexType::IvfFlat if self.quantizer_bits != 0 => {
+                return Err(Error::invalid(format!(
+                    "quantizer_bits is {} but applies to IVF_RABITQ only (use 0 with IVF_FLAT)",
+                    self.quantizer_bits
+                )))
+            }
+            IndexType::IvfFlat => {}
+            IndexType::IvfRabitq => match self.quantizer_bits {
+                0 => self.quantizer_bits = DEFAULT_QUANTIZER_BITS,
+                1..=MAX_QUANTIZER_BITS => {}
+                b => {
+                    return Err(Error::invalid(format!(
+                        "quantizer_bits must be 1 to {MAX_QUANTIZER_BITS} (0 = default), got {b}"
+                    )))
+                }
+            },
+        }
+        Ok(self)
     }
 }
 
@@ -136,11 +180,14 @@ pub struct QueryParams<'a> {
     pub filter: Option<&'a str>,
     pub include: u32,
     pub greedy: bool,
+    /// IVF_RABITQ: candidates reranked exactly = rerank_mult × top_k;
+    /// 0 = as many as the codes' error bounds leave in doubt.
+    pub rerank_mult: u32,
 }
 
 impl Default for QueryParams<'_> {
     fn default() -> Self {
-        QueryParams { top_k: 100, n_probes: 0, filter: None, include: include::DISTANCE, greedy: false }
+        QueryParams { top_k: 100, n_probes: 0, filter: None, include: include::DISTANCE, greedy: false, rerank_mult: 0 }
     }
 }
 
@@ -221,6 +268,12 @@ pub(crate) fn validate_query(queries: &[f32], nq: usize, dim: usize, params: &Qu
     check_include(params.include)?;
     if params.top_k == 0 || params.top_k > MAX_TOP_K {
         return Err(Error::invalid(format!("top_k must be 1 to {MAX_TOP_K}, got {}", params.top_k)));
+    }
+    if params.rerank_mult > MAX_RERANK_MULT {
+        return Err(Error::invalid(format!(
+            "rerank_mult must be 0 (automatic) to {MAX_RERANK_MULT}, got {}",
+            params.rerank_mult
+        )));
     }
     let expected = nq.checked_mul(dim).ok_or_else(|| Error::invalid("nq * dim overflows"))?;
     if queries.len() != expected {
