@@ -27,6 +27,7 @@ pub mod ffi;
 mod filter;
 mod index;
 mod kmeans;
+mod rabitq;
 mod store;
 
 pub use client::{Client, ClientOptions, DEFAULT_CACHE_BYTES};
@@ -35,7 +36,8 @@ pub use distance::Metric;
 pub use error::{Error, Result, Status};
 pub use index::{
     include, Access, Epoch, Hit, Index, IndexConfig, IndexType, Item, ItemRef, Precision, QueryParams, TrainParams,
-    TrainReport, TrainingState, UserEntry, EPOCH_LEN, MAX_CONTENTS_BYTES, MAX_ID_BYTES, MAX_METADATA_BYTES,
+    TrainReport, TrainingState, UserEntry, DEFAULT_QUANTIZER_BITS, EPOCH_LEN, MAX_CONTENTS_BYTES, MAX_ID_BYTES,
+    MAX_METADATA_BYTES, MAX_QUANTIZER_BITS, MAX_RERANK_MULT,
     PERMISSION_READ, PERMISSION_WRITE,
 };
 #[cfg(feature = "test-hooks")]

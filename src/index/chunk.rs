@@ -38,6 +38,11 @@ pub fn item_encoded_len(dim: usize, precision: Precision, id_len: usize, metadat
     dim * precision.bytes_per_value() + 4 + id_len + 1 + metadata_len.map_or(0, |m| 4 + m)
 }
 
+/// Each row's metadata parsed (for filters; checked as JSON when written).
+pub fn parse_metadata(metadata: &[Option<String>]) -> Vec<Option<Value>> {
+    metadata.iter().map(|m| m.as_deref().and_then(|t| serde_json::from_str(t).ok())).collect()
+}
+
 /// Floats wiped (at memset speed) when dropped.
 pub struct WipedFloats(pub Vec<f32>);
 
@@ -109,12 +114,7 @@ impl Chunk {
 
     /// Parsed metadata, parsed once per cached chunk (filters read it).
     pub fn parsed_metadata(&self, slot: usize) -> Option<&Value> {
-        self.parsed
-            .get_or_init(|| {
-                self.metadata.iter().map(|m| m.as_deref().and_then(|t| serde_json::from_str(t).ok())).collect()
-            })
-            .get(slot)?
-            .as_ref()
+        self.parsed.get_or_init(|| parse_metadata(&self.metadata)).get(slot)?.as_ref()
     }
 
     pub fn encoded_len(&self, precision: Precision) -> usize {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::access::Signing;
 use super::chunk::{Bucket, Chunk};
+use super::codes::{unit_obj, units_of, Coder};
 use super::ivf::Centroids;
 use super::keyring::KeyRecord;
 use super::manifest::{ChunkMeta, Manifest, Stamp};
@@ -35,6 +36,12 @@ pub(super) struct Plan<'a> {
     batch: WriteBatch,
     cache_put: Vec<(CacheKey, Cached)>,
     cache_drop: Vec<CacheKey>,
+    /// How the chunks this plan seals are coded: `Some` when the state it
+    /// commits is a trained IVF_RABITQ one (`codes.rs`).
+    pub coder: Option<Arc<Coder>>,
+    /// Whether the chunks of the state it replaces were stored coded (so
+    /// removing one removes its units).
+    replaces_coded: bool,
 }
 
 /// A directory bucket sealed for a plan (`None`: it is now empty).
@@ -47,8 +54,10 @@ pub(super) struct SealedBucket {
 /// [`Plan::put_chunk`]).
 pub(super) struct SealedChunk {
     meta: ChunkMeta,
-    chunk: Arc<Chunk>,
+    cached: Cached,
     sealed: Vec<u8>,
+    /// A coded chunk's units, in order.
+    units: Vec<Vec<u8>>,
 }
 
 impl<'a> Plan<'a> {
@@ -90,35 +99,77 @@ impl<'a> Plan<'a> {
         self.cache_drop.push(self.index.cache_key(obj, stamp));
     }
 
-    /// Removes chunk `no` from the store and the manifest.
+    /// Removes chunk `meta` (and a coded one's units) from the store and
+    /// the manifest.
     pub fn remove_chunk(&mut self, meta: &ChunkMeta) {
         self.remove(Obj::Chunk(meta.no), &meta.stamp);
+        if self.replaces_coded {
+            let (dim, precision) = (self.manifest.config.dimension as usize, self.manifest.config.precision);
+            for (u, _) in units_of(meta.count as usize, dim, precision) {
+                let (obj, stamp) = unit_obj(meta, u);
+                self.batch.delete(self.index.store_key(obj, &stamp));
+                self.cache_drop.push(self.index.cache_key(obj, &stamp));
+            }
+        }
         self.manifest.remove_chunk(meta.no);
     }
 
-    /// Encodes and seals chunk `no` of `list`; callable from many threads.
+    /// Encodes and seals chunk `no` of `list` (coded if the plan has a
+    /// coder); callable from many threads.
     pub fn seal_chunk(&self, no: u32, list: u32, chunk: Chunk, precision: Precision) -> Result<SealedChunk> {
-        let plain = chunk.encode(precision);
+        // Sized by its rows' whole bytes either way, so a coded index packs
+        // its chunks, and so its units, as IVF_FLAT does.
+        let bytes = chunk.encoded_len(precision) as u32;
+        let count = chunk.len() as u32;
+        let Some(coder) = &self.coder else {
+            let sealed = self.seal(Obj::Chunk(no), &chunk.encode(precision))?;
+            let meta = ChunkMeta { no, list, count, bytes, stamp: Stamp::of(self.version(), &sealed) };
+            return Ok(SealedChunk { meta, cached: Cached::Chunk(Arc::new(chunk)), sealed, units: Vec::new() });
+        };
+        let (head, plain, units) = coder.encode(list, &chunk, precision);
         let sealed = self.seal(Obj::Chunk(no), &plain)?;
-        let stamp = Stamp::of(self.version(), &sealed);
-        let meta = ChunkMeta { no, list, count: chunk.len() as u32, bytes: plain.len() as u32, stamp };
-        Ok(SealedChunk { meta, chunk: Arc::new(chunk), sealed })
+        let meta = ChunkMeta { no, list, count, bytes, stamp: Stamp::of(self.version(), &sealed) };
+        let units = units
+            .iter()
+            .enumerate()
+            .map(|(u, plain)| self.seal(unit_obj(&meta, u as u32).0, plain))
+            .collect::<Result<_>>()?;
+        Ok(SealedChunk { meta, cached: Cached::Codes(head), sealed, units })
     }
 
     /// Stores a sealed chunk and names it in the manifest, in place of the
     /// chunk of that number it replaces, if any.
     pub fn put_chunk(&mut self, s: SealedChunk) {
-        let old = self.manifest.chunk(s.meta.no).map(|c| c.stamp);
-        self.manifest.set_chunk(s.meta);
-        self.store(Obj::Chunk(s.meta.no), &s.meta.stamp, s.sealed, Some(Cached::Chunk(s.chunk)), old);
+        if let Some(old) = self.manifest.chunk(s.meta.no).copied() {
+            self.remove_chunk(&old);
+        }
+        for (obj, stamp, unit) in self.name_chunk(s.meta, s.units) {
+            self.batch.put(self.index.store_key(obj, &stamp), unit);
+        }
+        self.store(Obj::Chunk(s.meta.no), &s.meta.stamp, s.sealed, Some(s.cached), None);
     }
 
     /// Names a sealed chunk (a new number) in the manifest without storing
-    /// it: returns what the caller writes ahead of the commit.
-    pub fn put_chunk_ahead(&mut self, s: SealedChunk) -> (Obj, Stamp, Vec<u8>) {
+    /// it: returns what the caller writes ahead of the commit (the chunk,
+    /// then its units).
+    pub fn put_chunk_ahead(&mut self, s: SealedChunk) -> Vec<(Obj, Stamp, Vec<u8>)> {
         debug_assert!(self.manifest.chunk(s.meta.no).is_none(), "written ahead under a new number");
-        self.manifest.set_chunk(s.meta);
-        (Obj::Chunk(s.meta.no), s.meta.stamp, s.sealed)
+        let mut out = vec![(Obj::Chunk(s.meta.no), s.meta.stamp, s.sealed)];
+        out.extend(self.name_chunk(s.meta, s.units));
+        out
+    }
+
+    /// Names chunk `meta` in the manifest; returns its units as stored.
+    fn name_chunk(&mut self, meta: ChunkMeta, units: Vec<Vec<u8>>) -> Vec<(Obj, Stamp, Vec<u8>)> {
+        self.manifest.set_chunk(meta);
+        units
+            .into_iter()
+            .enumerate()
+            .map(|(u, unit)| {
+                let (obj, stamp) = unit_obj(&meta, u as u32);
+                (obj, stamp, unit)
+            })
+            .collect()
     }
 
     /// Names a sealed directory bucket in the manifest in place of the one
@@ -265,6 +316,8 @@ impl Index {
             batch: WriteBatch::default(),
             cache_put: Vec::new(),
             cache_drop: Vec::new(),
+            coder: None,
+            replaces_coded: base.coded(),
         }
     }
 

@@ -6,19 +6,20 @@
 
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use rayon::prelude::*;
 
 use super::access::Need;
 use zeroize::Zeroizing;
 
+use super::codes::Coder;
 use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Packer, WipedFloats};
 use super::commit::{Plan, SealedBucket, SealedChunk};
 use super::directory::{applied, group_by_bucket, remove_run};
 use super::manifest::{ChunkMeta, Manifest};
 use super::snapshot::Snapshot;
-use super::{Access, Env, Index, TrainingState};
+use super::{Access, Env, Index, IndexType, TrainingState};
 use crate::codec::{Reader, Writer};
 use crate::crypto::Token;
 use crate::distance::{self, Metric};
@@ -37,6 +38,9 @@ pub struct Centroids {
     pub k: usize,
     pub dim: usize,
     pub data: WipedFloats,
+    /// IVF_RABITQ: the coder of the training that made them (built on
+    /// first use, then kept as long as they are cached).
+    coder: OnceLock<Arc<Coder>>,
 }
 
 impl Centroids {
@@ -59,14 +63,25 @@ impl Centroids {
         let raw = r.raw(k.checked_mul(dim * 4).ok_or_else(|| Error::integrity("centroids overflow"))?)?;
         r.finish()?;
         let data = raw.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect();
-        Ok(Centroids { k, dim, data: WipedFloats(data) })
+        Ok(Centroids::new(k, dim, WipedFloats(data)))
+    }
+
+    pub fn new(k: usize, dim: usize, data: WipedFloats) -> Centroids {
+        Centroids { k, dim, data, coder: OnceLock::new() }
+    }
+
+    /// The coder of a trained IVF_RABITQ index with these centroids: the
+    /// same `bits` and `seed` for a given set of centroids, as both are
+    /// committed with them.
+    pub fn coder(&self, metric: Metric, bits: u32, seed: u64) -> Arc<Coder> {
+        self.coder.get_or_init(|| Arc::new(Coder::new(self, metric, bits, seed))).clone()
     }
 
     pub fn mem_size(&self) -> usize {
         64 + self.data.0.len() * 4
     }
 
-    fn row(&self, c: usize) -> &[f32] {
+    pub fn row(&self, c: usize) -> &[f32] {
         &self.data.0[c * self.dim..(c + 1) * self.dim]
     }
 
@@ -439,10 +454,20 @@ impl Index {
         drop(sample);
         let report =
             TrainReport { n_lists, iterations: result.iterations, objective: result.objective, sample_size: sample_n };
-        let centroids = Arc::new(Centroids { k, dim, data: WipedFloats(result.centroids) });
+        let centroids = Arc::new(Centroids::new(k, dim, WipedFloats(result.centroids)));
+        // IVF_RABITQ: each training draws the rotation of its codes afresh.
+        let quantizer_seed = match m.config.index_type {
+            IndexType::IvfRabitq => {
+                let mut seed = [0u8; 8];
+                crate::crypto::random_bytes(&mut seed)?;
+                u64::from_le_bytes(seed) | 1
+            }
+            IndexType::IvfFlat => 0,
+        };
         self.commit(|snap| {
             let calibration = Calibration::new(m.config.metric, &centroids, WipedFloats(points.0.clone()), ids.clone());
-            Ok((Some(self.plan_layout(snap, &centroids, calibration, steps)?), report))
+            let plan = self.plan_layout(snap, &centroids, quantizer_seed, calibration, steps)?;
+            Ok((Some(plan), report))
         })
     }
 
@@ -527,11 +552,16 @@ impl Index {
         &self,
         snap: &Snapshot,
         centroids: &Arc<Centroids>,
+        quantizer_seed: u64,
         mut calibration: Calibration,
         steps: Steps,
     ) -> Result<Plan<'_>> {
         let old = &snap.manifest;
         let mut plan = self.plan(old);
+        plan.manifest.quantizer_seed = quantizer_seed;
+        if old.config.index_type == IndexType::IvfRabitq {
+            plan.coder = Some(centroids.coder(old.config.metric, old.config.quantizer_bits, quantizer_seed));
+        }
         let (dim, precision, metric) = (old.config.dimension as usize, old.config.precision, old.config.metric);
         let mut ahead = WriteAhead { batch: WriteBatch::default(), bytes: 0, limit: steps.write };
 
@@ -642,8 +672,9 @@ impl Index {
                 .collect::<Result<_>>()
         })?;
         for s in sealed {
-            let (obj, stamp, bytes) = plan.put_chunk_ahead(s);
-            ahead.put(&self.env, self.store_key(obj, &stamp), bytes)?;
+            for (obj, stamp, bytes) in plan.put_chunk_ahead(s) {
+                ahead.put(&self.env, self.store_key(obj, &stamp), bytes)?;
+            }
         }
         Ok(())
     }

@@ -336,6 +336,12 @@ pub struct Opener<'a> {
 }
 
 impl Manifest {
+    /// Whether chunks are stored coded (heads and units, `codes.rs`): a
+    /// trained IVF_RABITQ index. Otherwise whole (IVF_FLAT, or untrained).
+    pub fn coded(&self) -> bool {
+        self.config.index_type == IndexType::IvfRabitq && self.training == TrainingState::Trained
+    }
+
     pub fn new(name: &str, config: IndexConfig) -> Manifest {
         Manifest {
             version: 0,

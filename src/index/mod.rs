@@ -20,6 +20,7 @@
 
 mod access;
 mod chunk;
+mod codes;
 mod commit;
 mod directory;
 #[cfg(all(test, feature = "test-hooks"))]
@@ -55,7 +56,7 @@ pub use snapshot::{Epoch, EPOCH_LEN};
 pub(crate) use types::validate_name;
 pub use types::{
     include, Access, Hit, IndexConfig, IndexType, Item, ItemRef, Precision, QueryParams, TrainingState,
-    MAX_CONTENTS_BYTES, MAX_ID_BYTES, MAX_METADATA_BYTES,
+    DEFAULT_QUANTIZER_BITS, MAX_CONTENTS_BYTES, MAX_ID_BYTES, MAX_METADATA_BYTES, MAX_QUANTIZER_BITS, MAX_RERANK_MULT,
 };
 
 /// Permission bits of user keys (the C ABI's VX_PERMISSION_*).

@@ -31,12 +31,13 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::chunk::{Bucket, Chunk};
+use super::codes::{CodeChunk, CodeShape};
 use super::ivf::Centroids;
 use super::manifest::{ChunkMeta, Manifest, RunMeta, Stamp};
 use super::types::Precision;
 use super::Index;
 use crate::cache::{Cache, Weigh};
-use crate::crypto::{digest, DataKeys, Token, Tokenizer, TOKEN_LEN};
+use crate::crypto::{digest, DataKeys, Digest, Token, Tokenizer, TOKEN_LEN};
 use crate::error::{Error, Result};
 
 /// Kinds of stored objects; part of every object's associated data.
@@ -51,6 +52,7 @@ pub(crate) enum ObjectKind {
     Centroids = b'K',
     ChunkPage = b'P',
     BucketPage = b'Q',
+    ChunkUnit = b'U',
 }
 
 /// One stored object of an index (the manifest aside, which is read before
@@ -67,6 +69,9 @@ pub(crate) enum Obj {
     /// A page of the manifest's chunk table or bucket table.
     ChunkPage(u32),
     BucketPage(u32),
+    /// Unit `.1` of IVF_RABITQ chunk `.0` (its full vectors and ids; see
+    /// `codes.rs`), bound to the digest `.2` of the chunk's sealed head.
+    ChunkUnit(u32, u32, Digest),
 }
 
 const CENTROIDS_TOKEN: Token = *b"vx1 centroids\0\0\0";
@@ -81,6 +86,7 @@ impl Obj {
             Obj::Contents(_) => ObjectKind::Contents,
             Obj::ChunkPage(_) => ObjectKind::ChunkPage,
             Obj::BucketPage(_) => ObjectKind::BucketPage,
+            Obj::ChunkUnit(..) => ObjectKind::ChunkUnit,
         }
     }
 
@@ -93,6 +99,7 @@ impl Obj {
             Obj::Contents(_) => "an item's contents object".into(),
             Obj::ChunkPage(p) => format!("page {p} of the chunk table"),
             Obj::BucketPage(p) => format!("page {p} of the directory"),
+            Obj::ChunkUnit(no, u, _) => format!("unit {u} of chunk {no}"),
         }
     }
 }
@@ -133,6 +140,9 @@ impl Tokens {
             Obj::Contents(t) => t,
             Obj::ChunkPage(p) => self.pages.token(&[b"C", &p.to_le_bytes()]),
             Obj::BucketPage(p) => self.pages.token(&[b"B", &p.to_le_bytes()]),
+            // The head's digest is in the token, so in the unit's associated
+            // data: a unit opens only beside the head it was sealed with.
+            Obj::ChunkUnit(no, u, head) => self.chunks.token(&[&no.to_le_bytes(), &u.to_le_bytes(), &head]),
         }
     }
 }
@@ -220,6 +230,7 @@ pub(crate) struct CacheKey {
 #[derive(Clone)]
 pub(crate) enum Cached {
     Chunk(Arc<Chunk>),
+    Codes(Arc<CodeChunk>),
     Bucket(Arc<Bucket>),
     Centroids(Arc<Centroids>),
 }
@@ -228,6 +239,7 @@ impl Weigh for Cached {
     fn weight(&self) -> usize {
         match self {
             Cached::Chunk(c) => c.mem_size(),
+            Cached::Codes(c) => c.mem_size(),
             Cached::Bucket(b) => b.mem_size(),
             Cached::Centroids(c) => c.mem_size(),
         }
@@ -324,6 +336,14 @@ impl Sealed for Chunk {
     cached_as!(Chunk);
 }
 
+impl Sealed for CodeChunk {
+    type Shape = CodeShape;
+    fn open(sealed: &SealedObject<'_>, shape: &CodeShape) -> Result<Self> {
+        CodeChunk::decode(&sealed.open()?, shape)
+    }
+    cached_as!(Codes);
+}
+
 impl Sealed for Bucket {
     type Shape = ();
     fn open(sealed: &SealedObject<'_>, _: &()) -> Result<Self> {
@@ -391,7 +411,7 @@ impl Index {
 
     /// As [`Index::load_object`]; `keep = false` does not add it to the
     /// cache (a pass over the whole index would only evict the working set).
-    fn load_object_with<T: Sealed>(
+    pub(super) fn load_object_with<T: Sealed>(
         &self,
         m: &Manifest,
         obj: Obj,
@@ -416,7 +436,9 @@ impl Index {
                 &fetched
             }
         };
-        if digest(sealed) != stamp.digest {
+        // A unit has no digest of its own: its stamp carries its head's,
+        // and its token binds it to that head (see `Tokens::of`).
+        if !matches!(obj, Obj::ChunkUnit(..)) && digest(sealed) != stamp.digest {
             return Err(Error::integrity(format!(
                 "{} of index '{}' is not the one the manifest names (replaced or from another history)",
                 obj.describe(),
@@ -462,6 +484,9 @@ impl Index {
     }
 
     fn chunk_with(&self, m: &Manifest, meta: &ChunkMeta, pre: Option<&Prefetched>, keep: bool) -> Result<Arc<Chunk>> {
+        if let Some((_, coder)) = self.coder(m)? {
+            return Ok(Arc::new(self.assembled_chunk(m, &coder, meta, keep)?));
+        }
         let shape =
             ChunkShape { dim: m.config.dimension as usize, precision: m.config.precision, count: meta.count as usize };
         self.load_object_with(m, Obj::Chunk(meta.no), &meta.stamp, &shape, pre, keep)

@@ -163,6 +163,7 @@ impl Index {
     ) -> Result<Vec<Vec<search::Hit>>> {
         let m = &snap.manifest;
         let centroids = self.centroids(m)?;
+        let coder = self.coder(m)?;
         let n_lists = m.n_lists;
         let n_probes = match params.n_probes {
             0 => m.auto_n_probes,
@@ -198,7 +199,10 @@ impl Index {
                     search::Work { chunks, queries: Some(qs) }
                 })
                 .collect();
-            let round = self.scan(m, &work, q)?;
+            let round = match &coder {
+                Some((centroids, coder)) => self.search_codes(m, (centroids, coder), &work, q, params.rerank_mult)?,
+                None => self.scan(m, &work, q)?,
+            };
             for &qi in &pending {
                 let mine = &mut hits[qi as usize];
                 mine.extend(round[qi as usize].iter().map(|h| search::Hit {

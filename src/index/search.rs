@@ -21,10 +21,10 @@ const GEMM_MIN_QUERIES: usize = 8;
 const INLINE_SCAN_CELLS: usize = 32;
 
 #[derive(Clone, Copy)]
-struct Candidate {
-    score: f32,
+pub(super) struct Candidate {
+    pub score: f32,
     /// chunk number << 32 | slot
-    at: u64,
+    pub at: u64,
 }
 
 impl PartialEq for Candidate {
@@ -45,18 +45,22 @@ impl Ord for Candidate {
 }
 
 /// The k best (smallest) scores seen, as a max-heap.
-struct TopK {
+pub(super) struct TopK {
     k: usize,
     heap: BinaryHeap<Candidate>,
 }
 
 impl TopK {
-    fn new(k: usize) -> TopK {
+    pub fn new(k: usize) -> TopK {
         TopK { k, heap: BinaryHeap::with_capacity(k.min(4096) + 1) }
     }
 
+    pub fn into_vec(self) -> Vec<Candidate> {
+        self.heap.into_vec()
+    }
+
     #[inline]
-    fn threshold(&self) -> f32 {
+    pub fn threshold(&self) -> f32 {
         if self.heap.len() < self.k {
             f32::INFINITY
         } else {
@@ -65,7 +69,7 @@ impl TopK {
     }
 
     #[inline]
-    fn push(&mut self, c: Candidate) -> bool {
+    pub fn push(&mut self, c: Candidate) -> bool {
         if self.heap.len() < self.k {
             self.heap.push(c);
             true
@@ -106,8 +110,13 @@ impl<'a> Queries<'a> {
         }
     }
 
-    fn row(&self, i: usize) -> &[f32] {
+    pub fn row(&self, i: usize) -> &[f32] {
         &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// 1/|q_i| (0 for a zero query).
+    pub fn inv_norm(&self, i: usize) -> f32 {
+        self.inv_norms[i]
     }
 }
 
