@@ -29,6 +29,7 @@ const MIN_PADDED: usize = 64;
 /// of the estimator. The error is close to Gaussian, so 1.9 covers ~94% of
 /// (vector, query) pairs; pruning only fails on the one side that overrates
 /// a distance, and only matters for true neighbours, hence the paper's choice.
+#[cfg(test)]
 pub(crate) const EPS0: f32 = 1.9;
 
 /// A confidence constant for a bound that holds for >= 99% of pairs (2.58
@@ -70,6 +71,7 @@ impl Rotation {
         Rotation { dim, padded, diag }
     }
 
+    #[cfg(test)]
     pub fn dim(&self) -> usize {
         self.dim
     }
@@ -245,8 +247,9 @@ impl Quantizer {
 
     /// Prepares a query-side lookup for estimating <r, v> for every code of one list, given
     /// rotated_v = P·v (v = q - c for L2 metrics, v = q for inner-product metrics; the caller decides).
+    /// Its bounds are at EPS0_99: what the index reranks must hold the true neighbours.
     pub fn prepare(&self, rotated_v: &[f32]) -> QueryLut {
-        self.prepare_with_eps0(rotated_v, EPS0)
+        self.prepare_with_eps0(rotated_v, EPS0_99)
     }
 
     /// `prepare` with the bound at `eps0` standard deviations instead of EPS0.
@@ -355,7 +358,7 @@ fn sign_dots(tables: &[[f32; 256]], codes: &[u8], out: &mut [f32]) {
     const BLOCK: usize = 128;
     const GROUP: usize = 16; // 16 KiB of tables
     let sb = tables.len();
-    debug_assert!(sb % 4 == 0 && codes.len() == sb * out.len());
+    debug_assert!(sb.is_multiple_of(4) && codes.len() == sb * out.len());
     for (codes, out) in codes.chunks(BLOCK * sb).zip(out.chunks_mut(BLOCK)) {
         out.fill(0.0);
         for (g, group) in tables.chunks(GROUP).enumerate() {
@@ -409,35 +412,8 @@ fn best_magnitudes(a: &[f32], top: u32) -> Vec<u32> {
     let t_end = (top as f64 + SLACK) / amax;
     let t_at = |g: usize| t_end * g as f64 / GRID as f64;
     let mags_at = |t: f64| -> Vec<u32> { a.iter().map(|&x| ((t * x as f64) as u32).min(top)).collect() };
-    // The grid is most of the encoding time, so it is in f32 lanes (it only
-    // has to pick a neighbourhood) and floors without an integer conversion,
-    // which does not vectorise: adding and subtracting 2^23 rounds a float in
-    // [0, 2^23) to the nearest integer, one less if that overshot.
-    let cosine_at = |t: f64| -> f64 {
-        const L: usize = 8;
-        const ROUND: f32 = 8_388_608.0;
-        let (t, top) = (t as f32, top as f32);
-        let (mut ip, mut sq) = ([0f32; L], [0f32; L]);
-        let mut chunks = a.chunks_exact(L);
-        for c in &mut chunks {
-            for k in 0..L {
-                let v = (t * c[k]).min(top);
-                let r = (v + ROUND) - ROUND;
-                let y = if r > v { r - 0.5 } else { r + 0.5 };
-                ip[k] += y * c[k];
-                sq[k] += y * y;
-            }
-        }
-        let (mut ip, mut sq) = (ip.iter().sum::<f32>() as f64, sq.iter().sum::<f32>() as f64);
-        for &x in chunks.remainder() {
-            let y = (t * x).min(top).floor() as f64 + 0.5;
-            ip += y * x as f64;
-            sq += y * y;
-        }
-        ip / sq.sqrt()
-    };
     // t = 0 (all magnitudes 0) is the sign code itself: never worse than 1 bit.
-    let scores: Vec<f64> = (0..=GRID).map(|g| cosine_at(t_at(g))).collect();
+    let scores: Vec<f64> = (0..=GRID).map(|g| grid_cosine(a, t_at(g) as f32, top as f32)).collect();
     let best = (0..=GRID).fold(0, |b, g| if scores[g] > scores[b] { g } else { b });
     let (lo, hi) = (t_at(best.saturating_sub(1)), t_at((best + 1).min(GRID)));
     let start = mags_at(lo);
@@ -469,6 +445,32 @@ fn best_magnitudes(a: &[f32], top: u32) -> Vec<u32> {
         m[i as usize] += 1;
     }
     m
+}
+
+/// <m + 0.5, a>/|m + 0.5| for m_i = min(floor(t a_i), top), a_i >= 0 and
+/// a.len() a multiple of 8 (it is D).
+///
+/// The grid search's cost is all here, so it is f32 in lanes (it only picks
+/// a neighbourhood) and floors without float-to-int conversions, which do
+/// not vectorise: adding and subtracting 2^23 rounds a float in [0, 2^23) to
+/// the nearest integer, one less if that overshot. Out of line and without
+/// a remainder loop: otherwise it was vectorised 3x worse.
+#[inline(never)]
+fn grid_cosine(a: &[f32], t: f32, top: f32) -> f64 {
+    const L: usize = 8;
+    const ROUND: f32 = 8_388_608.0;
+    debug_assert!(a.len().is_multiple_of(L));
+    let (mut ip, mut sq) = ([0f32; L], [0f32; L]);
+    for c in a.chunks_exact(L) {
+        for k in 0..L {
+            let v = (t * c[k]).min(top);
+            let r = (v + ROUND) - ROUND;
+            let y = r - (r > v) as u8 as f32 + 0.5;
+            ip[k] += y * c[k];
+            sq[k] += y * y;
+        }
+    }
+    ip.iter().sum::<f32>() as f64 / (sq.iter().sum::<f32>() as f64).sqrt()
 }
 
 #[cfg(test)]
@@ -657,9 +659,13 @@ mod tests {
             let pairs = evaluate(&make(dim, 300, 40, 10 + k as u64), 1);
             let padded = dim.max(64).next_power_of_two() as f64;
             let error = mean_error(&pairs, false);
-            let (paper, cover, tight) =
-                (coverage(&pairs, false, EPS0), coverage(&pairs, false, EPS0_99), coverage(&pairs, false, EPS0_99 / 10.0));
-            let mean_bound = pairs.iter().map(|p| (EPS0_99 * p.sigma) as f64 / p.scale).sum::<f64>() / pairs.len() as f64;
+            let (paper, cover, tight) = (
+                coverage(&pairs, false, EPS0),
+                coverage(&pairs, false, EPS0_99),
+                coverage(&pairs, false, EPS0_99 / 10.0),
+            );
+            let mean_bound =
+                pairs.iter().map(|p| (EPS0_99 * p.sigma) as f64 / p.scale).sum::<f64>() / pairs.len() as f64;
             let z = z_quantiles(&pairs, false, &[0.5, 0.95, 0.99, 0.999]);
             eprintln!(
                 "{what} dim {dim}: mean rel error {error:.4}; coverage at eps0 {EPS0}: {paper:.4}, at {EPS0_99}: {cover:.4}, \
@@ -763,7 +769,7 @@ mod tests {
             })
             .collect();
         q.rotation().apply(&data.v, &mut rot);
-        let lut = q.prepare(&rot);
+        let lut = q.prepare_with_eps0(&rot, EPS0);
         let naive_lut = q.prepare_with_eps0(&rot, 1.0);
         for n in [0, 1, 2, 5, 127, 128, 129, 300] {
             let (mut est, mut err) = (vec![f32::NAN; n], vec![f32::NAN; n]);
@@ -850,13 +856,13 @@ mod tests {
         }
     }
 
-    /// Encodes `vectors` against one query; every output must be finite.
+    /// Encodes `vectors` against one query, with the 99% bound; every output must be finite.
     fn estimates(dim: usize, bits: u32, vectors: &[Vec<f32>], query: &[f32]) -> Vec<(Factors, f32, f32, f32, f32)> {
         let q = Quantizer::new(dim, bits, 1);
         let (d, sb, xb) = (q.rotation().padded(), q.sign_bytes(), q.ex_bytes());
         let mut rot = vec![0f32; d];
         q.rotation().apply(query, &mut rot);
-        let lut = q.prepare(&rot);
+        let lut = q.prepare_with_eps0(&rot, EPS0_99);
         vectors
             .iter()
             .map(|x| {
@@ -885,7 +891,7 @@ mod tests {
             // Dimensions 1 and 2: still within the bound.
             for (dim, x, v) in [(1, vec![3.0], vec![-2.0]), (2, vec![1.0, -2.0], vec![0.5, 4.0])] {
                 let truth = dot64(&x, &v) as f32;
-                let (f, est, err, ex_est, ex_err) = estimates(dim, bits, &[x.clone()], &v)[0];
+                let (f, est, err, ex_est, ex_err) = estimates(dim, bits, std::slice::from_ref(&x), &v)[0];
                 assert!((f.norm - norm64(&x) as f32).abs() < 1e-5);
                 assert!((truth - est).abs() <= err + 1e-4, "dim {dim} bits {bits}: {est} ± {err} vs {truth}");
                 assert!((truth - ex_est).abs() <= ex_err + 1e-4, "dim {dim} bits {bits}: {ex_est} ± {ex_err}");
@@ -897,29 +903,45 @@ mod tests {
             // Extreme magnitudes: scale-equivariant estimates, no overflow or underflow to 0.
             let x: Vec<f32> = (0..40).map(|i| (i as f32 * 0.9).sin()).collect();
             let v: Vec<f32> = (0..40).map(|i| (i as f32 * 0.4).cos()).collect();
-            let base = estimates(40, bits, &[x.clone()], &v)[0];
+            let truth = dot64(&x, &v) as f32;
+            let base = estimates(40, bits, std::slice::from_ref(&x), &v)[0];
             for s in [1e20f32, 1e-20, 1e-30] {
                 let scaled: Vec<f32> = x.iter().map(|a| a * s).collect();
-                let (f, est, err, ex_est, _) = estimates(40, bits, &[scaled], &v)[0];
+                let (f, est, err, ex_est, ex_err) = estimates(40, bits, &[scaled], &v)[0];
                 assert!((f.norm / s - base.0.norm).abs() <= 1e-4 * base.0.norm, "scale {s}: {f:?}");
                 assert!((f.quality - base.0.quality).abs() < 1e-4 && f.norm > 0.0);
                 assert!((est / s - base.1).abs() <= 1e-3 * base.1.abs().max(1.0), "scale {s}: {est}");
                 assert!((err / s - base.2).abs() <= 1e-3 * base.2, "scale {s}: {err}");
-                assert!((ex_est / s - base.3).abs() <= 1e-3 * base.3.abs().max(1.0));
+                // Rounding differs at each scale, and the B-bit code may
+                // settle on another near-optimal grid point: compare to the truth.
+                assert!((ex_est / s - truth).abs() <= ex_err / s, "bits {bits} scale {s}: {ex_est} ± {ex_err}");
+                assert!((ex_err / s - base.4).abs() <= 0.1 * base.4, "bits {bits} scale {s}: {ex_err}");
                 // The query side too: tiny v against large r.
                 let small_v: Vec<f32> = v.iter().map(|a| a * 1e-20).collect();
                 let large_x: Vec<f32> = x.iter().map(|a| a * 1e20).collect();
-                let (_, est, _, ex_est, _) = estimates(40, bits, &[large_x], &small_v)[0];
+                let (_, est, _, ex_est, ex_err) = estimates(40, bits, &[large_x], &small_v)[0];
                 assert!((est - base.1).abs() <= 1e-3 * base.1.abs().max(1.0));
-                assert!((ex_est - base.3).abs() <= 1e-3 * base.3.abs().max(1.0));
+                assert!((ex_est - truth).abs() <= ex_err, "bits {bits}: {ex_est} ± {ex_err}");
             }
         }
     }
 
-    /// Throwaway timing: cargo test --release --lib rabitq::tests::timing -- --ignored --nocapture
+    /// Throwaway timing (best of several runs: the build machine is shared):
+    /// cargo test --release --lib rabitq::tests::timing -- --ignored --nocapture
     #[test]
     #[ignore]
     fn timing() {
+        fn best_ns(reps: usize, mut f: impl FnMut()) -> f64 {
+            (0..7)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    for _ in 0..reps {
+                        f();
+                    }
+                    t.elapsed().as_nanos() as f64 / reps as f64
+                })
+                .fold(f64::MAX, f64::min)
+        }
         for dim in [128, 512] {
             let q = Quantizer::new(dim, 1, 1);
             let n = 4096;
@@ -929,34 +951,26 @@ mod tests {
             let v = gaussians(&mut rng, dim);
             let mut rot = vec![0f32; dim];
             let (mut est, mut err) = (vec![0f32; n], vec![0f32; n]);
-            let reps = 1000;
-            let t = std::time::Instant::now();
-            for _ in 0..reps {
-                q.rotation().apply(&v, &mut rot);
-            }
-            let rotate = t.elapsed().as_nanos() as f64 / reps as f64;
-            let t = std::time::Instant::now();
-            for _ in 0..reps {
+            let rotate = best_ns(200, || q.rotation().apply(&v, &mut rot));
+            let prepare = best_ns(200, || {
                 std::hint::black_box(q.prepare(&rot));
-            }
-            let prepare = t.elapsed().as_nanos() as f64 / reps as f64;
+            });
             let lut = q.prepare(&rot);
-            let t = std::time::Instant::now();
-            for _ in 0..reps {
-                q.estimate(&lut, std::hint::black_box(&signs), &factors, &mut est, &mut err);
-            }
-            let per_code = t.elapsed().as_nanos() as f64 / (reps * n) as f64;
-            let mut encode = Vec::new();
-            let r = gaussians(&mut rng, q.rotation().padded());
-            for bits in [1, 4, 8] {
-                let q = Quantizer::new(dim, bits, 1);
-                let (mut sign, mut ex) = (vec![0u8; q.sign_bytes()], vec![0u8; q.ex_bytes()]);
-                let t = std::time::Instant::now();
-                for _ in 0..200 {
-                    std::hint::black_box(q.encode(&r, &mut sign, &mut ex));
-                }
-                encode.push(format!("{bits} bits {:.1} us", t.elapsed().as_nanos() as f64 / 200e3));
-            }
+            let per_code =
+                best_ns(100, || q.estimate(&lut, std::hint::black_box(&signs), &factors, &mut est, &mut err))
+                    / n as f64;
+            let r = gaussians(&mut rng, dim);
+            let encode: Vec<String> = [1, 2, 4, 8]
+                .into_iter()
+                .map(|bits| {
+                    let q = Quantizer::new(dim, bits, 1);
+                    let (mut sign, mut ex) = (vec![0u8; q.sign_bytes()], vec![0u8; q.ex_bytes()]);
+                    let ns = best_ns(50, || {
+                        std::hint::black_box(q.encode(&r, &mut sign, &mut ex));
+                    });
+                    format!("{bits} bits {:.1} us", ns / 1e3)
+                })
+                .collect();
             eprintln!(
                 "D={dim}: estimate {per_code:.2} ns/code, rotate {rotate:.0} ns, prepare {prepare:.0} ns, encode {}",
                 encode.join(", ")

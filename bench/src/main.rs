@@ -5,12 +5,14 @@
 //!                 [--only flat|ivf|add|stores|security|space|all] [--ivf-lists N] [--ivf-iters N] [--ivf-probes 1,2,4]
 //!                 [--pg postgres://...]   (for --only stores: also the PostgreSQL store)
 //!                 [--only scale] [--cache-mib N]   (see scale.rs; the first of --threads)
+//!                 [--only curves]   (recall/QPS of IVF_FLAT and IVF_RABITQ, see curves.rs)
 //!   DATASET_DIR holds base.fvecs, query.fvecs and gt.ivecs (ids of the exact
 //!   neighbours by L2, nearest first).
 
 // One copy of the scaffolding the integration tests use too.
 #[path = "../../tests/common/fixtures.rs"]
 mod fixtures;
+mod curves;
 mod scale;
 
 use std::fs;
@@ -529,6 +531,9 @@ fn main() {
         for batch in [10_000, 100_000] {
             bench_add_trained(&ds, ivf.n_lists, batch);
         }
+    }
+    if only == "curves" {
+        curves::run(&ds, &threads, nq_limit, &ivf, &scratch);
     }
     if only == "stores" {
         bench_stores(&ds, &scratch, pg.as_deref(), nq_limit);

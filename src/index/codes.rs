@@ -271,8 +271,8 @@ impl Coder {
         match self.metric {
             Metric::Euclidean | Metric::SquaredEuclidean => {
                 let v: Vec<f32> = rotated_q.iter().zip(self.rotated_centroid(list)).map(|(a, b)| a - b).collect();
-                let base = distance::dot(&v, &v);
-                ListQuery { lut: self.quantizer.prepare(&v), base, sign: -2.0, l2: true }
+                let lut = self.quantizer.prepare(&v);
+                ListQuery { base: lut.norm() * lut.norm(), lut, sign: -2.0, l2: true }
             }
             // -<x, q> = -<c, q> - <r, q>
             Metric::InnerProduct => ListQuery {

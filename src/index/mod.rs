@@ -52,6 +52,7 @@ use snapshot::Snapshot;
 pub use ivf::{TrainParams, TrainReport, DEFAULT_SEED};
 pub use keyring::UserEntry;
 pub(crate) use objects::{key_record_key, ObjectCache};
+pub use objects::opened_bytes;
 pub use snapshot::{Epoch, EPOCH_LEN};
 pub(crate) use types::validate_name;
 pub use types::{

@@ -379,6 +379,18 @@ impl Sealed for Zeroizing<Vec<u8>> {
     }
 }
 
+/// Sealed bytes of data objects authenticated and decrypted (cache misses)
+/// by this process: what `vx::opened_bytes` reports.
+static OPENED_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Bytes of sealed objects (chunks, heads, units, directory, centroids,
+/// contents; not manifests) this process has read from stores and
+/// decrypted, every index and client together: what a query or write
+/// costs in decryption, for benchmarks and monitoring.
+pub fn opened_bytes() -> u64 {
+    OPENED_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Most sealed objects one read fetches ahead in one store call (~256 MiB of chunks).
 const PREFETCH_OBJECTS: usize = 4096;
 
@@ -445,6 +457,7 @@ impl Index {
                 self.name
             )));
         }
+        OPENED_BYTES.fetch_add(sealed.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let sealed =
             SealedObject { keys: &self.keys, max_key_version: m.key_version, obj, token, version, bytes: sealed };
         let value = Arc::new(T::open(&sealed, shape)?);

@@ -1,0 +1,107 @@
+//! `--only curves`: recall@10 against queries per second for vx's two IVF
+//! index types on one dataset, as bench/peers.py measures FAISS and hnswlib
+//! (bench/curves.sh runs both and plots them together). For each index
+//! type, on a `file:` store: fill, train (timed), then sweeps of n_probes
+//! (and rerank_mult for IVF_RABITQ)
+//!
+//! * with a warm cache that holds everything (single queries on 1 thread,
+//!   batches on each of --threads), and
+//! * with the decrypted cache a quarter of the raw vector bytes, where the
+//!   bytes each query decrypts (`vx::opened_bytes`) and the process's
+//!   resident memory are reported too.
+
+use std::fs;
+use std::path::Path;
+use std::time::Instant;
+
+use crate::fixtures::{as_root, file_uri, ids, key, Dataset};
+use crate::{emit, fill, proc_status_bytes, s, IvfOptions, KEY};
+use vx::{Access, Client, ClientOptions, IndexConfig, IndexType, QueryParams, TrainParams};
+
+/// Each index type measured: its name in the results and its configuration.
+fn kinds() -> Vec<(&'static str, IndexConfig, Vec<u32>)> {
+    let rabitq = |bits| IndexConfig { index_type: IndexType::IvfRabitq, quantizer_bits: bits, ..Default::default() };
+    vec![
+        ("ivf-flat", IndexConfig::default(), vec![0]),
+        ("ivf-rabitq", rabitq(0), vec![0, 2, 4, 8]),
+        ("ivf-rabitq-1bit", rabitq(1), vec![0, 4, 10]),
+    ]
+}
+
+struct Rates {
+    recall: f64,
+    qps_single: f64,
+    qps_batch: f64,
+    opened_per_query: f64,
+}
+
+fn rates(index: &vx::Index, ds: &Dataset, nq: usize, single_n: usize, params: &QueryParams<'_>) -> Rates {
+    let queries = &ds.queries[..nq * ds.dim];
+    let t0 = Instant::now();
+    let hits = index.query(queries, nq, ds.dim, params, Access::default()).unwrap();
+    let qps_batch = nq as f64 / t0.elapsed().as_secs_f64();
+    let opened = vx::opened_bytes();
+    let t0 = Instant::now();
+    for qi in 0..single_n {
+        index.query(&queries[qi * ds.dim..(qi + 1) * ds.dim], 1, ds.dim, params, Access::default()).unwrap();
+    }
+    let qps_single = single_n as f64 / t0.elapsed().as_secs_f64();
+    let opened_per_query = (vx::opened_bytes() - opened) as f64 / single_n as f64;
+    Rates { recall: ds.recall_at_10(&hits), qps_single, qps_batch, opened_per_query }
+}
+
+pub fn run(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions, scratch: &Path) {
+    let names = ids("", ds.n());
+    let nq = ds.nq().min(nq_limit);
+    let raw = ds.n() * ds.dim * 4;
+    for (kind, config, rerank) in kinds() {
+        let dir = scratch.join(format!("curves-{}-{kind}", ds.name));
+        let _ = fs::remove_dir_all(&dir);
+        let uri = file_uri(&dir);
+        let build_s = {
+            let client = Client::open(&uri, ClientOptions { threads: threads[0], cache_bytes: raw * 2 }).unwrap();
+            let index = client.create_index("bench", &key(KEY), config).unwrap();
+            fill(&index, ds, &names, 50_000);
+            let t0 = Instant::now();
+            let params =
+                TrainParams { n_lists: opts.n_lists, max_iters: opts.iters, tolerance: 1e-30, ..Default::default() };
+            index.train(params, Access::default()).unwrap();
+            t0.elapsed().as_secs_f64()
+        };
+        for (cache, cache_bytes) in [("warm", raw * 2), ("quarter", raw / 4)] {
+            for &t in threads {
+                let base_rss = proc_status_bytes("VmRSS:");
+                let client = Client::open(&uri, ClientOptions { threads: t, cache_bytes }).unwrap();
+                let index = client.load_index("bench", as_root(&key(KEY))).unwrap();
+                // Warm up: every list once, then the sweep's largest probe count.
+                let all = QueryParams { top_k: 10, n_probes: opts.n_lists, ..Default::default() };
+                index.query(&ds.queries[..ds.dim * nq.min(50)], nq.min(50), ds.dim, &all, Access::default()).unwrap();
+                for &p in &opts.probes {
+                    for &r in &rerank {
+                        let params = QueryParams { top_k: 10, n_probes: p, rerank_mult: r, ..Default::default() };
+                        let single_n = if t == threads[0] { nq.min(300) } else { 0 };
+                        let got = rates(&index, ds, nq, single_n.max(1), &params);
+                        emit(
+                            ds,
+                            "curves",
+                            &[
+                                ("index", s(kind)),
+                                ("params", format!("{{\"n_probes\": {p}, \"rerank_mult\": {r}}}")),
+                                ("cache", s(cache)),
+                                ("threads", t.to_string()),
+                                ("recall_at_10", format!("{:.4}", got.recall)),
+                                ("qps_single", if single_n > 0 { format!("{:.1}", got.qps_single) } else { "null".into() }),
+                                ("qps_batch", format!("{:.1}", got.qps_batch)),
+                                ("build_s", format!("{build_s:.2}")),
+                                ("decrypted_bytes_per_query", format!("{:.0}", got.opened_per_query)),
+                                ("resident_bytes", proc_status_bytes("VmRSS:").saturating_sub(base_rss).to_string()),
+                                ("raw_vector_bytes", raw.to_string()),
+                            ],
+                        );
+                    }
+                }
+            }
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
