@@ -51,7 +51,7 @@
 /**
  * Minor version of this library.
  */
-#define VX_VERSION_MINOR 5
+#define VX_VERSION_MINOR 6
 
 /**
  * Patch version of this library.
@@ -61,7 +61,7 @@
 /**
  * MAJOR * 1000000 + MINOR * 1000 + PATCH; compare with vx_version_number().
  */
-#define VX_VERSION_NUMBER 5000
+#define VX_VERSION_NUMBER 6000
 
 /**
  * ABI version: the SONAME is libvx.so.<VX_ABI_VERSION>.
@@ -89,7 +89,7 @@
 #define VX_METRIC_INNER_PRODUCT 3
 
 /**
- * Inverted lists of full vectors (the only type so far).
+ * Inverted lists of full vectors (the default).
  */
 #define VX_INDEX_TYPE_IVF_FLAT 0
 
@@ -97,6 +97,20 @@
  * Reserved: product-quantised lists (not supported yet: INVALID_ARGUMENT).
  */
 #define VX_INDEX_TYPE_IVF_PQ 1
+
+/**
+ * Inverted lists of RaBitQ codes (vx_index_config.quantizer_bits bits per
+ * dimension) scanned first, then the best candidates reranked exactly
+ * against the full vectors (vx_query_params.rerank_mult). The codes are
+ * built by vx_index_train: until then queries are exact exhaustive
+ * searches, as with IVF_FLAT. Since 0.6.0.
+ */
+#define VX_INDEX_TYPE_IVF_RABITQ 2
+
+/**
+ * Most bits per dimension of vx_index_config.quantizer_bits. Since 0.6.0.
+ */
+#define VX_MAX_QUANTIZER_BITS 8
 
 /**
  * Vectors stored as 32-bit floats (the default).
@@ -152,6 +166,11 @@
  * Permission bit: upsert, delete and train.
  */
 #define VX_PERMISSION_WRITE 2
+
+/**
+ * Most candidates per hit vx_query_params.rerank_mult may ask for. Since 0.6.0.
+ */
+#define VX_MAX_RERANK_MULT 4096
 
 /**
  * Status code returned by every fallible function: 0 (`VX_STATUS_OK`) on
@@ -343,6 +362,14 @@ typedef struct vx_index_config {
    * One of VX_PRECISION_*; default VX_PRECISION_F32.
    */
   uint32_t storage_precision;
+  /**
+   * VX_INDEX_TYPE_IVF_RABITQ only: bits per dimension of the codes, 1 to
+   * VX_MAX_QUANTIZER_BITS; 0 (default) = the library's default (read it
+   * back with vx_index_quantizer_bits). Must be 0 with IVF_FLAT
+   * (VX_STATUS_INVALID_ARGUMENT otherwise). Since 0.6.0: a struct_size of
+   * 0.5 (which ends before this field) is accepted and reads it as 0.
+   */
+  uint32_t quantizer_bits;
 } vx_index_config;
 
 /**
@@ -377,6 +404,17 @@ typedef struct vx_query_params {
    * found or every list is scanned (for selective filters); default false.
    */
   bool greedy;
+  /**
+   * IVF_RABITQ once trained: how many candidates per hit the codes pass on
+   * to be reranked exactly (rerank_mult * top_k), 1 to VX_MAX_RERANK_MULT;
+   * 0 (default) = automatic, as many as the codes' error bounds leave in
+   * doubt. Ignored by IVF_FLAT and before training; above
+   * VX_MAX_RERANK_MULT is VX_STATUS_INVALID_ARGUMENT. Since 0.6.0: a
+   * struct_size of 0.5 is accepted and reads it as 0 (on 64-bit targets
+   * 0.5's size already covered it, as padding: vx_query_params_init
+   * zeroes it).
+   */
+  uint32_t rerank_mult;
 } vx_query_params;
 
 /**
@@ -536,7 +574,9 @@ vx_status vx_client_list_indexes(const struct vx_client *client,
                                  struct vx_string_list **out_names);
 
 /**
- * Fills `cfg` with defaults (and struct_size). NULL is ignored.
+ * Fills `cfg` with defaults (and struct_size). NULL is ignored. Writes this
+ * version's sizeof(vx_index_config) (24 bytes since 0.6.0, 20 before):
+ * compile against the header of the library you run with.
  *
  * Thread safety: safe from any thread. Since 0.1.0.
  */
@@ -551,8 +591,9 @@ void vx_index_config_init(struct vx_index_config *cfg);
  * @param cfg        NULL for defaults, else initialised by vx_index_config_init.
  * @param out_index  receives the index (free with vx_index_free); NULL on failure.
  * @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT (name, unknown
- *         metric/type/precision, dimension too large), ALREADY_EXISTS, RNG_FAILED, IO,
- *         STORAGE, PANIC.
+ *         metric/type/precision, dimension too large, quantizer_bits out of range or
+ *         set for IVF_FLAT, a struct_size vx never published), ALREADY_EXISTS,
+ *         RNG_FAILED, IO, STORAGE, PANIC.
  *
  * Thread safety: safe concurrently with any call on the client. Since 0.1.0.
  */
@@ -686,7 +727,8 @@ uint32_t vx_index_dimension(const struct vx_index *index);
 uint32_t vx_index_metric(const struct vx_index *index);
 
 /**
- * The index's VX_INDEX_TYPE_*; VX_INDEX_TYPE_IVF_FLAT for NULL.
+ * The index's VX_INDEX_TYPE_* (VX_INDEX_TYPE_IVF_RABITQ since 0.6.0);
+ * VX_INDEX_TYPE_IVF_FLAT for NULL.
  *
  * Like every getter, answers only a handle whose key holds READ: for NULL, a
  * poisoned handle, or a key that lacks READ (a write-only user, a deleted
@@ -696,6 +738,20 @@ uint32_t vx_index_metric(const struct vx_index *index);
  * Thread safety: safe concurrently with any call on the handle. Since 0.1.0.
  */
 uint32_t vx_index_type(const struct vx_index *index);
+
+/**
+ * An IVF_RABITQ index's bits per dimension, as resolved at creation (a
+ * quantizer_bits of 0 reads back as the default it stood for); 0 for an
+ * IVF_FLAT index and for NULL.
+ *
+ * Like every getter, answers only a handle whose key holds READ: for NULL, a
+ * poisoned handle, or a key that lacks READ (a write-only user, a deleted
+ * user, a rotated-away root key) it returns the fallback named above and
+ * vx_last_error_message says why.
+ *
+ * Thread safety: safe concurrently with any call on the handle. Since 0.6.0.
+ */
+uint32_t vx_index_quantizer_bits(const struct vx_index *index);
 
 /**
  * Number of inverted lists (0 until trained); 0 for NULL.
@@ -976,7 +1032,9 @@ uint32_t vx_user_list_permissions(const struct vx_user_list *list, size_t i);
 void vx_user_list_free(struct vx_user_list *list);
 
 /**
- * Fills `p` with defaults (and struct_size). NULL is ignored.
+ * Fills `p` with defaults (and struct_size). NULL is ignored. Writes this
+ * version's sizeof(vx_query_params): compile against the header of the
+ * library you run with.
  *
  * Thread safety: safe from any thread. Since 0.1.0.
  */
@@ -994,9 +1052,10 @@ void vx_query_params_init(struct vx_query_params *p);
  * @param params       NULL for defaults, else initialised by vx_query_params_init.
  * @param key, user_id per-call credentials (NULL = the handle's key); need read.
  * @param out_results  receives the hits (free with vx_results_free); NULL on failure.
- * @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT (top_k, include bits, non-finite
- *         value, nq*dim overflow), DIMENSION_MISMATCH, INVALID_UTF8, INVALID_FILTER,
- *         NOT_FOUND, WRONG_KEY, PERMISSION_DENIED, POISONED, INTEGRITY, IO, STORAGE, PANIC.
+ * @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT (top_k, include bits, rerank_mult,
+ *         non-finite value, nq*dim overflow, a struct_size vx never published),
+ *         DIMENSION_MISMATCH, INVALID_UTF8, INVALID_FILTER, NOT_FOUND, WRONG_KEY,
+ *         PERMISSION_DENIED, POISONED, INTEGRITY, IO, STORAGE, PANIC.
  *
  * Thread safety: safe concurrently with any call on the handle; queries
  * run in parallel with each other and see whole writes only. Since 0.1.0.

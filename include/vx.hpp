@@ -188,6 +188,9 @@ public:
     QueryOptions &n_probes(uint32_t n) { p_.n_probes = n; return *this; }
     QueryOptions &include(uint32_t bits) { p_.include = bits; return *this; }
     QueryOptions &greedy(bool g) { p_.greedy = g; return *this; }
+    /// IVF_RABITQ once trained: candidates reranked exactly per hit, up to
+    /// VX_MAX_RERANK_MULT (0 = automatic). Since 0.6.
+    QueryOptions &rerank_mult(uint32_t m) { p_.rerank_mult = m; return *this; }
     QueryOptions &filter(std::string json) { filter_ = std::move(json); return *this; }
     vx_query_params params() const {
         vx_query_params p = p_;
@@ -198,6 +201,27 @@ public:
 private:
     vx_query_params p_{};
     std::optional<std::string> filter_;
+};
+
+/// Configuration of Client::create_index with the C defaults; setters chain:
+/// IndexConfig{}.dimension(768).index_type(VX_INDEX_TYPE_IVF_RABITQ).quantizer_bits(4).
+class IndexConfig {
+public:
+    IndexConfig() { vx_index_config_init(&c_); }
+    /// Vector width (0 = fixed by the first upsert).
+    IndexConfig &dimension(uint32_t d) { c_.dimension = d; return *this; }
+    /// One of VX_METRIC_*.
+    IndexConfig &metric(uint32_t m) { c_.metric = m; return *this; }
+    /// VX_INDEX_TYPE_IVF_FLAT (default) or VX_INDEX_TYPE_IVF_RABITQ.
+    IndexConfig &index_type(uint32_t t) { c_.index_type = t; return *this; }
+    /// One of VX_PRECISION_*.
+    IndexConfig &storage_precision(uint32_t p) { c_.storage_precision = p; return *this; }
+    /// IVF_RABITQ only: 1 to VX_MAX_QUANTIZER_BITS bits per dimension (0 = default). Since 0.6.
+    IndexConfig &quantizer_bits(uint32_t b) { c_.quantizer_bits = b; return *this; }
+    const vx_index_config &config() const noexcept { return c_; }
+
+private:
+    vx_index_config c_{};
 };
 
 /// Training parameters with the C defaults (zero = automatic).
@@ -228,6 +252,10 @@ public:
     }
     uint32_t dimension() const noexcept { return vx_index_dimension(h_.get()); }
     uint32_t metric() const noexcept { return vx_index_metric(h_.get()); }
+    /// VX_INDEX_TYPE_IVF_FLAT or VX_INDEX_TYPE_IVF_RABITQ.
+    uint32_t index_type() const noexcept { return vx_index_type(h_.get()); }
+    /// IVF_RABITQ: bits per dimension as resolved at creation; 0 for IVF_FLAT. Since 0.6.
+    uint32_t quantizer_bits() const noexcept { return vx_index_quantizer_bits(h_.get()); }
     uint32_t n_lists() const noexcept { return vx_index_n_lists(h_.get()); }
     /// The probe count calibrated at training (0 until trained).
     uint32_t auto_n_probes() const noexcept { return vx_index_auto_n_probes(h_.get()); }
@@ -391,6 +419,10 @@ public:
         vx_index *out = nullptr;
         detail::check(vx_index_create(h_.get(), name.c_str(), key.data(), cfg, &out));
         return Index(out);
+    }
+
+    Index create_index(const std::string &name, const Key &key, const IndexConfig &cfg) const {
+        return create_index(name, key, &cfg.config());
     }
 
     Index load_index(const std::string &name, const Key &key) const {

@@ -77,7 +77,8 @@ func (c *Creds) keepAlive() {
 	}
 }
 
-// Name, Dimension, Metric, NLists and TrainingState read the handle's state.
+// Name, Dimension, Metric, IndexType, QuantizerBits, NLists and
+// TrainingState read the handle's state (0 for a key without READ).
 func (x *Index) Name() string {
 	var s string
 	_ = x.with(func(ix *C.vx_index) error { s = C.GoString(C.vx_index_name(ix)); return nil })
@@ -87,6 +88,27 @@ func (x *Index) Name() string {
 func (x *Index) Dimension() uint32 {
 	var d uint32
 	_ = x.with(func(ix *C.vx_index) error { d = uint32(C.vx_index_dimension(ix)); return nil })
+	return d
+}
+
+func (x *Index) Metric() uint32 {
+	var d uint32
+	_ = x.with(func(ix *C.vx_index) error { d = uint32(C.vx_index_metric(ix)); return nil })
+	return d
+}
+
+// IndexType is IVFFlat or IVFRaBitQ.
+func (x *Index) IndexType() uint32 {
+	var d uint32
+	_ = x.with(func(ix *C.vx_index) error { d = uint32(C.vx_index_type(ix)); return nil })
+	return d
+}
+
+// QuantizerBits is an IVFRaBitQ index's bits per dimension as resolved at
+// creation (0 for IVFFlat). Since 0.6.
+func (x *Index) QuantizerBits() uint32 {
+	var d uint32
+	_ = x.with(func(ix *C.vx_index) error { d = uint32(C.vx_index_quantizer_bits(ix)); return nil })
 	return d
 }
 
@@ -284,6 +306,9 @@ type QueryOptions struct {
 	Filter  string // MongoDB-style JSON, "" = none
 	Include uint32 // 0 = distances only
 	Greedy  bool
+	// RerankMult: IVFRaBitQ once trained, candidates reranked exactly per
+	// hit, up to MaxRerankMult (0 = automatic). Since 0.6.
+	RerankMult uint32
 }
 
 // Hit is one result row.
@@ -311,6 +336,7 @@ func (x *Index) Query(queries []float32, dim int, o *QueryOptions, c *Creds) ([]
 			p.include = C.uint32_t(o.Include)
 		}
 		p.greedy = C.bool(o.Greedy)
+		p.rerank_mult = C.uint32_t(o.RerankMult)
 		if o.Filter != "" {
 			f := C.CString(o.Filter)
 			defer C.free(unsafe.Pointer(f))

@@ -139,6 +139,22 @@ const (
 	InnerProduct     = uint32(C.VX_METRIC_INNER_PRODUCT)
 )
 
+// Index types (IndexConfig.IndexType). IVFRaBitQ keeps RaBitQ codes of
+// QuantizerBits bits per dimension in its lists and reranks the best
+// candidates exactly; until trained its queries are exact exhaustive
+// searches, as IVFFlat's. Since 0.6.
+const (
+	IVFFlat   = uint32(C.VX_INDEX_TYPE_IVF_FLAT)
+	IVFRaBitQ = uint32(C.VX_INDEX_TYPE_IVF_RABITQ)
+)
+
+// MaxQuantizerBits bounds IndexConfig.QuantizerBits and MaxRerankMult
+// QueryOptions.RerankMult. Since 0.6.
+const (
+	MaxQuantizerBits = uint32(C.VX_MAX_QUANTIZER_BITS)
+	MaxRerankMult    = uint32(C.VX_MAX_RERANK_MULT)
+)
+
 // Include bits for Get and Query.
 const (
 	IncludeDistance = uint32(C.VX_INCLUDE_DISTANCE)
@@ -295,6 +311,12 @@ type IndexConfig struct {
 	Dimension uint32
 	Metric    uint32
 	F16       bool
+	// IndexType is IVFFlat (0, the default) or IVFRaBitQ.
+	IndexType uint32
+	// QuantizerBits: IVFRaBitQ only, 1 to MaxQuantizerBits bits per
+	// dimension (0 = the library's default; Index.QuantizerBits reads it
+	// back). Must be 0 with IVFFlat.
+	QuantizerBits uint32
 }
 
 // CreateIndex creates an encrypted index under a 32-byte root key.
@@ -319,6 +341,8 @@ func (cl *Client) CreateIndex(name string, key []byte, cfg *IndexConfig) (*Index
 		if cfg.F16 {
 			c.storage_precision = C.VX_PRECISION_F16
 		}
+		c.index_type = C.uint32_t(cfg.IndexType)
+		c.quantizer_bits = C.uint32_t(cfg.QuantizerBits)
 	}
 	cname := C.CString(name)
 	defer C.free(unsafe.Pointer(cname))

@@ -274,3 +274,58 @@ func TestUserKeysPermissionsAndRotation(t *testing.T) {
 		t.Fatalf("want ErrNullArgument, got %v", err)
 	}
 }
+
+func TestIVFRaBitQConfigAndRerankMult(t *testing.T) {
+	c, flat := newIndex(t)
+	rq, err := c.CreateIndex("rq", key(1), &vx.IndexConfig{Dimension: 8, IndexType: vx.IVFRaBitQ, QuantizerBits: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rq.Close()
+	if rq.IndexType() != vx.IVFRaBitQ || rq.QuantizerBits() != 3 || rq.Metric() != vx.Euclidean {
+		t.Fatalf("type %d bits %d metric %d", rq.IndexType(), rq.QuantizerBits(), rq.Metric())
+	}
+	if flat.IndexType() != vx.IVFFlat || flat.QuantizerBits() != 0 {
+		t.Fatalf("flat: type %d bits %d", flat.IndexType(), flat.QuantizerBits())
+	}
+	items := vectors(200, 8, 0.25)
+	for _, ix := range []*vx.Index{flat, rq} {
+		if err := ix.Upsert(items, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Untrained, an IVF_RABITQ query is the exact exhaustive search IVF_FLAT's is.
+	q := append(append([]float32{}, items[3].Vector...), items[150].Vector...)
+	want, err := flat.Query(q, 8, &vx.QueryOptions{TopK: 10}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := rq.Query(q, 8, &vx.QueryOptions{TopK: 10, RerankMult: 4}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if len(got[i]) != 10 || len(want[i]) != 10 {
+			t.Fatalf("query %d: %d and %d hits", i, len(got[i]), len(want[i]))
+		}
+		for j := range want[i] {
+			if got[i][j].ID != want[i][j].ID || got[i][j].Distance != want[i][j].Distance {
+				t.Fatalf("query %d rank %d: %+v, IVF_FLAT %+v", i, j, got[i][j], want[i][j])
+			}
+		}
+	}
+	_, err = rq.Query(q, 8, &vx.QueryOptions{RerankMult: vx.MaxRerankMult + 1}, nil)
+	var e *vx.Error
+	if !errors.As(err, &e) || e.Code != vx.StatusInvalidArgument || e.Msg == "" {
+		t.Fatalf("rerank_mult above the maximum: want ErrInvalidArgument with a message, got %v", err)
+	}
+	for _, cfg := range []vx.IndexConfig{
+		{IndexType: vx.IVFRaBitQ, QuantizerBits: vx.MaxQuantizerBits + 1},
+		{QuantizerBits: 2}, // IVF_FLAT takes none
+		{IndexType: 1},     // IVF_PQ: reserved
+	} {
+		if _, err := c.CreateIndex("bad", key(1), &cfg); !errors.Is(err, vx.ErrInvalidArgument) {
+			t.Fatalf("%+v: want ErrInvalidArgument, got %v", cfg, err)
+		}
+	}
+}

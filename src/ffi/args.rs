@@ -62,10 +62,22 @@ pub(crate) unsafe fn user_arg(p: *const u8) -> Option<[u8; USER_ID_LEN]> {
 pub(crate) trait Params: Default {
     /// The C type's name, for messages.
     const NAME: &'static str;
-    /// Reads a struct of the published size field by field, so that C's
+    /// The sizes earlier versions published, with the version that did: a
+    /// caller compiled against that version's header passes it, and only
+    /// the fields it covers are read (the later ones keep their defaults).
+    const OLDER_SIZES: &'static [(usize, &'static str)] = &[];
+    /// Reads a struct of a published `size` field by field, so that C's
     /// bytes never become a Rust value they are not valid for (a `bool`
-    /// byte other than 0 or 1).
-    unsafe fn read_fields(p: *const Self) -> Self;
+    /// byte other than 0 or 1), and no field past `size` is touched.
+    unsafe fn read_fields(p: *const Self, size: usize) -> Self;
+}
+
+/// The size a struct had when `first_new` (the offset of the first field a
+/// later version appended) was its end: the fields before it, padded to the
+/// struct's alignment, as C's `sizeof` of that version's struct. Appending
+/// fields never raises the alignment (they are `uint32_t`s).
+pub(crate) const fn size_before<T>(first_new: usize) -> usize {
+    first_new.next_multiple_of(std::mem::align_of::<T>())
 }
 
 /// The body of every `_init`: writes the defaults (over bytes that may not
@@ -86,22 +98,44 @@ macro_rules! field {
 }
 pub(crate) use field;
 
+/// The size of what `_` points to (for `covers!`, which names a field only).
+pub(crate) const fn pointee_size<T>(_: *const T) -> usize {
+    std::mem::size_of::<T>()
+}
+
+/// Whether a struct of `size` bytes covers the field `$name` of `$t`. Asks
+/// a struct of its own, never the caller's pointer: the address of a field
+/// past the caller's bytes may not even be formed.
+macro_rules! covers {
+    ($size:expr, $t:ty, $name:ident) => {{
+        let t = std::mem::MaybeUninit::<$t>::uninit();
+        // The field's width, from a pointer into a struct never read.
+        let width = $crate::ffi::args::pointee_size(unsafe { std::ptr::addr_of!((*t.as_ptr()).$name) });
+        $size >= std::mem::offset_of!($t, $name) + width
+    }};
+}
+pub(crate) use covers;
+
 /// Reads a caller's parameter struct; NULL gives the defaults. Only a
-/// published `struct_size` is read: any other could split a field or cover
-/// bytes the caller never wrote. Each struct has one published size so far
-/// (its full size); appending a field will add the older size here, read up
-/// to where that version ended.
+/// published `struct_size` is read: today's `sizeof`, or one of
+/// `T::OLDER_SIZES` (read up to where that version's struct ended); any
+/// other could split a field or cover bytes the caller never wrote.
 pub(crate) unsafe fn read_params<T: Params>(p: *const T) -> Result<T> {
     if p.is_null() {
         return Ok(T::default());
     }
     let size = std::ptr::read_unaligned(p as *const u32) as usize;
     let published = std::mem::size_of::<T>();
-    if size != published {
+    if size != published && !T::OLDER_SIZES.iter().any(|&(s, _)| s == size) {
         let name = T::NAME;
+        let older: String = T::OLDER_SIZES
+            .iter()
+            .filter(|&&(s, _)| s != published)
+            .map(|(s, version)| format!(" or {s} ({version}'s)"))
+            .collect();
         return Err(Error::invalid(format!(
-            "{name}.struct_size is {size}, expected {published}: fill it with {name}_init first"
+            "{name}.struct_size is {size}, expected {published}{older}: fill it with {name}_init first"
         )));
     }
-    Ok(T::read_fields(p))
+    Ok(T::read_fields(p, size))
 }

@@ -45,7 +45,7 @@ impl Default for vx_client_options {
 
 impl Params for vx_client_options {
     const NAME: &'static str = "vx_client_options";
-    unsafe fn read_fields(p: *const Self) -> Self {
+    unsafe fn read_fields(p: *const Self, _size: usize) -> Self {
         vx_client_options {
             struct_size: field!(p.struct_size),
             threads: field!(p.threads),

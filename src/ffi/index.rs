@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::args::{c_str, field, init_params, key_arg, read_params, slice, user_arg, Params};
+use super::args::{c_str, covers, field, init_params, key_arg, read_params, size_before, slice, user_arg, Params};
 use super::boundary::{boundary, free_box, guard, handle, into_c, out_param, Handle};
 use super::client::vx_client;
 use super::results::{vx_items, vx_string_list, CText};
@@ -21,10 +21,19 @@ pub const VX_METRIC_COSINE: u32 = 2;
 /// Inner product, reported as -dot(a, b) so smaller is closer.
 pub const VX_METRIC_INNER_PRODUCT: u32 = 3;
 
-/// Inverted lists of full vectors (the only type so far).
+/// Inverted lists of full vectors (the default).
 pub const VX_INDEX_TYPE_IVF_FLAT: u32 = 0;
 /// Reserved: product-quantised lists (not supported yet: INVALID_ARGUMENT).
 pub const VX_INDEX_TYPE_IVF_PQ: u32 = 1;
+/// Inverted lists of RaBitQ codes (vx_index_config.quantizer_bits bits per
+/// dimension) scanned first, then the best candidates reranked exactly
+/// against the full vectors (vx_query_params.rerank_mult). The codes are
+/// built by vx_index_train: until then queries are exact exhaustive
+/// searches, as with IVF_FLAT. Since 0.6.0.
+pub const VX_INDEX_TYPE_IVF_RABITQ: u32 = 2;
+
+/// Most bits per dimension of vx_index_config.quantizer_bits. Since 0.6.0.
+pub const VX_MAX_QUANTIZER_BITS: u32 = 8;
 
 /// Vectors stored as 32-bit floats (the default).
 pub const VX_PRECISION_F32: u32 = 0;
@@ -104,6 +113,12 @@ pub struct vx_index_config {
     pub index_type: u32,
     /// One of VX_PRECISION_*; default VX_PRECISION_F32.
     pub storage_precision: u32,
+    /// VX_INDEX_TYPE_IVF_RABITQ only: bits per dimension of the codes, 1 to
+    /// VX_MAX_QUANTIZER_BITS; 0 (default) = the library's default (read it
+    /// back with vx_index_quantizer_bits). Must be 0 with IVF_FLAT
+    /// (VX_STATUS_INVALID_ARGUMENT otherwise). Since 0.6.0: a struct_size of
+    /// 0.5 (which ends before this field) is accepted and reads it as 0.
+    pub quantizer_bits: u32,
 }
 
 impl Default for vx_index_config {
@@ -114,6 +129,7 @@ impl Default for vx_index_config {
             metric: VX_METRIC_EUCLIDEAN,
             index_type: VX_INDEX_TYPE_IVF_FLAT,
             storage_precision: VX_PRECISION_F32,
+            quantizer_bits: 0,
         }
     }
 }
@@ -137,20 +153,33 @@ impl Creds {
     }
 }
 
+/// sizeof(vx_index_config) in 0.1 to 0.5: up to storage_precision.
+pub(crate) const VX_INDEX_CONFIG_SIZE_0_5: usize =
+    size_before::<vx_index_config>(std::mem::offset_of!(vx_index_config, quantizer_bits));
+
 impl Params for vx_index_config {
     const NAME: &'static str = "vx_index_config";
-    unsafe fn read_fields(p: *const Self) -> Self {
+    const OLDER_SIZES: &'static [(usize, &'static str)] = &[(VX_INDEX_CONFIG_SIZE_0_5, "0.5")];
+    unsafe fn read_fields(p: *const Self, size: usize) -> Self {
+        let defaults = Self::default();
         vx_index_config {
             struct_size: field!(p.struct_size),
             dimension: field!(p.dimension),
             metric: field!(p.metric),
             index_type: field!(p.index_type),
             storage_precision: field!(p.storage_precision),
+            quantizer_bits: if covers!(size, Self, quantizer_bits) {
+                field!(p.quantizer_bits)
+            } else {
+                defaults.quantizer_bits
+            },
         }
     }
 }
 
-/// Fills `cfg` with defaults (and struct_size). NULL is ignored.
+/// Fills `cfg` with defaults (and struct_size). NULL is ignored. Writes this
+/// version's sizeof(vx_index_config) (24 bytes since 0.6.0, 20 before):
+/// compile against the header of the library you run with.
 ///
 /// Thread safety: safe from any thread. Since 0.1.0.
 #[no_mangle]
@@ -166,8 +195,9 @@ pub unsafe extern "C" fn vx_index_config_init(cfg: *mut vx_index_config) {
 /// @param cfg        NULL for defaults, else initialised by vx_index_config_init.
 /// @param out_index  receives the index (free with vx_index_free); NULL on failure.
 /// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT (name, unknown
-///         metric/type/precision, dimension too large), ALREADY_EXISTS, RNG_FAILED, IO,
-///         STORAGE, PANIC.
+///         metric/type/precision, dimension too large, quantizer_bits out of range or
+///         set for IVF_FLAT, a struct_size vx never published), ALREADY_EXISTS,
+///         RNG_FAILED, IO, STORAGE, PANIC.
 ///
 /// Thread safety: safe concurrently with any call on the client. Since 0.1.0.
 #[must_use]
@@ -190,7 +220,7 @@ pub unsafe extern "C" fn vx_index_create(
             metric: Metric::from_u32(c.metric)?,
             index_type: IndexType::from_u32(c.index_type)?,
             precision: Precision::from_u32(c.storage_precision)?,
-            quantizer_bits: 0, // FFI field in progress
+            quantizer_bits: c.quantizer_bits,
         };
         let inner = client.inner.create_index(name, &key, config)?;
         *out = into_c(vx_index { name: CText::new(name), inner });
@@ -359,7 +389,8 @@ pub unsafe extern "C" fn vx_index_metric(index: *const vx_index) -> u32 {
     boundary(|| Ok(handle(index)?.inner.metric()? as u32))
 }
 
-/// The index's VX_INDEX_TYPE_*; VX_INDEX_TYPE_IVF_FLAT for NULL.
+/// The index's VX_INDEX_TYPE_* (VX_INDEX_TYPE_IVF_RABITQ since 0.6.0);
+/// VX_INDEX_TYPE_IVF_FLAT for NULL.
 ///
 /// Like every getter, answers only a handle whose key holds READ: for NULL, a
 /// poisoned handle, or a key that lacks READ (a write-only user, a deleted
@@ -370,6 +401,21 @@ pub unsafe extern "C" fn vx_index_metric(index: *const vx_index) -> u32 {
 #[no_mangle]
 pub unsafe extern "C" fn vx_index_type(index: *const vx_index) -> u32 {
     boundary(|| Ok(handle(index)?.inner.config()?.index_type as u32))
+}
+
+/// An IVF_RABITQ index's bits per dimension, as resolved at creation (a
+/// quantizer_bits of 0 reads back as the default it stood for); 0 for an
+/// IVF_FLAT index and for NULL.
+///
+/// Like every getter, answers only a handle whose key holds READ: for NULL, a
+/// poisoned handle, or a key that lacks READ (a write-only user, a deleted
+/// user, a rotated-away root key) it returns the fallback named above and
+/// vx_last_error_message says why.
+///
+/// Thread safety: safe concurrently with any call on the handle. Since 0.6.0.
+#[no_mangle]
+pub unsafe extern "C" fn vx_index_quantizer_bits(index: *const vx_index) -> u32 {
+    boundary(|| Ok(handle(index)?.inner.config()?.quantizer_bits))
 }
 
 /// Number of inverted lists (0 until trained); 0 for NULL.

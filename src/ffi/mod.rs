@@ -47,11 +47,11 @@ pub const VX_EPOCH_LEN: usize = 40;
 /// Major version of this library.
 pub const VX_VERSION_MAJOR: u32 = 0;
 /// Minor version of this library.
-pub const VX_VERSION_MINOR: u32 = 5;
+pub const VX_VERSION_MINOR: u32 = 6;
 /// Patch version of this library.
 pub const VX_VERSION_PATCH: u32 = 0;
 /// MAJOR * 1000000 + MINOR * 1000 + PATCH; compare with vx_version_number().
-pub const VX_VERSION_NUMBER: u32 = 5000;
+pub const VX_VERSION_NUMBER: u32 = 6000;
 /// ABI version: the SONAME is libvx.so.<VX_ABI_VERSION>.
 pub const VX_ABI_VERSION: u32 = 0;
 
@@ -263,8 +263,215 @@ mod tests {
         }
         let raw = Raw::<{ std::mem::size_of::<vx_train_params>() }>::with_size(8);
         assert!(unsafe { read_params(raw.0.as_ptr() as *const vx_train_params) }.is_err());
-        let raw = Raw::<{ std::mem::size_of::<vx_index_config>() }>::with_size(8);
-        assert!(unsafe { read_params(raw.0.as_ptr() as *const vx_index_config) }.is_err());
+        for size in [8, CONFIG_SIZE as u32 - 1, CONFIG_SIZE as u32 + 4] {
+            let raw = Raw::<{ CONFIG_SIZE + 8 }>::with_size(size);
+            let e = unsafe { read_params(raw.0.as_ptr() as *const vx_index_config) }.err().unwrap();
+            assert_eq!(e.status(), Status::InvalidArgument);
+            // One line naming the size given and every size accepted.
+            let want = format!(
+                "vx_index_config.struct_size is {size}, expected {CONFIG_SIZE} or {} (0.5's): \
+                 fill it with vx_index_config_init first",
+                index::VX_INDEX_CONFIG_SIZE_0_5
+            );
+            assert_eq!(e.to_string(), want);
+        }
+    }
+
+    /// The structs as 0.5's header declared them, to check the sizes vx
+    /// derives for 0.5 against what a C compiler gave 0.5's callers.
+    #[repr(C)]
+    #[allow(dead_code)]
+    struct IndexConfig05 {
+        struct_size: u32,
+        dimension: u32,
+        metric: u32,
+        index_type: u32,
+        storage_precision: u32,
+    }
+    #[repr(C)]
+    #[allow(dead_code)]
+    struct QueryParams05 {
+        struct_size: u32,
+        top_k: u32,
+        n_probes: u32,
+        include: u32,
+        filter_json: *const c_char,
+        greedy: bool,
+    }
+
+    const CONFIG_SIZE: usize = std::mem::size_of::<vx_index_config>();
+
+    #[test]
+    fn sizes_of_0_5_are_what_its_header_gave() {
+        assert_eq!(index::VX_INDEX_CONFIG_SIZE_0_5, std::mem::size_of::<IndexConfig05>());
+        assert_eq!(query::VX_QUERY_PARAMS_SIZE_0_5, std::mem::size_of::<QueryParams05>());
+        // The config grew; the query params grew only where pointers are 32-bit
+        // (on 64-bit targets rerank_mult took 0.5's tail padding).
+        assert_eq!(CONFIG_SIZE, std::mem::size_of::<IndexConfig05>() + 4);
+        assert_eq!(std::mem::offset_of!(vx_index_config, quantizer_bits), std::mem::size_of::<IndexConfig05>());
+        let tail = std::mem::offset_of!(QueryParams05, greedy) + 1;
+        assert!(std::mem::offset_of!(vx_query_params, rerank_mult) >= tail);
+        #[cfg(target_pointer_width = "64")]
+        assert_eq!(QUERY_SIZE, std::mem::size_of::<QueryParams05>());
+        #[cfg(target_pointer_width = "32")]
+        assert_eq!(QUERY_SIZE, std::mem::size_of::<QueryParams05>() + 4);
+    }
+
+    #[test]
+    fn a_0_5_sized_config_reads_no_further_and_defaults_the_rest() {
+        use args::read_params;
+        // Exactly 0.5's bytes in an allocation of that size (Miri catches a
+        // read past it), with the last field set.
+        let mut bytes = vec![0u8; index::VX_INDEX_CONFIG_SIZE_0_5].into_boxed_slice();
+        bytes[..4].copy_from_slice(&(index::VX_INDEX_CONFIG_SIZE_0_5 as u32).to_ne_bytes());
+        let precision = std::mem::offset_of!(vx_index_config, storage_precision);
+        bytes[precision..precision + 4].copy_from_slice(&VX_PRECISION_F16.to_ne_bytes());
+        let c = unsafe { read_params(bytes.as_ptr() as *const vx_index_config) }.unwrap();
+        assert_eq!((c.storage_precision, c.quantizer_bits), (VX_PRECISION_F16, 0));
+        // Bytes after 0.5's end are not read even when present.
+        let mut raw = Raw::<CONFIG_SIZE>::with_size(index::VX_INDEX_CONFIG_SIZE_0_5 as u32);
+        let bits = std::mem::offset_of!(vx_index_config, quantizer_bits);
+        raw.0[bits..bits + 4].copy_from_slice(&5u32.to_ne_bytes());
+        let c = unsafe { read_params(raw.0.as_ptr() as *const vx_index_config) }.unwrap();
+        assert_eq!(c.quantizer_bits, 0);
+        // At today's size the field is read.
+        raw.0[..4].copy_from_slice(&(CONFIG_SIZE as u32).to_ne_bytes());
+        let c = unsafe { read_params(raw.0.as_ptr() as *const vx_index_config) }.unwrap();
+        assert_eq!(c.quantizer_bits, 5);
+    }
+
+    #[test]
+    fn a_0_5_sized_query_params_is_accepted() {
+        use args::read_params;
+        let mut bytes = vec![0u8; query::VX_QUERY_PARAMS_SIZE_0_5].into_boxed_slice();
+        bytes[..4].copy_from_slice(&(query::VX_QUERY_PARAMS_SIZE_0_5 as u32).to_ne_bytes());
+        bytes[std::mem::offset_of!(vx_query_params, top_k)] = 9;
+        bytes[std::mem::offset_of!(vx_query_params, greedy)] = 1;
+        let p = unsafe { read_params(bytes.as_ptr() as *const vx_query_params) }.unwrap();
+        assert_eq!((p.top_k, p.greedy, p.rerank_mult), (9, true, 0));
+        let mut raw = Raw::<QUERY_SIZE>::with_size(QUERY_SIZE as u32);
+        let mult = std::mem::offset_of!(vx_query_params, rerank_mult);
+        raw.0[mult..mult + 4].copy_from_slice(&7u32.to_ne_bytes());
+        let p = unsafe { read_params(raw.0.as_ptr() as *const vx_query_params) }.unwrap();
+        assert_eq!(p.rerank_mult, 7);
+    }
+
+    #[test]
+    fn init_fills_the_new_fields_with_their_defaults() {
+        let mut c = std::mem::MaybeUninit::<vx_index_config>::uninit();
+        let mut p = std::mem::MaybeUninit::<vx_query_params>::uninit();
+        let (c, p) = unsafe {
+            vx_index_config_init(c.as_mut_ptr());
+            vx_query_params_init(p.as_mut_ptr());
+            (c.assume_init(), p.assume_init())
+        };
+        assert_eq!((c.struct_size as usize, c.quantizer_bits), (CONFIG_SIZE, 0));
+        assert_eq!((p.struct_size as usize, p.rerank_mult), (QUERY_SIZE, 0));
+    }
+
+    /// The last error message, as a String.
+    fn last_error() -> String {
+        let mut buf = [0 as c_char; 256];
+        unsafe { vx_last_error_message(buf.as_mut_ptr(), buf.len(), std::ptr::null_mut()) };
+        unsafe { CStr::from_ptr(buf.as_ptr()) }.to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "creates indexes: sealing and the store are far too slow under Miri")]
+    fn quantizer_bits_and_rerank_mult_pass_through_and_are_checked() {
+        unsafe {
+            let mut client = std::ptr::null_mut();
+            assert_eq!(vx_client_open(c"memory:".as_ptr(), std::ptr::null(), &mut client), VX_STATUS_OK);
+            let key = [5u8; VX_KEY_LEN];
+            let create = |name: &CStr, index_type: u32, bits: u32| {
+                let mut cfg = std::mem::MaybeUninit::<vx_index_config>::uninit();
+                vx_index_config_init(cfg.as_mut_ptr());
+                let mut cfg = cfg.assume_init();
+                cfg.index_type = index_type;
+                cfg.quantizer_bits = bits;
+                let mut ix = std::ptr::dangling_mut();
+                let st = vx_index_create(client, name.as_ptr(), key.as_ptr(), &cfg, &mut ix);
+                (st, ix)
+            };
+            // Refused: each one line, naming the value.
+            for (name, ty, bits, want) in [
+                (c"b0", VX_INDEX_TYPE_IVF_RABITQ, VX_MAX_QUANTIZER_BITS + 1, "quantizer_bits must be 1 to 8"),
+                (c"b1", VX_INDEX_TYPE_IVF_RABITQ, u32::MAX, "got 4294967295"),
+                (c"b2", VX_INDEX_TYPE_IVF_FLAT, 3, "quantizer_bits is 3 but applies to IVF_RABITQ only"),
+                (c"b3", VX_INDEX_TYPE_IVF_PQ, 0, "IVF_PQ is not supported yet"),
+                (c"b4", 3, 0, "unknown index type 3"),
+            ] {
+                let (st, ix) = create(name, ty, bits);
+                assert_eq!((st, ix), (VX_STATUS_INVALID_ARGUMENT, std::ptr::null_mut()), "{name:?}");
+                let msg = last_error();
+                assert!(msg.contains(want) && !msg.contains('\n'), "{name:?}: {msg}");
+            }
+            // Accepted: the type and the resolved bits read back.
+            let (st, flat) = create(c"flat", VX_INDEX_TYPE_IVF_FLAT, 0);
+            assert_eq!(st, VX_STATUS_OK);
+            assert_eq!((vx_index_type(flat), vx_index_quantizer_bits(flat)), (VX_INDEX_TYPE_IVF_FLAT, 0));
+            let (st, max) = create(c"max", VX_INDEX_TYPE_IVF_RABITQ, VX_MAX_QUANTIZER_BITS);
+            assert_eq!(st, VX_STATUS_OK);
+            assert_eq!((vx_index_type(max), vx_index_quantizer_bits(max)), (VX_INDEX_TYPE_IVF_RABITQ, 8));
+            let (st, dflt) = create(c"default", VX_INDEX_TYPE_IVF_RABITQ, 0);
+            assert_eq!(st, VX_STATUS_OK);
+            let bits = vx_index_quantizer_bits(dflt);
+            assert!((1..=VX_MAX_QUANTIZER_BITS).contains(&bits), "{bits}");
+            assert_eq!(vx_index_quantizer_bits(std::ptr::null()), 0);
+            // Reopened, the index keeps its type and bits.
+            let mut again = std::ptr::null_mut();
+            assert_eq!(
+                vx_index_load(client, c"max".as_ptr(), key.as_ptr(), std::ptr::null(), &mut again),
+                VX_STATUS_OK
+            );
+            assert_eq!((vx_index_type(again), vx_index_quantizer_bits(again)), (VX_INDEX_TYPE_IVF_RABITQ, 8));
+            vx_index_free(again);
+
+            // rerank_mult: up to VX_MAX_RERANK_MULT, on either type.
+            let ids = [c"a".as_ptr(), c"b".as_ptr()];
+            let v = [0.0f32, 1.0, 1.0, 0.0];
+            for ix in [flat, max] {
+                let st = vx_index_upsert(
+                    ix,
+                    2,
+                    ids.as_ptr(),
+                    v.as_ptr(),
+                    2,
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                    std::ptr::null(),
+                );
+                assert_eq!(st, VX_STATUS_OK);
+                let mut p = std::mem::MaybeUninit::<vx_query_params>::uninit();
+                vx_query_params_init(p.as_mut_ptr());
+                let mut p = p.assume_init();
+                for (mult, want) in [
+                    (0, VX_STATUS_OK),
+                    (VX_MAX_RERANK_MULT, VX_STATUS_OK),
+                    (VX_MAX_RERANK_MULT + 1, VX_STATUS_INVALID_ARGUMENT),
+                ] {
+                    p.rerank_mult = mult;
+                    let mut r = std::ptr::dangling_mut();
+                    let st = vx_index_query(ix, v.as_ptr(), 1, 2, &p, std::ptr::null(), std::ptr::null(), &mut r);
+                    assert_eq!(st, want, "rerank_mult {mult}");
+                    if st == VX_STATUS_OK {
+                        // Untrained: exact, whatever the type.
+                        assert_eq!(CStr::from_ptr(vx_results_id(r, 0, 0)), c"a");
+                        assert_eq!(vx_results_distance(r, 0, 0), 0.0);
+                    } else {
+                        assert!(r.is_null());
+                        assert_eq!(last_error(), "rerank_mult must be 0 (automatic) to 4096, got 4097");
+                    }
+                    vx_results_free(r);
+                }
+            }
+            for ix in [flat, max, dflt] {
+                vx_index_free(ix);
+            }
+            vx_client_free(client);
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::ffi::c_char;
 
-use super::args::{field, init_params, opt_c_str, read_params, slice, Params};
+use super::args::{covers, field, init_params, opt_c_str, read_params, size_before, slice, Params};
 use super::boundary::{boundary, handle, out_param};
 use super::index::{vx_index, Creds, VX_INCLUDE_DISTANCE};
 use super::results::vx_results;
@@ -30,7 +30,19 @@ pub struct vx_query_params {
     /// Once trained: keep probing the next-nearest lists until top_k hits are
     /// found or every list is scanned (for selective filters); default false.
     pub greedy: bool,
+    /// IVF_RABITQ once trained: how many candidates per hit the codes pass on
+    /// to be reranked exactly (rerank_mult * top_k), 1 to VX_MAX_RERANK_MULT;
+    /// 0 (default) = automatic, as many as the codes' error bounds leave in
+    /// doubt. Ignored by IVF_FLAT and before training; above
+    /// VX_MAX_RERANK_MULT is VX_STATUS_INVALID_ARGUMENT. Since 0.6.0: a
+    /// struct_size of 0.5 is accepted and reads it as 0 (on 64-bit targets
+    /// 0.5's size already covered it, as padding: vx_query_params_init
+    /// zeroes it).
+    pub rerank_mult: u32,
 }
+
+/// Most candidates per hit vx_query_params.rerank_mult may ask for. Since 0.6.0.
+pub const VX_MAX_RERANK_MULT: u32 = 4096;
 
 impl Default for vx_query_params {
     fn default() -> Self {
@@ -41,13 +53,21 @@ impl Default for vx_query_params {
             include: VX_INCLUDE_DISTANCE,
             filter_json: std::ptr::null(),
             greedy: false,
+            rerank_mult: 0,
         }
     }
 }
 
+/// sizeof(vx_query_params) in 0.1 to 0.5: up to greedy, padded (the same
+/// as 0.6's on 64-bit targets, where rerank_mult took that padding).
+pub(crate) const VX_QUERY_PARAMS_SIZE_0_5: usize =
+    size_before::<vx_query_params>(std::mem::offset_of!(vx_query_params, rerank_mult));
+
 impl Params for vx_query_params {
     const NAME: &'static str = "vx_query_params";
-    unsafe fn read_fields(p: *const Self) -> Self {
+    const OLDER_SIZES: &'static [(usize, &'static str)] = &[(VX_QUERY_PARAMS_SIZE_0_5, "0.5")];
+    unsafe fn read_fields(p: *const Self, size: usize) -> Self {
+        let defaults = Self::default();
         vx_query_params {
             struct_size: field!(p.struct_size),
             top_k: field!(p.top_k),
@@ -56,11 +76,14 @@ impl Params for vx_query_params {
             filter_json: field!(p.filter_json),
             // C may store any nonzero byte for true.
             greedy: std::ptr::addr_of!((*p).greedy).cast::<u8>().read() != 0,
+            rerank_mult: if covers!(size, Self, rerank_mult) { field!(p.rerank_mult) } else { defaults.rerank_mult },
         }
     }
 }
 
-/// Fills `p` with defaults (and struct_size). NULL is ignored.
+/// Fills `p` with defaults (and struct_size). NULL is ignored. Writes this
+/// version's sizeof(vx_query_params): compile against the header of the
+/// library you run with.
 ///
 /// Thread safety: safe from any thread. Since 0.1.0.
 #[no_mangle]
@@ -79,9 +102,10 @@ pub unsafe extern "C" fn vx_query_params_init(p: *mut vx_query_params) {
 /// @param params       NULL for defaults, else initialised by vx_query_params_init.
 /// @param key, user_id per-call credentials (NULL = the handle's key); need read.
 /// @param out_results  receives the hits (free with vx_results_free); NULL on failure.
-/// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT (top_k, include bits, non-finite
-///         value, nq*dim overflow), DIMENSION_MISMATCH, INVALID_UTF8, INVALID_FILTER,
-///         NOT_FOUND, WRONG_KEY, PERMISSION_DENIED, POISONED, INTEGRITY, IO, STORAGE, PANIC.
+/// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT (top_k, include bits, rerank_mult,
+///         non-finite value, nq*dim overflow, a struct_size vx never published),
+///         DIMENSION_MISMATCH, INVALID_UTF8, INVALID_FILTER, NOT_FOUND, WRONG_KEY,
+///         PERMISSION_DENIED, POISONED, INTEGRITY, IO, STORAGE, PANIC.
 ///
 /// Thread safety: safe concurrently with any call on the handle; queries
 /// run in parallel with each other and see whole writes only. Since 0.1.0.
@@ -112,7 +136,7 @@ pub unsafe extern "C" fn vx_index_query(
             filter: opt_c_str(p.filter_json, "filter_json")?,
             include: p.include,
             greedy: p.greedy,
-            rerank_mult: 0, // FFI field in progress
+            rerank_mult: p.rerank_mult,
         };
         let hits = ix.inner.query(queries, nq, dim, &params, Creds::read(key, user_id).access())?;
         *out = vx_results::boxed(hits);

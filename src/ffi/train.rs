@@ -60,7 +60,7 @@ impl Default for vx_train_params {
 
 impl Params for vx_train_params {
     const NAME: &'static str = "vx_train_params";
-    unsafe fn read_fields(p: *const Self) -> Self {
+    unsafe fn read_fields(p: *const Self, _size: usize) -> Self {
         vx_train_params {
             struct_size: field!(p.struct_size),
             n_lists: field!(p.n_lists),

@@ -866,6 +866,131 @@ static void test_rollback_and_fork(const char *dir) {
     vx_client_free(c);
 }
 
+/* IVF_RABITQ (0.6): created, filled and queried through the C ABI. Until
+ * trained its queries are exact exhaustive searches, so they equal
+ * IVF_FLAT's and the brute-force reference whatever rerank_mult says.
+ * (Queries of a trained IVF_RABITQ index are not tested here: its training
+ * is being built in the core.) Also: the 0.5-sized structs still accepted. */
+static void test_ivf_rabitq(void) {
+    vx_client *c = NULL;
+    EXPECT(vx_client_open("memory:", NULL, &c), VX_STATUS_OK);
+    vx_index_config cfg;
+    vx_index_config_init(&cfg);
+    CHECK(cfg.struct_size == sizeof cfg && cfg.quantizer_bits == 0 && cfg.index_type == VX_INDEX_TYPE_IVF_FLAT);
+
+    /* Bad quantizer_bits: refused with a message naming the field; nothing created. */
+    vx_index *ix = NULL;
+    cfg.index_type = VX_INDEX_TYPE_IVF_RABITQ;
+    cfg.quantizer_bits = VX_MAX_QUANTIZER_BITS + 1;
+    EXPECT(vx_index_create(c, "rq", ROOT_KEY, &cfg, &ix), VX_STATUS_INVALID_ARGUMENT);
+    CHECK(ix == NULL && strstr(last_error(), "quantizer_bits must be 1 to 8") != NULL);
+    cfg.quantizer_bits = UINT32_MAX;
+    EXPECT(vx_index_create(c, "rq", ROOT_KEY, &cfg, &ix), VX_STATUS_INVALID_ARGUMENT);
+    vx_index_config_init(&cfg);
+    cfg.quantizer_bits = 2; /* IVF_FLAT takes none */
+    EXPECT(vx_index_create(c, "rq", ROOT_KEY, &cfg, &ix), VX_STATUS_INVALID_ARGUMENT);
+    CHECK(ix == NULL && strstr(last_error(), "IVF_RABITQ only") != NULL);
+    cfg.struct_size = (uint32_t)sizeof cfg + 4;
+    cfg.quantizer_bits = 0;
+    EXPECT(vx_index_create(c, "rq", ROOT_KEY, &cfg, &ix), VX_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(last_error(), "vx_index_config.struct_size") != NULL);
+    vx_string_list *names = NULL;
+    EXPECT(vx_client_list_indexes(c, &names), VX_STATUS_OK);
+    CHECK(vx_string_list_len(names) == 0);
+    vx_string_list_free(names);
+
+    /* Good ones: the default bits, and the most. */
+    vx_index_config_init(&cfg);
+    cfg.index_type = VX_INDEX_TYPE_IVF_RABITQ;
+    cfg.dimension = DIM;
+    EXPECT(vx_index_create(c, "rq", ROOT_KEY, &cfg, &ix), VX_STATUS_OK);
+    CHECK(vx_index_type(ix) == VX_INDEX_TYPE_IVF_RABITQ);
+    uint32_t bits = vx_index_quantizer_bits(ix);
+    CHECK(bits >= 1 && bits <= VX_MAX_QUANTIZER_BITS);
+    CHECK(vx_index_training_state(ix) == VX_TRAINING_UNTRAINED);
+    vx_index *most = NULL;
+    cfg.quantizer_bits = VX_MAX_QUANTIZER_BITS;
+    EXPECT(vx_index_create(c, "rq8", ROOT_KEY, &cfg, &most), VX_STATUS_OK);
+    CHECK(vx_index_quantizer_bits(most) == VX_MAX_QUANTIZER_BITS);
+    vx_index_free(most);
+    EXPECT(vx_index_load(c, "rq8", ROOT_KEY, NULL, &most), VX_STATUS_OK);
+    CHECK(vx_index_type(most) == VX_INDEX_TYPE_IVF_RABITQ && vx_index_quantizer_bits(most) == VX_MAX_QUANTIZER_BITS);
+    vx_index_free(most);
+    CHECK(vx_index_type(NULL) == VX_INDEX_TYPE_IVF_FLAT && vx_index_quantizer_bits(NULL) == 0);
+
+    /* An IVF_FLAT index created with 0.5's struct: its size is accepted and
+     * quantizer_bits reads as 0. */
+    struct {
+        uint32_t struct_size, dimension, metric, index_type, storage_precision;
+    } cfg_0_5;
+    memset(&cfg_0_5, 0, sizeof cfg_0_5);
+    cfg_0_5.struct_size = (uint32_t)sizeof cfg_0_5;
+    cfg_0_5.dimension = DIM;
+    CHECK(sizeof cfg_0_5 < sizeof(vx_index_config));
+    vx_index *flat = NULL;
+    EXPECT(vx_index_create(c, "flat", ROOT_KEY, (const vx_index_config *)(const void *)&cfg_0_5, &flat), VX_STATUS_OK);
+    CHECK(vx_index_type(flat) == VX_INDEX_TYPE_IVF_FLAT && vx_index_quantizer_bits(flat) == 0);
+    CHECK(vx_index_dimension(flat) == DIM);
+
+    EXPECT(vx_index_upsert(ix, N, ids, base, DIM, NULL, NULL, metas, NULL, NULL), VX_STATUS_OK);
+    EXPECT(vx_index_upsert(flat, N, ids, base, DIM, NULL, NULL, metas, NULL, NULL), VX_STATUS_OK);
+    float queries[NQ * DIM];
+    for (int i = 0; i < NQ * DIM; i++) queries[i] = frand();
+    check_against_brute(ix, queries, -1);
+    check_against_brute(ix, queries, 3);
+
+    vx_query_params p;
+    vx_query_params_init(&p);
+    CHECK(p.struct_size == sizeof p && p.rerank_mult == 0);
+    p.top_k = K;
+    vx_results *want = NULL;
+    EXPECT(vx_index_query(flat, queries, NQ, DIM, &p, NULL, NULL, &want), VX_STATUS_OK);
+    const uint32_t mults[] = {0, 1, 7, VX_MAX_RERANK_MULT};
+    for (size_t m = 0; m < sizeof mults / sizeof mults[0]; m++) {
+        p.rerank_mult = mults[m];
+        vx_results *got = NULL;
+        EXPECT(vx_index_query(ix, queries, NQ, DIM, &p, NULL, NULL, &got), VX_STATUS_OK);
+        for (int q = 0; q < NQ; q++) {
+            CHECK(vx_results_len(got, q) == K && vx_results_len(want, q) == K);
+            for (int k = 0; k < K; k++) {
+                CHECK(strcmp(vx_results_id(got, q, k), vx_results_id(want, q, k)) == 0);
+                CHECK(vx_results_distance(got, q, k) == vx_results_distance(want, q, k));
+            }
+        }
+        vx_results_free(got);
+    }
+    p.rerank_mult = VX_MAX_RERANK_MULT + 1;
+    vx_results *r = NULL;
+    EXPECT(vx_index_query(ix, queries, NQ, DIM, &p, NULL, NULL, &r), VX_STATUS_INVALID_ARGUMENT);
+    CHECK(r == NULL && strstr(last_error(), "rerank_mult must be 0 (automatic) to 4096, got 4097") != NULL);
+    EXPECT(vx_index_query(flat, queries, NQ, DIM, &p, NULL, NULL, &r), VX_STATUS_INVALID_ARGUMENT);
+
+    /* 0.5's vx_query_params: accepted, rerank_mult reads as 0. */
+    struct {
+        uint32_t struct_size, top_k, n_probes, include;
+        const char *filter_json;
+        bool greedy;
+    } p_0_5;
+    memset(&p_0_5, 0, sizeof p_0_5);
+    p_0_5.struct_size = (uint32_t)sizeof p_0_5;
+    p_0_5.top_k = K;
+    p_0_5.include = VX_INCLUDE_DISTANCE;
+    EXPECT(vx_index_query(ix, queries, NQ, DIM, (const vx_query_params *)(const void *)&p_0_5, NULL, NULL, &r),
+           VX_STATUS_OK);
+    CHECK(vx_results_len(r, 0) == K && strcmp(vx_results_id(r, 0, 0), vx_results_id(want, 0, 0)) == 0);
+    vx_results_free(r);
+    r = NULL;
+    p_0_5.struct_size = 12;
+    EXPECT(vx_index_query(ix, queries, NQ, DIM, (const vx_query_params *)(const void *)&p_0_5, NULL, NULL, &r),
+           VX_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(last_error(), "vx_query_params.struct_size is 12") != NULL);
+    vx_results_free(want);
+
+    vx_index_free(flat);
+    vx_index_free(ix);
+    vx_client_free(c);
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "vx-c-test-data";
     char cmd[700];
@@ -879,6 +1004,7 @@ int main(int argc, char **argv) {
     test_lifecycle_and_bad_input();
     test_data_and_persistence(dir);
     test_training();
+    test_ivf_rabitq();
     test_access(dir);
     test_rollback_and_fork(dir);
 

@@ -46,6 +46,31 @@ int main() {
     index.upsert(ids, vectors, 2, meta);
     CHECK(index.num_vectors() == 300);
     CHECK(index.dimension() == 2);
+    CHECK(index.index_type() == VX_INDEX_TYPE_IVF_FLAT && index.quantizer_bits() == 0);
+
+    // IVF_RABITQ (0.6): created through IndexConfig; untrained, its queries are
+    // the exact exhaustive search IVF_FLAT's are, whatever rerank_mult says.
+    vx::Index rabitq = client.create_index(
+        "cpp-rabitq", key, vx::IndexConfig{}.dimension(2).index_type(VX_INDEX_TYPE_IVF_RABITQ).quantizer_bits(4));
+    CHECK(rabitq.index_type() == VX_INDEX_TYPE_IVF_RABITQ && rabitq.quantizer_bits() == 4);
+    rabitq.upsert(ids, vectors, 2, meta);
+    auto exact = index.query({10.2f, 3.0f, 150.3f, 1.0f}, 2, vx::QueryOptions{}.top_k(5));
+    auto coded = rabitq.query({10.2f, 3.0f, 150.3f, 1.0f}, 2, vx::QueryOptions{}.top_k(5).rerank_mult(3));
+    CHECK(coded.num_queries() == 2);
+    for (size_t q = 0; q < 2; q++) {
+        CHECK(coded.size(q) == 5 && exact.size(q) == 5);
+        for (size_t i = 0; i < coded.size(q) && i < exact.size(q); i++)
+            CHECK(coded.id(q, i) == exact.id(q, i) && coded.distance(q, i) == exact.distance(q, i));
+    }
+    CHECK(status_of([&] { rabitq.query({1, 2}, 2, vx::QueryOptions{}.rerank_mult(VX_MAX_RERANK_MULT + 1)); }) ==
+          VX_STATUS_INVALID_ARGUMENT);
+    CHECK(status_of([&] {
+              client.create_index("bad-bits", key,
+                                  vx::IndexConfig{}.index_type(VX_INDEX_TYPE_IVF_RABITQ).quantizer_bits(VX_MAX_QUANTIZER_BITS + 1));
+          }) == VX_STATUS_INVALID_ARGUMENT);
+    CHECK(status_of([&] { client.create_index("bad-flat", key, vx::IndexConfig{}.quantizer_bits(2)); }) ==
+          VX_STATUS_INVALID_ARGUMENT);
+    CHECK(vx::IndexConfig{}.config().struct_size == sizeof(vx_index_config));
     auto r = index.query({10.2f, 3.0f}, 2, vx::QueryOptions{}.top_k(3).filter("{\"odd\": true}").include(VX_INCLUDE_METADATA));
     CHECK(r.num_queries() == 1 && r.size(0) == 3);
     CHECK(r.id(0, 0) == "i11" || r.id(0, 0) == "i9");

@@ -188,3 +188,25 @@ def test_library_version():
     major, minor, patch = (int(x) for x in v.split("."))
     assert vx.lib.vx_version_number() == major * 1000000 + minor * 1000 + patch == vx.lib.VX_VERSION_NUMBER
     assert Path(vx.library_path).is_file()
+
+
+def test_ivf_rabitq_and_quantizer_bits(client, key):
+    ix = client.create_index("rq", key, dimension=4, index_type="ivf_rabitq", quantizer_bits=5)
+    assert (ix.index_type, ix.quantizer_bits) == ("ivf_rabitq", 5)
+    default = client.create_index("rq-default", key, index_type="IVF_RABITQ")
+    assert 1 <= default.quantizer_bits <= vx.MAX_QUANTIZER_BITS  # None: the library's default
+    top = client.create_index("rq-max", key, index_type=vx.lib.VX_INDEX_TYPE_IVF_RABITQ, quantizer_bits=vx.MAX_QUANTIZER_BITS)
+    assert top.quantizer_bits == vx.MAX_QUANTIZER_BITS
+    flat = client.create_index("flat", key)
+    assert (flat.index_type, flat.quantizer_bits) == ("ivf_flat", 0)
+    with client.load_index("rq", key) as again:
+        assert (again.index_type, again.quantizer_bits) == ("ivf_rabitq", 5)
+    with pytest.raises(vx.InvalidArgumentError, match="quantizer_bits must be 1 to 8"):
+        client.create_index("b", key, index_type="ivf_rabitq", quantizer_bits=vx.MAX_QUANTIZER_BITS + 1)
+    with pytest.raises(vx.InvalidArgumentError, match="applies to IVF_RABITQ only"):
+        client.create_index("b", key, quantizer_bits=2)  # IVF_FLAT takes none
+    with pytest.raises(vx.InvalidArgumentError, match="quantizer_bits must be in"):
+        client.create_index("b", key, index_type="ivf_rabitq", quantizer_bits=-1)
+    with pytest.raises(TypeError):
+        client.create_index("b", key, index_type="ivf_rabitq", quantizer_bits=2.0)
+    assert "b" not in client.list_indexes()

@@ -189,6 +189,33 @@ def test_query_matches_brute_force(client, key, metric):
         assert single[0]["distance"] == pytest.approx(float(np.linalg.norm(base[ids.index(single[0]["id"])] - queries[0])), rel=1e-5)
 
 
+def test_ivf_rabitq_untrained_query_is_exact_and_takes_rerank_mult(client, key, record):
+    items = make_items(300, dim=16, seed=3)
+    base = np.stack([it["vector"] for it in items])
+    ids = [it["id"] for it in items]
+    flat = client.create_index("flat", key)
+    rq = client.create_index("rq", key, index_type="ivf_rabitq", quantizer_bits=1)
+    flat.upsert(ids, base)
+    rq.upsert(ids, base)
+    queries = np.random.default_rng(5).standard_normal((7, 16)).astype(np.float32)
+    want = flat.query(queries, top_k=10)
+    rec = record("vx_index_query")
+    for mult in (None, 1, vx.MAX_RERANK_MULT):
+        assert rq.query(queries, top_k=10, rerank_mult=mult) == want
+        got_ids, got_dist = rq.query_numpy(queries, top_k=10, rerank_mult=mult)
+        assert [list(r) for r in got_ids] == [[h["id"] for h in row] for row in want]
+    for q, row in zip(queries, want):
+        assert [h["id"] for h in row] == exact_ids(base, ids, q, 10)
+    # What reached libvx: None is 0 (automatic), a number passes as it is.
+    assert [args[4].rerank_mult for args in rec.calls["vx_index_query"]] == [0, 0, 1, 1, 4096, 4096]
+    with pytest.raises(vx.InvalidArgumentError, match="rerank_mult must be 0 .automatic. to 4096, got 4097"):
+        rq.query(queries[0], rerank_mult=vx.MAX_RERANK_MULT + 1)
+    with pytest.raises(vx.InvalidArgumentError, match="rerank_mult must be in"):
+        rq.query_numpy(queries[0], rerank_mult=-1)
+    with pytest.raises(vx.InvalidArgumentError, match="rerank_mult"):
+        flat.query(queries[0], rerank_mult=vx.MAX_RERANK_MULT + 1)  # checked on IVF_FLAT too
+
+
 def test_query_list_inputs(index, items):
     q = [float(x) for x in items[7]["vector"]]
     assert index.query(q, top_k=1)[0]["id"] == "item-0007"

@@ -25,7 +25,7 @@ from typing import Any
 
 from . import errors
 from ._client import Client
-from ._common import EPOCH_LEN, KEY_LEN, USER_ID_LEN, fill_random
+from ._common import EPOCH_LEN, KEY_LEN, MAX_QUANTIZER_BITS, MAX_RERANK_MULT, USER_ID_LEN, fill_random
 from ._index import Index
 from ._native import ffi, lib, library_path
 from .errors import *  # noqa: F401,F403  (every exception class, status_str, error_class)
@@ -41,6 +41,8 @@ __all__ = [
     "KEY_LEN",
     "USER_ID_LEN",
     "EPOCH_LEN",
+    "MAX_QUANTIZER_BITS",
+    "MAX_RERANK_MULT",
     "errors",
 ]
 # The exception classes (one per status code), status_str and error_class.

@@ -102,6 +102,7 @@ class Client:
         metric: Optional[Union[str, int]] = None,
         index_type: Optional[Union[str, int]] = None,
         storage_precision: Optional[Union[str, int]] = None,
+        quantizer_bits: Optional[int] = None,
     ) -> Index:
         """Creates an empty encrypted index (``vx_index_create``).
 
@@ -112,8 +113,15 @@ class Client:
             dimension: the vector width (None = fixed by the first upsert).
             metric: ``"euclidean"`` (default), ``"squared_euclidean"``,
                 ``"cosine"`` or ``"inner_product"``.
-            index_type: ``"ivf_flat"`` (default; ``"ivf_pq"`` is reserved).
+            index_type: ``"ivf_flat"`` (default) or ``"ivf_rabitq"``: lists
+                of RaBitQ codes scanned first, then the best candidates
+                reranked exactly; built by :meth:`Index.train` (until then
+                queries are exact exhaustive searches, as with
+                ``"ivf_flat"``). ``"ivf_pq"`` is reserved.
             storage_precision: ``"f32"`` (default) or ``"f16"``.
+            quantizer_bits: ``"ivf_rabitq"`` only: bits per dimension of the
+                codes, 1 to ``vx.MAX_QUANTIZER_BITS`` (None = the library's
+                default; :attr:`Index.quantizer_bits` reads it back).
 
         Raises:
             AlreadyExistsError: an index of that name exists.
@@ -129,6 +137,8 @@ class Client:
             cfg.index_type = enum_value("index_type", INDEX_TYPES, index_type)
         if storage_precision is not None:
             cfg.storage_precision = enum_value("storage_precision", PRECISIONS, storage_precision)
+        if quantizer_bits is not None:
+            cfg.quantizer_bits = uint("quantizer_bits", quantizer_bits, 32)
         name = text("index_name", index_name)
         return self._open(lib.vx_index_create, name, key_ptr(index_key), cfg)
 

@@ -12,6 +12,8 @@ from .errors import ClosedError, InvalidArgumentError, InvalidUTF8Error, RNGFail
 KEY_LEN: int = lib.VX_KEY_LEN
 USER_ID_LEN: int = lib.VX_USER_ID_LEN
 EPOCH_LEN: int = lib.VX_EPOCH_LEN
+MAX_QUANTIZER_BITS: int = lib.VX_MAX_QUANTIZER_BITS
+MAX_RERANK_MULT: int = lib.VX_MAX_RERANK_MULT
 
 #: A key, a user id or an epoch: any contiguous bytes-like object
 #: (bytearray, memoryview, bytes, a uint8 NumPy array ...). It is handed to

@@ -239,8 +239,14 @@ class Index:
 
     @property
     def index_type(self) -> str:
-        """``"ivf_flat"`` (``vx_index_type``)."""
+        """``"ivf_flat"`` or ``"ivf_rabitq"`` (``vx_index_type``)."""
         return enum_name(INDEX_TYPES, self._getter(lib.vx_index_type))
+
+    @property
+    def quantizer_bits(self) -> int:
+        """An ``"ivf_rabitq"`` index's bits per dimension, as resolved at
+        creation; 0 for ``"ivf_flat"`` (``vx_index_quantizer_bits``)."""
+        return int(self._getter(lib.vx_index_quantizer_bits))
 
     @property
     def n_lists(self) -> int:
@@ -473,6 +479,7 @@ class Index:
         filters: Optional[Filter],
         mask: Optional[int],
         greedy: bool,
+        rerank_mult: Optional[int],
         index_key: Any,
         user_id: Any,
     ) -> Tuple[Any, int, int, bool]:
@@ -490,6 +497,8 @@ class Index:
             p.filter_json = f
         if greedy:
             p.greedy = True
+        if rerank_mult is not None:
+            p.rerank_mult = uint("rerank_mult", rerank_mult, 32)
         k = NULL if index_key is None else key_ptr(index_key)
         u = NULL if user_id is None else user_ptr(user_id)
         out = ffi.new("vx_results **")
@@ -513,6 +522,7 @@ class Index:
         filters: Optional[Filter] = None,
         include: Optional[Iterable[str]] = None,
         greedy: bool = False,
+        rerank_mult: Optional[int] = None,
         *,
         index_key: Optional[BytesLike] = None,
         user_id: Optional[BytesLike] = None,
@@ -531,6 +541,9 @@ class Index:
                 ``"vector"`` (None = ``["distance"]``); the id always comes back.
             greedy: once trained, keep probing lists until ``top_k`` hits
                 pass the filter.
+            rerank_mult: an ``"ivf_rabitq"`` index once trained: candidates
+                reranked exactly per hit, 1 to ``vx.MAX_RERANK_MULT`` (None =
+                automatic: as many as the codes' error bounds leave in doubt).
 
         Returns:
             Hits by ascending distance, each a dict with ``"id"`` and the
@@ -542,7 +555,9 @@ class Index:
             InvalidFilterError: a bad filter (the message says where).
         """
         mask = None if include is None else bits("include", INCLUDE_BITS, include)
-        r, nq, _, single = self._run_query(query_vectors, top_k, n_probes, filters, mask, greedy, index_key, user_id)
+        r, nq, _, single = self._run_query(
+            query_vectors, top_k, n_probes, filters, mask, greedy, rerank_mult, index_key, user_id
+        )
         try:
             out = _read_hits(r, nq, _INC_DISTANCE if mask is None else mask)
         finally:
@@ -556,6 +571,7 @@ class Index:
         n_probes: Optional[int] = None,
         filters: Optional[Filter] = None,
         greedy: bool = False,
+        rerank_mult: Optional[int] = None,
         *,
         index_key: Optional[BytesLike] = None,
         user_id: Optional[BytesLike] = None,
@@ -570,7 +586,7 @@ class Index:
         distances.
         """
         r, nq, k, _ = self._run_query(
-            query_vectors, top_k, n_probes, filters, _INC_DISTANCE, greedy, index_key, user_id
+            query_vectors, top_k, n_probes, filters, _INC_DISTANCE, greedy, rerank_mult, index_key, user_id
         )
         try:
             counts = np.empty(nq, dtype=np.uintp)
