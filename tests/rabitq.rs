@@ -85,7 +85,8 @@ fn returned_distances_are_exact_and_a_stored_vector_is_at_zero() {
         let c = client("memory:");
         let (index, base) = filled(&c, rabitq(Metric::Euclidean, 0), 10_000, dim);
         train(&index, 16);
-        let params = QueryParams { top_k: 5, n_probes: 4, include: include::DISTANCE | include::VECTOR, ..Default::default() };
+        let params =
+            QueryParams { top_k: 5, n_probes: 4, include: include::DISTANCE | include::VECTOR, ..Default::default() };
         for i in [0usize, 17, 9_999] {
             let q = &base[i * dim..(i + 1) * dim];
             let hits = query(&index, q, dim, &params);
@@ -146,7 +147,9 @@ fn writes_after_training_keep_codes_and_vectors_in_step() {
     // Many small writes (repacking small chunks) and a retraining.
     for i in 0..50 {
         let v: Vec<f32> = (0..dim).map(|d| (i * dim + d) as f32 * 0.01 + 50.0).collect();
-        index.upsert(&[ItemRef { id: &format!("s{i}"), vector: &v, metadata: None, contents: None }], Access::default()).unwrap();
+        index
+            .upsert(&[ItemRef { id: &format!("s{i}"), vector: &v, metadata: None, contents: None }], Access::default())
+            .unwrap();
         assert_eq!(exact(&index, &v), Some((format!("s{i}"), 0.0)));
     }
     train(&index, 25);
@@ -215,7 +218,8 @@ fn recall_on_real_embeddings() {
     upsert_in_batches(&index, items(&names, &data.base, data.dim, None), 5000, Access::default()).unwrap();
     index.train(TrainParams::default(), Access::default()).unwrap();
     let nq = data.nq().min(200);
-    let hits = query(&index, &data.queries[..nq * data.dim], data.dim, &QueryParams { top_k: 10, ..Default::default() });
+    let hits =
+        query(&index, &data.queries[..nq * data.dim], data.dim, &QueryParams { top_k: 10, ..Default::default() });
     let recall = data.recall_at_10(&hits);
     assert!(recall >= 0.9, "recall@10 {recall}");
 }
@@ -287,7 +291,9 @@ fn units_swapped_replayed_altered_or_dropped_are_detected() {
     });
     // Replay: overwrite one item, so its chunk is sealed again at a new
     // version; put the old version's units back under the new keys.
-    index.upsert(&[ItemRef { id: "0", vector: &base[..dim], metadata: None, contents: None }], Access::default()).unwrap();
+    index
+        .upsert(&[ItemRef { id: "0", vector: &base[..dim], metadata: None, contents: None }], Access::default())
+        .unwrap();
     let now = objects_of_kind(&*store, b'U');
     let gone: Vec<&(Vec<u8>, Vec<u8>)> = units.iter().filter(|u| !now.contains(u)).collect();
     let new: Vec<&(Vec<u8>, Vec<u8>)> = now.iter().filter(|u| !units.contains(u)).collect();

@@ -10,9 +10,9 @@
 //!   neighbours by L2, nearest first).
 
 // One copy of the scaffolding the integration tests use too.
+mod curves;
 #[path = "../../tests/common/fixtures.rs"]
 mod fixtures;
-mod curves;
 mod scale;
 
 use std::fs;

@@ -487,4 +487,10 @@ mod tests {
         let p = unsafe { args::read_params::<vx_query_params>(std::ptr::null()) }.unwrap();
         assert_eq!((p.top_k, p.greedy), (100, false));
     }
+
+    #[test]
+    fn the_published_limits_are_the_cores() {
+        assert_eq!(VX_MAX_QUANTIZER_BITS, crate::MAX_QUANTIZER_BITS);
+        assert_eq!(VX_MAX_RERANK_MULT, crate::MAX_RERANK_MULT);
+    }
 }

@@ -34,7 +34,7 @@ use super::Index;
 use crate::codec::{Reader, Writer};
 use crate::distance::{self, Metric};
 use crate::error::{Error, Result};
-use crate::rabitq::{Factors, QueryLut, Quantizer};
+use crate::rabitq::{Factors, Quantizer, QueryLut};
 
 /// Plaintext bytes a unit aims at: with the seal and the store's key and
 /// page overhead, just under a 4 KiB page.
@@ -85,7 +85,7 @@ pub struct CodeChunk {
 impl Drop for CodeChunk {
     fn drop(&mut self) {
         self.factors.iter_mut().for_each(|f| *f = Factors::default());
-        self.metadata.iter_mut().flatten().for_each(|m| zeroize::Zeroize::zeroize(m));
+        self.metadata.iter_mut().flatten().for_each(zeroize::Zeroize::zeroize);
     }
 }
 
@@ -224,13 +224,8 @@ impl Coder {
         CodeChunk { len: n, signs, ex, factors, metadata: chunk.metadata.clone(), parsed: OnceLock::new() }
     }
 
-    /// The sealed plaintexts of `chunk`: its head and its units.
-    pub fn encode(
-        &self,
-        list: u32,
-        chunk: &Chunk,
-        precision: Precision,
-    ) -> (Arc<CodeChunk>, Zeroizing<Vec<u8>>, Vec<Zeroizing<Vec<u8>>>) {
+    /// The plaintexts to seal for `chunk`: its head and its units.
+    pub fn encode(&self, list: u32, chunk: &Chunk, precision: Precision) -> Encoded {
         let head = self.code(list, chunk);
         let plain = head.encode(chunk.dim, self.quantizer.bits(), precision);
         let mut units = Vec::new();
@@ -241,8 +236,16 @@ impl Coder {
             units.push(unit.finish().encode(precision));
             at += rows;
         }
-        (Arc::new(head), plain, units)
+        Encoded { head: Arc::new(head), plain, units }
     }
+}
+
+/// A coded chunk ready to seal: the decrypted head (for the cache), its
+/// plaintext, and each unit's plaintext in order.
+pub struct Encoded {
+    pub head: Arc<CodeChunk>,
+    pub plain: Zeroizing<Vec<u8>>,
+    pub units: Vec<Zeroizing<Vec<u8>>>,
 }
 
 /// One query's view of one list: its lookup table and what turns an
@@ -406,8 +409,7 @@ impl Index {
 
     fn unit(&self, m: &Manifest, meta: &ChunkMeta, u: u32, rows: usize, keep: bool) -> Result<Arc<Chunk>> {
         let (obj, stamp) = unit_obj(meta, u);
-        let shape =
-            ChunkShape { dim: m.config.dimension as usize, precision: m.config.precision, count: rows };
+        let shape = ChunkShape { dim: m.config.dimension as usize, precision: m.config.precision, count: rows };
         self.load_object_with(m, obj, &stamp, &shape, None, keep)
     }
 
@@ -537,7 +539,15 @@ impl Stage {
     /// Offers every row of `head` that passes the filter to query `qi`'s
     /// shortlist: the 1-bit estimate for all, the extended code's for those
     /// whose 1-bit lower bound passes the gate.
-    fn scan_head(&mut self, coder: &Coder, lq: &ListQuery, qi: usize, no: u32, head: &CodeChunk, mask: Option<&[bool]>) {
+    fn scan_head(
+        &mut self,
+        coder: &Coder,
+        lq: &ListQuery,
+        qi: usize,
+        no: u32,
+        head: &CodeChunk,
+        mask: Option<&[bool]>,
+    ) {
         let n = head.len();
         let quantizer = &coder.quantizer;
         self.est.resize(n, 0.0);

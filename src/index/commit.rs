@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::access::Signing;
 use super::chunk::{Bucket, Chunk};
-use super::codes::{unit_obj, units_of, Coder};
+use super::codes::{unit_obj, units_of, Coder, Encoded};
 use super::ivf::Centroids;
 use super::keyring::KeyRecord;
 use super::manifest::{ChunkMeta, Manifest, Stamp};
@@ -126,7 +126,7 @@ impl<'a> Plan<'a> {
             let meta = ChunkMeta { no, list, count, bytes, stamp: Stamp::of(self.version(), &sealed) };
             return Ok(SealedChunk { meta, cached: Cached::Chunk(Arc::new(chunk)), sealed, units: Vec::new() });
         };
-        let (head, plain, units) = coder.encode(list, &chunk, precision);
+        let Encoded { head, plain, units } = coder.encode(list, &chunk, precision);
         let sealed = self.seal(Obj::Chunk(no), &plain)?;
         let meta = ChunkMeta { no, list, count, bytes, stamp: Stamp::of(self.version(), &sealed) };
         let units = units

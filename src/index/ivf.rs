@@ -13,8 +13,8 @@ use rayon::prelude::*;
 use super::access::Need;
 use zeroize::Zeroizing;
 
-use super::codes::Coder;
 use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Packer, WipedFloats};
+use super::codes::Coder;
 use super::commit::{Plan, SealedBucket, SealedChunk};
 use super::directory::{applied, group_by_bucket, remove_run};
 use super::manifest::{ChunkMeta, Manifest};

@@ -51,8 +51,8 @@ use snapshot::Snapshot;
 
 pub use ivf::{TrainParams, TrainReport, DEFAULT_SEED};
 pub use keyring::UserEntry;
-pub(crate) use objects::{key_record_key, ObjectCache};
 pub use objects::opened_bytes;
+pub(crate) use objects::{key_record_key, ObjectCache};
 pub use snapshot::{Epoch, EPOCH_LEN};
 pub(crate) use types::validate_name;
 pub use types::{
