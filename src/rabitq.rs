@@ -168,8 +168,8 @@ pub(crate) struct QueryLut {
     /// Per sign-code byte j, tables[j][b] = sum over bits k of b of ±v'_{8j+k}/sqrt(D)
     /// (+ when set): the byte's share of <x̄, v'>, so a code costs D/8 lookups.
     tables: Vec<[f32; 256]>,
-    /// v' = P·v, for the extended estimate.
-    rotated: Vec<f32>,
+    /// sum_i v'_i, so a table sum turns into the sum of v' over a code's set bits.
+    sum: f32,
     /// |v|.
     norm: f32,
     /// |v| · eps0 / sqrt(D - 1): a code's bound is this times |r| · spread(quality).
@@ -195,7 +195,7 @@ impl Quantizer {
         self.rotation.padded / 8
     }
 
-    /// Bytes of one vector's extended code ((bits-1) per padded dimension, packed); 0 when bits == 1.
+    /// Bytes of one vector's extended code: bits - 1 bit planes, each laid out as the sign code; 0 when bits == 1.
     pub fn ex_bytes(&self) -> usize {
         self.rotation.padded * (self.bits as usize - 1) / 8
     }
@@ -237,10 +237,15 @@ impl Quantizer {
             ip += y * a as f64;
             sq += y * y;
         }
+        // Bit planes, each laid out as the sign code, so the estimate sums
+        // each plane with the query's sign-code tables.
+        let sb = self.sign_bytes();
         for (i, (&m, &x)) in mags.iter().zip(r).enumerate() {
             // A negative dimension's B-bit code k = top - m puts it at -(m + 0.5) on the grid.
             let e = if x > 0.0 { m } else { top - m };
-            put_bits(ex, i * ex_bits as usize, ex_bits, e);
+            for b in 0..ex_bits as usize {
+                ex[b * sb + i / 8] |= (((e >> b) & 1) as u8) << (i % 8);
+            }
         }
         (ip / sq.sqrt()).min(1.0) as f32
     }
@@ -283,7 +288,7 @@ impl Quantizer {
         let bound_scale = norm * eps0 as f64 / ((d - 1) as f64).sqrt();
         QueryLut {
             tables,
-            rotated: rotated_v.to_vec(),
+            sum: rotated_v.iter().sum(),
             norm: (norm as f32).min(f32::MAX),
             bound_scale: (bound_scale as f32).min(f32::MAX),
         }
@@ -325,17 +330,33 @@ impl Quantizer {
             sign_dots(&lut.tables, sign, &mut dot);
             return (dot[0] * (f.norm / f.quality), bound);
         }
-        // With k the B-bit code, 2ȳ = 2k - (2^B - 1) is an odd integer: exact sums of squares.
-        let ex_bits = self.bits - 1;
+        // With k the B-bit code, 2ȳ = 2k - (2^B - 1): its planes (the sign
+        // bit is the top one) are bit vectors, so <k, v'> is a weighted sum
+        // of table sums and |2ȳ|^2 one of popcounts of plane pairs.
+        let ex_bits = self.bits as usize - 1;
+        let sb = self.sign_bytes();
+        let planes: Vec<&[u8]> = ex.chunks_exact(sb).chain([sign]).collect();
+        let sqrt_d = (d as f32).sqrt();
+        // Sum of v' over a plane's set bits, from its table sum (2S - sum)/sqrt(D).
+        let set_sum = |plane: &[u8]| {
+            let mut t = [0f32];
+            sign_dots(&lut.tables, plane, &mut t);
+            (t[0] * sqrt_d + lut.sum) / 2.0
+        };
         let offset = (1i64 << self.bits) - 1;
-        let (mut dot, mut sq) = (0f64, 0i64);
-        for (i, &v) in lut.rotated.iter().enumerate().take(d) {
-            let s = ((sign[i / 8] >> (i % 8)) & 1) as i64;
-            let k = (s << ex_bits) | get_bits(ex, i * ex_bits as usize, ex_bits) as i64;
-            let y2 = 2 * k - offset;
-            dot += y2 as f64 * v as f64;
-            sq += y2 * y2;
+        let mut k_dot = 0f64;
+        let mut k_sum = 0i64; // sum of k_i
+        let mut k_sq = 0i64; // sum of k_i^2
+        for (b, plane) in planes.iter().enumerate() {
+            k_dot += (1u64 << b) as f64 * set_sum(plane) as f64;
+            k_sum += (1i64 << b) * popcount(plane);
+            for (b2, other) in planes.iter().enumerate() {
+                k_sq += (1i64 << (b + b2)) * popcount_and(plane, other);
+            }
         }
+        debug_assert_eq!(planes.len(), ex_bits + 1);
+        let dot = 2.0 * k_dot - offset as f64 * lut.sum as f64;
+        let sq = 4 * k_sq - 4 * offset * k_sum + d as i64 * offset * offset;
         let dot = dot / (sq as f64).sqrt(); // <ȳ, v'>/|ȳ|
         ((dot * f.norm as f64 / f.ex_quality as f64) as f32, bound)
     }
@@ -378,6 +399,15 @@ fn sign_dots(tables: &[[f32; 256]], codes: &[u8], out: &mut [f32]) {
 }
 
 /// Writes the low `n` (<= 8) bits of `value` at bit offset `pos` of a zeroed little-endian stream.
+fn popcount(bits: &[u8]) -> i64 {
+    bits.iter().map(|b| b.count_ones() as i64).sum()
+}
+
+fn popcount_and(a: &[u8], b: &[u8]) -> i64 {
+    a.iter().zip(b).map(|(x, y)| (x & y).count_ones() as i64).sum()
+}
+
+#[cfg(test)]
 fn put_bits(out: &mut [u8], pos: usize, n: u32, value: u32) {
     let v = (value & ((1 << n) - 1)) << (pos % 8);
     out[pos / 8] |= v as u8;
@@ -386,6 +416,7 @@ fn put_bits(out: &mut [u8], pos: usize, n: u32, value: u32) {
     }
 }
 
+#[cfg(test)]
 fn get_bits(b: &[u8], pos: usize, n: u32) -> u32 {
     let lo = b[pos / 8] as u32;
     let hi = if (pos % 8) as u32 + n > 8 { (b[pos / 8 + 1] as u32) << 8 } else { 0 };

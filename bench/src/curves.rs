@@ -54,7 +54,13 @@ pub fn run(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions, 
     let names = ids("", ds.n());
     let nq = ds.nq().min(nq_limit);
     let raw = ds.n() * ds.dim * 4;
+    // VX_CURVES_KINDS=ivf-rabitq,... measures only those.
+    let only: Option<Vec<String>> =
+        std::env::var("VX_CURVES_KINDS").ok().map(|v| v.split(',').map(String::from).collect());
     for (kind, config, rerank) in kinds() {
+        if only.as_ref().is_some_and(|o| !o.iter().any(|k| k == kind)) {
+            continue;
+        }
         let dir = scratch.join(format!("curves-{}-{kind}", ds.name));
         let _ = fs::remove_dir_all(&dir);
         let uri = file_uri(&dir);
