@@ -12,7 +12,9 @@
 # run.sh) and bench/out/synth-1m-384-overlap (1M x 384, overlapping
 # clusters, 1.5 GB), each written on first use. --quick: minilm-20k and
 # synth-1m-128 with 200 queries and a smaller parameter grid (hnswlib M=16
-# only at 1M, whose build alone takes minutes); ~15 minutes on 2 cores.
+# only at 1M). hnswlib graphs are kept in bench/out/cache and reused by later
+# runs (their lines say build_cached): a 1M graph takes 4-15 minutes to build
+# here, so the first --quick run takes ~20 minutes, later ones ~10-15.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -48,7 +50,8 @@ for ds in $sets; do
   echo "== $name: peers ($(date -u +%H:%M:%S))" >&2
   start=$SECONDS
   # shellcheck disable=SC2086
-  run_py "$here/peers.py" "$dir" "$name" --queries "$queries" --threads 1,2 --run "$run" $grid | tee -a "$results" >&2
+  run_py "$here/peers.py" "$dir" "$name" --queries "$queries" --threads 1,2 --run "$run" \
+    --hnsw-cache "$out/cache" $grid | tee -a "$results" >&2
   echo "== $name: peers took $((SECONDS - start)) s" >&2
   # ---- vx side (vx-bench --only curves), same dataset, same queries ----
   # Being written separately: vx-bench prints the same fields (engine "vx",

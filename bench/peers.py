@@ -25,16 +25,30 @@ faiss_bench.py):
 Per setting: qps_single is one query per call at 1 thread (rates() of
 faiss_bench.py), qps_batch all queries in one call at `threads` threads;
 recall_at_10 is of the batched call. Settings timed in under ~0.3 s are
-repeated (up to 3 times) and the best rate kept: the machine is shared. Each index is built once with the
-largest thread count (build_threads); build_s of the IVF indexes includes the
-shared coarse k-means (coarse_s). memory_bytes: FAISS's serialized index
-(faiss.serialize_index, which for +refine includes the raw float32 vectors),
-hnswlib's index_file_size(). A sweep along nprobe / ef stops once recall@10
-reaches --stop-recall or stops rising (< 0.002 over a doubling-ish step from
-16 on): beyond it the curve is flat and only slower.
+repeated (up to 3 times) and the best rate kept: the machine is shared.
+
+Each index is built once with the largest thread count (build_threads);
+build_s of the IVF indexes includes the shared coarse k-means (coarse_s).
+memory_bytes: FAISS's serialized index (faiss.serialize_index; for +refine it
+includes the raw float32 vectors), hnswlib's index_file_size(). With
+--hnsw-cache DIR a graph built once for a dataset (M, ef_construction) is
+saved there and loaded by later runs, which report the first build's build_s
+with "build_cached": true (a 1M graph takes minutes to build on 2 cores);
+FAISS indexes are always built.
+
+PQ fast-scan uses M = dim/2 sub-quantizers of 4 bits (2 dimensions each,
+dim/4 bytes a vector): behind an exact rerank the codes only rank candidates,
+and the finer split ranks better for a k_factor; it is the split of FAISS's
+wiki example for SIFT1M (PQ64x4fs + refine at d=128). dim/4 halves the code
+and the scan and ranks worse (--pq-m to try it).
+
+A sweep along nprobe / ef stops once recall@10 reaches --stop-recall or stops
+rising (< 0.001 over a step, from nprobe / ef 16 on): beyond it the curve is
+flat and only slower.
 """
 import argparse
 import json
+import os
 import time
 
 import faiss
@@ -62,6 +76,8 @@ def main():
     ap.add_argument("--pq-m", type=int, default=0, help="PQ sub-quantizers (4 bits each); default dim/2")
     ap.add_argument("--hnsw-m", default="16,32")
     ap.add_argument("--hnsw-ef", default="10,16,24,32,48,64,96,128,192,256,384,512,768")
+    ap.add_argument("--hnsw-cache", default="", help="directory to keep built hnswlib graphs in and reuse "
+                    "them from (lines then say build_cached, build_s is the original build's)")
     ap.add_argument("--stop-recall", type=float, default=0.999)
     ap.add_argument("--run", default=time.strftime("%Y-%m-%dT%H:%M:%S"), help="tag put on every line")
     a = ap.parse_args()
@@ -75,10 +91,8 @@ def main():
         bench.coarse()
     if "ivf-flat" in only:
         bench.ivf_flat()
-    if "ivf-rabitq" in only:
-        bench.ivf_rabitq(refine=False)
-    if "ivf-rabitq+refine" in only:
-        bench.ivf_rabitq(refine=True)
+    if "ivf-rabitq" in only or "ivf-rabitq+refine" in only:
+        bench.ivf_rabitq("ivf-rabitq" in only, "ivf-rabitq+refine" in only)
     if "ivfpq-fastscan+refine" in only:
         bench.ivfpq_fastscan()
     if "hnsw" in only:
@@ -199,28 +213,36 @@ class Bench:
             best = max(best, measured[1])
 
     def done(self, recall, best, step):
-        return recall >= self.a.stop_recall or (step >= 16 and recall < best + 0.002)
+        return recall >= self.a.stop_recall or (step >= 16 and recall < best + 0.001)
 
     def ivf_flat(self):
         ivf = faiss.IndexIVFFlat(self.quantizer(), self.dim, self.n_lists)
         index, build_s, memory = self.finish_ivf(ivf)
         self.sweep_probes(ivf, index, "ivf-flat", {}, build_s, memory)
 
-    def ivf_rabitq(self, refine):
+    def ivf_rabitq(self, plain, refine):
+        """One IndexIVFRaBitQ per nb_bits, wrapped in IndexRefineFlat when a
+        refine curve wants it; the plain curve searches the inner index of
+        the same build (its memory: the inner index alone)."""
         a = self.a
-        for bits in ints(a.rabitq_refine_bits if refine else a.rabitq_bits):
+        plain_bits = ints(a.rabitq_bits) if plain else []
+        refine_bits = ints(a.rabitq_refine_bits) if refine else []
+        for bits in sorted(set(plain_bits) | set(refine_bits)):
             ivf = faiss.IndexIVFRaBitQ(self.quantizer(), self.dim, self.n_lists, faiss.METRIC_L2, True, bits)
-            outer = faiss.IndexRefineFlat(ivf) if refine else None
+            outer = faiss.IndexRefineFlat(ivf) if bits in refine_bits else None
             index, build_s, memory = self.finish_ivf(ivf, outer)
-            for qb in ints(a.refine_qb if refine else a.qb):
-                ivf.qb = qb
-                if not refine:
-                    self.sweep_probes(ivf, index, "ivf-rabitq", {"nb_bits": bits, "qb": qb}, build_s, memory)
-                    continue
-                for kf in ints(a.k_factors):
-                    index.k_factor = kf
-                    self.sweep_probes(ivf, index, "ivf-rabitq+refine", {"nb_bits": bits, "qb": qb, "k_factor": kf},
-                                      build_s, memory)
+            if bits in plain_bits:
+                plain_memory = faiss.serialize_index(ivf).nbytes
+                for qb in ints(a.qb):
+                    ivf.qb = qb
+                    self.sweep_probes(ivf, ivf, "ivf-rabitq", {"nb_bits": bits, "qb": qb}, build_s, plain_memory)
+            if bits in refine_bits:
+                for qb in ints(a.refine_qb):
+                    ivf.qb = qb
+                    for kf in ints(a.k_factors):
+                        index.k_factor = kf
+                        self.sweep_probes(ivf, index, "ivf-rabitq+refine", {"nb_bits": bits, "qb": qb, "k_factor": kf},
+                                          build_s, memory)
             del index, outer, ivf
 
     def ivfpq_fastscan(self):
@@ -239,12 +261,16 @@ class Bench:
         import hnswlib
 
         index = hnswlib.Index(space="l2", dim=self.dim)
-        index.init_index(max_elements=self.n, ef_construction=200, M=m, random_seed=100)
-        index.set_num_threads(self.build_threads)
-        start = time.perf_counter()
-        index.add_items(self.base, np.arange(self.n))
-        build_s = time.perf_counter() - start
+        cached, build_s = self.hnsw_cached(index, m)
+        if not cached:
+            index.init_index(max_elements=self.n, ef_construction=200, M=m, random_seed=100)
+            index.set_num_threads(self.build_threads)
+            start = time.perf_counter()
+            index.add_items(self.base, np.arange(self.n))
+            build_s = time.perf_counter() - start
+            self.hnsw_store(index, m, build_s)
         memory = index.index_file_size()
+        extra = {"build_cached": True} if cached else None
         searcher = HnswSearch(index)
         best = 0.0
         for ef in ints(self.a.hnsw_ef):
@@ -252,10 +278,34 @@ class Bench:
                 continue
             index.set_ef(ef)
             measured = self.measure(searcher, index.set_num_threads)
-            self.emit("hnsw", {"M": m, "ef_construction": 200, "ef": ef}, build_s, memory, measured)
+            self.emit("hnsw", {"M": m, "ef_construction": 200, "ef": ef}, build_s, memory, measured, extra)
             if self.done(measured[1], best, ef):
                 break
             best = max(best, measured[1])
+
+    def hnsw_key(self, m):
+        """Cache file for this dataset's graph: keyed by the base file's size
+        and mtime, M and ef_construction."""
+        st = os.stat(f"{self.a.dir}/base.fvecs")
+        tag = f"{self.a.name}-{st.st_size}-{int(st.st_mtime)}-M{m}-efc200"
+        return os.path.join(self.a.hnsw_cache, f"hnsw-{tag}.bin") if self.a.hnsw_cache else None
+
+    def hnsw_cached(self, index, m):
+        path = self.hnsw_key(m)
+        if not path or not os.path.exists(path) or not os.path.exists(path + ".json"):
+            return False, 0.0
+        index.load_index(path, max_elements=self.n)
+        index.set_num_threads(self.build_threads)
+        return True, json.load(open(path + ".json"))["build_s"]
+
+    def hnsw_store(self, index, m, build_s):
+        path = self.hnsw_key(m)
+        if not path:
+            return
+        os.makedirs(self.a.hnsw_cache, exist_ok=True)
+        index.save_index(path)
+        with open(path + ".json", "w") as f:
+            json.dump({"build_s": build_s, "build_threads": self.build_threads}, f)
 
 
 if __name__ == "__main__":
