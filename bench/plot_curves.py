@@ -45,8 +45,10 @@ def main():
             ax.plot([p["recall_at_10"] for p in pts], [p["qps_single"] for p in pts], ".", color=colour, alpha=0.18,
                     markersize=4)
             f = front(pts)
+            top = max(p["recall_at_10"] for p in pts)
+            label = f"{engine} {index}" + (f" (recall <= {top:.2f}: off the plot)" if top < 0.8 else "")
             ax.plot([p["recall_at_10"] for p in f], [p["qps_single"] for p in f], style, color=colour,
-                    linewidth=width, markersize=3.5, label=f"{engine} {index}")
+                    linewidth=width, markersize=3.5, label=label)
         ax.set_xlim(0.8, 1.0)
         ax.set_yscale("log")
         ax.set_xlabel("recall@10")

@@ -147,8 +147,10 @@ def curves_report(path, ref):
         ok = [p for p in pts if p["recall_at_10"] >= target]
         return max(ok, key=lambda p: p["qps_single"]) if ok else None
 
-    def cell(p):
-        return f"{p['qps_single']:.0f} ({setting(p)}; r={p['recall_at_10']:.3f})" if p else "not reached"
+    def cell(p, pts):
+        if p:
+            return f"{p['qps_single']:.0f} ({setting(p)}; r={p['recall_at_10']:.3f})"
+        return f"not reached (best r={max(q['recall_at_10'] for q in pts):.3f})"
 
     def mem_build(ps):
         ps = [p for p in ps if p]
@@ -161,7 +163,7 @@ def curves_report(path, ref):
     print("### Recall@10 vs single-query q/s: the best setting reaching each recall\n")
     print(f"One query per call at 1 thread; in brackets the setting and its recall. Batch: all queries in one call at "
           f"{max_t} threads, same setting as the 0.95 pick. Memory: FAISS serialized index / hnswlib index file "
-          "(/ vx resident bytes when given), of the picked settings. Ratio: "
+          "(/ vx resident bytes when given), of the picked settings (of the best-recall one when none reaches 0.95). Ratio: "
           f"{ref} q/s over the row's q/s at the same recall target (> 1: {ref} faster).\n")
     print("| dataset | engine/index | q/s @ recall >= 0.95 | q/s @ recall >= 0.99 | batch q/s @ 0.95 | memory MiB | build s "
           f"| {ref} ratio @0.95 | @0.99 |")
@@ -171,7 +173,8 @@ def curves_report(path, ref):
         refs = (best(ref_pts, 0.95), best(ref_pts, 0.99)) if ref_pts else (None, None)
         for name, pts in sorted(series.items()):
             b95, b99 = best(pts, 0.95), best(pts, 0.99)
-            mem, build = mem_build([b95, b99])
+            # memory and build time of the picked settings, else of the best-recall one
+            mem, build = mem_build([b95, b99] if b95 else [max(pts, key=lambda p: p["recall_at_10"])])
             if any(p and "resident_bytes" in p for p in (b95, b99)):
                 mem += " (resident " + " / ".join(f"{p['resident_bytes'] / 2**20:.0f}" for p in (b95, b99)
                                                   if p and "resident_bytes" in p) + ")"
@@ -179,7 +182,7 @@ def curves_report(path, ref):
             ratios = []
             for mine, theirs in zip(refs, (b95, b99)):
                 ratios.append(f"**{mine['qps_single'] / theirs['qps_single']:.2f}x**" if mine and theirs and name != ref else "-")
-            print(f"| {dataset} | {name} | {cell(b95)} | {cell(b99)} | {f'{bq:.0f}' if bq else '-'} | {mem} | {build} | "
+            print(f"| {dataset} | {name} | {cell(b95, pts)} | {cell(b99, pts)} | {f'{bq:.0f}' if bq else '-'} | {mem} | {build} | "
                   + " | ".join(ratios) + " |")
     if not any(ref in series for series in groups.values()):
         print(f"\n(no {ref} lines in {path}: ratio columns empty)")
