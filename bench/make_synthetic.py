@@ -1,7 +1,14 @@
 """Writes a synthetic clustered dataset in TEXMEX layout (base, query, exact
 L2 ground truth by FAISS IndexFlatL2), deterministic for a seed.
 
-usage: make_synthetic.py OUT_DIR N DIM [NQ]
+usage: make_synthetic.py OUT_DIR N DIM [NQ] [--spread S]
+
+256 Gaussian clusters: centres drawn N(0, 4^2) per coordinate, points N(0,
+S^2) around their centre (S = 1 by default: clusters far apart, two centres
+~4*sqrt(2*DIM) apart against a cluster radius of ~sqrt(DIM)). With S > 4*sqrt(2)
+~ 5.7 a cluster's radius S*sqrt(DIM) exceeds the distance between centres and
+the clusters overlap, closer to real embeddings than the default; e.g.
+--spread 6 at DIM 384: radius ~118 vs centres ~111 apart.
 """
 import os
 import sys
@@ -19,15 +26,21 @@ def write_vecs(path, a):
 
 
 def main():
-    out, n, dim = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    nq = int(sys.argv[4]) if len(sys.argv) > 4 else 1000
+    args = sys.argv[1:]
+    spread = 1.0
+    if "--spread" in args:
+        i = args.index("--spread")
+        spread = float(args[i + 1])
+        del args[i : i + 2]
+    out, n, dim = args[0], int(args[1]), int(args[2])
+    nq = int(args[3]) if len(args) > 3 else 1000
     if os.path.exists(f"{out}/gt.ivecs"):
         return
     os.makedirs(out, exist_ok=True)
     rng = np.random.default_rng(1234)
     centres = rng.normal(0, 4, size=(256, dim)).astype(np.float32)
     def draw(m):
-        return (centres[rng.integers(0, 256, m)] + rng.normal(0, 1, size=(m, dim))).astype(np.float32)
+        return (centres[rng.integers(0, 256, m)] + rng.normal(0, spread, size=(m, dim))).astype(np.float32)
     base, queries = draw(n), draw(nq)
     index = faiss.IndexFlatL2(dim)
     index.add(base)

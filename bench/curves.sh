@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Recall@10 / q/s curves of vx's compressed index and its peers on the same
+# data in the same run: FAISS IndexIVFFlat, IndexIVFRaBitQ (with and without
+# an IndexRefineFlat rerank), IndexIVFPQFastScan + IndexRefineFlat and
+# hnswlib (bench/peers.py), appended to bench/out/curves.jsonl, then drawn
+# (docs/curves-<dataset>.png) and tabled (markdown on stdout).
+#
+#   bench/curves.sh [--quick]
+#
+# Datasets: ../shared/data/minilm-20k (real MiniLM embeddings, d=384),
+# bench/out/synth-1m-128 (1M x 128, well separated clusters, the set of
+# run.sh) and bench/out/synth-1m-384-overlap (1M x 384, overlapping
+# clusters, 1.5 GB), each written on first use. --quick: minilm-20k and
+# synth-1m-128 with 200 queries and a smaller parameter grid (hnswlib M=16
+# only at 1M). hnswlib graphs are kept in bench/out/cache and reused by later
+# runs (their lines say build_cached): a 1M graph takes 4-15 minutes to build
+# here, so the first --quick run takes ~20 minutes, later ones ~10-15.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+out="$here/out"
+mkdir -p "$out"
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+. "$here/venv.sh"
+
+"$py" -c "import faiss, numpy; from importlib.metadata import version as v; print('faiss', faiss.__version__, 'hnswlib', v('hnswlib'), 'numpy', numpy.__version__)" >&2
+run_py "$here/make_synthetic.py" "$out/synth-1m-128" 1000000 128 1000
+sets="minilm-20k:$root/../shared/data/minilm-20k synth-1m-128:$out/synth-1m-128"
+if [ "$quick" = 1 ]; then
+  queries=200
+  # per dataset: extra peers.py arguments
+  grid_small="--qb 8"
+  grid_1m="--qb 8 --rabitq-bits 1,4 --k-factors 4,16,64 --hnsw-m 16 --probes 1,2,4,8,16,32,64,128"
+else
+  queries=1000
+  run_py "$here/make_synthetic.py" "$out/synth-1m-384-overlap" 1000000 384 1000 --spread 6
+  sets="$sets synth-1m-384-overlap:$out/synth-1m-384-overlap"
+  grid_small=""
+  grid_1m=""
+fi
+
+results="$out/curves.jsonl"
+run=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+for ds in $sets; do
+  IFS=: read -r name dir <<< "$ds"
+  grid=$grid_1m
+  [ "$name" = minilm-20k ] && grid=$grid_small
+  echo "== $name: peers ($(date -u +%H:%M:%S))" >&2
+  start=$SECONDS
+  # shellcheck disable=SC2086
+  run_py "$here/peers.py" "$dir" "$name" --queries "$queries" --threads 1,2 --run "$run" \
+    --hnsw-cache "$out/cache" $grid | tee -a "$results" >&2
+  echo "== $name: peers took $((SECONDS - start)) s" >&2
+  # ---- vx side (vx-bench --only curves), same dataset, same queries ----
+  # Being written separately: vx-bench prints the same fields (engine "vx",
+  # index "ivf-flat" / "ivf-rabitq", params, threads, recall_at_10,
+  # qps_single, qps_batch, build_s, memory_bytes, optionally
+  # decrypted_bytes_per_query and resident_bytes) and should get --run too,
+  # so the plot and table keep only the newest run. When it exists:
+  #
+  #   cargo build --release -q -p vx-bench --manifest-path "$root/Cargo.toml"
+  #   "$root/target/release/vx-bench" "$dir" "$name" --queries "$queries" --scratch "$out" \
+  #     --only curves --run "$run" | tee -a "$results" >&2
+  # ------------------------------------------------------------------------
+done
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "command: bench/curves.sh $*"
+echo
+"$py" "$here/report.py" --curves "$results"
+"$py" "$here/plot_curves.py" "$results" "$root/docs" >&2
