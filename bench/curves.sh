@@ -41,6 +41,7 @@ else
   grid_1m=""
 fi
 
+cargo build --release -q -p vx-bench --manifest-path "$root/Cargo.toml"
 results="$out/curves.jsonl"
 run=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 for ds in $sets; do
@@ -53,17 +54,9 @@ for ds in $sets; do
   run_py "$here/peers.py" "$dir" "$name" --queries "$queries" --threads 1,2 --run "$run" \
     --hnsw-cache "$out/cache" $grid | tee -a "$results" >&2
   echo "== $name: peers took $((SECONDS - start)) s" >&2
-  # ---- vx side (vx-bench --only curves), same dataset, same queries ----
-  # Being written separately: vx-bench prints the same fields (engine "vx",
-  # index "ivf-flat" / "ivf-rabitq", params, threads, recall_at_10,
-  # qps_single, qps_batch, build_s, memory_bytes, optionally
-  # decrypted_bytes_per_query and resident_bytes) and should get --run too,
-  # so the plot and table keep only the newest run. When it exists:
-  #
-  #   cargo build --release -q -p vx-bench --manifest-path "$root/Cargo.toml"
-  #   "$root/target/release/vx-bench" "$dir" "$name" --queries "$queries" --scratch "$out" \
-  #     --only curves --run "$run" | tee -a "$results" >&2
-  # ------------------------------------------------------------------------
+  echo "== $name: vx ($(date -u +%H:%M:%S))" >&2
+  "$root/target/release/vx-bench" "$dir" "$name" --queries "$queries" --threads 1,2 --scratch "$out" \
+    --only curves --run "$run" | tee -a "$results" >&2
 done
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "command: bench/curves.sh $*"

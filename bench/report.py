@@ -126,7 +126,8 @@ def curve_rows(path, all_threads=False):
 
 
 def setting(r):
-    short = {"nprobe": "nprobe", "k_factor": "kf", "nb_bits": "bits", "qb": "qb", "M": "M", "ef": "ef"}
+    short = {"nprobe": "nprobe", "k_factor": "kf", "nb_bits": "bits", "qb": "qb", "M": "M", "ef": "ef",
+             "n_probes": "n_probes", "rerank_mult": "rerank"}
     p = r.get("params", {})
     return " ".join(f"{v}={p[k]}" for k, v in short.items() if k in p)
 

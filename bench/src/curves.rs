@@ -50,7 +50,8 @@ fn rates(index: &vx::Index, ds: &Dataset, nq: usize, single_n: usize, params: &Q
     Rates { recall: ds.recall_at_10(&hits), qps_single, qps_batch, opened_per_query }
 }
 
-pub fn run(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions, scratch: &Path) {
+/// `run` names the invocation of bench/curves.sh (the plot keeps the newest).
+pub fn run(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions, scratch: &Path, run: &str) {
     let names = ids("", ds.n());
     let nq = ds.nq().min(nq_limit);
     let raw = ds.n() * ds.dim * 4;
@@ -87,11 +88,17 @@ pub fn run(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions, 
                         let params = QueryParams { top_k: 10, n_probes: p, rerank_mult: r, ..Default::default() };
                         let single_n = if t == threads[0] { nq.min(300) } else { 0 };
                         let got = rates(&index, ds, nq, single_n.max(1), &params);
+                        // The quarter-cache runs are a series of their own.
+                        let name = match cache {
+                            "warm" => kind.to_string(),
+                            _ => format!("{kind} (cache 1/4)"),
+                        };
                         emit(
                             ds,
-                            "curves",
+                            "curve",
                             &[
-                                ("index", s(kind)),
+                                ("run", s(run)),
+                                ("index", s(&name)),
                                 ("params", format!("{{\"n_probes\": {p}, \"rerank_mult\": {r}}}")),
                                 ("cache", s(cache)),
                                 ("threads", t.to_string()),
@@ -103,7 +110,7 @@ pub fn run(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions, 
                                 ("qps_batch", format!("{:.1}", got.qps_batch)),
                                 ("build_s", format!("{build_s:.2}")),
                                 ("decrypted_bytes_per_query", format!("{:.0}", got.opened_per_query)),
-                                ("resident_bytes", proc_status_bytes("VmRSS:").saturating_sub(base_rss).to_string()),
+                                ("memory_bytes", proc_status_bytes("VmRSS:").saturating_sub(base_rss).to_string()),
                                 ("raw_vector_bytes", raw.to_string()),
                             ],
                         );

@@ -5,7 +5,7 @@
 //!                 [--only flat|ivf|add|stores|security|space|all] [--ivf-lists N] [--ivf-iters N] [--ivf-probes 1,2,4]
 //!                 [--pg postgres://...]   (for --only stores: also the PostgreSQL store)
 //!                 [--only scale] [--cache-mib N]   (see scale.rs; the first of --threads)
-//!                 [--only curves]   (recall/QPS of IVF_FLAT and IVF_RABITQ, see curves.rs)
+//!                 [--only curves] [--run ID]   (recall/QPS of IVF_FLAT and IVF_RABITQ, see curves.rs)
 //!   DATASET_DIR holds base.fvecs, query.fvecs and gt.ivecs (ids of the exact
 //!   neighbours by L2, nearest first).
 
@@ -488,6 +488,7 @@ fn main() {
     let mut only = String::from("all");
     let mut pg: Option<String> = None;
     let mut cache_bytes = DEFAULT_CACHE_BYTES;
+    let mut run = String::new();
     let mut i = 3;
     while i + 1 < args.len() {
         match args[i].as_str() {
@@ -500,6 +501,7 @@ fn main() {
             "--only" => only = args[i + 1].clone(),
             "--pg" => pg = Some(args[i + 1].clone()),
             "--cache-mib" => cache_bytes = args[i + 1].parse::<usize>().unwrap() << 20,
+            "--run" => run = args[i + 1].clone(),
             other => panic!("unknown option {other}"),
         }
         i += 2;
@@ -533,7 +535,7 @@ fn main() {
         }
     }
     if only == "curves" {
-        curves::run(&ds, &threads, nq_limit, &ivf, &scratch);
+        curves::run(&ds, &threads, nq_limit, &ivf, &scratch, &run);
     }
     if only == "stores" {
         bench_stores(&ds, &scratch, pg.as_deref(), nq_limit);
