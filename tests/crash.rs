@@ -132,9 +132,13 @@ const TRAIN_ITEMS: usize = 30_000;
 fn train_crash_child() {
     let Ok(dir) = std::env::var("VX_TRAIN_CRASH_DIR") else { return };
     let client = Client::open(&file_uri(dir.as_ref()), ClientOptions { threads: 1, ..Default::default() }).unwrap();
+    let config = match std::env::var("VX_TRAIN_CRASH_TYPE").as_deref() {
+        Ok("rabitq") => IndexConfig { index_type: vx::IndexType::IvfRabitq, ..Default::default() },
+        _ => IndexConfig::default(),
+    };
     let index = match client.load_index("t", as_root(&key(KEY))) {
         Ok(ix) => ix,
-        Err(_) => client.create_index("t", &key(KEY), IndexConfig::default()).unwrap(),
+        Err(_) => client.create_index("t", &key(KEY), config).unwrap(),
     };
     let mut out = std::io::stdout().lock();
     if index.num_vectors(Access::default()).unwrap() == 0 {
@@ -169,13 +173,20 @@ fn train_crash_child() {
 #[test]
 fn kill_minus_9_during_training_leaves_the_index_whole() {
     let iterations: usize = std::env::var("VX_CRASH_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(8);
-    let dir = TempDir::new("train-crash");
+    // Kills alternate between an IVF_FLAT and an IVF_RABITQ index (whose
+    // runs also write units ahead, and replace coded chunks once trained).
+    let dirs = [(TempDir::new("train-crash"), "flat"), (TempDir::new("train-crash-rabitq"), "rabitq")];
     let mut rng = Rng::new(u64::from(std::process::id()) ^ 0x7472);
     let names = ids("t", TRAIN_ITEMS);
     let vectors = uniform(TRAIN_ITEMS, DIM, 7);
     let (mut trained_after_kill, mut untrained_after_kill, mut runs_completed, mut garbage) = (0, 0, 0, 0);
     for iteration in 0..iterations {
-        let mut child = child_test("train_crash_child").env("VX_TRAIN_CRASH_DIR", dir.path()).spawn().unwrap();
+        let (dir, kind) = &dirs[iteration % 2];
+        let mut child = child_test("train_crash_child")
+            .env("VX_TRAIN_CRASH_DIR", dir.path())
+            .env("VX_TRAIN_CRASH_TYPE", kind)
+            .spawn()
+            .unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let stdout = child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {

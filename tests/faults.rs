@@ -332,11 +332,11 @@ fn one_item_writes_stay_small_and_folds_are_rare() {
     assert!(index.get(&all, 0, Access::default()).unwrap().iter().all(Option::is_some));
 }
 
-/// Stored chunks and directory buckets of every index (kind byte after `o/`
-/// and the 16-byte index id).
+/// Stored chunks (and IVF_RABITQ units) and directory buckets of every
+/// index (kind byte after `o/` and the 16-byte index id).
 #[cfg(feature = "test-hooks")]
 fn chunks_and_buckets(store: &dyn Store) -> usize {
-    store.scan_keys(b"o/").unwrap().iter().filter(|k| k.len() > 18 && matches!(k[18], b'C' | b'B')).count()
+    store.scan_keys(b"o/").unwrap().iter().filter(|k| k.len() > 18 && matches!(k[18], b'C' | b'U' | b'B')).count()
 }
 
 /// A training run writes its chunks and buckets ahead of its commit. When
@@ -347,9 +347,18 @@ fn chunks_and_buckets(store: &dyn Store) -> usize {
 #[cfg(feature = "test-hooks")]
 #[test]
 fn a_failed_training_leaves_garbage_that_compact_collects() {
+    // The compressed index writes ahead units too, and a retraining of it
+    // replaces coded chunks.
+    for config in [IndexConfig::default(), IndexConfig { index_type: vx::IndexType::IvfRabitq, ..Default::default() }] {
+        failed_training_leaves_garbage_that_compact_collects(config);
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+fn failed_training_leaves_garbage_that_compact_collects(config: IndexConfig) {
     let faulty = Arc::new(FaultyStore::new(Arc::new(vx::MemoryStore::default())));
     let client = Client::over_store(faulty.clone(), ClientOptions { threads: 2, ..Default::default() }).unwrap();
-    let index = client.create_index("g", &key(ROOT), IndexConfig::default()).unwrap();
+    let index = client.create_index("g", &key(ROOT), config).unwrap();
     upsert(&index, "base", 10_000, 1).unwrap();
     let (before, objects) = (observe(&faulty.inner, &key(ROOT)), chunks_and_buckets(&*faulty.inner));
     let train =
@@ -369,9 +378,18 @@ fn a_failed_training_leaves_garbage_that_compact_collects() {
     assert_eq!(chunks_and_buckets(&*faulty.inner), objects, "compact left garbage behind");
     assert_eq!(observe(&faulty.inner, &key(ROOT)).map(|s| s.ids), before.map(|s| s.ids));
 
-    // Training then succeeds and collects nothing it should keep.
+    // Training then succeeds and collects nothing it should keep; a
+    // retraining that fails leaves the trained state whole.
     train().unwrap();
     index.compact(Access::default()).unwrap();
     assert_eq!(index.garbage_count().unwrap(), 0);
     assert_eq!(index.num_vectors(Access::default()).unwrap(), 10_000);
+    let trained = observe(&faulty.inner, &key(ROOT));
+    faulty.fail_next_commit.store(true, Ordering::SeqCst);
+    assert_eq!(train().unwrap_err().status(), Status::Io);
+    assert_eq!(observe(&faulty.inner, &key(ROOT)), trained, "a failed retraining changed the index");
+    index.create_user_keys(&[4; 16], &key(4), PERMISSION_READ, None).unwrap();
+    index.compact(Access::default()).unwrap();
+    assert_eq!(index.garbage_count().unwrap(), 0);
+    assert_eq!(observe(&faulty.inner, &key(ROOT)).map(|s| s.ids), trained.map(|s| s.ids));
 }
