@@ -56,6 +56,7 @@ for ds in $sets; do
   echo "== $name: peers took $((SECONDS - start)) s" >&2
   echo "== $name: vx ($(date -u +%H:%M:%S))" >&2
   "$root/target/release/vx-bench" "$dir" "$name" --queries "$queries" --threads 1,2 --scratch "$out" \
+    --ivf-probes 1,2,4,8,16,24,32,48,64,96,128 \
     --only curves --run "$run" | tee -a "$results" >&2
 done
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"

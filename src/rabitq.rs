@@ -165,8 +165,13 @@ pub(crate) struct Quantizer {
 
 /// Query-side state for estimating <r, v> against every code of one list.
 pub(crate) struct QueryLut {
-    /// Per sign-code byte j, tables[j][b] = sum over bits k of b of ±v'_{8j+k}/sqrt(D)
-    /// (+ when set): the byte's share of <x̄, v'>, so a code costs D/8 lookups.
+    /// Per sign-code byte j, nibbles[2j][b & 15] + nibbles[2j + 1][b >> 4] =
+    /// sum over bits k of b of ±v'_{8j+k}/sqrt(D) (+ when set): the byte's
+    /// share of <x̄, v'>. Cheap to build (16 entries a nibble).
+    nibbles: Vec<[f32; 16]>,
+    /// The same per whole byte (tables[j][b]), so a code costs D/8 lookups
+    /// instead of D/4; built only for lists with enough codes to pay for
+    /// its 256 entries a byte (empty otherwise).
     tables: Vec<[f32; 256]>,
     /// sum_i v'_i, so a table sum turns into the sum of v' over a code's set bits.
     sum: f32,
@@ -253,40 +258,46 @@ impl Quantizer {
     /// Prepares a query-side lookup for estimating <r, v> for every code of one list, given
     /// rotated_v = P·v (v = q - c for L2 metrics, v = q for inner-product metrics; the caller decides).
     /// Its bounds are at EPS0_99: what the index reranks must hold the true neighbours.
-    pub fn prepare(&self, rotated_v: &[f32]) -> QueryLut {
-        self.prepare_with_eps0(rotated_v, EPS0_99)
+    /// `codes` is how many codes it will estimate (it decides which tables pay).
+    pub fn prepare(&self, rotated_v: &[f32], codes: usize) -> QueryLut {
+        self.prepare_with_eps0(rotated_v, EPS0_99, codes)
     }
 
     /// `prepare` with the bound at `eps0` standard deviations instead of EPS0.
-    pub fn prepare_with_eps0(&self, rotated_v: &[f32], eps0: f32) -> QueryLut {
+    pub fn prepare_with_eps0(&self, rotated_v: &[f32], eps0: f32, codes: usize) -> QueryLut {
         let d = self.rotation.padded;
         assert_eq!(rotated_v.len(), d, "Quantizer::prepare: query length");
         let inv_sqrt_d = (1.0 / (d as f64).sqrt()) as f32;
+        let mut nibbles = Vec::with_capacity(d / 4);
+        let whole = codes >= WHOLE_BYTE_TABLES_FROM;
         let tables = rotated_v
             .chunks_exact(8)
-            .map(|v| {
-                // Setting bit k flips v_k's sign. Built per nibble, then all
-                // 256 low + high pairs: 256 independent (vectorised) adds
-                // rather than a chain through the table, 4x faster.
-                let (mut lo, mut hi) = ([0f32; 16], [0f32; 16]);
-                lo[0] = -v.iter().sum::<f32>() * inv_sqrt_d;
-                for b in 1..16usize {
-                    let k = b.trailing_zeros() as usize;
-                    lo[b] = lo[b & (b - 1)] + 2.0 * v[k] * inv_sqrt_d;
-                    hi[b] = hi[b & (b - 1)] + 2.0 * v[4 + k] * inv_sqrt_d;
-                }
-                let mut t = [0f32; 256];
-                for (row, h) in t.chunks_exact_mut(16).zip(hi) {
-                    for (e, l) in row.iter_mut().zip(lo) {
-                        *e = h + l;
+            .filter_map(|v| {
+                // Setting bit k flips v_k's sign. Built per nibble, each
+                // entry on its own (a chain through the table, entry from
+                // entry, was a tenth of a query), then all 256 low + high
+                // pairs: independent, vectorised adds.
+                let w: [f32; 8] = std::array::from_fn(|k| 2.0 * v[k] * inv_sqrt_d);
+                let base = -v.iter().sum::<f32>() * inv_sqrt_d;
+                let nibble = |w: &[f32], b: usize| (0..4).map(|k| w[k] * ((b >> k) & 1) as f32).sum::<f32>();
+                let lo: [f32; 16] = std::array::from_fn(|b| base + nibble(&w[..4], b));
+                let hi: [f32; 16] = std::array::from_fn(|b| nibble(&w[4..], b));
+                nibbles.extend([lo, hi]);
+                whole.then(|| {
+                    let mut t = [0f32; 256];
+                    for (row, h) in t.chunks_exact_mut(16).zip(hi) {
+                        for (e, l) in row.iter_mut().zip(lo) {
+                            *e = h + l;
+                        }
                     }
-                }
-                t
+                    t
+                })
             })
             .collect();
         let norm = rotated_v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
         let bound_scale = norm * eps0 as f64 / ((d - 1) as f64).sqrt();
         QueryLut {
+            nibbles,
             tables,
             sum: rotated_v.iter().sum(),
             norm: (norm as f32).min(f32::MAX),
@@ -306,7 +317,7 @@ impl Quantizer {
             n * self.sign_bytes()
         );
         let (est, err) = (&mut est[..n], &mut err[..n]);
-        sign_dots(&lut.tables, &signs[..n * self.sign_bytes()], est);
+        lut.sign_dots(&signs[..n * self.sign_bytes()], est);
         // A separate pass so the divisions and square roots vectorise.
         for ((e, b), f) in est.iter_mut().zip(err.iter_mut()).zip(factors) {
             let scale = f.norm / f.quality;
@@ -327,7 +338,7 @@ impl Quantizer {
         }
         if self.bits == 1 {
             let mut dot = [0f32];
-            sign_dots(&lut.tables, sign, &mut dot);
+            lut.sign_dots(sign, &mut dot);
             return (dot[0] * (f.norm / f.quality), bound);
         }
         // With k the B-bit code, 2ȳ = 2k - (2^B - 1): its planes (the sign
@@ -340,7 +351,7 @@ impl Quantizer {
         // Sum of v' over a plane's set bits, from its table sum (2S - sum)/sqrt(D).
         let set_sum = |plane: &[u8]| {
             let mut t = [0f32];
-            sign_dots(&lut.tables, plane, &mut t);
+            lut.sign_dots(plane, &mut t);
             (t[0] * sqrt_d + lut.sum) / 2.0
         };
         let offset = (1i64 << self.bits) - 1;
@@ -362,10 +373,39 @@ impl Quantizer {
     }
 }
 
+/// From this many codes to estimate, whole-byte tables pay for their 256
+/// entries a byte (they save one lookup a byte a code).
+const WHOLE_BYTE_TABLES_FROM: usize = 256;
+
 impl QueryLut {
     /// |v|, for the caller's distance formulas.
     pub fn norm(&self) -> f32 {
         self.norm
+    }
+
+    /// out[i] = <x̄_i, v'> for consecutive sign codes.
+    fn sign_dots(&self, codes: &[u8], out: &mut [f32]) {
+        if self.tables.is_empty() {
+            nibble_dots(&self.nibbles, codes, out);
+        } else {
+            sign_dots(&self.tables, codes, out);
+        }
+    }
+}
+
+/// As [`sign_dots`], with two nibble lookups a byte.
+fn nibble_dots(nibbles: &[[f32; 16]], codes: &[u8], out: &mut [f32]) {
+    let sb = nibbles.len() / 2;
+    debug_assert!(codes.len() == sb * out.len());
+    for (code, o) in codes.chunks_exact(sb).zip(out.iter_mut()) {
+        let mut acc = [0f32; 4];
+        for (t, b) in nibbles.chunks_exact(4).zip(code.chunks_exact(2)) {
+            acc[0] += t[0][(b[0] & 15) as usize];
+            acc[1] += t[1][(b[0] >> 4) as usize];
+            acc[2] += t[2][(b[1] & 15) as usize];
+            acc[3] += t[3][(b[1] >> 4) as usize];
+        }
+        *o = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     }
 }
 
@@ -631,7 +671,7 @@ mod tests {
         let (mut est, mut err) = (vec![0f32; n], vec![0f32; n]);
         for v in data.v.chunks_exact(data.dim) {
             q.rotation().apply(v, &mut rot);
-            let lut = q.prepare_with_eps0(&rot, 1.0);
+            let lut = q.prepare_with_eps0(&rot, 1.0, usize::MAX);
             q.estimate(&lut, &signs, &factors, &mut est, &mut err);
             for i in 0..n {
                 let r = &data.r[i * data.dim..(i + 1) * data.dim];
@@ -770,7 +810,7 @@ mod tests {
         let mut found = 0;
         for v in data.v.chunks_exact(dim) {
             q.rotation().apply(v, &mut rot);
-            let lut = q.prepare(&rot);
+            let lut = q.prepare(&rot, 0);
             q.estimate(&lut, &signs, &factors, &mut est, &mut err);
             let vv = dot64(v, v);
             let exact: Vec<f64> = data.r.chunks_exact(dim).map(|r| dot64(r, r) + vv - 2.0 * dot64(r, v)).collect();
@@ -800,11 +840,20 @@ mod tests {
             })
             .collect();
         q.rotation().apply(&data.v, &mut rot);
-        let lut = q.prepare_with_eps0(&rot, EPS0);
-        let naive_lut = q.prepare_with_eps0(&rot, 1.0);
+        let lut = q.prepare_with_eps0(&rot, EPS0, usize::MAX);
+        let naive_lut = q.prepare_with_eps0(&rot, 1.0, 0);
+        // Whole-byte tables and nibble tables: the same sums.
+        let nibble_lut = q.prepare_with_eps0(&rot, EPS0, 0);
+        assert!(!lut.tables.is_empty() && nibble_lut.tables.is_empty());
         for n in [0, 1, 2, 5, 127, 128, 129, 300] {
             let (mut est, mut err) = (vec![f32::NAN; n], vec![f32::NAN; n]);
             q.estimate(&lut, &signs[..n * sb], &factors[..n], &mut est, &mut err);
+            let (mut est2, mut err2) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+            q.estimate(&nibble_lut, &signs[..n * sb], &factors[..n], &mut est2, &mut err2);
+            for i in 0..n {
+                assert!((est[i] - est2[i]).abs() <= 1e-5 * factors[i].norm * lut.norm(), "n {n} code {i}");
+                assert_eq!(err[i], err2[i]);
+            }
             for i in 0..n {
                 let (e, b) = q.estimate_ex(&lut, &signs[i * sb..(i + 1) * sb], &[], &factors[i]);
                 assert_eq!((est[i], err[i]), (e, b), "n {n} code {i}");
@@ -893,7 +942,7 @@ mod tests {
         let (d, sb, xb) = (q.rotation().padded(), q.sign_bytes(), q.ex_bytes());
         let mut rot = vec![0f32; d];
         q.rotation().apply(query, &mut rot);
-        let lut = q.prepare_with_eps0(&rot, EPS0_99);
+        let lut = q.prepare_with_eps0(&rot, EPS0_99, 0);
         vectors
             .iter()
             .map(|x| {
@@ -984,9 +1033,9 @@ mod tests {
             let (mut est, mut err) = (vec![0f32; n], vec![0f32; n]);
             let rotate = best_ns(200, || q.rotation().apply(&v, &mut rot));
             let prepare = best_ns(200, || {
-                std::hint::black_box(q.prepare(&rot));
+                std::hint::black_box(q.prepare(&rot, n));
             });
-            let lut = q.prepare(&rot);
+            let lut = q.prepare(&rot, n);
             let per_code =
                 best_ns(100, || q.estimate(&lut, std::hint::black_box(&signs), &factors, &mut est, &mut err))
                     / n as f64;

@@ -270,23 +270,31 @@ impl Coder {
         out
     }
 
-    fn list_query(&self, centroids: &Centroids, list: u32, q: &[f32], inv_q: f32, rotated_q: &[f32]) -> ListQuery {
+    /// `codes`: how many codes of the list the query will estimate.
+    fn list_query(
+        &self,
+        centroids: &Centroids,
+        (list, codes): (u32, usize),
+        q: &[f32],
+        inv_q: f32,
+        rotated_q: &[f32],
+    ) -> ListQuery {
         match self.metric {
             Metric::Euclidean | Metric::SquaredEuclidean => {
                 let v: Vec<f32> = rotated_q.iter().zip(self.rotated_centroid(list)).map(|(a, b)| a - b).collect();
-                let lut = self.quantizer.prepare(&v);
+                let lut = self.quantizer.prepare(&v, codes);
                 ListQuery { base: lut.norm() * lut.norm(), lut, sign: -2.0, l2: true }
             }
             // -<x, q> = -<c, q> - <r, q>
             Metric::InnerProduct => ListQuery {
-                lut: self.quantizer.prepare(rotated_q),
+                lut: self.quantizer.prepare(rotated_q, codes),
                 base: -distance::dot(centroids.row(list as usize), q),
                 sign: -1.0,
                 l2: false,
             },
             // 1 - <x/|x|, q/|q|> = 1 - <c, q/|q|> - <r, q/|q|>
             Metric::Cosine => ListQuery {
-                lut: self.quantizer.prepare(rotated_q),
+                lut: self.quantizer.prepare(rotated_q, codes),
                 base: 1.0 - distance::dot(centroids.row(list as usize), q) * inv_q,
                 sign: -1.0,
                 l2: false,
@@ -454,6 +462,7 @@ impl Index {
             let heads: Vec<(&ChunkMeta, Arc<CodeChunk>)> =
                 item.chunks.iter().map(|meta| Ok((*meta, self.head(m, coder, meta)?))).collect::<Result<_>>()?;
             let Some(list) = item.chunks.first().map(|c| c.list) else { return Ok(st) };
+            let codes = heads.iter().map(|(_, h)| h.len()).sum();
             // The filter is the same for every query: evaluated once per row.
             let masks: Vec<Option<Vec<bool>>> = heads
                 .iter()
@@ -461,7 +470,7 @@ impl Index {
                 .collect();
             for &qi in qids {
                 let qi = qi as usize;
-                let lq = coder.list_query(centroids, list, q.row(qi), q.inv_norm(qi), &rotated[qi]);
+                let lq = coder.list_query(centroids, (list, codes), q.row(qi), q.inv_norm(qi), &rotated[qi]);
                 for ((meta, head), mask) in heads.iter().zip(&masks) {
                     if mask.as_ref().is_some_and(|m| !m.contains(&true)) {
                         continue;
