@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 use super::chunk::{parse_metadata, Chunk, ChunkBuilder, WipedFloats};
 use super::ivf::Centroids;
 use super::manifest::{ChunkMeta, Manifest, Stamp};
-use super::objects::{ChunkShape, Obj};
+use super::objects::{ChunkShape, Obj, Prefetched};
 use super::search::{Candidate, Hit, Queries, TopK, Work};
 use super::types::Precision;
 use super::Index;
@@ -410,9 +410,9 @@ impl Index {
         Ok(Some((centroids, coder)))
     }
 
-    fn head(&self, m: &Manifest, coder: &Coder, meta: &ChunkMeta) -> Result<Arc<CodeChunk>> {
+    fn head(&self, m: &Manifest, coder: &Coder, meta: &ChunkMeta, pre: Option<&Prefetched>) -> Result<Arc<CodeChunk>> {
         let shape = coder.shape(m.config.dimension as usize, m.config.precision, meta.count as usize);
-        self.load_object(m, Obj::Chunk(meta.no), &meta.stamp, &shape, None)
+        self.load_object(m, Obj::Chunk(meta.no), &meta.stamp, &shape, pre)
     }
 
     fn unit(&self, m: &Manifest, meta: &ChunkMeta, u: u32, rows: usize, keep: bool) -> Result<Arc<Chunk>> {
@@ -425,7 +425,7 @@ impl Index {
     /// training; `keep = false` leaves its units out of the cache.
     pub(super) fn assembled_chunk(&self, m: &Manifest, coder: &Coder, meta: &ChunkMeta, keep: bool) -> Result<Chunk> {
         let (dim, precision) = (m.config.dimension as usize, m.config.precision);
-        let head = self.head(m, coder, meta)?;
+        let head = self.head(m, coder, meta, None)?;
         let mut rows = ChunkBuilder::with_capacity(dim, meta.count as usize);
         let mut slot = 0;
         for (u, n) in units_of(meta.count as usize, dim, precision) {
@@ -452,6 +452,9 @@ impl Index {
         }
         let rotated: Vec<Vec<f32>> = (0..q.n).map(|i| coder.rotate_query(q.row(i), q.inv_norm(i))).collect();
         let all: Vec<u32> = (0..q.n as u32).collect();
+        // Where each read is a round trip (PostgreSQL), the heads not cached
+        // come in one call.
+        let pre = self.prefetch(work.iter().flat_map(|w| w.chunks.iter().map(|c| (Obj::Chunk(c.no), &c.stamp))))?;
         let fresh = || Stage {
             lists: (0..q.n).map(|_| Shortlist::new(q.k, rerank_mult)).collect(),
             est: Vec::new(),
@@ -459,8 +462,11 @@ impl Index {
         };
         let scan_item = |mut st: Stage, item: &Work<'_>| -> Result<Stage> {
             let qids = item.queries.as_deref().unwrap_or(&all);
-            let heads: Vec<(&ChunkMeta, Arc<CodeChunk>)> =
-                item.chunks.iter().map(|meta| Ok((*meta, self.head(m, coder, meta)?))).collect::<Result<_>>()?;
+            let heads: Vec<(&ChunkMeta, Arc<CodeChunk>)> = item
+                .chunks
+                .iter()
+                .map(|meta| Ok((*meta, self.head(m, coder, meta, Some(&pre))?)))
+                .collect::<Result<_>>()?;
             let Some(list) = item.chunks.first().map(|c| c.list) else { return Ok(st) };
             let codes = heads.iter().map(|(_, h)| h.len()).sum();
             // The filter is the same for every query: evaluated once per row.
@@ -534,7 +540,7 @@ impl Index {
                 let (no, slot) = ((c.at >> 32) as u32, (c.at & 0xffff_ffff) as usize);
                 let unit = &units[&(no, (slot / per) as u32)];
                 let meta = m.chunk(no).expect("reranked");
-                let head = self.head(m, coder, meta)?;
+                let head = self.head(m, coder, meta, None)?;
                 let mut row = ChunkBuilder::with_capacity(dim, 1);
                 let s = slot % per;
                 row.push(unit.vector(s), unit.ids[s].clone(), head.metadata[slot].clone());
