@@ -306,3 +306,24 @@ fn units_swapped_replayed_altered_or_dropped_are_detected() {
         assert!(s.write(b).unwrap());
     });
 }
+
+/// The same on PostgreSQL (`VX_TEST_POSTGRES_URL`; skipped without it):
+/// heads read ahead in one call, units one at a time, and a second client
+/// answers the same.
+#[test]
+fn on_postgres_a_trained_index_answers_the_same_from_another_client() {
+    let Some((url, _admin)) = common::postgres_table("vx_test_rabitq") else { return };
+    let dim = 16;
+    let queries = clustered(10, dim, 3);
+    let exhaustive = QueryParams { top_k: 10, ..Default::default() };
+    let all = QueryParams { n_probes: 20, rerank_mult: 4096, ..exhaustive.clone() };
+    let c = client(&url);
+    let (index, _) = filled(&c, rabitq(Metric::Euclidean, 2), 10_000, dim);
+    let before = query(&index, &queries, dim, &exhaustive);
+    train(&index, 20);
+    assert_eq!(ids_and_distances(&query(&index, &queries, dim, &all)), ids_and_distances(&before));
+    let other = client(&url);
+    let k = key(KEY);
+    let index = other.load_index("r", Access { key: Some(&k), user: None }).unwrap();
+    assert_eq!(ids_and_distances(&query(&index, &queries, dim, &all)), ids_and_distances(&before));
+}
