@@ -738,6 +738,24 @@ mod tests {
         m.seal(&keys.sealer(0), writer, &[2; 16]).unwrap()
     }
 
+    /// 0.6 reads 0.5's root (format 5: no quantizer fields) as an IVF_FLAT
+    /// index with quantizer_bits 0, and refuses a format it does not know.
+    #[test]
+    fn a_0_5_root_is_read_and_an_unknown_format_refused() {
+        let mut m = Manifest::new("old", IndexConfig { dimension: 8, ..Default::default() });
+        m.n_buckets = INITIAL_BUCKETS;
+        let mut root = m.encode_root();
+        // format, name (u32 length + bytes), dimension, metric, type, precision: then bits and seed.
+        let quantizer_at = 1 + 4 + 3 + 4 + 3;
+        assert_eq!(root[quantizer_at..quantizer_at + 9], [0u8; 9]);
+        root.drain(quantizer_at..quantizer_at + 9);
+        root[0] = MANIFEST_FORMAT_0_5;
+        let read = Manifest::decode_root(3, &root).unwrap();
+        assert_eq!((read.config, read.quantizer_seed), (m.config, 0));
+        root[0] = MANIFEST_FORMAT + 1;
+        assert!(Manifest::decode_root(3, &root).unwrap_err().to_string().contains("another version"));
+    }
+
     #[test]
     fn manifest_round_trip_and_binding() {
         let keys = DataKeys::new(vec![(0, SecretKey::from_bytes(&[1; 32]))], [2; 16]);
