@@ -6,15 +6,17 @@
 # (docs/curves-<dataset>.png) and tabled (markdown on stdout).
 #
 #   bench/curves.sh [--quick]
+#   CURVES_SETS="synth-1m-384-overlap" bench/curves.sh
 #
 # Datasets: ../shared/data/minilm-20k (real MiniLM embeddings, d=384),
 # bench/out/synth-1m-128 (1M x 128, well separated clusters, the set of
-# run.sh) and bench/out/synth-1m-384-overlap (1M x 384, overlapping
-# clusters, 1.5 GB), each written on first use. --quick: minilm-20k and
-# synth-1m-128 with 200 queries and a smaller parameter grid (hnswlib M=16
-# only at 1M). hnswlib graphs are kept in bench/out/cache and reused by later
-# runs (their lines say build_cached): a 1M graph takes 4-15 minutes to build
-# here, so the first --quick run takes ~20 minutes, later ones ~10-15.
+# run.sh) and bench/out/synth-1m-384-overlap (1M x 384, make_synthetic.py
+# --spread 6: a cluster's radius exceeds the distance between centres, 1.5
+# GB), each written on first use. --quick: minilm-20k and synth-1m-128 with
+# 200 queries and a smaller parameter grid (hnswlib M=16 only at 1M).
+# hnswlib graphs are kept in bench/out/cache and reused by later runs (their
+# lines say build_cached). Measured here: --quick 12 minutes with a fresh 1M
+# graph (7.6 of them for the graph), 21 while other builds shared the cores.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -39,6 +41,16 @@ else
   sets="$sets synth-1m-384-overlap:$out/synth-1m-384-overlap"
   grid_small=""
   grid_1m=""
+fi
+
+# CURVES_SETS="name ..." keeps only those datasets (e.g. one 1M set at a time:
+# the full grid at 1000 queries takes hours per 1M set on 2 cores).
+if [ -n "${CURVES_SETS:-}" ]; then
+  kept=""
+  for ds in $sets; do
+    case " $CURVES_SETS " in *" ${ds%%:*} "*) kept="$kept $ds" ;; esac
+  done
+  sets=$kept
 fi
 
 cargo build --release -q -p vx-bench --manifest-path "$root/Cargo.toml"

@@ -79,7 +79,8 @@ def main():
     ap.add_argument("--hnsw-cache", default="", help="directory to keep built hnswlib graphs in and reuse "
                     "them from (lines then say build_cached, build_s is the original build's)")
     ap.add_argument("--stop-recall", type=float, default=0.999)
-    ap.add_argument("--run", default=time.strftime("%Y-%m-%dT%H:%M:%S"), help="tag put on every line")
+    ap.add_argument("--run", default=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    help="tag put on every line (UTC start time by default); plot and table keep the newest")
     a = ap.parse_args()
     base = read_vecs(f"{a.dir}/base.fvecs", np.float32)
     queries = read_vecs(f"{a.dir}/query.fvecs", np.float32)[: a.queries]
