@@ -50,6 +50,39 @@ static int show_progress(void *user_data, uint32_t iteration, uint32_t max_iters
     return 0; /* non-zero would cancel */
 }
 
+/* Upserts the n items in batches of BATCH. */
+static void upsert_all(vx_index *index, size_t n, const char **ids, const float *vectors, const char **metas) {
+    for (size_t off = 0; off < n; off += BATCH) {
+        size_t m = n - off < BATCH ? n - off : BATCH;
+        TRY("vx_index_upsert", vx_index_upsert(index, m, ids + off, vectors + off * DIM, DIM, NULL, NULL, metas + off, NULL, NULL));
+    }
+}
+
+/* The first 100 queries one at a time (returns queries/s), then as a batch
+   against the exhaustive answer: recall@10, and whether every top hit that
+   is the exact one carries the exact distance. */
+static double against_exact(vx_index *index, const float *queries, const vx_query_params *p, char exact_id[][K][24],
+                            const float *exact_d, double *recall, int *exact_distances) {
+    vx_results *r = NULL;
+    double t = now();
+    for (int i = 0; i < 100; i++) {
+        TRY("vx_index_query", vx_index_query(index, queries + i * DIM, 1, DIM, p, NULL, NULL, &r));
+        vx_results_free(r);
+    }
+    double qps = 100 / (now() - t);
+    TRY("vx_index_query", vx_index_query(index, queries, 100, DIM, p, NULL, NULL, &r));
+    int found = 0;
+    *exact_distances = 1;
+    for (int i = 0; i < 100; i++) {
+        for (int k = 0; k < K; k++)
+            for (int j = 0; j < K; j++) found += strcmp(vx_results_id(r, i, k), exact_id[i][j]) == 0;
+        *exact_distances &= strcmp(vx_results_id(r, i, 0), exact_id[i][0]) != 0 || vx_results_distance(r, i, 0) == exact_d[i];
+    }
+    vx_results_free(r);
+    *recall = found / 1000.0;
+    return qps;
+}
+
 int main(int argc, char **argv) {
     const char *dir = argc > 1 ? argv[1] : "vx-demo-data";
     size_t n = argc > 2 ? (size_t)strtoull(argv[2], NULL, 10) : 100000;
@@ -92,10 +125,7 @@ int main(int argc, char **argv) {
     printf("[create]  opened store and created encrypted index 'articles'      %8.1f ms\n", (now() - t) * 1e3);
 
     t = now();
-    for (size_t off = 0; off < n; off += BATCH) {
-        size_t m = n - off < BATCH ? n - off : BATCH;
-        TRY("vx_index_upsert", vx_index_upsert(index, m, ids + off, vectors + off * DIM, DIM, NULL, NULL, metas + off, NULL, NULL));
-    }
+    upsert_all(index, n, ids, vectors, metas);
     double dt = now() - t;
     uint64_t count = 0;
     TRY("vx_index_num_vectors", vx_index_num_vectors(index, NULL, NULL, &count));
@@ -179,20 +209,11 @@ int main(int argc, char **argv) {
     TRY("vx_index_train_ex", vx_index_train_ex(index, &tp, NULL, NULL));
     printf("[train]   %u lists, every vector moved into its list, state %u   %8.1f ms\n", vx_index_n_lists(index),
            vx_index_training_state(index), (now() - t) * 1e3);
-    t = now();
-    for (int i = 0; i < 100; i++) {
-        TRY("vx_index_query", vx_index_query(index, queries + i * DIM, 1, DIM, &p, NULL, NULL, &r));
-        vx_results_free(r);
-    }
-    dt = now() - t;
-    TRY("vx_index_query", vx_index_query(index, queries, 100, DIM, &p, NULL, NULL, &r));
-    int found = 0;
-    for (int i = 0; i < 100; i++)
-        for (int k = 0; k < K; k++)
-            for (int j = 0; j < K; j++) found += strcmp(vx_results_id(r, i, k), exact_id[i][j]) == 0;
-    vx_results_free(r);
-    printf("[ivf]     100 queries one at a time, automatic n_probes: %.0f queries/s, recall@10 vs exact %.3f\n",
-           100 / dt, found / 1000.0);
+    double recall;
+    int exact_distances;
+    double qps = against_exact(index, queries, &p, exact_id, exact_d, &recall, &exact_distances);
+    printf("[ivf]     100 queries one at a time, automatic n_probes: %.0f queries/s, recall@10 vs exact %.3f\n", qps,
+           recall);
 
     /* The compressed index beside it: RaBitQ codes scanned first, then an
        exact rerank of the candidates against the full vectors. */
@@ -201,32 +222,15 @@ int main(int argc, char **argv) {
     cfg.index_type = VX_INDEX_TYPE_IVF_RABITQ;
     vx_index *coded = NULL;
     TRY("vx_index_create", vx_index_create(client, "articles-rabitq", key, &cfg, &coded));
-    for (size_t off = 0; off < n; off += BATCH) {
-        size_t m = n - off < BATCH ? n - off : BATCH;
-        TRY("vx_index_upsert", vx_index_upsert(coded, m, ids + off, vectors + off * DIM, DIM, NULL, NULL, metas + off, NULL, NULL));
-    }
+    upsert_all(coded, n, ids, vectors, metas);
     tp.progress = NULL;
     t = now();
     TRY("vx_index_train_ex", vx_index_train_ex(coded, &tp, NULL, NULL));
     printf("[rabitq]  IVF_RABITQ, %u-bit codes: trained %u lists            %8.1f ms\n", vx_index_quantizer_bits(coded),
            vx_index_n_lists(coded), (now() - t) * 1e3);
-    t = now();
-    for (int i = 0; i < 100; i++) {
-        TRY("vx_index_query", vx_index_query(coded, queries + i * DIM, 1, DIM, &p, NULL, NULL, &r));
-        vx_results_free(r);
-    }
-    dt = now() - t;
-    TRY("vx_index_query", vx_index_query(coded, queries, 100, DIM, &p, NULL, NULL, &r));
-    found = 0;
-    int exact_distances = 1;
-    for (int i = 0; i < 100; i++) {
-        for (int k = 0; k < K; k++)
-            for (int j = 0; j < K; j++) found += strcmp(vx_results_id(r, i, k), exact_id[i][j]) == 0;
-        exact_distances &= strcmp(vx_results_id(r, i, 0), exact_id[i][0]) != 0 || vx_results_distance(r, i, 0) == exact_d[i];
-    }
-    vx_results_free(r);
-    printf("[rabitq]  100 queries one at a time: %.0f queries/s, recall@10 vs exact %.3f, exact distances: %s\n",
-           100 / dt, found / 1000.0, exact_distances ? "yes" : "NO");
+    qps = against_exact(coded, queries, &p, exact_id, exact_d, &recall, &exact_distances);
+    printf("[rabitq]  100 queries one at a time: %.0f queries/s, recall@10 vs exact %.3f, exact distances: %s\n", qps,
+           recall, exact_distances ? "yes" : "NO");
     printf("          (a code is %d bits a dimension, %.0f%% of the vector: see docs/BENCHMARKS.md)\n",
            vx_index_quantizer_bits(coded), 100.0 * vx_index_quantizer_bits(coded) / 32);
     vx_index_free(coded);
