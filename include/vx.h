@@ -51,7 +51,7 @@
 /**
  * Minor version of this library.
  */
-#define VX_VERSION_MINOR 6
+#define VX_VERSION_MINOR 7
 
 /**
  * Patch version of this library.
@@ -61,7 +61,7 @@
 /**
  * MAJOR * 1000000 + MINOR * 1000 + PATCH; compare with vx_version_number().
  */
-#define VX_VERSION_NUMBER 6000
+#define VX_VERSION_NUMBER 7000
 
 /**
  * ABI version: the SONAME is libvx.so.<VX_ABI_VERSION>.
@@ -1069,6 +1069,43 @@ vx_status vx_index_query(const struct vx_index *index,
                          const uint8_t *key,
                          const uint8_t *user_id,
                          struct vx_results **out_results);
+
+/**
+ * Lists the items a filter matches, ordered by one metadata field, a page
+ * at a time, without a query vector: "tenant X's documents by date". Works
+ * trained or not, on every index type. The results hold one query
+ * (vx_results_num_queries = 1) whose hits have NaN distances.
+ *
+ * @param filter_json  MongoDB-style filter (as in vx_query_params), or NULL for every item.
+ * @param top_k        hits at most; 0 = every match from `offset`.
+ * @param order_by     dot-path of a metadata field ("date", "doc.year"), or NULL to order
+ *                     by id. Values order by type (missing and null, numbers, strings,
+ *                     objects and arrays, booleans), then by value; an array field by its
+ *                     smallest element ascending, its largest descending. Ties by id, ascending.
+ * @param ascending    the order's direction (without order_by: of the ids).
+ * @param offset       matches skipped first (page n of size s: offset n * s, top_k s).
+ * @param include      VX_INCLUDE_METADATA | VX_INCLUDE_CONTENTS | VX_INCLUDE_VECTOR;
+ *                     VX_INCLUDE_DISTANCE is INVALID_ARGUMENT (there are no distances).
+ * @param key, user_id per-call credentials (NULL = the handle's key); need read.
+ * @param out_results  receives the hits (free with vx_results_free); NULL on failure.
+ * @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT (include bits, order_by path),
+ *         INVALID_UTF8, INVALID_FILTER, NOT_FOUND, WRONG_KEY, PERMISSION_DENIED,
+ *         POISONED, INTEGRITY, IO, STORAGE, PANIC.
+ *
+ * Thread safety: safe concurrently with any call on the handle; sees whole
+ * writes only. Since 0.7.0.
+ */
+VX_NODISCARD
+vx_status vx_index_query_metadata(const struct vx_index *index,
+                                  const char *filter_json,
+                                  size_t top_k,
+                                  const char *order_by,
+                                  bool ascending,
+                                  size_t offset,
+                                  uint32_t include,
+                                  const uint8_t *key,
+                                  const uint8_t *user_id,
+                                  struct vx_results **out_results);
 
 /**
  * Number of strings; 0 for NULL.

@@ -1,6 +1,7 @@
 //! MongoDB-style metadata filters: parsed and checked once per query, then
 //! evaluated against each candidate's metadata during the scan (a
-//! pre-filter, so a filtered query still finds `top_k` matches).
+//! pre-filter, so a filtered query still finds `top_k` matches); and the
+//! order of a metadata-only query on one field ([`OrderBy`]).
 //!
 //! Semantics follow MongoDB: dot-paths reach into nested objects (and through
 //! arrays of objects); an array field matches when any element matches;
@@ -329,6 +330,115 @@ impl Cond {
     }
 }
 
+/// Longest `order_by` path accepted.
+const MAX_ORDER_PATH_BYTES: usize = 1024;
+
+/// The order of a metadata-only query on one field, MongoDB's way: values of
+/// different types order by type (missing and null, then numbers, strings,
+/// objects and arrays, booleans), values of one type by value (numbers
+/// numerically, strings by bytes); an array field sorts by its smallest
+/// element ascending and its largest descending.
+#[derive(Debug)]
+pub struct OrderBy {
+    path: Vec<String>,
+    ascending: bool,
+}
+
+/// Where one item's field falls in an [`OrderBy`].
+#[derive(Clone, Debug)]
+pub enum SortKey {
+    /// Missing, null or an empty array.
+    Null,
+    Number(f64),
+    String(String),
+    /// Objects and nested arrays: ordered after strings, equal among themselves.
+    Composite,
+    Bool(bool),
+}
+
+impl SortKey {
+    fn of(v: &Value) -> SortKey {
+        match v {
+            Value::Null => SortKey::Null,
+            Value::Number(n) => n.as_f64().map_or(SortKey::Null, SortKey::Number),
+            Value::String(s) => SortKey::String(s.clone()),
+            Value::Bool(b) => SortKey::Bool(*b),
+            Value::Object(_) | Value::Array(_) => SortKey::Composite,
+        }
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            SortKey::Null => 0,
+            SortKey::Number(_) => 1,
+            SortKey::String(_) => 2,
+            SortKey::Composite => 3,
+            SortKey::Bool(_) => 4,
+        }
+    }
+}
+
+impl Ord for SortKey {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        match (self, o) {
+            (SortKey::Number(a), SortKey::Number(b)) => a.total_cmp(b),
+            (SortKey::String(a), SortKey::String(b)) => a.cmp(b),
+            (SortKey::Bool(a), SortKey::Bool(b)) => a.cmp(b),
+            _ => self.rank().cmp(&o.rank()),
+        }
+    }
+}
+impl PartialOrd for SortKey {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl PartialEq for SortKey {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o).is_eq()
+    }
+}
+impl Eq for SortKey {}
+
+impl OrderBy {
+    /// `field` is a dot-path as in filters ("date", "doc.year").
+    pub fn parse(field: &str, ascending: bool) -> Result<OrderBy> {
+        if field.is_empty() || field.len() > MAX_ORDER_PATH_BYTES {
+            return Err(Error::invalid(format!(
+                "order_by must be a field path of 1 to {MAX_ORDER_PATH_BYTES} bytes, got {}",
+                field.len()
+            )));
+        }
+        if field.split('.').any(|p| p.is_empty() || p.starts_with('$')) {
+            return Err(Error::invalid(format!("order_by '{field}': a path segment is empty or starts with '$'")));
+        }
+        Ok(OrderBy { path: field.split('.').map(str::to_owned).collect(), ascending })
+    }
+
+    /// The key of an item with `metadata` (None: it has none).
+    pub fn key(&self, metadata: Option<&Value>) -> SortKey {
+        let mut found = Vec::new();
+        if let Some(doc) = metadata {
+            resolve(doc, &self.path, &mut found);
+        }
+        let keys = found.iter().flat_map(|v| match v {
+            Value::Array(items) => items.iter().map(SortKey::of).collect::<Vec<_>>(),
+            v => vec![SortKey::of(v)],
+        });
+        let best = if self.ascending { keys.min() } else { keys.max() };
+        best.unwrap_or(SortKey::Null)
+    }
+
+    /// Compares two keys in this order's direction.
+    pub fn cmp(&self, a: &SortKey, b: &SortKey) -> std::cmp::Ordering {
+        if self.ascending {
+            a.cmp(b)
+        } else {
+            b.cmp(a)
+        }
+    }
+}
+
 fn eq_matches(found: &[&Value], x: &Value) -> bool {
     if x.is_null() && found.is_empty() {
         return true; // MongoDB: {field: null} matches a missing field
@@ -426,5 +536,46 @@ mod tests {
         }
         let deep = format!("{}{}{}", r#"{"$and":["#.repeat(40), r#"{"a":1}"#, "]}".repeat(40));
         assert!(Filter::parse(&deep).is_err());
+    }
+
+    #[test]
+    fn order_follows_mongodb_types_and_arrays() {
+        let docs = [
+            json!({"v": true}),
+            json!({"v": "b"}),
+            json!({"v": 10}),
+            json!({"v": 2.5}),
+            json!({"v": null}),
+            json!({"other": 1}),
+            json!({"v": {"x": 1}}),
+            json!({"v": "a"}),
+            json!({"v": [7, 1]}),
+            json!({"v": false}),
+        ];
+        let sorted = |asc: bool| {
+            let o = OrderBy::parse("v", asc).unwrap();
+            let mut keyed: Vec<(SortKey, usize)> = docs.iter().enumerate().map(|(i, d)| (o.key(Some(d)), i)).collect();
+            keyed.sort_by(|a, b| o.cmp(&a.0, &b.0).then(a.1.cmp(&b.1)));
+            keyed.into_iter().map(|(_, i)| i).collect::<Vec<_>>()
+        };
+        // null and missing, numbers (the array by its smallest, 1), strings, objects, booleans.
+        assert_eq!(sorted(true), [4, 5, 8, 3, 2, 7, 1, 6, 9, 0]);
+        // Descending the array sorts by its largest element, 7; ties stay in index order.
+        assert_eq!(sorted(false), [0, 9, 6, 1, 7, 2, 8, 3, 4, 5]);
+        // Nested paths and items without metadata.
+        let o = OrderBy::parse("a.b", true).unwrap();
+        assert_eq!(o.key(Some(&json!({"a": {"b": 3}}))), SortKey::Number(3.0));
+        assert_eq!(o.key(None), SortKey::Null);
+        assert_eq!(o.key(Some(&json!({"a": [{"b": 5}, {"b": 4}]}))), SortKey::Number(4.0));
+    }
+
+    #[test]
+    fn bad_order_paths_are_refused() {
+        for bad in ["", "a..b", ".a", "a.", "$gt", "a.$b"] {
+            let e = OrderBy::parse(bad, true).unwrap_err();
+            assert!(matches!(e, Error::InvalidArgument(_)), "{bad}: {e}");
+            assert!(e.to_string().contains("order_by"), "{bad}: {e}");
+        }
+        assert!(OrderBy::parse(&"a".repeat(MAX_ORDER_PATH_BYTES + 1), true).is_err());
     }
 }

@@ -35,9 +35,10 @@ pub use crypto::{SecretKey, KEY_LEN, USER_ID_LEN};
 pub use distance::Metric;
 pub use error::{Error, Result, Status};
 pub use index::{
-    include, opened_bytes, Access, Epoch, Hit, Index, IndexConfig, IndexType, Item, ItemRef, Precision, QueryParams,
-    TrainParams, TrainReport, TrainingState, UserEntry, DEFAULT_QUANTIZER_BITS, EPOCH_LEN, MAX_CONTENTS_BYTES,
-    MAX_ID_BYTES, MAX_METADATA_BYTES, MAX_QUANTIZER_BITS, MAX_RERANK_MULT, PERMISSION_READ, PERMISSION_WRITE,
+    include, opened_bytes, Access, Epoch, Hit, Index, IndexConfig, IndexType, Item, ItemRef, MetadataQuery, Precision,
+    QueryParams, TrainParams, TrainReport, TrainingState, UserEntry, DEFAULT_QUANTIZER_BITS, EPOCH_LEN,
+    MAX_CONTENTS_BYTES, MAX_ID_BYTES, MAX_METADATA_BYTES, MAX_QUANTIZER_BITS, MAX_RERANK_MULT, PERMISSION_READ,
+    PERMISSION_WRITE,
 };
 #[cfg(feature = "test-hooks")]
 pub use store::{MemoryStore, Op, Store, WriteBatch};

@@ -8,7 +8,7 @@ use super::index::{vx_index, Creds, VX_INCLUDE_DISTANCE};
 use super::results::vx_results;
 use super::vx_status;
 use crate::error::Error;
-use crate::index::QueryParams;
+use crate::index::{MetadataQuery, QueryParams};
 
 /// Parameters of vx_index_query. Fill with vx_query_params_init first;
 /// fields are only ever appended.
@@ -140,6 +140,61 @@ pub unsafe extern "C" fn vx_index_query(
         };
         let hits = ix.inner.query(queries, nq, dim, &params, Creds::read(key, user_id).access())?;
         *out = vx_results::boxed(hits);
+        Ok(())
+    })
+}
+
+/// Lists the items a filter matches, ordered by one metadata field, a page
+/// at a time, without a query vector: "tenant X's documents by date". Works
+/// trained or not, on every index type. The results hold one query
+/// (vx_results_num_queries = 1) whose hits have NaN distances.
+///
+/// @param filter_json  MongoDB-style filter (as in vx_query_params), or NULL for every item.
+/// @param top_k        hits at most; 0 = every match from `offset`.
+/// @param order_by     dot-path of a metadata field ("date", "doc.year"), or NULL to order
+///                     by id. Values order by type (missing and null, numbers, strings,
+///                     objects and arrays, booleans), then by value; an array field by its
+///                     smallest element ascending, its largest descending. Ties by id, ascending.
+/// @param ascending    the order's direction (without order_by: of the ids).
+/// @param offset       matches skipped first (page n of size s: offset n * s, top_k s).
+/// @param include      VX_INCLUDE_METADATA | VX_INCLUDE_CONTENTS | VX_INCLUDE_VECTOR;
+///                     VX_INCLUDE_DISTANCE is INVALID_ARGUMENT (there are no distances).
+/// @param key, user_id per-call credentials (NULL = the handle's key); need read.
+/// @param out_results  receives the hits (free with vx_results_free); NULL on failure.
+/// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT (include bits, order_by path),
+///         INVALID_UTF8, INVALID_FILTER, NOT_FOUND, WRONG_KEY, PERMISSION_DENIED,
+///         POISONED, INTEGRITY, IO, STORAGE, PANIC.
+///
+/// Thread safety: safe concurrently with any call on the handle; sees whole
+/// writes only. Since 0.7.0.
+#[must_use]
+#[no_mangle]
+#[allow(clippy::too_many_arguments)] // the C signature ABI.md names
+pub unsafe extern "C" fn vx_index_query_metadata(
+    index: *const vx_index,
+    filter_json: *const c_char,
+    top_k: usize,
+    order_by: *const c_char,
+    ascending: bool,
+    offset: usize,
+    include: u32,
+    key: *const u8,
+    user_id: *const u8,
+    out_results: *mut *mut vx_results,
+) -> vx_status {
+    boundary(|| {
+        let out = out_param(out_results, "out_results")?;
+        let ix = handle(index)?;
+        let q = MetadataQuery {
+            filter: opt_c_str(filter_json, "filter_json")?,
+            top_k,
+            order_by: opt_c_str(order_by, "order_by")?,
+            ascending,
+            offset,
+            include,
+        };
+        let hits = ix.inner.query_metadata(&q, Creds::read(key, user_id).access())?;
+        *out = vx_results::boxed(vec![hits]);
         Ok(())
     })
 }

@@ -410,12 +410,18 @@ impl Index {
         Ok(Some((centroids, coder)))
     }
 
-    fn head(&self, m: &Manifest, coder: &Coder, meta: &ChunkMeta, pre: Option<&Prefetched>) -> Result<Arc<CodeChunk>> {
+    pub(super) fn head(
+        &self,
+        m: &Manifest,
+        coder: &Coder,
+        meta: &ChunkMeta,
+        pre: Option<&Prefetched>,
+    ) -> Result<Arc<CodeChunk>> {
         let shape = coder.shape(m.config.dimension as usize, m.config.precision, meta.count as usize);
         self.load_object(m, Obj::Chunk(meta.no), &meta.stamp, &shape, pre)
     }
 
-    fn unit(&self, m: &Manifest, meta: &ChunkMeta, u: u32, rows: usize, keep: bool) -> Result<Arc<Chunk>> {
+    pub(super) fn unit(&self, m: &Manifest, meta: &ChunkMeta, u: u32, rows: usize, keep: bool) -> Result<Arc<Chunk>> {
         let (obj, stamp) = unit_obj(meta, u);
         let shape = ChunkShape { dim: m.config.dimension as usize, precision: m.config.precision, count: rows };
         self.load_object_with(m, obj, &stamp, &shape, None, keep)

@@ -13,6 +13,7 @@
 //! | `manifest.rs` | the sealed manifest: configuration, counts, every object's version |
 //! | `chunk.rs` | chunks (rows of one list) and directory buckets, their packing |
 //! | `read.rs` | get, list_ids, query and the IVF probe loop |
+//! | `listing.rs` | metadata-only queries: filter, order by a field, page |
 //! | `search.rs` | the scan: distances and per-query top-k over chunks |
 //! | `commit.rs` | the one commit path: plans of sealed objects, compare-and-set |
 //! | `write.rs` | upsert and delete plans |
@@ -27,6 +28,7 @@ mod directory;
 mod forgery_tests;
 mod ivf;
 mod keyring;
+mod listing;
 mod manifest;
 mod objects;
 mod read;
@@ -51,6 +53,7 @@ use snapshot::Snapshot;
 
 pub use ivf::{TrainParams, TrainReport, DEFAULT_SEED};
 pub use keyring::UserEntry;
+pub use listing::MetadataQuery;
 pub use objects::opened_bytes;
 pub(crate) use objects::{key_record_key, ObjectCache};
 pub use snapshot::{Epoch, EPOCH_LEN};

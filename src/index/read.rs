@@ -229,7 +229,7 @@ impl Index {
         search::scan(&self.env.pool, work, &|meta: &ChunkMeta| self.chunk(m, meta, Some(&pre)), q)
     }
 
-    fn materialize(&self, m: &Manifest, h: search::Hit, include: u32) -> Result<Hit> {
+    pub(super) fn materialize(&self, m: &Manifest, h: search::Hit, include: u32) -> Result<Hit> {
         let id = h.chunk.ids[h.slot].clone();
         let contents = if include & include::CONTENTS != 0 {
             let token = self.tokens.id(&id);

@@ -1,0 +1,207 @@
+//! Metadata-only queries (`query_metadata`): the items a filter matches,
+//! ordered by one metadata field and then by id (or by id alone), one page
+//! at a time. They work trained or not, on every index type, and need READ.
+//!
+//! The pass reads each chunk's metadata (IVF_RABITQ: its head, not its
+//! vectors) and keeps each match's sort key. Only the matches that can
+//! reach the page (those not past the page's last key) are then resolved
+//! to ids, which break ties so that pages are stable, and only the page's
+//! own rows are materialised.
+
+use std::sync::Arc;
+
+use super::chunk::{Chunk, ChunkBuilder};
+use super::codes::{rows_per_unit, CodeChunk, Coder};
+use super::manifest::{ChunkMeta, Manifest};
+use super::objects::Obj;
+use super::search;
+use super::types::check_include;
+use super::{include, Access, Hit, Index};
+use crate::error::{Error, Result};
+use crate::filter::{Filter, OrderBy, SortKey};
+
+/// Chunks whose objects a PostgreSQL store is asked for in one round trip.
+const PREFETCH_CHUNKS: usize = 64;
+
+/// What `query_metadata` is asked. The default: every item, by id.
+#[derive(Clone, Debug)]
+pub struct MetadataQuery<'a> {
+    /// MongoDB-style filter JSON; None = every item.
+    pub filter: Option<&'a str>,
+    /// Items returned at most; 0 = all (from `offset`).
+    pub top_k: usize,
+    /// Dot-path of the metadata field to order by (ties by id, ascending);
+    /// None = by id.
+    pub order_by: Option<&'a str>,
+    pub ascending: bool,
+    /// Matches skipped before the first returned.
+    pub offset: usize,
+    /// `include` bits; DISTANCE is refused (there is none).
+    pub include: u32,
+}
+
+impl Default for MetadataQuery<'_> {
+    fn default() -> Self {
+        MetadataQuery { filter: None, top_k: 0, order_by: None, ascending: true, offset: 0, include: 0 }
+    }
+}
+
+/// A match: its key in the order and where it is (chunk << 32 | slot).
+struct Match {
+    key: SortKey,
+    at: u64,
+    id: String,
+}
+
+impl Match {
+    fn chunk(&self) -> u32 {
+        (self.at >> 32) as u32
+    }
+    fn slot(&self) -> usize {
+        (self.at & 0xffff_ffff) as usize
+    }
+}
+
+/// A chunk's rows as the listing reads them.
+enum Rows {
+    Flat(Arc<Chunk>),
+    /// The head; the rows' ids and vectors are in its units.
+    Coded(Arc<CodeChunk>),
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Flat(c) => c.len(),
+            Rows::Coded(h) => h.len(),
+        }
+    }
+
+    fn metadata(&self, slot: usize) -> Option<&serde_json::Value> {
+        match self {
+            Rows::Flat(c) => c.parsed_metadata(slot),
+            Rows::Coded(h) => h.parsed_metadata(slot),
+        }
+    }
+}
+
+impl Index {
+    /// The items matching `q.filter`, ordered by `q.order_by` then by id
+    /// (without `order_by`: by id, in `q.ascending`'s direction), from
+    /// `q.offset`, at most `q.top_k` (0 = all). Hits carry NaN distances.
+    pub fn query_metadata(&self, q: &MetadataQuery<'_>, access: Access<'_>) -> Result<Vec<Hit>> {
+        check_include(q.include)?;
+        if q.include & include::DISTANCE != 0 {
+            return Err(Error::invalid("a metadata query has no distances: leave VX_INCLUDE_DISTANCE out of include"));
+        }
+        let filter = q.filter.map(Filter::parse).transpose()?;
+        let order = q.order_by.map(|f| OrderBy::parse(f, q.ascending)).transpose()?;
+        let snap = self.begin_read(access)?;
+        self.read_consistent(snap, |snap| self.query_metadata_in(&snap.manifest, q, filter.as_ref(), order.as_ref()))
+    }
+
+    fn query_metadata_in(
+        &self,
+        m: &Manifest,
+        q: &MetadataQuery<'_>,
+        filter: Option<&Filter>,
+        order: Option<&OrderBy>,
+    ) -> Result<Vec<Hit>> {
+        let coder = self.coder(m)?.map(|(_, coder)| coder);
+        let coder = coder.as_deref();
+        let metas: Vec<&ChunkMeta> = m.chunks().collect();
+        let mut matches = Vec::new();
+        for group in metas.chunks(PREFETCH_CHUNKS) {
+            let pre = self.prefetch(group.iter().map(|c| (Obj::Chunk(c.no), &c.stamp)))?;
+            for meta in group {
+                let rows = self.rows(m, coder, meta, Some(&pre))?;
+                for slot in 0..rows.len() {
+                    let md = rows.metadata(slot);
+                    if filter.is_none_or(|f| f.matches(md)) {
+                        let key = order.map_or(SortKey::Null, |o| o.key(md));
+                        matches.push(Match { key, at: (meta.no as u64) << 32 | slot as u64, id: String::new() });
+                    }
+                }
+            }
+        }
+        let by_key = |a: &Match, b: &Match| order.map_or(std::cmp::Ordering::Equal, |o| o.cmp(&a.key, &b.key));
+        // Past the page's last key nothing can reach the page, whatever its id.
+        let end = if q.top_k == 0 { matches.len() } else { q.offset.saturating_add(q.top_k) };
+        if end < matches.len() {
+            let (_, last, _) = matches.select_nth_unstable_by(end - 1, by_key);
+            let last = last.key.clone();
+            matches.retain(|c| order.is_none_or(|o| o.cmp(&c.key, &last).is_le()));
+        }
+        self.resolve_ids(m, coder, &mut matches)?;
+        match order {
+            Some(_) => matches.sort_unstable_by(|a, b| by_key(a, b).then_with(|| a.id.cmp(&b.id))),
+            None if q.ascending => matches.sort_unstable_by(|a, b| a.id.cmp(&b.id)),
+            None => matches.sort_unstable_by(|a, b| b.id.cmp(&a.id)),
+        }
+        let page = matches.into_iter().skip(q.offset).take(if q.top_k == 0 { usize::MAX } else { q.top_k });
+        page.map(|c| {
+            let meta = m.chunk(c.chunk()).ok_or_else(|| Error::integrity("a match names a missing chunk"))?;
+            let (chunk, slot) = match self.rows(m, coder, meta, None)? {
+                Rows::Flat(chunk) => (chunk, c.slot()),
+                Rows::Coded(head) => (Arc::new(self.coded_row(m, meta, &head, c.slot())?), 0),
+            };
+            let mut hit = self.materialize(m, search::Hit { distance: f32::NAN, chunk, slot }, q.include)?;
+            hit.id = c.id;
+            Ok(hit)
+        })
+        .collect()
+    }
+
+    fn rows(
+        &self,
+        m: &Manifest,
+        coder: Option<&Coder>,
+        meta: &ChunkMeta,
+        pre: Option<&super::objects::Prefetched>,
+    ) -> Result<Rows> {
+        Ok(match coder {
+            Some(coder) => Rows::Coded(self.head(m, coder, meta, pre)?),
+            None => Rows::Flat(self.chunk(m, meta, pre)?),
+        })
+    }
+
+    /// Fills each match's id, reading each chunk (or unit) once.
+    fn resolve_ids(&self, m: &Manifest, coder: Option<&Coder>, matches: &mut [Match]) -> Result<()> {
+        matches.sort_unstable_by_key(|c| c.at);
+        let (dim, precision) = (m.config.dimension as usize, m.config.precision);
+        for group in matches.chunk_by_mut(|a, b| a.chunk() == b.chunk()) {
+            let meta = m.chunk(group[0].chunk()).ok_or_else(|| Error::integrity("a match names a missing chunk"))?;
+            match coder {
+                None => {
+                    let chunk = self.chunk(m, meta, None)?;
+                    for c in group.iter_mut() {
+                        c.id = chunk.ids[c.slot()].clone();
+                    }
+                }
+                Some(_) => {
+                    let per = rows_per_unit(dim, precision);
+                    for unit_group in group.chunk_by_mut(|a, b| a.slot() / per == b.slot() / per) {
+                        let u = unit_group[0].slot() / per;
+                        let unit = self.unit(m, meta, u as u32, per.min(meta.count as usize - u * per), true)?;
+                        for c in unit_group.iter_mut() {
+                            c.id = unit.ids[c.slot() % per].clone();
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Row `slot` of a coded chunk as a one-row chunk: its vector and id
+    /// from its unit, its metadata from the head.
+    fn coded_row(&self, m: &Manifest, meta: &ChunkMeta, head: &CodeChunk, slot: usize) -> Result<Chunk> {
+        let (dim, precision) = (m.config.dimension as usize, m.config.precision);
+        let per = rows_per_unit(dim, precision);
+        let u = slot / per;
+        let unit = self.unit(m, meta, u as u32, per.min(meta.count as usize - u * per), true)?;
+        let mut row = ChunkBuilder::with_capacity(dim, 1);
+        row.push(unit.vector(slot % per), unit.ids[slot % per].clone(), head.metadata[slot].clone());
+        Ok(row.finish())
+    }
+}
