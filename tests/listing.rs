@@ -19,12 +19,12 @@ fn client(uri: &str) -> Client {
 /// Item i's metadata: a tenant, a date (missing on every 7th item, a
 /// string on every 50th), a nested score; every 11th item has none.
 fn metadata(i: usize) -> Option<String> {
-    if i % 11 == 0 {
+    if i.is_multiple_of(11) {
         return None;
     }
     let date = match i {
-        _ if i % 7 == 0 => String::new(),
-        _ if i % 50 == 0 => format!(r#", "date": "d{}""#, i % 3),
+        _ if i.is_multiple_of(7) => String::new(),
+        _ if i.is_multiple_of(50) => format!(r#", "date": "d{}""#, i % 3),
         _ => format!(r#", "date": {}"#, (i * 7919) % 1000),
     };
     Some(format!(r#"{{"tenant": {}, "doc": {{"score": {}}}{date}}}"#, i % 4, (i * 31) % 97))
@@ -46,7 +46,7 @@ fn filled(c: &Client, index_type: IndexType) -> vx::Index {
             id: &ids[i],
             vector: &vectors[i * DIM..(i + 1) * DIM],
             metadata: metas[i].as_deref(),
-            contents: (i % 2 == 0).then_some(&contents[i][..]),
+            contents: i.is_multiple_of(2).then_some(&contents[i][..]),
         })
         .collect();
     index.upsert(&items, Access::default()).unwrap();
@@ -182,7 +182,7 @@ fn include_returns_what_was_stored() {
             let i: usize = h.id[5..].parse().unwrap();
             assert_eq!(h.metadata, metadata(i), "{index_type:?} {}", h.id);
             assert_eq!(h.vector.as_deref(), Some(&vectors[i * DIM..(i + 1) * DIM]), "{index_type:?} {}", h.id);
-            let want = (i % 2 == 0).then(|| format!("contents {i}").into_bytes());
+            let want = i.is_multiple_of(2).then(|| format!("contents {i}").into_bytes());
             assert_eq!(h.contents, want, "{index_type:?} {}", h.id);
             assert!(h.distance.is_nan());
         }
