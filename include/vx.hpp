@@ -203,6 +203,36 @@ private:
     std::optional<std::string> filter_;
 };
 
+/// What Index::query_metadata asks; setters chain:
+/// MetadataQuery{}.filter("{\"tenant\": 7}").order_by("date", false).top_k(20).offset(40).
+/// The default: every item by id, with its metadata. Since 0.7.
+class MetadataQuery {
+public:
+    /// MongoDB-style filter JSON (default: every item).
+    MetadataQuery &filter(std::string json) { filter_ = std::move(json); return *this; }
+    /// Items at most (0, the default = every match from offset).
+    MetadataQuery &top_k(size_t k) { top_k_ = k; return *this; }
+    /// Dot-path of the metadata field to order by, then by id (default: by id).
+    MetadataQuery &order_by(std::string path, bool ascending = true) {
+        order_by_ = std::move(path);
+        ascending_ = ascending;
+        return *this;
+    }
+    /// Direction of the order (without order_by: of the ids).
+    MetadataQuery &ascending(bool a) { ascending_ = a; return *this; }
+    /// Matches skipped first.
+    MetadataQuery &offset(size_t n) { offset_ = n; return *this; }
+    /// VX_INCLUDE_METADATA (default), _CONTENTS, _VECTOR; not _DISTANCE.
+    MetadataQuery &include(uint32_t bits) { include_ = bits; return *this; }
+
+private:
+    friend class Index;
+    std::optional<std::string> filter_, order_by_;
+    size_t top_k_ = 0, offset_ = 0;
+    bool ascending_ = true;
+    uint32_t include_ = VX_INCLUDE_METADATA;
+};
+
 /// Configuration of Client::create_index with the C defaults; setters chain:
 /// IndexConfig{}.dimension(768).index_type(VX_INDEX_TYPE_IVF_RABITQ).quantizer_bits(4).
 class IndexConfig {
@@ -329,6 +359,16 @@ public:
         if (dim == 0 || queries.size() % dim != 0)
             throw Error(VX_STATUS_INVALID_ARGUMENT, "queries.size() is not a multiple of dim");
         return query(queries.data(), queries.size() / dim, dim, o, c);
+    }
+
+    /// The items a filter matches ordered by one metadata field, a page at a
+    /// time (vx_index_query_metadata): Results of one query, NaN distances. Since 0.7.
+    Results query_metadata(const MetadataQuery &q = {}, const Credentials &c = {}) const {
+        vx_results *out = nullptr;
+        detail::check(vx_index_query_metadata(h_.get(), q.filter_ ? q.filter_->c_str() : nullptr, q.top_k_,
+                                              q.order_by_ ? q.order_by_->c_str() : nullptr, q.ascending_, q.offset_,
+                                              q.include_, c.key(), c.user(), &out));
+        return Results(out);
     }
 
     void train(const TrainOptions &o = {}, const Credentials &c = {}) {

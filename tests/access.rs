@@ -100,7 +100,12 @@ fn check_matrix(root: &Index, index: &Index, access: Access<'_>, who: Who) {
     expect(index.query(&q, 1, DIM, &p, access), r, "query", who);
     expect(index.get(&["x1"], 0, access), r, "get", who);
     expect(index.list_ids(0, 10, access), r, "list_ids", who);
-    expect(index.query_metadata(&vx::MetadataQuery { top_k: 3, ..Default::default() }, access), r, "query_metadata", who);
+    expect(
+        index.query_metadata(&vx::MetadataQuery { top_k: 3, ..Default::default() }, access),
+        r,
+        "query_metadata",
+        who,
+    );
     expect(index.num_vectors(access), r, "num_vectors", who);
     if access.key.is_none() {
         // Getters use the handle's own key.

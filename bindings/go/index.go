@@ -360,28 +360,92 @@ func (x *Index) Query(queries []float32, dim int, o *QueryOptions, c *Creds) ([]
 			return err
 		}
 		defer C.vx_results_free(r)
-		out = make([][]Hit, nq)
-		for q := range out {
-			n := int(C.vx_results_len(r, C.size_t(q)))
-			out[q] = make([]Hit, n)
-			for i := range out[q] {
-				cq, ci := C.size_t(q), C.size_t(i)
-				h := &out[q][i]
-				h.ID = C.GoString(C.vx_results_id(r, cq, ci))
-				h.Distance = float32(C.vx_results_distance(r, cq, ci))
-				if m := C.vx_results_metadata(r, cq, ci); m != nil {
-					s := C.GoString(m)
-					h.Metadata = &s
-				}
-				var l C.size_t
-				if b := C.vx_results_contents(r, cq, ci, &l); b != nil {
-					h.Contents = C.GoBytes(unsafe.Pointer(b), C.int(l))
-				}
-				if v := C.vx_results_vector(r, cq, ci, &l); v != nil {
-					h.Vector = append([]float32(nil), unsafe.Slice((*float32)(unsafe.Pointer(v)), int(l))...)
-				}
+		out = hitsOf(r, nq)
+		return nil
+	})
+	return out, err
+}
+
+// hitsOf copies the hits of nq queries out of r.
+func hitsOf(r *C.vx_results, nq int) [][]Hit {
+	out := make([][]Hit, nq)
+	for q := range out {
+		n := int(C.vx_results_len(r, C.size_t(q)))
+		out[q] = make([]Hit, n)
+		for i := range out[q] {
+			cq, ci := C.size_t(q), C.size_t(i)
+			h := &out[q][i]
+			h.ID = C.GoString(C.vx_results_id(r, cq, ci))
+			h.Distance = float32(C.vx_results_distance(r, cq, ci))
+			if m := C.vx_results_metadata(r, cq, ci); m != nil {
+				s := C.GoString(m)
+				h.Metadata = &s
+			}
+			var l C.size_t
+			if b := C.vx_results_contents(r, cq, ci, &l); b != nil {
+				h.Contents = C.GoBytes(unsafe.Pointer(b), C.int(l))
+			}
+			if v := C.vx_results_vector(r, cq, ci, &l); v != nil {
+				h.Vector = append([]float32(nil), unsafe.Slice((*float32)(unsafe.Pointer(v)), int(l))...)
 			}
 		}
+	}
+	return out
+}
+
+// MetadataQuery is what QueryMetadata asks. The zero value lists every
+// item by id, ascending, with its metadata. Since 0.7.
+type MetadataQuery struct {
+	Filter string // MongoDB-style JSON, "" = every item
+	// OrderBy is the dot-path of a metadata field ("date", "doc.year"); ""
+	// orders by id. Values order by type (missing and null, numbers,
+	// strings, objects and arrays, booleans), then by value; ties by id.
+	OrderBy    string
+	Descending bool
+	TopK       int    // 0 = every match from Offset
+	Offset     int    // matches skipped first
+	Include    uint32 // 0 = IncludeMetadata; IncludeDistance is refused (there is none)
+}
+
+// QueryMetadata lists the items a filter matches ordered by one metadata
+// field, a page at a time, without a query vector (vx_index_query_metadata).
+// Hits have NaN distances. Since 0.7.
+func (x *Index) QueryMetadata(q *MetadataQuery, c *Creds) ([]Hit, error) {
+	if q == nil {
+		q = &MetadataQuery{}
+	}
+	if q.TopK < 0 || q.Offset < 0 {
+		return nil, &Error{Code: StatusInvalidArgument, Msg: "TopK and Offset must not be negative"}
+	}
+	include := q.Include
+	if include == 0 {
+		include = IncludeMetadata
+	}
+	var filter, orderBy *C.char
+	if q.Filter != "" {
+		filter = C.CString(q.Filter)
+		defer C.free(unsafe.Pointer(filter))
+	}
+	if q.OrderBy != "" {
+		orderBy = C.CString(q.OrderBy)
+		defer C.free(unsafe.Pointer(orderBy))
+	}
+	var out []Hit
+	err := x.with(func(ix *C.vx_index) error {
+		k, u, err := c.ptrs()
+		if err != nil {
+			return err
+		}
+		defer c.keepAlive()
+		var r *C.vx_results
+		if err := call(func() C.vx_status {
+			return C.vx_index_query_metadata(ix, filter, C.size_t(q.TopK), orderBy, C.bool(!q.Descending),
+				C.size_t(q.Offset), C.uint32_t(include), k, u, &r)
+		}); err != nil {
+			return err
+		}
+		defer C.vx_results_free(r)
+		out = hitsOf(r, 1)[0]
 		return nil
 	})
 	return out, err

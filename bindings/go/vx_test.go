@@ -96,6 +96,21 @@ func TestRoundTrip(t *testing.T) {
 	if err != nil || len(ids) != 5 {
 		t.Fatalf("ListIDs = %v, %v", ids, err)
 	}
+	// Group 0 by id descending, the second page of 4; metadata by default.
+	page, err := ix.QueryMetadata(&vx.MetadataQuery{Filter: `{"group": 0}`, Descending: true, TopK: 4, Offset: 4}, nil)
+	if err != nil || len(page) != 4 || page[0].Metadata == nil || *page[0].Metadata != `{"group": 0}` {
+		t.Fatalf("QueryMetadata = %+v, %v", page, err)
+	}
+	all, err := ix.QueryMetadata(&vx.MetadataQuery{Filter: `{"group": 0}`, Descending: true}, nil)
+	if err != nil || all[4].ID != page[0].ID || all[7].ID != page[3].ID || all[0].ID <= all[1].ID {
+		t.Fatalf("pages disagree: %+v then %+v, %v", all, page, err)
+	}
+	if _, err := ix.QueryMetadata(&vx.MetadataQuery{Include: vx.IncludeDistance}, nil); !errors.Is(err, vx.ErrInvalidArgument) {
+		t.Fatalf("want ErrInvalidArgument for IncludeDistance, got %v", err)
+	}
+	if _, err := ix.QueryMetadata(&vx.MetadataQuery{OrderBy: "a..b"}, nil); !errors.Is(err, vx.ErrInvalidArgument) {
+		t.Fatalf("want ErrInvalidArgument for a bad path, got %v", err)
+	}
 }
 
 func TestErrorsCarryCodesAndMessages(t *testing.T) {

@@ -23,7 +23,8 @@ use crate::filter::{Filter, OrderBy, SortKey};
 /// Chunks whose objects a PostgreSQL store is asked for in one round trip.
 const PREFETCH_CHUNKS: usize = 64;
 
-/// What `query_metadata` is asked. The default: every item, by id.
+/// What `query_metadata` is asked. The default: every item by id, with
+/// its metadata.
 #[derive(Clone, Debug)]
 pub struct MetadataQuery<'a> {
     /// MongoDB-style filter JSON; None = every item.
@@ -42,7 +43,7 @@ pub struct MetadataQuery<'a> {
 
 impl Default for MetadataQuery<'_> {
     fn default() -> Self {
-        MetadataQuery { filter: None, top_k: 0, order_by: None, ascending: true, offset: 0, include: 0 }
+        MetadataQuery { filter: None, top_k: 0, order_by: None, ascending: true, offset: 0, include: include::METADATA }
     }
 }
 

@@ -424,6 +424,42 @@ static void test_data_and_persistence(const char *dir) {
     EXPECT(vx_index_list_ids(ix, 10, 5, NULL, NULL, &page), VX_STATUS_OK);
     CHECK(vx_string_list_len(page) == 5);
     vx_string_list_free(page);
+    /* query_metadata: group 3 by name, descending, in pages of 64; each
+     * page continues the last, the order holds across pages. */
+    char last_name[64] = "\xff";
+    size_t seen = 0;
+    for (;;) {
+        vx_results *r = NULL;
+        EXPECT(vx_index_query_metadata(ix, "{\"group\": 3}", 64, "name", false, seen, VX_INCLUDE_METADATA, NULL,
+                                       NULL, &r),
+               VX_STATUS_OK);
+        size_t got = vx_results_len(r, 0);
+        CHECK(vx_results_num_queries(r) == 1);
+        for (size_t k = 0; k < got; k++) {
+            const char *m = vx_results_metadata(r, 0, k);
+            const char *name = strstr(m, "\"name\": \"") + 9;
+            CHECK(strstr(m, "\"group\": 3") != NULL);
+            CHECK(strcmp(name, last_name) < 0);
+            snprintf(last_name, sizeof last_name, "%s", name);
+            CHECK(isnan(vx_results_distance(r, 0, k)));
+        }
+        vx_results_free(r);
+        seen += got;
+        if (got < 64) break;
+    }
+    CHECK(seen == N / 5);
+    vx_results *r = NULL;
+    EXPECT(vx_index_query_metadata(ix, NULL, 3, NULL, true, 0, VX_INCLUDE_DISTANCE, NULL, NULL, &r),
+           VX_STATUS_INVALID_ARGUMENT);
+    CHECK(r == NULL && strstr(last_error(), "VX_INCLUDE_DISTANCE") != NULL);
+    EXPECT(vx_index_query_metadata(ix, NULL, 3, "a..b", true, 0, 0, NULL, NULL, &r), VX_STATUS_INVALID_ARGUMENT);
+    EXPECT(vx_index_query_metadata(ix, "{bad", 3, NULL, true, 0, 0, NULL, NULL, &r), VX_STATUS_INVALID_FILTER);
+    EXPECT(vx_index_query_metadata(ix, NULL, 3, NULL, true, 0, 0, NULL, NULL, NULL), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_query_metadata(NULL, NULL, 3, NULL, true, 0, 0, NULL, NULL, &r), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_query_metadata(ix, NULL, 3, NULL, true, 0, 0, NULL, NULL, &r), VX_STATUS_OK);
+    CHECK(vx_results_len(r, 0) == 3 && strcmp(vx_results_id(r, 0, 0), "empty-contents") == 0);
+    vx_results_free(r);
+
     const char *doomed[3] = {"with-contents", "empty-contents", "never-there"};
     size_t deleted = 99;
     EXPECT(vx_index_delete(ix, 3, doomed, NULL, NULL, &deleted), VX_STATUS_OK);
@@ -613,6 +649,9 @@ static void access_matrix(vx_index *root, vx_index *ix, int who, int per_call) {
     vx_string_list *list = NULL;
     EXPECT(vx_index_list_ids(ix, 0, 5, k, u, &list), r);
     vx_string_list_free(list);
+    vx_results *listed = NULL;
+    EXPECT(vx_index_query_metadata(ix, NULL, 5, NULL, true, 0, 0, k, u, &listed), r);
+    vx_results_free(listed);
     uint64_t n = 0;
     EXPECT(vx_index_num_vectors(ix, k, u, &n), r);
     if (!per_call) {

@@ -79,6 +79,15 @@ int main() {
     CHECK(items.found(0) && !items.found(1) && items.vector(0).size() == 2);
     CHECK(index.remove({"i5", "nope"}) == 1);
     CHECK(index.list_ids(0, 10).size() == 10);
+    // Metadata-only: the odd items by id descending (i99, i97, i95, i93, ...), a page of 3 from the second.
+    auto listed = index.query_metadata(vx::MetadataQuery{}.filter("{\"odd\": true}").ascending(false).offset(1).top_k(3));
+    CHECK(listed.num_queries() == 1 && listed.size(0) == 3);
+    CHECK(listed.id(0, 0) == "i97" && listed.id(0, 2) == "i93");
+    CHECK(listed.metadata(0, 0).value() == "{\"odd\": true}");
+    CHECK(index.query_metadata().size(0) == index.list_ids().size());
+    CHECK(status_of([&] { index.query_metadata(vx::MetadataQuery{}.include(VX_INCLUDE_DISTANCE)); }) ==
+          VX_STATUS_INVALID_ARGUMENT);
+    CHECK(status_of([&] { index.query_metadata(vx::MetadataQuery{}.order_by("")); }) == VX_STATUS_INVALID_ARGUMENT);
 
     // Moves keep the handle; the moved-from object is empty.
     vx::Index moved = std::move(index);

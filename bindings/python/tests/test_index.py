@@ -1,5 +1,5 @@
 """vx.Index data calls: upsert (dicts, NumPy, lists), get, delete, list_ids,
-query (single, batch, filters, include, NumPy fast path), epochs, getters."""
+query_metadata, query (single, batch, filters, include, NumPy fast path), epochs, getters."""
 
 from __future__ import annotations
 
@@ -162,6 +162,35 @@ def test_list_ids_paging(index, items):
     assert index.list_ids(limit=0) == []
     with pytest.raises(vx.InvalidArgumentError):
         index.list_ids(offset=-1)
+
+
+def test_query_metadata_orders_and_pages(index, items):
+    evens = [it for it in items if it["metadata"]["even"]]
+    by_n_desc = [it["id"] for it in sorted(evens, key=lambda it: -it["metadata"]["n"])]
+    got = index.query_metadata({"even": True}, order_by="n", ascending=False)
+    assert [h["id"] for h in got] == by_n_desc
+    assert all(h["metadata"]["even"] and set(h) == {"id", "metadata"} for h in got)
+    pages = [
+        index.query_metadata({"even": True}, top_k=10, order_by="n", ascending=False, offset=o) for o in (0, 10, 20)
+    ]
+    assert [h["id"] for p in pages for h in p] == by_n_desc
+    # By id, no filter; other fields on request; an empty page.
+    assert [h["id"] for h in index.query_metadata(include=[])] == sorted(it["id"] for it in items)
+    hit = index.query_metadata({"n": 7}, include=["contents", "vector"])[0]
+    assert hit["contents"] == b"contents of 7" and hit["vector"].shape == (DIM,) and "metadata" not in hit
+    assert index.query_metadata(top_k=0) == []
+    assert index.query_metadata(offset=1000) == []
+
+
+def test_query_metadata_refuses_bad_arguments(index):
+    with pytest.raises(vx.InvalidArgumentError, match="VX_INCLUDE_DISTANCE"):
+        index.query_metadata(include=["distance"])
+    with pytest.raises(vx.InvalidArgumentError, match="order_by"):
+        index.query_metadata(order_by="a..b")
+    with pytest.raises(vx.InvalidFilterError):
+        index.query_metadata({"n": {"$bogus": 1}})
+    with pytest.raises(vx.InvalidArgumentError):
+        index.query_metadata(offset=-1)
 
 
 # ----------------------------------------------------------------- query

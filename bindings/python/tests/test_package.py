@@ -55,7 +55,7 @@ def test_py_typed_and_bundled_library():
 
 def test_keyword_only_credentials():
     """Every data call takes index_key= and user_id= as keywords only."""
-    for name in ("upsert", "get", "delete", "list_ids", "query", "query_numpy", "train", "num_vectors",
+    for name in ("upsert", "get", "delete", "list_ids", "query_metadata", "query", "query_numpy", "train", "num_vectors",
                  "delete_index", "compact", "epoch"):
         params = inspect.signature(getattr(vx.Index, name)).parameters
         for cred in ("index_key", "user_id"):

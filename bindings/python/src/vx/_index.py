@@ -469,6 +469,54 @@ class Index:
         finally:
             lib.vx_string_list_free(out[0])
 
+    def query_metadata(
+        self,
+        filters: Optional[Filter] = None,
+        top_k: Optional[int] = None,
+        order_by: Optional[str] = None,
+        ascending: bool = True,
+        offset: int = 0,
+        include: Optional[Iterable[str]] = None,
+        *,
+        index_key: Optional[BytesLike] = None,
+        user_id: Optional[BytesLike] = None,
+    ) -> List[Dict[str, Any]]:
+        """The items ``filters`` matches, ordered by one metadata field, a
+        page at a time, without a query vector (``vx_index_query_metadata``);
+        needs READ. Works trained or not.
+
+        Args:
+            filters: a MongoDB-style filter, as in :meth:`query` (None =
+                every item).
+            top_k: items at most (None = every match from ``offset``).
+            order_by: dot-path of a metadata field (``"date"``,
+                ``"doc.year"``); None orders by id. Values order by type
+                (missing and null, numbers, strings, objects and arrays,
+                booleans), then by value; ties by id, ascending.
+            ascending: the order's direction (without ``order_by``: the ids').
+            offset: matches skipped first (page ``i`` of size ``s``:
+                ``offset=i * s, top_k=s``).
+            include: of ``"metadata"``, ``"contents"``, ``"vector"`` (None =
+                ``["metadata"]``); there is no distance.
+
+        Returns:
+            One dict per item with ``"id"`` and the fields asked for.
+        """
+        mask = bits("include", INCLUDE_BITS, ["metadata"] if include is None else include)
+        lim = opt_uint("top_k", top_k, SIZE_BITS)
+        if top_k is not None and lim == 0:
+            return []
+        off = uint("offset", offset, SIZE_BITS)
+        f = ffi.new("char[]", _filter_text(filters)) if filters is not None else NULL
+        o = ffi.new("char[]", text("order_by", order_by)) if order_by is not None else NULL
+        k, u = key_ptr(index_key), user_ptr(user_id)
+        out = ffi.new("vx_results **")
+        self._call(lib.vx_index_query_metadata, f, lim, o, bool(ascending), off, mask, k, u, out)
+        try:
+            return _read_hits(out[0], 1, mask)[0]
+        finally:
+            lib.vx_results_free(out[0])
+
     # ---------------------------------------------------------------- query
 
     def _run_query(
