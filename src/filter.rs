@@ -249,7 +249,7 @@ fn compile_regex(pattern: &str, options: Option<&str>, at: &str) -> Result<Regex
 /// Collects every value a dot-path reaches. Arrays met on the way are
 /// traversed element by element (MongoDB's implicit array traversal), and a
 /// numeric segment indexes into an array.
-fn resolve<'a>(v: &'a Value, path: &[String], out: &mut Vec<&'a Value>) {
+pub(crate) fn resolve<'a>(v: &'a Value, path: &[String], out: &mut Vec<&'a Value>) {
     let Some((first, rest)) = path.split_first() else {
         out.push(v);
         return;

@@ -2,7 +2,9 @@
 
 use std::ffi::c_char;
 
-use super::args::{c_str, covers, field, init_params, key_arg, read_params, size_before, slice, user_arg, Params};
+use super::args::{
+    c_str, covers, field, init_params, key_arg, opt_c_str, read_params, size_before, slice, user_arg, Params,
+};
 use super::boundary::{boundary, free_box, guard, handle, into_c, out_param, Handle};
 use super::client::vx_client;
 use super::results::{vx_items, vx_string_list, CText};
@@ -119,6 +121,12 @@ pub struct vx_index_config {
     /// (VX_STATUS_INVALID_ARGUMENT otherwise). Since 0.6.0: a struct_size of
     /// 0.5 (which ends before this field) is accepted and reads it as 0.
     pub quantizer_bits: u32,
+    /// Metadata fields to keep an index of, so filters on them are answered
+    /// without a scan: a NUL-terminated JSON array of dot-paths
+    /// (`["tenant", "doc.year"]`, at most 64, each 1 to 256 bytes), or NULL
+    /// (default: none). Fixed at creation. Since 0.7.0: a struct_size of 0.5
+    /// or 0.6 (which end before this field) is accepted and reads it as NULL.
+    pub filterable_fields_json: *const c_char,
 }
 
 impl Default for vx_index_config {
@@ -130,6 +138,7 @@ impl Default for vx_index_config {
             index_type: VX_INDEX_TYPE_IVF_FLAT,
             storage_precision: VX_PRECISION_F32,
             quantizer_bits: 0,
+            filterable_fields_json: std::ptr::null(),
         }
     }
 }
@@ -156,10 +165,14 @@ impl Creds {
 /// sizeof(vx_index_config) in 0.1 to 0.5: up to storage_precision.
 pub(crate) const VX_INDEX_CONFIG_SIZE_0_5: usize =
     size_before::<vx_index_config>(std::mem::offset_of!(vx_index_config, quantizer_bits));
+/// sizeof(vx_index_config) in 0.6: up to quantizer_bits.
+pub(crate) const VX_INDEX_CONFIG_SIZE_0_6: usize =
+    size_before::<vx_index_config>(std::mem::offset_of!(vx_index_config, filterable_fields_json));
 
 impl Params for vx_index_config {
     const NAME: &'static str = "vx_index_config";
-    const OLDER_SIZES: &'static [(usize, &'static str)] = &[(VX_INDEX_CONFIG_SIZE_0_5, "0.5")];
+    const OLDER_SIZES: &'static [(usize, &'static str)] =
+        &[(VX_INDEX_CONFIG_SIZE_0_5, "0.5"), (VX_INDEX_CONFIG_SIZE_0_6, "0.6")];
     unsafe fn read_fields(p: *const Self, size: usize) -> Self {
         let defaults = Self::default();
         vx_index_config {
@@ -173,12 +186,18 @@ impl Params for vx_index_config {
             } else {
                 defaults.quantizer_bits
             },
+            filterable_fields_json: if covers!(size, Self, filterable_fields_json) {
+                field!(p.filterable_fields_json)
+            } else {
+                defaults.filterable_fields_json
+            },
         }
     }
 }
 
 /// Fills `cfg` with defaults (and struct_size). NULL is ignored. Writes this
-/// version's sizeof(vx_index_config) (24 bytes since 0.6.0, 20 before):
+/// version's sizeof(vx_index_config) (32 bytes on 64-bit targets since
+/// 0.7.0, 24 in 0.6, 20 before):
 /// compile against the header of the library you run with.
 ///
 /// Thread safety: safe from any thread. Since 0.1.0.
@@ -196,7 +215,8 @@ pub unsafe extern "C" fn vx_index_config_init(cfg: *mut vx_index_config) {
 /// @param out_index  receives the index (free with vx_index_free); NULL on failure.
 /// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT (name, unknown
 ///         metric/type/precision, dimension too large, quantizer_bits out of range or
-///         set for IVF_FLAT, a struct_size vx never published), ALREADY_EXISTS,
+///         set for IVF_FLAT, a bad filterable field, a struct_size vx never published),
+///         INVALID_JSON (filterable_fields_json), INVALID_UTF8, ALREADY_EXISTS,
 ///         RNG_FAILED, IO, STORAGE, PANIC.
 ///
 /// Thread safety: safe concurrently with any call on the client. Since 0.1.0.
@@ -221,11 +241,21 @@ pub unsafe extern "C" fn vx_index_create(
             index_type: IndexType::from_u32(c.index_type)?,
             precision: Precision::from_u32(c.storage_precision)?,
             quantizer_bits: c.quantizer_bits,
+            filterable: filterable_fields(c.filterable_fields_json)?,
         };
         let inner = client.inner.create_index(name, &key, config)?;
         *out = into_c(vx_index { name: CText::new(name), inner });
         Ok(())
     })
+}
+
+/// The paths of vx_index_config.filterable_fields_json.
+unsafe fn filterable_fields(json: *const c_char) -> Result<Vec<String>> {
+    match opt_c_str(json, "filterable_fields_json")? {
+        None => Ok(Vec::new()),
+        Some(text) => serde_json::from_str(text)
+            .map_err(|e| Error::InvalidJson(format!("filterable_fields_json must be a JSON array of strings: {e}"))),
+    }
 }
 
 /// Opens an existing index.

@@ -476,10 +476,8 @@ impl Index {
             let Some(list) = item.chunks.first().map(|c| c.list) else { return Ok(st) };
             let codes = heads.iter().map(|(_, h)| h.len()).sum();
             // The filter is the same for every query: evaluated once per row.
-            let masks: Vec<Option<Vec<bool>>> = heads
-                .iter()
-                .map(|(_, h)| q.filter.map(|f| (0..h.len()).map(|s| f.matches(h.parsed_metadata(s))).collect()))
-                .collect();
+            let masks: Vec<Option<Vec<bool>>> =
+                heads.iter().map(|(meta, h)| q.mask(meta.no, h.len(), |s| h.parsed_metadata(s))).collect();
             for &qi in qids {
                 let qi = qi as usize;
                 let lq = coder.list_query(centroids, (list, codes), q.row(qi), q.inv_norm(qi), &rotated[qi]);

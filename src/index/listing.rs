@@ -3,7 +3,8 @@
 //! at a time. They work trained or not, on every index type, and need READ.
 //!
 //! The pass reads each chunk's metadata (IVF_RABITQ: its head, not its
-//! vectors) and keeps each match's sort key. Only the matches that can
+//! vectors), or only the candidate rows the index of filterable fields
+//! names for the filter (`fields.rs`), and keeps each match's sort key. Only the matches that can
 //! reach the page (those not past the page's last key) are then resolved
 //! to ids, which break ties so that pages are stable, and only the page's
 //! own rows are materialised.
@@ -110,18 +111,34 @@ impl Index {
     ) -> Result<Vec<Hit>> {
         let coder = self.coder(m)?.map(|(_, coder)| coder);
         let coder = coder.as_deref();
-        let metas: Vec<&ChunkMeta> = m.chunks().collect();
+        // Each chunk to read, with its candidate slots when the index of
+        // filterable fields narrows the filter (None: every slot).
+        let candidates = filter.map(|f| self.field_candidates(m, f)).transpose()?.flatten();
+        let metas: Vec<(&ChunkMeta, Option<&[u32]>)> = match &candidates {
+            Some(rows) => rows
+                .chunks()
+                .map(|(no, slots)| {
+                    let meta = m.chunk(no).ok_or_else(|| Error::integrity("a candidate names a missing chunk"))?;
+                    Ok((meta, Some(slots)))
+                })
+                .collect::<Result<_>>()?,
+            None => m.chunks().map(|c| (c, None)).collect(),
+        };
         let mut matches = Vec::new();
         for group in metas.chunks(PREFETCH_CHUNKS) {
-            let pre = self.prefetch(group.iter().map(|c| (Obj::Chunk(c.no), &c.stamp)))?;
-            for meta in group {
+            let pre = self.prefetch(group.iter().map(|(c, _)| (Obj::Chunk(c.no), &c.stamp)))?;
+            for &(meta, slots) in group {
                 let rows = self.rows(m, coder, meta, Some(&pre))?;
-                for slot in 0..rows.len() {
+                let mut consider = |slot: usize| {
                     let md = rows.metadata(slot);
                     if filter.is_none_or(|f| f.matches(md)) {
                         let key = order.map_or(SortKey::Null, |o| o.key(md));
                         matches.push(Match { key, at: (meta.no as u64) << 32 | slot as u64, id: String::new() });
                     }
+                };
+                match slots {
+                    Some(slots) => slots.iter().for_each(|&s| consider(s as usize)),
+                    None => (0..rows.len()).for_each(consider),
                 }
             }
         }
@@ -141,11 +158,7 @@ impl Index {
         }
         let page = matches.into_iter().skip(q.offset).take(if q.top_k == 0 { usize::MAX } else { q.top_k });
         page.map(|c| {
-            let meta = m.chunk(c.chunk()).ok_or_else(|| Error::integrity("a match names a missing chunk"))?;
-            let (chunk, slot) = match self.rows(m, coder, meta, None)? {
-                Rows::Flat(chunk) => (chunk, c.slot()),
-                Rows::Coded(head) => (Arc::new(self.coded_row(m, meta, &head, c.slot())?), 0),
-            };
+            let (chunk, slot) = self.row(m, coder, c.chunk(), c.slot())?;
             let mut hit = self.materialize(m, search::Hit { distance: f32::NAN, chunk, slot }, q.include)?;
             hit.id = c.id;
             Ok(hit)
@@ -182,8 +195,7 @@ impl Index {
                 Some(_) => {
                     let per = rows_per_unit(dim, precision);
                     for unit_group in group.chunk_by_mut(|a, b| a.slot() / per == b.slot() / per) {
-                        let u = unit_group[0].slot() / per;
-                        let unit = self.unit(m, meta, u as u32, per.min(meta.count as usize - u * per), true)?;
+                        let unit = self.unit_of(m, meta, unit_group[0].slot())?;
                         for c in unit_group.iter_mut() {
                             c.id = unit.ids[c.slot() % per].clone();
                         }
@@ -194,15 +206,24 @@ impl Index {
         Ok(())
     }
 
-    /// Row `slot` of a coded chunk as a one-row chunk: its vector and id
-    /// from its unit, its metadata from the head.
-    fn coded_row(&self, m: &Manifest, meta: &ChunkMeta, head: &CodeChunk, slot: usize) -> Result<Chunk> {
-        let (dim, precision) = (m.config.dimension as usize, m.config.precision);
-        let per = rows_per_unit(dim, precision);
+    /// The unit of a coded chunk that holds row `slot`.
+    pub(super) fn unit_of(&self, m: &Manifest, meta: &ChunkMeta, slot: usize) -> Result<Arc<Chunk>> {
+        let per = rows_per_unit(m.config.dimension as usize, m.config.precision);
         let u = slot / per;
-        let unit = self.unit(m, meta, u as u32, per.min(meta.count as usize - u * per), true)?;
-        let mut row = ChunkBuilder::with_capacity(dim, 1);
-        row.push(unit.vector(slot % per), unit.ids[slot % per].clone(), head.metadata[slot].clone());
-        Ok(row.finish())
+        self.unit(m, meta, u as u32, per.min(meta.count as usize - u * per), true)
+    }
+
+    /// Row `slot` of chunk `no` as a chunk and a slot in it: the chunk
+    /// itself, or for a coded chunk (`coder` given) a one-row chunk of the
+    /// row's vector and id from its unit and its metadata from the head.
+    pub(super) fn row(&self, m: &Manifest, coder: Option<&Coder>, no: u32, slot: usize) -> Result<(Arc<Chunk>, usize)> {
+        let meta = m.chunk(no).ok_or_else(|| Error::integrity("a row names a missing chunk"))?;
+        let Some(coder) = coder else { return Ok((self.chunk(m, meta, None)?, slot)) };
+        let head = self.head(m, coder, meta, None)?;
+        let unit = self.unit_of(m, meta, slot)?;
+        let s = slot % rows_per_unit(m.config.dimension as usize, m.config.precision);
+        let mut row = ChunkBuilder::with_capacity(m.config.dimension as usize, 1);
+        row.push(unit.vector(s), unit.ids[s].clone(), head.metadata[slot].clone());
+        Ok((Arc::new(row.finish()), 0))
     }
 }

@@ -24,7 +24,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::objects::{Layout, Obj, ObjectKind, Tokens};
-use super::types::{IndexConfig, IndexType, Precision, TrainingState};
+use super::types::{IndexConfig, IndexType, Precision, TrainingState, MAX_FILTERABLE_FIELDS};
 use crate::codec::{Reader, Writer};
 use crate::crypto::{digest, verify, DataKeys, Digest, PublicKey, Sealer, Signer, Token, DIGEST_LEN, SIGNATURE_LEN};
 use crate::distance::Metric;
@@ -32,8 +32,11 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 
 const MANIFEST_TOKEN: Token = [0u8; 16];
-/// Layout version of the root's plaintext (6: 0.6, with the quantizer).
-const MANIFEST_FORMAT: u8 = 6;
+/// Layout version of the root's plaintext (7: 0.7, with the filterable
+/// fields at its end).
+const MANIFEST_FORMAT: u8 = 7;
+/// 0.6's root: format 7 less the filterable fields (read, never written).
+const MANIFEST_FORMAT_0_6: u8 = 6;
 /// 0.5's root: format 6 less the quantizer fields (read, never written).
 const MANIFEST_FORMAT_0_5: u8 = 5;
 /// Most stripes one run may have (a sanity bound on a decrypted root).
@@ -463,6 +466,8 @@ impl Manifest {
         w.u32(self.next_run);
         w.u32(self.runs.len() as u32);
         self.runs.iter().for_each(|run| run.write(&mut w));
+        w.u32(self.config.filterable.len() as u32);
+        self.config.filterable.iter().for_each(|f| w.bytes(f.as_bytes()));
         w.buf
     }
 
@@ -471,7 +476,7 @@ impl Manifest {
         let mut r = Reader::new(bytes, "manifest");
         let bad = |what: &str| Error::integrity(format!("manifest has an invalid {what}"));
         let format = r.u8()?;
-        if format != MANIFEST_FORMAT && format != MANIFEST_FORMAT_0_5 {
+        if ![MANIFEST_FORMAT, MANIFEST_FORMAT_0_6, MANIFEST_FORMAT_0_5].contains(&format) {
             return Err(bad("format (written by another version of vx)"));
         }
         let name = r.string()?;
@@ -483,10 +488,8 @@ impl Manifest {
             MANIFEST_FORMAT_0_5 => (0, 0),
             _ => (r.u8()? as u32, r.u64()?),
         };
-        let config = IndexConfig { dimension, metric, index_type, precision, quantizer_bits };
-        if config.resolved().ok() != Some(config) {
-            return Err(bad("quantizer"));
-        }
+        let mut config =
+            IndexConfig { dimension, metric, index_type, precision, quantizer_bits, filterable: Vec::new() };
         let num_vectors = r.u64()?;
         let next_chunk = r.u32()?;
         let key_version = r.u32()?;
@@ -521,7 +524,17 @@ impl Manifest {
         if nos.windows(2).any(|w| w[0] >= w[1]) {
             return Err(bad("run order"));
         }
+        if format == MANIFEST_FORMAT {
+            let n = r.u32()? as usize;
+            if n > MAX_FILTERABLE_FIELDS {
+                return Err(bad("filterable field count"));
+            }
+            config.filterable = (0..n).map(|_| r.string()).collect::<Result<_>>()?;
+        }
         r.finish()?;
+        if config.clone().resolved().ok().as_ref() != Some(&config) {
+            return Err(bad("configuration"));
+        }
         Ok(Manifest {
             version,
             name,
@@ -738,22 +751,42 @@ mod tests {
         m.seal(&keys.sealer(0), writer, &[2; 16]).unwrap()
     }
 
-    /// 0.6 reads 0.5's root (format 5: no quantizer fields) as an IVF_FLAT
-    /// index with quantizer_bits 0, and refuses a format it does not know.
+    /// 0.7 reads 0.6's root (format 6: no filterable fields) and 0.5's
+    /// (format 5: nor quantizer fields, an IVF_FLAT index with
+    /// quantizer_bits 0), and refuses a format it does not know.
     #[test]
-    fn a_0_5_root_is_read_and_an_unknown_format_refused() {
+    fn older_roots_are_read_and_an_unknown_format_refused() {
         let mut m = Manifest::new("old", IndexConfig { dimension: 8, ..Default::default() });
         m.n_buckets = INITIAL_BUCKETS;
         let mut root = m.encode_root();
+        // 0.6: the same less the trailing count of filterable fields.
+        assert_eq!(root[root.len() - 4..], [0u8; 4]);
+        root.truncate(root.len() - 4);
+        root[0] = MANIFEST_FORMAT_0_6;
+        let read = Manifest::decode_root(3, &root).unwrap();
+        assert_eq!((&read.config, read.quantizer_seed), (&m.config, 0));
         // format, name (u32 length + bytes), dimension, metric, type, precision: then bits and seed.
         let quantizer_at = 1 + 4 + 3 + 4 + 3;
         assert_eq!(root[quantizer_at..quantizer_at + 9], [0u8; 9]);
         root.drain(quantizer_at..quantizer_at + 9);
         root[0] = MANIFEST_FORMAT_0_5;
         let read = Manifest::decode_root(3, &root).unwrap();
-        assert_eq!((read.config, read.quantizer_seed), (m.config, 0));
+        assert_eq!((&read.config, read.quantizer_seed), (&m.config, 0));
         root[0] = MANIFEST_FORMAT + 1;
         assert!(Manifest::decode_root(3, &root).unwrap_err().to_string().contains("another version"));
+    }
+
+    #[test]
+    fn filterable_fields_round_trip_and_are_checked() {
+        let fields = vec!["tenant".to_string(), "doc.year".to_string()];
+        let mut m = Manifest::new("f", IndexConfig { dimension: 8, filterable: fields.clone(), ..Default::default() });
+        m.n_buckets = INITIAL_BUCKETS;
+        let root = m.encode_root();
+        assert_eq!(Manifest::decode_root(3, &root).unwrap().config.filterable, fields);
+        // A root whose fields would not pass create's checks is refused.
+        let mut dup = m;
+        dup.config.filterable = vec!["a".into(), "a".into()];
+        assert!(Manifest::decode_root(3, &dup.encode_root()).unwrap_err().to_string().contains("configuration"));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 //! | `chunk.rs` | chunks (rows of one list) and directory buckets, their packing |
 //! | `read.rs` | get, list_ids, query and the IVF probe loop |
 //! | `listing.rs` | metadata-only queries: filter, order by a field, page |
+//! | `fields.rs` | the in-memory index of filterable fields, filters' candidate rows |
 //! | `search.rs` | the scan: distances and per-query top-k over chunks |
 //! | `commit.rs` | the one commit path: plans of sealed objects, compare-and-set |
 //! | `write.rs` | upsert and delete plans |
@@ -24,6 +25,7 @@ mod chunk;
 mod codes;
 mod commit;
 mod directory;
+mod fields;
 #[cfg(all(test, feature = "test-hooks"))]
 mod forgery_tests;
 mod ivf;
@@ -95,6 +97,8 @@ pub struct Index {
     deleted: AtomicBool,
     /// A training run of this handle is under way.
     training: AtomicBool,
+    /// The in-memory index of the filterable fields (`fields.rs`).
+    fields: fields::FieldIndex,
 }
 
 impl std::fmt::Debug for Index {
@@ -227,6 +231,7 @@ impl Index {
             poisoned: AtomicBool::new(false),
             deleted: AtomicBool::new(false),
             training: AtomicBool::new(false),
+            fields: fields::FieldIndex::default(),
         }
     }
 

@@ -5,13 +5,15 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use super::codes::rows_per_unit;
+use super::fields::Candidates;
 use super::manifest::{ChunkMeta, Manifest};
 use super::objects::Obj;
-use super::search;
+use super::search::{self, Candidate, TopK};
 use super::snapshot::Snapshot;
 use super::types::{check_include, validate_id, validate_query};
 use super::{include, Access, Hit, Index, IndexConfig, Item, QueryParams, TrainingState};
-use crate::distance::Metric;
+use crate::distance::{self, Metric};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 
@@ -22,7 +24,7 @@ impl Index {
     }
 
     pub fn config(&self) -> Result<IndexConfig> {
-        Ok(self.readable_state()?.manifest.config)
+        Ok(self.readable_state()?.manifest.config.clone())
     }
 
     pub fn dimension(&self) -> Result<u32> {
@@ -139,13 +141,20 @@ impl Index {
         if m.config.dimension == 0 {
             return Ok((0..nq).map(|_| Vec::new()).collect()); // empty index, dimension not fixed yet
         }
-        let q = search::Queries::new(queries, nq, dim, m.config.metric, params.top_k, filter);
-        let hits = if m.training == TrainingState::Trained {
-            self.probe(snap, &q, params)?
-        } else {
-            let work: Vec<search::Work<'_>> =
-                m.chunks().map(|c| search::Work { chunks: vec![c], queries: None }).collect();
-            self.scan(m, &work, &q)?
+        // A filter on filterable fields names its candidate rows: scored
+        // exactly when that is cheaper than the scan, else they narrow it.
+        let rows = filter.map(|f| self.field_candidates(m, f)).transpose()?.flatten();
+        let q = search::Queries::new(queries, nq, dim, m.config.metric, params.top_k, filter).with_rows(rows.as_ref());
+        let hits = match &rows {
+            Some(rows) if m.training != TrainingState::Trained || self.rows_beat_probing(m, rows, params) => {
+                self.score_rows(m, &q, rows)?
+            }
+            _ if m.training == TrainingState::Trained => self.probe(snap, &q, params)?,
+            _ => {
+                let work: Vec<search::Work<'_>> =
+                    m.chunks().map(|c| search::Work { chunks: vec![c], queries: None }).collect();
+                self.scan(m, &work, &q)?
+            }
         };
         hits.into_iter().map(|row| row.into_iter().map(|h| self.materialize(m, h, params.include)).collect()).collect()
     }
@@ -165,10 +174,7 @@ impl Index {
         let centroids = self.centroids(m)?;
         let coder = self.coder(m)?;
         let n_lists = m.n_lists;
-        let n_probes = match params.n_probes {
-            0 => m.auto_n_probes,
-            p => p.min(n_lists),
-        } as usize;
+        let n_probes = probes_for(m, q.rows, params) as usize;
         let want = if params.greedy { n_lists as usize } else { n_probes };
         let rank = |i: usize| centroids.nearest(m.config.metric, &q.data[i * q.dim..(i + 1) * q.dim], want);
         let order: Vec<Vec<u32>> = if q.n == 1 {
@@ -222,6 +228,67 @@ impl Index {
         Ok(hits)
     }
 
+    /// Whether scoring `rows` exactly costs less than probing for them.
+    /// Costs in units of one exact distance: a chunk visited costs about
+    /// [`CHUNK_VISIT_COST`] (cache lookup, mask), a row probed but filtered
+    /// out [`MASKED_ROW_COST`].
+    fn rows_beat_probing(&self, m: &Manifest, rows: &Candidates, params: &QueryParams<'_>) -> bool {
+        let n = m.num_vectors.max(1) as f64;
+        let chunks = m.chunks().count().max(1) as f64;
+        let probed = probes_for(m, Some(rows), params) as f64 / m.n_lists.max(1) as f64;
+        let selectivity = rows.len() as f64 / n;
+        let probe_cost = probed * (chunks * CHUNK_VISIT_COST + n * MASKED_ROW_COST + n * selectivity);
+        let exact_cost = rows.chunks().count() as f64 * CHUNK_VISIT_COST + rows.len() as f64;
+        exact_cost <= probe_cost
+    }
+
+    /// Exact search over candidate rows: each query's top k among the rows
+    /// of `rows` that pass the filter, on their full vectors (for
+    /// IVF_RABITQ, read from their units).
+    fn score_rows(&self, m: &Manifest, q: &search::Queries<'_>, rows: &Candidates) -> Result<Vec<Vec<search::Hit>>> {
+        let filter = q.filter.expect("candidate rows come from a filter");
+        let coder = self.coder(m)?.map(|(_, coder)| coder);
+        let per = rows_per_unit(m.config.dimension as usize, m.config.precision);
+        let mut tops: Vec<TopK> = (0..q.n).map(|_| TopK::new(q.k)).collect();
+        let mut score = |no: u32, s: usize, v: &[f32], inv_norm: f32| {
+            for (qi, top) in tops.iter_mut().enumerate() {
+                let score = distance::score(q.metric, q.row(qi), v, q.inv_norm(qi), inv_norm);
+                top.push(Candidate { score, at: (no as u64) << 32 | s as u64 });
+            }
+        };
+        for (no, slots) in rows.chunks() {
+            let meta = m.chunk(no).ok_or_else(|| Error::integrity("a candidate names a missing chunk"))?;
+            match coder.as_deref() {
+                None => {
+                    let chunk = self.chunk(m, meta, None)?;
+                    for s in slots.iter().map(|&s| s as usize).filter(|&s| filter.matches(chunk.parsed_metadata(s))) {
+                        score(no, s, chunk.vector(s), chunk.inv_norms[s]);
+                    }
+                }
+                Some(coder) => {
+                    let head = self.head(m, coder, meta, None)?;
+                    for s in slots.iter().map(|&s| s as usize).filter(|&s| filter.matches(head.parsed_metadata(s))) {
+                        let unit = self.unit_of(m, meta, s)?;
+                        score(no, s, unit.vector(s % per), unit.inv_norms[s % per]);
+                    }
+                }
+            }
+        }
+        tops.into_iter()
+            .map(|top| {
+                let mut top = top.into_vec();
+                top.sort_unstable();
+                top.into_iter()
+                    .map(|c| {
+                        let (no, slot) = ((c.at >> 32) as u32, (c.at & 0xffff_ffff) as usize);
+                        let (chunk, slot) = self.row(m, coder.as_deref(), no, slot)?;
+                        Ok(search::Hit { distance: q.metric.finish(c.score), chunk, slot })
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
     /// Scans `work`, its chunks read ahead in one store call where that pays.
     fn scan(&self, m: &Manifest, work: &[search::Work<'_>], q: &search::Queries<'_>) -> Result<Vec<Vec<search::Hit>>> {
         let metas = work.iter().flat_map(|w| w.chunks.iter().map(|c| (Obj::Chunk(c.no), &c.stamp)));
@@ -247,5 +314,24 @@ impl Index {
             contents,
             id,
         })
+    }
+}
+
+/// See [`Index::rows_beat_probing`].
+const CHUNK_VISIT_COST: f64 = 30.0;
+const MASKED_ROW_COST: f64 = 0.05;
+
+/// The lists a query probes: `params.n_probes`, or the calibrated count;
+/// with a filter whose candidate rows are a share s of the index, the
+/// calibrated count grows by 1/sqrt(s), since its k nearest matches lie
+/// among ~k/s nearest items, which span more lists.
+fn probes_for(m: &Manifest, rows: Option<&Candidates>, params: &QueryParams<'_>) -> u32 {
+    match (params.n_probes, rows) {
+        (0, None) => m.auto_n_probes,
+        (0, Some(rows)) => {
+            let share = (rows.len() as f64 / m.num_vectors.max(1) as f64).max(1e-9);
+            ((m.auto_n_probes as f64 / share.sqrt()).ceil() as u32).clamp(m.auto_n_probes, m.n_lists)
+        }
+        (p, _) => p.min(m.n_lists),
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::chunk::Chunk;
+use super::fields::Candidates;
 use super::manifest::ChunkMeta;
 use crate::distance::{self, Metric};
 use crate::error::Result;
@@ -91,6 +92,9 @@ pub struct Queries<'a> {
     pub metric: Metric,
     pub k: usize,
     pub filter: Option<&'a Filter>,
+    /// A superset of the rows `filter` matches, from the index of
+    /// filterable fields (`fields.rs`); None = every row is a candidate.
+    pub rows: Option<&'a Candidates>,
     sq_norms: Vec<f32>,
     inv_norms: Vec<f32>,
 }
@@ -107,7 +111,35 @@ impl<'a> Queries<'a> {
             metric,
             k,
             filter,
+            rows: None,
         }
+    }
+
+    /// The same queries, the filter's rows narrowed to `rows`.
+    pub fn with_rows(self, rows: Option<&'a Candidates>) -> Self {
+        Queries { rows, ..self }
+    }
+
+    /// Which of chunk `no`'s `n` rows pass the filter (None: no filter),
+    /// `metadata(slot)` giving a row's parsed metadata. With candidate rows
+    /// the filter is evaluated on those only.
+    pub fn mask<'m>(
+        &self,
+        no: u32,
+        n: usize,
+        metadata: impl Fn(usize) -> Option<&'m serde_json::Value>,
+    ) -> Option<Vec<bool>> {
+        let f = self.filter?;
+        Some(match self.rows {
+            None => (0..n).map(|s| f.matches(metadata(s))).collect(),
+            Some(rows) => {
+                let mut mask = vec![false; n];
+                for &s in rows.of(no) {
+                    mask[s as usize] = f.matches(metadata(s as usize));
+                }
+                mask
+            }
+        })
     }
 
     pub fn row(&self, i: usize) -> &[f32] {
@@ -138,7 +170,7 @@ impl ScanState {
     /// `qids` is not all of them.
     fn scan_chunk(&mut self, q: &Queries<'_>, qids: &[u32], subset: &[f32], no: u32, chunk: &Arc<Chunk>) {
         let n = chunk.len();
-        let mask: Option<Vec<bool>> = q.filter.map(|f| (0..n).map(|s| f.matches(chunk.parsed_metadata(s))).collect());
+        let mask = q.mask(no, n, |s| chunk.parsed_metadata(s));
         if mask.as_ref().is_some_and(|m| !m.contains(&true)) {
             return;
         }

@@ -77,7 +77,7 @@ pub enum TrainingState {
 }
 
 /// What a caller chooses at create time.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct IndexConfig {
     /// 0 = fixed by the first upsert.
     pub dimension: u32,
@@ -87,7 +87,16 @@ pub struct IndexConfig {
     /// IVF_RABITQ only: bits per dimension of the codes, 1 to
     /// [`MAX_QUANTIZER_BITS`]; 0 = [`DEFAULT_QUANTIZER_BITS`].
     pub quantizer_bits: u32,
+    /// Metadata fields (dot-paths) whose values vx keeps an in-memory index
+    /// of, so filters on them are answered without a scan (`fields.rs`).
+    /// At most [`MAX_FILTERABLE_FIELDS`], each 1 to [`MAX_FIELD_PATH_BYTES`].
+    pub filterable: Vec<String>,
 }
+
+/// Most fields an index may declare filterable.
+pub const MAX_FILTERABLE_FIELDS: usize = 64;
+/// Longest path of a filterable field.
+pub const MAX_FIELD_PATH_BYTES: usize = 256;
 
 impl Default for IndexConfig {
     fn default() -> Self {
@@ -97,6 +106,7 @@ impl Default for IndexConfig {
             index_type: IndexType::IvfFlat,
             precision: Precision::F32,
             quantizer_bits: 0,
+            filterable: Vec::new(),
         }
     }
 }
@@ -122,6 +132,25 @@ impl IndexConfig {
                     )))
                 }
             },
+        }
+        if self.filterable.len() > MAX_FILTERABLE_FIELDS {
+            return Err(Error::invalid(format!(
+                "at most {MAX_FILTERABLE_FIELDS} filterable fields, got {}",
+                self.filterable.len()
+            )));
+        }
+        for (i, path) in self.filterable.iter().enumerate() {
+            if path.is_empty()
+                || path.len() > MAX_FIELD_PATH_BYTES
+                || path.split('.').any(|p| p.is_empty() || p.starts_with('$'))
+            {
+                return Err(Error::invalid(format!(
+                    "filterable field {i} ('{path}'): a dot-path of 1 to {MAX_FIELD_PATH_BYTES} bytes, no empty segment, none starting with '$'"
+                )));
+            }
+            if self.filterable[..i].contains(path) {
+                return Err(Error::invalid(format!("filterable field '{path}' is declared twice")));
+            }
         }
         Ok(self)
     }

@@ -1,0 +1,429 @@
+//! The index of filterable fields: for each field an index declares
+//! filterable at creation, which rows of which chunks hold each value, so a
+//! filter on those fields finds its rows without evaluating every item.
+//!
+//! It is derived, in memory, from the sealed chunks (for IVF_RABITQ, their
+//! heads) and never stored: the store learns nothing from it, and writes
+//! cost what they did. A handle brings it up to date with the state a call
+//! reads by re-indexing only the chunks whose stamp changed (a write's
+//! chunks; every chunk after a training), so a cold handle pays one pass
+//! over the metadata, and each later write only its own chunks.
+//!
+//! It answers a filter with a superset of the rows that match
+//! ([`Candidates`]): exact for equality, `$in` and ranges on scalars, which
+//! is what it indexes; the caller still evaluates the whole filter on each
+//! candidate. A filter it cannot narrow (no declared field, or only `$ne`,
+//! `$exists`, `$regex` ...) gets `None` and is evaluated row by row as before.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+
+use parking_lot::RwLock;
+use serde_json::Value;
+
+use super::manifest::{Manifest, Stamp};
+use super::Index;
+use crate::error::Result;
+use crate::filter::{CmpOp, Cond, Filter};
+
+/// A value as the index keys it. Numbers compare by value, as filters do
+/// (`20` = `20.0`, `-0.0` = `0.0`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Key {
+    Num(Num),
+    Str(String),
+    Bool(bool),
+}
+
+/// An f64 with a total order, -0.0 folded into 0.0 (JSON has no NaN).
+#[derive(Clone, Copy, Debug)]
+struct Num(f64);
+
+impl Num {
+    fn new(x: f64) -> Num {
+        Num(if x == 0.0 { 0.0 } else { x })
+    }
+}
+impl PartialEq for Num {
+    fn eq(&self, o: &Self) -> bool {
+        self.0.total_cmp(&o.0).is_eq()
+    }
+}
+impl Eq for Num {}
+impl std::hash::Hash for Num {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.0.to_bits().hash(h)
+    }
+}
+impl PartialOrd for Num {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Num {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&o.0)
+    }
+}
+
+impl Key {
+    /// The key of a scalar filter operand or stored value; None for null,
+    /// arrays and objects, which the index does not hold.
+    fn of(v: &Value) -> Option<Key> {
+        match v {
+            Value::Number(n) => n.as_f64().map(|x| Key::Num(Num::new(x))),
+            Value::String(s) => Some(Key::Str(s.clone())),
+            Value::Bool(b) => Some(Key::Bool(*b)),
+            Value::Null | Value::Array(_) | Value::Object(_) => None,
+        }
+    }
+}
+
+/// Rows by chunk number: each chunk's slots, ascending.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Candidates(BTreeMap<u32, Vec<u32>>);
+
+impl Candidates {
+    pub fn len(&self) -> usize {
+        self.0.values().map(Vec::len).sum()
+    }
+
+    /// The chunks with candidates and their slots.
+    pub fn chunks(&self) -> impl Iterator<Item = (u32, &[u32])> + '_ {
+        self.0.iter().map(|(&no, slots)| (no, &slots[..]))
+    }
+
+    /// The candidate slots of chunk `no` (empty: none).
+    pub fn of(&self, no: u32) -> &[u32] {
+        self.0.get(&no).map_or(&[], |v| &v[..])
+    }
+
+    fn add(&mut self, no: u32, slots: &[u32]) {
+        let mine = self.0.entry(no).or_default();
+        if mine.is_empty() {
+            mine.extend_from_slice(slots);
+        } else {
+            mine.extend_from_slice(slots);
+            mine.sort_unstable();
+            mine.dedup();
+        }
+    }
+
+    fn union(mut self, other: Candidates) -> Candidates {
+        if self.0.len() < other.0.len() {
+            return other.union(self);
+        }
+        for (no, slots) in other.0 {
+            self.add(no, &slots);
+        }
+        self
+    }
+
+    fn intersect(self, other: &Candidates) -> Candidates {
+        Candidates(
+            self.0
+                .into_iter()
+                .filter_map(|(no, mut slots)| {
+                    let theirs = other.0.get(&no)?;
+                    slots.retain(|s| theirs.binary_search(s).is_ok());
+                    (!slots.is_empty()).then_some((no, slots))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// One chunk as indexed: the stamp of the version read and, per (field,
+/// value), the slots holding it.
+struct IndexedChunk {
+    stamp: Stamp,
+    postings: HashMap<(usize, Key), Vec<u32>>,
+}
+
+/// Per field, per value, the chunks that hold it.
+type ValueMap = BTreeMap<Key, BTreeSet<u32>>;
+
+#[derive(Default)]
+struct State {
+    /// The manifest version this reflects; 0 = none yet.
+    version: u64,
+    chunks: HashMap<u32, IndexedChunk>,
+    fields: Vec<ValueMap>,
+}
+
+/// A handle's index of its filterable fields (empty when none are declared).
+#[derive(Default)]
+pub(crate) struct FieldIndex {
+    state: RwLock<State>,
+}
+
+impl State {
+    fn remove(&mut self, no: u32) {
+        if let Some(old) = self.chunks.remove(&no) {
+            for (field, key) in old.postings.into_keys() {
+                if let Some(set) = self.fields[field].get_mut(&key) {
+                    set.remove(&no);
+                    if set.is_empty() {
+                        self.fields[field].remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, no: u32, chunk: IndexedChunk) {
+        for (field, key) in chunk.postings.keys() {
+            self.fields[*field].entry(key.clone()).or_default().insert(no);
+        }
+        self.chunks.insert(no, chunk);
+    }
+
+    /// The rows of `field` whose key is in `range`.
+    fn rows_in(&self, field: usize, range: (Bound<&Key>, Bound<&Key>)) -> Candidates {
+        let mut out = Candidates::default();
+        for (key, nos) in self.fields[field].range::<Key, _>(range) {
+            for no in nos {
+                out.add(*no, &self.chunks[no].postings[&(field, key.clone())]);
+            }
+        }
+        out
+    }
+
+    fn rows_eq(&self, field: usize, key: &Key) -> Candidates {
+        self.rows_in(field, (Bound::Included(key), Bound::Included(key)))
+    }
+
+    /// A superset of the rows `filter` matches; None if it cannot tell.
+    fn candidates(&self, declared: &[String], filter: &Filter) -> Option<Candidates> {
+        match filter {
+            Filter::And(parts) => {
+                let mut narrowed: Vec<Candidates> = parts.iter().filter_map(|f| self.candidates(declared, f)).collect();
+                narrowed.sort_by_key(Candidates::len);
+                let mut it = narrowed.into_iter();
+                let first = it.next()?;
+                Some(it.fold(first, |acc, c| acc.intersect(&c)))
+            }
+            Filter::Or(parts) => parts
+                .iter()
+                .map(|f| self.candidates(declared, f))
+                .try_fold(Candidates::default(), |acc, c| Some(acc.union(c?))),
+            Filter::Nor(_) => None,
+            Filter::Field { path, cond } => {
+                let field = declared.iter().position(|d| d.split('.').eq(path.iter().map(String::as_str)))?;
+                self.cond_rows(field, cond)
+            }
+        }
+    }
+
+    fn cond_rows(&self, field: usize, cond: &Cond) -> Option<Candidates> {
+        match cond {
+            Cond::Eq(x) => Some(self.rows_eq(field, &Key::of(x)?)),
+            Cond::In(list) => {
+                list.iter().try_fold(Candidates::default(), |acc, x| Some(acc.union(self.rows_eq(field, &Key::of(x)?))))
+            }
+            Cond::Cmp(op, x) => {
+                // A comparison matches values of its operand's type only.
+                let key = Key::of(x).filter(|k| !matches!(k, Key::Bool(_)))?;
+                let (lo, hi) = match &key {
+                    Key::Num(_) => (Key::Num(Num(f64::NEG_INFINITY)), Key::Num(Num(f64::INFINITY))),
+                    _ => (Key::Str(String::new()), Key::Bool(false)),
+                };
+                let range = match op {
+                    CmpOp::Gt => (Bound::Excluded(&key), Bound::Included(&hi)),
+                    CmpOp::Gte => (Bound::Included(&key), Bound::Included(&hi)),
+                    CmpOp::Lt => (Bound::Included(&lo), Bound::Excluded(&key)),
+                    CmpOp::Lte => (Bound::Included(&lo), Bound::Included(&key)),
+                };
+                // Strings end where booleans begin.
+                let range = match (&key, range.1) {
+                    (Key::Str(_), Bound::Included(b)) if *b == hi => (range.0, Bound::Excluded(&hi)),
+                    (_, end) => (range.0, end),
+                };
+                Some(self.rows_in(field, range))
+            }
+            Cond::All(conds) => {
+                let mut narrowed: Vec<Candidates> = conds.iter().filter_map(|c| self.cond_rows(field, c)).collect();
+                narrowed.sort_by_key(Candidates::len);
+                let mut it = narrowed.into_iter();
+                let first = it.next()?;
+                Some(it.fold(first, |acc, c| acc.intersect(&c)))
+            }
+            Cond::Ne(_) | Cond::Nin(_) | Cond::Exists(_) | Cond::Not(_) | Cond::Contains(_) | Cond::Regex(_) => None,
+        }
+    }
+}
+
+/// The (field, key) postings of one chunk's rows.
+fn index_rows<'a>(
+    declared: &[Vec<String>],
+    rows: impl Iterator<Item = Option<&'a Value>>,
+) -> HashMap<(usize, Key), Vec<u32>> {
+    let mut postings: HashMap<(usize, Key), Vec<u32>> = HashMap::new();
+    for (slot, md) in rows.enumerate() {
+        let Some(md) = md else { continue };
+        for (field, path) in declared.iter().enumerate() {
+            let mut found = Vec::new();
+            crate::filter::resolve(md, path, &mut found);
+            for v in found {
+                // An array matches by its elements, as in filters.
+                let elements = match v {
+                    Value::Array(items) => items.iter().collect(),
+                    v => vec![v],
+                };
+                for key in elements.into_iter().filter_map(Key::of) {
+                    let slots = postings.entry((field, key)).or_default();
+                    if slots.last() != Some(&(slot as u32)) {
+                        slots.push(slot as u32);
+                    }
+                }
+            }
+        }
+    }
+    postings
+}
+
+impl Index {
+    /// A superset of the rows of `m` that `filter` matches, from the index
+    /// of filterable fields; None when the index has none or the filter
+    /// cannot be narrowed with them (or, rarely, `m` is older than the
+    /// state the index was brought up to by a concurrent call).
+    pub(super) fn field_candidates(&self, m: &Manifest, filter: &Filter) -> Result<Option<Candidates>> {
+        let declared = &m.config.filterable;
+        if declared.is_empty() {
+            return Ok(None);
+        }
+        {
+            let state = self.fields.state.read();
+            if state.version == m.version {
+                return Ok(state.candidates(declared, filter));
+            }
+            if state.version > m.version {
+                return Ok(None);
+            }
+        }
+        let mut state = self.fields.state.write();
+        if state.version < m.version {
+            self.sync_fields(m, &mut state)?;
+        }
+        Ok(if state.version == m.version { state.candidates(declared, filter) } else { None })
+    }
+
+    /// Brings `state` to `m`: re-indexes the chunks whose stamp changed.
+    fn sync_fields(&self, m: &Manifest, state: &mut State) -> Result<()> {
+        let paths: Vec<Vec<String>> =
+            m.config.filterable.iter().map(|f| f.split('.').map(str::to_owned).collect()).collect();
+        if state.fields.len() != paths.len() {
+            *state = State { fields: vec![ValueMap::new(); paths.len()], ..State::default() };
+        }
+        let coder = self.coder(m)?.map(|(_, coder)| coder);
+        let live: HashMap<u32, Stamp> = m.chunks().map(|c| (c.no, c.stamp)).collect();
+        let gone: Vec<u32> = state.chunks.keys().filter(|no| !live.contains_key(no)).copied().collect();
+        gone.into_iter().for_each(|no| state.remove(no));
+        for meta in m.chunks() {
+            if state.chunks.get(&meta.no).is_some_and(|c| c.stamp == meta.stamp) {
+                continue;
+            }
+            let postings = match coder.as_deref() {
+                Some(coder) => {
+                    let head = self.head(m, coder, meta, None)?;
+                    index_rows(&paths, (0..head.len()).map(|s| head.parsed_metadata(s)))
+                }
+                None => {
+                    let chunk = self.chunk(m, meta, None)?;
+                    index_rows(&paths, (0..chunk.len()).map(|s| chunk.parsed_metadata(s)))
+                }
+            };
+            state.remove(meta.no);
+            state.insert(meta.no, IndexedChunk { stamp: meta.stamp, postings });
+        }
+        state.version = m.version;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A state over two chunks of the given metadata, field "v" declared.
+    fn state(chunks: &[Vec<Value>]) -> State {
+        let declared = vec![vec!["v".to_string()]];
+        let mut s = State { fields: vec![ValueMap::new()], ..State::default() };
+        for (no, rows) in chunks.iter().enumerate() {
+            let postings = index_rows(&declared, rows.iter().map(Some));
+            s.insert(no as u32, IndexedChunk { stamp: Stamp::default(), postings });
+        }
+        s
+    }
+
+    /// Every filter the index narrows gives a superset of the rows the
+    /// filter matches, and exactly them for what it indexes.
+    #[test]
+    fn candidates_are_exactly_the_matches_of_indexable_filters() {
+        let values = [
+            json!(1),
+            json!(2.0),
+            json!(-0.0),
+            json!("a"),
+            json!("b"),
+            json!(true),
+            json!([3, "a"]),
+            json!(null),
+            json!({"x": 1}),
+            json!(0),
+            json!(10),
+        ];
+        let rows: Vec<Value> = values.iter().map(|v| json!({"v": v, "w": 1})).collect();
+        let chunks = vec![rows[..6].to_vec(), rows[6..].to_vec(), vec![json!({"w": 2})]];
+        let s = state(&chunks);
+        let declared = vec!["v".to_string()];
+        let cases = [
+            r#"{"v": 2}"#,
+            r#"{"v": 0}"#,
+            r#"{"v": "a"}"#,
+            r#"{"v": true}"#,
+            r#"{"v": 3}"#,
+            r#"{"v": {"$in": [1, "b", 10]}}"#,
+            r#"{"v": {"$gt": 1}}"#,
+            r#"{"v": {"$gte": 1, "$lt": 10}}"#,
+            r#"{"v": {"$lte": 0}}"#,
+            r#"{"v": {"$gt": "a"}}"#,
+            r#"{"v": {"$lt": "b"}}"#,
+            r#"{"$or": [{"v": 1}, {"v": "b"}]}"#,
+            r#"{"$and": [{"v": {"$gte": 0}}, {"w": 1}]}"#,
+            r#"{"v": {"$in": [1]}, "w": {"$exists": true}}"#,
+        ];
+        for text in cases {
+            let f = Filter::parse(text).unwrap();
+            let got = s.candidates(&declared, &f).unwrap_or_else(|| panic!("{text} not narrowed"));
+            let mut want = Candidates::default();
+            for (no, rows) in chunks.iter().enumerate() {
+                let slots: Vec<u32> = (0..rows.len() as u32).filter(|&i| f.matches(Some(&rows[i as usize]))).collect();
+                if !slots.is_empty() {
+                    want.add(no as u32, &slots);
+                }
+            }
+            assert_eq!(got, want, "{text}");
+        }
+        // What the index does not hold, it does not narrow.
+        for text in
+            [r#"{"v": null}"#, r#"{"v": {"$ne": 1}}"#, r#"{"w": 1}"#, r#"{"v": [3, "a"]}"#, r#"{"$nor": [{"v": 1}]}"#]
+        {
+            let f = Filter::parse(text).unwrap();
+            assert!(s.candidates(&declared, &f).is_none(), "{text}");
+        }
+        // An $or with a branch it cannot narrow is not narrowed.
+        let f = Filter::parse(r#"{"$or": [{"v": 1}, {"w": 2}]}"#).unwrap();
+        assert!(s.candidates(&declared, &f).is_none());
+    }
+
+    #[test]
+    fn removing_a_chunk_forgets_its_values() {
+        let mut s = state(&[vec![json!({"v": 1})], vec![json!({"v": 1}), json!({"v": 2})]]);
+        s.remove(1);
+        assert_eq!(s.fields[0].len(), 1);
+        let f = Filter::parse(r#"{"v": {"$gte": 1}}"#).unwrap();
+        assert_eq!(s.candidates(&["v".to_string()], &f).unwrap().chunks().count(), 1);
+    }
+}

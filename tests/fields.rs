@@ -1,0 +1,181 @@
+//! Filterable fields (src/index/fields.rs): an index that declares fields
+//! filterable answers every filter exactly as its twin without them does,
+//! on both index types, trained or not, through writes, deletes,
+//! retraining and another handle's writes; and bad declarations are refused.
+
+mod common;
+
+use common::{clustered, key, TempDir};
+use vx::{
+    Access, Client, ClientOptions, Index, IndexConfig, IndexType, ItemRef, MetadataQuery, QueryParams, Status,
+    TrainParams,
+};
+
+const DIM: usize = 16;
+const N: usize = 12_000;
+
+fn client(uri: &str) -> Client {
+    Client::open(uri, ClientOptions { threads: 2, ..Default::default() }).unwrap()
+}
+
+/// Item i's metadata, `round` shifting the values so overwrites move items.
+fn metadata(i: usize, round: usize) -> String {
+    let j = i + round * 7;
+    match j % 13 {
+        0 => format!(r#"{{"tenant": {}}}"#, j % 40), // no date, no tags
+        1 => r#"{"tenant": "x", "date": null}"#.to_string(),
+        _ => format!(
+            r#"{{"tenant": {}, "date": {}, "tags": ["t{}", "t{}"], "doc": {{"lang": "{}"}}}}"#,
+            j % 40,
+            (j * 7919) % 5000,
+            j % 5,
+            j % 11,
+            ["en", "fr", "de"][j % 3]
+        ),
+    }
+}
+
+fn upsert(index: &Index, range: std::ops::Range<usize>, round: usize) {
+    let vectors = clustered(N, DIM, 3);
+    let ids: Vec<String> = range.clone().map(|i| format!("id{i}")).collect();
+    let metas: Vec<String> = range.clone().map(|i| metadata(i, round)).collect();
+    let items: Vec<ItemRef<'_>> = range
+        .enumerate()
+        .map(|(k, i)| ItemRef {
+            id: &ids[k],
+            vector: &vectors[i * DIM..(i + 1) * DIM],
+            metadata: Some(&metas[k]),
+            contents: None,
+        })
+        .collect();
+    index.upsert(&items, Access::default()).unwrap();
+}
+
+/// The same data in an index with filterable fields and in one without.
+fn twins(c: &Client, index_type: IndexType) -> (Index, Index) {
+    let config = IndexConfig { index_type, dimension: DIM as u32, ..Default::default() };
+    let filterable = vec!["tenant".into(), "date".into(), "tags".into(), "doc.lang".into()];
+    let indexed = c.create_index("indexed", &key(1), IndexConfig { filterable, ..config.clone() }).unwrap();
+    let plain = c.create_index("plain", &key(1), config).unwrap();
+    for ix in [&indexed, &plain] {
+        upsert(ix, 0..N, 0);
+    }
+    (indexed, plain)
+}
+
+const FILTERS: &[&str] = &[
+    r#"{"tenant": 7}"#,
+    r#"{"tenant": {"$in": [1, 2, "x"]}}"#,
+    r#"{"date": {"$gte": 100, "$lt": 400}}"#,
+    r#"{"date": {"$lte": 10}}"#,
+    r#"{"tags": "t3"}"#,
+    r#"{"doc.lang": {"$gt": "en"}}"#,
+    r#"{"tenant": 3, "date": {"$gt": 2500}}"#,
+    r#"{"$or": [{"tenant": 5}, {"tags": "t10"}]}"#,
+    r#"{"$and": [{"tenant": {"$lt": 4}}, {"doc.lang": "fr"}]}"#,
+    // Not narrowed by the index: evaluated row by row, as without it.
+    r#"{"tenant": {"$ne": 3}}"#,
+    r#"{"date": null}"#,
+    r#"{"$or": [{"tenant": 5}, {"date": {"$exists": false}}]}"#,
+    r#"{"tenant": 9, "date": {"$exists": true}}"#,
+];
+
+type Answer = Vec<Vec<(String, f32)>>;
+
+fn answer(index: &Index, filter: &str, n_probes: u32) -> Answer {
+    let queries = clustered(6, DIM, 11);
+    let p = QueryParams { top_k: 10, filter: Some(filter), n_probes, ..Default::default() };
+    let hits = index.query(&queries, 6, DIM, &p, Access::default()).unwrap();
+    hits.iter().map(|row| row.iter().map(|h| (h.id.clone(), h.distance)).collect()).collect()
+}
+
+fn listing(index: &Index, filter: &str) -> Vec<String> {
+    let q = MetadataQuery { filter: Some(filter), order_by: Some("date"), top_k: 50, ..Default::default() };
+    index.query_metadata(&q, Access::default()).unwrap().iter().map(|h| h.id.clone()).collect()
+}
+
+/// Every filter: the same exhaustive answer (untrained, or every list
+/// probed) and the same listing, from both twins.
+fn same_answers(indexed: &Index, plain: &Index, n_probes: u32, what: &str) {
+    for f in FILTERS {
+        assert_eq!(answer(indexed, f, n_probes), answer(plain, f, n_probes), "{what}: query {f}");
+        assert_eq!(listing(indexed, f), listing(plain, f), "{what}: query_metadata {f}");
+    }
+}
+
+#[test]
+fn filterable_fields_change_no_answer() {
+    for index_type in [IndexType::IvfFlat, IndexType::IvfRabitq] {
+        let c = client("memory:");
+        let (indexed, plain) = twins(&c, index_type);
+        same_answers(&indexed, &plain, 0, &format!("{index_type:?} untrained"));
+        let train = || TrainParams { n_lists: 24, max_iters: 4, ..Default::default() };
+        for ix in [&indexed, &plain] {
+            ix.train(train(), Access::default()).unwrap();
+        }
+        same_answers(&indexed, &plain, 24, &format!("{index_type:?} trained, every list"));
+        // Overwrites that move items between values, deletes, new items.
+        for ix in [&indexed, &plain] {
+            upsert(ix, 0..3000, 1);
+            let gone: Vec<String> = (5000..5400).map(|i| format!("id{i}")).collect();
+            let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
+            ix.delete(&gone, Access::default()).unwrap();
+        }
+        same_answers(&indexed, &plain, 24, &format!("{index_type:?} after writes"));
+        for ix in [&indexed, &plain] {
+            ix.train(train(), Access::default()).unwrap();
+        }
+        same_answers(&indexed, &plain, 24, &format!("{index_type:?} retrained"));
+    }
+}
+
+/// With the automatic probe count, a selective filter on a filterable
+/// field is answered exactly (from its candidate rows), where probing
+/// alone misses some of its nearest matches.
+#[test]
+fn selective_filters_are_answered_exactly() {
+    let c = client("memory:");
+    let (indexed, plain) = twins(&c, IndexType::IvfFlat);
+    for ix in [&indexed, &plain] {
+        ix.train(TrainParams { n_lists: 60, max_iters: 4, ..Default::default() }, Access::default()).unwrap();
+    }
+    let selective = r#"{"tenant": 7, "date": {"$lt": 2500}}"#; // ~0.9% of the items
+    let exhaustive = answer(&plain, selective, 60);
+    assert_eq!(answer(&indexed, selective, 0), exhaustive);
+    assert_ne!(answer(&plain, selective, 0), exhaustive, "probing alone should miss some (else this proves nothing)");
+}
+
+/// A second handle's writes reach the first handle's index of fields.
+#[test]
+fn another_handles_writes_are_seen() {
+    let dir = TempDir::new("fields");
+    let c = client(&dir.uri());
+    let config = IndexConfig { filterable: vec!["tenant".into()], ..Default::default() };
+    let first = c.create_index("f", &key(1), config).unwrap();
+    upsert(&first, 0..1000, 0);
+    let tenant = |ix: &Index| listing(ix, r#"{"tenant": 7}"#).len();
+    let before = tenant(&first);
+    let second = c.load_index("f", Access { key: Some(&key(1)), user: None }).unwrap();
+    assert_eq!(second.config().unwrap().filterable, ["tenant"]);
+    upsert(&second, 1000..2000, 0);
+    second.delete(&["id7"], Access::default()).unwrap();
+    assert_eq!(tenant(&first), tenant(&second));
+    assert!(tenant(&first) > before);
+}
+
+#[test]
+fn bad_declarations_are_refused() {
+    let c = client("memory:");
+    let bad = |fields: Vec<String>| {
+        let e = c.create_index("b", &key(1), IndexConfig { filterable: fields, ..Default::default() }).unwrap_err();
+        assert_eq!(e.status(), Status::InvalidArgument, "{e}");
+        e.to_string()
+    };
+    assert!(bad(vec!["a..b".into()]).contains("filterable field 0"));
+    assert!(bad(vec!["$a".into()]).contains("'$a'"));
+    assert!(bad(vec!["".into()]).contains("filterable field 0"));
+    assert!(bad(vec!["a".into(), "a".into()]).contains("twice"));
+    assert!(bad((0..65).map(|i| format!("f{i}")).collect()).contains("at most 64"));
+    assert!(bad(vec!["x".repeat(257)]).contains("256"));
+    assert!(c.list_indexes().unwrap().is_empty(), "a refused create stores nothing");
+}
