@@ -370,6 +370,14 @@ typedef struct vx_index_config {
    * 0.5 (which ends before this field) is accepted and reads it as 0.
    */
   uint32_t quantizer_bits;
+  /**
+   * Metadata fields to keep an index of, so filters on them are answered
+   * without a scan: a NUL-terminated JSON array of dot-paths
+   * (`["tenant", "doc.year"]`, at most 64, each 1 to 256 bytes), or NULL
+   * (default: none). Fixed at creation. Since 0.7.0: a struct_size of 0.5
+   * or 0.6 (which end before this field) is accepted and reads it as NULL.
+   */
+  const char *filterable_fields_json;
 } vx_index_config;
 
 /**
@@ -575,7 +583,8 @@ vx_status vx_client_list_indexes(const struct vx_client *client,
 
 /**
  * Fills `cfg` with defaults (and struct_size). NULL is ignored. Writes this
- * version's sizeof(vx_index_config) (24 bytes since 0.6.0, 20 before):
+ * version's sizeof(vx_index_config) (32 bytes on 64-bit targets since
+ * 0.7.0, 24 in 0.6, 20 before):
  * compile against the header of the library you run with.
  *
  * Thread safety: safe from any thread. Since 0.1.0.
@@ -592,7 +601,8 @@ void vx_index_config_init(struct vx_index_config *cfg);
  * @param out_index  receives the index (free with vx_index_free); NULL on failure.
  * @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT (name, unknown
  *         metric/type/precision, dimension too large, quantizer_bits out of range or
- *         set for IVF_FLAT, a struct_size vx never published), ALREADY_EXISTS,
+ *         set for IVF_FLAT, a bad filterable field, a struct_size vx never published),
+ *         INVALID_JSON (filterable_fields_json), INVALID_UTF8, ALREADY_EXISTS,
  *         RNG_FAILED, IO, STORAGE, PANIC.
  *
  * Thread safety: safe concurrently with any call on the client. Since 0.1.0.

@@ -73,11 +73,11 @@ pub(crate) trait Params: Default {
 }
 
 /// The size a struct had when `first_new` (the offset of the first field a
-/// later version appended) was its end: the fields before it, padded to the
-/// struct's alignment, as C's `sizeof` of that version's struct. Appending
-/// fields never raises the alignment (they are `uint32_t`s).
-pub(crate) const fn size_before<T>(first_new: usize) -> usize {
-    first_new.next_multiple_of(std::mem::align_of::<T>())
+/// later version appended) was its end: the fields before it, padded to
+/// that version's alignment `align` (its widest field's), as C's `sizeof`
+/// of that version's struct.
+pub(crate) const fn size_before(first_new: usize, align: usize) -> usize {
+    first_new.next_multiple_of(align)
 }
 
 /// The body of every `_init`: writes the defaults (over bytes that may not

@@ -162,12 +162,13 @@ impl Creds {
     }
 }
 
-/// sizeof(vx_index_config) in 0.1 to 0.5: up to storage_precision.
+/// sizeof(vx_index_config) in 0.1 to 0.5: up to storage_precision, all
+/// uint32_t.
 pub(crate) const VX_INDEX_CONFIG_SIZE_0_5: usize =
-    size_before::<vx_index_config>(std::mem::offset_of!(vx_index_config, quantizer_bits));
-/// sizeof(vx_index_config) in 0.6: up to quantizer_bits.
+    size_before(std::mem::offset_of!(vx_index_config, quantizer_bits), std::mem::align_of::<u32>());
+/// sizeof(vx_index_config) in 0.6: up to quantizer_bits, all uint32_t.
 pub(crate) const VX_INDEX_CONFIG_SIZE_0_6: usize =
-    size_before::<vx_index_config>(std::mem::offset_of!(vx_index_config, filterable_fields_json));
+    size_before(std::mem::offset_of!(vx_index_config, filterable_fields_json), std::mem::align_of::<u32>());
 
 impl Params for vx_index_config {
     const NAME: &'static str = "vx_index_config";

@@ -269,9 +269,10 @@ mod tests {
             assert_eq!(e.status(), Status::InvalidArgument);
             // One line naming the size given and every size accepted.
             let want = format!(
-                "vx_index_config.struct_size is {size}, expected {CONFIG_SIZE} or {} (0.5's): \
+                "vx_index_config.struct_size is {size}, expected {CONFIG_SIZE} or {} (0.5's) or {} (0.6's): \
                  fill it with vx_index_config_init first",
-                index::VX_INDEX_CONFIG_SIZE_0_5
+                index::VX_INDEX_CONFIG_SIZE_0_5,
+                index::VX_INDEX_CONFIG_SIZE_0_6
             );
             assert_eq!(e.to_string(), want);
         }
@@ -299,6 +300,14 @@ mod tests {
         greedy: bool,
     }
 
+    /// And 0.6's.
+    #[repr(C)]
+    #[allow(dead_code)]
+    struct IndexConfig06 {
+        base: IndexConfig05,
+        quantizer_bits: u32,
+    }
+
     const CONFIG_SIZE: usize = std::mem::size_of::<vx_index_config>();
 
     #[test]
@@ -307,8 +316,16 @@ mod tests {
         assert_eq!(query::VX_QUERY_PARAMS_SIZE_0_5, std::mem::size_of::<QueryParams05>());
         // The config grew; the query params grew only where pointers are 32-bit
         // (on 64-bit targets rerank_mult took 0.5's tail padding).
-        assert_eq!(CONFIG_SIZE, std::mem::size_of::<IndexConfig05>() + 4);
+        assert_eq!(index::VX_INDEX_CONFIG_SIZE_0_6, std::mem::size_of::<IndexConfig06>());
         assert_eq!(std::mem::offset_of!(vx_index_config, quantizer_bits), std::mem::size_of::<IndexConfig05>());
+        assert_eq!(
+            std::mem::offset_of!(vx_index_config, filterable_fields_json),
+            std::mem::size_of::<IndexConfig06>().next_multiple_of(std::mem::align_of::<*const c_char>())
+        );
+        assert_eq!(
+            CONFIG_SIZE,
+            std::mem::offset_of!(vx_index_config, filterable_fields_json) + std::mem::size_of::<*const c_char>()
+        );
         let tail = std::mem::offset_of!(QueryParams05, greedy) + 1;
         assert!(std::mem::offset_of!(vx_query_params, rerank_mult) >= tail);
         #[cfg(target_pointer_width = "64")]
@@ -334,10 +351,17 @@ mod tests {
         raw.0[bits..bits + 4].copy_from_slice(&5u32.to_ne_bytes());
         let c = unsafe { read_params(raw.0.as_ptr() as *const vx_index_config) }.unwrap();
         assert_eq!(c.quantizer_bits, 0);
-        // At today's size the field is read.
+        // At 0.6's size it is read, and the filterable fields are not.
+        raw.0[..4].copy_from_slice(&(index::VX_INDEX_CONFIG_SIZE_0_6 as u32).to_ne_bytes());
+        let fields = std::mem::offset_of!(vx_index_config, filterable_fields_json);
+        let text = c"[\"a\"]";
+        raw.0[fields..fields + std::mem::size_of::<usize>()].copy_from_slice(&(text.as_ptr() as usize).to_ne_bytes());
+        let c = unsafe { read_params(raw.0.as_ptr() as *const vx_index_config) }.unwrap();
+        assert_eq!((c.quantizer_bits, c.filterable_fields_json), (5, std::ptr::null()));
+        // At today's size both are read.
         raw.0[..4].copy_from_slice(&(CONFIG_SIZE as u32).to_ne_bytes());
         let c = unsafe { read_params(raw.0.as_ptr() as *const vx_index_config) }.unwrap();
-        assert_eq!(c.quantizer_bits, 5);
+        assert_eq!((c.quantizer_bits, c.filterable_fields_json), (5, text.as_ptr()));
     }
 
     #[test]
@@ -365,7 +389,10 @@ mod tests {
             vx_query_params_init(p.as_mut_ptr());
             (c.assume_init(), p.assume_init())
         };
-        assert_eq!((c.struct_size as usize, c.quantizer_bits), (CONFIG_SIZE, 0));
+        assert_eq!(
+            (c.struct_size as usize, c.quantizer_bits, c.filterable_fields_json),
+            (CONFIG_SIZE, 0, std::ptr::null())
+        );
         assert_eq!((p.struct_size as usize, p.rerank_mult), (QUERY_SIZE, 0));
     }
 

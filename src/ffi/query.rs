@@ -61,7 +61,7 @@ impl Default for vx_query_params {
 /// sizeof(vx_query_params) in 0.1 to 0.5: up to greedy, padded (the same
 /// as 0.6's on 64-bit targets, where rerank_mult took that padding).
 pub(crate) const VX_QUERY_PARAMS_SIZE_0_5: usize =
-    size_before::<vx_query_params>(std::mem::offset_of!(vx_query_params, rerank_mult));
+    size_before(std::mem::offset_of!(vx_query_params, rerank_mult), std::mem::align_of::<vx_query_params>());
 
 impl Params for vx_query_params {
     const NAME: &'static str = "vx_query_params";
