@@ -59,6 +59,26 @@ inline void check(vx_status code) {
     if (code != VX_STATUS_OK) throw Error(code, last_message(code));
 }
 
+/// `s` as a JSON string literal (quotes, backslashes and control
+/// characters escaped; other bytes, UTF-8 included, as they are).
+inline std::string json_string(std::string_view s) {
+    static const char hex[] = "0123456789abcdef";
+    std::string out = "\"";
+    for (unsigned char c : s) {
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (c < 0x20) {
+            out += "\\u00";
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out + "\"";
+}
+
 template <typename T, void (*Free)(T *)>
 struct Deleter {
     void operator()(T *p) const noexcept { Free(p); }
@@ -248,10 +268,27 @@ public:
     IndexConfig &storage_precision(uint32_t p) { c_.storage_precision = p; return *this; }
     /// IVF_RABITQ only: 1 to VX_MAX_QUANTIZER_BITS bits per dimension (0 = default). Since 0.6.
     IndexConfig &quantizer_bits(uint32_t b) { c_.quantizer_bits = b; return *this; }
-    const vx_index_config &config() const noexcept { return c_; }
+    /// Metadata fields (dot-paths) vx keeps an in-memory index of, so filters
+    /// on them are answered without a scan. Since 0.7.
+    IndexConfig &filterable_fields(const std::vector<std::string> &paths) {
+        std::string json = "[";
+        for (const std::string &p : paths) {
+            if (json.size() > 1) json += ',';
+            json += detail::json_string(p);
+        }
+        fields_json_ = json + "]";
+        return *this;
+    }
+    /// The C struct; its filterable_fields_json points into this object.
+    vx_index_config config() const noexcept {
+        vx_index_config c = c_;
+        c.filterable_fields_json = fields_json_ ? fields_json_->c_str() : nullptr;
+        return c;
+    }
 
 private:
     vx_index_config c_{};
+    std::optional<std::string> fields_json_;
 };
 
 /// Training parameters with the C defaults (zero = automatic).
@@ -462,7 +499,8 @@ public:
     }
 
     Index create_index(const std::string &name, const Key &key, const IndexConfig &cfg) const {
-        return create_index(name, key, &cfg.config());
+        const vx_index_config c = cfg.config();
+        return create_index(name, key, &c);
     }
 
     Index load_index(const std::string &name, const Key &key) const {

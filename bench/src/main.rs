@@ -6,11 +6,13 @@
 //!                 [--pg postgres://...]   (for --only stores: also the PostgreSQL store)
 //!                 [--only scale] [--cache-mib N]   (see scale.rs; the first of --threads)
 //!                 [--only curves] [--run ID]   (recall/QPS of IVF_FLAT and IVF_RABITQ, see curves.rs)
+//!                 [--only filters]   (filtered and metadata-only queries, see filters.rs)
 //!   DATASET_DIR holds base.fvecs, query.fvecs and gt.ivecs (ids of the exact
 //!   neighbours by L2, nearest first).
 
 // One copy of the scaffolding the integration tests use too.
 mod curves;
+mod filters;
 #[path = "../../tests/common/fixtures.rs"]
 mod fixtures;
 mod scale;
@@ -536,6 +538,9 @@ fn main() {
     }
     if only == "curves" {
         curves::run(&ds, &threads, nq_limit, &ivf, &scratch, &run);
+    }
+    if only == "filters" {
+        filters::run(&ds, nq_limit, ivf.n_lists, ivf.iters);
     }
     if only == "stores" {
         bench_stores(&ds, &scratch, pg.as_deref(), nq_limit);

@@ -29,6 +29,7 @@ static vx_status vx_go_train_ex(vx_index *index, vx_train_params *p, uintptr_t h
 import "C"
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -317,6 +318,10 @@ type IndexConfig struct {
 	// dimension (0 = the library's default; Index.QuantizerBits reads it
 	// back). Must be 0 with IVFFlat.
 	QuantizerBits uint32
+	// FilterableFields are metadata fields (dot-paths) vx keeps an
+	// in-memory index of, so filters on them are answered without a scan.
+	// Since 0.7.
+	FilterableFields []string
 }
 
 // CreateIndex creates an encrypted index under a 32-byte root key.
@@ -343,6 +348,15 @@ func (cl *Client) CreateIndex(name string, key []byte, cfg *IndexConfig) (*Index
 		}
 		c.index_type = C.uint32_t(cfg.IndexType)
 		c.quantizer_bits = C.uint32_t(cfg.QuantizerBits)
+		if len(cfg.FilterableFields) > 0 {
+			text, err := json.Marshal(cfg.FilterableFields)
+			if err != nil {
+				return nil, &Error{Code: StatusInvalidArgument, Msg: "FilterableFields: " + err.Error()}
+			}
+			fields := C.CString(string(text))
+			defer C.free(unsafe.Pointer(fields))
+			c.filterable_fields_json = fields
+		}
 	}
 	cname := C.CString(name)
 	defer C.free(unsafe.Pointer(cname))

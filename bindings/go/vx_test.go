@@ -344,3 +344,27 @@ func TestIVFRaBitQConfigAndRerankMult(t *testing.T) {
 		}
 	}
 }
+
+func TestFilterableFields(t *testing.T) {
+	c, plain := newIndex(t)
+	fast, err := c.CreateIndex("fields", key(1), &vx.IndexConfig{FilterableFields: []string{"group"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Close()
+	items := vectors(300, 8, 0)
+	for _, ix := range []*vx.Index{plain, fast} {
+		if err := ix.Upsert(items, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o := &vx.QueryOptions{TopK: 5, Filter: `{"group": {"$in": [1, 3]}}`}
+	a, errA := plain.Query(items[7].Vector, 8, o, nil)
+	b, errB := fast.Query(items[7].Vector, 8, o, nil)
+	if errA != nil || errB != nil || len(b[0]) != 5 || fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Fatalf("answers differ: %v (%v) vs %v (%v)", a, errA, b, errB)
+	}
+	if _, err := c.CreateIndex("bad", key(1), &vx.IndexConfig{FilterableFields: []string{"a..b"}}); !errors.Is(err, vx.ErrInvalidArgument) {
+		t.Fatalf("want ErrInvalidArgument for a bad path, got %v", err)
+	}
+}

@@ -31,8 +31,18 @@ use crate::filter::{CmpOp, Cond, Filter};
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Key {
     Num(Num),
-    Str(String),
+    Str(Text),
     Bool(bool),
+}
+
+/// A string value of a row, decrypted metadata: wiped when dropped.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Text(String);
+
+impl Drop for Text {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
 }
 
 /// An f64 with a total order, -0.0 folded into 0.0 (JSON has no NaN).
@@ -72,7 +82,7 @@ impl Key {
     fn of(v: &Value) -> Option<Key> {
         match v {
             Value::Number(n) => n.as_f64().map(|x| Key::Num(Num::new(x))),
-            Value::String(s) => Some(Key::Str(s.clone())),
+            Value::String(s) => Some(Key::Str(Text(s.clone()))),
             Value::Bool(b) => Some(Key::Bool(*b)),
             Value::Null | Value::Array(_) | Value::Object(_) => None,
         }
@@ -226,7 +236,7 @@ impl State {
                 let key = Key::of(x).filter(|k| !matches!(k, Key::Bool(_)))?;
                 let (lo, hi) = match &key {
                     Key::Num(_) => (Key::Num(Num(f64::NEG_INFINITY)), Key::Num(Num(f64::INFINITY))),
-                    _ => (Key::Str(String::new()), Key::Bool(false)),
+                    _ => (Key::Str(Text(String::new())), Key::Bool(false)),
                 };
                 let range = match op {
                     CmpOp::Gt => (Bound::Excluded(&key), Bound::Included(&hi)),

@@ -71,6 +71,19 @@ int main() {
     CHECK(status_of([&] { client.create_index("bad-flat", key, vx::IndexConfig{}.quantizer_bits(2)); }) ==
           VX_STATUS_INVALID_ARGUMENT);
     CHECK(vx::IndexConfig{}.config().struct_size == sizeof(vx_index_config));
+    // Filterable fields: the same answers; names are JSON-escaped; bad paths refused.
+    {
+        vx::Index fast = client.create_index("cpp-fields", key, vx::IndexConfig{}.filterable_fields({"odd", "we\"ird\\"}));
+        std::vector<std::string> few(ids.begin(), ids.begin() + 20);
+        std::vector<float> few_vectors(vectors.begin(), vectors.begin() + 40);
+        std::vector<std::optional<std::string>> few_meta(meta.begin(), meta.begin() + 20);
+        fast.upsert(few, few_vectors, 2, few_meta);
+        auto hits = fast.query({10.2f, 3.0f}, 2, vx::QueryOptions{}.top_k(3).filter("{\"odd\": true}"));
+        CHECK(hits.size(0) == 3 && hits.id(0, 0) == "i11");
+        CHECK(status_of([&] { client.create_index("cpp-bad", key, vx::IndexConfig{}.filterable_fields({"a..b"})); }) ==
+              VX_STATUS_INVALID_ARGUMENT);
+        CHECK(vx::detail::json_string("a\"b\\c\n") == "\"a\\\"b\\\\c\\u000a\"");
+    }
     auto r = index.query({10.2f, 3.0f}, 2, vx::QueryOptions{}.top_k(3).filter("{\"odd\": true}").include(VX_INCLUDE_METADATA));
     CHECK(r.num_queries() == 1 && r.size(0) == 3);
     CHECK(r.id(0, 0) == "i11" || r.id(0, 0) == "i9");

@@ -53,6 +53,22 @@ def test_create_options(client, key):
         client.create_index("p", key, storage_precision="f8")
 
 
+def test_filterable_fields(client, key):
+    fast = client.create_index("fast", key, filterable_fields=["n", "tags"])
+    plain = client.create_index("plain", key)
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((400, 8)).astype(np.float32)
+    metadata = [{"n": i % 10, "tags": ["a" if i % 3 else "b"]} for i in range(400)]
+    for ix in (fast, plain):
+        ix.upsert([f"i{i}" for i in range(400)], vectors, metadata=metadata)
+    for f in ({"n": 3}, {"n": {"$gte": 8}, "tags": "b"}, {"n": {"$ne": 2}}):
+        assert fast.query(vectors[5], top_k=7, filters=f) == plain.query(vectors[5], top_k=7, filters=f)
+    with pytest.raises(vx.InvalidArgumentError, match="filterable field 0"):
+        client.create_index("bad", key, filterable_fields=["a..b"])
+    with pytest.raises(vx.InvalidArgumentError, match="list of paths"):
+        client.create_index("bad", key, filterable_fields="n")
+
+
 def test_create_errors(client, key):
     client.create_index("dup", key)
     with pytest.raises(vx.AlreadyExistsError) as e:

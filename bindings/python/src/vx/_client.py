@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import weakref
-from typing import Any, List, Optional, Union
+from typing import Any, Iterable, List, Optional, Union
 
 from ._common import (
     INDEX_TYPES,
@@ -22,6 +23,7 @@ from ._common import (
 )
 from ._index import Index
 from ._native import ffi, lib
+from .errors import InvalidArgumentError
 
 
 class Client:
@@ -103,6 +105,7 @@ class Client:
         index_type: Optional[Union[str, int]] = None,
         storage_precision: Optional[Union[str, int]] = None,
         quantizer_bits: Optional[int] = None,
+        filterable_fields: Optional[Iterable[str]] = None,
     ) -> Index:
         """Creates an empty encrypted index (``vx_index_create``).
 
@@ -122,6 +125,9 @@ class Client:
             quantizer_bits: ``"ivf_rabitq"`` only: bits per dimension of the
                 codes, 1 to ``vx.MAX_QUANTIZER_BITS`` (None = the library's
                 default; :attr:`Index.quantizer_bits` reads it back).
+            filterable_fields: metadata fields (dot-paths, ``["tenant",
+                "doc.year"]``) vx keeps an in-memory index of, so filters on
+                them are answered without a scan (at most 64).
 
         Raises:
             AlreadyExistsError: an index of that name exists.
@@ -139,6 +145,11 @@ class Client:
             cfg.storage_precision = enum_value("storage_precision", PRECISIONS, storage_precision)
         if quantizer_bits is not None:
             cfg.quantizer_bits = uint("quantizer_bits", quantizer_bits, 32)
+        if filterable_fields is not None:
+            if isinstance(filterable_fields, (str, bytes)):
+                raise InvalidArgumentError("filterable_fields must be a list of paths, not one string")
+            fields = ffi.new("char[]", text("filterable_fields", json.dumps(list(filterable_fields))))
+            cfg.filterable_fields_json = fields
         name = text("index_name", index_name)
         return self._open(lib.vx_index_create, name, key_ptr(index_key), cfg)
 
