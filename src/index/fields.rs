@@ -15,13 +15,13 @@
 //! candidate. A filter it cannot narrow (no declared field, or only `$ne`,
 //! `$exists`, `$regex` ...) gets `None` and is evaluated row by row as before.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
 
 use parking_lot::RwLock;
 use serde_json::Value;
 
-use super::manifest::{Manifest, Stamp};
+use super::manifest::{ChunkMeta, Manifest, Stamp};
 use super::Index;
 use crate::error::Result;
 use crate::filter::{CmpOp, Cond, Filter};
@@ -89,75 +89,83 @@ impl Key {
     }
 }
 
-/// Rows by chunk number: each chunk's slots, ascending.
+/// The position of a row: chunk number << 32 | slot.
+type Pos = u64;
+
+fn pos(no: u32, slot: usize) -> Pos {
+    (no as u64) << 32 | slot as u64
+}
+
+fn chunk_of(p: Pos) -> u32 {
+    (p >> 32) as u32
+}
+
+/// Candidate rows: their positions, ascending (so grouped by chunk).
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Candidates(BTreeMap<u32, Vec<u32>>);
+pub struct Candidates(Vec<Pos>);
 
 impl Candidates {
     pub fn len(&self) -> usize {
-        self.0.values().map(Vec::len).sum()
+        self.0.len()
     }
 
-    /// The chunks with candidates and their slots.
-    pub fn chunks(&self) -> impl Iterator<Item = (u32, &[u32])> + '_ {
-        self.0.iter().map(|(&no, slots)| (no, &slots[..]))
+    /// The chunks with candidates, ascending, each with its slots.
+    pub fn chunks(&self) -> impl Iterator<Item = (u32, impl Iterator<Item = usize> + '_)> + '_ {
+        self.0.chunk_by(|a, b| chunk_of(*a) == chunk_of(*b)).map(|g| (chunk_of(g[0]), slots(g)))
     }
 
-    /// The candidate slots of chunk `no` (empty: none).
-    pub fn of(&self, no: u32) -> &[u32] {
-        self.0.get(&no).map_or(&[], |v| &v[..])
+    /// How many chunks hold candidates.
+    pub fn chunk_count(&self) -> usize {
+        self.0.chunk_by(|a, b| chunk_of(*a) == chunk_of(*b)).count()
     }
 
-    fn add(&mut self, no: u32, slots: &[u32]) {
-        let mine = self.0.entry(no).or_default();
-        if mine.is_empty() {
-            mine.extend_from_slice(slots);
-        } else {
-            mine.extend_from_slice(slots);
-            mine.sort_unstable();
-            mine.dedup();
+    /// The candidate slots of chunk `no`.
+    pub fn of(&self, no: u32) -> impl Iterator<Item = usize> + '_ {
+        slots(&self.0[range_of(&self.0, no)])
+    }
+
+    fn union_all(mut parts: Vec<Candidates>) -> Candidates {
+        if parts.len() == 1 {
+            return parts.pop().unwrap();
         }
-    }
-
-    fn union(mut self, other: Candidates) -> Candidates {
-        if self.0.len() < other.0.len() {
-            return other.union(self);
-        }
-        for (no, slots) in other.0 {
-            self.add(no, &slots);
-        }
-        self
+        let mut all: Vec<Pos> = parts.into_iter().flat_map(|c| c.0).collect();
+        all.sort_unstable();
+        all.dedup();
+        Candidates(all)
     }
 
     fn intersect(self, other: &Candidates) -> Candidates {
-        Candidates(
-            self.0
-                .into_iter()
-                .filter_map(|(no, mut slots)| {
-                    let theirs = other.0.get(&no)?;
-                    slots.retain(|s| theirs.binary_search(s).is_ok());
-                    (!slots.is_empty()).then_some((no, slots))
-                })
-                .collect(),
-        )
+        let (mut out, mut j) = (Vec::new(), 0);
+        for p in self.0 {
+            j += other.0[j..].partition_point(|&q| q < p);
+            if other.0.get(j) == Some(&p) {
+                out.push(p);
+            }
+        }
+        Candidates(out)
     }
 }
 
-/// One chunk as indexed: the stamp of the version read and, per (field,
-/// value), the slots holding it.
-struct IndexedChunk {
-    stamp: Stamp,
-    postings: HashMap<(usize, Key), Vec<u32>>,
+fn slots(g: &[Pos]) -> impl Iterator<Item = usize> + '_ {
+    g.iter().map(|&p| (p & 0xffff_ffff) as usize)
 }
 
-/// Per field, per value, the chunks that hold it.
-type ValueMap = BTreeMap<Key, BTreeSet<u32>>;
+/// Where chunk `no`'s positions are in an ascending list of positions.
+fn range_of(positions: &[Pos], no: u32) -> std::ops::Range<usize> {
+    let lo = positions.partition_point(|&p| chunk_of(p) < no);
+    lo..lo + positions[lo..].partition_point(|&p| chunk_of(p) == no)
+}
+
+/// Per field, per value, the positions of the rows that hold it.
+type ValueMap = BTreeMap<Key, Vec<Pos>>;
 
 #[derive(Default)]
 struct State {
     /// The manifest version this reflects; 0 = none yet.
     version: u64,
-    chunks: HashMap<u32, IndexedChunk>,
+    /// Each chunk indexed: the stamp of the version read and the (field,
+    /// value) pairs its rows hold (to take them out again).
+    chunks: HashMap<u32, (Stamp, Vec<(usize, Key)>)>,
     fields: Vec<ValueMap>,
 }
 
@@ -167,38 +175,44 @@ pub(crate) struct FieldIndex {
     state: RwLock<State>,
 }
 
+/// The (field, value) → slots of one chunk's rows.
+type ChunkPostings = HashMap<(usize, Key), Vec<u32>>;
+
+/// When more than this share of the chunks changed (a training), the index
+/// is rebuilt rather than patched chunk by chunk.
+const REBUILD_SHARE: usize = 16;
+
 impl State {
     fn remove(&mut self, no: u32) {
-        if let Some(old) = self.chunks.remove(&no) {
-            for (field, key) in old.postings.into_keys() {
-                if let Some(set) = self.fields[field].get_mut(&key) {
-                    set.remove(&no);
-                    if set.is_empty() {
-                        self.fields[field].remove(&key);
-                    }
+        let Some((_, pairs)) = self.chunks.remove(&no) else { return };
+        for (field, key) in pairs {
+            if let Some(positions) = self.fields[field].get_mut(&key) {
+                positions.drain(range_of(positions, no));
+                if positions.is_empty() {
+                    self.fields[field].remove(&key);
                 }
             }
         }
     }
 
-    fn insert(&mut self, no: u32, chunk: IndexedChunk) {
-        for (field, key) in chunk.postings.keys() {
-            self.fields[*field].entry(key.clone()).or_default().insert(no);
+    /// Adds chunk `no`; `sorted`: its positions go at the end of each list
+    /// (a rebuild, chunks in ascending order), else where they belong.
+    fn insert(&mut self, no: u32, stamp: Stamp, postings: ChunkPostings, sorted: bool) {
+        let mut pairs = Vec::with_capacity(postings.len());
+        for ((field, key), slots) in postings {
+            let positions = self.fields[field].entry(key.clone()).or_default();
+            let at = if sorted { positions.len() } else { positions.partition_point(|&p| chunk_of(p) < no) };
+            positions.splice(at..at, slots.iter().map(|&s| pos(no, s as usize)));
+            pairs.push((field, key));
         }
-        self.chunks.insert(no, chunk);
+        self.chunks.insert(no, (stamp, pairs));
     }
 
     /// The rows of `field` whose key is in `range`.
     fn rows_in(&self, field: usize, range: (Bound<&Key>, Bound<&Key>)) -> Candidates {
-        let mut out = Candidates::default();
-        for (key, nos) in self.fields[field].range::<Key, _>(range) {
-            for no in nos {
-                out.add(*no, &self.chunks[no].postings[&(field, key.clone())]);
-            }
-        }
-        out
+        let parts = self.fields[field].range::<Key, _>(range).map(|(_, p)| Candidates(p.clone())).collect();
+        Candidates::union_all(parts)
     }
-
     fn rows_eq(&self, field: usize, key: &Key) -> Candidates {
         self.rows_in(field, (Bound::Included(key), Bound::Included(key)))
     }
@@ -213,10 +227,9 @@ impl State {
                 let first = it.next()?;
                 Some(it.fold(first, |acc, c| acc.intersect(&c)))
             }
-            Filter::Or(parts) => parts
-                .iter()
-                .map(|f| self.candidates(declared, f))
-                .try_fold(Candidates::default(), |acc, c| Some(acc.union(c?))),
+            Filter::Or(parts) => {
+                Some(Candidates::union_all(parts.iter().map(|f| self.candidates(declared, f)).collect::<Option<_>>()?))
+            }
             Filter::Nor(_) => None,
             Filter::Field { path, cond } => {
                 let field = declared.iter().position(|d| d.split('.').eq(path.iter().map(String::as_str)))?;
@@ -228,9 +241,9 @@ impl State {
     fn cond_rows(&self, field: usize, cond: &Cond) -> Option<Candidates> {
         match cond {
             Cond::Eq(x) => Some(self.rows_eq(field, &Key::of(x)?)),
-            Cond::In(list) => {
-                list.iter().try_fold(Candidates::default(), |acc, x| Some(acc.union(self.rows_eq(field, &Key::of(x)?))))
-            }
+            Cond::In(list) => Some(Candidates::union_all(
+                list.iter().map(|x| Some(self.rows_eq(field, &Key::of(x)?))).collect::<Option<_>>()?,
+            )),
             Cond::Cmp(op, x) => {
                 // A comparison matches values of its operand's type only.
                 let key = Key::of(x).filter(|k| !matches!(k, Key::Bool(_)))?;
@@ -318,21 +331,25 @@ impl Index {
         Ok(if state.version == m.version { state.candidates(declared, filter) } else { None })
     }
 
-    /// Brings `state` to `m`: re-indexes the chunks whose stamp changed.
+    /// Brings `state` to `m`: re-indexes the chunks whose stamp changed, or
+    /// everything when most did.
     fn sync_fields(&self, m: &Manifest, state: &mut State) -> Result<()> {
         let paths: Vec<Vec<String>> =
             m.config.filterable.iter().map(|f| f.split('.').map(str::to_owned).collect()).collect();
-        if state.fields.len() != paths.len() {
+        let mut metas: Vec<&ChunkMeta> = m.chunks().collect();
+        metas.sort_unstable_by_key(|c| c.no);
+        let changed: Vec<&ChunkMeta> =
+            metas.iter().copied().filter(|c| state.chunks.get(&c.no).is_none_or(|(s, _)| *s != c.stamp)).collect();
+        let rebuild = state.fields.len() != paths.len() || changed.len() * REBUILD_SHARE > metas.len();
+        if rebuild {
             *state = State { fields: vec![ValueMap::new(); paths.len()], ..State::default() };
+        } else {
+            let live: HashSet<u32> = metas.iter().map(|c| c.no).collect();
+            let gone: Vec<u32> = state.chunks.keys().filter(|no| !live.contains(no)).copied().collect();
+            gone.into_iter().chain(changed.iter().map(|c| c.no)).for_each(|no| state.remove(no));
         }
         let coder = self.coder(m)?.map(|(_, coder)| coder);
-        let live: HashMap<u32, Stamp> = m.chunks().map(|c| (c.no, c.stamp)).collect();
-        let gone: Vec<u32> = state.chunks.keys().filter(|no| !live.contains_key(no)).copied().collect();
-        gone.into_iter().for_each(|no| state.remove(no));
-        for meta in m.chunks() {
-            if state.chunks.get(&meta.no).is_some_and(|c| c.stamp == meta.stamp) {
-                continue;
-            }
+        for meta in if rebuild { metas } else { changed } {
             let postings = match coder.as_deref() {
                 Some(coder) => {
                     let head = self.head(m, coder, meta, None)?;
@@ -343,8 +360,7 @@ impl Index {
                     index_rows(&paths, (0..chunk.len()).map(|s| chunk.parsed_metadata(s)))
                 }
             };
-            state.remove(meta.no);
-            state.insert(meta.no, IndexedChunk { stamp: meta.stamp, postings });
+            state.insert(meta.no, meta.stamp, postings, rebuild);
         }
         state.version = m.version;
         Ok(())
@@ -362,7 +378,7 @@ mod tests {
         let mut s = State { fields: vec![ValueMap::new()], ..State::default() };
         for (no, rows) in chunks.iter().enumerate() {
             let postings = index_rows(&declared, rows.iter().map(Some));
-            s.insert(no as u32, IndexedChunk { stamp: Stamp::default(), postings });
+            s.insert(no as u32, Stamp::default(), postings, no % 2 == 0);
         }
         s
     }
@@ -409,10 +425,7 @@ mod tests {
             let got = s.candidates(&declared, &f).unwrap_or_else(|| panic!("{text} not narrowed"));
             let mut want = Candidates::default();
             for (no, rows) in chunks.iter().enumerate() {
-                let slots: Vec<u32> = (0..rows.len() as u32).filter(|&i| f.matches(Some(&rows[i as usize]))).collect();
-                if !slots.is_empty() {
-                    want.add(no as u32, &slots);
-                }
+                want.0.extend((0..rows.len()).filter(|&s| f.matches(Some(&rows[s]))).map(|s| pos(no as u32, s)));
             }
             assert_eq!(got, want, "{text}");
         }
@@ -426,6 +439,33 @@ mod tests {
         // An $or with a branch it cannot narrow is not narrowed.
         let f = Filter::parse(r#"{"$or": [{"v": 1}, {"w": 2}]}"#).unwrap();
         assert!(s.candidates(&declared, &f).is_none());
+    }
+
+    /// Patching the index chunk by chunk (a write) leaves it as a rebuild
+    /// over the same chunks would.
+    #[test]
+    fn patches_equal_a_rebuild() {
+        let rows = |seed: usize| -> Vec<Value> {
+            (0..20).map(|i| json!({"v": (i * 7 + seed) % 5, "u": [format!("s{}", (i + seed) % 3)]})).collect()
+        };
+        let declared2 = vec![vec!["v".to_string()], vec!["u".to_string()]];
+        let build = |chunks: &[(u32, usize)]| {
+            let mut s = State { fields: vec![ValueMap::new(); 2], ..State::default() };
+            for &(no, seed) in chunks {
+                s.insert(no, Stamp::default(), index_rows(&declared2, rows(seed).iter().map(Some)), true);
+            }
+            s
+        };
+        let mut patched = build(&[(0, 0), (1, 1), (2, 2), (3, 3), (5, 5), (7, 7)]);
+        for no in [3, 5, 7] {
+            patched.remove(no);
+        }
+        for (no, seed) in [(3, 30), (7, 70), (4, 40), (9, 90)] {
+            patched.insert(no, Stamp::default(), index_rows(&declared2, rows(seed).iter().map(Some)), false);
+        }
+        let rebuilt = build(&[(0, 0), (1, 1), (2, 2), (3, 30), (4, 40), (7, 70), (9, 90)]);
+        assert_eq!(patched.fields, rebuilt.fields);
+        assert!(patched.fields.iter().all(|f| f.values().all(|p| p.windows(2).all(|w| w[0] < w[1]))));
     }
 
     #[test]

@@ -114,12 +114,12 @@ impl Index {
         // Each chunk to read, with its candidate slots when the index of
         // filterable fields narrows the filter (None: every slot).
         let candidates = filter.map(|f| self.field_candidates(m, f)).transpose()?.flatten();
-        let metas: Vec<(&ChunkMeta, Option<&[u32]>)> = match &candidates {
+        let metas: Vec<(&ChunkMeta, Option<Vec<usize>>)> = match &candidates {
             Some(rows) => rows
                 .chunks()
                 .map(|(no, slots)| {
                     let meta = m.chunk(no).ok_or_else(|| Error::integrity("a candidate names a missing chunk"))?;
-                    Ok((meta, Some(slots)))
+                    Ok((meta, Some(slots.collect())))
                 })
                 .collect::<Result<_>>()?,
             None => m.chunks().map(|c| (c, None)).collect(),
@@ -127,7 +127,7 @@ impl Index {
         let mut matches = Vec::new();
         for group in metas.chunks(PREFETCH_CHUNKS) {
             let pre = self.prefetch(group.iter().map(|(c, _)| (Obj::Chunk(c.no), &c.stamp)))?;
-            for &(meta, slots) in group {
+            for (meta, slots) in group {
                 let rows = self.rows(m, coder, meta, Some(&pre))?;
                 let mut consider = |slot: usize| {
                     let md = rows.metadata(slot);
@@ -137,7 +137,7 @@ impl Index {
                     }
                 };
                 match slots {
-                    Some(slots) => slots.iter().for_each(|&s| consider(s as usize)),
+                    Some(slots) => slots.iter().for_each(|&s| consider(s)),
                     None => (0..rows.len()).for_each(consider),
                 }
             }

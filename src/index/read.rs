@@ -234,11 +234,11 @@ impl Index {
     /// out [`MASKED_ROW_COST`].
     fn rows_beat_probing(&self, m: &Manifest, rows: &Candidates, params: &QueryParams<'_>) -> bool {
         let n = m.num_vectors.max(1) as f64;
-        let chunks = m.chunks().count().max(1) as f64;
+        let chunks = (0..m.n_lists).map(|l| m.list(l).len()).sum::<usize>().max(1) as f64;
         let probed = probes_for(m, Some(rows), params) as f64 / m.n_lists.max(1) as f64;
         let selectivity = rows.len() as f64 / n;
         let probe_cost = probed * (chunks * CHUNK_VISIT_COST + n * MASKED_ROW_COST + n * selectivity);
-        let exact_cost = rows.chunks().count() as f64 * CHUNK_VISIT_COST + rows.len() as f64;
+        let exact_cost = rows.chunk_count() as f64 * CHUNK_VISIT_COST + rows.len() as f64;
         exact_cost <= probe_cost
     }
 
@@ -261,13 +261,13 @@ impl Index {
             match coder.as_deref() {
                 None => {
                     let chunk = self.chunk(m, meta, None)?;
-                    for s in slots.iter().map(|&s| s as usize).filter(|&s| filter.matches(chunk.parsed_metadata(s))) {
+                    for s in slots.filter(|&s| filter.matches(chunk.parsed_metadata(s))) {
                         score(no, s, chunk.vector(s), chunk.inv_norms[s]);
                     }
                 }
                 Some(coder) => {
                     let head = self.head(m, coder, meta, None)?;
-                    for s in slots.iter().map(|&s| s as usize).filter(|&s| filter.matches(head.parsed_metadata(s))) {
+                    for s in slots.filter(|&s| filter.matches(head.parsed_metadata(s))) {
                         let unit = self.unit_of(m, meta, s)?;
                         score(no, s, unit.vector(s % per), unit.inv_norms[s % per]);
                     }

@@ -134,8 +134,8 @@ impl<'a> Queries<'a> {
             None => (0..n).map(|s| f.matches(metadata(s))).collect(),
             Some(rows) => {
                 let mut mask = vec![false; n];
-                for &s in rows.of(no) {
-                    mask[s as usize] = f.matches(metadata(s as usize));
+                for s in rows.of(no) {
+                    mask[s] = f.matches(metadata(s));
                 }
                 mask
             }
