@@ -100,13 +100,27 @@ fn chunk_of(p: Pos) -> u32 {
     (p >> 32) as u32
 }
 
-/// Candidate rows: their positions, ascending (so grouped by chunk).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Candidates(Vec<Pos>);
+/// Candidate rows: their positions, ascending (so grouped by chunk), and
+/// whether they are exactly the filter's matches (every part of it was
+/// narrowed by the index) rather than a superset.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidates(Vec<Pos>, bool);
+
+impl Default for Candidates {
+    fn default() -> Self {
+        Candidates(Vec::new(), true)
+    }
+}
 
 impl Candidates {
     pub fn len(&self) -> usize {
         self.0.len()
+    }
+
+    /// True when these are exactly the rows the filter matches, so it need
+    /// not be evaluated on them.
+    pub fn exact(&self) -> bool {
+        self.1
     }
 
     /// The chunks with candidates, ascending, each with its slots.
@@ -128,10 +142,11 @@ impl Candidates {
         if parts.len() == 1 {
             return parts.pop().unwrap();
         }
+        let exact = parts.iter().all(Candidates::exact);
         let mut all: Vec<Pos> = parts.into_iter().flat_map(|c| c.0).collect();
         all.sort_unstable();
         all.dedup();
-        Candidates(all)
+        Candidates(all, exact)
     }
 
     fn intersect(self, other: &Candidates) -> Candidates {
@@ -142,7 +157,7 @@ impl Candidates {
                 out.push(p);
             }
         }
-        Candidates(out)
+        Candidates(out, self.1 && other.1)
     }
 }
 
@@ -210,7 +225,7 @@ impl State {
 
     /// The rows of `field` whose key is in `range`.
     fn rows_in(&self, field: usize, range: (Bound<&Key>, Bound<&Key>)) -> Candidates {
-        let parts = self.fields[field].range::<Key, _>(range).map(|(_, p)| Candidates(p.clone())).collect();
+        let parts = self.fields[field].range::<Key, _>(range).map(|(_, p)| Candidates(p.clone(), true)).collect();
         Candidates::union_all(parts)
     }
     fn rows_eq(&self, field: usize, key: &Key) -> Candidates {
@@ -220,13 +235,7 @@ impl State {
     /// A superset of the rows `filter` matches; None if it cannot tell.
     fn candidates(&self, declared: &[String], filter: &Filter) -> Option<Candidates> {
         match filter {
-            Filter::And(parts) => {
-                let mut narrowed: Vec<Candidates> = parts.iter().filter_map(|f| self.candidates(declared, f)).collect();
-                narrowed.sort_by_key(Candidates::len);
-                let mut it = narrowed.into_iter();
-                let first = it.next()?;
-                Some(it.fold(first, |acc, c| acc.intersect(&c)))
-            }
+            Filter::And(parts) => intersect_all(parts.iter().map(|f| self.candidates(declared, f))),
             Filter::Or(parts) => {
                 Some(Candidates::union_all(parts.iter().map(|f| self.candidates(declared, f)).collect::<Option<_>>()?))
             }
@@ -264,16 +273,23 @@ impl State {
                 };
                 Some(self.rows_in(field, range))
             }
-            Cond::All(conds) => {
-                let mut narrowed: Vec<Candidates> = conds.iter().filter_map(|c| self.cond_rows(field, c)).collect();
-                narrowed.sort_by_key(Candidates::len);
-                let mut it = narrowed.into_iter();
-                let first = it.next()?;
-                Some(it.fold(first, |acc, c| acc.intersect(&c)))
-            }
+            Cond::All(conds) => intersect_all(conds.iter().map(|c| self.cond_rows(field, c))),
             Cond::Ne(_) | Cond::Nin(_) | Cond::Exists(_) | Cond::Not(_) | Cond::Contains(_) | Cond::Regex(_) => None,
         }
     }
+}
+
+/// The rows every part allows, from the parts the index narrows (None if
+/// it narrows none); exact only if it narrows them all.
+fn intersect_all(parts: impl Iterator<Item = Option<Candidates>>) -> Option<Candidates> {
+    let mut all_narrowed = true;
+    let mut narrowed: Vec<Candidates> = parts.filter_map(|c| c.or_else(|| (all_narrowed = false, None).1)).collect();
+    narrowed.sort_by_key(Candidates::len);
+    let mut it = narrowed.into_iter();
+    let first = it.next()?;
+    let mut out = it.fold(first, |acc, c| acc.intersect(&c));
+    out.1 &= all_narrowed;
+    Some(out)
 }
 
 /// The (field, key) postings of one chunk's rows.
@@ -427,6 +443,8 @@ mod tests {
             for (no, rows) in chunks.iter().enumerate() {
                 want.0.extend((0..rows.len()).filter(|&s| f.matches(Some(&rows[s]))).map(|s| pos(no as u32, s)));
             }
+            // Exact unless a part is not narrowed (an undeclared field, $exists).
+            want.1 = !text.contains("$exists") && !text.contains(r#""w""#);
             assert_eq!(got, want, "{text}");
         }
         // What the index does not hold, it does not narrow.

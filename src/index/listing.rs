@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use super::chunk::{Chunk, ChunkBuilder};
 use super::codes::{rows_per_unit, CodeChunk, Coder};
+use super::fields::Candidates;
 use super::manifest::{ChunkMeta, Manifest};
 use super::objects::Obj;
 use super::search;
@@ -129,9 +130,10 @@ impl Index {
             let pre = self.prefetch(group.iter().map(|(c, _)| (Obj::Chunk(c.no), &c.stamp)))?;
             for (meta, slots) in group {
                 let rows = self.rows(m, coder, meta, Some(&pre))?;
+                let exact = candidates.as_ref().is_some_and(Candidates::exact);
                 let mut consider = |slot: usize| {
                     let md = rows.metadata(slot);
-                    if filter.is_none_or(|f| f.matches(md)) {
+                    if exact || filter.is_none_or(|f| f.matches(md)) {
                         let key = order.map_or(SortKey::Null, |o| o.key(md));
                         matches.push(Match { key, at: (meta.no as u64) << 32 | slot as u64, id: String::new() });
                     }

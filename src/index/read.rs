@@ -261,13 +261,13 @@ impl Index {
             match coder.as_deref() {
                 None => {
                     let chunk = self.chunk(m, meta, None)?;
-                    for s in slots.filter(|&s| filter.matches(chunk.parsed_metadata(s))) {
+                    for s in slots.filter(|&s| rows.exact() || filter.matches(chunk.parsed_metadata(s))) {
                         score(no, s, chunk.vector(s), chunk.inv_norms[s]);
                     }
                 }
                 Some(coder) => {
                     let head = self.head(m, coder, meta, None)?;
-                    for s in slots.filter(|&s| filter.matches(head.parsed_metadata(s))) {
+                    for s in slots.filter(|&s| rows.exact() || filter.matches(head.parsed_metadata(s))) {
                         let unit = self.unit_of(m, meta, s)?;
                         score(no, s, unit.vector(s % per), unit.inv_norms[s % per]);
                     }

@@ -122,7 +122,8 @@ impl<'a> Queries<'a> {
 
     /// Which of chunk `no`'s `n` rows pass the filter (None: no filter),
     /// `metadata(slot)` giving a row's parsed metadata. With candidate rows
-    /// the filter is evaluated on those only.
+    /// the filter is evaluated on those only (not at all when they are
+    /// exactly its matches).
     pub fn mask<'m>(
         &self,
         no: u32,
@@ -135,7 +136,7 @@ impl<'a> Queries<'a> {
             Some(rows) => {
                 let mut mask = vec![false; n];
                 for s in rows.of(no) {
-                    mask[s] = f.matches(metadata(s));
+                    mask[s] = rows.exact() || f.matches(metadata(s));
                 }
                 mask
             }
