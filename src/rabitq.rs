@@ -158,12 +158,56 @@ impl Factors {
     }
 }
 
+/// What the scan needs of one code beyond its bits, derived from the
+/// stored code and factors once, when a head is decoded into the cache: the
+/// scan then does no divisions, square roots or popcounts per code.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct CodeConsts {
+    /// |r| / quality: the 1-bit estimate is the code's sign dot times this.
+    pub scale: f32,
+    /// |r| spread(quality): the 1-bit bound is this times the table's bound scale.
+    pub err: f32,
+    /// sqrt(D) |r| / (ex_quality |2ȳ|): the B-bit estimate is the weighted
+    /// sum of its planes' sign dots times this (see `Quantizer::refine`).
+    pub ex_scale: f32,
+    /// |r| spread(ex_quality): the B-bit bound over the table's bound scale.
+    pub ex_err: f32,
+}
+
+impl CodeConsts {
+    /// For a code of `bits` bits a dimension, D = sign.len() * 8.
+    pub fn new(bits: u32, sign: &[u8], ex: &[u8], f: &Factors) -> CodeConsts {
+        let d = sign.len() * 8;
+        let scale = f.norm / f.quality;
+        let err = f.norm * Factors::spread(f.quality);
+        let ex_err = f.norm * Factors::spread(f.ex_quality);
+        if bits == 1 || f.norm == 0.0 {
+            return CodeConsts { scale, err, ex_scale: if f.norm == 0.0 { 0.0 } else { scale }, ex_err };
+        }
+        // |2ȳ|^2 for ȳ = k - (2^B - 1)/2, from popcounts of plane pairs
+        // (planes: the extended ones low bit first, the sign bit on top).
+        let offset = (1i64 << bits) - 1;
+        let planes: Vec<&[u8]> = ex.chunks_exact(sign.len()).chain([sign]).collect();
+        let (mut k_sum, mut k_sq) = (0i64, 0i64);
+        for (b, plane) in planes.iter().enumerate() {
+            k_sum += (1i64 << b) * popcount(plane);
+            for (b2, other) in planes.iter().enumerate() {
+                k_sq += (1i64 << (b + b2)) * popcount_and(plane, other);
+            }
+        }
+        let sq = 4 * k_sq - 4 * offset * k_sum + d as i64 * offset * offset;
+        let ex_scale = ((d as f64).sqrt() * f.norm as f64 / (f.ex_quality as f64 * (sq as f64).sqrt())) as f32;
+        CodeConsts { scale, err, ex_scale, ex_err }
+    }
+}
+
 pub(crate) struct Quantizer {
     rotation: Rotation,
     bits: u32,
 }
 
 /// Query-side state for estimating <r, v> against every code of one list.
+#[derive(Default)]
 pub(crate) struct QueryLut {
     /// Per sign-code byte j, nibbles[2j][b & 15] + nibbles[2j + 1][b >> 4] =
     /// sum over bits k of b of ±v'_{8j+k}/sqrt(D) (+ when set): the byte's
@@ -259,56 +303,61 @@ impl Quantizer {
     /// rotated_v = P·v (v = q - c for L2 metrics, v = q for inner-product metrics; the caller decides).
     /// Its bounds are at EPS0_99: what the index reranks must hold the true neighbours.
     /// `codes` is how many codes it will estimate (it decides which tables pay).
+    #[cfg(test)]
     pub fn prepare(&self, rotated_v: &[f32], codes: usize) -> QueryLut {
         self.prepare_with_eps0(rotated_v, EPS0_99, codes)
     }
 
     /// `prepare` with the bound at `eps0` standard deviations instead of EPS0.
+    #[cfg(test)]
     pub fn prepare_with_eps0(&self, rotated_v: &[f32], eps0: f32, codes: usize) -> QueryLut {
+        let mut lut = QueryLut::default();
+        self.prepare_into(rotated_v, eps0, codes, &mut lut);
+        lut
+    }
+
+    /// `prepare_with_eps0` into `lut`, reusing its tables' memory (a scan
+    /// prepares a table per list and query).
+    pub fn prepare_into(&self, rotated_v: &[f32], eps0: f32, codes: usize, lut: &mut QueryLut) {
         let d = self.rotation.padded;
         assert_eq!(rotated_v.len(), d, "Quantizer::prepare: query length");
         let inv_sqrt_d = (1.0 / (d as f64).sqrt()) as f32;
-        let mut nibbles = Vec::with_capacity(d / 4);
         let whole = codes >= WHOLE_BYTE_TABLES_FROM;
-        let tables = rotated_v
-            .chunks_exact(8)
-            .filter_map(|v| {
-                // Setting bit k flips v_k's sign. Built per nibble, each
-                // entry on its own (a chain through the table, entry from
-                // entry, was a tenth of a query), then all 256 low + high
-                // pairs: independent, vectorised adds.
-                let w: [f32; 8] = std::array::from_fn(|k| 2.0 * v[k] * inv_sqrt_d);
-                let base = -v.iter().sum::<f32>() * inv_sqrt_d;
-                let nibble = |w: &[f32], b: usize| (0..4).map(|k| w[k] * ((b >> k) & 1) as f32).sum::<f32>();
-                let lo: [f32; 16] = std::array::from_fn(|b| base + nibble(&w[..4], b));
-                let hi: [f32; 16] = std::array::from_fn(|b| nibble(&w[4..], b));
-                nibbles.extend([lo, hi]);
-                whole.then(|| {
-                    let mut t = [0f32; 256];
-                    for (row, h) in t.chunks_exact_mut(16).zip(hi) {
-                        for (e, l) in row.iter_mut().zip(lo) {
-                            *e = h + l;
-                        }
+        lut.nibbles.clear();
+        lut.tables.clear();
+        for v in rotated_v.chunks_exact(8) {
+            // Setting bit k flips v_k's sign. Built per nibble, each
+            // entry on its own (a chain through the table, entry from
+            // entry, was a tenth of a query), then all 256 low + high
+            // pairs: independent, vectorised adds.
+            let w: [f32; 8] = std::array::from_fn(|k| 2.0 * v[k] * inv_sqrt_d);
+            let base = -v.iter().sum::<f32>() * inv_sqrt_d;
+            let nibble = |w: &[f32], b: usize| (0..4).map(|k| w[k] * ((b >> k) & 1) as f32).sum::<f32>();
+            let lo: [f32; 16] = std::array::from_fn(|b| base + nibble(&w[..4], b));
+            let hi: [f32; 16] = std::array::from_fn(|b| nibble(&w[4..], b));
+            lut.nibbles.extend([lo, hi]);
+            if whole {
+                let mut t = [0f32; 256];
+                for (row, h) in t.chunks_exact_mut(16).zip(hi) {
+                    for (e, l) in row.iter_mut().zip(lo) {
+                        *e = h + l;
                     }
-                    t
-                })
-            })
-            .collect();
+                }
+                lut.tables.push(t);
+            }
+        }
         let norm = rotated_v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
         let bound_scale = norm * eps0 as f64 / ((d - 1) as f64).sqrt();
-        QueryLut {
-            nibbles,
-            tables,
-            sum: rotated_v.iter().sum(),
-            norm: (norm as f32).min(f32::MAX),
-            bound_scale: (bound_scale as f32).min(f32::MAX),
-        }
+        lut.sum = rotated_v.iter().sum();
+        lut.norm = (norm as f32).min(f32::MAX);
+        lut.bound_scale = (bound_scale as f32).min(f32::MAX);
     }
 
     /// For n codes stored contiguously (signs: n * sign_bytes, factors: n), writes the 1-bit
     /// estimate of <r_i, v> into est[i] and a bound err[i] such that |<r_i,v> - est[i]| <= err[i]
     /// holds with high probability: err = |r| |v| eps0 sqrt((1 - q^2)/q^2) / sqrt(D - 1), eps0
     /// as the lut was prepared with (EPS0: ~94% of pairs; EPS0_99: >= 99%).
+    #[cfg(test)]
     pub fn estimate(&self, lut: &QueryLut, signs: &[u8], factors: &[Factors], est: &mut [f32], err: &mut [f32]) {
         let n = factors.len();
         assert!(
@@ -326,8 +375,36 @@ impl Quantizer {
         }
     }
 
+    /// Writes the sign dot <x̄, v'> of each of n consecutive sign codes
+    /// into dots (the scan scales them with each code's `CodeConsts`).
+    pub fn sign_dots(&self, lut: &QueryLut, signs: &[u8], dots: &mut [f32]) {
+        assert_eq!(signs.len(), dots.len() * self.sign_bytes(), "Quantizer::sign_dots: code bytes");
+        lut.sign_dots(signs, dots);
+    }
+
+    /// `estimate_ex` from a code's constants and its sign dot (already
+    /// computed by the 1-bit pass): the B-bit code's <ȳ, v'> is the sum of
+    /// its planes' sign dots weighted 2^b (the sign plane on top) times
+    /// sqrt(D), the offset's share cancelling out; only the B - 1 extended
+    /// planes are summed here. Returns (estimate, bound).
+    #[inline]
+    pub fn refine(&self, lut: &QueryLut, sign_dot: f32, ex: &[u8], c: &CodeConsts) -> (f32, f32) {
+        let bound = c.ex_err * lut.bound_scale;
+        if self.bits == 1 {
+            return (sign_dot * c.scale, bound);
+        }
+        let sb = self.sign_bytes();
+        debug_assert_eq!(ex.len(), self.ex_bytes());
+        let mut weighted = sign_dot * (1u32 << (self.bits - 1)) as f32;
+        for (b, plane) in ex.chunks_exact(sb).enumerate() {
+            weighted += lut.dot_one(plane) * (1u32 << b) as f32;
+        }
+        (weighted * c.ex_scale, bound)
+    }
+
     /// The refined estimate of <r, v> for one vector from its ex code (bits > 1), with its
     /// (tighter) bound; with bits == 1 this is the 1-bit estimate.
+    #[cfg(test)]
     pub fn estimate_ex(&self, lut: &QueryLut, sign: &[u8], ex: &[u8], f: &Factors) -> (f32, f32) {
         let d = self.rotation.padded;
         assert_eq!(sign.len(), self.sign_bytes(), "Quantizer::estimate_ex: sign code length");
@@ -379,8 +456,35 @@ const WHOLE_BYTE_TABLES_FROM: usize = 256;
 
 impl QueryLut {
     /// |v|, for the caller's distance formulas.
+    #[cfg(test)]
     pub fn norm(&self) -> f32 {
         self.norm
+    }
+
+    /// |v| eps0 / sqrt(D - 1): a code's bound is this times its `CodeConsts` error.
+    pub fn bound_scale(&self) -> f32 {
+        self.bound_scale
+    }
+
+    /// <x̄, v'> for one sign code (or one bit plane laid out as one).
+    #[inline]
+    fn dot_one(&self, code: &[u8]) -> f32 {
+        let mut acc = [0f32; 4];
+        if self.tables.is_empty() {
+            for (t, b) in self.nibbles.chunks_exact(4).zip(code.chunks_exact(2)) {
+                acc[0] += t[0][(b[0] & 15) as usize];
+                acc[1] += t[1][(b[0] >> 4) as usize];
+                acc[2] += t[2][(b[1] & 15) as usize];
+                acc[3] += t[3][(b[1] >> 4) as usize];
+            }
+        } else {
+            for (t, b) in self.tables.chunks_exact(4).zip(code.chunks_exact(4)) {
+                for k in 0..4 {
+                    acc[k] += t[k][b[k] as usize];
+                }
+            }
+        }
+        (acc[0] + acc[1]) + (acc[2] + acc[3])
     }
 
     /// out[i] = <x̄_i, v'> for consecutive sign codes.
@@ -869,6 +973,49 @@ mod tests {
                 assert!((e as f64 - want).abs() <= 1e-5 * f.norm as f64 * lut.norm() as f64, "{e} vs {want}");
                 let (_, sigma) = q.estimate_ex(&naive_lut, &signs[i * sb..(i + 1) * sb], &[], &f);
                 assert!((b - EPS0 * sigma).abs() <= 1e-6 * b, "bound {b} is not EPS0 sigma {sigma}");
+            }
+        }
+    }
+
+    #[test]
+    fn scan_constants_match_the_estimators() {
+        // What the index's scan computes (sign dots, `CodeConsts`,
+        // `refine`) against `estimate` and `estimate_ex`, the definitions,
+        // with both kinds of tables and a zero residual among the codes.
+        let (dim, n) = (100, 200);
+        let data = gaussian_data(dim, n, 1, 9);
+        for bits in [1, 2, 3, 5] {
+            let q = Quantizer::new(dim, bits, 6);
+            let (sb, eb) = (q.sign_bytes(), q.ex_bytes());
+            let (mut signs, mut ex) = (vec![0u8; n * sb], vec![0u8; n * eb]);
+            let mut rot = vec![0f32; q.rotation().padded()];
+            let factors: Vec<Factors> = (0..n)
+                .map(|i| {
+                    let r = if i == 7 { vec![0.0; dim] } else { data.r[i * dim..(i + 1) * dim].to_vec() };
+                    q.rotation().apply(&r, &mut rot);
+                    q.encode(&rot, &mut signs[i * sb..(i + 1) * sb], &mut ex[i * eb..(i + 1) * eb])
+                })
+                .collect();
+            q.rotation().apply(&data.v, &mut rot);
+            for codes in [0, usize::MAX] {
+                let lut = q.prepare(&rot, codes);
+                let (mut est, mut err, mut dots) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+                q.estimate(&lut, &signs, &factors, &mut est, &mut err);
+                q.sign_dots(&lut, &signs, &mut dots);
+                let tol = |f: &Factors| 1e-5 * f.norm * lut.norm() + 1e-30;
+                for i in 0..n {
+                    let (f, sign) = (&factors[i], &signs[i * sb..(i + 1) * sb]);
+                    let c = CodeConsts::new(bits, sign, &ex[i * eb..(i + 1) * eb], f);
+                    assert!((dots[i] * c.scale - est[i]).abs() <= tol(f), "bits {bits} code {i}");
+                    assert!((c.err * lut.bound_scale() - err[i]).abs() <= 1e-6 * err[i], "bits {bits} code {i}");
+                    let (want, want_bound) = q.estimate_ex(&lut, sign, &ex[i * eb..(i + 1) * eb], f);
+                    let (got, bound) = q.refine(&lut, dots[i], &ex[i * eb..(i + 1) * eb], &c);
+                    assert!((got - want).abs() <= tol(f), "bits {bits} code {i}: {got} vs {want}");
+                    assert!((bound - want_bound).abs() <= 1e-6 * want_bound, "bits {bits} code {i}");
+                    if i == 7 {
+                        assert_eq!((got, bound, dots[i] * c.scale), (0.0, 0.0, 0.0));
+                    }
+                }
             }
         }
     }

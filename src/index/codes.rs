@@ -34,7 +34,7 @@ use super::Index;
 use crate::codec::{Reader, Writer};
 use crate::distance::{self, Metric};
 use crate::error::{Error, Result};
-use crate::rabitq::{Factors, Quantizer, QueryLut};
+use crate::rabitq::{CodeConsts, Factors, Quantizer, QueryLut, EPS0_99};
 
 /// Plaintext bytes a unit aims at: with the seal and the store's key and
 /// page overhead, just under a 4 KiB page.
@@ -78,6 +78,8 @@ pub struct CodeChunk {
     signs: Zeroizing<Vec<u8>>,
     ex: Zeroizing<Vec<u8>>,
     factors: Vec<Factors>,
+    /// Derived from the codes and factors on decode, for the scan.
+    consts: Vec<CodeConsts>,
     pub metadata: Vec<Option<String>>,
     parsed: OnceLock<Vec<Option<Value>>>,
 }
@@ -85,6 +87,7 @@ pub struct CodeChunk {
 impl Drop for CodeChunk {
     fn drop(&mut self) {
         self.factors.iter_mut().for_each(|f| *f = Factors::default());
+        self.consts.iter_mut().for_each(|c| *c = CodeConsts::default());
         self.metadata.iter_mut().flatten().for_each(zeroize::Zeroize::zeroize);
     }
 }
@@ -104,6 +107,7 @@ impl CodeChunk {
             + self.signs.len()
             + self.ex.len()
             + self.factors.len() * std::mem::size_of::<Factors>()
+            + self.consts.len() * std::mem::size_of::<CodeConsts>()
             + self.len * 24
             + meta * 3
     }
@@ -146,7 +150,7 @@ impl CodeChunk {
         let signs = Zeroizing::new(r.raw(n.checked_mul(shape.sign_bytes).ok_or_else(too_long)?)?.to_vec());
         let ex = Zeroizing::new(r.raw(n.checked_mul(shape.ex_bytes).ok_or_else(too_long)?)?.to_vec());
         let factors = r.raw(n.checked_mul(Factors::BYTES).ok_or_else(too_long)?)?;
-        let factors = factors.chunks_exact(Factors::BYTES).map(Factors::read).collect();
+        let factors: Vec<Factors> = factors.chunks_exact(Factors::BYTES).map(Factors::read).collect();
         let mut metadata = Vec::with_capacity(n);
         for _ in 0..n {
             metadata.push(match r.opt_bytes()? {
@@ -157,8 +161,14 @@ impl CodeChunk {
             });
         }
         r.finish()?;
-        Ok(CodeChunk { len: n, signs, ex, factors, metadata, parsed: OnceLock::new() })
+        let consts = consts_of(shape.bits, shape.sign_bytes, shape.ex_bytes, &signs, &ex, &factors);
+        Ok(CodeChunk { len: n, signs, ex, factors, consts, metadata, parsed: OnceLock::new() })
     }
+}
+
+fn consts_of(bits: u32, sb: usize, eb: usize, signs: &[u8], ex: &[u8], factors: &[Factors]) -> Vec<CodeConsts> {
+    let ex_of = |s: usize| if eb == 0 { &[][..] } else { &ex[s * eb..(s + 1) * eb] };
+    factors.iter().enumerate().map(|(s, f)| CodeConsts::new(bits, &signs[s * sb..(s + 1) * sb], ex_of(s), f)).collect()
 }
 
 /// How one trained IVF_RABITQ index codes vectors: its quantizer and its
@@ -221,7 +231,8 @@ impl Coder {
             }
             factors.push(q.encode(&rotated.0, &mut signs[s * sb..(s + 1) * sb], &mut ex[s * eb..(s + 1) * eb]));
         }
-        CodeChunk { len: n, signs, ex, factors, metadata: chunk.metadata.clone(), parsed: OnceLock::new() }
+        let consts = consts_of(q.bits(), sb, eb, &signs, &ex, &factors);
+        CodeChunk { len: n, signs, ex, factors, consts, metadata: chunk.metadata.clone(), parsed: OnceLock::new() }
     }
 
     /// The plaintexts to seal for `chunk`: its head and its units.
@@ -248,10 +259,9 @@ pub struct Encoded {
     pub units: Vec<Zeroizing<Vec<u8>>>,
 }
 
-/// One query's view of one list: its lookup table and what turns an
-/// estimate of <r, v> into a score.
+/// One query's view of one list: what turns an estimate of <r, v> into a
+/// score (the lookup table is in the query's `Scratch`).
 struct ListQuery {
-    lut: QueryLut,
     /// Score = base + sign * <r, v>, where r is a row's coded residual.
     base: f32,
     sign: f32,
@@ -260,46 +270,41 @@ struct ListQuery {
 }
 
 impl Coder {
-    /// The rotated query (cosine: of the unit query), once per query.
-    fn rotate_query(&self, q: &[f32], inv_q: f32) -> Vec<f32> {
-        let mut out = vec![0f32; self.padded()];
-        self.quantizer.rotation().apply(q, &mut out);
+    /// The rotated query (cosine: of the unit query) into `out`, once per query.
+    fn rotate_query(&self, q: &[f32], inv_q: f32, out: &mut Vec<f32>) {
+        out.resize(self.padded(), 0.0);
+        self.quantizer.rotation().apply(q, out);
         if self.metric == Metric::Cosine {
             out.iter_mut().for_each(|x| *x *= inv_q);
         }
-        out
     }
 
-    /// `codes`: how many codes of the list the query will estimate.
-    fn list_query(
-        &self,
-        centroids: &Centroids,
-        (list, codes): (u32, usize),
-        q: &[f32],
-        inv_q: f32,
-        rotated_q: &[f32],
-    ) -> ListQuery {
+    /// The score of a row at the list's centroid (r = 0): the estimate
+    /// every row of the list starts from, and which lists are nearest.
+    fn list_query(&self, centroids: &Centroids, list: u32, q: &[f32], inv_q: f32, rotated_q: &[f32]) -> ListQuery {
         match self.metric {
+            // |v|^2 with v = q - c, rotated.
             Metric::Euclidean | Metric::SquaredEuclidean => {
-                let v: Vec<f32> = rotated_q.iter().zip(self.rotated_centroid(list)).map(|(a, b)| a - b).collect();
-                let lut = self.quantizer.prepare(&v, codes);
-                ListQuery { base: lut.norm() * lut.norm(), lut, sign: -2.0, l2: true }
+                let base = rotated_q.iter().zip(self.rotated_centroid(list)).map(|(a, b)| (a - b) * (a - b)).sum();
+                ListQuery { base, sign: -2.0, l2: true }
             }
             // -<x, q> = -<c, q> - <r, q>
-            Metric::InnerProduct => ListQuery {
-                lut: self.quantizer.prepare(rotated_q, codes),
-                base: -distance::dot(centroids.row(list as usize), q),
-                sign: -1.0,
-                l2: false,
-            },
+            Metric::InnerProduct => {
+                ListQuery { base: -distance::dot(centroids.row(list as usize), q), sign: -1.0, l2: false }
+            }
             // 1 - <x/|x|, q/|q|> = 1 - <c, q/|q|> - <r, q/|q|>
-            Metric::Cosine => ListQuery {
-                lut: self.quantizer.prepare(rotated_q, codes),
-                base: 1.0 - distance::dot(centroids.row(list as usize), q) * inv_q,
-                sign: -1.0,
-                l2: false,
-            },
+            Metric::Cosine => {
+                ListQuery { base: 1.0 - distance::dot(centroids.row(list as usize), q) * inv_q, sign: -1.0, l2: false }
+            }
         }
+    }
+
+    /// The table of `list` for L2 (v = q - c), rotated: `codes` is how
+    /// many codes it will estimate.
+    fn prepare_l2(&self, list: u32, rotated_q: &[f32], codes: usize, v: &mut Vec<f32>, lut: &mut QueryLut) {
+        v.clear();
+        v.extend(rotated_q.iter().zip(self.rotated_centroid(list)).map(|(a, b)| a - b));
+        self.quantizer.prepare_into(v, EPS0_99, codes, lut);
     }
 }
 
@@ -357,22 +362,6 @@ impl Shortlist {
         }
     }
 
-    fn merge(&mut self, other: Shortlist) {
-        match (self, other) {
-            (Shortlist::Best(a), Shortlist::Best(b)) => b.into_vec().into_iter().for_each(|c| {
-                a.push(c);
-            }),
-            (Shortlist::Doubtful { upper, doubtful, cap }, Shortlist::Doubtful { upper: u2, doubtful: d2, .. }) => {
-                u2.into_vec().into_iter().for_each(|c| {
-                    upper.push(c);
-                });
-                doubtful.extend(d2);
-                Self::prune(upper, doubtful, *cap);
-            }
-            _ => unreachable!("one mode per query"),
-        }
-    }
-
     /// The candidates to rerank, most promising first, and whether the
     /// rerank may stop at the first whose (lower bound) score cannot beat
     /// the k-th exact distance.
@@ -392,11 +381,15 @@ impl Shortlist {
     }
 }
 
-/// The per-worker state of the first stage.
-struct Stage {
-    lists: Vec<Shortlist>,
-    est: Vec<f32>,
-    err: Vec<f32>,
+/// A worker's buffers, reused from query to query.
+#[derive(Default)]
+struct Scratch {
+    rotated: Vec<f32>,
+    v: Vec<f32>,
+    lut: QueryLut,
+    dots: Vec<f32>,
+    /// (score at the centroid, work item) of the query's lists.
+    order: Vec<(f32, u32)>,
 }
 
 impl Index {
@@ -438,7 +431,9 @@ impl Index {
         Ok(rows.finish())
     }
 
-    /// The coded search of `work` (see the module's comment).
+    /// The coded search of `work` (see the module's comment). Queries run
+    /// in parallel, each scanning its lists nearest first: the k-th upper
+    /// bound, which decides what is worth refining, tightens soonest so.
     pub(super) fn search_codes(
         &self,
         m: &Manifest,
@@ -450,68 +445,96 @@ impl Index {
         if q.n == 0 {
             return Ok(Vec::new());
         }
-        let rotated: Vec<Vec<f32>> = (0..q.n).map(|i| coder.rotate_query(q.row(i), q.inv_norm(i))).collect();
-        let all: Vec<u32> = (0..q.n as u32).collect();
         // Where each read is a round trip (PostgreSQL), the heads not cached
         // come in one call.
         let pre = self.prefetch(work.iter().flat_map(|w| w.chunks.iter().map(|c| (Obj::Chunk(c.no), &c.stamp))))?;
-        let fresh = || Stage {
-            lists: (0..q.n).map(|_| Shortlist::new(q.k, rerank_mult)).collect(),
-            est: Vec::new(),
-            err: Vec::new(),
+        let mut items_of: Vec<Vec<u32>> = vec![Vec::new(); q.n];
+        for (i, w) in work.iter().enumerate().filter(|(_, w)| !w.chunks.is_empty()) {
+            match &w.queries {
+                None => items_of.iter_mut().for_each(|v| v.push(i as u32)),
+                Some(qs) => qs.iter().for_each(|&qi| items_of[qi as usize].push(i as u32)),
+            }
+        }
+        // The filter is the same for every query: evaluated once per row,
+        // by the first query to scan the chunk.
+        let first_mask: Vec<usize> = work
+            .iter()
+            .scan(0, |at, w| {
+                let first = *at;
+                *at += w.chunks.len();
+                Some(first)
+            })
+            .collect();
+        let masks: Vec<OnceLock<Vec<bool>>> = match q.filter {
+            None => Vec::new(),
+            Some(_) => (0..work.iter().map(|w| w.chunks.len()).sum()).map(|_| OnceLock::new()).collect(),
         };
-        let scan_item = |mut st: Stage, item: &Work<'_>| -> Result<Stage> {
-            let qids = item.queries.as_deref().unwrap_or(&all);
-            let heads: Vec<(&ChunkMeta, Arc<CodeChunk>)> = item
-                .chunks
-                .iter()
-                .map(|meta| Ok((*meta, self.head(m, coder, meta, Some(&pre))?)))
-                .collect::<Result<_>>()?;
-            let Some(list) = item.chunks.first().map(|c| c.list) else { return Ok(st) };
-            let codes = heads.iter().map(|(_, h)| h.len()).sum();
-            // The filter is the same for every query: evaluated once per row.
-            let masks: Vec<Option<Vec<bool>>> = heads
-                .iter()
-                .map(|(_, h)| q.filter.map(|f| (0..h.len()).map(|s| f.matches(h.parsed_metadata(s))).collect()))
-                .collect();
-            for &qi in qids {
-                let qi = qi as usize;
-                let lq = coder.list_query(centroids, (list, codes), q.row(qi), q.inv_norm(qi), &rotated[qi]);
-                for ((meta, head), mask) in heads.iter().zip(&masks) {
-                    if mask.as_ref().is_some_and(|m| !m.contains(&true)) {
+        let search = |scratch: &mut Scratch, qi: usize| -> Result<Vec<Hit>> {
+            let (qv, inv_q) = (q.row(qi), q.inv_norm(qi));
+            coder.rotate_query(qv, inv_q, &mut scratch.rotated);
+            let mut order = std::mem::take(&mut scratch.order);
+            order.clear();
+            order.extend(items_of[qi].iter().map(|&i| {
+                let list = work[i as usize].chunks[0].list;
+                (coder.list_query(centroids, list, qv, inv_q, &scratch.rotated).base, i)
+            }));
+            order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+            let codes_of = |i: u32| work[i as usize].chunks.iter().map(|c| c.count as usize).sum::<usize>();
+            if matches!(coder.metric, Metric::InnerProduct | Metric::Cosine) {
+                // The table depends on the query only: one for all its lists.
+                let codes = order.iter().map(|&(_, i)| codes_of(i)).sum();
+                coder.quantizer.prepare_into(&scratch.rotated, EPS0_99, codes, &mut scratch.lut);
+            }
+            let mut list = Shortlist::new(q.k, rerank_mult);
+            let mut heads: Vec<(u32, Arc<CodeChunk>)> = Vec::new();
+            for &(_, i) in &order {
+                let item = &work[i as usize];
+                let list_no = item.chunks[0].list;
+                let lq = coder.list_query(centroids, list_no, qv, inv_q, &scratch.rotated);
+                if lq.l2 {
+                    coder.prepare_l2(list_no, &scratch.rotated, codes_of(i), &mut scratch.v, &mut scratch.lut);
+                }
+                for (c, meta) in item.chunks.iter().enumerate() {
+                    let head = self.head(m, coder, meta, Some(&pre))?;
+                    let mask = q.filter.map(|f| {
+                        masks[first_mask[i as usize] + c]
+                            .get_or_init(|| (0..head.len()).map(|s| f.matches(head.parsed_metadata(s))).collect())
+                            .as_slice()
+                    });
+                    if mask.is_some_and(|m| !m.contains(&true)) {
                         continue;
                     }
-                    st.scan_head(coder, &lq, qi, meta.no, head, mask.as_deref());
+                    scan_head(coder, &scratch.lut, &lq, &mut list, meta.no, &head, mask, &mut scratch.dots);
+                    heads.push((meta.no, head));
                 }
             }
-            Ok(st)
+            scratch.order = order;
+            self.rerank(m, q, qi, list, &heads)
         };
-        let state = if work.len() <= 1 || self.env.pool.current_num_threads() == 1 {
-            work.iter().try_fold(fresh(), scan_item)?
-        } else {
-            self.env.pool.install(|| {
-                work.par_iter().try_fold(fresh, scan_item).try_reduce(fresh, |mut a, b| {
-                    a.lists.iter_mut().zip(b.lists).for_each(|(a, b)| a.merge(b));
-                    Ok(a)
-                })
-            })?
-        };
-        let rerank = |(qi, list): (usize, Shortlist)| self.rerank(m, coder, q, qi, list);
         if q.n == 1 || self.env.pool.current_num_threads() == 1 {
-            state.lists.into_iter().enumerate().map(rerank).collect()
+            let mut scratch = Scratch::default();
+            (0..q.n).map(|qi| search(&mut scratch, qi)).collect()
         } else {
-            self.env.pool.install(|| state.lists.into_par_iter().enumerate().map(rerank).collect())
+            self.env.pool.install(|| (0..q.n).into_par_iter().map_init(Scratch::default, search).collect())
         }
     }
 
     /// The second stage for query `qi`: exact distances for its candidates,
-    /// read from their units, best k returned with their rows.
-    fn rerank(&self, m: &Manifest, coder: &Coder, q: &Queries<'_>, qi: usize, list: Shortlist) -> Result<Vec<Hit>> {
+    /// read from their units, best k returned with their rows (metadata
+    /// from `heads`, the heads the query scanned).
+    fn rerank(
+        &self,
+        m: &Manifest,
+        q: &Queries<'_>,
+        qi: usize,
+        list: Shortlist,
+        heads: &[(u32, Arc<CodeChunk>)],
+    ) -> Result<Vec<Hit>> {
         let (dim, precision) = (m.config.dimension as usize, m.config.precision);
         let per = rows_per_unit(dim, precision);
         let (candidates, may_stop) = list.finish();
         let mut exact = TopK::new(q.k);
-        let mut units: HashMap<(u32, u32), Arc<Chunk>> = HashMap::new();
+        let mut units: HashMap<(u32, u32), Arc<Chunk>> = HashMap::with_capacity(candidates.len().min(256));
         let (qv, inv_q) = (q.row(qi), q.inv_norm(qi));
         for c in candidates {
             if may_stop && c.score >= exact.threshold() {
@@ -539,8 +562,7 @@ impl Index {
             .map(|c| {
                 let (no, slot) = ((c.at >> 32) as u32, (c.at & 0xffff_ffff) as usize);
                 let unit = &units[&(no, (slot / per) as u32)];
-                let meta = m.chunk(no).expect("reranked");
-                let head = self.head(m, coder, meta, None)?;
+                let head = &heads.iter().find(|(n, _)| *n == no).expect("a scanned head").1;
                 let mut row = ChunkBuilder::with_capacity(dim, 1);
                 let s = slot % per;
                 row.push(unit.vector(s), unit.ids[s].clone(), head.metadata[slot].clone());
@@ -550,52 +572,47 @@ impl Index {
     }
 }
 
-impl Stage {
-    /// Offers every row of `head` that passes the filter to query `qi`'s
-    /// shortlist: the 1-bit estimate for all, the extended code's for those
-    /// whose 1-bit lower bound passes the gate.
-    fn scan_head(
-        &mut self,
-        coder: &Coder,
-        lq: &ListQuery,
-        qi: usize,
-        no: u32,
-        head: &CodeChunk,
-        mask: Option<&[bool]>,
-    ) {
-        let n = head.len();
-        let quantizer = &coder.quantizer;
-        self.est.resize(n, 0.0);
-        self.err.resize(n, 0.0);
-        quantizer.estimate(&lq.lut, &head.signs, &head.factors, &mut self.est, &mut self.err);
-        let (sb, eb) = (quantizer.sign_bytes(), quantizer.ex_bytes());
-        let list = &mut self.lists[qi];
-        let base = (no as u64) << 32;
-        let refine = eb > 0;
-        // |sign| = 2 for L2, 1 otherwise: the bound on the score.
-        let scale = lq.sign.abs();
-        for s in 0..n {
-            if mask.is_some_and(|m| !m[s]) {
-                continue;
-            }
-            let f = &head.factors[s];
-            let own = if lq.l2 { f.norm * f.norm } else { 0.0 };
-            let mut estimate = lq.base + own + lq.sign * self.est[s];
-            let mut bound = scale * self.err[s];
-            if estimate - bound >= list.gate() {
-                continue;
-            }
-            if refine {
-                let (e, b) = quantizer.estimate_ex(
-                    &lq.lut,
-                    &head.signs[s * sb..(s + 1) * sb],
-                    &head.ex[s * eb..(s + 1) * eb],
-                    f,
-                );
-                estimate = lq.base + own + lq.sign * e;
-                bound = scale * b;
-            }
-            list.offer(base | s as u64, estimate, bound);
+/// Offers every row of `head` that passes the filter to the query's
+/// shortlist: the 1-bit estimate for all, the extended code's for those
+/// whose 1-bit lower bound passes the gate.
+#[allow(clippy::too_many_arguments)]
+fn scan_head(
+    coder: &Coder,
+    lut: &QueryLut,
+    lq: &ListQuery,
+    list: &mut Shortlist,
+    no: u32,
+    head: &CodeChunk,
+    mask: Option<&[bool]>,
+    dots: &mut Vec<f32>,
+) {
+    let n = head.len();
+    let quantizer = &coder.quantizer;
+    dots.resize(n, 0.0);
+    quantizer.sign_dots(lut, &head.signs, &mut dots[..n]);
+    let eb = quantizer.ex_bytes();
+    let base = (no as u64) << 32;
+    // |sign| = 2 for L2, 1 otherwise: the bound on the score.
+    let bound_scale = lq.sign.abs() * lut.bound_scale();
+    let mut gate = list.gate();
+    for s in 0..n {
+        if mask.is_some_and(|m| !m[s]) {
+            continue;
         }
+        let c = &head.consts[s];
+        let norm = head.factors[s].norm;
+        let at_centroid = lq.base + if lq.l2 { norm * norm } else { 0.0 };
+        let mut estimate = at_centroid + lq.sign * dots[s] * c.scale;
+        let mut bound = bound_scale * c.err;
+        if estimate - bound >= gate {
+            continue;
+        }
+        if eb > 0 {
+            let (e, _) = quantizer.refine(lut, dots[s], &head.ex[s * eb..(s + 1) * eb], c);
+            estimate = at_centroid + lq.sign * e;
+            bound = bound_scale * c.ex_err;
+        }
+        list.offer(base | s as u64, estimate, bound);
+        gate = list.gate();
     }
 }
