@@ -168,7 +168,7 @@ pub(crate) struct CodeConsts {
     /// |r| spread(quality): the 1-bit bound is this times the table's bound scale.
     pub err: f32,
     /// sqrt(D) |r| / (ex_quality |2ȳ|): the B-bit estimate is the weighted
-    /// sum of its planes' sign dots times this (see `Quantizer::refine`).
+    /// sum of its planes' sign dots times this (`Quantizer::weighted_dots`).
     pub ex_scale: f32,
     /// |r| spread(ex_quality): the B-bit bound over the table's bound scale.
     pub ex_err: f32,
@@ -382,24 +382,41 @@ impl Quantizer {
         lut.sign_dots(signs, dots);
     }
 
-    /// `estimate_ex` from a code's constants and its sign dot (already
-    /// computed by the 1-bit pass): the B-bit code's <ȳ, v'> is the sum of
-    /// its planes' sign dots weighted 2^b (the sign plane on top) times
-    /// sqrt(D), the offset's share cancelling out; only the B - 1 extended
-    /// planes are summed here. Returns (estimate, bound).
+    /// What `estimate_ex` scales into its estimate, from the sign dot the
+    /// 1-bit pass computed: the B-bit code's <ȳ, v'> times |2ȳ|/sqrt(D) is
+    /// the sum of its planes' sign dots weighted 2^b (the sign plane on
+    /// top), the offset's share cancelling out, so only the B - 1 extended
+    /// planes are summed here. Times `CodeConsts::ex_scale`, the estimate;
+    /// linear in v', as the sign dot is.
     #[inline]
-    pub fn refine(&self, lut: &QueryLut, sign_dot: f32, ex: &[u8], c: &CodeConsts) -> (f32, f32) {
-        let bound = c.ex_err * lut.bound_scale;
-        if self.bits == 1 {
-            return (sign_dot * c.scale, bound);
-        }
+    pub fn weighted_dots(&self, lut: &QueryLut, sign_dot: f32, ex: &[u8]) -> f32 {
         let sb = self.sign_bytes();
         debug_assert_eq!(ex.len(), self.ex_bytes());
         let mut weighted = sign_dot * (1u32 << (self.bits - 1)) as f32;
         for (b, plane) in ex.chunks_exact(sb).enumerate() {
             weighted += lut.dot_one(plane) * (1u32 << b) as f32;
         }
-        (weighted * c.ex_scale, bound)
+        weighted
+    }
+
+    /// A table's bound scale (`QueryLut::bound_scale`) for a vector v of
+    /// norm `norm` at EPS0_99, for a caller that sums tables of other vectors.
+    pub fn bound_scale(&self, norm: f32) -> f32 {
+        let d = self.rotation.padded;
+        (norm as f64 * EPS0_99 as f64 / ((d - 1) as f64).sqrt()).min(f32::MAX as f64) as f32
+    }
+
+    /// An upper bound on the rounding error of a sign dot computed from the
+    /// tables of v' with |v'|_1 = `l1` (each entry is a signed sum of at
+    /// most 8 of v'/sqrt(D), and a code sums D/8 of them in 4 chains): when
+    /// the caller subtracts two sign dots of vectors much longer than their
+    /// difference, this is what the subtraction can no longer hide.
+    pub fn rounding(&self, l1: f32) -> f32 {
+        let d = self.rotation.padded;
+        // Entries: ~12 roundings of sums within 3 sum|v_k|/sqrt(D) of the
+        // byte; the code's sum: D/32 more in each chain. Twice that, for margin.
+        let steps = (d / 32 + 40) as f32;
+        2.0 * steps * f32::EPSILON * l1 / (d as f32).sqrt()
     }
 
     /// The refined estimate of <r, v> for one vector from its ex code (bits > 1), with its
@@ -980,7 +997,7 @@ mod tests {
     #[test]
     fn scan_constants_match_the_estimators() {
         // What the index's scan computes (sign dots, `CodeConsts`,
-        // `refine`) against `estimate` and `estimate_ex`, the definitions,
+        // `weighted_dots`) against `estimate` and `estimate_ex`, the definitions,
         // with both kinds of tables and a zero residual among the codes.
         let (dim, n) = (100, 200);
         let data = gaussian_data(dim, n, 1, 9);
@@ -1008,12 +1025,61 @@ mod tests {
                     let c = CodeConsts::new(bits, sign, &ex[i * eb..(i + 1) * eb], f);
                     assert!((dots[i] * c.scale - est[i]).abs() <= tol(f), "bits {bits} code {i}");
                     assert!((c.err * lut.bound_scale() - err[i]).abs() <= 1e-6 * err[i], "bits {bits} code {i}");
+                    assert!((q.bound_scale(lut.norm()) - lut.bound_scale()).abs() <= 1e-6 * lut.bound_scale());
                     let (want, want_bound) = q.estimate_ex(&lut, sign, &ex[i * eb..(i + 1) * eb], f);
-                    let (got, bound) = q.refine(&lut, dots[i], &ex[i * eb..(i + 1) * eb], &c);
+                    let got = if bits == 1 {
+                        dots[i] * c.ex_scale
+                    } else {
+                        q.weighted_dots(&lut, dots[i], &ex[i * eb..(i + 1) * eb]) * c.ex_scale
+                    };
+                    let bound = c.ex_err * lut.bound_scale();
                     assert!((got - want).abs() <= tol(f), "bits {bits} code {i}: {got} vs {want}");
                     assert!((bound - want_bound).abs() <= 1e-6 * want_bound, "bits {bits} code {i}");
                     if i == 7 {
                         assert_eq!((got, bound, dots[i] * c.scale), (0.0, 0.0, 0.0));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn dots_with_a_difference_are_differences_of_dots_within_the_rounding_bound() {
+        // The scan's L2 path: the dot with q' - c' taken as the dot with q'
+        // minus the dot with c', c' far longer than q' - c' (a list far
+        // from the origin); `rounding` must cover the difference.
+        let (dim, n) = (200, 300);
+        for bits in [1, 2, 4] {
+            let q = Quantizer::new(dim, bits, 2);
+            let (d, sb, eb) = (q.rotation().padded(), q.sign_bytes(), q.ex_bytes());
+            let mut rng = SplitMix::new(bits as u64);
+            let (mut signs, mut ex) = (vec![0u8; n * sb], vec![0u8; n * eb]);
+            for i in 0..n {
+                let r = gaussians(&mut rng, d);
+                q.encode(&r, &mut signs[i * sb..(i + 1) * sb], &mut ex[i * eb..(i + 1) * eb]);
+            }
+            for far in [1.0f32, 1e3, 1e5] {
+                let c: Vec<f32> = gaussians(&mut rng, d).iter().map(|x| x * far).collect();
+                let v = gaussians(&mut rng, d);
+                let qv: Vec<f32> = c.iter().zip(&v).map(|(c, v)| c + v).collect();
+                let l1 = |x: &[f32]| x.iter().map(|x| x.abs()).sum::<f32>();
+                let rounding = q.rounding(l1(&qv) + l1(&c));
+                for codes in [0, usize::MAX] {
+                    let luts = [&qv, &c, &v].map(|x| q.prepare_with_eps0(x, EPS0_99, codes));
+                    let dots = luts.each_ref().map(|lut| {
+                        let mut out = vec![0f32; n];
+                        q.sign_dots(lut, &signs, &mut out);
+                        out
+                    });
+                    for i in 0..n {
+                        let err = ((dots[0][i] - dots[1][i]) - dots[2][i]).abs();
+                        assert!(err <= rounding, "bits {bits} far {far}: {err} > {rounding}");
+                        if bits > 1 {
+                            let x = &ex[i * eb..(i + 1) * eb];
+                            let w = [0, 1, 2].map(|k| q.weighted_dots(&luts[k], dots[k][i], x));
+                            let err = ((w[0] - w[1]) - w[2]).abs();
+                            assert!(err <= rounding * ((1 << bits) - 1) as f32, "bits {bits} far {far}: {err}");
+                        }
                     }
                 }
             }

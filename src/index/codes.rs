@@ -18,7 +18,9 @@
 //! distance. Returned distances are always computed on the full vectors.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
+
+use parking_lot::Mutex;
 
 use rayon::prelude::*;
 use serde_json::Value;
@@ -80,6 +82,18 @@ pub struct CodeChunk {
     factors: Vec<Factors>,
     /// Derived from the codes and factors on decode, for the scan.
     consts: Vec<CodeConsts>,
+    /// L2 only, on the first scan: each code's sign dot and weighted plane
+    /// dots (`Quantizer::weighted_dots`) with its list's rotated centroid
+    /// c', so a query's table of q' serves every list: a dot with q' - c'
+    /// is the dot with q' minus this.
+    centred: OnceLock<Vec<[f32; 2]>>,
+    /// The units of this head a rerank decrypted, for as long as something
+    /// else (the cache, a query) holds them: the next rerank finds them here
+    /// instead of by a cache lookup, which cost more than the rest of a
+    /// candidate's rerank (a lock and several cache misses in the LRU).
+    /// They stay the cache's to count and evict; one found here is not
+    /// marked as used in the cache's LRU order.
+    units: Mutex<Vec<Weak<Chunk>>>,
     pub metadata: Vec<Option<String>>,
     parsed: OnceLock<Vec<Option<Value>>>,
 }
@@ -88,6 +102,9 @@ impl Drop for CodeChunk {
     fn drop(&mut self) {
         self.factors.iter_mut().for_each(|f| *f = Factors::default());
         self.consts.iter_mut().for_each(|c| *c = CodeConsts::default());
+        if let Some(c) = self.centred.get_mut() {
+            c.iter_mut().for_each(|c| *c = [0.0; 2]);
+        }
         self.metadata.iter_mut().flatten().for_each(zeroize::Zeroize::zeroize);
     }
 }
@@ -95,6 +112,19 @@ impl Drop for CodeChunk {
 impl CodeChunk {
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Unit `u` of this head, if still held (see `units`).
+    fn held_unit(&self, u: usize) -> Option<Arc<Chunk>> {
+        self.units.lock().get(u)?.upgrade()
+    }
+
+    fn hold_unit(&self, u: usize, unit: &Arc<Chunk>) {
+        let mut units = self.units.lock();
+        if units.len() <= u {
+            units.resize(u + 1, Weak::new());
+        }
+        units[u] = Arc::downgrade(unit);
     }
 
     pub fn parsed_metadata(&self, slot: usize) -> Option<&Value> {
@@ -108,6 +138,8 @@ impl CodeChunk {
             + self.ex.len()
             + self.factors.len() * std::mem::size_of::<Factors>()
             + self.consts.len() * std::mem::size_of::<CodeConsts>()
+            + self.len * std::mem::size_of::<[f32; 2]>() // `centred`, once filled
+            + self.len * std::mem::size_of::<Weak<Chunk>>() // `units`, at most one a row
             + self.len * 24
             + meta * 3
     }
@@ -162,7 +194,17 @@ impl CodeChunk {
         }
         r.finish()?;
         let consts = consts_of(shape.bits, shape.sign_bytes, shape.ex_bytes, &signs, &ex, &factors);
-        Ok(CodeChunk { len: n, signs, ex, factors, consts, metadata, parsed: OnceLock::new() })
+        Ok(CodeChunk {
+            len: n,
+            signs,
+            ex,
+            factors,
+            consts,
+            centred: OnceLock::new(),
+            units: Mutex::default(),
+            metadata,
+            parsed: OnceLock::new(),
+        })
     }
 }
 
@@ -178,6 +220,8 @@ pub struct Coder {
     metric: Metric,
     /// P·c for every centroid c, `padded` floats each.
     rotated: WipedFloats,
+    /// |P·c|_1 for every centroid c (the rounding of dots with it).
+    l1: Vec<f32>,
 }
 
 impl Coder {
@@ -188,7 +232,8 @@ impl Coder {
         for (c, out) in rotated.0.chunks_exact_mut(padded).enumerate() {
             quantizer.rotation().apply(centroids.row(c), out);
         }
-        Coder { quantizer, metric, rotated }
+        let l1 = rotated.0.chunks_exact(padded).map(|c| c.iter().map(|x| x.abs()).sum()).collect();
+        Coder { quantizer, metric, rotated, l1 }
     }
 
     fn padded(&self) -> usize {
@@ -232,7 +277,17 @@ impl Coder {
             factors.push(q.encode(&rotated.0, &mut signs[s * sb..(s + 1) * sb], &mut ex[s * eb..(s + 1) * eb]));
         }
         let consts = consts_of(q.bits(), sb, eb, &signs, &ex, &factors);
-        CodeChunk { len: n, signs, ex, factors, consts, metadata: chunk.metadata.clone(), parsed: OnceLock::new() }
+        CodeChunk {
+            len: n,
+            signs,
+            ex,
+            factors,
+            consts,
+            centred: OnceLock::new(),
+            units: Mutex::default(),
+            metadata: chunk.metadata.clone(),
+            parsed: OnceLock::new(),
+        }
     }
 
     /// The plaintexts to seal for `chunk`: its head and its units.
@@ -260,13 +315,20 @@ pub struct Encoded {
 }
 
 /// One query's view of one list: what turns an estimate of <r, v> into a
-/// score (the lookup table is in the query's `Scratch`).
+/// score and a bound (the table of q' is in the query's `Scratch`).
+#[derive(Clone, Copy)]
 struct ListQuery {
     /// Score = base + sign * <r, v>, where r is a row's coded residual.
     base: f32,
     sign: f32,
-    /// L2: scores are |r|^2 + |v|^2 - 2<r, v>, so the row's |r|^2 is added.
+    /// L2: v = q - c, so scores are |r|^2 + |v|^2 - 2<r, v> (the row's
+    /// |r|^2 is added) and sign dots are taken off the codes' `centred`.
     l2: bool,
+    /// Of the table of v (`QueryLut::bound_scale`), times |sign|.
+    bound_scale: f32,
+    /// L2: what rounding can add to a sign dot with q' - c' taken as a
+    /// difference of dots (`Quantizer::rounding`), times |sign|.
+    rounding: f32,
 }
 
 impl Coder {
@@ -281,30 +343,62 @@ impl Coder {
 
     /// The score of a row at the list's centroid (r = 0): the estimate
     /// every row of the list starts from, and which lists are nearest.
-    fn list_query(&self, centroids: &Centroids, list: u32, q: &[f32], inv_q: f32, rotated_q: &[f32]) -> ListQuery {
+    /// `lut` is the query's table (of q'), `q_l1` = |q'|_1.
+    fn list_query(
+        &self,
+        centroids: &Centroids,
+        list: u32,
+        qv: (&[f32], f32),
+        rotated_q: &[f32],
+        lut: &QueryLut,
+        q_l1: f32,
+    ) -> ListQuery {
+        let (q, inv_q) = qv;
         match self.metric {
             // |v|^2 with v = q - c, rotated.
             Metric::Euclidean | Metric::SquaredEuclidean => {
-                let base = rotated_q.iter().zip(self.rotated_centroid(list)).map(|(a, b)| (a - b) * (a - b)).sum();
-                ListQuery { base, sign: -2.0, l2: true }
+                let base: f32 = rotated_q.iter().zip(self.rotated_centroid(list)).map(|(a, b)| (a - b) * (a - b)).sum();
+                ListQuery {
+                    base,
+                    sign: -2.0,
+                    l2: true,
+                    bound_scale: 2.0 * self.quantizer.bound_scale(base.sqrt()),
+                    rounding: 2.0 * self.quantizer.rounding(q_l1 + self.l1[list as usize]),
+                }
             }
             // -<x, q> = -<c, q> - <r, q>
-            Metric::InnerProduct => {
-                ListQuery { base: -distance::dot(centroids.row(list as usize), q), sign: -1.0, l2: false }
-            }
+            Metric::InnerProduct => ListQuery {
+                base: -distance::dot(centroids.row(list as usize), q),
+                sign: -1.0,
+                l2: false,
+                bound_scale: lut.bound_scale(),
+                rounding: 0.0,
+            },
             // 1 - <x/|x|, q/|q|> = 1 - <c, q/|q|> - <r, q/|q|>
-            Metric::Cosine => {
-                ListQuery { base: 1.0 - distance::dot(centroids.row(list as usize), q) * inv_q, sign: -1.0, l2: false }
-            }
+            Metric::Cosine => ListQuery {
+                base: 1.0 - distance::dot(centroids.row(list as usize), q) * inv_q,
+                sign: -1.0,
+                l2: false,
+                bound_scale: lut.bound_scale(),
+                rounding: 0.0,
+            },
         }
     }
 
-    /// The table of `list` for L2 (v = q - c), rotated: `codes` is how
-    /// many codes it will estimate.
-    fn prepare_l2(&self, list: u32, rotated_q: &[f32], codes: usize, v: &mut Vec<f32>, lut: &mut QueryLut) {
-        v.clear();
-        v.extend(rotated_q.iter().zip(self.rotated_centroid(list)).map(|(a, b)| a - b));
-        self.quantizer.prepare_into(v, EPS0_99, codes, lut);
+    /// `head.centred`, computed on its first scan: `list` is the head's.
+    fn centred<'h>(&self, list: u32, head: &'h CodeChunk) -> &'h [[f32; 2]] {
+        head.centred.get_or_init(|| {
+            let q = &self.quantizer;
+            let mut lut = QueryLut::default();
+            q.prepare_into(self.rotated_centroid(list), EPS0_99, head.len(), &mut lut);
+            let eb = q.ex_bytes();
+            let mut dots = vec![0f32; head.len()];
+            q.sign_dots(&lut, &head.signs, &mut dots);
+            dots.iter()
+                .enumerate()
+                .map(|(s, &d)| [d, if eb == 0 { d } else { q.weighted_dots(&lut, d, &head.ex[s * eb..(s + 1) * eb]) }])
+                .collect()
+        })
     }
 }
 
@@ -385,11 +479,10 @@ impl Shortlist {
 #[derive(Default)]
 struct Scratch {
     rotated: Vec<f32>,
-    v: Vec<f32>,
     lut: QueryLut,
     dots: Vec<f32>,
-    /// (score at the centroid, work item) of the query's lists.
-    order: Vec<(f32, u32)>,
+    /// The query's lists: (its view of the list, work item).
+    order: Vec<(ListQuery, u32)>,
 }
 
 impl Index {
@@ -469,32 +562,25 @@ impl Index {
             None => Vec::new(),
             Some(_) => (0..work.iter().map(|w| w.chunks.len()).sum()).map(|_| OnceLock::new()).collect(),
         };
+        let codes_of = |i: u32| work[i as usize].chunks.iter().map(|c| c.count as usize).sum::<usize>();
         let search = |scratch: &mut Scratch, qi: usize| -> Result<Vec<Hit>> {
             let (qv, inv_q) = (q.row(qi), q.inv_norm(qi));
             coder.rotate_query(qv, inv_q, &mut scratch.rotated);
+            // One table for all the query's lists (for L2, see `centred`).
+            let codes = items_of[qi].iter().map(|&i| codes_of(i)).sum();
+            coder.quantizer.prepare_into(&scratch.rotated, EPS0_99, codes, &mut scratch.lut);
+            let q_l1 = scratch.rotated.iter().map(|x| x.abs()).sum();
             let mut order = std::mem::take(&mut scratch.order);
             order.clear();
             order.extend(items_of[qi].iter().map(|&i| {
                 let list = work[i as usize].chunks[0].list;
-                (coder.list_query(centroids, list, qv, inv_q, &scratch.rotated).base, i)
+                (coder.list_query(centroids, list, (qv, inv_q), &scratch.rotated, &scratch.lut, q_l1), i)
             }));
-            order.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-            let codes_of = |i: u32| work[i as usize].chunks.iter().map(|c| c.count as usize).sum::<usize>();
-            if matches!(coder.metric, Metric::InnerProduct | Metric::Cosine) {
-                // The table depends on the query only: one for all its lists.
-                let codes = order.iter().map(|&(_, i)| codes_of(i)).sum();
-                coder.quantizer.prepare_into(&scratch.rotated, EPS0_99, codes, &mut scratch.lut);
-            }
+            order.sort_unstable_by(|a, b| a.0.base.total_cmp(&b.0.base));
             let mut list = Shortlist::new(q.k, rerank_mult);
             let mut heads: Vec<(u32, Arc<CodeChunk>)> = Vec::new();
-            for &(_, i) in &order {
-                let item = &work[i as usize];
-                let list_no = item.chunks[0].list;
-                let lq = coder.list_query(centroids, list_no, qv, inv_q, &scratch.rotated);
-                if lq.l2 {
-                    coder.prepare_l2(list_no, &scratch.rotated, codes_of(i), &mut scratch.v, &mut scratch.lut);
-                }
-                for (c, meta) in item.chunks.iter().enumerate() {
+            for &(lq, i) in &order {
+                for (c, meta) in work[i as usize].chunks.iter().enumerate() {
                     let head = self.head(m, coder, meta, Some(&pre))?;
                     let mask = q.filter.map(|f| {
                         masks[first_mask[i as usize] + c]
@@ -504,11 +590,14 @@ impl Index {
                     if mask.is_some_and(|m| !m.contains(&true)) {
                         continue;
                     }
-                    scan_head(coder, &scratch.lut, &lq, &mut list, meta.no, &head, mask, &mut scratch.dots);
+                    let centred = lq.l2.then(|| coder.centred(meta.list, &head));
+                    let scan = Scan { coder, lut: &scratch.lut, lq: &lq, centred, mask };
+                    scan.head(&mut list, meta.no, &head, &mut scratch.dots);
                     heads.push((meta.no, head));
                 }
             }
             scratch.order = order;
+            heads.sort_unstable_by_key(|h| h.0);
             self.rerank(m, q, qi, list, &heads)
         };
         if q.n == 1 || self.env.pool.current_num_threads() == 1 {
@@ -528,7 +617,7 @@ impl Index {
         q: &Queries<'_>,
         qi: usize,
         list: Shortlist,
-        heads: &[(u32, Arc<CodeChunk>)],
+        heads: &[(u32, Arc<CodeChunk>)], // sorted by chunk number
     ) -> Result<Vec<Hit>> {
         let (dim, precision) = (m.config.dimension as usize, m.config.precision);
         let per = rows_per_unit(dim, precision);
@@ -536,6 +625,8 @@ impl Index {
         let mut exact = TopK::new(q.k);
         let mut units: HashMap<(u32, u32), Arc<Chunk>> = HashMap::with_capacity(candidates.len().min(256));
         let (qv, inv_q) = (q.row(qi), q.inv_norm(qi));
+        // Every candidate comes from a head the query scanned.
+        let head_of = |no: u32| &heads[heads.binary_search_by_key(&no, |h| h.0).expect("a scanned head")].1;
         for c in candidates {
             if may_stop && c.score >= exact.threshold() {
                 break;
@@ -545,9 +636,18 @@ impl Index {
             let unit = match units.get(&(no, u)) {
                 Some(unit) => unit.clone(),
                 None => {
-                    let meta = m.chunk(no).ok_or_else(|| Error::integrity("a candidate names a missing chunk"))?;
-                    let rows = per.min(meta.count as usize - u as usize * per);
-                    let unit = self.unit(m, meta, u, rows, true)?;
+                    let head = head_of(no);
+                    let unit = match head.held_unit(u as usize) {
+                        Some(unit) => unit,
+                        None => {
+                            let meta =
+                                m.chunk(no).ok_or_else(|| Error::integrity("a candidate names a missing chunk"))?;
+                            let rows = per.min(meta.count as usize - u as usize * per);
+                            let unit = self.unit(m, meta, u, rows, true)?;
+                            head.hold_unit(u as usize, &unit);
+                            unit
+                        }
+                    };
                     units.insert((no, u), unit.clone());
                     unit
                 }
@@ -562,7 +662,7 @@ impl Index {
             .map(|c| {
                 let (no, slot) = ((c.at >> 32) as u32, (c.at & 0xffff_ffff) as usize);
                 let unit = &units[&(no, (slot / per) as u32)];
-                let head = &heads.iter().find(|(n, _)| *n == no).expect("a scanned head").1;
+                let head = head_of(no);
                 let mut row = ChunkBuilder::with_capacity(dim, 1);
                 let s = slot % per;
                 row.push(unit.vector(s), unit.ids[s].clone(), head.metadata[slot].clone());
@@ -572,47 +672,51 @@ impl Index {
     }
 }
 
-/// Offers every row of `head` that passes the filter to the query's
-/// shortlist: the 1-bit estimate for all, the extended code's for those
-/// whose 1-bit lower bound passes the gate.
-#[allow(clippy::too_many_arguments)]
-fn scan_head(
-    coder: &Coder,
-    lut: &QueryLut,
-    lq: &ListQuery,
-    list: &mut Shortlist,
-    no: u32,
-    head: &CodeChunk,
-    mask: Option<&[bool]>,
-    dots: &mut Vec<f32>,
-) {
-    let n = head.len();
-    let quantizer = &coder.quantizer;
-    dots.resize(n, 0.0);
-    quantizer.sign_dots(lut, &head.signs, &mut dots[..n]);
-    let eb = quantizer.ex_bytes();
-    let base = (no as u64) << 32;
-    // |sign| = 2 for L2, 1 otherwise: the bound on the score.
-    let bound_scale = lq.sign.abs() * lut.bound_scale();
-    let mut gate = list.gate();
-    for s in 0..n {
-        if mask.is_some_and(|m| !m[s]) {
-            continue;
+/// One query's scan of one list's heads.
+struct Scan<'a> {
+    coder: &'a Coder,
+    lut: &'a QueryLut,
+    lq: &'a ListQuery,
+    centred: Option<&'a [[f32; 2]]>,
+    mask: Option<&'a [bool]>,
+}
+
+impl Scan<'_> {
+    /// Offers every row of `head` that passes the filter to the query's
+    /// shortlist: the 1-bit estimate for all, the extended code's for those
+    /// whose 1-bit lower bound passes the gate.
+    fn head(&self, list: &mut Shortlist, no: u32, head: &CodeChunk, dots: &mut Vec<f32>) {
+        let (lq, lut) = (self.lq, self.lut);
+        let n = head.len();
+        let quantizer = &self.coder.quantizer;
+        dots.resize(n, 0.0);
+        quantizer.sign_dots(lut, &head.signs, &mut dots[..n]);
+        let eb = quantizer.ex_bytes();
+        // The weighted sum of B planes rounds up to 2^B - 1 times as much.
+        let ex_rounding = lq.rounding * ((1u32 << quantizer.bits()) - 1) as f32;
+        let base = (no as u64) << 32;
+        let mut gate = list.gate();
+        for s in 0..n {
+            if self.mask.is_some_and(|m| !m[s]) {
+                continue;
+            }
+            let c = &head.consts[s];
+            let norm = head.factors[s].norm;
+            let at_centroid = lq.base + if lq.l2 { norm * norm } else { 0.0 };
+            let centre = self.centred.map_or([0.0; 2], |d| d[s]);
+            let dot = dots[s] - centre[0];
+            let mut estimate = at_centroid + lq.sign * dot * c.scale;
+            let mut bound = lq.bound_scale * c.err + lq.rounding * c.scale;
+            if estimate - bound >= gate {
+                continue;
+            }
+            if eb > 0 {
+                let weighted = quantizer.weighted_dots(lut, dots[s], &head.ex[s * eb..(s + 1) * eb]) - centre[1];
+                estimate = at_centroid + lq.sign * weighted * c.ex_scale;
+                bound = lq.bound_scale * c.ex_err + ex_rounding * c.ex_scale;
+            }
+            list.offer(base | s as u64, estimate, bound);
+            gate = list.gate();
         }
-        let c = &head.consts[s];
-        let norm = head.factors[s].norm;
-        let at_centroid = lq.base + if lq.l2 { norm * norm } else { 0.0 };
-        let mut estimate = at_centroid + lq.sign * dots[s] * c.scale;
-        let mut bound = bound_scale * c.err;
-        if estimate - bound >= gate {
-            continue;
-        }
-        if eb > 0 {
-            let (e, _) = quantizer.refine(lut, dots[s], &head.ex[s * eb..(s + 1) * eb], c);
-            estimate = at_centroid + lq.sign * e;
-            bound = bound_scale * c.ex_err;
-        }
-        list.offer(base | s as u64, estimate, bound);
-        gate = list.gate();
     }
 }
