@@ -357,7 +357,8 @@ impl Coder {
         match self.metric {
             // |v|^2 with v = q - c, rotated.
             Metric::Euclidean | Metric::SquaredEuclidean => {
-                let base: f32 = rotated_q.iter().zip(self.rotated_centroid(list)).map(|(a, b)| (a - b) * (a - b)).sum();
+                // (In lanes: a plain sum of floats does not vectorise.)
+                let base = distance::l2_sq(rotated_q, self.rotated_centroid(list));
                 ListQuery {
                     base,
                     sign: -2.0,
