@@ -158,47 +158,51 @@ impl Factors {
     }
 }
 
-/// What the scan needs of one code beyond its bits, derived from the
-/// stored code and factors once, when a head is decoded into the cache: the
-/// scan then does no divisions, square roots or popcounts per code.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub(crate) struct CodeConsts {
+impl Factors {
     /// |r| / quality: the 1-bit estimate is the code's sign dot times this.
-    pub scale: f32,
+    #[inline]
+    pub fn scale(&self) -> f32 {
+        self.norm / self.quality
+    }
+
     /// |r| spread(quality): the 1-bit bound is this times the table's bound scale.
-    pub err: f32,
-    /// sqrt(D) |r| / (ex_quality |2ȳ|): the B-bit estimate is the weighted
-    /// sum of its planes' sign dots times this (`Quantizer::weighted_dots`).
-    pub ex_scale: f32,
+    #[inline]
+    pub fn err(&self) -> f32 {
+        self.norm * Factors::spread(self.quality)
+    }
+
     /// |r| spread(ex_quality): the B-bit bound over the table's bound scale.
-    pub ex_err: f32,
+    #[inline]
+    pub fn ex_err(&self) -> f32 {
+        self.norm * Factors::spread(self.ex_quality)
+    }
 }
 
-impl CodeConsts {
-    /// For a code of `bits` bits a dimension, D = sign.len() * 8.
-    pub fn new(bits: u32, sign: &[u8], ex: &[u8], f: &Factors) -> CodeConsts {
-        let d = sign.len() * 8;
-        let scale = f.norm / f.quality;
-        let err = f.norm * Factors::spread(f.quality);
-        let ex_err = f.norm * Factors::spread(f.ex_quality);
-        if bits == 1 || f.norm == 0.0 {
-            return CodeConsts { scale, err, ex_scale: if f.norm == 0.0 { 0.0 } else { scale }, ex_err };
-        }
-        // |2ȳ|^2 for ȳ = k - (2^B - 1)/2, from popcounts of plane pairs
-        // (planes: the extended ones low bit first, the sign bit on top).
-        let offset = (1i64 << bits) - 1;
-        let planes: Vec<&[u8]> = ex.chunks_exact(sign.len()).chain([sign]).collect();
-        let (mut k_sum, mut k_sq) = (0i64, 0i64);
-        for (b, plane) in planes.iter().enumerate() {
-            k_sum += (1i64 << b) * popcount(plane);
-            for (b2, other) in planes.iter().enumerate() {
-                k_sq += (1i64 << (b + b2)) * popcount_and(plane, other);
-            }
-        }
-        let sq = 4 * k_sq - 4 * offset * k_sum + d as i64 * offset * offset;
-        let ex_scale = ((d as f64).sqrt() * f.norm as f64 / (f.ex_quality as f64 * (sq as f64).sqrt())) as f32;
-        CodeConsts { scale, err, ex_scale, ex_err }
+/// sqrt(D) |r| / (ex_quality |2ȳ|) for a code of `bits` bits a dimension
+/// (D = sign.len() * 8): the B-bit estimate is its planes' weighted sign
+/// dots (`Quantizer::weighted_dots`) times this. Derived once, when a head
+/// is decoded: |2ȳ| takes popcounts of plane pairs.
+pub(crate) fn ex_scale(bits: u32, sign: &[u8], ex: &[u8], f: &Factors) -> f32 {
+    if f.norm == 0.0 {
+        return 0.0;
     }
+    if bits == 1 {
+        return f.scale();
+    }
+    let d = sign.len() * 8;
+    // |2ȳ|^2 for ȳ = k - (2^B - 1)/2 (planes: the extended ones low bit
+    // first, the sign bit on top).
+    let offset = (1i64 << bits) - 1;
+    let planes: Vec<&[u8]> = ex.chunks_exact(sign.len()).chain([sign]).collect();
+    let (mut k_sum, mut k_sq) = (0i64, 0i64);
+    for (b, plane) in planes.iter().enumerate() {
+        k_sum += (1i64 << b) * popcount(plane);
+        for (b2, other) in planes.iter().enumerate() {
+            k_sq += (1i64 << (b + b2)) * popcount_and(plane, other);
+        }
+    }
+    let sq = 4 * k_sq - 4 * offset * k_sum + d as i64 * offset * offset;
+    ((d as f64).sqrt() * f.norm as f64 / (f.ex_quality as f64 * (sq as f64).sqrt())) as f32
 }
 
 pub(crate) struct Quantizer {
@@ -376,7 +380,7 @@ impl Quantizer {
     }
 
     /// Writes the sign dot <x̄, v'> of each of n consecutive sign codes
-    /// into dots (the scan scales them with each code's `CodeConsts`).
+    /// into dots (the scan scales them with each code's `Factors::scale`).
     pub fn sign_dots(&self, lut: &QueryLut, signs: &[u8], dots: &mut [f32]) {
         assert_eq!(signs.len(), dots.len() * self.sign_bytes(), "Quantizer::sign_dots: code bytes");
         lut.sign_dots(signs, dots);
@@ -386,7 +390,7 @@ impl Quantizer {
     /// 1-bit pass computed: the B-bit code's <ȳ, v'> times |2ȳ|/sqrt(D) is
     /// the sum of its planes' sign dots weighted 2^b (the sign plane on
     /// top), the offset's share cancelling out, so only the B - 1 extended
-    /// planes are summed here. Times `CodeConsts::ex_scale`, the estimate;
+    /// planes are summed here. Times `ex_scale`, the estimate;
     /// linear in v', as the sign dot is.
     #[inline]
     pub fn weighted_dots(&self, lut: &QueryLut, sign_dot: f32, ex: &[u8]) -> f32 {
@@ -478,7 +482,7 @@ impl QueryLut {
         self.norm
     }
 
-    /// |v| eps0 / sqrt(D - 1): a code's bound is this times its `CodeConsts` error.
+    /// |v| eps0 / sqrt(D - 1): a code's bound is this times its `Factors::err` (or `ex_err`).
     pub fn bound_scale(&self) -> f32 {
         self.bound_scale
     }
@@ -998,7 +1002,7 @@ mod tests {
 
     #[test]
     fn scan_constants_match_the_estimators() {
-        // What the index's scan computes (sign dots, `CodeConsts`,
+        // What the index's scan computes (sign dots, `Factors::scale`, `ex_scale`,
         // `weighted_dots`) against `estimate` and `estimate_ex`, the definitions,
         // with both kinds of tables and a zero residual among the codes.
         let (dim, n) = (100, 200);
@@ -1024,21 +1028,21 @@ mod tests {
                 let tol = |f: &Factors| 1e-5 * f.norm * lut.norm() + 1e-30;
                 for i in 0..n {
                     let (f, sign) = (&factors[i], &signs[i * sb..(i + 1) * sb]);
-                    let c = CodeConsts::new(bits, sign, &ex[i * eb..(i + 1) * eb], f);
-                    assert!((dots[i] * c.scale - est[i]).abs() <= tol(f), "bits {bits} code {i}");
-                    assert!((c.err * lut.bound_scale() - err[i]).abs() <= 1e-6 * err[i], "bits {bits} code {i}");
+                    let ex_scale = ex_scale(bits, sign, &ex[i * eb..(i + 1) * eb], f);
+                    assert!((dots[i] * f.scale() - est[i]).abs() <= tol(f), "bits {bits} code {i}");
+                    assert!((f.err() * lut.bound_scale() - err[i]).abs() <= 1e-6 * err[i], "bits {bits} code {i}");
                     assert!((q.bound_scale(lut.norm()) - lut.bound_scale()).abs() <= 1e-6 * lut.bound_scale());
                     let (want, want_bound) = q.estimate_ex(&lut, sign, &ex[i * eb..(i + 1) * eb], f);
                     let got = if bits == 1 {
-                        dots[i] * c.ex_scale
+                        dots[i] * ex_scale
                     } else {
-                        q.weighted_dots(&lut, dots[i], &ex[i * eb..(i + 1) * eb]) * c.ex_scale
+                        q.weighted_dots(&lut, dots[i], &ex[i * eb..(i + 1) * eb]) * ex_scale
                     };
-                    let bound = c.ex_err * lut.bound_scale();
+                    let bound = f.ex_err() * lut.bound_scale();
                     assert!((got - want).abs() <= tol(f), "bits {bits} code {i}: {got} vs {want}");
                     assert!((bound - want_bound).abs() <= 1e-6 * want_bound, "bits {bits} code {i}");
                     if i == 7 {
-                        assert_eq!((got, bound, dots[i] * c.scale), (0.0, 0.0, 0.0));
+                        assert_eq!((got, bound, dots[i] * f.scale()), (0.0, 0.0, 0.0));
                     }
                 }
             }

@@ -36,7 +36,7 @@ use super::Index;
 use crate::codec::{Reader, Writer};
 use crate::distance::{self, Metric};
 use crate::error::{Error, Result};
-use crate::rabitq::{CodeConsts, Factors, Quantizer, QueryLut, EPS0_99};
+use crate::rabitq::{ex_scale, Factors, Quantizer, QueryLut, EPS0_99};
 
 /// Plaintext bytes a unit aims at: with the seal and the store's key and
 /// page overhead, just under a 4 KiB page.
@@ -80,8 +80,9 @@ pub struct CodeChunk {
     signs: Zeroizing<Vec<u8>>,
     ex: Zeroizing<Vec<u8>>,
     factors: Vec<Factors>,
-    /// Derived from the codes and factors on decode, for the scan.
-    consts: Vec<CodeConsts>,
+    /// Each code's `rabitq::ex_scale`, derived on decode (the scan's other
+    /// terms come from the factors as it goes: 4 bytes a code, not 16).
+    ex_scales: Vec<f32>,
     /// L2 only, on the first scan: each code's sign dot and weighted plane
     /// dots (`Quantizer::weighted_dots`) with its list's rotated centroid
     /// c', so a query's table of q' serves every list: a dot with q' - c'
@@ -101,7 +102,7 @@ pub struct CodeChunk {
 impl Drop for CodeChunk {
     fn drop(&mut self) {
         self.factors.iter_mut().for_each(|f| *f = Factors::default());
-        self.consts.iter_mut().for_each(|c| *c = CodeConsts::default());
+        self.ex_scales.iter_mut().for_each(|c| *c = 0.0);
         if let Some(c) = self.centred.get_mut() {
             c.iter_mut().for_each(|c| *c = [0.0; 2]);
         }
@@ -137,9 +138,9 @@ impl CodeChunk {
             + self.signs.len()
             + self.ex.len()
             + self.factors.len() * std::mem::size_of::<Factors>()
-            + self.consts.len() * std::mem::size_of::<CodeConsts>()
+            + self.ex_scales.len() * 4
             + self.len * std::mem::size_of::<[f32; 2]>() // `centred`, once filled
-            + self.len * std::mem::size_of::<Weak<Chunk>>() // `units`, at most one a row
+            + self.units.lock().len() * std::mem::size_of::<Weak<Chunk>>()
             + self.len * 24
             + meta * 3
     }
@@ -193,24 +194,25 @@ impl CodeChunk {
             });
         }
         r.finish()?;
-        let consts = consts_of(shape.bits, shape.sign_bytes, shape.ex_bytes, &signs, &ex, &factors);
+        let ex_scales = ex_scales(shape.bits, shape.sign_bytes, shape.ex_bytes, &signs, &ex, &factors);
+        let units = vec![Weak::new(); n.div_ceil(rows_per_unit(dim, shape.precision))];
         Ok(CodeChunk {
             len: n,
             signs,
             ex,
             factors,
-            consts,
+            ex_scales,
             centred: OnceLock::new(),
-            units: Mutex::default(),
+            units: Mutex::new(units),
             metadata,
             parsed: OnceLock::new(),
         })
     }
 }
 
-fn consts_of(bits: u32, sb: usize, eb: usize, signs: &[u8], ex: &[u8], factors: &[Factors]) -> Vec<CodeConsts> {
+fn ex_scales(bits: u32, sb: usize, eb: usize, signs: &[u8], ex: &[u8], factors: &[Factors]) -> Vec<f32> {
     let ex_of = |s: usize| if eb == 0 { &[][..] } else { &ex[s * eb..(s + 1) * eb] };
-    factors.iter().enumerate().map(|(s, f)| CodeConsts::new(bits, &signs[s * sb..(s + 1) * sb], ex_of(s), f)).collect()
+    factors.iter().enumerate().map(|(s, f)| ex_scale(bits, &signs[s * sb..(s + 1) * sb], ex_of(s), f)).collect()
 }
 
 /// How one trained IVF_RABITQ index codes vectors: its quantizer and its
@@ -258,7 +260,7 @@ impl Coder {
 
     /// The head of `chunk`, a chunk of `list`: each row's residual to the
     /// list's centroid (cosine: of the unit vector), rotated and coded.
-    fn code(&self, list: u32, chunk: &Chunk) -> CodeChunk {
+    fn code(&self, list: u32, chunk: &Chunk, precision: Precision) -> CodeChunk {
         let (q, padded) = (&self.quantizer, self.padded());
         let (sb, eb) = (q.sign_bytes(), q.ex_bytes());
         let n = chunk.len();
@@ -276,15 +278,15 @@ impl Coder {
             }
             factors.push(q.encode(&rotated.0, &mut signs[s * sb..(s + 1) * sb], &mut ex[s * eb..(s + 1) * eb]));
         }
-        let consts = consts_of(q.bits(), sb, eb, &signs, &ex, &factors);
+        let ex_scales = ex_scales(q.bits(), sb, eb, &signs, &ex, &factors);
         CodeChunk {
             len: n,
             signs,
             ex,
             factors,
-            consts,
+            ex_scales,
             centred: OnceLock::new(),
-            units: Mutex::default(),
+            units: Mutex::new(vec![Weak::new(); n.div_ceil(rows_per_unit(chunk.dim, precision))]),
             metadata: chunk.metadata.clone(),
             parsed: OnceLock::new(),
         }
@@ -292,7 +294,7 @@ impl Coder {
 
     /// The plaintexts to seal for `chunk`: its head and its units.
     pub fn encode(&self, list: u32, chunk: &Chunk, precision: Precision) -> Encoded {
-        let head = self.code(list, chunk);
+        let head = self.code(list, chunk, precision);
         let plain = head.encode(chunk.dim, self.quantizer.bits(), precision);
         let mut units = Vec::new();
         let mut at = 0;
@@ -735,20 +737,22 @@ impl Scan<'_> {
             if self.mask.is_some_and(|m| !m[s]) {
                 continue;
             }
-            let c = &head.consts[s];
-            let norm = head.factors[s].norm;
+            let f = &head.factors[s];
+            let norm = f.norm;
             let at_centroid = lq.base + if lq.l2 { norm * norm } else { 0.0 };
             let centre = self.centred.map_or([0.0; 2], |d| d[s]);
             let dot = dots[s] - centre[0];
-            let mut estimate = at_centroid + lq.sign * dot * c.scale;
-            let mut bound = lq.bound_scale * c.err + lq.rounding * c.scale;
+            let scale = f.scale();
+            let mut estimate = at_centroid + lq.sign * dot * scale;
+            let mut bound = lq.bound_scale * f.err() + lq.rounding * scale;
             if estimate - bound >= gate {
                 continue;
             }
             if eb > 0 {
                 let weighted = quantizer.weighted_dots(lut, dots[s], &head.ex[s * eb..(s + 1) * eb]) - centre[1];
-                estimate = at_centroid + lq.sign * weighted * c.ex_scale;
-                bound = lq.bound_scale * c.ex_err + ex_rounding * c.ex_scale;
+                let ex_scale = head.ex_scales[s];
+                estimate = at_centroid + lq.sign * weighted * ex_scale;
+                bound = lq.bound_scale * f.ex_err() + ex_rounding * ex_scale;
             }
             list.offer(base | s as u64, estimate, bound);
             gate = list.gate();
