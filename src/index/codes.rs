@@ -195,7 +195,6 @@ impl CodeChunk {
         }
         r.finish()?;
         let ex_scales = ex_scales(shape.bits, shape.sign_bytes, shape.ex_bytes, &signs, &ex, &factors);
-        let units = vec![Weak::new(); n.div_ceil(rows_per_unit(dim, shape.precision))];
         Ok(CodeChunk {
             len: n,
             signs,
@@ -203,11 +202,16 @@ impl CodeChunk {
             factors,
             ex_scales,
             centred: OnceLock::new(),
-            units: Mutex::new(units),
+            units: no_units(n.div_ceil(rows_per_unit(dim, shape.precision))),
             metadata,
             parsed: OnceLock::new(),
         })
     }
+}
+
+/// A head's `units` before any is held: `n` empty pointers (no allocation each).
+fn no_units(n: usize) -> Mutex<Vec<Weak<Chunk>>> {
+    Mutex::new((0..n).map(|_| Weak::new()).collect())
 }
 
 fn ex_scales(bits: u32, sb: usize, eb: usize, signs: &[u8], ex: &[u8], factors: &[Factors]) -> Vec<f32> {
@@ -286,7 +290,7 @@ impl Coder {
             factors,
             ex_scales,
             centred: OnceLock::new(),
-            units: Mutex::new(vec![Weak::new(); n.div_ceil(rows_per_unit(chunk.dim, precision))]),
+            units: no_units(n.div_ceil(rows_per_unit(chunk.dim, precision))),
             metadata: chunk.metadata.clone(),
             parsed: OnceLock::new(),
         }
