@@ -35,18 +35,27 @@ struct Rates {
     opened_per_query: f64,
 }
 
-fn rates(index: &vx::Index, ds: &Dataset, nq: usize, single_n: usize, params: &QueryParams<'_>) -> Rates {
+fn rates(index: &vx::Index, ds: &Dataset, nq: usize, single_n: usize, params: &QueryParams<'_>, warm: bool) -> Rates {
     let queries = &ds.queries[..nq * ds.dim];
+    if warm {
+        // What this setting reads is in the cache before it is timed
+        // (IVF_RABITQ's units: the warm-up below reranks few of them).
+        index.query(queries, nq, ds.dim, params, Access::default()).unwrap();
+    }
     let t0 = Instant::now();
     let hits = index.query(queries, nq, ds.dim, params, Access::default()).unwrap();
     let qps_batch = nq as f64 / t0.elapsed().as_secs_f64();
     let opened = vx::opened_bytes();
+    // VX_CURVES_REPEAT=N runs the single queries N times (for a profiler).
+    let repeat: usize = std::env::var("VX_CURVES_REPEAT").ok().and_then(|r| r.parse().ok()).unwrap_or(1);
     let t0 = Instant::now();
-    for qi in 0..single_n {
-        index.query(&queries[qi * ds.dim..(qi + 1) * ds.dim], 1, ds.dim, params, Access::default()).unwrap();
+    for _ in 0..repeat {
+        for qi in 0..single_n {
+            index.query(&queries[qi * ds.dim..(qi + 1) * ds.dim], 1, ds.dim, params, Access::default()).unwrap();
+        }
     }
-    let qps_single = single_n as f64 / t0.elapsed().as_secs_f64();
-    let opened_per_query = (vx::opened_bytes() - opened) as f64 / single_n as f64;
+    let qps_single = (single_n * repeat) as f64 / t0.elapsed().as_secs_f64();
+    let opened_per_query = (vx::opened_bytes() - opened) as f64 / (single_n * repeat) as f64;
     Rates { recall: ds.recall_at_10(&hits), qps_single, qps_batch, opened_per_query }
 }
 
@@ -58,14 +67,31 @@ pub fn run(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions, 
     // VX_CURVES_KINDS=ivf-rabitq,... measures only those.
     let only: Option<Vec<String>> =
         std::env::var("VX_CURVES_KINDS").ok().map(|v| v.split(',').map(String::from).collect());
+    // For iterating on the search: VX_CURVES_CACHES=warm measures only that
+    // cache, VX_CURVES_RERANK=0,4 only those rerank_mult values, and
+    // VX_CURVES_KEEP=1 keeps the trained index for the next run to reuse
+    // (its build_s is then 0).
+    let list = |var: &str| -> Option<Vec<String>> {
+        std::env::var(var).ok().map(|v| v.split(',').map(String::from).collect())
+    };
+    let caches = list("VX_CURVES_CACHES");
+    let rerank_only: Option<Vec<u32>> =
+        list("VX_CURVES_RERANK").map(|v| v.iter().map(|r| r.parse().unwrap()).collect());
+    let keep = std::env::var("VX_CURVES_KEEP").is_ok_and(|v| v == "1");
     for (kind, config, rerank) in kinds() {
         if only.as_ref().is_some_and(|o| !o.iter().any(|k| k == kind)) {
             continue;
         }
+        let rerank = rerank_only.clone().unwrap_or(rerank);
         let dir = scratch.join(format!("curves-{}-{kind}", ds.name));
-        let _ = fs::remove_dir_all(&dir);
+        let reuse = keep && dir.exists();
+        if !reuse {
+            let _ = fs::remove_dir_all(&dir);
+        }
         let uri = file_uri(&dir);
-        let build_s = {
+        let build_s = if reuse {
+            0.0
+        } else {
             let client = Client::open(&uri, ClientOptions { threads: threads[0], cache_bytes: raw * 2 }).unwrap();
             let index = client.create_index("bench", &key(KEY), config).unwrap();
             fill(&index, ds, &names, 50_000);
@@ -76,6 +102,9 @@ pub fn run(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions, 
             t0.elapsed().as_secs_f64()
         };
         for (cache, cache_bytes) in [("warm", raw * 2), ("quarter", raw / 4)] {
+            if caches.as_ref().is_some_and(|c| !c.iter().any(|c| c == cache)) {
+                continue;
+            }
             for &t in threads {
                 let base_rss = proc_status_bytes("VmRSS:");
                 let client = Client::open(&uri, ClientOptions { threads: t, cache_bytes }).unwrap();
@@ -87,7 +116,7 @@ pub fn run(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions, 
                     for &r in &rerank {
                         let params = QueryParams { top_k: 10, n_probes: p, rerank_mult: r, ..Default::default() };
                         let single_n = if t == threads[0] { nq.min(300) } else { 0 };
-                        let got = rates(&index, ds, nq, single_n.max(1), &params);
+                        let got = rates(&index, ds, nq, single_n.max(1), &params, cache == "warm");
                         // The quarter-cache runs are a series of their own.
                         let name = match cache {
                             "warm" => kind.to_string(),
@@ -118,6 +147,8 @@ pub fn run(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions, 
                 }
             }
         }
-        let _ = fs::remove_dir_all(&dir);
+        if !keep {
+            let _ = fs::remove_dir_all(&dir);
+        }
     }
 }

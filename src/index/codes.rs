@@ -18,7 +18,9 @@
 //! distance. Returned distances are always computed on the full vectors.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
+
+use parking_lot::Mutex;
 
 use rayon::prelude::*;
 use serde_json::Value;
@@ -34,7 +36,7 @@ use super::Index;
 use crate::codec::{Reader, Writer};
 use crate::distance::{self, Metric};
 use crate::error::{Error, Result};
-use crate::rabitq::{Factors, Quantizer, QueryLut};
+use crate::rabitq::{ex_scale, Factors, Quantizer, QueryLut, EPS0_99};
 
 /// Plaintext bytes a unit aims at: with the seal and the store's key and
 /// page overhead, just under a 4 KiB page.
@@ -78,6 +80,21 @@ pub struct CodeChunk {
     signs: Zeroizing<Vec<u8>>,
     ex: Zeroizing<Vec<u8>>,
     factors: Vec<Factors>,
+    /// Each code's `rabitq::ex_scale`, derived on decode (the scan's other
+    /// terms come from the factors as it goes: 4 bytes a code, not 16).
+    ex_scales: Vec<f32>,
+    /// L2 only, on the first scan: each code's sign dot and weighted plane
+    /// dots (`Quantizer::weighted_dots`) with its list's rotated centroid
+    /// c', so a query's table of q' serves every list: a dot with q' - c'
+    /// is the dot with q' minus this.
+    centred: OnceLock<Vec<[f32; 2]>>,
+    /// The units of this head a rerank decrypted, for as long as something
+    /// else (the cache, a query) holds them: the next rerank finds them here
+    /// instead of by a cache lookup, which cost more than the rest of a
+    /// candidate's rerank (a lock and several cache misses in the LRU).
+    /// They stay the cache's to count and evict; one found here is not
+    /// marked as used in the cache's LRU order.
+    units: Mutex<Vec<Weak<Chunk>>>,
     pub metadata: Vec<Option<String>>,
     parsed: OnceLock<Vec<Option<Value>>>,
 }
@@ -85,6 +102,10 @@ pub struct CodeChunk {
 impl Drop for CodeChunk {
     fn drop(&mut self) {
         self.factors.iter_mut().for_each(|f| *f = Factors::default());
+        self.ex_scales.iter_mut().for_each(|c| *c = 0.0);
+        if let Some(c) = self.centred.get_mut() {
+            c.iter_mut().for_each(|c| *c = [0.0; 2]);
+        }
         self.metadata.iter_mut().flatten().for_each(zeroize::Zeroize::zeroize);
     }
 }
@@ -92,6 +113,19 @@ impl Drop for CodeChunk {
 impl CodeChunk {
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Unit `u` of this head, if still held (see `units`).
+    fn held_unit(&self, u: usize) -> Option<Arc<Chunk>> {
+        self.units.lock().get(u)?.upgrade()
+    }
+
+    fn hold_unit(&self, u: usize, unit: &Arc<Chunk>) {
+        let mut units = self.units.lock();
+        if units.len() <= u {
+            units.resize(u + 1, Weak::new());
+        }
+        units[u] = Arc::downgrade(unit);
     }
 
     pub fn parsed_metadata(&self, slot: usize) -> Option<&Value> {
@@ -104,6 +138,9 @@ impl CodeChunk {
             + self.signs.len()
             + self.ex.len()
             + self.factors.len() * std::mem::size_of::<Factors>()
+            + self.ex_scales.len() * 4
+            + self.len * std::mem::size_of::<[f32; 2]>() // `centred`, once filled
+            + self.units.lock().len() * std::mem::size_of::<Weak<Chunk>>()
             + self.len * 24
             + meta * 3
     }
@@ -146,7 +183,7 @@ impl CodeChunk {
         let signs = Zeroizing::new(r.raw(n.checked_mul(shape.sign_bytes).ok_or_else(too_long)?)?.to_vec());
         let ex = Zeroizing::new(r.raw(n.checked_mul(shape.ex_bytes).ok_or_else(too_long)?)?.to_vec());
         let factors = r.raw(n.checked_mul(Factors::BYTES).ok_or_else(too_long)?)?;
-        let factors = factors.chunks_exact(Factors::BYTES).map(Factors::read).collect();
+        let factors: Vec<Factors> = factors.chunks_exact(Factors::BYTES).map(Factors::read).collect();
         let mut metadata = Vec::with_capacity(n);
         for _ in 0..n {
             metadata.push(match r.opt_bytes()? {
@@ -157,8 +194,29 @@ impl CodeChunk {
             });
         }
         r.finish()?;
-        Ok(CodeChunk { len: n, signs, ex, factors, metadata, parsed: OnceLock::new() })
+        let ex_scales = ex_scales(shape.bits, shape.sign_bytes, shape.ex_bytes, &signs, &ex, &factors);
+        Ok(CodeChunk {
+            len: n,
+            signs,
+            ex,
+            factors,
+            ex_scales,
+            centred: OnceLock::new(),
+            units: no_units(n.div_ceil(rows_per_unit(dim, shape.precision))),
+            metadata,
+            parsed: OnceLock::new(),
+        })
     }
+}
+
+/// A head's `units` before any is held: `n` empty pointers (no allocation each).
+fn no_units(n: usize) -> Mutex<Vec<Weak<Chunk>>> {
+    Mutex::new((0..n).map(|_| Weak::new()).collect())
+}
+
+fn ex_scales(bits: u32, sb: usize, eb: usize, signs: &[u8], ex: &[u8], factors: &[Factors]) -> Vec<f32> {
+    let ex_of = |s: usize| if eb == 0 { &[][..] } else { &ex[s * eb..(s + 1) * eb] };
+    factors.iter().enumerate().map(|(s, f)| ex_scale(bits, &signs[s * sb..(s + 1) * sb], ex_of(s), f)).collect()
 }
 
 /// How one trained IVF_RABITQ index codes vectors: its quantizer and its
@@ -168,6 +226,8 @@ pub struct Coder {
     metric: Metric,
     /// P·c for every centroid c, `padded` floats each.
     rotated: WipedFloats,
+    /// |P·c|_1 for every centroid c (the rounding of dots with it).
+    l1: Vec<f32>,
 }
 
 impl Coder {
@@ -178,7 +238,8 @@ impl Coder {
         for (c, out) in rotated.0.chunks_exact_mut(padded).enumerate() {
             quantizer.rotation().apply(centroids.row(c), out);
         }
-        Coder { quantizer, metric, rotated }
+        let l1 = rotated.0.chunks_exact(padded).map(|c| c.iter().map(|x| x.abs()).sum()).collect();
+        Coder { quantizer, metric, rotated, l1 }
     }
 
     fn padded(&self) -> usize {
@@ -203,7 +264,7 @@ impl Coder {
 
     /// The head of `chunk`, a chunk of `list`: each row's residual to the
     /// list's centroid (cosine: of the unit vector), rotated and coded.
-    fn code(&self, list: u32, chunk: &Chunk) -> CodeChunk {
+    fn code(&self, list: u32, chunk: &Chunk, precision: Precision) -> CodeChunk {
         let (q, padded) = (&self.quantizer, self.padded());
         let (sb, eb) = (q.sign_bytes(), q.ex_bytes());
         let n = chunk.len();
@@ -221,12 +282,23 @@ impl Coder {
             }
             factors.push(q.encode(&rotated.0, &mut signs[s * sb..(s + 1) * sb], &mut ex[s * eb..(s + 1) * eb]));
         }
-        CodeChunk { len: n, signs, ex, factors, metadata: chunk.metadata.clone(), parsed: OnceLock::new() }
+        let ex_scales = ex_scales(q.bits(), sb, eb, &signs, &ex, &factors);
+        CodeChunk {
+            len: n,
+            signs,
+            ex,
+            factors,
+            ex_scales,
+            centred: OnceLock::new(),
+            units: no_units(n.div_ceil(rows_per_unit(chunk.dim, precision))),
+            metadata: chunk.metadata.clone(),
+            parsed: OnceLock::new(),
+        }
     }
 
     /// The plaintexts to seal for `chunk`: its head and its units.
     pub fn encode(&self, list: u32, chunk: &Chunk, precision: Precision) -> Encoded {
-        let head = self.code(list, chunk);
+        let head = self.code(list, chunk, precision);
         let plain = head.encode(chunk.dim, self.quantizer.bits(), precision);
         let mut units = Vec::new();
         let mut at = 0;
@@ -248,58 +320,92 @@ pub struct Encoded {
     pub units: Vec<Zeroizing<Vec<u8>>>,
 }
 
-/// One query's view of one list: its lookup table and what turns an
-/// estimate of <r, v> into a score.
+/// One query's view of one list: what turns an estimate of <r, v> into a
+/// score and a bound (the table of q' is in the query's `Scratch`).
+#[derive(Clone, Copy)]
 struct ListQuery {
-    lut: QueryLut,
     /// Score = base + sign * <r, v>, where r is a row's coded residual.
     base: f32,
     sign: f32,
-    /// L2: scores are |r|^2 + |v|^2 - 2<r, v>, so the row's |r|^2 is added.
+    /// L2: v = q - c, so scores are |r|^2 + |v|^2 - 2<r, v> (the row's
+    /// |r|^2 is added) and sign dots are taken off the codes' `centred`.
     l2: bool,
+    /// Of the table of v (`QueryLut::bound_scale`), times |sign|.
+    bound_scale: f32,
+    /// L2: what rounding can add to a sign dot with q' - c' taken as a
+    /// difference of dots (`Quantizer::rounding`), times |sign|.
+    rounding: f32,
 }
 
 impl Coder {
-    /// The rotated query (cosine: of the unit query), once per query.
-    fn rotate_query(&self, q: &[f32], inv_q: f32) -> Vec<f32> {
-        let mut out = vec![0f32; self.padded()];
-        self.quantizer.rotation().apply(q, &mut out);
+    /// The rotated query (cosine: of the unit query) into `out`, once per query.
+    fn rotate_query(&self, q: &[f32], inv_q: f32, out: &mut Vec<f32>) {
+        out.resize(self.padded(), 0.0);
+        self.quantizer.rotation().apply(q, out);
         if self.metric == Metric::Cosine {
             out.iter_mut().for_each(|x| *x *= inv_q);
         }
-        out
     }
 
-    /// `codes`: how many codes of the list the query will estimate.
+    /// The score of a row at the list's centroid (r = 0): the estimate
+    /// every row of the list starts from, and which lists are nearest.
+    /// `lut` is the query's table (of q'), `q_l1` = |q'|_1.
     fn list_query(
         &self,
         centroids: &Centroids,
-        (list, codes): (u32, usize),
-        q: &[f32],
-        inv_q: f32,
+        list: u32,
+        qv: (&[f32], f32),
         rotated_q: &[f32],
+        lut: &QueryLut,
+        q_l1: f32,
     ) -> ListQuery {
+        let (q, inv_q) = qv;
         match self.metric {
+            // |v|^2 with v = q - c, rotated.
             Metric::Euclidean | Metric::SquaredEuclidean => {
-                let v: Vec<f32> = rotated_q.iter().zip(self.rotated_centroid(list)).map(|(a, b)| a - b).collect();
-                let lut = self.quantizer.prepare(&v, codes);
-                ListQuery { base: lut.norm() * lut.norm(), lut, sign: -2.0, l2: true }
+                // (In lanes: a plain sum of floats does not vectorise.)
+                let base = distance::l2_sq(rotated_q, self.rotated_centroid(list));
+                ListQuery {
+                    base,
+                    sign: -2.0,
+                    l2: true,
+                    bound_scale: 2.0 * self.quantizer.bound_scale(base.sqrt()),
+                    rounding: 2.0 * self.quantizer.rounding(q_l1 + self.l1[list as usize]),
+                }
             }
             // -<x, q> = -<c, q> - <r, q>
             Metric::InnerProduct => ListQuery {
-                lut: self.quantizer.prepare(rotated_q, codes),
                 base: -distance::dot(centroids.row(list as usize), q),
                 sign: -1.0,
                 l2: false,
+                bound_scale: lut.bound_scale(),
+                rounding: 0.0,
             },
             // 1 - <x/|x|, q/|q|> = 1 - <c, q/|q|> - <r, q/|q|>
             Metric::Cosine => ListQuery {
-                lut: self.quantizer.prepare(rotated_q, codes),
                 base: 1.0 - distance::dot(centroids.row(list as usize), q) * inv_q,
                 sign: -1.0,
                 l2: false,
+                bound_scale: lut.bound_scale(),
+                rounding: 0.0,
             },
         }
+    }
+
+    /// `head.centred`, computed on its first scan: `list` is the head's.
+    fn centred<'h>(&self, list: u32, head: &'h CodeChunk) -> &'h [[f32; 2]] {
+        head.centred.get_or_init(|| {
+            let q = &self.quantizer;
+            let mut lut = QueryLut::default();
+            q.prepare_into(self.rotated_centroid(list), EPS0_99, head.len(), &mut lut);
+            let eb = q.ex_bytes();
+            let mut dots = vec![0f32; head.len()];
+            q.sign_dots(&lut, &head.signs, &mut dots);
+            dots.iter()
+                .enumerate()
+                .map(|(s, &d)| [d, if eb == 0 { d } else { q.weighted_dots(&lut, d, &head.ex[s * eb..(s + 1) * eb]) }])
+                .collect()
+        })
     }
 }
 
@@ -357,22 +463,6 @@ impl Shortlist {
         }
     }
 
-    fn merge(&mut self, other: Shortlist) {
-        match (self, other) {
-            (Shortlist::Best(a), Shortlist::Best(b)) => b.into_vec().into_iter().for_each(|c| {
-                a.push(c);
-            }),
-            (Shortlist::Doubtful { upper, doubtful, cap }, Shortlist::Doubtful { upper: u2, doubtful: d2, .. }) => {
-                u2.into_vec().into_iter().for_each(|c| {
-                    upper.push(c);
-                });
-                doubtful.extend(d2);
-                Self::prune(upper, doubtful, *cap);
-            }
-            _ => unreachable!("one mode per query"),
-        }
-    }
-
     /// The candidates to rerank, most promising first, and whether the
     /// rerank may stop at the first whose (lower bound) score cannot beat
     /// the k-th exact distance.
@@ -392,11 +482,14 @@ impl Shortlist {
     }
 }
 
-/// The per-worker state of the first stage.
-struct Stage {
-    lists: Vec<Shortlist>,
-    est: Vec<f32>,
-    err: Vec<f32>,
+/// A worker's buffers, reused from query to query.
+#[derive(Default)]
+struct Scratch {
+    rotated: Vec<f32>,
+    lut: QueryLut,
+    dots: Vec<f32>,
+    /// The query's lists: (its view of the list, work item).
+    order: Vec<(ListQuery, u32)>,
 }
 
 impl Index {
@@ -444,7 +537,9 @@ impl Index {
         Ok(rows.finish())
     }
 
-    /// The coded search of `work` (see the module's comment).
+    /// The coded search of `work` (see the module's comment). Queries run
+    /// in parallel, each scanning its lists nearest first: the k-th upper
+    /// bound, which decides what is worth refining, tightens soonest so.
     pub(super) fn search_codes(
         &self,
         m: &Manifest,
@@ -456,84 +551,140 @@ impl Index {
         if q.n == 0 {
             return Ok(Vec::new());
         }
-        let rotated: Vec<Vec<f32>> = (0..q.n).map(|i| coder.rotate_query(q.row(i), q.inv_norm(i))).collect();
-        let all: Vec<u32> = (0..q.n as u32).collect();
         // Where each read is a round trip (PostgreSQL), the heads not cached
         // come in one call.
         let pre = self.prefetch(work.iter().flat_map(|w| w.chunks.iter().map(|c| (Obj::Chunk(c.no), &c.stamp))))?;
-        let fresh = || Stage {
-            lists: (0..q.n).map(|_| Shortlist::new(q.k, rerank_mult)).collect(),
-            est: Vec::new(),
-            err: Vec::new(),
+        let mut items_of: Vec<Vec<u32>> = vec![Vec::new(); q.n];
+        for (i, w) in work.iter().enumerate().filter(|(_, w)| !w.chunks.is_empty()) {
+            match &w.queries {
+                None => items_of.iter_mut().for_each(|v| v.push(i as u32)),
+                Some(qs) => qs.iter().for_each(|&qi| items_of[qi as usize].push(i as u32)),
+            }
+        }
+        // The filter is the same for every query: evaluated once per row,
+        // by the first query to scan the chunk.
+        let first_mask: Vec<usize> = work
+            .iter()
+            .scan(0, |at, w| {
+                let first = *at;
+                *at += w.chunks.len();
+                Some(first)
+            })
+            .collect();
+        let masks: Vec<OnceLock<Vec<bool>>> = match q.filter {
+            None => Vec::new(),
+            Some(_) => (0..work.iter().map(|w| w.chunks.len()).sum()).map(|_| OnceLock::new()).collect(),
         };
-        let scan_item = |mut st: Stage, item: &Work<'_>| -> Result<Stage> {
-            let qids = item.queries.as_deref().unwrap_or(&all);
-            let heads: Vec<(&ChunkMeta, Arc<CodeChunk>)> = item
-                .chunks
-                .iter()
-                .map(|meta| Ok((*meta, self.head(m, coder, meta, Some(&pre))?)))
-                .collect::<Result<_>>()?;
-            let Some(list) = item.chunks.first().map(|c| c.list) else { return Ok(st) };
-            let codes = heads.iter().map(|(_, h)| h.len()).sum();
-            // The filter is the same for every query: evaluated once per row.
-            let masks: Vec<Option<Vec<bool>>> =
-                heads.iter().map(|(meta, h)| q.mask(meta.no, h.len(), |s| h.parsed_metadata(s))).collect();
-            for &qi in qids {
-                let qi = qi as usize;
-                let lq = coder.list_query(centroids, (list, codes), q.row(qi), q.inv_norm(qi), &rotated[qi]);
-                for ((meta, head), mask) in heads.iter().zip(&masks) {
-                    if mask.as_ref().is_some_and(|m| !m.contains(&true)) {
+        let codes_of = |i: u32| work[i as usize].chunks.iter().map(|c| c.count as usize).sum::<usize>();
+        let search = |scratch: &mut Scratch, qi: usize| -> Result<Vec<Hit>> {
+            let (qv, inv_q) = (q.row(qi), q.inv_norm(qi));
+            coder.rotate_query(qv, inv_q, &mut scratch.rotated);
+            // One table for all the query's lists (for L2, see `centred`).
+            let codes = items_of[qi].iter().map(|&i| codes_of(i)).sum();
+            coder.quantizer.prepare_into(&scratch.rotated, EPS0_99, codes, &mut scratch.lut);
+            let q_l1 = scratch.rotated.iter().map(|x| x.abs()).sum();
+            let mut order = std::mem::take(&mut scratch.order);
+            order.clear();
+            order.extend(items_of[qi].iter().map(|&i| {
+                let list = work[i as usize].chunks[0].list;
+                (coder.list_query(centroids, list, (qv, inv_q), &scratch.rotated, &scratch.lut, q_l1), i)
+            }));
+            order.sort_unstable_by(|a, b| a.0.base.total_cmp(&b.0.base));
+            let mut list = Shortlist::new(q.k, rerank_mult);
+            let mut heads: Vec<(u32, Arc<CodeChunk>)> = Vec::new();
+            for &(lq, i) in &order {
+                for (c, meta) in work[i as usize].chunks.iter().enumerate() {
+                    let head = self.head(m, coder, meta, Some(&pre))?;
+                    let mask = q.filter.map(|_| {
+                        masks[first_mask[i as usize] + c]
+                            .get_or_init(|| {
+                                q.mask(meta.no, head.len(), |s| head.parsed_metadata(s)).unwrap_or_default()
+                            })
+                            .as_slice()
+                    });
+                    if mask.is_some_and(|m| !m.contains(&true)) {
                         continue;
                     }
-                    st.scan_head(coder, &lq, qi, meta.no, head, mask.as_deref());
+                    let centred = lq.l2.then(|| coder.centred(meta.list, &head));
+                    let scan = Scan { coder, lut: &scratch.lut, lq: &lq, centred, mask };
+                    scan.head(&mut list, meta.no, &head, &mut scratch.dots);
+                    heads.push((meta.no, head));
                 }
             }
-            Ok(st)
+            scratch.order = order;
+            heads.sort_unstable_by_key(|h| h.0);
+            self.rerank(m, q, qi, list, &heads)
         };
-        let state = if work.len() <= 1 || self.env.pool.current_num_threads() == 1 {
-            work.iter().try_fold(fresh(), scan_item)?
-        } else {
-            self.env.pool.install(|| {
-                work.par_iter().try_fold(fresh, scan_item).try_reduce(fresh, |mut a, b| {
-                    a.lists.iter_mut().zip(b.lists).for_each(|(a, b)| a.merge(b));
-                    Ok(a)
-                })
-            })?
-        };
-        let rerank = |(qi, list): (usize, Shortlist)| self.rerank(m, coder, q, qi, list);
         if q.n == 1 || self.env.pool.current_num_threads() == 1 {
-            state.lists.into_iter().enumerate().map(rerank).collect()
+            let mut scratch = Scratch::default();
+            (0..q.n).map(|qi| search(&mut scratch, qi)).collect()
         } else {
-            self.env.pool.install(|| state.lists.into_par_iter().enumerate().map(rerank).collect())
+            self.env.pool.install(|| (0..q.n).into_par_iter().map_init(Scratch::default, search).collect())
         }
     }
 
     /// The second stage for query `qi`: exact distances for its candidates,
-    /// read from their units, best k returned with their rows.
-    fn rerank(&self, m: &Manifest, coder: &Coder, q: &Queries<'_>, qi: usize, list: Shortlist) -> Result<Vec<Hit>> {
+    /// read from their units, best k returned with their rows (metadata
+    /// from `heads`, the heads the query scanned).
+    fn rerank(
+        &self,
+        m: &Manifest,
+        q: &Queries<'_>,
+        qi: usize,
+        list: Shortlist,
+        heads: &[(u32, Arc<CodeChunk>)], // sorted by chunk number
+    ) -> Result<Vec<Hit>> {
         let (dim, precision) = (m.config.dimension as usize, m.config.precision);
         let per = rows_per_unit(dim, precision);
         let (candidates, may_stop) = list.finish();
         let mut exact = TopK::new(q.k);
-        let mut units: HashMap<(u32, u32), Arc<Chunk>> = HashMap::new();
+        let mut units: HashMap<(u32, u32), Arc<Chunk>> = HashMap::with_capacity(candidates.len().min(256));
         let (qv, inv_q) = (q.row(qi), q.inv_norm(qi));
-        for c in candidates {
+        // Every candidate comes from a head the query scanned.
+        let head_of = |no: u32| &heads[heads.binary_search_by_key(&no, |h| h.0).expect("a scanned head")].1;
+        let place = |c: &Candidate| {
+            let (no, slot) = ((c.at >> 32) as u32, (c.at & 0xffff_ffff) as usize);
+            (no, (slot / per) as u32, slot % per)
+        };
+        for (i, c) in candidates.iter().enumerate() {
             if may_stop && c.score >= exact.threshold() {
                 break;
             }
-            let (no, slot) = ((c.at >> 32) as u32, (c.at & 0xffff_ffff) as usize);
-            let u = (slot / per) as u32;
+            // A candidate's vector is rarely in the CPU's cache: the load of
+            // the one AHEAD candidates on (if its unit is at hand) starts now,
+            // to overlap with these distances instead of stalling its own.
+            if let Some(next) = candidates.get(i + RERANK_AHEAD) {
+                let (no, u, s) = place(next);
+                let unit = match units.get(&(no, u)) {
+                    Some(unit) => Some(unit.clone()),
+                    None => head_of(no).held_unit(u as usize).inspect(|unit| {
+                        units.insert((no, u), unit.clone());
+                    }),
+                };
+                if let Some(unit) = unit {
+                    prefetch(unit.vector(s));
+                }
+            }
+            let (no, u, s) = place(c);
             let unit = match units.get(&(no, u)) {
                 Some(unit) => unit.clone(),
                 None => {
-                    let meta = m.chunk(no).ok_or_else(|| Error::integrity("a candidate names a missing chunk"))?;
-                    let rows = per.min(meta.count as usize - u as usize * per);
-                    let unit = self.unit(m, meta, u, rows, true)?;
+                    let head = head_of(no);
+                    let unit = match head.held_unit(u as usize) {
+                        Some(unit) => unit,
+                        None => {
+                            let meta =
+                                m.chunk(no).ok_or_else(|| Error::integrity("a candidate names a missing chunk"))?;
+                            let rows = per.min(meta.count as usize - u as usize * per);
+                            let unit = self.unit(m, meta, u, rows, true)?;
+                            head.hold_unit(u as usize, &unit);
+                            unit
+                        }
+                    };
                     units.insert((no, u), unit.clone());
                     unit
                 }
             };
-            let s = slot % per;
             let score = distance::score(q.metric, qv, unit.vector(s), inv_q, unit.inv_norms[s]);
             exact.push(Candidate { score, at: c.at });
         }
@@ -543,8 +694,7 @@ impl Index {
             .map(|c| {
                 let (no, slot) = ((c.at >> 32) as u32, (c.at & 0xffff_ffff) as usize);
                 let unit = &units[&(no, (slot / per) as u32)];
-                let meta = m.chunk(no).expect("reranked");
-                let head = self.head(m, coder, meta, None)?;
+                let head = head_of(no);
                 let mut row = ChunkBuilder::with_capacity(dim, 1);
                 let s = slot % per;
                 row.push(unit.vector(s), unit.ids[s].clone(), head.metadata[slot].clone());
@@ -554,52 +704,70 @@ impl Index {
     }
 }
 
-impl Stage {
-    /// Offers every row of `head` that passes the filter to query `qi`'s
+/// How many candidates ahead a rerank starts loading vectors.
+const RERANK_AHEAD: usize = 4;
+
+/// Starts loading `v` into the CPU's cache (a hint: no effect on results).
+#[inline]
+fn prefetch(v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in v.chunks(16) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: SSE is part of x86_64, and a prefetch neither faults nor
+        // changes memory, whatever the address (this one is valid anyway).
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
+}
+
+/// One query's scan of one list's heads.
+struct Scan<'a> {
+    coder: &'a Coder,
+    lut: &'a QueryLut,
+    lq: &'a ListQuery,
+    centred: Option<&'a [[f32; 2]]>,
+    mask: Option<&'a [bool]>,
+}
+
+impl Scan<'_> {
+    /// Offers every row of `head` that passes the filter to the query's
     /// shortlist: the 1-bit estimate for all, the extended code's for those
     /// whose 1-bit lower bound passes the gate.
-    fn scan_head(
-        &mut self,
-        coder: &Coder,
-        lq: &ListQuery,
-        qi: usize,
-        no: u32,
-        head: &CodeChunk,
-        mask: Option<&[bool]>,
-    ) {
+    fn head(&self, list: &mut Shortlist, no: u32, head: &CodeChunk, dots: &mut Vec<f32>) {
+        let (lq, lut) = (self.lq, self.lut);
         let n = head.len();
-        let quantizer = &coder.quantizer;
-        self.est.resize(n, 0.0);
-        self.err.resize(n, 0.0);
-        quantizer.estimate(&lq.lut, &head.signs, &head.factors, &mut self.est, &mut self.err);
-        let (sb, eb) = (quantizer.sign_bytes(), quantizer.ex_bytes());
-        let list = &mut self.lists[qi];
+        let quantizer = &self.coder.quantizer;
+        dots.resize(n, 0.0);
+        quantizer.sign_dots(lut, &head.signs, &mut dots[..n]);
+        let eb = quantizer.ex_bytes();
+        // The weighted sum of B planes rounds up to 2^B - 1 times as much.
+        let ex_rounding = lq.rounding * ((1u32 << quantizer.bits()) - 1) as f32;
         let base = (no as u64) << 32;
-        let refine = eb > 0;
-        // |sign| = 2 for L2, 1 otherwise: the bound on the score.
-        let scale = lq.sign.abs();
+        let mut gate = list.gate();
         for s in 0..n {
-            if mask.is_some_and(|m| !m[s]) {
+            if self.mask.is_some_and(|m| !m[s]) {
                 continue;
             }
             let f = &head.factors[s];
-            let own = if lq.l2 { f.norm * f.norm } else { 0.0 };
-            let mut estimate = lq.base + own + lq.sign * self.est[s];
-            let mut bound = scale * self.err[s];
-            if estimate - bound >= list.gate() {
+            let norm = f.norm;
+            let at_centroid = lq.base + if lq.l2 { norm * norm } else { 0.0 };
+            let centre = self.centred.map_or([0.0; 2], |d| d[s]);
+            let dot = dots[s] - centre[0];
+            let scale = f.scale();
+            let mut estimate = at_centroid + lq.sign * dot * scale;
+            let mut bound = lq.bound_scale * f.err() + lq.rounding * scale;
+            if estimate - bound >= gate {
                 continue;
             }
-            if refine {
-                let (e, b) = quantizer.estimate_ex(
-                    &lq.lut,
-                    &head.signs[s * sb..(s + 1) * sb],
-                    &head.ex[s * eb..(s + 1) * eb],
-                    f,
-                );
-                estimate = lq.base + own + lq.sign * e;
-                bound = scale * b;
+            if eb > 0 {
+                let weighted = quantizer.weighted_dots(lut, dots[s], &head.ex[s * eb..(s + 1) * eb]) - centre[1];
+                let ex_scale = head.ex_scales[s];
+                estimate = at_centroid + lq.sign * weighted * ex_scale;
+                bound = lq.bound_scale * f.ex_err() + ex_rounding * ex_scale;
             }
             list.offer(base | s as u64, estimate, bound);
+            gate = list.gate();
         }
     }
 }
