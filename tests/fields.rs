@@ -216,3 +216,21 @@ fn bad_declarations_are_refused() {
     assert!(bad(vec!["x".repeat(257)]).contains("256"));
     assert!(c.list_indexes().unwrap().is_empty(), "a refused create stores nothing");
 }
+
+/// On PostgreSQL (where candidate chunks are read ahead in groups), the
+/// same answers as the twin without filterable fields, from a second client.
+#[test]
+fn on_postgres_the_answers_are_the_same() {
+    let Some((url, _admin)) = common::postgres_table("vx_test_fields") else { return };
+    let c = client(&url);
+    let (indexed, plain) = twins(&c, IndexType::IvfRabitq);
+    for ix in [&indexed, &plain] {
+        ix.train(TrainParams { n_lists: 24, max_iters: 4, ..Default::default() }, Access::default()).unwrap();
+    }
+    let other = client(&url);
+    let indexed = other.load_index("indexed", Access { key: Some(&key(1)), user: None }).unwrap();
+    for f in &FILTERS[..9] {
+        assert_eq!(answer(&indexed, f, 24), answer(&plain, f, 24), "{f}");
+        assert_eq!(listing(&indexed, f), listing(&plain, f), "{f}");
+    }
+}

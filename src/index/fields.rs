@@ -9,11 +9,12 @@
 //! chunks; every chunk after a training), so a cold handle pays one pass
 //! over the metadata, and each later write only its own chunks.
 //!
-//! It answers a filter with a superset of the rows that match
-//! ([`Candidates`]): exact for equality, `$in` and ranges on scalars, which
-//! is what it indexes; the caller still evaluates the whole filter on each
-//! candidate. A filter it cannot narrow (no declared field, or only `$ne`,
-//! `$exists`, `$regex` ...) gets `None` and is evaluated row by row as before.
+//! It answers a filter with the rows that may match ([`Candidates`]):
+//! exactly its matches when every part of it is an equality, `$in` or range
+//! on a declared field (what the index holds), else a superset on which the
+//! caller evaluates the whole filter. A filter it cannot narrow at all (no
+//! declared field, or only `$ne`, `$exists`, `$regex` ...) gets `None` and is
+//! evaluated row by row as before.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Bound;
@@ -282,8 +283,9 @@ impl State {
 /// The rows every part allows, from the parts the index narrows (None if
 /// it narrows none); exact only if it narrows them all.
 fn intersect_all(parts: impl Iterator<Item = Option<Candidates>>) -> Option<Candidates> {
-    let mut all_narrowed = true;
-    let mut narrowed: Vec<Candidates> = parts.filter_map(|c| c.or_else(|| (all_narrowed = false, None).1)).collect();
+    let parts: Vec<Option<Candidates>> = parts.collect();
+    let all_narrowed = parts.iter().all(Option::is_some);
+    let mut narrowed: Vec<Candidates> = parts.into_iter().flatten().collect();
     narrowed.sort_by_key(Candidates::len);
     let mut it = narrowed.into_iter();
     let first = it.next()?;
@@ -293,11 +295,8 @@ fn intersect_all(parts: impl Iterator<Item = Option<Candidates>>) -> Option<Cand
 }
 
 /// The (field, key) postings of one chunk's rows.
-fn index_rows<'a>(
-    declared: &[Vec<String>],
-    rows: impl Iterator<Item = Option<&'a Value>>,
-) -> HashMap<(usize, Key), Vec<u32>> {
-    let mut postings: HashMap<(usize, Key), Vec<u32>> = HashMap::new();
+fn index_rows<'a>(declared: &[Vec<String>], rows: impl Iterator<Item = Option<&'a Value>>) -> ChunkPostings {
+    let mut postings = ChunkPostings::new();
     for (slot, md) in rows.enumerate() {
         let Some(md) = md else { continue };
         for (field, path) in declared.iter().enumerate() {

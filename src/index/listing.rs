@@ -15,15 +15,12 @@ use super::chunk::{Chunk, ChunkBuilder};
 use super::codes::{rows_per_unit, CodeChunk, Coder};
 use super::fields::Candidates;
 use super::manifest::{ChunkMeta, Manifest};
-use super::objects::Obj;
+use super::objects::{Obj, PREFETCH_CHUNKS};
 use super::search;
 use super::types::check_include;
 use super::{include, Access, Hit, Index};
 use crate::error::{Error, Result};
 use crate::filter::{Filter, OrderBy, SortKey};
-
-/// Chunks whose objects a PostgreSQL store is asked for in one round trip.
-const PREFETCH_CHUNKS: usize = 64;
 
 /// What `query_metadata` is asked. The default: every item by id, with
 /// its metadata.
@@ -125,12 +122,12 @@ impl Index {
                 .collect::<Result<_>>()?,
             None => m.chunks().map(|c| (c, None)).collect(),
         };
+        let exact = candidates.as_ref().is_some_and(Candidates::exact);
         let mut matches = Vec::new();
         for group in metas.chunks(PREFETCH_CHUNKS) {
             let pre = self.prefetch(group.iter().map(|(c, _)| (Obj::Chunk(c.no), &c.stamp)))?;
             for (meta, slots) in group {
                 let rows = self.rows(m, coder, meta, Some(&pre))?;
-                let exact = candidates.as_ref().is_some_and(Candidates::exact);
                 let mut consider = |slot: usize| {
                     let md = rows.metadata(slot);
                     if exact || filter.is_none_or(|f| f.matches(md)) {

@@ -393,6 +393,9 @@ pub fn opened_bytes() -> u64 {
 
 /// Most sealed objects one read fetches ahead in one store call (~256 MiB of chunks).
 const PREFETCH_OBJECTS: usize = 4096;
+/// Chunks a pass over many of them (a metadata listing, candidate rows)
+/// asks a PostgreSQL store for in one round trip: ~4 MiB at most.
+pub(super) const PREFETCH_CHUNKS: usize = 64;
 
 /// Sealed objects read ahead (see [`Index::prefetch`]).
 #[derive(Default)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::codes::rows_per_unit;
 use super::fields::Candidates;
 use super::manifest::{ChunkMeta, Manifest};
-use super::objects::Obj;
+use super::objects::{Obj, PREFETCH_CHUNKS};
 use super::search::{self, Candidate, TopK};
 use super::snapshot::Snapshot;
 use super::types::{check_include, validate_id, validate_query};
@@ -256,20 +256,31 @@ impl Index {
                 top.push(Candidate { score, at: (no as u64) << 32 | s as u64 });
             }
         };
-        for (no, slots) in rows.chunks() {
-            let meta = m.chunk(no).ok_or_else(|| Error::integrity("a candidate names a missing chunk"))?;
-            match coder.as_deref() {
-                None => {
-                    let chunk = self.chunk(m, meta, None)?;
-                    for s in slots.filter(|&s| rows.exact() || filter.matches(chunk.parsed_metadata(s))) {
-                        score(no, s, chunk.vector(s), chunk.inv_norms[s]);
+        let chunks: Vec<(&ChunkMeta, Vec<usize>)> = rows
+            .chunks()
+            .map(|(no, slots)| {
+                let meta = m.chunk(no).ok_or_else(|| Error::integrity("a candidate names a missing chunk"))?;
+                Ok((meta, slots.collect()))
+            })
+            .collect::<Result<_>>()?;
+        // Where each read is a round trip (PostgreSQL), a group of chunks at a time.
+        for group in chunks.chunks(PREFETCH_CHUNKS) {
+            let pre = self.prefetch(group.iter().map(|(c, _)| (Obj::Chunk(c.no), &c.stamp)))?;
+            for (meta, slots) in group {
+                let slots = slots.iter().copied();
+                match coder.as_deref() {
+                    None => {
+                        let chunk = self.chunk(m, meta, Some(&pre))?;
+                        for s in slots.filter(|&s| rows.exact() || filter.matches(chunk.parsed_metadata(s))) {
+                            score(meta.no, s, chunk.vector(s), chunk.inv_norms[s]);
+                        }
                     }
-                }
-                Some(coder) => {
-                    let head = self.head(m, coder, meta, None)?;
-                    for s in slots.filter(|&s| rows.exact() || filter.matches(head.parsed_metadata(s))) {
-                        let unit = self.unit_of(m, meta, s)?;
-                        score(no, s, unit.vector(s % per), unit.inv_norms[s % per]);
+                    Some(coder) => {
+                        let head = self.head(m, coder, meta, Some(&pre))?;
+                        for s in slots.filter(|&s| rows.exact() || filter.matches(head.parsed_metadata(s))) {
+                            let unit = self.unit_of(m, meta, s)?;
+                            score(meta.no, s, unit.vector(s % per), unit.inv_norms[s % per]);
+                        }
                     }
                 }
             }
