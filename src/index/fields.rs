@@ -341,7 +341,11 @@ impl Index {
         }
         let mut state = self.fields.state.write();
         if state.version < m.version {
-            self.sync_fields(m, &mut state)?;
+            if let Err(e) = self.sync_fields(m, &mut state) {
+                // Half brought up to date, it must not serve its old version.
+                *state = State::default();
+                return Err(e);
+            }
         }
         Ok(if state.version == m.version { state.candidates(declared, filter) } else { None })
     }
