@@ -37,8 +37,8 @@ pub use error::{Error, Result, Status};
 pub use index::{
     include, opened_bytes, Access, Epoch, Hit, Index, IndexConfig, IndexType, Item, ItemRef, MetadataQuery, Precision,
     QueryParams, TrainParams, TrainReport, TrainingState, UserEntry, DEFAULT_QUANTIZER_BITS, EPOCH_LEN,
-    MAX_CONTENTS_BYTES, MAX_ID_BYTES, MAX_METADATA_BYTES, MAX_QUANTIZER_BITS, MAX_RERANK_MULT, PERMISSION_READ,
-    PERMISSION_WRITE,
+    MAX_CONTENTS_BYTES, MAX_FIELD_PATH_BYTES, MAX_FILTERABLE_FIELDS, MAX_ID_BYTES, MAX_METADATA_BYTES,
+    MAX_QUANTIZER_BITS, MAX_RERANK_MULT, PERMISSION_READ, PERMISSION_WRITE,
 };
 #[cfg(feature = "test-hooks")]
 pub use store::{MemoryStore, Op, Store, WriteBatch};

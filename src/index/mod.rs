@@ -62,7 +62,8 @@ pub use snapshot::{Epoch, EPOCH_LEN};
 pub(crate) use types::validate_name;
 pub use types::{
     include, Access, Hit, IndexConfig, IndexType, Item, ItemRef, Precision, QueryParams, TrainingState,
-    DEFAULT_QUANTIZER_BITS, MAX_CONTENTS_BYTES, MAX_ID_BYTES, MAX_METADATA_BYTES, MAX_QUANTIZER_BITS, MAX_RERANK_MULT,
+    DEFAULT_QUANTIZER_BITS, MAX_CONTENTS_BYTES, MAX_FIELD_PATH_BYTES, MAX_FILTERABLE_FIELDS, MAX_ID_BYTES,
+    MAX_METADATA_BYTES, MAX_QUANTIZER_BITS, MAX_RERANK_MULT,
 };
 
 /// Permission bits of user keys (the C ABI's VX_PERMISSION_*).
