@@ -194,18 +194,32 @@ impl CodeChunk {
             });
         }
         r.finish()?;
-        let ex_scales = ex_scales(shape.bits, shape.sign_bytes, shape.ex_bytes, &signs, &ex, &factors);
-        Ok(CodeChunk {
+        let per_unit = rows_per_unit(dim, shape.precision);
+        Ok(CodeChunk::assemble((shape.bits, shape.sign_bytes, shape.ex_bytes), per_unit, signs, ex, factors, metadata))
+    }
+
+    /// A head from its rows' codes, factors and metadata, with what is
+    /// derived from them in memory (`(bits, sign bytes, ex bytes)` per code).
+    fn assemble(
+        (bits, sb, eb): (u32, usize, usize),
+        rows_per_unit: usize,
+        signs: Zeroizing<Vec<u8>>,
+        ex: Zeroizing<Vec<u8>>,
+        factors: Vec<Factors>,
+        metadata: Vec<Option<String>>,
+    ) -> CodeChunk {
+        let n = factors.len();
+        CodeChunk {
             len: n,
+            ex_scales: ex_scales(bits, sb, eb, &signs, &ex, &factors),
             signs,
             ex,
             factors,
-            ex_scales,
             centred: OnceLock::new(),
-            units: no_units(n.div_ceil(rows_per_unit(dim, shape.precision))),
+            units: no_units(n.div_ceil(rows_per_unit)),
             metadata,
             parsed: OnceLock::new(),
-        })
+        }
     }
 }
 
@@ -282,18 +296,8 @@ impl Coder {
             }
             factors.push(q.encode(&rotated.0, &mut signs[s * sb..(s + 1) * sb], &mut ex[s * eb..(s + 1) * eb]));
         }
-        let ex_scales = ex_scales(q.bits(), sb, eb, &signs, &ex, &factors);
-        CodeChunk {
-            len: n,
-            signs,
-            ex,
-            factors,
-            ex_scales,
-            centred: OnceLock::new(),
-            units: no_units(n.div_ceil(rows_per_unit(chunk.dim, precision))),
-            metadata: chunk.metadata.clone(),
-            parsed: OnceLock::new(),
-        }
+        let per_unit = rows_per_unit(chunk.dim, precision);
+        CodeChunk::assemble((q.bits(), sb, eb), per_unit, signs, ex, factors, chunk.metadata.clone())
     }
 
     /// The plaintexts to seal for `chunk`: its head and its units.
