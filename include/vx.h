@@ -51,7 +51,7 @@
 /**
  * Minor version of this library.
  */
-#define VX_VERSION_MINOR 7
+#define VX_VERSION_MINOR 8
 
 /**
  * Patch version of this library.
@@ -61,7 +61,7 @@
 /**
  * MAJOR * 1000000 + MINOR * 1000 + PATCH; compare with vx_version_number().
  */
-#define VX_VERSION_NUMBER 7000
+#define VX_VERSION_NUMBER 8000
 
 /**
  * ABI version: the SONAME is libvx.so.<VX_ABI_VERSION>.
@@ -156,6 +156,11 @@
  * Return vectors.
  */
 #define VX_INCLUDE_VECTOR 8
+
+/**
+ * Largest vx_index_config.bm25_k1. Since 0.8.0.
+ */
+#define VX_MAX_BM25_K1 1000.0
 
 /**
  * Permission bit: query, get, list_ids, num_vectors and the getters.
@@ -378,6 +383,26 @@ typedef struct vx_index_config {
    * or 0.6 (which end before this field) is accepted and reads it as NULL.
    */
   const char *filterable_fields_json;
+  /**
+   * Metadata fields holding text (a string, or an array of strings) for
+   * keyword search (vx_index_query_metadata's `text`) and hybrid search
+   * (vx_query_params.text), ranked by BM25: a NUL-terminated JSON array
+   * of dot-paths (`["title", "doc.body"]`, at most 64, each 1 to 256
+   * bytes), or NULL (default: none). Fixed at creation. Since 0.8.0: a
+   * struct_size of 0.7 or older (which end before this field) is
+   * accepted and reads it, bm25_k1 and bm25_b as their defaults.
+   */
+  const char *text_fields_json;
+  /**
+   * BM25's term-frequency saturation, 0 to VX_MAX_BM25_K1; default 1.2.
+   * Fixed at creation. Since 0.8.0.
+   */
+  float bm25_k1;
+  /**
+   * BM25's document-length normalisation, 0 (none) to 1 (full); default
+   * 0.75. Fixed at creation. Since 0.8.0.
+   */
+  float bm25_b;
 } vx_index_config;
 
 /**
@@ -423,6 +448,41 @@ typedef struct vx_query_params {
    * zeroes it).
    */
   uint32_t rerank_mult;
+  /**
+   * Hybrid search: NUL-terminated UTF-8 text matched with BM25 against the
+   * index's text fields (vx_index_config.text_fields_json), or NULL
+   * (default: vector search only). Each query's vector ranking (its
+   * vector_depth nearest) and the text ranking (the text_depth best
+   * BM25 matches; both pass the filter) are fused by weighted
+   * reciprocal rank: alpha / (rrf_k + vector rank) + (1 - alpha) /
+   * (rrf_k + text rank), ranks from 1, a ranking an item is missing from
+   * adding nothing; hits come by fused score (vx_results_score), highest
+   * first, each with its exact distance. The same text serves every
+   * query of a batch. Text on an index without text fields is
+   * VX_STATUS_INVALID_ARGUMENT. Since 0.8.0: a struct_size of 0.7 or
+   * older (which end before this field) is accepted and reads it and the
+   * fields after it as their defaults.
+   */
+  const char *text;
+  /**
+   * Weight of the vector ranking in the fusion, 0 to 1 (the text's is 1 -
+   * alpha); default 0.5. Since 0.8.0.
+   */
+  float alpha;
+  /**
+   * Rank damping of the fusion; 0 (default) = 60. Since 0.8.0.
+   */
+  uint32_t rrf_k;
+  /**
+   * Items the vector ranking contributes to the fusion, up to 65536; 0
+   * (default) = max(2 * top_k, 50). Since 0.8.0.
+   */
+  uint32_t vector_depth;
+  /**
+   * Items the text ranking contributes, up to 65536; 0 (default) =
+   * max(2 * top_k, 50). Since 0.8.0.
+   */
+  uint32_t text_depth;
 } vx_query_params;
 
 /**
@@ -583,8 +643,8 @@ vx_status vx_client_list_indexes(const struct vx_client *client,
 
 /**
  * Fills `cfg` with defaults (and struct_size). NULL is ignored. Writes this
- * version's sizeof(vx_index_config) (32 bytes on 64-bit targets since
- * 0.7.0, 24 in 0.6, 20 before):
+ * version's sizeof(vx_index_config) (48 bytes on 64-bit targets since
+ * 0.8.0, 32 in 0.7, 24 in 0.6, 20 before):
  * compile against the header of the library you run with.
  *
  * Thread safety: safe from any thread. Since 0.1.0.
@@ -601,8 +661,9 @@ void vx_index_config_init(struct vx_index_config *cfg);
  * @param out_index  receives the index (free with vx_index_free); NULL on failure.
  * @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT (name, unknown
  *         metric/type/precision, dimension too large, quantizer_bits out of range or
- *         set for IVF_FLAT, a bad filterable field, a struct_size vx never published),
- *         INVALID_JSON (filterable_fields_json), INVALID_UTF8, ALREADY_EXISTS,
+ *         set for IVF_FLAT, a bad filterable or text field, bm25_k1 or bm25_b out of
+ *         range, a struct_size vx never published),
+ *         INVALID_JSON (filterable_fields_json, text_fields_json), INVALID_UTF8, ALREADY_EXISTS,
  *         RNG_FAILED, IO, STORAGE, PANIC.
  *
  * Thread safety: safe concurrently with any call on the client. Since 0.1.0.
@@ -1063,7 +1124,8 @@ void vx_query_params_init(struct vx_query_params *p);
  * @param key, user_id per-call credentials (NULL = the handle's key); need read.
  * @param out_results  receives the hits (free with vx_results_free); NULL on failure.
  * @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT (top_k, include bits, rerank_mult,
- *         non-finite value, nq*dim overflow, a struct_size vx never published),
+ *         non-finite value, nq*dim overflow, text without text fields, alpha or a
+ *         depth out of range, a struct_size vx never published),
  *         DIMENSION_MISMATCH, INVALID_UTF8, INVALID_FILTER, NOT_FOUND, WRONG_KEY,
  *         PERMISSION_DENIED, POISONED, INTEGRITY, IO, STORAGE, PANIC.
  *
@@ -1082,11 +1144,17 @@ vx_status vx_index_query(const struct vx_index *index,
 
 /**
  * Lists the items a filter matches, ordered by one metadata field, a page
- * at a time, without a query vector: "tenant X's documents by date". Works
- * trained or not, on every index type. The results hold one query
- * (vx_results_num_queries = 1) whose hits have NaN distances.
+ * at a time, without a query vector: "tenant X's documents by date"; with
+ * `text`, a keyword search. Works trained or not, on every index type. The
+ * results hold one query (vx_results_num_queries = 1) whose hits have NaN
+ * distances.
  *
  * @param filter_json  MongoDB-style filter (as in vx_query_params), or NULL for every item.
+ * @param text         NULL, or keyword search: only the matches holding a term of this
+ *                     UTF-8 text in the index's text fields, ordered by BM25 score
+ *                     (vx_results_score), highest first, unless order_by is given. Text
+ *                     on an index without text fields is INVALID_ARGUMENT; text without
+ *                     a searchable term (only stop words) matches nothing. Since 0.8.0.
  * @param top_k        hits at most; 0 = every match from `offset`.
  * @param order_by     dot-path of a metadata field ("date", "doc.year"), or NULL to order
  *                     by id. Values order by type (missing and null, numbers, strings,
@@ -1098,16 +1166,17 @@ vx_status vx_index_query(const struct vx_index *index,
  *                     VX_INCLUDE_DISTANCE is INVALID_ARGUMENT (there are no distances).
  * @param key, user_id per-call credentials (NULL = the handle's key); need read.
  * @param out_results  receives the hits (free with vx_results_free); NULL on failure.
- * @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT (include bits, order_by path),
- *         INVALID_UTF8, INVALID_FILTER, NOT_FOUND, WRONG_KEY, PERMISSION_DENIED,
- *         POISONED, INTEGRITY, IO, STORAGE, PANIC.
+ * @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT (include bits, order_by path,
+ *         text without text fields), INVALID_UTF8, INVALID_FILTER, NOT_FOUND, WRONG_KEY,
+ *         PERMISSION_DENIED, POISONED, INTEGRITY, IO, STORAGE, PANIC.
  *
  * Thread safety: safe concurrently with any call on the handle; sees whole
- * writes only. Since 0.7.0.
+ * writes only. Since 0.7.0; `text` since 0.8.0.
  */
 VX_NODISCARD
 vx_status vx_index_query_metadata(const struct vx_index *index,
                                   const char *filter_json,
+                                  const char *text,
                                   size_t top_k,
                                   const char *order_by,
                                   bool ascending,
@@ -1219,6 +1288,15 @@ const char *vx_results_id(const struct vx_results *r, size_t query, size_t rank)
  * Thread safety: safe from any thread while the results live. Since 0.1.0.
  */
 float vx_results_distance(const struct vx_results *r, size_t query, size_t rank);
+
+/**
+ * The score of a hit, higher is better: its BM25 score in a keyword search
+ * (vx_index_query_metadata with text), its fused score in a hybrid search
+ * (vx_query_params.text); NaN otherwise or if out of range.
+ *
+ * Thread safety: safe from any thread while the results live. Since 0.8.0.
+ */
+float vx_results_score(const struct vx_results *r, size_t query, size_t rank);
 
 /**
  * The metadata JSON of a hit if it has some and VX_INCLUDE_METADATA was

@@ -29,16 +29,18 @@ mod index;
 mod kmeans;
 mod rabitq;
 mod store;
+mod text;
 
 pub use client::{Client, ClientOptions, DEFAULT_CACHE_BYTES};
 pub use crypto::{SecretKey, KEY_LEN, USER_ID_LEN};
 pub use distance::Metric;
 pub use error::{Error, Result, Status};
 pub use index::{
-    include, opened_bytes, Access, Epoch, Hit, Index, IndexConfig, IndexType, Item, ItemRef, MetadataQuery, Precision,
-    QueryParams, TrainParams, TrainReport, TrainingState, UserEntry, DEFAULT_QUANTIZER_BITS, EPOCH_LEN,
-    MAX_CONTENTS_BYTES, MAX_FIELD_PATH_BYTES, MAX_FILTERABLE_FIELDS, MAX_ID_BYTES, MAX_METADATA_BYTES,
-    MAX_QUANTIZER_BITS, MAX_RERANK_MULT, PERMISSION_READ, PERMISSION_WRITE,
+    include, opened_bytes, Access, Epoch, Fusion, Hit, Index, IndexConfig, IndexType, Item, ItemRef, MetadataQuery,
+    Precision, QueryParams, TrainParams, TrainReport, TrainingState, UserEntry, DEFAULT_ALPHA, DEFAULT_QUANTIZER_BITS,
+    DEFAULT_RRF_K, EPOCH_LEN, MAX_CONTENTS_BYTES, MAX_FIELD_PATH_BYTES, MAX_FILTERABLE_FIELDS, MAX_ID_BYTES,
+    MAX_METADATA_BYTES, MAX_QUANTIZER_BITS, MAX_RERANK_MULT, PERMISSION_READ, PERMISSION_WRITE,
 };
 #[cfg(feature = "test-hooks")]
 pub use store::{MemoryStore, Op, Store, WriteBatch};
+pub use text::{tokenize, Bm25, DEFAULT_BM25_B, DEFAULT_BM25_K1, MAX_BM25_K1};

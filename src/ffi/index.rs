@@ -13,6 +13,7 @@ use crate::crypto::SecretKey;
 use crate::distance::Metric;
 use crate::error::{Error, Result};
 use crate::index::{Access, Epoch, Index, IndexConfig, IndexType, ItemRef, Precision, TrainingState};
+use crate::text::Bm25;
 
 /// Euclidean distance (the default).
 pub const VX_METRIC_EUCLIDEAN: u32 = 0;
@@ -127,7 +128,25 @@ pub struct vx_index_config {
     /// (default: none). Fixed at creation. Since 0.7.0: a struct_size of 0.5
     /// or 0.6 (which end before this field) is accepted and reads it as NULL.
     pub filterable_fields_json: *const c_char,
+    /// Metadata fields holding text (a string, or an array of strings) for
+    /// keyword search (vx_index_query_metadata's `text`) and hybrid search
+    /// (vx_query_params.text), ranked by BM25: a NUL-terminated JSON array
+    /// of dot-paths (`["title", "doc.body"]`, at most 64, each 1 to 256
+    /// bytes), or NULL (default: none). Fixed at creation. Since 0.8.0: a
+    /// struct_size of 0.7 or older (which end before this field) is
+    /// accepted and reads it, bm25_k1 and bm25_b as their defaults.
+    pub text_fields_json: *const c_char,
+    /// BM25's term-frequency saturation, 0 to VX_MAX_BM25_K1; default 1.2.
+    /// Fixed at creation. Since 0.8.0.
+    pub bm25_k1: f32,
+    /// BM25's document-length normalisation, 0 (none) to 1 (full); default
+    /// 0.75. Fixed at creation. Since 0.8.0.
+    pub bm25_b: f32,
 }
+
+/// Largest vx_index_config.bm25_k1. Since 0.8.0.
+pub const VX_MAX_BM25_K1: f32 = 1000.0;
+const _: () = assert!(VX_MAX_BM25_K1 == crate::text::MAX_BM25_K1);
 
 impl Default for vx_index_config {
     fn default() -> Self {
@@ -139,6 +158,9 @@ impl Default for vx_index_config {
             storage_precision: VX_PRECISION_F32,
             quantizer_bits: 0,
             filterable_fields_json: std::ptr::null(),
+            text_fields_json: std::ptr::null(),
+            bm25_k1: crate::text::DEFAULT_BM25_K1,
+            bm25_b: crate::text::DEFAULT_BM25_B,
         }
     }
 }
@@ -169,11 +191,14 @@ pub(crate) const VX_INDEX_CONFIG_SIZE_0_5: usize =
 /// sizeof(vx_index_config) in 0.6: up to quantizer_bits, all uint32_t.
 pub(crate) const VX_INDEX_CONFIG_SIZE_0_6: usize =
     size_before(std::mem::offset_of!(vx_index_config, filterable_fields_json), std::mem::align_of::<u32>());
+/// sizeof(vx_index_config) in 0.7: up to filterable_fields_json.
+pub(crate) const VX_INDEX_CONFIG_SIZE_0_7: usize =
+    size_before(std::mem::offset_of!(vx_index_config, text_fields_json), std::mem::align_of::<*const c_char>());
 
 impl Params for vx_index_config {
     const NAME: &'static str = "vx_index_config";
     const OLDER_SIZES: &'static [(usize, &'static str)] =
-        &[(VX_INDEX_CONFIG_SIZE_0_5, "0.5"), (VX_INDEX_CONFIG_SIZE_0_6, "0.6")];
+        &[(VX_INDEX_CONFIG_SIZE_0_5, "0.5"), (VX_INDEX_CONFIG_SIZE_0_6, "0.6"), (VX_INDEX_CONFIG_SIZE_0_7, "0.7")];
     unsafe fn read_fields(p: *const Self, size: usize) -> Self {
         let defaults = Self::default();
         vx_index_config {
@@ -192,13 +217,20 @@ impl Params for vx_index_config {
             } else {
                 defaults.filterable_fields_json
             },
+            text_fields_json: if covers!(size, Self, text_fields_json) {
+                field!(p.text_fields_json)
+            } else {
+                defaults.text_fields_json
+            },
+            bm25_k1: if covers!(size, Self, bm25_k1) { field!(p.bm25_k1) } else { defaults.bm25_k1 },
+            bm25_b: if covers!(size, Self, bm25_b) { field!(p.bm25_b) } else { defaults.bm25_b },
         }
     }
 }
 
 /// Fills `cfg` with defaults (and struct_size). NULL is ignored. Writes this
-/// version's sizeof(vx_index_config) (32 bytes on 64-bit targets since
-/// 0.7.0, 24 in 0.6, 20 before):
+/// version's sizeof(vx_index_config) (48 bytes on 64-bit targets since
+/// 0.8.0, 32 in 0.7, 24 in 0.6, 20 before):
 /// compile against the header of the library you run with.
 ///
 /// Thread safety: safe from any thread. Since 0.1.0.
@@ -216,8 +248,9 @@ pub unsafe extern "C" fn vx_index_config_init(cfg: *mut vx_index_config) {
 /// @param out_index  receives the index (free with vx_index_free); NULL on failure.
 /// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_UTF8, INVALID_ARGUMENT (name, unknown
 ///         metric/type/precision, dimension too large, quantizer_bits out of range or
-///         set for IVF_FLAT, a bad filterable field, a struct_size vx never published),
-///         INVALID_JSON (filterable_fields_json), INVALID_UTF8, ALREADY_EXISTS,
+///         set for IVF_FLAT, a bad filterable or text field, bm25_k1 or bm25_b out of
+///         range, a struct_size vx never published),
+///         INVALID_JSON (filterable_fields_json, text_fields_json), INVALID_UTF8, ALREADY_EXISTS,
 ///         RNG_FAILED, IO, STORAGE, PANIC.
 ///
 /// Thread safety: safe concurrently with any call on the client. Since 0.1.0.
@@ -242,7 +275,9 @@ pub unsafe extern "C" fn vx_index_create(
             index_type: IndexType::from_u32(c.index_type)?,
             precision: Precision::from_u32(c.storage_precision)?,
             quantizer_bits: c.quantizer_bits,
-            filterable: filterable_fields(c.filterable_fields_json)?,
+            filterable: field_paths(c.filterable_fields_json, "filterable_fields_json")?,
+            text_fields: field_paths(c.text_fields_json, "text_fields_json")?,
+            bm25: Bm25 { k1: c.bm25_k1, b: c.bm25_b },
         };
         let inner = client.inner.create_index(name, &key, config)?;
         *out = into_c(vx_index { name: CText::new(name), inner });
@@ -250,12 +285,12 @@ pub unsafe extern "C" fn vx_index_create(
     })
 }
 
-/// The paths of vx_index_config.filterable_fields_json.
-unsafe fn filterable_fields(json: *const c_char) -> Result<Vec<String>> {
-    match opt_c_str(json, "filterable_fields_json")? {
+/// The paths of a JSON array of field paths (`what`: the config field).
+unsafe fn field_paths(json: *const c_char, what: &str) -> Result<Vec<String>> {
+    match opt_c_str(json, what)? {
         None => Ok(Vec::new()),
         Some(text) => serde_json::from_str(text)
-            .map_err(|e| Error::InvalidJson(format!("filterable_fields_json must be a JSON array of strings: {e}"))),
+            .map_err(|e| Error::InvalidJson(format!("{what} must be a JSON array of strings: {e}"))),
     }
 }
 

@@ -8,7 +8,7 @@ use super::index::{vx_index, Creds, VX_INCLUDE_DISTANCE};
 use super::results::vx_results;
 use super::vx_status;
 use crate::error::Error;
-use crate::index::{MetadataQuery, QueryParams};
+use crate::index::{Fusion, MetadataQuery, QueryParams};
 
 /// Parameters of vx_index_query. Fill with vx_query_params_init first;
 /// fields are only ever appended.
@@ -39,6 +39,31 @@ pub struct vx_query_params {
     /// 0.5's size already covered it, as padding: vx_query_params_init
     /// zeroes it).
     pub rerank_mult: u32,
+    /// Hybrid search: NUL-terminated UTF-8 text matched with BM25 against the
+    /// index's text fields (vx_index_config.text_fields_json), or NULL
+    /// (default: vector search only). Each query's vector ranking (its
+    /// vector_depth nearest) and the text ranking (the text_depth best
+    /// BM25 matches; both pass the filter) are fused by weighted
+    /// reciprocal rank: alpha / (rrf_k + vector rank) + (1 - alpha) /
+    /// (rrf_k + text rank), ranks from 1, a ranking an item is missing from
+    /// adding nothing; hits come by fused score (vx_results_score), highest
+    /// first, each with its exact distance. The same text serves every
+    /// query of a batch. Text on an index without text fields is
+    /// VX_STATUS_INVALID_ARGUMENT. Since 0.8.0: a struct_size of 0.7 or
+    /// older (which end before this field) is accepted and reads it and the
+    /// fields after it as their defaults.
+    pub text: *const c_char,
+    /// Weight of the vector ranking in the fusion, 0 to 1 (the text's is 1 -
+    /// alpha); default 0.5. Since 0.8.0.
+    pub alpha: f32,
+    /// Rank damping of the fusion; 0 (default) = 60. Since 0.8.0.
+    pub rrf_k: u32,
+    /// Items the vector ranking contributes to the fusion, up to 65536; 0
+    /// (default) = max(2 * top_k, 50). Since 0.8.0.
+    pub vector_depth: u32,
+    /// Items the text ranking contributes, up to 65536; 0 (default) =
+    /// max(2 * top_k, 50). Since 0.8.0.
+    pub text_depth: u32,
 }
 
 /// Most candidates per hit vx_query_params.rerank_mult may ask for. Since 0.6.0.
@@ -54,6 +79,11 @@ impl Default for vx_query_params {
             filter_json: std::ptr::null(),
             greedy: false,
             rerank_mult: 0,
+            text: std::ptr::null(),
+            alpha: crate::index::DEFAULT_ALPHA,
+            rrf_k: 0,
+            vector_depth: 0,
+            text_depth: 0,
         }
     }
 }
@@ -63,9 +93,14 @@ impl Default for vx_query_params {
 pub(crate) const VX_QUERY_PARAMS_SIZE_0_5: usize =
     size_before(std::mem::offset_of!(vx_query_params, rerank_mult), std::mem::align_of::<vx_query_params>());
 
+/// sizeof(vx_query_params) in 0.6 and 0.7: up to rerank_mult, padded.
+pub(crate) const VX_QUERY_PARAMS_SIZE_0_7: usize =
+    size_before(std::mem::offset_of!(vx_query_params, text), std::mem::align_of::<vx_query_params>());
+
 impl Params for vx_query_params {
     const NAME: &'static str = "vx_query_params";
-    const OLDER_SIZES: &'static [(usize, &'static str)] = &[(VX_QUERY_PARAMS_SIZE_0_5, "0.5")];
+    const OLDER_SIZES: &'static [(usize, &'static str)] =
+        &[(VX_QUERY_PARAMS_SIZE_0_5, "0.5"), (VX_QUERY_PARAMS_SIZE_0_7, "0.7")];
     unsafe fn read_fields(p: *const Self, size: usize) -> Self {
         let defaults = Self::default();
         vx_query_params {
@@ -77,6 +112,15 @@ impl Params for vx_query_params {
             // C may store any nonzero byte for true.
             greedy: std::ptr::addr_of!((*p).greedy).cast::<u8>().read() != 0,
             rerank_mult: if covers!(size, Self, rerank_mult) { field!(p.rerank_mult) } else { defaults.rerank_mult },
+            text: if covers!(size, Self, text) { field!(p.text) } else { defaults.text },
+            alpha: if covers!(size, Self, alpha) { field!(p.alpha) } else { defaults.alpha },
+            rrf_k: if covers!(size, Self, rrf_k) { field!(p.rrf_k) } else { defaults.rrf_k },
+            vector_depth: if covers!(size, Self, vector_depth) {
+                field!(p.vector_depth)
+            } else {
+                defaults.vector_depth
+            },
+            text_depth: if covers!(size, Self, text_depth) { field!(p.text_depth) } else { defaults.text_depth },
         }
     }
 }
@@ -103,7 +147,8 @@ pub unsafe extern "C" fn vx_query_params_init(p: *mut vx_query_params) {
 /// @param key, user_id per-call credentials (NULL = the handle's key); need read.
 /// @param out_results  receives the hits (free with vx_results_free); NULL on failure.
 /// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT (top_k, include bits, rerank_mult,
-///         non-finite value, nq*dim overflow, a struct_size vx never published),
+///         non-finite value, nq*dim overflow, text without text fields, alpha or a
+///         depth out of range, a struct_size vx never published),
 ///         DIMENSION_MISMATCH, INVALID_UTF8, INVALID_FILTER, NOT_FOUND, WRONG_KEY,
 ///         PERMISSION_DENIED, POISONED, INTEGRITY, IO, STORAGE, PANIC.
 ///
@@ -137,6 +182,8 @@ pub unsafe extern "C" fn vx_index_query(
             include: p.include,
             greedy: p.greedy,
             rerank_mult: p.rerank_mult,
+            text: opt_c_str(p.text, "text")?,
+            fusion: Fusion { alpha: p.alpha, rrf_k: p.rrf_k, vector_depth: p.vector_depth, text_depth: p.text_depth },
         };
         let hits = ix.inner.query(queries, nq, dim, &params, Creds::read(key, user_id).access())?;
         *out = vx_results::boxed(hits);
@@ -145,11 +192,17 @@ pub unsafe extern "C" fn vx_index_query(
 }
 
 /// Lists the items a filter matches, ordered by one metadata field, a page
-/// at a time, without a query vector: "tenant X's documents by date". Works
-/// trained or not, on every index type. The results hold one query
-/// (vx_results_num_queries = 1) whose hits have NaN distances.
+/// at a time, without a query vector: "tenant X's documents by date"; with
+/// `text`, a keyword search. Works trained or not, on every index type. The
+/// results hold one query (vx_results_num_queries = 1) whose hits have NaN
+/// distances.
 ///
 /// @param filter_json  MongoDB-style filter (as in vx_query_params), or NULL for every item.
+/// @param text         NULL, or keyword search: only the matches holding a term of this
+///                     UTF-8 text in the index's text fields, ordered by BM25 score
+///                     (vx_results_score), highest first, unless order_by is given. Text
+///                     on an index without text fields is INVALID_ARGUMENT; text without
+///                     a searchable term (only stop words) matches nothing. Since 0.8.0.
 /// @param top_k        hits at most; 0 = every match from `offset`.
 /// @param order_by     dot-path of a metadata field ("date", "doc.year"), or NULL to order
 ///                     by id. Values order by type (missing and null, numbers, strings,
@@ -161,18 +214,19 @@ pub unsafe extern "C" fn vx_index_query(
 ///                     VX_INCLUDE_DISTANCE is INVALID_ARGUMENT (there are no distances).
 /// @param key, user_id per-call credentials (NULL = the handle's key); need read.
 /// @param out_results  receives the hits (free with vx_results_free); NULL on failure.
-/// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT (include bits, order_by path),
-///         INVALID_UTF8, INVALID_FILTER, NOT_FOUND, WRONG_KEY, PERMISSION_DENIED,
-///         POISONED, INTEGRITY, IO, STORAGE, PANIC.
+/// @return VX_STATUS_OK, NULL_ARGUMENT, INVALID_ARGUMENT (include bits, order_by path,
+///         text without text fields), INVALID_UTF8, INVALID_FILTER, NOT_FOUND, WRONG_KEY,
+///         PERMISSION_DENIED, POISONED, INTEGRITY, IO, STORAGE, PANIC.
 ///
 /// Thread safety: safe concurrently with any call on the handle; sees whole
-/// writes only. Since 0.7.0.
+/// writes only. Since 0.7.0; `text` since 0.8.0.
 #[must_use]
 #[no_mangle]
 #[allow(clippy::too_many_arguments)] // the C signature ABI.md names
 pub unsafe extern "C" fn vx_index_query_metadata(
     index: *const vx_index,
     filter_json: *const c_char,
+    text: *const c_char,
     top_k: usize,
     order_by: *const c_char,
     ascending: bool,
@@ -192,6 +246,7 @@ pub unsafe extern "C" fn vx_index_query_metadata(
             ascending,
             offset,
             include,
+            text: opt_c_str(text, "text")?,
         };
         let hits = ix.inner.query_metadata(&q, Creds::read(key, user_id).access())?;
         *out = vx_results::boxed(vec![hits]);

@@ -178,6 +178,7 @@ pub unsafe extern "C" fn vx_items_free(items: *mut vx_items) {
 struct ResultRow {
     id: CText,
     distance: f32,
+    score: f32,
     metadata: Option<CText>,
     contents: Option<Zeroizing<Vec<u8>>>,
     vector: Option<Zeroizing<Vec<f32>>>,
@@ -198,6 +199,7 @@ impl vx_results {
                     .map(|mut h| ResultRow {
                         id: CText::new(&h.id),
                         distance: h.distance,
+                        score: h.score,
                         metadata: h.metadata.as_deref().map(CText::new),
                         contents: h.contents.take().map(Zeroizing::new),
                         vector: h.vector.take().map(Zeroizing::new),
@@ -244,6 +246,16 @@ pub unsafe extern "C" fn vx_results_id(r: *const vx_results, query: usize, rank:
 #[no_mangle]
 pub unsafe extern "C" fn vx_results_distance(r: *const vx_results, query: usize, rank: usize) -> f32 {
     guard(|| result_row(r, query, rank).map_or(f32::NAN, |x| x.distance))
+}
+
+/// The score of a hit, higher is better: its BM25 score in a keyword search
+/// (vx_index_query_metadata with text), its fused score in a hybrid search
+/// (vx_query_params.text); NaN otherwise or if out of range.
+///
+/// Thread safety: safe from any thread while the results live. Since 0.8.0.
+#[no_mangle]
+pub unsafe extern "C" fn vx_results_score(r: *const vx_results, query: usize, rank: usize) -> f32 {
+    guard(|| result_row(r, query, rank).map_or(f32::NAN, |x| x.score))
 }
 
 /// The metadata JSON of a hit if it has some and VX_INCLUDE_METADATA was

@@ -1,13 +1,7 @@
 //! The index of filterable fields: for each field an index declares
 //! filterable at creation, which rows of which chunks hold each value, so a
 //! filter on those fields finds its rows without evaluating every item.
-//!
-//! It is derived, in memory, from the sealed chunks (for IVF_RABITQ, their
-//! heads) and never stored: the store learns nothing from it, and writes
-//! cost what they did. A handle brings it up to date with the state a call
-//! reads by re-indexing only the chunks whose stamp changed (a write's
-//! chunks; every chunk after a training), so a cold handle pays one pass
-//! over the metadata, and each later write only its own chunks.
+//! Derived in memory from the sealed rows and never stored (`derived.rs`).
 //!
 //! It answers a filter with the rows that may match ([`Candidates`]):
 //! exactly its matches when every part of it is an equality, `$in` or range
@@ -16,14 +10,14 @@
 //! declared field, or only `$ne`, `$exists`, `$regex` ...) gets `None` and is
 //! evaluated row by row as before.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
-use parking_lot::RwLock;
 use serde_json::Value;
 
-use super::manifest::{ChunkMeta, Manifest, Stamp};
-use super::Index;
+use super::derived::RowIndex;
+use super::manifest::Manifest;
+use super::{Index, IndexConfig};
 use crate::error::Result;
 use crate::filter::{CmpOp, Cond, Filter};
 
@@ -38,7 +32,7 @@ enum Key {
 
 /// A string value of a row, decrypted metadata: wiped when dropped.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-struct Text(String);
+pub(super) struct Text(pub(super) String);
 
 impl Drop for Text {
     fn drop(&mut self) {
@@ -91,21 +85,25 @@ impl Key {
 }
 
 /// The position of a row: chunk number << 32 | slot.
-type Pos = u64;
+pub(super) type Pos = u64;
 
-fn pos(no: u32, slot: usize) -> Pos {
+pub(super) fn pos(no: u32, slot: usize) -> Pos {
     (no as u64) << 32 | slot as u64
 }
 
-fn chunk_of(p: Pos) -> u32 {
+pub(super) fn chunk_of(p: Pos) -> u32 {
     (p >> 32) as u32
+}
+
+pub(super) fn slot_of(p: Pos) -> usize {
+    (p & 0xffff_ffff) as usize
 }
 
 /// Candidate rows: their positions, ascending (so grouped by chunk), and
 /// whether they are exactly the filter's matches (every part of it was
 /// narrowed by the index) rather than a superset.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Candidates(Vec<Pos>, bool);
+pub struct Candidates(pub(super) Vec<Pos>, pub(super) bool);
 
 impl Default for Candidates {
     fn default() -> Self {
@@ -139,7 +137,7 @@ impl Candidates {
         slots(&self.0[range_of(&self.0, no)])
     }
 
-    fn union_all(mut parts: Vec<Candidates>) -> Candidates {
+    pub(super) fn union_all(mut parts: Vec<Candidates>) -> Candidates {
         if parts.len() == 1 {
             return parts.pop().unwrap();
         }
@@ -150,7 +148,7 @@ impl Candidates {
         Candidates(all, exact)
     }
 
-    fn intersect(self, other: &Candidates) -> Candidates {
+    pub(super) fn intersect(self, other: &Candidates) -> Candidates {
         let (mut out, mut j) = (Vec::new(), 0);
         for p in self.0 {
             j += other.0[j..].partition_point(|&q| q < p);
@@ -163,11 +161,11 @@ impl Candidates {
 }
 
 fn slots(g: &[Pos]) -> impl Iterator<Item = usize> + '_ {
-    g.iter().map(|&p| (p & 0xffff_ffff) as usize)
+    g.iter().map(|&p| slot_of(p))
 }
 
 /// Where chunk `no`'s positions are in an ascending list of positions.
-fn range_of(positions: &[Pos], no: u32) -> std::ops::Range<usize> {
+pub(super) fn range_of(positions: &[Pos], no: u32) -> std::ops::Range<usize> {
     let lo = positions.partition_point(|&p| chunk_of(p) < no);
     lo..lo + positions[lo..].partition_point(|&p| chunk_of(p) == no)
 }
@@ -175,32 +173,34 @@ fn range_of(positions: &[Pos], no: u32) -> std::ops::Range<usize> {
 /// Per field, per value, the positions of the rows that hold it.
 type ValueMap = BTreeMap<Key, Vec<Pos>>;
 
-#[derive(Default)]
-struct State {
-    /// The manifest version this reflects; 0 = none yet.
-    version: u64,
-    /// Each chunk indexed: the stamp of the version read and the (field,
-    /// value) pairs its rows hold (to take them out again).
-    chunks: HashMap<u32, (Stamp, Vec<(usize, Key)>)>,
-    fields: Vec<ValueMap>,
-}
-
 /// A handle's index of its filterable fields (empty when none are declared).
 #[derive(Default)]
-pub(crate) struct FieldIndex {
-    state: RwLock<State>,
+pub(super) struct FieldIndex {
+    /// The declared fields, as declared and split into their path segments.
+    declared: Vec<(String, Vec<String>)>,
+    /// Each chunk indexed: the (field, value) pairs its rows hold (to take
+    /// them out again).
+    chunks: HashMap<u32, Vec<(usize, Key)>>,
+    fields: Vec<ValueMap>,
 }
 
 /// The (field, value) → slots of one chunk's rows.
 type ChunkPostings = HashMap<(usize, Key), Vec<u32>>;
 
-/// When more than this share of the chunks changed (a training), the index
-/// is rebuilt rather than patched chunk by chunk.
-const REBUILD_SHARE: usize = 16;
+impl RowIndex for FieldIndex {
+    fn new(config: &IndexConfig) -> Self {
+        let declared: Vec<(String, Vec<String>)> =
+            config.filterable.iter().map(|f| (f.clone(), f.split('.').map(str::to_owned).collect())).collect();
+        FieldIndex { fields: vec![ValueMap::new(); declared.len()], declared, chunks: HashMap::new() }
+    }
 
-impl State {
+    fn insert(&mut self, no: u32, rows: &[Option<&Value>], sorted: bool) {
+        let postings = self.index_rows(rows);
+        self.insert_postings(no, postings, sorted);
+    }
+
     fn remove(&mut self, no: u32) {
-        let Some((_, pairs)) = self.chunks.remove(&no) else { return };
+        let Some(pairs) = self.chunks.remove(&no) else { return };
         for (field, key) in pairs {
             if let Some(positions) = self.fields[field].get_mut(&key) {
                 positions.drain(range_of(positions, no));
@@ -210,10 +210,12 @@ impl State {
             }
         }
     }
+}
 
+impl FieldIndex {
     /// Adds chunk `no`; `sorted`: its positions go at the end of each list
     /// (a rebuild, chunks in ascending order), else where they belong.
-    fn insert(&mut self, no: u32, stamp: Stamp, postings: ChunkPostings, sorted: bool) {
+    fn insert_postings(&mut self, no: u32, postings: ChunkPostings, sorted: bool) {
         let mut pairs = Vec::with_capacity(postings.len());
         for ((field, key), slots) in postings {
             let positions = self.fields[field].entry(key.clone()).or_default();
@@ -221,7 +223,7 @@ impl State {
             positions.splice(at..at, slots.iter().map(|&s| pos(no, s as usize)));
             pairs.push((field, key));
         }
-        self.chunks.insert(no, (stamp, pairs));
+        self.chunks.insert(no, pairs);
     }
 
     /// The rows of `field` whose key is in `range`.
@@ -234,15 +236,15 @@ impl State {
     }
 
     /// A superset of the rows `filter` matches; None if it cannot tell.
-    fn candidates(&self, declared: &[String], filter: &Filter) -> Option<Candidates> {
+    fn candidates(&self, filter: &Filter) -> Option<Candidates> {
         match filter {
-            Filter::And(parts) => intersect_all(parts.iter().map(|f| self.candidates(declared, f))),
+            Filter::And(parts) => intersect_all(parts.iter().map(|f| self.candidates(f))),
             Filter::Or(parts) => {
-                Some(Candidates::union_all(parts.iter().map(|f| self.candidates(declared, f)).collect::<Option<_>>()?))
+                Some(Candidates::union_all(parts.iter().map(|f| self.candidates(f)).collect::<Option<_>>()?))
             }
             Filter::Nor(_) => None,
             Filter::Field { path, cond } => {
-                let field = declared.iter().position(|d| d.split('.').eq(path.iter().map(String::as_str)))?;
+                let field = self.declared.iter().position(|(_, d)| d == path)?;
                 self.cond_rows(field, cond)
             }
         }
@@ -294,30 +296,32 @@ fn intersect_all(parts: impl Iterator<Item = Option<Candidates>>) -> Option<Cand
     Some(out)
 }
 
-/// The (field, key) postings of one chunk's rows.
-fn index_rows<'a>(declared: &[Vec<String>], rows: impl Iterator<Item = Option<&'a Value>>) -> ChunkPostings {
-    let mut postings = ChunkPostings::new();
-    for (slot, md) in rows.enumerate() {
-        let Some(md) = md else { continue };
-        for (field, path) in declared.iter().enumerate() {
-            let mut found = Vec::new();
-            crate::filter::resolve(md, path, &mut found);
-            for v in found {
-                // An array matches by its elements, as in filters.
-                let elements = match v {
-                    Value::Array(items) => items.iter().collect(),
-                    v => vec![v],
-                };
-                for key in elements.into_iter().filter_map(Key::of) {
-                    let slots = postings.entry((field, key)).or_default();
-                    if slots.last() != Some(&(slot as u32)) {
-                        slots.push(slot as u32);
+impl FieldIndex {
+    /// The (field, key) postings of one chunk's rows.
+    fn index_rows(&self, rows: &[Option<&Value>]) -> ChunkPostings {
+        let mut postings = ChunkPostings::new();
+        for (slot, md) in rows.iter().enumerate() {
+            let Some(md) = md else { continue };
+            for (field, (_, path)) in self.declared.iter().enumerate() {
+                let mut found = Vec::new();
+                crate::filter::resolve(md, path, &mut found);
+                for v in found {
+                    // An array matches by its elements, as in filters.
+                    let elements = match v {
+                        Value::Array(items) => items.iter().collect(),
+                        v => vec![v],
+                    };
+                    for key in elements.into_iter().filter_map(Key::of) {
+                        let slots = postings.entry((field, key)).or_default();
+                        if slots.last() != Some(&(slot as u32)) {
+                            slots.push(slot as u32);
+                        }
                     }
                 }
             }
         }
+        postings
     }
-    postings
 }
 
 impl Index {
@@ -326,63 +330,10 @@ impl Index {
     /// cannot be narrowed with them (or, rarely, `m` is older than the
     /// state the index was brought up to by a concurrent call).
     pub(super) fn field_candidates(&self, m: &Manifest, filter: &Filter) -> Result<Option<Candidates>> {
-        let declared = &m.config.filterable;
-        if declared.is_empty() {
+        if m.config.filterable.is_empty() {
             return Ok(None);
         }
-        {
-            let state = self.fields.state.read();
-            if state.version == m.version {
-                return Ok(state.candidates(declared, filter));
-            }
-            if state.version > m.version {
-                return Ok(None);
-            }
-        }
-        let mut state = self.fields.state.write();
-        if state.version < m.version {
-            if let Err(e) = self.sync_fields(m, &mut state) {
-                // Half brought up to date, it must not serve its old version.
-                *state = State::default();
-                return Err(e);
-            }
-        }
-        Ok(if state.version == m.version { state.candidates(declared, filter) } else { None })
-    }
-
-    /// Brings `state` to `m`: re-indexes the chunks whose stamp changed, or
-    /// everything when most did.
-    fn sync_fields(&self, m: &Manifest, state: &mut State) -> Result<()> {
-        let paths: Vec<Vec<String>> =
-            m.config.filterable.iter().map(|f| f.split('.').map(str::to_owned).collect()).collect();
-        let mut metas: Vec<&ChunkMeta> = m.chunks().collect();
-        metas.sort_unstable_by_key(|c| c.no);
-        let changed: Vec<&ChunkMeta> =
-            metas.iter().copied().filter(|c| state.chunks.get(&c.no).is_none_or(|(s, _)| *s != c.stamp)).collect();
-        let rebuild = state.fields.len() != paths.len() || changed.len() * REBUILD_SHARE > metas.len();
-        if rebuild {
-            *state = State { fields: vec![ValueMap::new(); paths.len()], ..State::default() };
-        } else {
-            let live: HashSet<u32> = metas.iter().map(|c| c.no).collect();
-            let gone: Vec<u32> = state.chunks.keys().filter(|no| !live.contains(no)).copied().collect();
-            gone.into_iter().chain(changed.iter().map(|c| c.no)).for_each(|no| state.remove(no));
-        }
-        let coder = self.coder(m)?.map(|(_, coder)| coder);
-        for meta in if rebuild { metas } else { changed } {
-            let postings = match coder.as_deref() {
-                Some(coder) => {
-                    let head = self.head(m, coder, meta, None)?;
-                    index_rows(&paths, (0..head.len()).map(|s| head.parsed_metadata(s)))
-                }
-                None => {
-                    let chunk = self.chunk(m, meta, None)?;
-                    index_rows(&paths, (0..chunk.len()).map(|s| chunk.parsed_metadata(s)))
-                }
-            };
-            state.insert(meta.no, meta.stamp, postings, rebuild);
-        }
-        state.version = m.version;
-        Ok(())
+        Ok(self.with_derived(&self.fields, m, |index: &FieldIndex| index.candidates(filter))?.flatten())
     }
 }
 
@@ -391,13 +342,22 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// A state over two chunks of the given metadata, field "v" declared.
-    fn state(chunks: &[Vec<Value>]) -> State {
-        let declared = vec![vec!["v".to_string()]];
-        let mut s = State { fields: vec![ValueMap::new()], ..State::default() };
+    fn declaring(fields: &[&str]) -> FieldIndex {
+        FieldIndex::new(&IndexConfig {
+            filterable: fields.iter().map(|f| f.to_string()).collect(),
+            ..Default::default()
+        })
+    }
+
+    fn rows_of(values: &[Value]) -> Vec<Option<&Value>> {
+        values.iter().map(Some).collect()
+    }
+
+    /// An index of field "v" over chunks of the given metadata.
+    fn state(chunks: &[Vec<Value>]) -> FieldIndex {
+        let mut s = declaring(&["v"]);
         for (no, rows) in chunks.iter().enumerate() {
-            let postings = index_rows(&declared, rows.iter().map(Some));
-            s.insert(no as u32, Stamp::default(), postings, no % 2 == 0);
+            s.insert(no as u32, &rows_of(rows), no % 2 == 0);
         }
         s
     }
@@ -422,7 +382,6 @@ mod tests {
         let rows: Vec<Value> = values.iter().map(|v| json!({"v": v, "w": 1})).collect();
         let chunks = vec![rows[..6].to_vec(), rows[6..].to_vec(), vec![json!({"w": 2})]];
         let s = state(&chunks);
-        let declared = vec!["v".to_string()];
         let cases = [
             r#"{"v": 2}"#,
             r#"{"v": 0}"#,
@@ -441,7 +400,7 @@ mod tests {
         ];
         for text in cases {
             let f = Filter::parse(text).unwrap();
-            let got = s.candidates(&declared, &f).unwrap_or_else(|| panic!("{text} not narrowed"));
+            let got = s.candidates(&f).unwrap_or_else(|| panic!("{text} not narrowed"));
             let mut want = Candidates::default();
             for (no, rows) in chunks.iter().enumerate() {
                 want.0.extend((0..rows.len()).filter(|&s| f.matches(Some(&rows[s]))).map(|s| pos(no as u32, s)));
@@ -455,11 +414,11 @@ mod tests {
             [r#"{"v": null}"#, r#"{"v": {"$ne": 1}}"#, r#"{"w": 1}"#, r#"{"v": [3, "a"]}"#, r#"{"$nor": [{"v": 1}]}"#]
         {
             let f = Filter::parse(text).unwrap();
-            assert!(s.candidates(&declared, &f).is_none(), "{text}");
+            assert!(s.candidates(&f).is_none(), "{text}");
         }
         // An $or with a branch it cannot narrow is not narrowed.
         let f = Filter::parse(r#"{"$or": [{"v": 1}, {"w": 2}]}"#).unwrap();
-        assert!(s.candidates(&declared, &f).is_none());
+        assert!(s.candidates(&f).is_none());
     }
 
     /// Patching the index chunk by chunk (a write) leaves it as a rebuild
@@ -469,11 +428,10 @@ mod tests {
         let rows = |seed: usize| -> Vec<Value> {
             (0..20).map(|i| json!({"v": (i * 7 + seed) % 5, "u": [format!("s{}", (i + seed) % 3)]})).collect()
         };
-        let declared2 = vec![vec!["v".to_string()], vec!["u".to_string()]];
         let build = |chunks: &[(u32, usize)]| {
-            let mut s = State { fields: vec![ValueMap::new(); 2], ..State::default() };
+            let mut s = declaring(&["v", "u"]);
             for &(no, seed) in chunks {
-                s.insert(no, Stamp::default(), index_rows(&declared2, rows(seed).iter().map(Some)), true);
+                s.insert(no, &rows_of(&rows(seed)), true);
             }
             s
         };
@@ -482,7 +440,7 @@ mod tests {
             patched.remove(no);
         }
         for (no, seed) in [(3, 30), (7, 70), (4, 40), (9, 90)] {
-            patched.insert(no, Stamp::default(), index_rows(&declared2, rows(seed).iter().map(Some)), false);
+            patched.insert(no, &rows_of(&rows(seed)), false);
         }
         let rebuilt = build(&[(0, 0), (1, 1), (2, 2), (3, 30), (4, 40), (7, 70), (9, 90)]);
         assert_eq!(patched.fields, rebuilt.fields);
@@ -495,6 +453,6 @@ mod tests {
         s.remove(1);
         assert_eq!(s.fields[0].len(), 1);
         let f = Filter::parse(r#"{"v": {"$gte": 1}}"#).unwrap();
-        assert_eq!(s.candidates(&["v".to_string()], &f).unwrap().chunks().count(), 1);
+        assert_eq!(s.candidates(&f).unwrap().chunks().count(), 1);
     }
 }

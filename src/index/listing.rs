@@ -1,6 +1,9 @@
 //! Metadata-only queries (`query_metadata`): the items a filter matches,
 //! ordered by one metadata field and then by id (or by id alone), one page
-//! at a time. They work trained or not, on every index type, and need READ.
+//! at a time; with query text, only the items holding one of its terms,
+//! by BM25 score unless ordered by a field (keyword search). They work
+//! trained or not, on every index type, and need READ. Hybrid queries take
+//! their text ranking from here too (`select`).
 //!
 //! The pass reads each chunk's metadata (IVF_RABITQ: its head, not its
 //! vectors), or only the candidate rows the index of filterable fields
@@ -13,7 +16,7 @@ use std::sync::Arc;
 
 use super::chunk::{Chunk, ChunkBuilder};
 use super::codes::{rows_per_unit, CodeChunk, Coder};
-use super::fields::Candidates;
+use super::fields::{Candidates, Pos};
 use super::manifest::{ChunkMeta, Manifest};
 use super::objects::{Obj, PREFETCH_CHUNKS};
 use super::search;
@@ -38,26 +41,50 @@ pub struct MetadataQuery<'a> {
     pub offset: usize,
     /// `include` bits; DISTANCE is refused (there is none).
     pub include: u32,
+    /// Keyword search: only items holding a term of this text (in the
+    /// index's text fields), by BM25 score, highest first, unless
+    /// `order_by` is given (`ascending` then applies to it only).
+    pub text: Option<&'a str>,
 }
 
 impl Default for MetadataQuery<'_> {
     fn default() -> Self {
-        MetadataQuery { filter: None, top_k: 0, order_by: None, ascending: true, offset: 0, include: include::METADATA }
+        MetadataQuery {
+            filter: None,
+            top_k: 0,
+            order_by: None,
+            ascending: true,
+            offset: 0,
+            include: include::METADATA,
+            text: None,
+        }
     }
 }
 
-/// A match: its key in the order and where it is (chunk << 32 | slot).
-struct Match {
+/// A match: its key in the order, its BM25 score (0 without text) and
+/// where it is (chunk << 32 | slot).
+pub(super) struct Match {
     key: SortKey,
-    at: u64,
-    id: String,
+    pub(super) score: f64,
+    pub(super) at: Pos,
+    pub(super) id: String,
+}
+
+/// What a selection is ordered by; ties by id, ascending.
+pub(super) enum Order<'a> {
+    Field(&'a OrderBy),
+    /// BM25 score, highest first.
+    Score,
+    Id {
+        ascending: bool,
+    },
 }
 
 impl Match {
-    fn chunk(&self) -> u32 {
+    pub(super) fn chunk(&self) -> u32 {
         (self.at >> 32) as u32
     }
-    fn slot(&self) -> usize {
+    pub(super) fn slot(&self) -> usize {
         (self.at & 0xffff_ffff) as usize
     }
 }
@@ -109,9 +136,52 @@ impl Index {
     ) -> Result<Vec<Hit>> {
         let coder = self.coder(m)?.map(|(_, coder)| coder);
         let coder = coder.as_deref();
-        // Each chunk to read, with its candidate slots when the index of
-        // filterable fields narrows the filter (None: every slot).
-        let candidates = filter.map(|f| self.field_candidates(m, f)).transpose()?.flatten();
+        let scored = q.text.map(|text| self.text_scores(m, text)).transpose()?;
+        let order = match (order, &scored) {
+            (Some(o), _) => Order::Field(o),
+            (None, Some(_)) => Order::Score,
+            (None, None) => Order::Id { ascending: q.ascending },
+        };
+        let page = self.select(m, coder, filter, scored.as_deref(), &order, q.offset, q.top_k)?;
+        page.into_iter()
+            .map(|c| {
+                let (chunk, slot) = self.row(m, coder, c.chunk(), c.slot())?;
+                let mut hit = self.materialize(m, search::Hit { distance: f32::NAN, chunk, slot }, q.include)?;
+                hit.id = c.id;
+                hit.score = if scored.is_some() { c.score as f32 } else { f32::NAN };
+                Ok(hit)
+            })
+            .collect()
+    }
+
+    /// The rows matching `filter` (and, with `scored`, holding a query term:
+    /// the rows `scored` lists, with their scores, by position), ordered by
+    /// `order`, from `offset`, at most `top_k` (0 = all), their ids filled.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn select(
+        &self,
+        m: &Manifest,
+        coder: Option<&Coder>,
+        filter: Option<&Filter>,
+        scored: Option<&[(Pos, f64)]>,
+        order: &Order<'_>,
+        offset: usize,
+        top_k: usize,
+    ) -> Result<Vec<Match>> {
+        // The candidate rows: those with a score, narrowed (or named) by
+        // the index of filterable fields; None: every row.
+        let fields = filter.map(|f| self.field_candidates(m, f)).transpose()?.flatten();
+        let candidates = match (scored, fields) {
+            (Some(scored), fields) => {
+                let holding = Candidates(scored.iter().map(|s| s.0).collect(), true);
+                Some(match fields {
+                    Some(fields) => holding.intersect(&fields),
+                    None => Candidates(holding.0, filter.is_none()),
+                })
+            }
+            (None, fields) => fields,
+        };
+        let score_of = |at: Pos| scored.map_or(0.0, |s| s[s.partition_point(|x| x.0 < at)].1);
         let metas: Vec<(&ChunkMeta, Option<Vec<usize>>)> = match &candidates {
             Some(rows) => rows
                 .chunks()
@@ -122,47 +192,55 @@ impl Index {
                 .collect::<Result<_>>()?,
             None => m.chunks().map(|c| (c, None)).collect(),
         };
-        let exact = candidates.as_ref().is_some_and(Candidates::exact);
+        let exact = filter.is_none() || candidates.as_ref().is_some_and(Candidates::exact);
+        let field = match order {
+            Order::Field(o) => Some(*o),
+            _ => None,
+        };
         let mut matches = Vec::new();
         for group in metas.chunks(PREFETCH_CHUNKS) {
             let pre = self.prefetch(group.iter().map(|(c, _)| (Obj::Chunk(c.no), &c.stamp)))?;
             for (meta, slots) in group {
-                let rows = self.rows(m, coder, meta, Some(&pre))?;
+                // Exact candidates need no row read unless ordered by a field.
+                let rows = if exact && field.is_none() && slots.is_some() {
+                    None
+                } else {
+                    Some(self.rows(m, coder, meta, Some(&pre))?)
+                };
                 let mut consider = |slot: usize| {
-                    let md = rows.metadata(slot);
+                    let md = rows.as_ref().and_then(|r| r.metadata(slot));
                     if exact || filter.is_none_or(|f| f.matches(md)) {
-                        let key = order.map_or(SortKey::Null, |o| o.key(md));
-                        matches.push(Match { key, at: (meta.no as u64) << 32 | slot as u64, id: String::new() });
+                        let at = (meta.no as u64) << 32 | slot as u64;
+                        let key = field.map_or(SortKey::Null, |o| o.key(md));
+                        matches.push(Match { key, score: score_of(at), at, id: String::new() });
                     }
                 };
                 match slots {
                     Some(slots) => slots.iter().for_each(|&s| consider(s)),
-                    None => (0..rows.len()).for_each(consider),
+                    None => (0..rows.as_ref().map_or(0, Rows::len)).for_each(consider),
                 }
             }
         }
-        let by_key = |a: &Match, b: &Match| order.map_or(std::cmp::Ordering::Equal, |o| o.cmp(&a.key, &b.key));
+        let by_key = |a: &Match, b: &Match| match order {
+            Order::Field(o) => o.cmp(&a.key, &b.key),
+            Order::Score => b.score.total_cmp(&a.score),
+            Order::Id { .. } => std::cmp::Ordering::Equal,
+        };
         // Past the page's last key nothing can reach the page, whatever its id.
-        let end = if q.top_k == 0 { matches.len() } else { q.offset.saturating_add(q.top_k) };
-        if end < matches.len() {
+        let end = if top_k == 0 { matches.len() } else { offset.saturating_add(top_k) };
+        if end < matches.len() && !matches!(order, Order::Id { .. }) {
             let (_, last, _) = matches.select_nth_unstable_by(end - 1, by_key);
-            let last = last.key.clone();
-            matches.retain(|c| order.is_none_or(|o| o.cmp(&c.key, &last).is_le()));
+            let (last_key, last_score) = (last.key.clone(), last.score);
+            let last = Match { key: last_key, score: last_score, at: 0, id: String::new() };
+            matches.retain(|c| by_key(c, &last).is_le());
         }
         self.resolve_ids(m, coder, &mut matches)?;
         match order {
-            Some(_) => matches.sort_unstable_by(|a, b| by_key(a, b).then_with(|| a.id.cmp(&b.id))),
-            None if q.ascending => matches.sort_unstable_by(|a, b| a.id.cmp(&b.id)),
-            None => matches.sort_unstable_by(|a, b| b.id.cmp(&a.id)),
+            Order::Id { ascending: false } => matches.sort_unstable_by(|a, b| b.id.cmp(&a.id)),
+            _ => matches.sort_unstable_by(|a, b| by_key(a, b).then_with(|| a.id.cmp(&b.id))),
         }
-        let page = matches.into_iter().skip(q.offset).take(if q.top_k == 0 { usize::MAX } else { q.top_k });
-        page.map(|c| {
-            let (chunk, slot) = self.row(m, coder, c.chunk(), c.slot())?;
-            let mut hit = self.materialize(m, search::Hit { distance: f32::NAN, chunk, slot }, q.include)?;
-            hit.id = c.id;
-            Ok(hit)
-        })
-        .collect()
+        matches.truncate(end);
+        Ok(matches.into_iter().skip(offset).collect())
     }
 
     fn rows(

@@ -30,11 +30,14 @@ use crate::crypto::{digest, verify, DataKeys, Digest, PublicKey, Sealer, Signer,
 use crate::distance::Metric;
 use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::text::Bm25;
 
 const MANIFEST_TOKEN: Token = [0u8; 16];
-/// Layout version of the root's plaintext (7: 0.7, with the filterable
-/// fields at its end).
-const MANIFEST_FORMAT: u8 = 7;
+/// Layout version of the root's plaintext (8: 0.8, with the text fields
+/// and BM25's parameters at its end).
+const MANIFEST_FORMAT: u8 = 8;
+/// 0.7's root: format 8 less the text fields and BM25 (read, never written).
+const MANIFEST_FORMAT_0_7: u8 = 7;
 /// 0.6's root: format 7 less the filterable fields (read, never written).
 const MANIFEST_FORMAT_0_6: u8 = 6;
 /// 0.5's root: format 6 less the quantizer fields (read, never written).
@@ -468,6 +471,10 @@ impl Manifest {
         self.runs.iter().for_each(|run| run.write(&mut w));
         w.u32(self.config.filterable.len() as u32);
         self.config.filterable.iter().for_each(|f| w.bytes(f.as_bytes()));
+        w.u32(self.config.text_fields.len() as u32);
+        self.config.text_fields.iter().for_each(|f| w.bytes(f.as_bytes()));
+        w.u32(self.config.bm25.k1.to_bits());
+        w.u32(self.config.bm25.b.to_bits());
         w.buf
     }
 
@@ -476,7 +483,7 @@ impl Manifest {
         let mut r = Reader::new(bytes, "manifest");
         let bad = |what: &str| Error::integrity(format!("manifest has an invalid {what}"));
         let format = r.u8()?;
-        if ![MANIFEST_FORMAT, MANIFEST_FORMAT_0_6, MANIFEST_FORMAT_0_5].contains(&format) {
+        if ![MANIFEST_FORMAT, MANIFEST_FORMAT_0_7, MANIFEST_FORMAT_0_6, MANIFEST_FORMAT_0_5].contains(&format) {
             return Err(bad("format (written by another version of vx)"));
         }
         let name = r.string()?;
@@ -488,8 +495,7 @@ impl Manifest {
             MANIFEST_FORMAT_0_5 => (0, 0),
             _ => (r.u8()? as u32, r.u64()?),
         };
-        let mut config =
-            IndexConfig { dimension, metric, index_type, precision, quantizer_bits, filterable: Vec::new() };
+        let mut config = IndexConfig { dimension, metric, index_type, precision, quantizer_bits, ..Default::default() };
         let num_vectors = r.u64()?;
         let next_chunk = r.u32()?;
         let key_version = r.u32()?;
@@ -524,12 +530,19 @@ impl Manifest {
         if nos.windows(2).any(|w| w[0] >= w[1]) {
             return Err(bad("run order"));
         }
-        if format == MANIFEST_FORMAT {
+        let mut paths = |what: &str| -> Result<Vec<String>> {
             let n = r.u32()? as usize;
             if n > MAX_FILTERABLE_FIELDS {
-                return Err(bad("filterable field count"));
+                return Err(bad(&format!("{what} field count")));
             }
-            config.filterable = (0..n).map(|_| r.string()).collect::<Result<_>>()?;
+            (0..n).map(|_| r.string()).collect()
+        };
+        if format >= MANIFEST_FORMAT_0_7 {
+            config.filterable = paths("filterable")?;
+        }
+        if format >= MANIFEST_FORMAT {
+            config.text_fields = paths("text")?;
+            config.bm25 = Bm25 { k1: f32::from_bits(r.u32()?), b: f32::from_bits(r.u32()?) };
         }
         r.finish()?;
         if config.clone().resolved().ok().as_ref() != Some(&config) {
@@ -751,14 +764,22 @@ mod tests {
         m.seal(&keys.sealer(0), writer, &[2; 16]).unwrap()
     }
 
-    /// 0.7 reads 0.6's root (format 6: no filterable fields) and 0.5's
-    /// (format 5: nor quantizer fields, an IVF_FLAT index with
-    /// quantizer_bits 0), and refuses a format it does not know.
+    /// 0.8 reads 0.7's root (format 7: no text fields or BM25), 0.6's
+    /// (format 6: nor filterable fields) and 0.5's (format 5: nor quantizer
+    /// fields, an IVF_FLAT index with quantizer_bits 0), and refuses a
+    /// format it does not know.
     #[test]
     fn older_roots_are_read_and_an_unknown_format_refused() {
         let mut m = Manifest::new("old", IndexConfig { dimension: 8, ..Default::default() });
         m.n_buckets = INITIAL_BUCKETS;
         let mut root = m.encode_root();
+        // 0.7: the same less the text fields' count and BM25's k1 and b.
+        let tail = [0u32.to_le_bytes(), 1.2f32.to_bits().to_le_bytes(), 0.75f32.to_bits().to_le_bytes()].concat();
+        assert_eq!(root[root.len() - 12..], tail);
+        root.truncate(root.len() - 12);
+        root[0] = MANIFEST_FORMAT_0_7;
+        let read = Manifest::decode_root(3, &root).unwrap();
+        assert_eq!(read.config, m.config);
         // 0.6: the same less the trailing count of filterable fields.
         assert_eq!(root[root.len() - 4..], [0u8; 4]);
         root.truncate(root.len() - 4);
@@ -777,12 +798,24 @@ mod tests {
     }
 
     #[test]
-    fn filterable_fields_round_trip_and_are_checked() {
+    fn declared_fields_round_trip_and_are_checked() {
         let fields = vec!["tenant".to_string(), "doc.year".to_string()];
-        let mut m = Manifest::new("f", IndexConfig { dimension: 8, filterable: fields.clone(), ..Default::default() });
+        let text = vec!["title".to_string(), "doc.body".to_string()];
+        let bm25 = Bm25 { k1: 0.9, b: 0.4 };
+        let config = IndexConfig {
+            dimension: 8,
+            filterable: fields.clone(),
+            text_fields: text.clone(),
+            bm25,
+            ..Default::default()
+        };
+        let mut m = Manifest::new("f", config.clone());
         m.n_buckets = INITIAL_BUCKETS;
         let root = m.encode_root();
-        assert_eq!(Manifest::decode_root(3, &root).unwrap().config.filterable, fields);
+        assert_eq!(Manifest::decode_root(3, &root).unwrap().config, config);
+        let mut bad_b = m.clone();
+        bad_b.config.bm25.b = 2.0;
+        assert!(Manifest::decode_root(3, &bad_b.encode_root()).unwrap_err().to_string().contains("configuration"));
         // A root whose fields would not pass create's checks is refused.
         let mut dup = m;
         dup.config.filterable = vec!["a".into(), "a".into()];

@@ -14,7 +14,9 @@
 //! | `chunk.rs` | chunks (rows of one list) and directory buckets, their packing |
 //! | `read.rs` | get, list_ids, query and the IVF probe loop |
 //! | `listing.rs` | metadata-only queries: filter, order by a field, page |
-//! | `fields.rs` | the in-memory index of filterable fields, filters' candidate rows |
+//! | `derived.rs` | in-memory indexes derived from the rows, kept in step chunk by chunk |
+//! | `fields.rs` | the index of filterable fields: filters' candidate rows |
+//! | `terms.rs` | the term index of text fields: BM25 keyword ranking |
 //! | `search.rs` | the scan: distances and per-query top-k over chunks |
 //! | `commit.rs` | the one commit path: plans of sealed objects, compare-and-set |
 //! | `write.rs` | upsert and delete plans |
@@ -24,6 +26,7 @@ mod access;
 mod chunk;
 mod codes;
 mod commit;
+mod derived;
 mod directory;
 mod fields;
 #[cfg(all(test, feature = "test-hooks"))]
@@ -36,6 +39,7 @@ mod objects;
 mod read;
 mod search;
 mod snapshot;
+mod terms;
 mod types;
 mod write;
 
@@ -61,9 +65,9 @@ pub(crate) use objects::{key_record_key, ObjectCache};
 pub use snapshot::{Epoch, EPOCH_LEN};
 pub(crate) use types::validate_name;
 pub use types::{
-    include, Access, Hit, IndexConfig, IndexType, Item, ItemRef, Precision, QueryParams, TrainingState,
-    DEFAULT_QUANTIZER_BITS, MAX_CONTENTS_BYTES, MAX_FIELD_PATH_BYTES, MAX_FILTERABLE_FIELDS, MAX_ID_BYTES,
-    MAX_METADATA_BYTES, MAX_QUANTIZER_BITS, MAX_RERANK_MULT,
+    include, Access, Fusion, Hit, IndexConfig, IndexType, Item, ItemRef, Precision, QueryParams, TrainingState,
+    DEFAULT_ALPHA, DEFAULT_QUANTIZER_BITS, DEFAULT_RRF_K, MAX_CONTENTS_BYTES, MAX_FIELD_PATH_BYTES,
+    MAX_FILTERABLE_FIELDS, MAX_ID_BYTES, MAX_METADATA_BYTES, MAX_QUANTIZER_BITS, MAX_RERANK_MULT,
 };
 
 /// Permission bits of user keys (the C ABI's VX_PERMISSION_*).
@@ -98,8 +102,10 @@ pub struct Index {
     deleted: AtomicBool,
     /// A training run of this handle is under way.
     training: AtomicBool,
-    /// The in-memory index of the filterable fields (`fields.rs`).
-    fields: fields::FieldIndex,
+    /// The in-memory indexes derived from the rows (`derived.rs`): of the
+    /// filterable fields and of the text fields' terms.
+    fields: derived::Derived<fields::FieldIndex>,
+    terms: derived::Derived<terms::TermIndex>,
 }
 
 impl std::fmt::Debug for Index {
@@ -232,7 +238,8 @@ impl Index {
             poisoned: AtomicBool::new(false),
             deleted: AtomicBool::new(false),
             training: AtomicBool::new(false),
-            fields: fields::FieldIndex::default(),
+            fields: Default::default(),
+            terms: Default::default(),
         }
     }
 

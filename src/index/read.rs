@@ -6,7 +6,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::codes::rows_per_unit;
-use super::fields::Candidates;
+use std::collections::HashMap;
+
+use super::codes::Coder;
+use super::fields::{chunk_of, slot_of, Candidates, Pos};
+use super::listing::{Match, Order};
 use super::manifest::{ChunkMeta, Manifest};
 use super::objects::{Obj, PREFETCH_CHUNKS};
 use super::search::{self, Candidate, TopK};
@@ -141,6 +145,18 @@ impl Index {
         if m.config.dimension == 0 {
             return Ok((0..nq).map(|_| Vec::new()).collect()); // empty index, dimension not fixed yet
         }
+        // Hybrid: the text ranking (BM25 over the filter's matches) is fused
+        // with each query's vector ranking, vector_depth deep.
+        let text = match params.text {
+            Some(text) => Some(self.text_scores(m, text)?),
+            None => None,
+        };
+        let (top_k, hybrid) =
+            (params.top_k, QueryParams { top_k: params.fusion.depths(params.top_k).0, ..params.clone() });
+        let params = match &text {
+            Some(_) => &hybrid,
+            None => params,
+        };
         // A filter on filterable fields names its candidate rows: scored
         // exactly when that is cheaper than the scan, else they narrow it.
         let rows = filter.map(|f| self.field_candidates(m, f)).transpose()?.flatten();
@@ -156,7 +172,65 @@ impl Index {
                 self.scan(m, &work, &q)?
             }
         };
-        hits.into_iter().map(|row| row.into_iter().map(|h| self.materialize(m, h, params.include)).collect()).collect()
+        let Some(scored) = text else {
+            return hits
+                .into_iter()
+                .map(|row| row.into_iter().map(|h| self.materialize(m, h, params.include)).collect())
+                .collect();
+        };
+        let coder = self.coder(m)?.map(|(_, coder)| coder);
+        let (_, text_depth) = params.fusion.depths(top_k);
+        let ranked = self.select(m, coder.as_deref(), filter, Some(&scored), &Order::Score, 0, text_depth)?;
+        let fuse = |(qi, vector)| self.fuse(m, coder.as_deref(), (&q, qi), vector, &ranked, params, top_k);
+        hits.into_iter().enumerate().map(fuse).collect()
+    }
+
+    /// Fuses query `qi`'s vector ranking with the text ranking by weighted
+    /// reciprocal rank (see [`super::Fusion`]); each hit gets its fused
+    /// score and its exact distance (computed here for text-only hits); the
+    /// best `top_k` by fused score, ties by id.
+    #[allow(clippy::too_many_arguments)]
+    fn fuse(
+        &self,
+        m: &Manifest,
+        coder: Option<&Coder>,
+        (q, qi): (&search::Queries<'_>, usize),
+        vector: Vec<search::Hit>,
+        text: &[Match],
+        params: &QueryParams<'_>,
+        top_k: usize,
+    ) -> Result<Vec<Hit>> {
+        let (k, alpha) = (params.fusion.rrf_k(), params.fusion.alpha as f64);
+        let share = |weight: f64, rank: usize| weight / (k + rank as f64 + 1.0);
+        let mut fused: HashMap<String, (f64, Option<search::Hit>, Pos)> = HashMap::new();
+        for (rank, h) in vector.into_iter().enumerate() {
+            let id = h.chunk.ids[h.slot].clone();
+            fused.insert(id, (share(alpha, rank), Some(h), 0));
+        }
+        for (rank, t) in text.iter().enumerate() {
+            let e = fused.entry(t.id.clone()).or_insert((0.0, None, t.at));
+            e.0 += share(1.0 - alpha, rank);
+        }
+        let mut fused: Vec<(String, (f64, Option<search::Hit>, Pos))> = fused.into_iter().collect();
+        fused.sort_unstable_by(|a, b| b.1 .0.total_cmp(&a.1 .0).then_with(|| a.0.cmp(&b.0)));
+        fused.truncate(top_k);
+        fused
+            .into_iter()
+            .map(|(_, (score, hit, at))| {
+                let hit = match hit {
+                    Some(hit) => hit,
+                    None => {
+                        let (chunk, slot) = self.row(m, coder, chunk_of(at), slot_of(at))?;
+                        let v = chunk.vector(slot);
+                        let raw = distance::score(q.metric, q.row(qi), v, q.inv_norm(qi), chunk.inv_norms[slot]);
+                        search::Hit { distance: q.metric.finish(raw), chunk, slot }
+                    }
+                };
+                let mut out = self.materialize(m, hit, params.include)?;
+                out.score = score as f32;
+                Ok(out)
+            })
+            .collect()
     }
 
     /// IVF search: each query scans the lists of its `n_probes` nearest
@@ -320,6 +394,7 @@ impl Index {
         };
         Ok(Hit {
             distance: h.distance,
+            score: f32::NAN,
             metadata: if include & include::METADATA != 0 { h.chunk.metadata[h.slot].clone() } else { None },
             vector: (include & include::VECTOR != 0).then(|| h.chunk.vector(h.slot).to_vec()),
             contents,

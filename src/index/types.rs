@@ -6,6 +6,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 use crate::crypto::{SecretKey, USER_ID_LEN};
 use crate::distance::Metric;
 use crate::error::{Error, Result};
+use crate::text::Bm25;
 
 pub const MAX_ID_BYTES: usize = 1024;
 pub const MAX_CONTENTS_BYTES: usize = 64 << 20;
@@ -91,11 +92,17 @@ pub struct IndexConfig {
     /// of, so filters on them are answered without a scan (`fields.rs`).
     /// At most [`MAX_FILTERABLE_FIELDS`], each 1 to [`MAX_FIELD_PATH_BYTES`].
     pub filterable: Vec<String>,
+    /// Metadata fields (dot-paths) holding text (a string or an array of
+    /// strings) that keyword and hybrid queries search with BM25
+    /// (`terms.rs`). Same limits as `filterable`.
+    pub text_fields: Vec<String>,
+    /// BM25's parameters for the text fields.
+    pub bm25: Bm25,
 }
 
-/// Most fields an index may declare filterable.
+/// Most fields an index may declare filterable (and, separately, text).
 pub const MAX_FILTERABLE_FIELDS: usize = 64;
-/// Longest path of a filterable field.
+/// Longest path of a filterable or text field.
 pub const MAX_FIELD_PATH_BYTES: usize = 256;
 
 impl Default for IndexConfig {
@@ -107,6 +114,8 @@ impl Default for IndexConfig {
             precision: Precision::F32,
             quantizer_bits: 0,
             filterable: Vec::new(),
+            text_fields: Vec::new(),
+            bm25: Bm25::default(),
         }
     }
 }
@@ -133,27 +142,32 @@ impl IndexConfig {
                 }
             },
         }
-        if self.filterable.len() > MAX_FILTERABLE_FIELDS {
-            return Err(Error::invalid(format!(
-                "at most {MAX_FILTERABLE_FIELDS} filterable fields, got {}",
-                self.filterable.len()
-            )));
-        }
-        for (i, path) in self.filterable.iter().enumerate() {
-            if path.is_empty()
-                || path.len() > MAX_FIELD_PATH_BYTES
-                || path.split('.').any(|p| p.is_empty() || p.starts_with('$'))
-            {
-                return Err(Error::invalid(format!(
-                    "filterable field {i} ('{path}'): a dot-path of 1 to {MAX_FIELD_PATH_BYTES} bytes, no empty segment, none starting with '$'"
-                )));
-            }
-            if self.filterable[..i].contains(path) {
-                return Err(Error::invalid(format!("filterable field '{path}' is declared twice")));
-            }
-        }
+        validate_paths("filterable", &self.filterable)?;
+        validate_paths("text", &self.text_fields)?;
+        self.bm25.validate()?;
         Ok(self)
     }
+}
+
+/// Checks a list of declared field paths (`what`: which list).
+fn validate_paths(what: &str, paths: &[String]) -> Result<()> {
+    if paths.len() > MAX_FILTERABLE_FIELDS {
+        return Err(Error::invalid(format!("at most {MAX_FILTERABLE_FIELDS} {what} fields, got {}", paths.len())));
+    }
+    for (i, path) in paths.iter().enumerate() {
+        if path.is_empty()
+            || path.len() > MAX_FIELD_PATH_BYTES
+            || path.split('.').any(|p| p.is_empty() || p.starts_with('$'))
+        {
+            return Err(Error::invalid(format!(
+                "{what} field {i} ('{path}'): a dot-path of 1 to {MAX_FIELD_PATH_BYTES} bytes, no empty segment, none starting with '$'"
+            )));
+        }
+        if paths[..i].contains(path) {
+            return Err(Error::invalid(format!("{what} field '{path}' is declared twice")));
+        }
+    }
+    Ok(())
 }
 
 /// The credentials of one call: `key = None` means the key the handle was
@@ -195,7 +209,12 @@ pub struct Item {
 #[derive(Clone, Debug, Default, Zeroize, ZeroizeOnDrop)]
 pub struct Hit {
     pub id: String,
+    /// The exact distance to the query vector; NaN without one (a
+    /// metadata-only query).
     pub distance: f32,
+    /// A keyword query's BM25 score, or a hybrid query's fused score
+    /// (higher is better); NaN for a query without text.
+    pub score: f32,
     pub metadata: Option<String>,
     pub contents: Option<Vec<u8>>,
     pub vector: Option<Vec<f32>>,
@@ -212,11 +231,75 @@ pub struct QueryParams<'a> {
     /// IVF_RABITQ: candidates reranked exactly = rerank_mult × top_k;
     /// 0 = as many as the codes' error bounds leave in doubt.
     pub rerank_mult: u32,
+    /// Hybrid search: query text matched with BM25 against the index's text
+    /// fields, its ranking fused with the vector ranking (see `Fusion`).
+    pub text: Option<&'a str>,
+    pub fusion: Fusion,
 }
 
 impl Default for QueryParams<'_> {
     fn default() -> Self {
-        QueryParams { top_k: 100, n_probes: 0, filter: None, include: include::DISTANCE, greedy: false, rerank_mult: 0 }
+        QueryParams {
+            top_k: 100,
+            n_probes: 0,
+            filter: None,
+            include: include::DISTANCE,
+            greedy: false,
+            rerank_mult: 0,
+            text: None,
+            fusion: Fusion::default(),
+        }
+    }
+}
+
+/// How a hybrid query fuses its two rankings, by weighted reciprocal-rank
+/// fusion: an item ranked r_v by vector and r_t by text (1 = first) scores
+/// alpha / (rrf_k + r_v) + (1 - alpha) / (rrf_k + r_t), a ranking it is
+/// missing from adding nothing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fusion {
+    /// Weight of the vector ranking, 0 to 1 (text: 1 - alpha).
+    pub alpha: f32,
+    /// Damping of the ranks; 0 = [`DEFAULT_RRF_K`].
+    pub rrf_k: u32,
+    /// Items each ranking contributes, 1 to 65536; 0 = automatic
+    /// (max(2 top_k, 50)).
+    pub vector_depth: u32,
+    pub text_depth: u32,
+}
+
+/// The usual reciprocal-rank-fusion constant (Cormack et al., 2009).
+pub const DEFAULT_RRF_K: u32 = 60;
+pub const DEFAULT_ALPHA: f32 = 0.5;
+
+impl Default for Fusion {
+    fn default() -> Self {
+        Fusion { alpha: DEFAULT_ALPHA, rrf_k: 0, vector_depth: 0, text_depth: 0 }
+    }
+}
+
+impl Fusion {
+    fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.alpha) {
+            return Err(Error::invalid(format!("alpha must be 0 to 1, got {}", self.alpha)));
+        }
+        for (what, depth) in [("vector_depth", self.vector_depth), ("text_depth", self.text_depth)] {
+            if depth as usize > MAX_TOP_K {
+                return Err(Error::invalid(format!("{what} must be 0 (automatic) to {MAX_TOP_K}, got {depth}")));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn rrf_k(&self) -> f64 {
+        (if self.rrf_k == 0 { DEFAULT_RRF_K } else { self.rrf_k }) as f64
+    }
+
+    /// How many items each ranking contributes to `top_k` results.
+    pub(crate) fn depths(&self, top_k: usize) -> (usize, usize) {
+        let auto = (2 * top_k).clamp(50, MAX_TOP_K);
+        let pick = |d: u32| if d == 0 { auto } else { d as usize };
+        (pick(self.vector_depth), pick(self.text_depth))
     }
 }
 
@@ -304,6 +387,7 @@ pub(crate) fn validate_query(queries: &[f32], nq: usize, dim: usize, params: &Qu
             params.rerank_mult
         )));
     }
+    params.fusion.validate()?;
     let expected = nq.checked_mul(dim).ok_or_else(|| Error::invalid("nq * dim overflows"))?;
     if queries.len() != expected {
         return Err(Error::invalid(format!("{} query floats given, nq * dim = {expected}", queries.len())));
