@@ -202,21 +202,27 @@ impl Index {
     ) -> Result<Vec<Hit>> {
         let (k, alpha) = (params.fusion.rrf_k(), params.fusion.alpha as f64);
         let share = |weight: f64, rank: usize| weight / (k + rank as f64 + 1.0);
-        let mut fused: HashMap<String, (f64, Option<search::Hit>, Pos)> = HashMap::new();
+        // Per id: its fused score, its vector hit if the vector ranking has it, else where it is.
+        struct Fused {
+            score: f64,
+            hit: Option<search::Hit>,
+            at: Pos,
+        }
+        let mut fused: HashMap<String, Fused> = HashMap::new();
         for (rank, h) in vector.into_iter().enumerate() {
             let id = h.chunk.ids[h.slot].clone();
-            fused.insert(id, (share(alpha, rank), Some(h), 0));
+            fused.insert(id, Fused { score: share(alpha, rank), hit: Some(h), at: 0 });
         }
         for (rank, t) in text.iter().enumerate() {
-            let e = fused.entry(t.id.clone()).or_insert((0.0, None, t.at));
-            e.0 += share(1.0 - alpha, rank);
+            let e = fused.entry(t.id.clone()).or_insert(Fused { score: 0.0, hit: None, at: t.at });
+            e.score += share(1.0 - alpha, rank);
         }
-        let mut fused: Vec<(String, (f64, Option<search::Hit>, Pos))> = fused.into_iter().collect();
-        fused.sort_unstable_by(|a, b| b.1 .0.total_cmp(&a.1 .0).then_with(|| a.0.cmp(&b.0)));
+        let mut fused: Vec<(String, Fused)> = fused.into_iter().collect();
+        fused.sort_unstable_by(|a, b| b.1.score.total_cmp(&a.1.score).then_with(|| a.0.cmp(&b.0)));
         fused.truncate(top_k);
         fused
             .into_iter()
-            .map(|(_, (score, hit, at))| {
+            .map(|(_, Fused { score, hit, at })| {
                 let hit = match hit {
                     Some(hit) => hit,
                     None => {
