@@ -93,6 +93,16 @@ struct Creds {
     const uint8_t *user = nullptr;
 };
 
+/// `paths` as a JSON array of strings (`["a","b.c"]`).
+inline std::string json_array(const std::vector<std::string> &paths) {
+    std::string json = "[";
+    for (const std::string &p : paths) {
+        if (json.size() > 1) json += ',';
+        json += json_string(p);
+    }
+    return json + "]";
+}
+
 inline std::vector<const char *> c_strings(const std::vector<std::string> &v) {
     std::vector<const char *> out;
     out.reserve(v.size());
@@ -168,7 +178,8 @@ private:
     detail::Handle<vx_items, vx_items_free> h_;
 };
 
-/// The answer of Index::query: per query, hits by ascending distance.
+/// The answer of Index::query: per query, hits by ascending distance (by
+/// descending score() with QueryOptions::text).
 class Results {
 public:
     explicit Results(vx_results *raw) : h_(raw) {}
@@ -179,6 +190,9 @@ public:
         return s ? s : "";
     }
     float distance(size_t query, size_t rank) const noexcept { return vx_results_distance(h_.get(), query, rank); }
+    /// Higher is better: the BM25 score of a keyword search (MetadataQuery::text),
+    /// the fused score of a hybrid search (QueryOptions::text); NaN otherwise. Since 0.8.
+    float score(size_t query, size_t rank) const noexcept { return vx_results_score(h_.get(), query, rank); }
     std::optional<std::string> metadata(size_t query, size_t rank) const {
         const char *m = vx_results_metadata(h_.get(), query, rank);
         return m ? std::optional<std::string>(m) : std::nullopt;
@@ -212,15 +226,30 @@ public:
     /// VX_MAX_RERANK_MULT (0 = automatic). Since 0.6.
     QueryOptions &rerank_mult(uint32_t m) { p_.rerank_mult = m; return *this; }
     QueryOptions &filter(std::string json) { filter_ = std::move(json); return *this; }
+    /// Hybrid search: this text's BM25 ranking over the index's text fields
+    /// (IndexConfig::text_fields) fused with the vector ranking by weighted
+    /// reciprocal rank; hits by descending Results::score, each with its
+    /// exact distance. Since 0.8.
+    QueryOptions &text(std::string t) { text_ = std::move(t); return *this; }
+    /// Weight of the vector ranking in the fusion, 0 to 1 (the text's is 1 - alpha; default 0.5). Since 0.8.
+    QueryOptions &alpha(float a) { p_.alpha = a; return *this; }
+    /// Rank damping of the fusion (0 = default, 60). Since 0.8.
+    QueryOptions &rrf_k(uint32_t k) { p_.rrf_k = k; return *this; }
+    /// Items the vector ranking contributes, up to 65536 (0 = default, max(2 * top_k, 50)). Since 0.8.
+    QueryOptions &vector_depth(uint32_t d) { p_.vector_depth = d; return *this; }
+    /// Items the text ranking contributes, up to 65536 (0 = default, max(2 * top_k, 50)). Since 0.8.
+    QueryOptions &text_depth(uint32_t d) { p_.text_depth = d; return *this; }
+    /// The C struct; its filter_json and text point into this object.
     vx_query_params params() const {
         vx_query_params p = p_;
         p.filter_json = filter_ ? filter_->c_str() : nullptr;
+        p.text = text_ ? text_->c_str() : nullptr;
         return p;
     }
 
 private:
     vx_query_params p_{};
-    std::optional<std::string> filter_;
+    std::optional<std::string> filter_, text_;
 };
 
 /// What Index::query_metadata asks; setters chain:
@@ -230,6 +259,10 @@ class MetadataQuery {
 public:
     /// MongoDB-style filter JSON (default: every item).
     MetadataQuery &filter(std::string json) { filter_ = std::move(json); return *this; }
+    /// Keyword search: only the matches holding a term of this text in the
+    /// index's text fields (IndexConfig::text_fields), by descending BM25
+    /// score (Results::score) unless order_by is given. Since 0.8.
+    MetadataQuery &text(std::string t) { text_ = std::move(t); return *this; }
     /// Items at most (0, the default = every match from offset).
     MetadataQuery &top_k(size_t k) { top_k_ = k; return *this; }
     /// Dot-path of the metadata field to order by, then by id (default: by id).
@@ -247,7 +280,7 @@ public:
 
 private:
     friend class Index;
-    std::optional<std::string> filter_, order_by_;
+    std::optional<std::string> filter_, text_, order_by_;
     size_t top_k_ = 0, offset_ = 0;
     bool ascending_ = true;
     uint32_t include_ = VX_INCLUDE_METADATA;
@@ -271,24 +304,31 @@ public:
     /// Metadata fields (dot-paths) vx keeps an in-memory index of, so filters
     /// on them are answered without a scan. Since 0.7.
     IndexConfig &filterable_fields(const std::vector<std::string> &paths) {
-        std::string json = "[";
-        for (const std::string &p : paths) {
-            if (json.size() > 1) json += ',';
-            json += detail::json_string(p);
-        }
-        fields_json_ = json + "]";
+        fields_json_ = detail::json_array(paths);
         return *this;
     }
-    /// The C struct; its filterable_fields_json points into this object.
+    /// Metadata fields (dot-paths) holding text (a string or an array of
+    /// strings) for keyword search (MetadataQuery::text) and hybrid search
+    /// (QueryOptions::text), ranked by BM25. Since 0.8.
+    IndexConfig &text_fields(const std::vector<std::string> &paths) {
+        text_fields_json_ = detail::json_array(paths);
+        return *this;
+    }
+    /// BM25's term-frequency saturation, 0 to VX_MAX_BM25_K1 (default 1.2). Since 0.8.
+    IndexConfig &bm25_k1(float k1) { c_.bm25_k1 = k1; return *this; }
+    /// BM25's document-length normalisation, 0 (none) to 1 (full; default 0.75). Since 0.8.
+    IndexConfig &bm25_b(float b) { c_.bm25_b = b; return *this; }
+    /// The C struct; its filterable_fields_json and text_fields_json point into this object.
     vx_index_config config() const noexcept {
         vx_index_config c = c_;
         c.filterable_fields_json = fields_json_ ? fields_json_->c_str() : nullptr;
+        c.text_fields_json = text_fields_json_ ? text_fields_json_->c_str() : nullptr;
         return c;
     }
 
 private:
     vx_index_config c_{};
-    std::optional<std::string> fields_json_;
+    std::optional<std::string> fields_json_, text_fields_json_;
 };
 
 /// Training parameters with the C defaults (zero = automatic).
@@ -399,10 +439,12 @@ public:
     }
 
     /// The items a filter matches ordered by one metadata field, a page at a
-    /// time (vx_index_query_metadata): Results of one query, NaN distances. Since 0.7.
+    /// time (vx_index_query_metadata): Results of one query, NaN distances;
+    /// with MetadataQuery::text a keyword search (BM25 scores). Since 0.7.
     Results query_metadata(const MetadataQuery &q = {}, const Credentials &c = {}) const {
         vx_results *out = nullptr;
-        detail::check(vx_index_query_metadata(h_.get(), q.filter_ ? q.filter_->c_str() : nullptr, q.top_k_,
+        detail::check(vx_index_query_metadata(h_.get(), q.filter_ ? q.filter_->c_str() : nullptr,
+                                              q.text_ ? q.text_->c_str() : nullptr, q.top_k_,
                                               q.order_by_ ? q.order_by_->c_str() : nullptr, q.ascending_, q.offset_,
                                               q.include_, c.key(), c.user(), &out));
         return Results(out);

@@ -309,12 +309,31 @@ type QueryOptions struct {
 	// RerankMult: IVFRaBitQ once trained, candidates reranked exactly per
 	// hit, up to MaxRerankMult (0 = automatic). Since 0.6.
 	RerankMult uint32
+	// Text turns on hybrid search: its BM25 ranking over the index's text
+	// fields (IndexConfig.TextFields) is fused with the vector ranking by
+	// weighted reciprocal rank; hits come by descending Hit.Score, each with
+	// its exact distance. "" = vector search only. Since 0.8.
+	Text string
+	// Alpha is the weight of the vector ranking in the fusion, 0 to 1 (the
+	// text's is 1 - Alpha); nil = the default, 0.5. Since 0.8.
+	Alpha *float32
+	// RRFK is the rank damping of the fusion (0 = the default, 60). Since 0.8.
+	RRFK uint32
+	// VectorDepth and TextDepth are the items the vector and the text
+	// ranking contribute, up to 65536 (0 = the default, max(2*TopK, 50)).
+	// Since 0.8.
+	VectorDepth uint32
+	TextDepth   uint32
 }
 
 // Hit is one result row.
 type Hit struct {
 	ID       string
 	Distance float32
+	// Score, higher is better: the BM25 score of a keyword search
+	// (MetadataQuery.Text), the fused score of a hybrid search
+	// (QueryOptions.Text); NaN otherwise. Since 0.8.
+	Score    float32
 	Metadata *string
 	Contents []byte
 	Vector   []float32
@@ -342,6 +361,17 @@ func (x *Index) Query(queries []float32, dim int, o *QueryOptions, c *Creds) ([]
 			defer C.free(unsafe.Pointer(f))
 			p.filter_json = f
 		}
+		if o.Text != "" {
+			t := C.CString(o.Text)
+			defer C.free(unsafe.Pointer(t))
+			p.text = t
+		}
+		if o.Alpha != nil {
+			p.alpha = C.float(*o.Alpha)
+		}
+		p.rrf_k = C.uint32_t(o.RRFK)
+		p.vector_depth = C.uint32_t(o.VectorDepth)
+		p.text_depth = C.uint32_t(o.TextDepth)
 	}
 	nq := len(queries) / dim
 	var out [][]Hit
@@ -377,6 +407,7 @@ func hitsOf(r *C.vx_results, nq int) [][]Hit {
 			h := &out[q][i]
 			h.ID = C.GoString(C.vx_results_id(r, cq, ci))
 			h.Distance = float32(C.vx_results_distance(r, cq, ci))
+			h.Score = float32(C.vx_results_score(r, cq, ci))
 			if m := C.vx_results_metadata(r, cq, ci); m != nil {
 				s := C.GoString(m)
 				h.Metadata = &s
@@ -397,6 +428,11 @@ func hitsOf(r *C.vx_results, nq int) [][]Hit {
 // item by id, ascending, with its metadata. Since 0.7.
 type MetadataQuery struct {
 	Filter string // MongoDB-style JSON, "" = every item
+	// Text makes it a keyword search: only the matches holding a term of
+	// this text in the index's text fields (IndexConfig.TextFields), by
+	// descending BM25 score (Hit.Score) unless OrderBy is given. "" = none.
+	// Since 0.8.
+	Text string
 	// OrderBy is the dot-path of a metadata field ("date", "doc.year"); ""
 	// orders by id. Values order by type (missing and null, numbers,
 	// strings, objects and arrays, booleans), then by value; ties by id.
@@ -409,7 +445,7 @@ type MetadataQuery struct {
 
 // QueryMetadata lists the items a filter matches ordered by one metadata
 // field, a page at a time, without a query vector (vx_index_query_metadata).
-// Hits have NaN distances. Since 0.7.
+// Hits have NaN distances; with Text, BM25 scores. Since 0.7.
 func (x *Index) QueryMetadata(q *MetadataQuery, c *Creds) ([]Hit, error) {
 	if q == nil {
 		q = &MetadataQuery{}
@@ -421,10 +457,14 @@ func (x *Index) QueryMetadata(q *MetadataQuery, c *Creds) ([]Hit, error) {
 	if include == 0 {
 		include = IncludeMetadata
 	}
-	var filter, orderBy *C.char
+	var filter, text, orderBy *C.char
 	if q.Filter != "" {
 		filter = C.CString(q.Filter)
 		defer C.free(unsafe.Pointer(filter))
+	}
+	if q.Text != "" {
+		text = C.CString(q.Text)
+		defer C.free(unsafe.Pointer(text))
 	}
 	if q.OrderBy != "" {
 		orderBy = C.CString(q.OrderBy)
@@ -439,7 +479,7 @@ func (x *Index) QueryMetadata(q *MetadataQuery, c *Creds) ([]Hit, error) {
 		defer c.keepAlive()
 		var r *C.vx_results
 		if err := call(func() C.vx_status {
-			return C.vx_index_query_metadata(ix, filter, C.size_t(q.TopK), orderBy, C.bool(!q.Descending),
+			return C.vx_index_query_metadata(ix, filter, text, C.size_t(q.TopK), orderBy, C.bool(!q.Descending),
 				C.size_t(q.Offset), C.uint32_t(include), k, u, &r)
 		}); err != nil {
 			return err

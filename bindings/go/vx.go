@@ -156,6 +156,9 @@ const (
 	MaxRerankMult    = uint32(C.VX_MAX_RERANK_MULT)
 )
 
+// MaxBM25K1 bounds IndexConfig.BM25K1. Since 0.8.
+const MaxBM25K1 = float32(C.VX_MAX_BM25_K1)
+
 // Include bits for Get and Query.
 const (
 	IncludeDistance = uint32(C.VX_INCLUDE_DISTANCE)
@@ -322,6 +325,16 @@ type IndexConfig struct {
 	// in-memory index of, so filters on them are answered without a scan.
 	// Since 0.7.
 	FilterableFields []string
+	// TextFields are metadata fields (dot-paths) holding text (a string or
+	// an array of strings) for keyword search (MetadataQuery.Text) and
+	// hybrid search (QueryOptions.Text), ranked by BM25. Since 0.8.
+	TextFields []string
+	// BM25K1 is BM25's term-frequency saturation, 0 to MaxBM25K1; nil =
+	// the default, 1.2. Since 0.8.
+	BM25K1 *float32
+	// BM25B is BM25's document-length normalisation, 0 (none) to 1 (full);
+	// nil = the default, 0.75. Since 0.8.
+	BM25B *float32
 }
 
 // CreateIndex creates an encrypted index under a 32-byte root key.
@@ -356,6 +369,21 @@ func (cl *Client) CreateIndex(name string, key []byte, cfg *IndexConfig) (*Index
 			fields := C.CString(string(text))
 			defer C.free(unsafe.Pointer(fields))
 			c.filterable_fields_json = fields
+		}
+		if len(cfg.TextFields) > 0 {
+			text, err := json.Marshal(cfg.TextFields)
+			if err != nil {
+				return nil, &Error{Code: StatusInvalidArgument, Msg: "TextFields: " + err.Error()}
+			}
+			fields := C.CString(string(text))
+			defer C.free(unsafe.Pointer(fields))
+			c.text_fields_json = fields
+		}
+		if cfg.BM25K1 != nil {
+			c.bm25_k1 = C.float(*cfg.BM25K1)
+		}
+		if cfg.BM25B != nil {
+			c.bm25_b = C.float(*cfg.BM25B)
 		}
 	}
 	cname := C.CString(name)

@@ -3,6 +3,8 @@ package vx_test
 import (
 	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"sync"
 	"testing"
 
@@ -366,5 +368,88 @@ func TestFilterableFields(t *testing.T) {
 	}
 	if _, err := c.CreateIndex("bad", key(1), &vx.IndexConfig{FilterableFields: []string{"a..b"}}); !errors.Is(err, vx.ErrInvalidArgument) {
 		t.Fatalf("want ErrInvalidArgument for a bad path, got %v", err)
+	}
+}
+
+func TestTextFields(t *testing.T) {
+	c, plain := newIndex(t)
+	bad := float32(2)
+	if _, err := c.CreateIndex("bad", key(1), &vx.IndexConfig{TextFields: []string{"title"}, BM25B: &bad}); !errors.Is(err, vx.ErrInvalidArgument) {
+		t.Fatalf("want ErrInvalidArgument for BM25B 2, got %v", err)
+	}
+	big := vx.MaxBM25K1 * 2
+	if _, err := c.CreateIndex("bad", key(1), &vx.IndexConfig{TextFields: []string{"title"}, BM25K1: &big}); !errors.Is(err, vx.ErrInvalidArgument) {
+		t.Fatalf("want ErrInvalidArgument for a BM25K1 above MaxBM25K1, got %v", err)
+	}
+	k1, b := float32(1.2), float32(0.75)
+	ix, err := c.CreateIndex("text", key(1), &vx.IndexConfig{TextFields: []string{"title"}, BM25K1: &k1, BM25B: &b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ix.Close()
+	titles := []string{"encrypted vector search", "running dogs", "the cat sat on the mat",
+		"fast approximate nearest neighbour search", "dogs and cats living together", "a quiet evening"}
+	items := make([]vx.Item, len(titles))
+	for i, title := range titles {
+		meta := fmt.Sprintf(`{"title": %q, "n": %d}`, title, i)
+		items[i] = vx.Item{ID: fmt.Sprintf("t%d", i), Vector: []float32{float32(i), 0}, Metadata: &meta}
+	}
+	if err := ix.Upsert(items, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// Keyword search: stemmed ("run" finds "running"), by BM25 score.
+	kw, err := ix.QueryMetadata(&vx.MetadataQuery{Text: "run"}, nil)
+	if err != nil || len(kw) != 1 || kw[0].ID != "t1" || !(kw[0].Score > 0) || math.IsInf(float64(kw[0].Score), 0) ||
+		!math.IsNaN(float64(kw[0].Distance)) || kw[0].Metadata == nil || !strings.Contains(*kw[0].Metadata, "running dogs") {
+		t.Fatalf("keyword search = %+v, %v", kw, err)
+	}
+	kw, err = ix.QueryMetadata(&vx.MetadataQuery{Text: "dogs search", Filter: `{"n": {"$gte": 1}}`, OrderBy: "n", Descending: true}, nil)
+	if err != nil || len(kw) != 3 || kw[0].ID != "t4" || kw[1].ID != "t3" || kw[2].ID != "t1" {
+		t.Fatalf("filtered keyword search by n = %+v, %v", kw, err)
+	}
+
+	// Hybrid search: fused scores descending, every hit with its exact distance.
+	q := []float32{1.2, 0}
+	hybrid, err := ix.Query(q, 2, &vx.QueryOptions{TopK: 6, Text: "dogs search", RRFK: 60, VectorDepth: 6, TextDepth: 6}, nil)
+	if err != nil || len(hybrid) != 1 || len(hybrid[0]) != 6 || hybrid[0][0].ID != "t1" {
+		t.Fatalf("hybrid search = %+v, %v", hybrid, err)
+	}
+	for i, h := range hybrid[0] {
+		var n int
+		fmt.Sscanf(h.ID, "t%d", &n)
+		want := math.Abs(float64(q[0]) - float64(n))
+		if math.IsNaN(float64(h.Score)) || !(h.Score > 0) || math.Abs(float64(h.Distance)-want) > 1e-4 ||
+			(i > 0 && h.Score > hybrid[0][i-1].Score) {
+			t.Fatalf("hybrid hit %d = %+v (want distance %v, scores descending)", i, h, want)
+		}
+	}
+	// Alpha 1: the vector ranking alone, as a plain query orders it; plain
+	// queries have no score.
+	one := float32(1)
+	byVector, err := ix.Query(q, 2, &vx.QueryOptions{TopK: 6, Text: "dogs", Alpha: &one, VectorDepth: 6}, nil)
+	vector, errV := ix.Query(q, 2, &vx.QueryOptions{TopK: 6}, nil)
+	if err != nil || errV != nil || len(byVector[0]) != 6 || len(vector[0]) != 6 {
+		t.Fatalf("alpha 1: %+v (%v), plain: %+v (%v)", byVector, err, vector, errV)
+	}
+	for i := range vector[0] {
+		if byVector[0][i].ID != vector[0][i].ID || !math.IsNaN(float64(vector[0][i].Score)) {
+			t.Fatalf("alpha 1 gives %+v, the plain query %+v", byVector[0], vector[0])
+		}
+	}
+	outOfRange := float32(1.5)
+	if _, err := ix.Query(q, 2, &vx.QueryOptions{Text: "dogs", Alpha: &outOfRange}, nil); !errors.Is(err, vx.ErrInvalidArgument) {
+		t.Fatalf("want ErrInvalidArgument for Alpha 1.5, got %v", err)
+	}
+
+	// Text on an index without text fields.
+	if _, err := plain.QueryMetadata(&vx.MetadataQuery{Text: "run"}, nil); !errors.Is(err, vx.ErrInvalidArgument) {
+		t.Fatalf("want ErrInvalidArgument for keyword search without text fields, got %v", err)
+	}
+	if err := plain.Upsert(items, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.Query(q, 2, &vx.QueryOptions{Text: "run"}, nil); !errors.Is(err, vx.ErrInvalidArgument) {
+		t.Fatalf("want ErrInvalidArgument for hybrid search without text fields, got %v", err)
 	}
 }

@@ -430,7 +430,7 @@ static void test_data_and_persistence(const char *dir) {
     size_t seen = 0;
     for (;;) {
         vx_results *r = NULL;
-        EXPECT(vx_index_query_metadata(ix, "{\"group\": 3}", 64, "name", false, seen, VX_INCLUDE_METADATA, NULL,
+        EXPECT(vx_index_query_metadata(ix, "{\"group\": 3}", NULL, 64, "name", false, seen, VX_INCLUDE_METADATA, NULL,
                                        NULL, &r),
                VX_STATUS_OK);
         size_t got = vx_results_len(r, 0);
@@ -449,14 +449,14 @@ static void test_data_and_persistence(const char *dir) {
     }
     CHECK(seen == N / 5);
     vx_results *r = NULL;
-    EXPECT(vx_index_query_metadata(ix, NULL, 3, NULL, true, 0, VX_INCLUDE_DISTANCE, NULL, NULL, &r),
+    EXPECT(vx_index_query_metadata(ix, NULL, NULL, 3, NULL, true, 0, VX_INCLUDE_DISTANCE, NULL, NULL, &r),
            VX_STATUS_INVALID_ARGUMENT);
     CHECK(r == NULL && strstr(last_error(), "VX_INCLUDE_DISTANCE") != NULL);
-    EXPECT(vx_index_query_metadata(ix, NULL, 3, "a..b", true, 0, 0, NULL, NULL, &r), VX_STATUS_INVALID_ARGUMENT);
-    EXPECT(vx_index_query_metadata(ix, "{bad", 3, NULL, true, 0, 0, NULL, NULL, &r), VX_STATUS_INVALID_FILTER);
-    EXPECT(vx_index_query_metadata(ix, NULL, 3, NULL, true, 0, 0, NULL, NULL, NULL), VX_STATUS_NULL_ARGUMENT);
-    EXPECT(vx_index_query_metadata(NULL, NULL, 3, NULL, true, 0, 0, NULL, NULL, &r), VX_STATUS_NULL_ARGUMENT);
-    EXPECT(vx_index_query_metadata(ix, NULL, 3, NULL, true, 0, 0, NULL, NULL, &r), VX_STATUS_OK);
+    EXPECT(vx_index_query_metadata(ix, NULL, NULL, 3, "a..b", true, 0, 0, NULL, NULL, &r), VX_STATUS_INVALID_ARGUMENT);
+    EXPECT(vx_index_query_metadata(ix, "{bad", NULL, 3, NULL, true, 0, 0, NULL, NULL, &r), VX_STATUS_INVALID_FILTER);
+    EXPECT(vx_index_query_metadata(ix, NULL, NULL, 3, NULL, true, 0, 0, NULL, NULL, NULL), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_query_metadata(NULL, NULL, NULL, 3, NULL, true, 0, 0, NULL, NULL, &r), VX_STATUS_NULL_ARGUMENT);
+    EXPECT(vx_index_query_metadata(ix, NULL, NULL, 3, NULL, true, 0, 0, NULL, NULL, &r), VX_STATUS_OK);
     CHECK(vx_results_len(r, 0) == 3 && strcmp(vx_results_id(r, 0, 0), "empty-contents") == 0);
     vx_results_free(r);
 
@@ -561,9 +561,209 @@ static void test_filterable_fields(void) {
     check_against_brute(ix, queries, 3);
     check_against_brute(ix, queries, -1);
     vx_results *r = NULL;
-    EXPECT(vx_index_query_metadata(ix, "{\"name\": \"n42\"}", 0, NULL, true, 0, 0, NULL, NULL, &r), VX_STATUS_OK);
+    EXPECT(vx_index_query_metadata(ix, "{\"name\": \"n42\"}", NULL, 0, NULL, true, 0, 0, NULL, NULL, &r), VX_STATUS_OK);
     CHECK(vx_results_len(r, 0) == 1 && strcmp(vx_results_id(r, 0, 0), "v42") == 0);
     vx_results_free(r);
+    vx_index_free(ix);
+    vx_client_free(c);
+}
+
+/* Text fields (0.8): BM25 keyword search through vx_index_query_metadata's
+ * text, hybrid search through vx_query_params.text (weighted RRF of the
+ * vector and text rankings), vx_results_score; bad BM25 parameters and text
+ * on an index without text fields refused; 0.7-sized structs accepted. */
+enum { TT = 6 };
+static const char *TITLES[TT] = {"encrypted vector search", "running dogs", "the cat sat on the mat",
+                                 "fast approximate nearest neighbour search", "dogs and cats living together",
+                                 "a quiet evening"};
+
+static void check_hybrid(vx_results *r, size_t q, const float *query, size_t want) {
+    CHECK(vx_results_len(r, q) == want);
+    for (size_t k = 0; k < vx_results_len(r, q); k++) {
+        float s = vx_results_score(r, q, k), d = vx_results_distance(r, q, k);
+        CHECK(isfinite(s) && s > 0 && isfinite(d));
+        if (k > 0) CHECK(s <= vx_results_score(r, q, k - 1));
+        /* the exact distance to item t<i> at (i, 0) */
+        int i = atoi(vx_results_id(r, q, k) + 1);
+        CHECK(fabsf(d - hypotf(query[0] - (float)i, query[1])) < 1e-4f);
+    }
+}
+
+static void test_text_fields(void) {
+    vx_client *c = NULL;
+    EXPECT(vx_client_open("memory:", NULL, &c), VX_STATUS_OK);
+    vx_index_config cfg;
+    vx_index_config_init(&cfg);
+    CHECK(cfg.struct_size == sizeof cfg && cfg.text_fields_json == NULL);
+    CHECK(cfg.bm25_k1 == 1.2f && cfg.bm25_b == 0.75f);
+
+    /* Bad declarations and parameters: refused, nothing created. */
+    vx_index *ix = NULL;
+    cfg.text_fields_json = "not json";
+    EXPECT(vx_index_create(c, "t", ROOT_KEY, &cfg, &ix), VX_STATUS_INVALID_JSON);
+    CHECK(ix == NULL && strstr(last_error(), "text_fields_json") != NULL);
+    cfg.text_fields_json = "[\"title\", \"a..b\"]";
+    EXPECT(vx_index_create(c, "t", ROOT_KEY, &cfg, &ix), VX_STATUS_INVALID_ARGUMENT);
+    cfg.text_fields_json = "[\"title\"]";
+    cfg.bm25_b = 2.0f;
+    EXPECT(vx_index_create(c, "t", ROOT_KEY, &cfg, &ix), VX_STATUS_INVALID_ARGUMENT);
+    CHECK(ix == NULL && strstr(last_error(), "bm25_b") != NULL);
+    cfg.bm25_b = -0.5f;
+    EXPECT(vx_index_create(c, "t", ROOT_KEY, &cfg, &ix), VX_STATUS_INVALID_ARGUMENT);
+    cfg.bm25_b = NAN;
+    EXPECT(vx_index_create(c, "t", ROOT_KEY, &cfg, &ix), VX_STATUS_INVALID_ARGUMENT);
+    cfg.bm25_b = 0.75f;
+    cfg.bm25_k1 = (float)VX_MAX_BM25_K1 * 2;
+    EXPECT(vx_index_create(c, "t", ROOT_KEY, &cfg, &ix), VX_STATUS_INVALID_ARGUMENT);
+    CHECK(ix == NULL && strstr(last_error(), "bm25_k1") != NULL);
+    vx_string_list *names = NULL;
+    EXPECT(vx_client_list_indexes(c, &names), VX_STATUS_OK);
+    CHECK(vx_string_list_len(names) == 0);
+    vx_string_list_free(names);
+
+    cfg.bm25_k1 = 1.2f;
+    EXPECT(vx_index_create(c, "t", ROOT_KEY, &cfg, &ix), VX_STATUS_OK);
+    char tid_text[TT][8], tmeta_text[TT][96];
+    const char *tids[TT], *tmetas[TT];
+    float tvec[TT * 2];
+    for (int i = 0; i < TT; i++) {
+        snprintf(tid_text[i], sizeof tid_text[i], "t%d", i);
+        snprintf(tmeta_text[i], sizeof tmeta_text[i], "{\"title\": \"%s\", \"n\": %d}", TITLES[i], i);
+        tids[i] = tid_text[i];
+        tmetas[i] = tmeta_text[i];
+        tvec[2 * i] = (float)i;
+        tvec[2 * i + 1] = 0;
+    }
+    EXPECT(vx_index_upsert(ix, TT, tids, tvec, 2, NULL, NULL, tmetas, NULL, NULL), VX_STATUS_OK);
+
+    /* Keyword search: stemmed ("run" finds "running"), BM25 scores, NaN distances. */
+    vx_results *r = NULL;
+    EXPECT(vx_index_query_metadata(ix, NULL, "run", 0, NULL, true, 0, VX_INCLUDE_METADATA, NULL, NULL, &r),
+           VX_STATUS_OK);
+    CHECK(vx_results_num_queries(r) == 1 && vx_results_len(r, 0) == 1);
+    CHECK(strcmp(vx_results_id(r, 0, 0), "t1") == 0 && strstr(vx_results_metadata(r, 0, 0), "running dogs") != NULL);
+    CHECK(isfinite(vx_results_score(r, 0, 0)) && vx_results_score(r, 0, 0) > 0);
+    CHECK(isnan(vx_results_distance(r, 0, 0)) && isnan(vx_results_score(r, 0, 1)) && isnan(vx_results_score(r, 1, 0)));
+    vx_results_free(r);
+    /* Two terms: the four items holding one, by score; the shortest title first. */
+    EXPECT(vx_index_query_metadata(ix, NULL, "Dogs SEARCH", 0, NULL, true, 0, 0, NULL, NULL, &r), VX_STATUS_OK);
+    CHECK(vx_results_len(r, 0) == 4 && strcmp(vx_results_id(r, 0, 0), "t1") == 0);
+    for (size_t k = 0; k < vx_results_len(r, 0); k++) {
+        CHECK(isfinite(vx_results_score(r, 0, k)) && vx_results_score(r, 0, k) > 0);
+        if (k > 0) CHECK(vx_results_score(r, 0, k) <= vx_results_score(r, 0, k - 1));
+    }
+    vx_results_free(r);
+    /* With a filter, and ordered by a field instead of the score. */
+    EXPECT(vx_index_query_metadata(ix, "{\"n\": {\"$gte\": 1}}", "dogs search", 0, "n", false, 0, 0, NULL, NULL, &r),
+           VX_STATUS_OK);
+    CHECK(vx_results_len(r, 0) == 3 && strcmp(vx_results_id(r, 0, 0), "t4") == 0 &&
+          strcmp(vx_results_id(r, 0, 1), "t3") == 0 && strcmp(vx_results_id(r, 0, 2), "t1") == 0);
+    vx_results_free(r);
+    /* Only stop words: nothing matches. */
+    EXPECT(vx_index_query_metadata(ix, NULL, "the and a", 0, NULL, true, 0, 0, NULL, NULL, &r), VX_STATUS_OK);
+    CHECK(vx_results_len(r, 0) == 0);
+    vx_results_free(r);
+
+    /* Hybrid search: a batch of two queries, the same text; fused scores
+     * descending, exact distances. */
+    const float hq[4] = {1.2f, 0.0f, 4.9f, 0.5f};
+    vx_query_params p;
+    vx_query_params_init(&p);
+    CHECK(p.struct_size == sizeof p && p.text == NULL && p.alpha == 0.5f && p.rrf_k == 0 && p.vector_depth == 0 &&
+          p.text_depth == 0);
+    p.top_k = TT;
+    p.text = "dogs search";
+    EXPECT(vx_index_query(ix, hq, 2, 2, &p, NULL, NULL, &r), VX_STATUS_OK);
+    CHECK(vx_results_num_queries(r) == 2);
+    check_hybrid(r, 0, hq, TT);
+    check_hybrid(r, 1, hq + 2, TT);
+    CHECK(strcmp(vx_results_id(r, 0, 0), "t1") == 0); /* nearest, and the best text match */
+    CHECK(strcmp(vx_results_id(r, 1, 0), "t4") == 0); /* nearest, and a text match */
+    vx_results_free(r);
+    /* alpha = 1: the vector ranking alone, as a plain query orders it. */
+    vx_results *plain = NULL;
+    vx_query_params q0;
+    vx_query_params_init(&q0);
+    q0.top_k = TT;
+    EXPECT(vx_index_query(ix, hq, 2, 2, &q0, NULL, NULL, &plain), VX_STATUS_OK);
+    for (size_t k = 0; k < TT; k++) CHECK(isnan(vx_results_score(plain, 0, k)) && isnan(vx_results_score(plain, 1, k)));
+    p.alpha = 1.0f;
+    p.rrf_k = 10;
+    p.vector_depth = TT;
+    p.text_depth = TT;
+    EXPECT(vx_index_query(ix, hq, 2, 2, &p, NULL, NULL, &r), VX_STATUS_OK);
+    for (size_t q = 0; q < 2; q++) {
+        check_hybrid(r, q, hq + 2 * q, TT);
+        for (size_t k = 0; k < TT; k++) CHECK(strcmp(vx_results_id(r, q, k), vx_results_id(plain, q, k)) == 0);
+    }
+    vx_results_free(r);
+    vx_results_free(plain);
+    /* alpha = 0: the text ranking decides; the best text match first. */
+    p.alpha = 0.0f;
+    EXPECT(vx_index_query(ix, hq + 2, 1, 2, &p, NULL, NULL, &r), VX_STATUS_OK);
+    CHECK(vx_results_len(r, 0) >= 1 && strcmp(vx_results_id(r, 0, 0), "t1") == 0);
+    vx_results_free(r);
+    /* Out of range: alpha, depths. */
+    p.alpha = 1.5f;
+    EXPECT(vx_index_query(ix, hq, 1, 2, &p, NULL, NULL, &r), VX_STATUS_INVALID_ARGUMENT);
+    CHECK(r == NULL);
+    p.alpha = 0.5f;
+    p.text_depth = 65537;
+    EXPECT(vx_index_query(ix, hq, 1, 2, &p, NULL, NULL, &r), VX_STATUS_INVALID_ARGUMENT);
+    p.text_depth = 0;
+    p.vector_depth = 65537;
+    EXPECT(vx_index_query(ix, hq, 1, 2, &p, NULL, NULL, &r), VX_STATUS_INVALID_ARGUMENT);
+    p.vector_depth = 0;
+
+    /* Reloaded, the text fields are still there. */
+    vx_index *again = NULL;
+    EXPECT(vx_index_load(c, "t", ROOT_KEY, NULL, &again), VX_STATUS_OK);
+    EXPECT(vx_index_query_metadata(again, NULL, "runs", 0, NULL, true, 0, 0, NULL, NULL, &r), VX_STATUS_OK);
+    CHECK(vx_results_len(r, 0) == 1 && strcmp(vx_results_id(r, 0, 0), "t1") == 0);
+    vx_results_free(r);
+    vx_index_free(again);
+
+    /* An index with 0.7's vx_index_config (before text_fields_json): accepted,
+     * no text fields, so text is refused. */
+    struct {
+        uint32_t struct_size, dimension, metric, index_type, storage_precision, quantizer_bits;
+        const char *filterable_fields_json;
+    } cfg_0_7;
+    memset(&cfg_0_7, 0, sizeof cfg_0_7);
+    cfg_0_7.struct_size = (uint32_t)sizeof cfg_0_7;
+    cfg_0_7.filterable_fields_json = "[\"n\"]";
+    CHECK(sizeof cfg_0_7 < sizeof(vx_index_config));
+    vx_index *old = NULL;
+    EXPECT(vx_index_create(c, "old", ROOT_KEY, (const vx_index_config *)(const void *)&cfg_0_7, &old), VX_STATUS_OK);
+    EXPECT(vx_index_upsert(old, TT, tids, tvec, 2, NULL, NULL, tmetas, NULL, NULL), VX_STATUS_OK);
+    EXPECT(vx_index_query_metadata(old, NULL, "run", 0, NULL, true, 0, 0, NULL, NULL, &r), VX_STATUS_INVALID_ARGUMENT);
+    CHECK(r == NULL);
+    p.text = "run";
+    EXPECT(vx_index_query(old, hq, 1, 2, &p, NULL, NULL, &r), VX_STATUS_INVALID_ARGUMENT);
+    CHECK(r == NULL);
+    EXPECT(vx_index_query_metadata(old, "{\"n\": 3}", NULL, 0, NULL, true, 0, 0, NULL, NULL, &r), VX_STATUS_OK);
+    CHECK(vx_results_len(r, 0) == 1 && isnan(vx_results_score(r, 0, 0)));
+    vx_results_free(r);
+
+    /* 0.7's vx_query_params (before text): accepted, a plain vector query. */
+    struct {
+        uint32_t struct_size, top_k, n_probes, include;
+        const char *filter_json;
+        bool greedy;
+        uint32_t rerank_mult;
+    } p_0_7;
+    memset(&p_0_7, 0, sizeof p_0_7);
+    p_0_7.struct_size = (uint32_t)sizeof p_0_7;
+    p_0_7.top_k = 3;
+    p_0_7.include = VX_INCLUDE_DISTANCE;
+    CHECK(sizeof p_0_7 < sizeof(vx_query_params));
+    EXPECT(vx_index_query(ix, hq, 1, 2, (const vx_query_params *)(const void *)&p_0_7, NULL, NULL, &r), VX_STATUS_OK);
+    CHECK(vx_results_len(r, 0) == 3 && strcmp(vx_results_id(r, 0, 0), "t1") == 0);
+    CHECK(isnan(vx_results_score(r, 0, 0)) && fabsf(vx_results_distance(r, 0, 0) - 0.2f) < 1e-5f);
+    vx_results_free(r);
+    CHECK(isnan(vx_results_score(NULL, 0, 0)));
+
+    vx_index_free(old);
     vx_index_free(ix);
     vx_client_free(c);
 }
@@ -680,7 +880,7 @@ static void access_matrix(vx_index *root, vx_index *ix, int who, int per_call) {
     EXPECT(vx_index_list_ids(ix, 0, 5, k, u, &list), r);
     vx_string_list_free(list);
     vx_results *listed = NULL;
-    EXPECT(vx_index_query_metadata(ix, NULL, 5, NULL, true, 0, 0, k, u, &listed), r);
+    EXPECT(vx_index_query_metadata(ix, NULL, NULL, 5, NULL, true, 0, 0, k, u, &listed), r);
     vx_results_free(listed);
     uint64_t n = 0;
     EXPECT(vx_index_num_vectors(ix, k, u, &n), r);
@@ -1073,6 +1273,7 @@ int main(int argc, char **argv) {
     test_lifecycle_and_bad_input();
     test_data_and_persistence(dir);
     test_filterable_fields();
+    test_text_fields();
     test_training();
     test_ivf_rabitq();
     test_access(dir);

@@ -3,6 +3,7 @@
 #include "vx.hpp"
 #include "vx.hpp"  // double include
 
+#include <cmath>
 #include <cstdio>
 #include <type_traits>
 
@@ -101,6 +102,51 @@ int main() {
     CHECK(status_of([&] { index.query_metadata(vx::MetadataQuery{}.include(VX_INCLUDE_DISTANCE)); }) ==
           VX_STATUS_INVALID_ARGUMENT);
     CHECK(status_of([&] { index.query_metadata(vx::MetadataQuery{}.order_by("")); }) == VX_STATUS_INVALID_ARGUMENT);
+
+    // Text fields (0.8): keyword search ranks by BM25 (stemmed: "run" finds
+    // "running"), hybrid search fuses it with the vector ranking; scores
+    // come back, plain vector queries have none (NaN).
+    {
+        CHECK(status_of([&] { client.create_index("cpp-bad-b", key, vx::IndexConfig{}.text_fields({"title"}).bm25_b(2)); }) ==
+              VX_STATUS_INVALID_ARGUMENT);
+        vx::Index texts = client.create_index("cpp-text", key, vx::IndexConfig{}.text_fields({"title"}).bm25_k1(1.2f).bm25_b(0.75f));
+        const char *titles[] = {"encrypted vector search", "running dogs", "the cat sat on the mat",
+                                "fast approximate nearest neighbour search", "dogs and cats living together", "a quiet evening"};
+        std::vector<std::string> tids;
+        std::vector<float> tvectors;
+        std::vector<std::optional<std::string>> tmeta;
+        for (int i = 0; i < 6; i++) {
+            tids.push_back("t" + std::to_string(i));
+            tvectors.push_back(static_cast<float>(i));
+            tvectors.push_back(0.0f);
+            tmeta.push_back("{\"title\": " + vx::detail::json_string(titles[i]) + "}");
+        }
+        texts.upsert(tids, tvectors, 2, tmeta);
+        auto kw = texts.query_metadata(vx::MetadataQuery{}.text("run"));
+        CHECK(kw.num_queries() == 1 && kw.size(0) >= 1 && kw.id(0, 0) == "t1");
+        CHECK(kw.score(0, 0) > 0 && std::isfinite(kw.score(0, 0)) && std::isnan(kw.distance(0, 0)));
+        CHECK(kw.metadata(0, 0).value().find("running dogs") != std::string::npos);
+        auto none = texts.query_metadata(vx::MetadataQuery{}.text("the and a"));  // only stop words
+        CHECK(none.size(0) == 0);
+        auto hybrid = texts.query({1.2f, 0.0f}, 2, vx::QueryOptions{}.top_k(6).text("dogs search").alpha(0.5f).rrf_k(60)
+                                                        .vector_depth(6).text_depth(6));
+        CHECK(hybrid.num_queries() == 1 && hybrid.size(0) == 6);
+        for (size_t i = 0; i < hybrid.size(0); i++) {
+            CHECK(std::isfinite(hybrid.distance(0, i)) && std::isfinite(hybrid.score(0, i)) && hybrid.score(0, i) > 0);
+            if (i > 0) CHECK(hybrid.score(0, i) <= hybrid.score(0, i - 1));
+        }
+        CHECK(hybrid.id(0, 0) == "t1");  // nearest and a text match
+        auto plain = texts.query({1.2f, 0.0f}, 2, vx::QueryOptions{}.top_k(3));
+        CHECK(plain.size(0) == 3 && plain.id(0, 0) == "t1" && std::isnan(plain.score(0, 0)));
+        CHECK(status_of([&] { index.query_metadata(vx::MetadataQuery{}.text("run")); }) == VX_STATUS_INVALID_ARGUMENT);
+        CHECK(status_of([&] { index.query({1, 2}, 2, vx::QueryOptions{}.text("run")); }) == VX_STATUS_INVALID_ARGUMENT);
+        CHECK(status_of([&] { texts.query({1, 2}, 2, vx::QueryOptions{}.text("run").alpha(1.5f)); }) ==
+              VX_STATUS_INVALID_ARGUMENT);
+        vx::QueryOptions defaults;
+        CHECK(defaults.params().text == nullptr && defaults.params().alpha == 0.5f && defaults.params().rrf_k == 0);
+        CHECK(vx::IndexConfig{}.config().text_fields_json == nullptr && vx::IndexConfig{}.config().bm25_b == 0.75f);
+        CHECK(std::string(vx::IndexConfig{}.text_fields({"a", "b.c"}).config().text_fields_json) == "[\"a\",\"b.c\"]");
+    }
 
     // Moves keep the handle; the moved-from object is empty.
     vx::Index moved = std::move(index);

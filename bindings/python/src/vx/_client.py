@@ -16,6 +16,7 @@ from ._common import (
     check,
     enum_value,
     key_ptr,
+    real,
     string_list,
     text,
     uint,
@@ -106,6 +107,9 @@ class Client:
         storage_precision: Optional[Union[str, int]] = None,
         quantizer_bits: Optional[int] = None,
         filterable_fields: Optional[Iterable[str]] = None,
+        text_fields: Optional[Iterable[str]] = None,
+        bm25_k1: Optional[float] = None,
+        bm25_b: Optional[float] = None,
     ) -> Index:
         """Creates an empty encrypted index (``vx_index_create``).
 
@@ -128,6 +132,17 @@ class Client:
             filterable_fields: metadata fields (dot-paths, ``["tenant",
                 "doc.year"]``) vx keeps an in-memory index of, so filters on
                 them are answered without a scan (at most 64).
+            text_fields: metadata fields (dot-paths, ``["title",
+                "doc.body"]``) holding text (a string or a list of strings)
+                for keyword search (:meth:`Index.query_metadata` ``text=``)
+                and hybrid search (:meth:`Index.query` ``text=``), ranked by
+                BM25 (at most 64). Text is split into Unicode words,
+                lower-cased, English stop words dropped, stemmed (English
+                Snowball: ``"running"`` matches ``"run"``).
+            bm25_k1: BM25's term-frequency saturation, 0 to 1000 (None =
+                1.2).
+            bm25_b: BM25's document-length normalisation, 0 (none) to 1
+                (full) (None = 0.75).
 
         Raises:
             AlreadyExistsError: an index of that name exists.
@@ -150,6 +165,15 @@ class Client:
                 raise InvalidArgumentError("filterable_fields must be a list of paths, not one string")
             fields = ffi.new("char[]", text("filterable_fields", json.dumps(list(filterable_fields))))
             cfg.filterable_fields_json = fields
+        if text_fields is not None:
+            if isinstance(text_fields, (str, bytes)):
+                raise InvalidArgumentError("text_fields must be a list of paths, not one string")
+            tfields = ffi.new("char[]", text("text_fields", json.dumps(list(text_fields))))
+            cfg.text_fields_json = tfields
+        if bm25_k1 is not None:
+            cfg.bm25_k1 = real("bm25_k1", bm25_k1)
+        if bm25_b is not None:
+            cfg.bm25_b = real("bm25_b", bm25_b)
         name = text("index_name", index_name)
         return self._open(lib.vx_index_create, name, key_ptr(index_key), cfg)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import threading
 from typing import Any, Callable, Dict, Iterable, Union
@@ -87,6 +88,13 @@ def uint(what: str, value: Any, width: int) -> int:
 
 
 SIZE_BITS = ffi.sizeof("size_t") * 8
+
+
+def real(what: str, value: Any) -> float:
+    """A number as a float (libvx checks its range)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{what} must be a number, not {type(value).__name__}")
+    return float(value)
 
 
 def opt_uint(what: str, value: Any, width: int) -> int:

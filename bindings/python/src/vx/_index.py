@@ -25,11 +25,12 @@ from ._common import (
     flag_names,
     key_ptr,
     opt_uint,
+    real,
     string_list,
-    text,
     uint,
     user_ptr,
 )
+from ._common import text as _text
 from ._native import NULL, ffi, hits, lib
 from .errors import DimensionMismatchError, Error, InvalidArgumentError, error_class, last_error_message, raise_status
 
@@ -81,12 +82,12 @@ def _float_ptr(arr: np.ndarray) -> Any:
 def _filter_text(filters: Filter) -> bytes:
     if isinstance(filters, Mapping):
         return json.dumps(filters).encode("utf-8")
-    return text("filters", filters)
+    return _text("filters", filters)
 
 
 def _metadata_text(meta: Any) -> bytes:
     if isinstance(meta, (str, bytes, bytearray)):
-        return text("metadata", meta)
+        return _text("metadata", meta)
     return json.dumps(meta).encode("utf-8")
 
 
@@ -477,13 +478,14 @@ class Index:
         ascending: bool = True,
         offset: int = 0,
         include: Optional[Iterable[str]] = None,
+        text: Optional[str] = None,
         *,
         index_key: Optional[BytesLike] = None,
         user_id: Optional[BytesLike] = None,
     ) -> List[Dict[str, Any]]:
         """The items ``filters`` matches, ordered by one metadata field, a
         page at a time, without a query vector (``vx_index_query_metadata``);
-        needs READ. Works trained or not.
+        with ``text``, a keyword search. Needs READ. Works trained or not.
 
         Args:
             filters: a MongoDB-style filter, as in :meth:`query` (None =
@@ -498,9 +500,17 @@ class Index:
                 ``offset=i * s, top_k=s``).
             include: of ``"metadata"``, ``"contents"``, ``"vector"`` (None =
                 ``["metadata"]``); there is no distance.
+            text: keyword search: only the matches holding a term of this
+                text in the index's ``text_fields``, by descending BM25 score
+                unless ``order_by`` is given (None = no text). Only stop
+                words match nothing.
 
         Returns:
-            One dict per item with ``"id"`` and the fields asked for.
+            One dict per item with ``"id"`` and the fields asked for; with
+            ``text``, also ``"score"`` (its BM25 score, higher is better).
+
+        Raises:
+            InvalidArgumentError: ``text`` on an index without text fields.
         """
         mask = bits("include", INCLUDE_BITS, ["metadata"] if include is None else include)
         lim = opt_uint("top_k", top_k, SIZE_BITS)
@@ -508,12 +518,13 @@ class Index:
             return []
         off = uint("offset", offset, SIZE_BITS)
         f = ffi.new("char[]", _filter_text(filters)) if filters is not None else NULL
-        o = ffi.new("char[]", text("order_by", order_by)) if order_by is not None else NULL
+        o = ffi.new("char[]", _text("order_by", order_by)) if order_by is not None else NULL
+        t = ffi.new("char[]", _text("text", text)) if text is not None else NULL
         k, u = key_ptr(index_key), user_ptr(user_id)
         out = ffi.new("vx_results **")
-        self._call(lib.vx_index_query_metadata, f, lim, o, bool(ascending), off, mask, k, u, out)
+        self._call(lib.vx_index_query_metadata, f, t, lim, o, bool(ascending), off, mask, k, u, out)
         try:
-            return _read_hits(out[0], 1, mask)[0]
+            return _read_hits(out[0], 1, mask, scores=text is not None)[0]
         finally:
             lib.vx_results_free(out[0])
 
@@ -530,6 +541,7 @@ class Index:
         rerank_mult: Optional[int],
         index_key: Any,
         user_id: Any,
+        hybrid: Optional[Dict[str, Any]] = None,
     ) -> Tuple[Any, int, int, bool]:
         """Runs vx_index_query; returns (results, nq, top_k, single)."""
         rows, single = _as_rows("query_vectors", query_vectors)
@@ -547,6 +559,15 @@ class Index:
             p.greedy = True
         if rerank_mult is not None:
             p.rerank_mult = uint("rerank_mult", rerank_mult, 32)
+        if hybrid is not None:
+            if hybrid["text"] is not None:
+                t = ffi.new("char[]", _text("text", hybrid["text"]))
+                p.text = t
+            if hybrid["alpha"] is not None:
+                p.alpha = real("alpha", hybrid["alpha"])
+            p.rrf_k = opt_uint("rrf_k", hybrid["rrf_k"], 32)
+            p.vector_depth = opt_uint("vector_depth", hybrid["vector_depth"], 32)
+            p.text_depth = opt_uint("text_depth", hybrid["text_depth"], 32)
         k = NULL if index_key is None else key_ptr(index_key)
         u = NULL if user_id is None else user_ptr(user_id)
         out = ffi.new("vx_results **")
@@ -571,6 +592,11 @@ class Index:
         include: Optional[Iterable[str]] = None,
         greedy: bool = False,
         rerank_mult: Optional[int] = None,
+        text: Optional[str] = None,
+        alpha: Optional[float] = None,
+        rrf_k: Optional[int] = None,
+        vector_depth: Optional[int] = None,
+        text_depth: Optional[int] = None,
         *,
         index_key: Optional[BytesLike] = None,
         user_id: Optional[BytesLike] = None,
@@ -592,22 +618,38 @@ class Index:
             rerank_mult: an ``"ivf_rabitq"`` index once trained: candidates
                 reranked exactly per hit, 1 to ``vx.MAX_RERANK_MULT`` (None =
                 automatic: as many as the codes' error bounds leave in doubt).
+            text: hybrid search: this text's BM25 ranking over the index's
+                ``text_fields`` (the ``text_depth`` best matches) is fused
+                with each query's vector ranking (its ``vector_depth``
+                nearest) by weighted reciprocal rank, ``alpha / (rrf_k +
+                vector rank) + (1 - alpha) / (rrf_k + text rank)``; both pass
+                the filter. Hits then come by descending ``"score"``, each
+                with its exact distance (None = vector search only).
+            alpha: with ``text``: the weight of the vector ranking, 0 to 1
+                (None = 0.5).
+            rrf_k: with ``text``: the rank damping of the fusion (None = 60).
+            vector_depth, text_depth: with ``text``: the items each ranking
+                contributes, up to 65536 (None = max(2 * top_k, 50)).
 
         Returns:
             Hits by ascending distance, each a dict with ``"id"`` and the
             fields asked for (``"metadata"``/``"contents"`` are None when the
-            item has none).
+            item has none); with ``text``, by descending ``"score"`` (the
+            fused score, higher is better), which every hit then carries.
 
         Raises:
             DimensionMismatchError: the vectors' width is not the index's.
             InvalidFilterError: a bad filter (the message says where).
+            InvalidArgumentError: ``text`` on an index without text fields,
+                or ``alpha`` or a depth out of range.
         """
         mask = None if include is None else bits("include", INCLUDE_BITS, include)
+        hybrid = {"text": text, "alpha": alpha, "rrf_k": rrf_k, "vector_depth": vector_depth, "text_depth": text_depth}
         r, nq, _, single = self._run_query(
-            query_vectors, top_k, n_probes, filters, mask, greedy, rerank_mult, index_key, user_id
+            query_vectors, top_k, n_probes, filters, mask, greedy, rerank_mult, index_key, user_id, hybrid
         )
         try:
-            out = _read_hits(r, nq, _INC_DISTANCE if mask is None else mask)
+            out = _read_hits(r, nq, _INC_DISTANCE if mask is None else mask, scores=text is not None)
         finally:
             lib.vx_results_free(r)
         return out[0] if single else out
@@ -813,10 +855,10 @@ def _split_ids(buf: Any, nbytes: int) -> List[str]:
     return ffi.unpack(buf, nbytes - 1).decode("utf-8").split("\0")
 
 
-def _read_hits(r: Any, nq: int, mask: int) -> List[List[Dict[str, Any]]]:
+def _read_hits(r: Any, nq: int, mask: int, scores: bool = False) -> List[List[Dict[str, Any]]]:
     """The hits of every query of a vx_results as dicts. Ids and distances
-    come out in one call (csrc/hits.c); metadata, contents and vectors, when
-    asked for, one call per hit."""
+    come out in one call (csrc/hits.c); metadata, contents, vectors and
+    (``scores``) scores, when asked for, one call per hit."""
     counts = ffi.new("size_t[]", nq)
     id_bytes = ffi.new("size_t *")
     total = hits.vxpy_count(r, nq, counts, id_bytes)
@@ -827,7 +869,7 @@ def _read_hits(r: Any, nq: int, mask: int) -> List[List[Dict[str, Any]]]:
     ids = _split_ids(buf, id_bytes[0])
     out: List[List[Dict[str, Any]]] = []
     pos = 0
-    if mask == _INC_DISTANCE:  # the common case, kept tight
+    if mask == _INC_DISTANCE and not scores:  # the common case, kept tight
         distances = ffi.unpack(dist, total)
         if nq == 1:
             return [[{"id": i, "distance": d} for i, d in zip(ids, distances)]]
@@ -844,6 +886,8 @@ def _read_hits(r: Any, nq: int, mask: int) -> List[List[Dict[str, Any]]]:
             hit: Dict[str, Any] = {"id": ids[pos]}
             if distances is not None:
                 hit["distance"] = distances[pos]
+            if scores:
+                hit["score"] = lib.vx_results_score(r, q, i)
             if mask & _INC_METADATA:
                 hit["metadata"] = _metadata(lib.vx_results_metadata(r, q, i))
             if mask & _INC_CONTENTS:
