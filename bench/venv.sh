@@ -8,12 +8,13 @@
 if [ ! -x "$here/.venv/bin/python" ]; then
   python3 -m venv "$here/.venv"
   "$here/.venv/bin/pip" install -q --upgrade pip
-  "$here/.venv/bin/pip" install -q faiss-cpu numpy
+  "$here/.venv/bin/pip" install -q faiss-cpu numpy bm25s==0.3.16
 fi
 py="$here/.venv/bin/python"
 "$py" -c "import matplotlib" 2>/dev/null || "$here/.venv/bin/pip" install -q matplotlib
 "$py" -c "import faiss; faiss.IndexIVFRaBitQ" 2>/dev/null || "$here/.venv/bin/pip" install -q --upgrade faiss-cpu
 "$py" -c "import hnswlib" 2>/dev/null || "$here/.venv/bin/pip" install -q hnswlib
+"$py" -c "import bm25s; assert bm25s.__version__ == '0.3.16'" 2>/dev/null || "$here/.venv/bin/pip" install -q bm25s==0.3.16
 # Benchmark against numpy/FAISS at full speed: this machine's OpenBLAS
 # core-type override slows them; unset it for these commands only.
 run_py() { env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$py" "$@"; }

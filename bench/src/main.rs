@@ -7,6 +7,7 @@
 //!                 [--only scale] [--cache-mib N]   (see scale.rs; the first of --threads)
 //!                 [--only curves] [--run ID]   (recall/QPS of IVF_FLAT and IVF_RABITQ, see curves.rs)
 //!                 [--only filters]   (filtered and metadata-only queries, see filters.rs)
+//!                 [--only text]   (keyword and hybrid search on /usr/share/doc, see text.rs)
 //!   DATASET_DIR holds base.fvecs, query.fvecs and gt.ivecs (ids of the exact
 //!   neighbours by L2, nearest first).
 
@@ -16,6 +17,7 @@ mod filters;
 #[path = "../../tests/common/fixtures.rs"]
 mod fixtures;
 mod scale;
+mod text;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -541,6 +543,9 @@ fn main() {
     }
     if only == "filters" {
         filters::run(&ds, nq_limit, ivf.n_lists, ivf.iters);
+    }
+    if only == "text" {
+        text::run(&ds, &scratch, ivf.n_lists, ivf.iters);
     }
     if only == "stores" {
         bench_stores(&ds, &scratch, pg.as_deref(), nq_limit);
