@@ -4,7 +4,7 @@
  *   demo [DIR] [N]     (default DIR ./vx-demo-data, N 100000)
  *
  * Creates an encrypted index on disk, upserts N vectors with metadata,
- * runs filtered queries, gets and deletes items, closes, reopens and gets
+ * runs filtered, keyword (BM25) and hybrid queries, gets and deletes items, closes, reopens and gets
  * the same answers, shows that a wrong key is refused, gives a read-only
  * user its own key, revokes it, and rotates the root key. Every step
  * prints what it did and how long it took.
@@ -42,6 +42,10 @@ static float frand(void) {
 }
 
 static const char *CATEGORIES[] = {"manual", "faq", "blog", "api", "changelog"};
+/* Titles: the text field that keyword and hybrid queries search. */
+static const char *TOPICS[] = {"rotating encryption keys", "running vector search", "the index of filterable fields",
+                               "training inverted lists", "sealed chunks and manifests", "keyword search with BM25",
+                               "reading users and permissions"};
 
 static int show_progress(void *user_data, uint32_t iteration, uint32_t max_iters, double objective) {
     (void)user_data;
@@ -100,7 +104,7 @@ int main(int argc, char **argv) {
     float *centres = malloc(64 * DIM * sizeof(float));
     float *vectors = malloc(n * DIM * sizeof(float));
     char (*id_buf)[24] = malloc(n * sizeof *id_buf);
-    char (*meta_buf)[96] = malloc(n * sizeof *meta_buf);
+    char (*meta_buf)[160] = malloc(n * sizeof *meta_buf);
     const char **ids = malloc(n * sizeof *ids), **metas = malloc(n * sizeof *metas);
     if (!centres || !vectors || !id_buf || !meta_buf || !ids || !metas) return 1;
     for (int i = 0; i < 64 * DIM; i++) centres[i] = frand() * 4.0f;
@@ -108,8 +112,9 @@ int main(int argc, char **argv) {
         size_t c = (size_t)(rng % 64);
         for (int j = 0; j < DIM; j++) vectors[i * DIM + j] = centres[c * DIM + j] + frand();
         snprintf(id_buf[i], sizeof id_buf[i], "doc-%zu", i);
-        snprintf(meta_buf[i], sizeof meta_buf[i], "{\"category\": \"%s\", \"year\": %zu, \"lang\": \"%s\"}",
-                 CATEGORIES[i % 5], 2015 + i % 10, i % 3 ? "en" : "de");
+        snprintf(meta_buf[i], sizeof meta_buf[i],
+                 "{\"category\": \"%s\", \"year\": %zu, \"lang\": \"%s\", \"title\": \"%s: %s, part %zu\"}",
+                 CATEGORIES[i % 5], 2015 + i % 10, i % 3 ? "en" : "de", CATEGORIES[i % 5], TOPICS[i % 7], i % 11);
         ids[i] = id_buf[i];
         metas[i] = meta_buf[i];
     }
@@ -120,6 +125,8 @@ int main(int argc, char **argv) {
     vx_index_config cfg;
     vx_index_config_init(&cfg);
     cfg.dimension = DIM;
+    cfg.filterable_fields_json = "[\"category\", \"year\"]";
+    cfg.text_fields_json = "[\"title\"]";
     vx_index *index = NULL;
     TRY("vx_index_create", vx_index_create(client, "articles", key, &cfg, &index));
     printf("[create]  opened store and created encrypted index 'articles'      %8.1f ms\n", (now() - t) * 1e3);
@@ -167,6 +174,7 @@ int main(int argc, char **argv) {
     printf("[filter]  %-58s %8.1f ms\n", p.filter_json, (now() - t) * 1e3);
     printf("          %zu hits, nearest %s %s\n", vx_results_len(r, 0), vx_results_id(r, 0, 0),
            vx_results_metadata(r, 0, 0));
+    printf("          (the first filtered call also built the index of filterable fields)\n");
     vx_results_free(r);
     p.filter_json = "{\"year\": {\"$gt\": 3000}}";
     TRY("vx_index_query", vx_index_query(index, queries, 1, DIM, &p, NULL, NULL, &r));
@@ -178,6 +186,29 @@ int main(int argc, char **argv) {
     (void)vx_last_error_message(msg, sizeof msg, NULL);
     printf("          a bad filter is refused: %s: %s\n", vx_status_str(s), msg);
     p.filter_json = NULL;
+
+    /* Keyword search (BM25 over the title) and hybrid search (its ranking
+     * fused with the vector ranking). The first text call builds the
+     * in-memory term index from the sealed chunks. */
+    const char *text = "rotate the keys";
+    t = now();
+    TRY("vx_index_query_metadata", vx_index_query_metadata(index, "{\"year\": 2024}", text, 3, NULL, true, 0,
+                                                            VX_INCLUDE_METADATA, NULL, NULL, &r));
+    printf("[text]    keyword \"%s\", year 2024, top 3 (builds term index) %8.1f ms\n", text, (now() - t) * 1e3);
+    for (size_t i = 0; i < vx_results_len(r, 0); i++)
+        printf("          %-10s BM25 %.3f  %s\n", vx_results_id(r, 0, i), vx_results_score(r, 0, i), vx_results_metadata(r, 0, i));
+    vx_results_free(r);
+    p.text = "searching vectors";
+    p.top_k = 3;
+    t = now();
+    TRY("vx_index_query", vx_index_query(index, queries, 1, DIM, &p, NULL, NULL, &r));
+    printf("[hybrid]  vector + \"%s\", alpha %.1f, top 3                %8.1f ms\n", p.text, p.alpha, (now() - t) * 1e3);
+    for (size_t i = 0; i < vx_results_len(r, 0); i++)
+        printf("          %-10s fused %.4f  distance %.3f  %s\n", vx_results_id(r, 0, i), vx_results_score(r, 0, i),
+               vx_results_distance(r, 0, i), vx_results_metadata(r, 0, i));
+    vx_results_free(r);
+    p.text = NULL;
+    p.top_k = K;
 
     const char *want[2] = {"doc-42", "no-such-doc"};
     vx_items *items = NULL;
