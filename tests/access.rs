@@ -62,7 +62,8 @@ fn upsert(index: &Index, prefix: &str, n: usize, access: Access<'_>) -> vx::Resu
 
 /// An index with N items and the three users.
 fn setup(client: &Client, name: &str) -> Index {
-    let index = client.create_index(name, &key(ROOT), IndexConfig::default()).unwrap();
+    let config = IndexConfig { text_fields: vec!["title".into()], ..Default::default() };
+    let index = client.create_index(name, &key(ROOT), config).unwrap();
     upsert(&index, "x", N, Access::default()).unwrap();
     let grants = [(Who::Reader, PERMISSION_READ), (Who::Writer, PERMISSION_WRITE)];
     for (who, perms) in grants.into_iter().chain([(Who::ReadWriter, PERMISSION_READ | PERMISSION_WRITE)]) {
@@ -106,6 +107,10 @@ fn check_matrix(root: &Index, index: &Index, access: Access<'_>, who: Who) {
         "query_metadata",
         who,
     );
+    let keyword = vx::MetadataQuery { text: Some("x"), ..Default::default() };
+    expect(index.query_metadata(&keyword, access), r, "keyword query_metadata", who);
+    let hybrid = QueryParams { text: Some("x"), ..p.clone() };
+    expect(index.query(&q, 1, DIM, &hybrid, access), r, "hybrid query", who);
     expect(index.num_vectors(access), r, "num_vectors", who);
     if access.key.is_none() {
         // Getters use the handle's own key.

@@ -337,11 +337,48 @@ fn terms_follow_writes_deletes_and_other_handles() {
     });
     check(&index, &model, "after writes");
     check(&other, &model, "other handle after writes");
+    // One item overwritten with new words, another deleted: each handle
+    // patches the one or two chunks that changed.
+    let zebra = r#"{"tenant": 1, "title": "zebras crossing"}"#;
+    let v = vec![0.25f32; DIM];
+    index
+        .upsert(&[ItemRef { id: &id(5000), vector: &v, metadata: Some(zebra), contents: None }], Access::default())
+        .unwrap();
+    model.insert(id(5000), Some(serde_json::from_str(zebra).unwrap()));
+    index.delete(&[&id(7000)], Access::default()).unwrap();
+    model.remove(&id(7000));
+    for (h, what) in [(&index, "writer"), (&other, "other handle")] {
+        assert_same(&keyword(h, "zebra", None, 0, 0), &reference(&model, "zebra", &|_| true), what);
+        assert_eq!(keyword(h, "zebra", None, 0, 0).len(), 1, "{what}");
+        check(h, &model, &format!("{what} after one write"));
+    }
     index.train(TrainParams { n_lists: 16, max_iters: 4, ..Default::default() }, Access::default()).unwrap();
     check(&other, &model, "after training");
     drop((index, other, c));
     let reopened = client(&dir.uri()).load_index("w", Access { key: Some(&key(KEY)), user: None }).unwrap();
     check(&reopened, &model, "reopened");
+}
+
+/// On PostgreSQL, a second client (its own term index, built from the
+/// rows it reads) gives the same keyword and hybrid answers.
+#[test]
+fn on_postgres_a_second_client_answers_the_same() {
+    let Some((url, _admin)) = common::postgres_table("vx_test_text") else { return };
+    let c = client(&url);
+    let index = c.create_index("pg", &key(KEY), config(IndexType::IvfRabitq)).unwrap();
+    write(&index, 0..3000, 8);
+    let model = model_of(0..3000, 8);
+    let other = client(&url).load_index("pg", Access { key: Some(&key(KEY)), user: None }).unwrap();
+    let q = clustered(1, DIM, 5);
+    let hybrid = QueryParams { top_k: 10, text: Some("fast searching"), ..Default::default() };
+    for text in QUERIES {
+        assert_same(&keyword(&other, text, None, 30, 0), &reference(&model, text, &|_| true)[..30], text);
+    }
+    let ids = |hits: Vec<Vec<Hit>>| hits[0].iter().map(|h| (h.id.clone(), h.score)).collect::<Vec<_>>();
+    assert_eq!(
+        ids(other.query(&q, 1, DIM, &hybrid, Access::default()).unwrap()),
+        ids(index.query(&q, 1, DIM, &hybrid, Access::default()).unwrap())
+    );
 }
 
 #[test]
