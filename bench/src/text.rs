@@ -14,9 +14,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::fixtures::{upsert_in_batches, Dataset};
 use crate::emit;
-use vx::{tokenize, Access, Bm25, Client, ClientOptions, IndexConfig, ItemRef, MetadataQuery, QueryParams, TrainParams};
+use crate::fixtures::{upsert_in_batches, Dataset};
+use vx::{
+    tokenize, Access, Bm25, Client, ClientOptions, IndexConfig, ItemRef, MetadataQuery, QueryParams, TrainParams,
+};
 
 const DOC_ROOT: &str = "/usr/share/doc";
 const QUERIES: usize = 200;
@@ -65,10 +67,7 @@ pub fn run(ds: &Dataset, scratch: &Path, n_lists: u32, iters: u32) {
     let docs = corpus(ds.n());
     let n = docs.len();
     let terms: Vec<Vec<String>> = docs.iter().map(|(_, body)| tokenize(body)).collect();
-    eprintln!(
-        "vx-bench text: {n} paragraphs from {DOC_ROOT}, {} terms",
-        terms.iter().map(Vec::len).sum::<usize>()
-    );
+    eprintln!("vx-bench text: {n} paragraphs from {DOC_ROOT}, {} terms", terms.iter().map(Vec::len).sum::<usize>());
     // Queries: 2 or 3 distinct terms drawn from document (7919 q mod n).
     let queries: Vec<String> = (0..QUERIES)
         .map(|q| {
@@ -87,10 +86,8 @@ pub fn run(ds: &Dataset, scratch: &Path, n_lists: u32, iters: u32) {
     };
     let index = client.create_index("text", &crate::fixtures::key(crate::KEY), config).unwrap();
     let names: Vec<String> = (0..n).map(|i| i.to_string()).collect();
-    let metas: Vec<String> = docs
-        .iter()
-        .map(|(package, body)| serde_json::json!({"package": package, "body": body}).to_string())
-        .collect();
+    let metas: Vec<String> =
+        docs.iter().map(|(package, body)| serde_json::json!({"package": package, "body": body}).to_string()).collect();
     let items = (0..n).map(|i| ItemRef {
         id: &names[i],
         vector: &ds.base[i * ds.dim..(i + 1) * ds.dim],
@@ -183,6 +180,10 @@ pub fn run(ds: &Dataset, scratch: &Path, n_lists: u32, iters: u32) {
     emit(
         ds,
         "text-store",
-        &[("docs", n.to_string()), ("store_bytes_text_fields", with.to_string()), ("store_bytes_none", without.to_string())],
+        &[
+            ("docs", n.to_string()),
+            ("store_bytes_text_fields", with.to_string()),
+            ("store_bytes_none", without.to_string()),
+        ],
     );
 }

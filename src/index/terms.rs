@@ -30,11 +30,16 @@ impl Borrow<str> for Text {
 #[derive(Default)]
 pub(super) struct TermIndex {
     declared: Vec<Vec<String>>,
-    /// Per term, the rows holding it with its frequency there, by position.
-    postings: HashMap<Text, Vec<(Pos, u32)>>,
-    /// Per chunk indexed: each row's length in terms, and the terms its
-    /// rows hold (to take them out again).
-    chunks: HashMap<u32, (Vec<u32>, Vec<Text>)>,
+    /// Each term's number; a term no row holds any more gives its number
+    /// back (to `free`).
+    ids: HashMap<Text, u32>,
+    /// By term number: the term, and the rows holding it with its
+    /// frequency there, by position.
+    terms: Vec<(Text, Vec<(Pos, u32)>)>,
+    free: Vec<u32>,
+    /// Per chunk indexed: each row's length in terms, and the numbers of
+    /// the terms its rows hold (to take them out again).
+    chunks: HashMap<u32, (Vec<u32>, Vec<u32>)>,
     /// Documents (rows) and their total length, for BM25's N and average.
     docs: u64,
     total_len: u64,
@@ -48,12 +53,12 @@ impl RowIndex for TermIndex {
 
     fn insert(&mut self, no: u32, rows: &[Option<&Value>], sorted: bool) {
         let mut lens = Vec::with_capacity(rows.len());
-        let mut by_term: HashMap<String, Vec<(Pos, u32)>> = HashMap::new();
+        let mut by_term: HashMap<u32, Vec<(Pos, u32)>> = HashMap::new();
         for (slot, md) in rows.iter().enumerate() {
-            let mut counts: HashMap<String, u32> = HashMap::new();
+            let mut counts: HashMap<u32, u32> = HashMap::new();
             let mut len = 0u32;
             for term in md.map(|md| self.terms_of(md)).unwrap_or_default() {
-                *counts.entry(term).or_default() += 1;
+                *counts.entry(self.number(term)).or_default() += 1;
                 len += 1;
             }
             lens.push(len);
@@ -61,38 +66,59 @@ impl RowIndex for TermIndex {
                 by_term.entry(term).or_default().push((pos(no, slot), tf));
             }
         }
-        let mut terms = Vec::with_capacity(by_term.len());
+        let mut held = Vec::with_capacity(by_term.len());
         for (term, mut rows) in by_term {
             rows.sort_unstable();
-            let term = Text(term);
-            let list = self.postings.entry(term.clone()).or_default();
+            let list = &mut self.terms[term as usize].1;
             let at = if sorted { list.len() } else { list.partition_point(|&(p, _)| chunk_of(p) < no) };
             list.splice(at..at, rows);
-            terms.push(term);
+            held.push(term);
         }
         self.docs += lens.len() as u64;
         self.total_len += lens.iter().map(|&l| l as u64).sum::<u64>();
-        self.chunks.insert(no, (lens, terms));
+        self.chunks.insert(no, (lens, held));
     }
 
     fn remove(&mut self, no: u32) {
-        let Some((lens, terms)) = self.chunks.remove(&no) else { return };
+        let Some((lens, held)) = self.chunks.remove(&no) else { return };
         self.docs -= lens.len() as u64;
         self.total_len -= lens.iter().map(|&l| l as u64).sum::<u64>();
-        for term in terms {
-            if let Some(list) = self.postings.get_mut(&term) {
-                let lo = list.partition_point(|&(p, _)| chunk_of(p) < no);
-                let hi = lo + list[lo..].partition_point(|&(p, _)| chunk_of(p) == no);
-                list.drain(lo..hi);
-                if list.is_empty() {
-                    self.postings.remove(&term);
-                }
+        for term in held {
+            let (text, list) = &mut self.terms[term as usize];
+            let lo = list.partition_point(|&(p, _)| chunk_of(p) < no);
+            let hi = lo + list[lo..].partition_point(|&(p, _)| chunk_of(p) == no);
+            list.drain(lo..hi);
+            if list.is_empty() {
+                *list = Vec::new();
+                self.ids.remove(&*text);
+                *text = Text(String::new());
+                self.free.push(term);
             }
         }
     }
 }
 
 impl TermIndex {
+    /// The number of `term`, given one if new.
+    fn number(&mut self, term: String) -> u32 {
+        if let Some(&id) = self.ids.get(term.as_str()) {
+            return id;
+        }
+        let term = Text(term);
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.terms[id as usize].0 = term.clone();
+                id
+            }
+            None => {
+                self.terms.push((term.clone(), Vec::new()));
+                (self.terms.len() - 1) as u32
+            }
+        };
+        self.ids.insert(term, id);
+        id
+    }
+
     /// The terms of a row's declared text fields, in order.
     fn terms_of(&self, md: &Value) -> Vec<String> {
         let mut terms = Vec::new();
@@ -118,7 +144,8 @@ impl TermIndex {
         let avg_len = if self.docs == 0 { 0.0 } else { self.total_len as f64 / self.docs as f64 };
         let mut scores: HashMap<Pos, f64> = HashMap::new();
         for term in query {
-            let Some(list) = self.postings.get(term.as_str()) else { continue };
+            let Some(&id) = self.ids.get(term.as_str()) else { continue };
+            let list = &self.terms[id as usize].1;
             let idf = Bm25::idf(self.docs, list.len() as u64);
             for &(p, tf) in list {
                 let len = self.chunks[&chunk_of(p)].0[slot_of(p)];
@@ -226,11 +253,14 @@ mod tests {
         assert_eq!((patched.docs, patched.total_len), (rebuilt.docs, rebuilt.total_len));
         let sorted = |t: &TermIndex| {
             let mut v: Vec<(String, Vec<(Pos, u32)>)> =
-                t.postings.iter().map(|(k, v)| (k.0.clone(), v.clone())).collect();
+                t.ids.iter().map(|(k, &id)| (k.0.clone(), t.terms[id as usize].1.clone())).collect();
             v.sort();
             v
         };
         assert_eq!(sorted(&patched), sorted(&rebuilt));
-        assert!(!patched.postings.contains_key("x4"), "a removed chunk's only term stays");
+        assert!(!patched.ids.contains_key("x4"), "a removed chunk's only term stays");
+        // Freed numbers are given to new terms, and no list is left empty.
+        assert!(patched.terms.len() < rebuilt.terms.len() + 2);
+        assert!(patched.ids.values().all(|&id| !patched.terms[id as usize].1.is_empty()));
     }
 }
