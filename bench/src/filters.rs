@@ -122,6 +122,8 @@ pub fn run(ds: &Dataset, nq_limit: usize, n_lists: u32, iters: u32) {
                 ("qps_single", format!("{unfiltered_qps:.1}")),
                 ("recall_at_10", format!("{unfiltered_recall:.4}")),
                 ("fields_index_build_s", format!("{build_s:.2}")),
+                ("auto_n_probes", index.auto_n_probes().unwrap().to_string()),
+                ("filtered_auto_n_probes", format!("{:?}", index.filtered_auto_n_probes().unwrap())),
             ],
         );
         for (f, (field, modulus)) in FIELDS.iter().enumerate() {

@@ -269,10 +269,11 @@ mod tests {
             assert_eq!(e.status(), Status::InvalidArgument);
             // One line naming the size given and every size accepted.
             let want = format!(
-                "vx_index_config.struct_size is {size}, expected {CONFIG_SIZE} or {} (0.5's) or {} (0.6's): \
-                 fill it with vx_index_config_init first",
+                "vx_index_config.struct_size is {size}, expected {CONFIG_SIZE} or {} (0.5's) or {} (0.6's) \
+                 or {} (0.7's): fill it with vx_index_config_init first",
                 index::VX_INDEX_CONFIG_SIZE_0_5,
-                index::VX_INDEX_CONFIG_SIZE_0_6
+                index::VX_INDEX_CONFIG_SIZE_0_6,
+                index::VX_INDEX_CONFIG_SIZE_0_7
             );
             assert_eq!(e.to_string(), want);
         }
@@ -308,6 +309,25 @@ mod tests {
         quantizer_bits: u32,
     }
 
+    /// And 0.7's.
+    #[repr(C)]
+    #[allow(dead_code)]
+    struct IndexConfig07 {
+        base: IndexConfig06,
+        filterable_fields_json: *const c_char,
+    }
+    #[repr(C)]
+    #[allow(dead_code)]
+    struct QueryParams07 {
+        struct_size: u32,
+        top_k: u32,
+        n_probes: u32,
+        include: u32,
+        filter_json: *const c_char,
+        greedy: bool,
+        rerank_mult: u32,
+    }
+
     const CONFIG_SIZE: usize = std::mem::size_of::<vx_index_config>();
 
     #[test]
@@ -322,16 +342,21 @@ mod tests {
             std::mem::offset_of!(vx_index_config, filterable_fields_json),
             std::mem::size_of::<IndexConfig06>().next_multiple_of(std::mem::align_of::<*const c_char>())
         );
-        assert_eq!(
-            CONFIG_SIZE,
-            std::mem::offset_of!(vx_index_config, filterable_fields_json) + std::mem::size_of::<*const c_char>()
-        );
+        assert_eq!(index::VX_INDEX_CONFIG_SIZE_0_7, std::mem::size_of::<IndexConfig07>());
+        assert_eq!(std::mem::offset_of!(vx_index_config, text_fields_json), std::mem::size_of::<IndexConfig07>());
+        let align = std::mem::align_of::<vx_index_config>();
+        assert_eq!(CONFIG_SIZE, (std::mem::offset_of!(vx_index_config, bm25_b) + 4).next_multiple_of(align));
+        // 0.8 appended the text fields to both structs.
+        assert_eq!(query::VX_QUERY_PARAMS_SIZE_0_7, std::mem::size_of::<QueryParams07>());
+        assert_eq!(std::mem::offset_of!(vx_query_params, text), std::mem::size_of::<QueryParams07>());
+        let align = std::mem::align_of::<vx_query_params>();
+        assert_eq!(QUERY_SIZE, (std::mem::offset_of!(vx_query_params, text_depth) + 4).next_multiple_of(align));
         let tail = std::mem::offset_of!(QueryParams05, greedy) + 1;
         assert!(std::mem::offset_of!(vx_query_params, rerank_mult) >= tail);
         #[cfg(target_pointer_width = "64")]
-        assert_eq!(QUERY_SIZE, std::mem::size_of::<QueryParams05>());
+        assert_eq!(query::VX_QUERY_PARAMS_SIZE_0_7, std::mem::size_of::<QueryParams05>());
         #[cfg(target_pointer_width = "32")]
-        assert_eq!(QUERY_SIZE, std::mem::size_of::<QueryParams05>() + 4);
+        assert_eq!(query::VX_QUERY_PARAMS_SIZE_0_7, std::mem::size_of::<QueryParams05>() + 4);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -101,13 +102,14 @@ pub(super) fn slot_of(p: Pos) -> usize {
 
 /// Candidate rows: their positions, ascending (so grouped by chunk), and
 /// whether they are exactly the filter's matches (every part of it was
-/// narrowed by the index) rather than a superset.
+/// narrowed by the index) rather than a superset. Shared with the index's
+/// own list when a filter names one value (no copy per query).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Candidates(pub(super) Vec<Pos>, pub(super) bool);
+pub struct Candidates(pub(super) Arc<Vec<Pos>>, pub(super) bool);
 
 impl Default for Candidates {
     fn default() -> Self {
-        Candidates(Vec::new(), true)
+        Candidates(Arc::default(), true)
     }
 }
 
@@ -142,21 +144,21 @@ impl Candidates {
             return parts.pop().unwrap();
         }
         let exact = parts.iter().all(Candidates::exact);
-        let mut all: Vec<Pos> = parts.into_iter().flat_map(|c| c.0).collect();
+        let mut all: Vec<Pos> = parts.iter().flat_map(|c| c.0.iter().copied()).collect();
         all.sort_unstable();
         all.dedup();
-        Candidates(all, exact)
+        Candidates(Arc::new(all), exact)
     }
 
     pub(super) fn intersect(self, other: &Candidates) -> Candidates {
         let (mut out, mut j) = (Vec::new(), 0);
-        for p in self.0 {
+        for &p in self.0.iter() {
             j += other.0[j..].partition_point(|&q| q < p);
             if other.0.get(j) == Some(&p) {
                 out.push(p);
             }
         }
-        Candidates(out, self.1 && other.1)
+        Candidates(Arc::new(out), self.1 && other.1)
     }
 }
 
@@ -170,8 +172,9 @@ pub(super) fn range_of(positions: &[Pos], no: u32) -> std::ops::Range<usize> {
     lo..lo + positions[lo..].partition_point(|&p| chunk_of(p) == no)
 }
 
-/// Per field, per value, the positions of the rows that hold it.
-type ValueMap = BTreeMap<Key, Vec<Pos>>;
+/// Per field, per value, the positions of the rows that hold it (shared
+/// with the queries using them; a write copies a list a query still holds).
+type ValueMap = BTreeMap<Key, Arc<Vec<Pos>>>;
 
 /// A handle's index of its filterable fields (empty when none are declared).
 #[derive(Default)]
@@ -203,6 +206,7 @@ impl RowIndex for FieldIndex {
         let Some(pairs) = self.chunks.remove(&no) else { return };
         for (field, key) in pairs {
             if let Some(positions) = self.fields[field].get_mut(&key) {
+                let positions = Arc::make_mut(positions);
                 positions.drain(range_of(positions, no));
                 if positions.is_empty() {
                     self.fields[field].remove(&key);
@@ -218,7 +222,7 @@ impl FieldIndex {
     fn insert_postings(&mut self, no: u32, postings: ChunkPostings, sorted: bool) {
         let mut pairs = Vec::with_capacity(postings.len());
         for ((field, key), slots) in postings {
-            let positions = self.fields[field].entry(key.clone()).or_default();
+            let positions = Arc::make_mut(self.fields[field].entry(key.clone()).or_default());
             let at = if sorted { positions.len() } else { positions.partition_point(|&p| chunk_of(p) < no) };
             positions.splice(at..at, slots.iter().map(|&s| pos(no, s as usize)));
             pairs.push((field, key));
@@ -403,7 +407,8 @@ mod tests {
             let got = s.candidates(&f).unwrap_or_else(|| panic!("{text} not narrowed"));
             let mut want = Candidates::default();
             for (no, rows) in chunks.iter().enumerate() {
-                want.0.extend((0..rows.len()).filter(|&s| f.matches(Some(&rows[s]))).map(|s| pos(no as u32, s)));
+                Arc::make_mut(&mut want.0)
+                    .extend((0..rows.len()).filter(|&s| f.matches(Some(&rows[s]))).map(|s| pos(no as u32, s)));
             }
             // Exact unless a part is not narrowed (an undeclared field, $exists).
             want.1 = !text.contains("$exists") && !text.contains(r#""w""#);

@@ -206,6 +206,10 @@ pub fn auto_n_lists(n: u64) -> u32 {
 /// its held-out queries (tests/train.rs); the fixed rule it replaces (30%
 /// of the lists) probed 43 for 0.96.
 const CALIBRATION_RECALL: f64 = 0.95;
+/// The same for the filtered probe counts, with a margin: calibrated at
+/// 0.95 on the index's own points, 1M × 128 reached 0.9455 on held-out
+/// queries with a 0.1% filter (docs/BENCHMARKS.md, "Filters").
+const FILTERED_CALIBRATION_RECALL: f64 = 0.97;
 /// Points of the index whose exact neighbours calibrate the probe count.
 const CALIBRATION_POINTS: usize = 200;
 const CALIBRATION_K: usize = 10;
@@ -245,6 +249,14 @@ impl Steps {
 /// them. So the automatic probe count comes from the data, not a fixed
 /// share of the lists. Costs `CALIBRATION_POINTS` exact scans of the index,
 /// one SGEMM per block of [`ASSIGN_BLOCK`] points.
+///
+/// The same for filters: each of [`FILTER_MODULI`] simulates a filter that
+/// matches 1 in that many items, picked by a hash of their ids (so
+/// independent of where they lie), and gets the smallest n_probes at which
+/// the points find that share of their 10 nearest matching items. A
+/// filtered query's k nearest matches lie among its ~k/share nearest items,
+/// which span more lists; how many more depends on the data, so it is
+/// measured here rather than assumed.
 struct Calibration {
     metric: Metric,
     dim: usize,
@@ -254,8 +266,30 @@ struct Calibration {
     norms: Vec<f32>,
     /// Rank (by centroid) of each list, per point.
     rank_of: Vec<Vec<u32>>,
-    /// Per point: its best (score, list) so far, ascending.
+    /// Per point: its best (score, list) so far, ascending; then the same
+    /// among the items each simulated filter matches.
     best: Vec<Vec<(f32, u32)>>,
+    filtered: Vec<[Vec<(f32, u32)>; 3]>,
+}
+
+/// The filters the probe count is calibrated for: 1 in 10, 100 and 1000
+/// items (10%, 1% and 0.1%).
+pub(crate) const FILTER_MODULI: [u64; 3] = [10, 100, 1000];
+
+/// Whether an item is matched by the simulated filter of `modulus`: a
+/// fixed hash of its id (FNV-1a, then mixed) is a multiple of it.
+fn simulated_match(id: &str, modulus: u64) -> bool {
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) % modulus == 0
+}
+
+/// Keeps (s, list) among the best [`CALIBRATION_K`] of `best`, ascending.
+fn keep_best(best: &mut Vec<(f32, u32)>, s: f32, list: u32) {
+    if best.len() < CALIBRATION_K || s < best[best.len() - 1].0 {
+        let at = best.partition_point(|b| b.0 <= s);
+        best.insert(at, (s, list));
+        best.truncate(CALIBRATION_K);
+    }
 }
 
 impl Calibration {
@@ -274,7 +308,8 @@ impl Calibration {
             .collect();
         let norms = points.0.chunks_exact(dim).map(|p| distance::dot(p, p)).collect();
         let best = vec![Vec::with_capacity(CALIBRATION_K + 1); ids.len()];
-        Calibration { metric, dim, points, ids, norms, rank_of, best }
+        let filtered = vec![[Vec::new(), Vec::new(), Vec::new()]; ids.len()];
+        Calibration { metric, dim, points, ids, norms, rank_of, best, filtered }
     }
 
     /// Feeds points of the index, their ids and lists.
@@ -300,22 +335,25 @@ impl Calibration {
             });
         });
         let x_norms: Vec<f32> = data.chunks_exact(dim).map(|x| distance::dot(x, x)).collect();
+        let matched: Vec<[bool; 3]> = ids.iter().map(|id| FILTER_MODULI.map(|m| simulated_match(id, m))).collect();
         let metric = self.metric;
+        let (points, norms) = (&self.ids, &self.norms);
         pool.install(|| {
             use rayon::prelude::*;
-            self.best.par_iter_mut().enumerate().for_each(|(p, best)| {
+            self.best.par_iter_mut().zip(self.filtered.par_iter_mut()).enumerate().for_each(|(p, (best, filtered))| {
                 for i in 0..n {
+                    if ids[i] == points[p].as_str() {
+                        continue;
+                    }
                     let ip = ips[i * m + p];
                     // Rank-equivalent to each metric's distance.
                     let s = match metric {
                         Metric::InnerProduct | Metric::Cosine => -ip,
-                        _ => x_norms[i] + self.norms[p] - 2.0 * ip,
+                        _ => x_norms[i] + norms[p] - 2.0 * ip,
                     };
-                    let better = best.len() < CALIBRATION_K || s < best[best.len() - 1].0;
-                    if better && ids[i] != self.ids[p].as_str() {
-                        let at = best.partition_point(|b| b.0 <= s);
-                        best.insert(at, (s, lists[i]));
-                        best.truncate(CALIBRATION_K);
+                    keep_best(best, s, lists[i]);
+                    for (best, _) in filtered.iter_mut().zip(matched[i]).filter(|(_, hit)| *hit) {
+                        keep_best(best, s, lists[i]);
                     }
                 }
             });
@@ -323,9 +361,18 @@ impl Calibration {
     }
 
     fn n_probes(&self, k: usize) -> u32 {
-        let mut ranks: Vec<u32> = self
-            .best
-            .iter()
+        self.probes_finding(self.best.iter(), k, CALIBRATION_RECALL)
+    }
+
+    /// The probe counts of the simulated filters (see [`FILTER_MODULI`]).
+    fn filtered_n_probes(&self, k: usize) -> [u32; 3] {
+        [0, 1, 2].map(|f| self.probes_finding(self.filtered.iter().map(|b| &b[f]), k, FILTERED_CALIBRATION_RECALL))
+    }
+
+    /// The smallest n_probes at which the points find `recall` of their
+    /// `best` neighbours.
+    fn probes_finding<'a>(&self, best: impl Iterator<Item = &'a Vec<(f32, u32)>>, k: usize, recall: f64) -> u32 {
+        let mut ranks: Vec<u32> = best
             .zip(&self.rank_of)
             .flat_map(|(best, rank_of)| best.iter().map(|&(_, list)| rank_of[list as usize]))
             .collect();
@@ -333,7 +380,7 @@ impl Calibration {
             return 1;
         }
         ranks.sort_unstable();
-        let needed = ((ranks.len() as f64 * CALIBRATION_RECALL).ceil() as usize).clamp(1, ranks.len());
+        let needed = ((ranks.len() as f64 * recall).ceil() as usize).clamp(1, ranks.len());
         (ranks[needed - 1] + 1).clamp(1, k as u32)
     }
 }
@@ -655,6 +702,7 @@ impl Index {
         m.training = TrainingState::Trained;
         m.n_lists = centroids.k as u32;
         m.auto_n_probes = calibration.n_probes(centroids.k);
+        m.filtered_n_probes = calibration.filtered_n_probes(centroids.k);
         Ok(plan)
     }
 

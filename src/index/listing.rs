@@ -173,7 +173,7 @@ impl Index {
         let fields = filter.map(|f| self.field_candidates(m, f)).transpose()?.flatten();
         let candidates = match (scored, fields) {
             (Some(scored), fields) => {
-                let holding = Candidates(scored.iter().map(|s| s.0).collect(), true);
+                let holding = Candidates(Arc::new(scored.iter().map(|s| s.0).collect()), true);
                 Some(match fields {
                     Some(fields) => holding.intersect(&fields),
                     None => Candidates(holding.0, filter.is_none()),

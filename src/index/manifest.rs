@@ -309,6 +309,10 @@ pub struct Manifest {
     pub n_lists: u32,
     /// The probe count calibrated at training (0 = untrained).
     pub auto_n_probes: u32,
+    /// The probe counts calibrated at training for filters matching 1 in
+    /// `FILTER_MODULI[j]` items (0 = not calibrated: untrained, or trained
+    /// before 0.8). See `read.rs`'s `probes_for`.
+    pub filtered_n_probes: [u32; 3],
     pub centroids: Stamp,
     /// IVF_RABITQ: the seed of the codes' random rotation, drawn at each
     /// training (0 = untrained).
@@ -360,6 +364,7 @@ impl Manifest {
             training: TrainingState::Untrained,
             n_lists: 0,
             auto_n_probes: 0,
+            filtered_n_probes: [0; 3],
             quantizer_seed: 0,
             centroids: Stamp::default(),
             key_generation: 0,
@@ -475,6 +480,7 @@ impl Manifest {
         self.config.text_fields.iter().for_each(|f| w.bytes(f.as_bytes()));
         w.u32(self.config.bm25.k1.to_bits());
         w.u32(self.config.bm25.b.to_bits());
+        self.filtered_n_probes.iter().for_each(|&p| w.u32(p));
         w.buf
     }
 
@@ -540,9 +546,16 @@ impl Manifest {
         if format >= MANIFEST_FORMAT_0_7 {
             config.filterable = paths("filterable")?;
         }
+        let mut filtered_n_probes = [0u32; 3];
         if format >= MANIFEST_FORMAT {
             config.text_fields = paths("text")?;
             config.bm25 = Bm25 { k1: f32::from_bits(r.u32()?), b: f32::from_bits(r.u32()?) };
+            for p in &mut filtered_n_probes {
+                *p = r.u32()?;
+                if *p > n_lists {
+                    return Err(bad("filtered probe count"));
+                }
+            }
         }
         r.finish()?;
         if config.clone().resolved().ok().as_ref() != Some(&config) {
@@ -560,6 +573,7 @@ impl Manifest {
             training,
             n_lists,
             auto_n_probes,
+            filtered_n_probes,
             centroids,
             key_generation,
             n_buckets,
@@ -773,10 +787,11 @@ mod tests {
         let mut m = Manifest::new("old", IndexConfig { dimension: 8, ..Default::default() });
         m.n_buckets = INITIAL_BUCKETS;
         let mut root = m.encode_root();
-        // 0.7: the same less the text fields' count and BM25's k1 and b.
-        let tail = [0u32.to_le_bytes(), 1.2f32.to_bits().to_le_bytes(), 0.75f32.to_bits().to_le_bytes()].concat();
-        assert_eq!(root[root.len() - 12..], tail);
-        root.truncate(root.len() - 12);
+        // 0.7: the same less the text fields' count, BM25's k1 and b and
+        // the filtered probe counts.
+        let tail = [0u32, 1.2f32.to_bits(), 0.75f32.to_bits(), 0, 0, 0].map(u32::to_le_bytes).concat();
+        assert_eq!(root[root.len() - 24..], tail);
+        root.truncate(root.len() - 24);
         root[0] = MANIFEST_FORMAT_0_7;
         let read = Manifest::decode_root(3, &root).unwrap();
         assert_eq!(read.config, m.config);

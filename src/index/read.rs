@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use super::codes::Coder;
 use super::fields::{chunk_of, slot_of, Candidates, Pos};
+use super::ivf::FILTER_MODULI;
 use super::listing::{Match, Order};
 use super::manifest::{ChunkMeta, Manifest};
 use super::objects::{Obj, PREFETCH_CHUNKS};
@@ -47,6 +48,13 @@ impl Index {
     /// training on the index's own points (0 while untrained).
     pub fn auto_n_probes(&self) -> Result<u32> {
         Ok(self.readable_state()?.manifest.auto_n_probes)
+    }
+
+    /// The probe counts calibrated at training for filters matching 10%,
+    /// 1% and 0.1% of the items, which the automatic probe count of a
+    /// filtered query follows (0 while untrained, or if trained before 0.8).
+    pub fn filtered_auto_n_probes(&self) -> Result<[u32; 3]> {
+        Ok(self.readable_state()?.manifest.filtered_n_probes)
     }
 
     /// `Training` while a training run of this handle is under way (queries
@@ -243,7 +251,9 @@ impl Index {
     /// centroids; work is grouped by list so a list's chunks are read once
     /// for all the queries that probe it. With `greedy`, a query that found
     /// fewer than top_k hits (a selective filter) probes further lists until
-    /// it has them or every list is scanned.
+    /// it has them or every list is scanned. A filter the index of fields
+    /// narrowed probes further too while the lists probed hold too few of
+    /// its matches (see `watched` below).
     fn probe(
         &self,
         snap: &Snapshot,
@@ -253,9 +263,20 @@ impl Index {
         let m = &snap.manifest;
         let centroids = self.centroids(m)?;
         let coder = self.coder(m)?;
-        let n_lists = m.n_lists;
+        let n_lists = m.n_lists as usize;
         let n_probes = probes_for(m, q.rows, params) as usize;
-        let want = if params.greedy { n_lists as usize } else { n_probes };
+        // A filter the index narrowed, at the automatic probe count: that
+        // count assumes its matches lie independently of the vectors. A
+        // query that has seen fewer than half the matching rows such a
+        // filter would have shown in the lists probed (its matches lie away
+        // from it) probes further, up to 4 rounds.
+        let watched = q.rows.filter(|_| params.n_probes == 0);
+        let expected = watched.map(|rows| rows.len() as f64 * n_probes as f64 / n_lists as f64 / 2.0);
+        let want = match (params.greedy, watched) {
+            (true, _) => n_lists,
+            (false, Some(_)) => (4 * n_probes).min(n_lists),
+            (false, None) => n_probes,
+        };
         let rank = |i: usize| centroids.nearest(m.config.metric, &q.data[i * q.dim..(i + 1) * q.dim], want);
         let order: Vec<Vec<u32>> = if q.n == 1 {
             vec![rank(0)] // not worth waking the pool
@@ -266,14 +287,21 @@ impl Index {
             })
         };
         let mut hits: Vec<Vec<search::Hit>> = (0..q.n).map(|_| Vec::new()).collect();
+        let mut seen = vec![0usize; q.n];
         let mut pending: Vec<u32> = (0..q.n as u32).collect();
         let mut probed = 0usize;
-        while !pending.is_empty() && probed < n_lists as usize {
-            let upto = (probed + n_probes).min(n_lists as usize);
-            let mut queries_of: Vec<Vec<u32>> = vec![Vec::new(); n_lists as usize];
+        while !pending.is_empty() && probed < want {
+            let upto = (probed + n_probes).min(want);
+            let mut queries_of: Vec<Vec<u32>> = vec![Vec::new(); n_lists];
             for &qi in &pending {
                 for &list in &order[qi as usize][probed..upto.min(order[qi as usize].len())] {
                     queries_of[list as usize].push(qi);
+                }
+            }
+            if let Some(rows) = watched {
+                for (list, qs) in queries_of.iter().enumerate().filter(|(_, qs)| !qs.is_empty()) {
+                    let matches: usize = m.list(list as u32).iter().map(|&no| rows.of(no).count()).sum();
+                    qs.iter().for_each(|&qi| seen[qi as usize] += matches);
                 }
             }
             let work: Vec<search::Work<'_>> = queries_of
@@ -300,10 +328,10 @@ impl Index {
                 mine.truncate(params.top_k);
             }
             probed = upto;
-            if !params.greedy {
-                break;
-            }
-            pending.retain(|&qi| hits[qi as usize].len() < params.top_k);
+            pending.retain(|&qi| {
+                let short = params.greedy && hits[qi as usize].len() < params.top_k;
+                short || expected.is_some_and(|e| (seen[qi as usize] as f64) < e)
+            });
         }
         Ok(hits)
     }
@@ -318,7 +346,12 @@ impl Index {
         let probed = probes_for(m, Some(rows), params) as f64 / m.n_lists.max(1) as f64;
         let selectivity = rows.len() as f64 / n;
         let probe_cost = probed * (chunks * CHUNK_VISIT_COST + n * MASKED_ROW_COST + n * selectivity);
-        let exact_cost = rows.chunk_count() as f64 * CHUNK_VISIT_COST + rows.len() as f64;
+        // Counting a long list's chunks costs a pass over it: estimated as
+        // if its rows were spread at random instead.
+        let r = rows.len() as f64;
+        let visits =
+            if rows.len() <= 1 << 14 { rows.chunk_count() as f64 } else { chunks * (1.0 - (-r / chunks).exp()) };
+        let exact_cost = visits * CHUNK_VISIT_COST + r;
         exact_cost <= probe_cost
     }
 
@@ -413,17 +446,40 @@ impl Index {
 const CHUNK_VISIT_COST: f64 = 30.0;
 const MASKED_ROW_COST: f64 = 0.05;
 
-/// The lists a query probes: `params.n_probes`, or the calibrated count;
-/// with a filter whose candidate rows are a share s of the index, the
-/// calibrated count grows by 1/sqrt(s), since its k nearest matches lie
-/// among ~k/s nearest items, which span more lists.
+/// The lists a query probes: `params.n_probes`, or the calibrated count.
+/// With a filter whose candidate rows are a share s of the index, its k
+/// nearest matches lie among ~k/s nearest items, which span more lists: the
+/// count then follows the counts calibrated at training for filters of
+/// 10%, 1% and 0.1% (`ivf.rs`), piecewise linear in log(s) from (100%,
+/// automatic), and below 0.1% grows by 1/sqrt(s); an index trained before
+/// 0.8 has none and grows the automatic count by 1/sqrt(s).
 fn probes_for(m: &Manifest, rows: Option<&Candidates>, params: &QueryParams<'_>) -> u32 {
     match (params.n_probes, rows) {
         (0, None) => m.auto_n_probes,
-        (0, Some(rows)) => {
-            let share = (rows.len() as f64 / m.num_vectors.max(1) as f64).max(1e-9);
-            ((m.auto_n_probes as f64 / share.sqrt()).ceil() as u32).clamp(m.auto_n_probes, m.n_lists)
-        }
+        (0, Some(rows)) => filtered_probes(m, rows.len() as f64 / m.num_vectors.max(1) as f64),
         (p, _) => p.min(m.n_lists),
     }
+}
+
+/// The automatic probe count of a filter matching `share` of the items.
+fn filtered_probes(m: &Manifest, share: f64) -> u32 {
+    let share = share.clamp(1e-9, 1.0);
+    let auto = m.auto_n_probes as f64;
+    let probes = if m.filtered_n_probes.contains(&0) {
+        auto / share.sqrt()
+    } else {
+        // (decades below 100%, probes): (0, auto), (1, 10%'s), (2, 1%'s), (3, 0.1%'s).
+        let points: Vec<(f64, f64)> = std::iter::once((0.0, auto))
+            .chain(FILTER_MODULI.iter().zip(m.filtered_n_probes).map(|(&m, p)| ((m as f64).log10(), p as f64)))
+            .collect();
+        let decades = -share.log10();
+        match points.windows(2).find(|w| decades <= w[1].0) {
+            Some(w) => w[0].1 + (w[1].1 - w[0].1) * (decades - w[0].0) / (w[1].0 - w[0].0),
+            None => {
+                let (d, p) = points[points.len() - 1];
+                p * 10f64.powf((decades - d) / 2.0)
+            }
+        }
+    };
+    (probes.ceil() as u32).clamp(m.auto_n_probes, m.n_lists)
 }
