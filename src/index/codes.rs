@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use rayon::prelude::*;
 use serde_json::Value;
@@ -288,7 +288,26 @@ pub struct Coder {
     rotated: WipedFloats,
     /// |P·c|_1 for every centroid c (the rounding of dots with it).
     l1: Vec<f32>,
+    /// The heads this coder's scans found, by chunk number (`Index::scan_head`).
+    held: RwLock<Vec<Option<HeldHead>>>,
 }
+
+/// A head a scan found, for the next scan of the same chunk to take
+/// without the cache's lock and LRU lookup (several hundred ns a head, and
+/// a query scans tens to hundreds of heads), for as long as something else
+/// (the cache, a query) holds it. It stays the cache's to count and evict:
+/// once `TOUCH_AFTER_INSERTS` values went into the cache since it was last
+/// marked used there, the next scan takes it from the cache again, so a head
+/// in use keeps its place in the LRU order where the cache is full.
+struct HeldHead {
+    stamp: Stamp,
+    head: Weak<CodeChunk>,
+    /// `Cache::inserts` when it was last taken from the cache.
+    touched: u64,
+}
+
+/// See [`HeldHead`].
+const TOUCH_AFTER_INSERTS: u64 = 64;
 
 impl Coder {
     pub fn new(centroids: &Centroids, metric: Metric, bits: u32, seed: u64) -> Coder {
@@ -299,11 +318,31 @@ impl Coder {
             quantizer.rotation().apply(centroids.row(c), out);
         }
         let l1 = rotated.0.chunks_exact(padded).map(|c| c.iter().map(|x| x.abs()).sum()).collect();
-        Coder { quantizer, metric, rotated, l1 }
+        Coder { quantizer, metric, rotated, l1, held: RwLock::new(Vec::new()) }
     }
 
     fn padded(&self) -> usize {
         self.quantizer.rotation().padded()
+    }
+
+    /// The head of `meta` if a scan held it and it is still alive and
+    /// fresh in the cache's order (`now`: `Cache::inserts`).
+    fn held_head(&self, meta: &ChunkMeta, now: u64) -> Option<Arc<CodeChunk>> {
+        let held = self.held.read();
+        let h = held.get(meta.no as usize)?.as_ref()?;
+        if h.stamp != meta.stamp || now.wrapping_sub(h.touched) > TOUCH_AFTER_INSERTS {
+            return None;
+        }
+        h.head.upgrade()
+    }
+
+    fn hold_head(&self, meta: &ChunkMeta, head: &Arc<CodeChunk>, now: u64) {
+        let mut held = self.held.write();
+        let no = meta.no as usize;
+        if held.len() <= no {
+            held.resize_with(no + 1, || None);
+        }
+        held[no] = Some(HeldHead { stamp: meta.stamp, head: Arc::downgrade(head), touched: now });
     }
 
     fn rotated_centroid(&self, list: u32) -> &[f32] {
@@ -573,6 +612,23 @@ impl Index {
         self.load_object(m, Obj::Chunk(meta.no), &meta.stamp, &shape, pre)
     }
 
+    /// `head` for a scan: through the coder's held heads (`HeldHead`) when it can.
+    fn scan_head(
+        &self,
+        m: &Manifest,
+        coder: &Coder,
+        meta: &ChunkMeta,
+        pre: Option<&Prefetched>,
+    ) -> Result<Arc<CodeChunk>> {
+        let now = self.env.cache.inserts();
+        if let Some(head) = coder.held_head(meta, now) {
+            return Ok(head);
+        }
+        let head = self.head(m, coder, meta, pre)?;
+        coder.hold_head(meta, &head, now);
+        Ok(head)
+    }
+
     pub(super) fn unit(&self, m: &Manifest, meta: &ChunkMeta, u: u32, rows: usize, keep: bool) -> Result<Arc<Chunk>> {
         let (obj, stamp) = unit_obj(meta, u);
         let shape = ChunkShape { dim: m.config.dimension as usize, precision: m.config.precision, count: rows };
@@ -653,7 +709,7 @@ impl Index {
             let mut heads: Vec<(u32, Arc<CodeChunk>)> = Vec::new();
             for &(lq, i) in &order {
                 for (c, meta) in work[i as usize].chunks.iter().enumerate() {
-                    let head = self.head(m, coder, meta, Some(&pre))?;
+                    let head = self.scan_head(m, coder, meta, Some(&pre))?;
                     let mask = q.filter.map(|_| {
                         masks[first_mask[i as usize] + c]
                             .get_or_init(|| {
