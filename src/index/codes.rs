@@ -132,6 +132,18 @@ impl CodeChunk {
         self.units.lock().get(u)?.upgrade()
     }
 
+    /// Starts loading the header of unit `u` (its reference counts and its
+    /// `Chunk`, where its vectors' address is) if held: a hint, no effect on
+    /// results, for a rerank a few candidates ahead of `held_unit`.
+    fn prefetch_unit(&self, u: usize) {
+        if let Some(unit) = self.units.lock().get(u) {
+            // A Weak's pointer is valid or dangling, and a prefetch faults on neither.
+            let at = unit.as_ptr().cast::<u8>();
+            prefetch_line(at.wrapping_sub(16));
+            prefetch_line(at.wrapping_add(48));
+        }
+    }
+
     fn hold_unit(&self, u: usize, unit: &Arc<Chunk>) {
         let mut units = self.units.lock();
         if units.len() <= u {
@@ -768,6 +780,12 @@ impl Index {
             // A candidate's vector is rarely in the CPU's cache: the load of
             // the one AHEAD candidates on (if its unit is at hand) starts now,
             // to overlap with these distances instead of stalling its own.
+            // And the header of its unit (through which its vector is found)
+            // from twice as far ahead.
+            if let Some(next) = candidates.get(i + 2 * RERANK_AHEAD) {
+                let (no, u, _) = place(next);
+                head_of(no).prefetch_unit(u as usize);
+            }
             if let Some(next) = candidates.get(i + RERANK_AHEAD) {
                 let (no, u, s) = place(next);
                 let unit = match units.get(&(no, u)) {
@@ -825,15 +843,23 @@ const RERANK_AHEAD: usize = 4;
 /// Starts loading `v` into the CPU's cache (a hint: no effect on results).
 #[inline]
 fn prefetch(v: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
     for line in v.chunks(16) {
+        prefetch_line(line.as_ptr().cast());
+    }
+}
+
+/// Starts loading the cache line at `at`, whatever the address.
+#[inline]
+fn prefetch_line(at: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         // SAFETY: SSE is part of x86_64, and a prefetch neither faults nor
-        // changes memory, whatever the address (this one is valid anyway).
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+        // changes memory, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(at.cast()) };
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = v;
+    let _ = at;
 }
 
 /// One query's scan of one list's heads.
@@ -882,16 +908,19 @@ impl Scan<'_> {
             let mut keep = if rows == BLOCK { u32::MAX } else { (1u32 << rows) - 1 };
             if let Some(bounds) = &bounds {
                 block_sums(lut.quant(), block, planes, &mut sums);
-                let lanes = |v: &[f32]| -> [f32; BLOCK] { v[first..first + BLOCK].try_into().expect("a block") };
-                let centre = |c: &[f32]| if c.is_empty() { zeros } else { lanes(c) };
+                fn lanes(v: &[f32], first: usize) -> &[f32; BLOCK] {
+                    v[first..first + BLOCK].try_into().expect("a whole block")
+                }
+                let centre = |c: &[f32]| if c.is_empty() { zeros } else { *lanes(c, first) };
+                let (c0, c1) = (centre(c0), centre(c1));
                 let terms = RowTerms {
-                    norm: lanes(&head.norm),
-                    scale: lanes(&head.scale),
-                    err: lanes(&head.err),
-                    ex_scale: lanes(ex_scale),
-                    ex_err: lanes(ex_err),
-                    c0: centre(c0),
-                    c1: centre(c1),
+                    norm: lanes(&head.norm, first),
+                    scale: lanes(&head.scale, first),
+                    err: lanes(&head.err, first),
+                    ex_scale: lanes(ex_scale, first),
+                    ex_err: lanes(ex_err, first),
+                    c0: &c0,
+                    c1: &c1,
                 };
                 keep &= bounds.mask(&terms, &sums[..planes * BLOCK], list.gate());
             }
@@ -928,14 +957,14 @@ impl Scan<'_> {
 }
 
 /// A block's rows' terms (`CodeChunk`'s arrays), one lane a row.
-struct RowTerms {
-    norm: [f32; BLOCK],
-    scale: [f32; BLOCK],
-    err: [f32; BLOCK],
-    ex_scale: [f32; BLOCK],
-    ex_err: [f32; BLOCK],
-    c0: [f32; BLOCK],
-    c1: [f32; BLOCK],
+struct RowTerms<'a> {
+    norm: &'a [f32; BLOCK],
+    scale: &'a [f32; BLOCK],
+    err: &'a [f32; BLOCK],
+    ex_scale: &'a [f32; BLOCK],
+    ex_err: &'a [f32; BLOCK],
+    c0: &'a [f32; BLOCK],
+    c1: &'a [f32; BLOCK],
 }
 
 /// Relative slack for the float rounding of the bounds computed from the
