@@ -225,14 +225,16 @@ impl CodeChunk {
         }
         r.finish()?;
         let per_unit = rows_per_unit(dim, shape.precision);
-        Ok(CodeChunk::assemble(
+        let head = CodeChunk::assemble(
             (shape.bits, shape.sign_bytes, shape.ex_bytes),
             per_unit,
             &signs,
             &ex,
             &factors,
             metadata,
-        ))
+        );
+        wipe_factors(factors);
+        Ok(head)
     }
 
     /// A head from its rows' codes, factors and metadata, with what is
@@ -247,15 +249,16 @@ impl CodeChunk {
     ) -> CodeChunk {
         let n = factors.len();
         let padded = n.div_ceil(BLOCK) * BLOCK;
-        let terms = |f: &dyn Fn(&Factors) -> f32| {
-            let mut v: Vec<f32> = factors.iter().map(f).collect();
+        // Each at its final length at once (a reallocation would leave a copy unwiped).
+        let terms = |f: &dyn Fn(usize, &Factors) -> f32| {
+            let mut v = Vec::with_capacity(padded);
+            v.extend(factors.iter().enumerate().map(|(s, x)| f(s, x)));
             v.resize(padded, 0.0);
             v
         };
+        let ex_of = |s: usize| &ex[s * eb..(s + 1) * eb];
         let (ex_scale, ex_err) = if bits > 1 {
-            let mut scales = ex_scales(bits, sb, eb, signs, ex, factors);
-            scales.resize(padded, 0.0);
-            (scales, terms(&Factors::ex_err))
+            (terms(&|s, f| ex_scale(bits, &signs[s * sb..(s + 1) * sb], ex_of(s), f)), terms(&|_, f| f.ex_err()))
         } else {
             (Vec::new(), Vec::new())
         };
@@ -268,9 +271,9 @@ impl CodeChunk {
         CodeChunk {
             len: n,
             packed: Zeroizing::new(pack(&planes, sb, n)),
-            norm: terms(&|f| f.norm),
-            scale: terms(&Factors::scale),
-            err: terms(&Factors::err),
+            norm: terms(&|_, f| f.norm),
+            scale: terms(&|_, f| f.scale()),
+            err: terms(&|_, f| f.err()),
             ex_scale,
             ex_err,
             centred: OnceLock::new(),
@@ -281,14 +284,15 @@ impl CodeChunk {
     }
 }
 
+/// Factors are a coarse copy of their vectors too: wiped once used.
+fn wipe_factors(mut factors: Vec<Factors>) {
+    factors.iter_mut().for_each(|f| *f = Factors::default());
+    std::hint::black_box(&factors);
+}
+
 /// A head's `units` before any is held: `n` empty pointers (no allocation each).
 fn no_units(n: usize) -> Mutex<Vec<Weak<Chunk>>> {
     Mutex::new((0..n).map(|_| Weak::new()).collect())
-}
-
-fn ex_scales(bits: u32, sb: usize, eb: usize, signs: &[u8], ex: &[u8], factors: &[Factors]) -> Vec<f32> {
-    let ex_of = |s: usize| if eb == 0 { &[][..] } else { &ex[s * eb..(s + 1) * eb] };
-    factors.iter().enumerate().map(|(s, f)| ex_scale(bits, &signs[s * sb..(s + 1) * sb], ex_of(s), f)).collect()
 }
 
 /// How one trained IVF_RABITQ index codes vectors: its quantizer and its
@@ -396,7 +400,9 @@ impl Coder {
         }
         let plain = CodeChunk::encode((chunk.dim, q.bits(), precision), &signs, &ex, &factors, &chunk.metadata);
         let per_unit = rows_per_unit(chunk.dim, precision);
-        (CodeChunk::assemble((q.bits(), sb, eb), per_unit, &signs, &ex, &factors, chunk.metadata.clone()), plain)
+        let head = CodeChunk::assemble((q.bits(), sb, eb), per_unit, &signs, &ex, &factors, chunk.metadata.clone());
+        wipe_factors(factors);
+        (head, plain)
     }
 
     /// The plaintexts to seal for `chunk`: its head and its units.
