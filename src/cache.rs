@@ -5,6 +5,7 @@
 //! itself on drop does not stall other threads while it does.
 
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use lru::LruCache;
 use parking_lot::Mutex;
@@ -17,6 +18,8 @@ pub trait Weigh {
 pub struct Cache<K: Hash + Eq, V> {
     capacity: usize,
     inner: Mutex<Inner<K, V>>,
+    /// Values inserted so far (`inserts`).
+    inserts: AtomicU64,
 }
 
 struct Inner<K: Hash + Eq, V> {
@@ -27,7 +30,18 @@ struct Inner<K: Hash + Eq, V> {
 impl<K: Hash + Eq + Clone, V: Clone + Weigh> Cache<K, V> {
     /// `capacity` in bytes; 0 disables caching.
     pub fn new(capacity: usize) -> Self {
-        Cache { capacity, inner: Mutex::new(Inner { lru: LruCache::unbounded(), bytes: 0 }) }
+        Cache {
+            capacity,
+            inner: Mutex::new(Inner { lru: LruCache::unbounded(), bytes: 0 }),
+            inserts: AtomicU64::new(0),
+        }
+    }
+
+    /// How many values were inserted so far: a caller that keeps a value
+    /// found here without marking it used each time can tell from this how
+    /// far the LRU order has moved since it last did.
+    pub fn inserts(&self) -> u64 {
+        self.inserts.load(Ordering::Relaxed)
     }
 
     pub fn get(&self, key: &K) -> Option<V> {
@@ -46,6 +60,7 @@ impl<K: Hash + Eq + Clone, V: Clone + Weigh> Cache<K, V> {
     /// budget; a value larger than the whole budget is not kept.
     pub fn insert(&self, key: K, value: V) {
         let size = value.weight();
+        self.inserts.fetch_add(1, Ordering::Relaxed);
         if size > self.capacity {
             return;
         }

@@ -227,6 +227,15 @@ pub(crate) struct QueryLut {
     norm: f32,
     /// |v| · eps0 / sqrt(D - 1): a code's bound is this times |r| · spread(quality).
     bound_scale: f32,
+    /// The nibble tables quantized to u8 for the FastScan kernel
+    /// (`block_sums`): nibbles[t][b] ≈ min_t + delta · quant[t][b], so a
+    /// plane's sign dot ≈ `quant_offset` + `quant_delta` × its block sum,
+    /// within `quant_margin` of what the float tables give. Empty when the
+    /// tables are not finite (the scan then takes every code the float way).
+    quant: Vec<[u8; 16]>,
+    quant_offset: f32,
+    quant_delta: f32,
+    quant_margin: f32,
 }
 
 impl Quantizer {
@@ -350,6 +359,7 @@ impl Quantizer {
                 lut.tables.push(t);
             }
         }
+        lut.quantize();
         let norm = rotated_v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
         let bound_scale = norm * eps0 as f64 / ((d - 1) as f64).sqrt();
         lut.sum = rotated_v.iter().sum();
@@ -381,6 +391,7 @@ impl Quantizer {
 
     /// Writes the sign dot <x̄, v'> of each of n consecutive sign codes
     /// into dots (the scan scales them with each code's `Factors::scale`).
+    #[cfg(test)]
     pub fn sign_dots(&self, lut: &QueryLut, signs: &[u8], dots: &mut [f32]) {
         assert_eq!(signs.len(), dots.len() * self.sign_bytes(), "Quantizer::sign_dots: code bytes");
         lut.sign_dots(signs, dots);
@@ -392,7 +403,7 @@ impl Quantizer {
     /// top), the offset's share cancelling out, so only the B - 1 extended
     /// planes are summed here. Times `ex_scale`, the estimate;
     /// linear in v', as the sign dot is.
-    #[inline]
+    #[cfg(test)]
     pub fn weighted_dots(&self, lut: &QueryLut, sign_dot: f32, ex: &[u8]) -> f32 {
         let sb = self.sign_bytes();
         debug_assert_eq!(ex.len(), self.ex_bytes());
@@ -487,8 +498,137 @@ impl QueryLut {
         self.bound_scale
     }
 
-    /// <x̄, v'> for one sign code (or one bit plane laid out as one).
+    /// Quantizes the nibble tables into `quant` (one step for all tables,
+    /// each table from its own minimum) and sets the margin: each entry is
+    /// within delta/2 of its table's float entry, plus the float rounding of
+    /// both ways of summing (generously: 4 (n + 8) eps of the sum of the
+    /// tables' largest magnitudes, n the number of tables).
+    fn quantize(&mut self) {
+        self.quant.clear();
+        let finite = self.nibbles.iter().flatten().all(|x| x.is_finite());
+        let range = |t: &[f32; 16]| {
+            let (lo, hi) = t.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &x| (l.min(x), h.max(x)));
+            (lo, hi - lo)
+        };
+        let widest = self.nibbles.iter().map(|t| range(t).1).fold(0f32, f32::max);
+        let delta = widest / 255.0;
+        if !finite || !widest.is_finite() {
+            self.quant_margin = f32::INFINITY;
+            return;
+        }
+        let (mut offset, mut magnitude) = (0f64, 0f64);
+        for t in &self.nibbles {
+            let (lo, _) = range(t);
+            offset += lo as f64;
+            magnitude += t.iter().fold(0f32, |m, x| m.max(x.abs())) as f64;
+            self.quant.push(std::array::from_fn(|b| {
+                if delta > 0.0 {
+                    ((t[b] - lo) / delta).round().clamp(0.0, 255.0) as u8
+                } else {
+                    0
+                }
+            }));
+        }
+        let n = self.nibbles.len() as f64;
+        let eps = f32::EPSILON as f64;
+        let margin = n * delta as f64 * 0.5 * (1.0 + 1e-3) + 4.0 * (n + 8.0) * eps * magnitude;
+        self.quant_offset = offset as f32;
+        self.quant_delta = delta;
+        self.quant_margin =
+            if margin.is_finite() && (offset as f32).is_finite() { margin as f32 } else { f32::INFINITY };
+    }
+
+    /// Whether the quantized tables can stand for the float ones (see `quant`).
     #[inline]
+    pub fn quantized(&self) -> bool {
+        self.quant_margin.is_finite() && !self.quant.is_empty()
+    }
+
+    /// The quantized tables, for `block_sums`.
+    #[inline]
+    pub fn quant(&self) -> &[[u8; 16]] {
+        &self.quant
+    }
+
+    /// (offset, delta, margin): a plane's sign dot is within margin of
+    /// offset + delta × its `block_sums` sum.
+    #[inline]
+    pub fn quant_terms(&self) -> (f32, f32, f32) {
+        (self.quant_offset, self.quant_delta, self.quant_margin)
+    }
+
+    /// <x̄, v'> for row `t` of a plane packed as `pack` lays it out (the
+    /// plane's `sign_bytes` × BLOCK bytes): the float tables in the same
+    /// order as `sign_dots`, `nibble_dots` and `dot_one`, so the same sum.
+    #[inline]
+    pub fn packed_dot(&self, plane: &[u8], t: usize) -> f32 {
+        let at = |j: usize| plane[j * BLOCK + t];
+        if self.tables.is_empty() {
+            let mut acc = [0f32; 4];
+            for (j, n) in self.nibbles.chunks_exact(4).enumerate() {
+                let (b0, b1) = (at(2 * j), at(2 * j + 1));
+                acc[0] += n[0][(b0 & 15) as usize];
+                acc[1] += n[1][(b0 >> 4) as usize];
+                acc[2] += n[2][(b1 & 15) as usize];
+                acc[3] += n[3][(b1 >> 4) as usize];
+            }
+            return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        }
+        let sb = self.tables.len();
+        let group_len = if sb <= 16 { 16 } else { 8 };
+        let mut out = 0f32;
+        for (g, group) in self.tables.chunks(group_len).enumerate() {
+            let first = g * group_len;
+            let mut acc = [0f32; 4];
+            for (c, t4) in group.chunks_exact(4).enumerate() {
+                for k in 0..4 {
+                    acc[k] += t4[k][at(first + 4 * c + k) as usize];
+                }
+            }
+            out += (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        }
+        out
+    }
+
+    /// The ex planes' share of `Quantizer::weighted_dots` for row `t` of a
+    /// packed block (`planes`: the extended planes, `sign_bytes` × BLOCK
+    /// bytes each, low bit first), the same sum as `dot_one` gives.
+    #[inline]
+    pub fn packed_weighted(&self, sign_dot: f32, bits: u32, planes: &[u8], t: usize) -> f32 {
+        let mut weighted = sign_dot * (1u32 << (bits - 1)) as f32;
+        if bits > 1 {
+            for (b, plane) in planes.chunks_exact(planes.len() / (bits as usize - 1)).enumerate() {
+                weighted += self.packed_dot_one(plane, t) * (1u32 << b) as f32;
+            }
+        }
+        weighted
+    }
+
+    /// `dot_one` of row `t` of a packed plane (whole-byte tables: one group).
+    #[inline]
+    fn packed_dot_one(&self, plane: &[u8], t: usize) -> f32 {
+        let at = |j: usize| plane[j * BLOCK + t];
+        let mut acc = [0f32; 4];
+        if self.tables.is_empty() {
+            for (j, n) in self.nibbles.chunks_exact(4).enumerate() {
+                let (b0, b1) = (at(2 * j), at(2 * j + 1));
+                acc[0] += n[0][(b0 & 15) as usize];
+                acc[1] += n[1][(b0 >> 4) as usize];
+                acc[2] += n[2][(b1 & 15) as usize];
+                acc[3] += n[3][(b1 >> 4) as usize];
+            }
+        } else {
+            for (c, t4) in self.tables.chunks_exact(4).enumerate() {
+                for k in 0..4 {
+                    acc[k] += t4[k][at(4 * c + k) as usize];
+                }
+            }
+        }
+        (acc[0] + acc[1]) + (acc[2] + acc[3])
+    }
+
+    /// <x̄, v'> for one sign code (or one bit plane laid out as one).
+    #[cfg(test)]
     fn dot_one(&self, code: &[u8]) -> f32 {
         let mut acc = [0f32; 4];
         if self.tables.is_empty() {
@@ -509,6 +649,7 @@ impl QueryLut {
     }
 
     /// out[i] = <x̄_i, v'> for consecutive sign codes.
+    #[cfg(test)]
     fn sign_dots(&self, codes: &[u8], out: &mut [f32]) {
         if self.tables.is_empty() {
             nibble_dots(&self.nibbles, codes, out);
@@ -519,6 +660,7 @@ impl QueryLut {
 }
 
 /// As [`sign_dots`], with two nibble lookups a byte.
+#[cfg(test)]
 fn nibble_dots(nibbles: &[[f32; 16]], codes: &[u8], out: &mut [f32]) {
     let sb = nibbles.len() / 2;
     debug_assert!(codes.len() == sb * out.len());
@@ -542,6 +684,7 @@ fn nibble_dots(nibbles: &[[f32; 16]], codes: &[u8], out: &mut [f32]) {
 /// same as a plain loop). Groups of 8 KiB: at D = 512, 19.7 ns a code
 /// against 27 with 16 KiB groups; 16 KiB (D = 128 in one pass) is 8% faster
 /// where it holds the whole code.
+#[cfg(test)]
 fn sign_dots(tables: &[[f32; 256]], codes: &[u8], out: &mut [f32]) {
     const BLOCK: usize = 128;
     let sb = tables.len();
@@ -565,7 +708,107 @@ fn sign_dots(tables: &[[f32; 256]], codes: &[u8], out: &mut [f32]) {
     }
 }
 
-/// Writes the low `n` (<= 8) bits of `value` at bit offset `pos` of a zeroed little-endian stream.
+/// Rows of a packed block: the FastScan kernel scores this many codes at once.
+pub(crate) const BLOCK: usize = 32;
+
+/// Lays out the codes of `n` rows for the FastScan kernel: `planes[p]` is
+/// plane p of every row (sign plane first, then the extended planes low
+/// bit first; `sb` bytes a row, rows one after another). The result holds,
+/// per block of BLOCK rows, per plane, per byte position j, the block's
+/// rows' byte j (BLOCK bytes); rows past `n` in the last block are zero.
+pub(crate) fn pack(planes: &[&[u8]], sb: usize, n: usize) -> Vec<u8> {
+    let np = planes.len();
+    let mut out = vec![0u8; n.div_ceil(BLOCK) * np * sb * BLOCK];
+    for (p, plane) in planes.iter().enumerate() {
+        debug_assert_eq!(plane.len(), n * sb);
+        for (r, code) in plane.chunks_exact(sb).enumerate() {
+            let base = ((r / BLOCK) * np + p) * sb * BLOCK + r % BLOCK;
+            for (j, &b) in code.iter().enumerate() {
+                out[base + j * BLOCK] = b;
+            }
+        }
+    }
+    out
+}
+
+/// The FastScan kernel: for each plane p of a packed block (`pack`) and
+/// each row t of it, sums[p * BLOCK + t] = the sum over byte positions j
+/// of quant[2j][low nibble] + quant[2j + 1][high nibble] of the row's byte
+/// j. Exact integers; AVX2 (32 rows a shuffle) where the CPU has it.
+pub(crate) fn block_sums(quant: &[[u8; 16]], block: &[u8], planes: usize, sums: &mut [u32]) {
+    assert!(block.len() == planes * quant.len() / 2 * BLOCK && sums.len() >= planes * BLOCK);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above); the lengths were checked.
+        unsafe { block_sums_avx2(quant, block, planes, sums) };
+        return;
+    }
+    block_sums_scalar(quant, block, planes, sums);
+}
+
+fn block_sums_scalar(quant: &[[u8; 16]], block: &[u8], planes: usize, sums: &mut [u32]) {
+    let sb = quant.len() / 2;
+    for (plane, out) in block.chunks_exact(sb * BLOCK).zip(sums.chunks_exact_mut(BLOCK)).take(planes) {
+        out.fill(0);
+        for (bytes, t2) in plane.chunks_exact(BLOCK).zip(quant.chunks_exact(2)) {
+            for (o, &x) in out.iter_mut().zip(bytes) {
+                *o += t2[0][(x & 15) as usize] as u32 + t2[1][(x >> 4) as usize] as u32;
+            }
+        }
+    }
+}
+
+/// `block_sums` with AVX2: a byte position of a plane is one 32-byte load
+/// (the block's 32 rows), its two nibbles two shuffles of the broadcast
+/// 16-entry tables. The u8 results are summed in u16 lanes as FAISS does:
+/// `a` takes each 16-bit lane whole (even row + 256 × odd row, wrapping),
+/// `b` the odd row alone; even = a - 256 b. Flushed every 128 byte
+/// positions, before an even row's sum (at most 256 × 255) could pass 65535.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn block_sums_avx2(quant: &[[u8; 16]], block: &[u8], planes: usize, sums: &mut [u32]) {
+    use std::arch::x86_64::*;
+    const FLUSH: usize = 128;
+    let sb = quant.len() / 2;
+    let nibble = _mm256_set1_epi8(0x0f);
+    for (plane, out) in block.chunks_exact(sb * BLOCK).zip(sums.chunks_exact_mut(BLOCK)).take(planes) {
+        out.fill(0);
+        let mut j0 = 0;
+        while j0 < sb {
+            let j1 = (j0 + FLUSH).min(sb);
+            let (mut a, mut b) = (_mm256_setzero_si256(), _mm256_setzero_si256());
+            for j in j0..j1 {
+                // SAFETY: byte position j < sb of a plane of sb * BLOCK bytes,
+                // tables 2j + 1 < quant.len() = 2 sb; unaligned loads.
+                let (x, lo_t, hi_t) = unsafe {
+                    (
+                        _mm256_loadu_si256(plane.as_ptr().add(j * BLOCK).cast()),
+                        _mm256_broadcastsi128_si256(_mm_loadu_si128(quant.as_ptr().add(2 * j).cast())),
+                        _mm256_broadcastsi128_si256(_mm_loadu_si128(quant.as_ptr().add(2 * j + 1).cast())),
+                    )
+                };
+                let lo = _mm256_and_si256(x, nibble);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(x), nibble);
+                let r1 = _mm256_shuffle_epi8(lo_t, lo);
+                let r2 = _mm256_shuffle_epi8(hi_t, hi);
+                a = _mm256_add_epi16(a, _mm256_add_epi16(r1, r2));
+                b = _mm256_add_epi16(b, _mm256_add_epi16(_mm256_srli_epi16::<8>(r1), _mm256_srli_epi16::<8>(r2)));
+            }
+            let (mut la, mut lb) = ([0u16; 16], [0u16; 16]);
+            // SAFETY: 32-byte stores into 32-byte arrays.
+            unsafe {
+                _mm256_storeu_si256(la.as_mut_ptr().cast(), a);
+                _mm256_storeu_si256(lb.as_mut_ptr().cast(), b);
+            }
+            for i in 0..16 {
+                out[2 * i] += la[i].wrapping_sub(lb[i] << 8) as u32;
+                out[2 * i + 1] += lb[i] as u32;
+            }
+            j0 = j1;
+        }
+    }
+}
+
 fn popcount(bits: &[u8]) -> i64 {
     bits.iter().map(|b| b.count_ones() as i64).sum()
 }
@@ -1085,6 +1328,58 @@ mod tests {
                             let w = [0, 1, 2].map(|k| q.weighted_dots(&luts[k], dots[k][i], x));
                             let err = ((w[0] - w[1]) - w[2]).abs();
                             assert!(err <= rounding * ((1 << bits) - 1) as f32, "bits {bits} far {far}: {err}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fastscan_kernels_agree_and_bound_the_float_dots() {
+        // The AVX2 kernel and the scalar one: the same integer sums (also
+        // past the u16 flush at 128 byte positions); the packed float dots:
+        // bit for bit those of the row-major ones; the quantized dots: within
+        // the margin of the float dots, with both kinds of tables.
+        let mut rng = SplitMix::new(11);
+        for (dim, bits, n) in [(64, 1, 40), (128, 2, 64), (300, 3, 33), (1100, 2, 70), (2048, 1, 32)] {
+            let q = Quantizer::new(dim, bits, 5);
+            let (sb, eb) = (q.sign_bytes(), q.ex_bytes());
+            let signs: Vec<u8> = (0..n * sb).map(|_| rng.next_u64() as u8).collect();
+            let ex: Vec<u8> = (0..n * eb).map(|_| rng.next_u64() as u8).collect();
+            let ex_planes: Vec<Vec<u8>> = (0..eb / sb)
+                .map(|b| ex.chunks_exact(eb).flat_map(|row| &row[b * sb..(b + 1) * sb]).copied().collect())
+                .collect();
+            let planes: Vec<&[u8]> = [&signs[..]].into_iter().chain(ex_planes.iter().map(|p| &p[..])).collect();
+            let packed = pack(&planes, sb, n);
+            let np = bits as usize;
+            let v: Vec<f32> = gaussians(&mut rng, q.rotation().padded()).iter().map(|x| x * 3.0 + 0.5).collect();
+            for codes in [0, usize::MAX] {
+                let lut = q.prepare(&v, codes);
+                assert!(lut.quantized());
+                let (offset, delta, margin) = lut.quant_terms();
+                let mut dots = vec![0f32; n];
+                q.sign_dots(&lut, &signs, &mut dots);
+                for (b, block) in packed.chunks_exact(np * sb * BLOCK).enumerate() {
+                    let (mut scalar, mut fast) = ([0u32; 8 * BLOCK], [0u32; 8 * BLOCK]);
+                    block_sums_scalar(lut.quant(), block, np, &mut scalar);
+                    block_sums(lut.quant(), block, np, &mut fast);
+                    assert_eq!(scalar[..], fast[..], "dim {dim} block {b}");
+                    for t in 0..BLOCK.min(n - b * BLOCK) {
+                        let r = b * BLOCK + t;
+                        let d = lut.packed_dot(&block[..sb * BLOCK], t);
+                        assert_eq!(d.to_bits(), dots[r].to_bits(), "dim {dim} row {r}");
+                        let w = lut.packed_weighted(d, bits, &block[sb * BLOCK..], t);
+                        let want = q.weighted_dots(&lut, dots[r], &ex[r * eb..(r + 1) * eb]);
+                        assert_eq!(w.to_bits(), want.to_bits(), "dim {dim} row {r}");
+                        for p in 0..np {
+                            let plane = &block[p * sb * BLOCK..(p + 1) * sb * BLOCK];
+                            let exact = lut.packed_dot(plane, t);
+                            let quantized = offset + delta * fast[p * BLOCK + t] as f32;
+                            assert!(
+                                (exact - quantized).abs() <= margin,
+                                "dim {dim} row {r}: {exact} vs {quantized} ± {margin}"
+                            );
                         }
                     }
                 }

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
 use rayon::prelude::*;
 use serde_json::Value;
@@ -36,7 +36,7 @@ use super::Index;
 use crate::codec::{Reader, Writer};
 use crate::distance::{self, Metric};
 use crate::error::{Error, Result};
-use crate::rabitq::{ex_scale, Factors, Quantizer, QueryLut, EPS0_99};
+use crate::rabitq::{block_sums, ex_scale, pack, Factors, Quantizer, QueryLut, BLOCK, EPS0_99};
 
 /// Plaintext bytes a unit aims at: with the seal and the store's key and
 /// page overhead, just under a 4 KiB page.
@@ -75,19 +75,30 @@ pub(crate) struct CodeShape {
 
 /// A decrypted head: the codes and metadata of a chunk's rows. Wiped on
 /// drop (a code is a coarse copy of its vector).
+///
+/// In memory the codes are re-packed for the FastScan kernel (blocks of
+/// `rabitq::BLOCK` rows, `rabitq::pack`; the stored layout is unchanged)
+/// and each row's factors kept as the scan uses them, one array per term
+/// (padded to whole blocks with zeros), so a block's bounds are computed
+/// in SIMD lanes.
 pub struct CodeChunk {
     len: usize,
-    signs: Zeroizing<Vec<u8>>,
-    ex: Zeroizing<Vec<u8>>,
-    factors: Vec<Factors>,
-    /// Each code's `rabitq::ex_scale`, derived on decode (the scan's other
-    /// terms come from the factors as it goes: 4 bytes a code, not 16).
-    ex_scales: Vec<f32>,
+    /// Sign plane and extended planes, packed (`rabitq::pack`).
+    packed: Zeroizing<Vec<u8>>,
+    /// Per row: |r| (`Factors::norm`), `Factors::scale`, `Factors::err`,
+    /// and for bits > 1 `rabitq::ex_scale` and `Factors::ex_err` (for 1
+    /// bit these are `scale` and `err`, not stored twice).
+    norm: Vec<f32>,
+    scale: Vec<f32>,
+    err: Vec<f32>,
+    ex_scale: Vec<f32>,
+    ex_err: Vec<f32>,
     /// L2 only, on the first scan: each code's sign dot and weighted plane
     /// dots (`Quantizer::weighted_dots`) with its list's rotated centroid
     /// c', so a query's table of q' serves every list: a dot with q' - c'
-    /// is the dot with q' minus this.
-    centred: OnceLock<Vec<[f32; 2]>>,
+    /// is the dot with q' minus this. Two arrays: the sign dots, then the
+    /// weighted dots (each padded as `norm`).
+    centred: OnceLock<Vec<f32>>,
     /// The units of this head a rerank decrypted, for as long as something
     /// else (the cache, a query) holds them: the next rerank finds them here
     /// instead of by a cache lookup, which cost more than the rest of a
@@ -101,10 +112,11 @@ pub struct CodeChunk {
 
 impl Drop for CodeChunk {
     fn drop(&mut self) {
-        self.factors.iter_mut().for_each(|f| *f = Factors::default());
-        self.ex_scales.iter_mut().for_each(|c| *c = 0.0);
+        for terms in [&mut self.norm, &mut self.scale, &mut self.err, &mut self.ex_scale, &mut self.ex_err] {
+            terms.iter_mut().for_each(|x| *x = 0.0);
+        }
         if let Some(c) = self.centred.get_mut() {
-            c.iter_mut().for_each(|c| *c = [0.0; 2]);
+            c.iter_mut().for_each(|c| *c = 0.0);
         }
         self.metadata.iter_mut().flatten().for_each(zeroize::Zeroize::zeroize);
     }
@@ -118,6 +130,18 @@ impl CodeChunk {
     /// Unit `u` of this head, if still held (see `units`).
     fn held_unit(&self, u: usize) -> Option<Arc<Chunk>> {
         self.units.lock().get(u)?.upgrade()
+    }
+
+    /// Starts loading the header of unit `u` (its reference counts and its
+    /// `Chunk`, where its vectors' address is) if held: a hint, no effect on
+    /// results, for a rerank a few candidates ahead of `held_unit`.
+    fn prefetch_unit(&self, u: usize) {
+        if let Some(unit) = self.units.lock().get(u) {
+            // A Weak's pointer is valid or dangling, and a prefetch faults on neither.
+            let at = unit.as_ptr().cast::<u8>();
+            prefetch_line(at.wrapping_sub(16));
+            prefetch_line(at.wrapping_add(48));
+        }
     }
 
     fn hold_unit(&self, u: usize, unit: &Arc<Chunk>) {
@@ -134,35 +158,41 @@ impl CodeChunk {
 
     pub fn mem_size(&self) -> usize {
         let meta: usize = self.metadata.iter().flatten().map(String::len).sum();
+        let padded = self.norm.len();
         std::mem::size_of::<CodeChunk>()
-            + self.signs.len()
-            + self.ex.len()
-            + self.factors.len() * std::mem::size_of::<Factors>()
-            + self.ex_scales.len() * 4
-            + self.len * std::mem::size_of::<[f32; 2]>() // `centred`, once filled
+            + self.packed.len()
+            + (self.norm.len() + self.scale.len() + self.err.len() + self.ex_scale.len() + self.ex_err.len()) * 4
+            + padded * std::mem::size_of::<[f32; 2]>() // `centred`, once filled
             + self.units.lock().len() * std::mem::size_of::<Weak<Chunk>>()
             + self.len * 24
             + meta * 3
     }
 
-    fn encode(&self, dim: usize, bits: u32, precision: Precision) -> Zeroizing<Vec<u8>> {
-        let meta: usize = self.metadata.iter().map(|m| 1 + m.as_ref().map_or(0, |m| 4 + m.len())).sum();
-        let mut w = Writer::with_capacity(
-            HEAD_HEADER_BYTES + self.signs.len() + self.ex.len() + self.len * Factors::BYTES + meta,
-        );
-        w.u32(self.len as u32);
+    /// The stored form of a head (`decode` reads it back): header, sign
+    /// codes, extended codes, factors, metadata.
+    fn encode(
+        (dim, bits, precision): (usize, u32, Precision),
+        signs: &[u8],
+        ex: &[u8],
+        factors: &[Factors],
+        metadata: &[Option<String>],
+    ) -> Zeroizing<Vec<u8>> {
+        let meta: usize = metadata.iter().map(|m| 1 + m.as_ref().map_or(0, |m| 4 + m.len())).sum();
+        let mut w =
+            Writer::with_capacity(HEAD_HEADER_BYTES + signs.len() + ex.len() + factors.len() * Factors::BYTES + meta);
+        w.u32(factors.len() as u32);
         w.u32(dim as u32);
         w.u8(precision as u8);
         w.u8(bits as u8);
         w.raw(&[0u8; HEAD_HEADER_BYTES - 10]);
-        w.raw(&self.signs);
-        w.raw(&self.ex);
+        w.raw(signs);
+        w.raw(ex);
         let mut f = [0u8; Factors::BYTES];
-        for factors in &self.factors {
+        for factors in factors {
             factors.write(&mut f);
             w.raw(&f);
         }
-        for m in &self.metadata {
+        for m in metadata {
             w.opt_bytes(m.as_deref().map(str::as_bytes));
         }
         Zeroizing::new(w.buf)
@@ -195,7 +225,16 @@ impl CodeChunk {
         }
         r.finish()?;
         let per_unit = rows_per_unit(dim, shape.precision);
-        Ok(CodeChunk::assemble((shape.bits, shape.sign_bytes, shape.ex_bytes), per_unit, signs, ex, factors, metadata))
+        let head = CodeChunk::assemble(
+            (shape.bits, shape.sign_bytes, shape.ex_bytes),
+            per_unit,
+            &signs,
+            &ex,
+            &factors,
+            metadata,
+        );
+        wipe_factors(factors);
+        Ok(head)
     }
 
     /// A head from its rows' codes, factors and metadata, with what is
@@ -203,18 +242,40 @@ impl CodeChunk {
     fn assemble(
         (bits, sb, eb): (u32, usize, usize),
         rows_per_unit: usize,
-        signs: Zeroizing<Vec<u8>>,
-        ex: Zeroizing<Vec<u8>>,
-        factors: Vec<Factors>,
+        signs: &[u8],
+        ex: &[u8],
+        factors: &[Factors],
         metadata: Vec<Option<String>>,
     ) -> CodeChunk {
         let n = factors.len();
+        let padded = n.div_ceil(BLOCK) * BLOCK;
+        // Each at its final length at once (a reallocation would leave a copy unwiped).
+        let terms = |f: &dyn Fn(usize, &Factors) -> f32| {
+            let mut v = Vec::with_capacity(padded);
+            v.extend(factors.iter().enumerate().map(|(s, x)| f(s, x)));
+            v.resize(padded, 0.0);
+            v
+        };
+        let ex_of = |s: usize| &ex[s * eb..(s + 1) * eb];
+        let (ex_scale, ex_err) = if bits > 1 {
+            (terms(&|s, f| ex_scale(bits, &signs[s * sb..(s + 1) * sb], ex_of(s), f)), terms(&|_, f| f.ex_err()))
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        // A row's extended code is its planes one after another (eb bytes):
+        // each plane of all rows first, then all planes packed.
+        let ex_planes: Vec<Zeroizing<Vec<u8>>> = (0..eb / sb)
+            .map(|b| Zeroizing::new(ex.chunks_exact(eb).flat_map(|row| &row[b * sb..(b + 1) * sb]).copied().collect()))
+            .collect();
+        let planes: Vec<&[u8]> = [signs].into_iter().chain(ex_planes.iter().map(|p| p.as_slice())).collect();
         CodeChunk {
             len: n,
-            ex_scales: ex_scales(bits, sb, eb, &signs, &ex, &factors),
-            signs,
-            ex,
-            factors,
+            packed: Zeroizing::new(pack(&planes, sb, n)),
+            norm: terms(&|_, f| f.norm),
+            scale: terms(&|_, f| f.scale()),
+            err: terms(&|_, f| f.err()),
+            ex_scale,
+            ex_err,
             centred: OnceLock::new(),
             units: no_units(n.div_ceil(rows_per_unit)),
             metadata,
@@ -223,14 +284,15 @@ impl CodeChunk {
     }
 }
 
+/// Factors are a coarse copy of their vectors too: wiped once used.
+fn wipe_factors(mut factors: Vec<Factors>) {
+    factors.iter_mut().for_each(|f| *f = Factors::default());
+    std::hint::black_box(&factors);
+}
+
 /// A head's `units` before any is held: `n` empty pointers (no allocation each).
 fn no_units(n: usize) -> Mutex<Vec<Weak<Chunk>>> {
     Mutex::new((0..n).map(|_| Weak::new()).collect())
-}
-
-fn ex_scales(bits: u32, sb: usize, eb: usize, signs: &[u8], ex: &[u8], factors: &[Factors]) -> Vec<f32> {
-    let ex_of = |s: usize| if eb == 0 { &[][..] } else { &ex[s * eb..(s + 1) * eb] };
-    factors.iter().enumerate().map(|(s, f)| ex_scale(bits, &signs[s * sb..(s + 1) * sb], ex_of(s), f)).collect()
 }
 
 /// How one trained IVF_RABITQ index codes vectors: its quantizer and its
@@ -242,7 +304,26 @@ pub struct Coder {
     rotated: WipedFloats,
     /// |P·c|_1 for every centroid c (the rounding of dots with it).
     l1: Vec<f32>,
+    /// The heads this coder's scans found, by chunk number (`Index::scan_head`).
+    held: RwLock<Vec<Option<HeldHead>>>,
 }
+
+/// A head a scan found, for the next scan of the same chunk to take
+/// without the cache's lock and LRU lookup (several hundred ns a head, and
+/// a query scans tens to hundreds of heads), for as long as something else
+/// (the cache, a query) holds it. It stays the cache's to count and evict:
+/// once `TOUCH_AFTER_INSERTS` values went into the cache since it was last
+/// marked used there, the next scan takes it from the cache again, so a head
+/// in use keeps its place in the LRU order where the cache is full.
+struct HeldHead {
+    stamp: Stamp,
+    head: Weak<CodeChunk>,
+    /// `Cache::inserts` when it was last taken from the cache.
+    touched: u64,
+}
+
+/// See [`HeldHead`].
+const TOUCH_AFTER_INSERTS: u64 = 64;
 
 impl Coder {
     pub fn new(centroids: &Centroids, metric: Metric, bits: u32, seed: u64) -> Coder {
@@ -253,11 +334,31 @@ impl Coder {
             quantizer.rotation().apply(centroids.row(c), out);
         }
         let l1 = rotated.0.chunks_exact(padded).map(|c| c.iter().map(|x| x.abs()).sum()).collect();
-        Coder { quantizer, metric, rotated, l1 }
+        Coder { quantizer, metric, rotated, l1, held: RwLock::new(Vec::new()) }
     }
 
     fn padded(&self) -> usize {
         self.quantizer.rotation().padded()
+    }
+
+    /// The head of `meta` if a scan held it and it is still alive and
+    /// fresh in the cache's order (`now`: `Cache::inserts`).
+    fn held_head(&self, meta: &ChunkMeta, now: u64) -> Option<Arc<CodeChunk>> {
+        let held = self.held.read();
+        let h = held.get(meta.no as usize)?.as_ref()?;
+        if h.stamp != meta.stamp || now.wrapping_sub(h.touched) > TOUCH_AFTER_INSERTS {
+            return None;
+        }
+        h.head.upgrade()
+    }
+
+    fn hold_head(&self, meta: &ChunkMeta, head: &Arc<CodeChunk>, now: u64) {
+        let mut held = self.held.write();
+        let no = meta.no as usize;
+        if held.len() <= no {
+            held.resize_with(no + 1, || None);
+        }
+        held[no] = Some(HeldHead { stamp: meta.stamp, head: Arc::downgrade(head), touched: now });
     }
 
     fn rotated_centroid(&self, list: u32) -> &[f32] {
@@ -277,8 +378,9 @@ impl Coder {
     }
 
     /// The head of `chunk`, a chunk of `list`: each row's residual to the
-    /// list's centroid (cosine: of the unit vector), rotated and coded.
-    fn code(&self, list: u32, chunk: &Chunk, precision: Precision) -> CodeChunk {
+    /// list's centroid (cosine: of the unit vector), rotated and coded; and
+    /// its stored form.
+    fn code(&self, list: u32, chunk: &Chunk, precision: Precision) -> (CodeChunk, Zeroizing<Vec<u8>>) {
         let (q, padded) = (&self.quantizer, self.padded());
         let (sb, eb) = (q.sign_bytes(), q.ex_bytes());
         let n = chunk.len();
@@ -296,14 +398,16 @@ impl Coder {
             }
             factors.push(q.encode(&rotated.0, &mut signs[s * sb..(s + 1) * sb], &mut ex[s * eb..(s + 1) * eb]));
         }
+        let plain = CodeChunk::encode((chunk.dim, q.bits(), precision), &signs, &ex, &factors, &chunk.metadata);
         let per_unit = rows_per_unit(chunk.dim, precision);
-        CodeChunk::assemble((q.bits(), sb, eb), per_unit, signs, ex, factors, chunk.metadata.clone())
+        let head = CodeChunk::assemble((q.bits(), sb, eb), per_unit, &signs, &ex, &factors, chunk.metadata.clone());
+        wipe_factors(factors);
+        (head, plain)
     }
 
     /// The plaintexts to seal for `chunk`: its head and its units.
     pub fn encode(&self, list: u32, chunk: &Chunk, precision: Precision) -> Encoded {
-        let head = self.code(list, chunk, precision);
-        let plain = head.encode(chunk.dim, self.quantizer.bits(), precision);
+        let (head, plain) = self.code(list, chunk, precision);
         let mut units = Vec::new();
         let mut at = 0;
         for (_, rows) in units_of(chunk.len(), chunk.dim, precision) {
@@ -397,18 +501,22 @@ impl Coder {
     }
 
     /// `head.centred`, computed on its first scan: `list` is the head's.
-    fn centred<'h>(&self, list: u32, head: &'h CodeChunk) -> &'h [[f32; 2]] {
+    fn centred<'h>(&self, list: u32, head: &'h CodeChunk) -> &'h [f32] {
         head.centred.get_or_init(|| {
             let q = &self.quantizer;
             let mut lut = QueryLut::default();
             q.prepare_into(self.rotated_centroid(list), EPS0_99, head.len(), &mut lut);
-            let eb = q.ex_bytes();
-            let mut dots = vec![0f32; head.len()];
-            q.sign_dots(&lut, &head.signs, &mut dots);
-            dots.iter()
-                .enumerate()
-                .map(|(s, &d)| [d, if eb == 0 { d } else { q.weighted_dots(&lut, d, &head.ex[s * eb..(s + 1) * eb]) }])
-                .collect()
+            let (bits, plane) = (q.bits(), q.sign_bytes() * BLOCK);
+            let padded = head.norm.len();
+            let mut out = vec![0f32; 2 * padded];
+            for (b, block) in head.packed.chunks_exact(bits as usize * plane).enumerate() {
+                for t in 0..BLOCK.min(head.len - b * BLOCK) {
+                    let d = lut.packed_dot(&block[..plane], t);
+                    out[b * BLOCK + t] = d;
+                    out[padded + b * BLOCK + t] = lut.packed_weighted(d, bits, &block[plane..], t);
+                }
+            }
+            out
         })
     }
 }
@@ -428,6 +536,11 @@ impl Shortlist {
             0 => Shortlist::Doubtful { upper: TopK::new(k), doubtful: Vec::new(), cap: k * MAX_DOUBTFUL_PER_ROW },
             r => Shortlist::Best(TopK::new(k * r as usize)),
         }
+    }
+
+    /// Whether candidates are kept by their lower bounds (automatic rerank).
+    fn is_doubtful(&self) -> bool {
+        matches!(self, Shortlist::Doubtful { .. })
     }
 
     /// Below this a candidate's lower bound must be to be worth refining.
@@ -491,7 +604,6 @@ impl Shortlist {
 struct Scratch {
     rotated: Vec<f32>,
     lut: QueryLut,
-    dots: Vec<f32>,
     /// The query's lists: (its view of the list, work item).
     order: Vec<(ListQuery, u32)>,
 }
@@ -516,6 +628,23 @@ impl Index {
     ) -> Result<Arc<CodeChunk>> {
         let shape = coder.shape(m.config.dimension as usize, m.config.precision, meta.count as usize);
         self.load_object(m, Obj::Chunk(meta.no), &meta.stamp, &shape, pre)
+    }
+
+    /// `head` for a scan: through the coder's held heads (`HeldHead`) when it can.
+    fn scan_head(
+        &self,
+        m: &Manifest,
+        coder: &Coder,
+        meta: &ChunkMeta,
+        pre: Option<&Prefetched>,
+    ) -> Result<Arc<CodeChunk>> {
+        let now = self.env.cache.inserts();
+        if let Some(head) = coder.held_head(meta, now) {
+            return Ok(head);
+        }
+        let head = self.head(m, coder, meta, pre)?;
+        coder.hold_head(meta, &head, now);
+        Ok(head)
     }
 
     pub(super) fn unit(&self, m: &Manifest, meta: &ChunkMeta, u: u32, rows: usize, keep: bool) -> Result<Arc<Chunk>> {
@@ -598,7 +727,7 @@ impl Index {
             let mut heads: Vec<(u32, Arc<CodeChunk>)> = Vec::new();
             for &(lq, i) in &order {
                 for (c, meta) in work[i as usize].chunks.iter().enumerate() {
-                    let head = self.head(m, coder, meta, Some(&pre))?;
+                    let head = self.scan_head(m, coder, meta, Some(&pre))?;
                     let mask = q.filter.map(|_| {
                         masks[first_mask[i as usize] + c]
                             .get_or_init(|| {
@@ -611,7 +740,7 @@ impl Index {
                     }
                     let centred = lq.l2.then(|| coder.centred(meta.list, &head));
                     let scan = Scan { coder, lut: &scratch.lut, lq: &lq, centred, mask };
-                    scan.head(&mut list, meta.no, &head, &mut scratch.dots);
+                    scan.head(&mut list, meta.no, &head);
                     heads.push((meta.no, head));
                 }
             }
@@ -657,6 +786,12 @@ impl Index {
             // A candidate's vector is rarely in the CPU's cache: the load of
             // the one AHEAD candidates on (if its unit is at hand) starts now,
             // to overlap with these distances instead of stalling its own.
+            // And the header of its unit (through which its vector is found)
+            // from twice as far ahead.
+            if let Some(next) = candidates.get(i + 2 * RERANK_AHEAD) {
+                let (no, u, _) = place(next);
+                head_of(no).prefetch_unit(u as usize);
+            }
             if let Some(next) = candidates.get(i + RERANK_AHEAD) {
                 let (no, u, s) = place(next);
                 let unit = match units.get(&(no, u)) {
@@ -714,15 +849,23 @@ const RERANK_AHEAD: usize = 4;
 /// Starts loading `v` into the CPU's cache (a hint: no effect on results).
 #[inline]
 fn prefetch(v: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
     for line in v.chunks(16) {
+        prefetch_line(line.as_ptr().cast());
+    }
+}
+
+/// Starts loading the cache line at `at`, whatever the address.
+#[inline]
+fn prefetch_line(at: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         // SAFETY: SSE is part of x86_64, and a prefetch neither faults nor
-        // changes memory, whatever the address (this one is valid anyway).
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast()) };
+        // changes memory, whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(at.cast()) };
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = v;
+    let _ = at;
 }
 
 /// One query's scan of one list's heads.
@@ -730,7 +873,8 @@ struct Scan<'a> {
     coder: &'a Coder,
     lut: &'a QueryLut,
     lq: &'a ListQuery,
-    centred: Option<&'a [[f32; 2]]>,
+    /// `CodeChunk::centred` (L2).
+    centred: Option<&'a [f32]>,
     mask: Option<&'a [bool]>,
 }
 
@@ -738,40 +882,201 @@ impl Scan<'_> {
     /// Offers every row of `head` that passes the filter to the query's
     /// shortlist: the 1-bit estimate for all, the extended code's for those
     /// whose 1-bit lower bound passes the gate.
-    fn head(&self, list: &mut Shortlist, no: u32, head: &CodeChunk, dots: &mut Vec<f32>) {
+    ///
+    /// A block of rows is first scored by the FastScan kernel on the
+    /// quantized tables (`block_sums`), every plane at once, and only the
+    /// rows whose bounds from those scores (widened by the quantization's
+    /// margin) could still pass the gate are estimated on the float tables,
+    /// as before: the rows offered, their estimates and bounds are the same
+    /// as without the kernel, only cheaper to find.
+    fn head(&self, list: &mut Shortlist, no: u32, head: &CodeChunk) {
         let (lq, lut) = (self.lq, self.lut);
-        let n = head.len();
         let quantizer = &self.coder.quantizer;
-        dots.resize(n, 0.0);
-        quantizer.sign_dots(lut, &head.signs, &mut dots[..n]);
-        let eb = quantizer.ex_bytes();
+        let bits = quantizer.bits();
+        let planes = bits as usize;
+        let plane = quantizer.sign_bytes() * BLOCK;
         // The weighted sum of B planes rounds up to 2^B - 1 times as much.
-        let ex_rounding = lq.rounding * ((1u32 << quantizer.bits()) - 1) as f32;
+        let ex_rounding = lq.rounding * ((1u32 << bits) - 1) as f32;
         let base = (no as u64) << 32;
-        let mut gate = list.gate();
-        for s in 0..n {
-            if self.mask.is_some_and(|m| !m[s]) {
-                continue;
+        let padded = head.norm.len();
+        let (ex_scale, ex_err) =
+            if bits > 1 { (&head.ex_scale[..], &head.ex_err[..]) } else { (&head.scale[..], &head.err[..]) };
+        let (c0, c1) = match self.centred {
+            Some(c) => c.split_at(padded),
+            None => (&[][..], &[][..]),
+        };
+        let zeros = [0f32; BLOCK];
+        let bounds = lut.quantized().then(|| BlockBounds::new(lq, lut, bits, ex_rounding, list.is_doubtful()));
+        let mut sums = [0u32; 8 * BLOCK];
+        for (b, block) in head.packed.chunks_exact(planes * plane).enumerate() {
+            let first = b * BLOCK;
+            let rows = BLOCK.min(head.len - first);
+            let mut keep = if rows == BLOCK { u32::MAX } else { (1u32 << rows) - 1 };
+            if let Some(bounds) = &bounds {
+                block_sums(lut.quant(), block, planes, &mut sums);
+                fn lanes(v: &[f32], first: usize) -> &[f32; BLOCK] {
+                    v[first..first + BLOCK].try_into().expect("a whole block")
+                }
+                let centre = |c: &[f32]| if c.is_empty() { zeros } else { *lanes(c, first) };
+                let (c0, c1) = (centre(c0), centre(c1));
+                let terms = RowTerms {
+                    norm: lanes(&head.norm, first),
+                    scale: lanes(&head.scale, first),
+                    err: lanes(&head.err, first),
+                    ex_scale: lanes(ex_scale, first),
+                    ex_err: lanes(ex_err, first),
+                    c0: &c0,
+                    c1: &c1,
+                };
+                keep &= bounds.mask(&terms, &sums[..planes * BLOCK], list.gate());
             }
-            let f = &head.factors[s];
-            let norm = f.norm;
-            let at_centroid = lq.base + if lq.l2 { norm * norm } else { 0.0 };
-            let centre = self.centred.map_or([0.0; 2], |d| d[s]);
-            let dot = dots[s] - centre[0];
-            let scale = f.scale();
-            let mut estimate = at_centroid + lq.sign * dot * scale;
-            let mut bound = lq.bound_scale * f.err() + lq.rounding * scale;
-            if estimate - bound >= gate {
-                continue;
+            let mut gate = list.gate();
+            while keep != 0 {
+                let t = keep.trailing_zeros() as usize;
+                keep &= keep - 1;
+                let s = first + t;
+                if self.mask.is_some_and(|m| !m[s]) {
+                    continue;
+                }
+                let norm = head.norm[s];
+                let at_centroid = lq.base + if lq.l2 { norm * norm } else { 0.0 };
+                let centre = if c0.is_empty() { [0.0; 2] } else { [c0[s], c1[s]] };
+                let raw = lut.packed_dot(&block[..plane], t);
+                let dot = raw - centre[0];
+                let scale = head.scale[s];
+                let mut estimate = at_centroid + lq.sign * dot * scale;
+                let mut bound = lq.bound_scale * head.err[s] + lq.rounding * scale;
+                if estimate - bound >= gate {
+                    continue;
+                }
+                if bits > 1 {
+                    let weighted = lut.packed_weighted(raw, bits, &block[plane..], t) - centre[1];
+                    let ex_scale = head.ex_scale[s];
+                    estimate = at_centroid + lq.sign * weighted * ex_scale;
+                    bound = lq.bound_scale * head.ex_err[s] + ex_rounding * ex_scale;
+                }
+                list.offer(base | s as u64, estimate, bound);
+                gate = list.gate();
             }
-            if eb > 0 {
-                let weighted = quantizer.weighted_dots(lut, dots[s], &head.ex[s * eb..(s + 1) * eb]) - centre[1];
-                let ex_scale = head.ex_scales[s];
-                estimate = at_centroid + lq.sign * weighted * ex_scale;
-                bound = lq.bound_scale * f.ex_err() + ex_rounding * ex_scale;
-            }
-            list.offer(base | s as u64, estimate, bound);
-            gate = list.gate();
         }
+    }
+}
+
+/// A block's rows' terms (`CodeChunk`'s arrays), one lane a row.
+struct RowTerms<'a> {
+    norm: &'a [f32; BLOCK],
+    scale: &'a [f32; BLOCK],
+    err: &'a [f32; BLOCK],
+    ex_scale: &'a [f32; BLOCK],
+    ex_err: &'a [f32; BLOCK],
+    c0: &'a [f32; BLOCK],
+    c1: &'a [f32; BLOCK],
+}
+
+/// Relative slack for the float rounding of the bounds computed from the
+/// kernel's scores against the same computed from the float tables' dots
+/// (a few f32 epsilons would do; this is ~80).
+const PREFILTER_SLACK: f32 = 1e-5;
+
+/// One query's and head's constants for bounding a block's rows from the
+/// kernel's quantized scores (`Scan::head`): lower bounds, each at most the
+/// one the float path computes for the row, so a row ruled out here is
+/// one the float path rules out too.
+struct BlockBounds {
+    base: f32,
+    sign: f32,
+    /// -sign (> 0).
+    neg: f32,
+    l2: f32,
+    bound_scale: f32,
+    rounding: f32,
+    ex_rounding: f32,
+    /// The kernel's score s of a plane stands for the sign dot offset + delta s, within margin.
+    offset: f32,
+    delta: f32,
+    margin: f32,
+    /// Weight of the sign plane in the weighted dot (2^(B - 1)), and of all planes (2^B - 1).
+    top: f32,
+    total: f32,
+    planes: usize,
+    /// 1 where the shortlist keeps candidates by their lower bounds (automatic rerank), else 0.
+    doubtful: f32,
+}
+
+impl BlockBounds {
+    fn new(lq: &ListQuery, lut: &QueryLut, bits: u32, ex_rounding: f32, doubtful: bool) -> BlockBounds {
+        let (offset, delta, margin) = lut.quant_terms();
+        BlockBounds {
+            base: lq.base,
+            sign: lq.sign,
+            neg: -lq.sign,
+            l2: if lq.l2 { 1.0 } else { 0.0 },
+            bound_scale: lq.bound_scale,
+            rounding: lq.rounding,
+            ex_rounding,
+            offset,
+            delta,
+            margin,
+            top: (1u32 << (bits - 1)) as f32,
+            total: ((1u32 << bits) - 1) as f32,
+            planes: bits as usize,
+            doubtful: if doubtful { 1.0 } else { 0.0 },
+        }
+    }
+
+    /// Bit t set: row t of the block may pass the gate (the 1-bit lower
+    /// bound is not >= gate and the extended estimate, less its bound when
+    /// `doubtful`, not > gate), judged from its scores `sums` (per plane).
+    fn mask(&self, rows: &RowTerms, sums: &[u32], gate: f32) -> u32 {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { self.mask_avx2(rows, sums, gate) };
+        }
+        self.mask_lanes(rows, sums, gate)
+    }
+
+    /// `mask_lanes` compiled for AVX2 (8 lanes at a time; no FMA, so the
+    /// same results).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn mask_avx2(&self, rows: &RowTerms, sums: &[u32], gate: f32) -> u32 {
+        self.mask_lanes(rows, sums, gate)
+    }
+
+    #[inline(always)]
+    fn mask_lanes(&self, r: &RowTerms, sums: &[u32], gate: f32) -> u32 {
+        // The weighted sum of the planes' scores (exact integers in f32 up to 2^24).
+        let mut w = [0f32; BLOCK];
+        for (w, &s) in w.iter_mut().zip(&sums[..BLOCK]) {
+            *w = s as f32 * self.top;
+        }
+        for p in 1..self.planes {
+            let weight = (1u32 << (p - 1)) as f32;
+            for (w, &s) in w.iter_mut().zip(&sums[p * BLOCK..(p + 1) * BLOCK]) {
+                *w += s as f32 * weight;
+            }
+        }
+        let mut keep = [false; BLOCK];
+        let margin_w = self.margin * self.total;
+        for t in 0..BLOCK {
+            let at = self.base + self.l2 * r.norm[t] * r.norm[t];
+            let dot = self.offset + self.delta * sums[t] as f32;
+            let (scale, err) = (r.scale[t], r.err[t]);
+            let bound = self.bound_scale * err + self.rounding * scale;
+            let est = at + self.sign * (dot - r.c0[t]) * scale;
+            let slack = PREFILTER_SLACK * (at.abs() + self.neg * scale * (dot.abs() + r.c0[t].abs()) + bound);
+            let lower = est - bound - self.neg * self.margin * scale - slack;
+            let (xs, xe) = (r.ex_scale[t], r.ex_err[t]);
+            let weighted = self.offset * self.total + self.delta * w[t];
+            let ex_bound = self.doubtful * (self.bound_scale * xe + self.ex_rounding * xs);
+            let ex_est = at + self.sign * (weighted - r.c1[t]) * xs;
+            let ex_slack = PREFILTER_SLACK * (at.abs() + self.neg * xs * (weighted.abs() + r.c1[t].abs()) + ex_bound);
+            let ex_lower = ex_est - ex_bound - self.neg * margin_w * xs - ex_slack;
+            // A NaN bound rules nothing out, as on the float path.
+            let ruled_out = (lower >= gate) | (ex_lower > gate);
+            keep[t] = !ruled_out;
+        }
+        keep.iter().enumerate().fold(0u32, |m, (t, &k)| m | (k as u32) << t)
     }
 }

@@ -74,9 +74,9 @@ impl TopK {
         if self.heap.len() < self.k {
             self.heap.push(c);
             true
-        } else if self.heap.peek().is_some_and(|worst| c < *worst) {
-            self.heap.pop();
-            self.heap.push(c);
+        } else if let Some(mut worst) = self.heap.peek_mut().filter(|worst| c < **worst) {
+            // One sift down instead of a pop's and a push's.
+            *worst = c;
             true
         } else {
             false
