@@ -420,8 +420,10 @@ typedef struct vx_query_params {
    */
   uint32_t top_k;
   /**
-   * Lists probed once trained; 0 (default) = automatic (30% of the lists, at
-   * least 8); n_lists gives exactly the exhaustive answer.
+   * Lists probed once trained; 0 (default) = automatic: the count
+   * calibrated at training (vx_index_auto_n_probes), more for a filter on
+   * filterable fields that matches few items; n_lists gives exactly the
+   * exhaustive answer.
    */
   uint32_t n_probes;
   /**

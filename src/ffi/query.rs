@@ -20,8 +20,10 @@ pub struct vx_query_params {
     pub struct_size: u32,
     /// Hits per query, 1 to 65536; default 100.
     pub top_k: u32,
-    /// Lists probed once trained; 0 (default) = automatic (30% of the lists, at
-    /// least 8); n_lists gives exactly the exhaustive answer.
+    /// Lists probed once trained; 0 (default) = automatic: the count
+    /// calibrated at training (vx_index_auto_n_probes), more for a filter on
+    /// filterable fields that matches few items; n_lists gives exactly the
+    /// exhaustive answer.
     pub n_probes: u32,
     /// VX_INCLUDE_* bits; default VX_INCLUDE_DISTANCE (the id always comes back).
     pub include: u32,
