@@ -384,6 +384,13 @@ fn on_postgres_a_second_client_answers_the_same() {
 #[test]
 fn bad_text_arguments_are_refused() {
     let c = client("memory:");
+    // Even before the first item fixes the dimension, or with no query.
+    let empty = c.create_index("e", &key(KEY), IndexConfig::default()).unwrap();
+    let text_only = QueryParams { top_k: 5, text: Some("search"), ..Default::default() };
+    for nq in [0, 1] {
+        let err = empty.query(&vec![0.5; nq * DIM], nq, DIM, &text_only, Access::default()).unwrap_err();
+        assert_eq!(err.status(), Status::InvalidArgument, "nq {nq}");
+    }
     let plain = c.create_index("p", &key(KEY), IndexConfig { dimension: DIM as u32, ..Default::default() }).unwrap();
     write(&plain, 0..50, 5);
     let q = MetadataQuery { text: Some("search"), ..Default::default() };

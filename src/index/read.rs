@@ -144,6 +144,9 @@ impl Index {
         filter: Option<&Filter>,
     ) -> Result<Vec<Vec<Hit>>> {
         let m = &snap.manifest;
+        if params.text.is_some() && m.config.text_fields.is_empty() {
+            return Err(super::terms::no_text_fields());
+        }
         if nq == 0 {
             return Ok(Vec::new());
         }

@@ -163,7 +163,7 @@ impl Index {
     /// by position. INVALID_ARGUMENT when the index declares no text field.
     pub(super) fn text_scores(&self, m: &Manifest, text: &str) -> Result<Vec<(Pos, f64)>> {
         if m.config.text_fields.is_empty() {
-            return Err(Error::invalid("query text given, but the index declares no text fields"));
+            return Err(no_text_fields());
         }
         let query = tokenize(text);
         if query.is_empty() {
@@ -178,6 +178,11 @@ impl Index {
             None => Ok(self.with_derived(&Derived::default(), m, score)?.expect("a fresh index reaches m")),
         }
     }
+}
+
+/// Query text on an index that declares no text fields.
+pub(super) fn no_text_fields() -> Error {
+    Error::invalid("query text given, but the index declares no text fields")
 }
 
 #[cfg(test)]
