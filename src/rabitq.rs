@@ -564,15 +564,7 @@ impl QueryLut {
     pub fn packed_dot(&self, plane: &[u8], t: usize) -> f32 {
         let at = |j: usize| plane[j * BLOCK + t];
         if self.tables.is_empty() {
-            let mut acc = [0f32; 4];
-            for (j, n) in self.nibbles.chunks_exact(4).enumerate() {
-                let (b0, b1) = (at(2 * j), at(2 * j + 1));
-                acc[0] += n[0][(b0 & 15) as usize];
-                acc[1] += n[1][(b0 >> 4) as usize];
-                acc[2] += n[2][(b1 & 15) as usize];
-                acc[3] += n[3][(b1 >> 4) as usize];
-            }
-            return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+            return self.packed_nibble_dot(at);
         }
         let sb = self.tables.len();
         let group_len = if sb <= 16 { 16 } else { 8 };
@@ -608,21 +600,29 @@ impl QueryLut {
     #[inline]
     fn packed_dot_one(&self, plane: &[u8], t: usize) -> f32 {
         let at = |j: usize| plane[j * BLOCK + t];
-        let mut acc = [0f32; 4];
         if self.tables.is_empty() {
-            for (j, n) in self.nibbles.chunks_exact(4).enumerate() {
-                let (b0, b1) = (at(2 * j), at(2 * j + 1));
-                acc[0] += n[0][(b0 & 15) as usize];
-                acc[1] += n[1][(b0 >> 4) as usize];
-                acc[2] += n[2][(b1 & 15) as usize];
-                acc[3] += n[3][(b1 >> 4) as usize];
+            return self.packed_nibble_dot(at);
+        }
+        let mut acc = [0f32; 4];
+        for (c, t4) in self.tables.chunks_exact(4).enumerate() {
+            for k in 0..4 {
+                acc[k] += t4[k][at(4 * c + k) as usize];
             }
-        } else {
-            for (c, t4) in self.tables.chunks_exact(4).enumerate() {
-                for k in 0..4 {
-                    acc[k] += t4[k][at(4 * c + k) as usize];
-                }
-            }
+        }
+        (acc[0] + acc[1]) + (acc[2] + acc[3])
+    }
+
+    /// The nibble tables' sum for a packed row whose byte j is `at(j)`, in
+    /// `dot_one`'s order (so the same sum).
+    #[inline]
+    fn packed_nibble_dot(&self, at: impl Fn(usize) -> u8) -> f32 {
+        let mut acc = [0f32; 4];
+        for (j, n) in self.nibbles.chunks_exact(4).enumerate() {
+            let (b0, b1) = (at(2 * j), at(2 * j + 1));
+            acc[0] += n[0][(b0 & 15) as usize];
+            acc[1] += n[1][(b0 >> 4) as usize];
+            acc[2] += n[2][(b1 & 15) as usize];
+            acc[3] += n[3][(b1 >> 4) as usize];
         }
         (acc[0] + acc[1]) + (acc[2] + acc[3])
     }

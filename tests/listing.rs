@@ -262,22 +262,11 @@ fn needs_read_and_the_right_key() {
 #[cfg(feature = "test-hooks")]
 #[test]
 fn a_tampered_chunk_is_detected() {
-    use std::sync::Arc;
     for index_type in [IndexType::IvfFlat, IndexType::IvfRabitq] {
         let c = client("memory:");
         let index = filled(&c, index_type);
         index.train(TrainParams { n_lists: 12, max_iters: 4, ..Default::default() }, Access::default()).unwrap();
-        let store: Arc<dyn vx::Store> = c.raw_store();
-        let chunks: Vec<(Vec<u8>, Vec<u8>)> =
-            store.scan_prefix(b"o/").unwrap().into_iter().filter(|(k, _)| k.len() > 18 && k[18] == b'C').collect();
-        assert!(!chunks.is_empty());
-        let (k, mut v) = chunks[chunks.len() / 2].clone();
-        let mid = v.len() / 2;
-        v[mid] ^= 1;
-        let mut b = vx::WriteBatch::default();
-        b.put(k, v);
-        assert!(store.write(b).unwrap());
-        let fresh = Client::over_store(store.clone(), ClientOptions::default()).unwrap();
+        let fresh = common::with_a_tampered_chunk(&c);
         let k = key(KEY);
         let reopened = fresh.load_index("m", Access { key: Some(&k), user: None }).unwrap();
         let got = reopened.query_metadata(

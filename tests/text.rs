@@ -467,16 +467,7 @@ fn a_tampered_chunk_is_detected() {
     let c = client("memory:");
     let index = c.create_index("x", &key(KEY), config(IndexType::IvfFlat)).unwrap();
     write(&index, 0..2000, 7);
-    let store = c.raw_store();
-    let chunks: Vec<(Vec<u8>, Vec<u8>)> =
-        store.scan_prefix(b"o/").unwrap().into_iter().filter(|(k, _)| k.len() > 18 && k[18] == b'C').collect();
-    let (k, mut v) = chunks[chunks.len() / 2].clone();
-    let mid = v.len() / 2;
-    v[mid] ^= 1;
-    let mut b = vx::WriteBatch::default();
-    b.put(k, v);
-    assert!(store.write(b).unwrap());
-    let fresh = Client::over_store(store.clone(), ClientOptions::default()).unwrap();
+    let fresh = common::with_a_tampered_chunk(&c);
     let reopened = fresh.load_index("x", Access { key: Some(&key(KEY)), user: None }).unwrap();
     let q = MetadataQuery { text: Some("search"), ..Default::default() };
     assert_eq!(reopened.query_metadata(&q, Access::default()).unwrap_err().status(), Status::Integrity);

@@ -162,10 +162,13 @@ impl Index {
             Some(text) => Some(self.text_scores(m, text)?),
             None => None,
         };
-        let (top_k, hybrid) =
-            (params.top_k, QueryParams { top_k: params.fusion.depths(params.top_k).0, ..params.clone() });
+        let top_k = params.top_k;
+        let hybrid;
         let params = match &text {
-            Some(_) => &hybrid,
+            Some(_) => {
+                hybrid = QueryParams { top_k: params.fusion.depths(params.top_k).0, ..params.clone() };
+                &hybrid
+            }
             None => params,
         };
         // A filter on filterable fields names its candidate rows: scored

@@ -18,6 +18,24 @@ pub fn memory_client() -> Client {
     Client::open("memory:", ClientOptions::default()).unwrap()
 }
 
+/// Flips one byte in the middle of one stored chunk of `c`'s store (the
+/// middle one in key order), as an attacker holding the store would, and
+/// returns a new client over that store (nothing decrypted is cached).
+#[cfg(feature = "test-hooks")]
+pub fn with_a_tampered_chunk(c: &Client) -> Client {
+    let store = c.raw_store();
+    let chunks: Vec<(Vec<u8>, Vec<u8>)> =
+        store.scan_prefix(b"o/").unwrap().into_iter().filter(|(k, _)| k.len() > 18 && k[18] == b'C').collect();
+    assert!(!chunks.is_empty());
+    let (k, mut v) = chunks[chunks.len() / 2].clone();
+    let mid = v.len() / 2;
+    v[mid] ^= 1;
+    let mut b = vx::WriteBatch::default();
+    b.put(k, v);
+    assert!(store.write(b).unwrap());
+    Client::over_store(store, ClientOptions::default()).unwrap()
+}
+
 /// This test binary set to run test `name` alone, its stdout piped back:
 /// a test that needs a second process runs a test of its own crate as one,
 /// and that test does its part only when the caller's environment says so.
