@@ -1,8 +1,16 @@
-//! A bounded LRU cache weighed in bytes, shared between threads. It knows
+//! A bounded cache weighed in bytes, shared between threads. It knows
 //! nothing of what it holds: the index decides the keys (which must name an
 //! object's version, so a rewritten object is never served stale) and the
 //! values. Evicted values are dropped outside the lock, so a value that wipes
 //! itself on drop does not stall other threads while it does.
+//!
+//! The policy is a segmented LRU (SLRU): a value enters a *probation*
+//! segment and moves to a *protected* one (at most [`PROTECTED_SHARE`] of the
+//! budget) the first time it is found again; eviction takes probation's least
+//! recently used value first. What a query reads once (a compressed index's
+//! rerank units, a pass over cold lists) thus cycles through probation and
+//! cannot push out what every query reuses (its lists' heads, the hot
+//! chunks), which a plain LRU lets any pass larger than the budget do.
 
 use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +23,10 @@ pub trait Weigh {
     fn weight(&self) -> usize;
 }
 
+/// The share of the budget values found again may hold (as in Caffeine's
+/// and Ristretto's SLRU); the rest is left to new values to prove reuse.
+const PROTECTED_SHARE: f64 = 0.8;
+
 pub struct Cache<K: Hash + Eq, V> {
     capacity: usize,
     inner: Mutex<Inner<K, V>>,
@@ -23,8 +35,40 @@ pub struct Cache<K: Hash + Eq, V> {
 }
 
 struct Inner<K: Hash + Eq, V> {
+    probation: Segment<K, V>,
+    protected: Segment<K, V>,
+}
+
+/// One LRU list and the bytes its values weigh.
+struct Segment<K: Hash + Eq, V> {
     lru: LruCache<K, (V, usize)>,
     bytes: usize,
+}
+
+impl<K: Hash + Eq, V> Segment<K, V> {
+    fn new() -> Self {
+        Segment { lru: LruCache::unbounded(), bytes: 0 }
+    }
+
+    /// Adds `value` as the most recently used, returning the value it replaced.
+    fn put(&mut self, key: K, value: V, size: usize) -> Option<V> {
+        self.bytes += size;
+        let (old, old_size) = self.lru.put(key, (value, size))?;
+        self.bytes -= old_size;
+        Some(old)
+    }
+
+    fn pop(&mut self, key: &K) -> Option<(V, usize)> {
+        let r = self.lru.pop(key)?;
+        self.bytes -= r.1;
+        Some(r)
+    }
+
+    fn pop_lru(&mut self) -> Option<(K, V, usize)> {
+        let (k, (v, s)) = self.lru.pop_lru()?;
+        self.bytes -= s;
+        Some((k, v, s))
+    }
 }
 
 impl<K: Hash + Eq + Clone, V: Clone + Weigh> Cache<K, V> {
@@ -32,32 +76,59 @@ impl<K: Hash + Eq + Clone, V: Clone + Weigh> Cache<K, V> {
     pub fn new(capacity: usize) -> Self {
         Cache {
             capacity,
-            inner: Mutex::new(Inner { lru: LruCache::unbounded(), bytes: 0 }),
+            inner: Mutex::new(Inner { probation: Segment::new(), protected: Segment::new() }),
             inserts: AtomicU64::new(0),
         }
     }
 
     /// How many values were inserted so far: a caller that keeps a value
     /// found here without marking it used each time can tell from this how
-    /// far the LRU order has moved since it last did.
+    /// far the cache's order has moved since it last did.
     pub fn inserts(&self) -> u64 {
         self.inserts.load(Ordering::Relaxed)
     }
 
+    /// The value of `key`, marked used: a value found for the first time
+    /// since it was inserted moves to the protected segment.
     pub fn get(&self, key: &K) -> Option<V> {
         if self.capacity == 0 {
             return None;
         }
-        self.inner.lock().lru.get(key).map(|(v, _)| v.clone())
+        let mut demoted = Vec::new();
+        let found = {
+            let mut inner = self.inner.lock();
+            if let Some((v, _)) = inner.protected.lru.get(key) {
+                return Some(v.clone());
+            }
+            let (v, size) = inner.probation.pop(key)?;
+            let found = v.clone();
+            demoted.extend(inner.protected.put(key.clone(), v, size));
+            // Protected's overflow goes back to probation, as its most
+            // recently used: it gets one more chance to be found.
+            let cap = (self.capacity as f64 * PROTECTED_SHARE) as usize;
+            while inner.protected.bytes > cap {
+                let Some((k, v, s)) = inner.protected.pop_lru() else { break };
+                demoted.extend(inner.probation.put(k, v, s));
+            }
+            found
+        };
+        drop(demoted);
+        Some(found)
     }
 
     /// Whether `key` is cached (without marking it used).
     pub fn contains(&self, key: &K) -> bool {
-        self.capacity != 0 && self.inner.lock().lru.contains(key)
+        if self.capacity == 0 {
+            return false;
+        }
+        let inner = self.inner.lock();
+        inner.protected.lru.contains(key) || inner.probation.lru.contains(key)
     }
 
-    /// Inserts `value`, evicting the least recently used values beyond the
-    /// budget; a value larger than the whole budget is not kept.
+    /// Inserts `value` on probation, evicting probation's least recently
+    /// used values (then protected's) beyond the budget; a value larger than
+    /// the whole budget is not kept. A value replacing one under the same
+    /// key keeps that one's segment.
     pub fn insert(&self, key: K, value: V) {
         let size = value.weight();
         self.inserts.fetch_add(1, Ordering::Relaxed);
@@ -67,14 +138,13 @@ impl<K: Hash + Eq + Clone, V: Clone + Weigh> Cache<K, V> {
         let mut evicted = Vec::new();
         {
             let mut inner = self.inner.lock();
-            if let Some((old, old_size)) = inner.lru.put(key, (value, size)) {
-                inner.bytes -= old_size;
-                evicted.push(old);
-            }
-            inner.bytes += size;
-            while inner.bytes > self.capacity {
-                let Some((_, (v, s))) = inner.lru.pop_lru() else { break };
-                inner.bytes -= s;
+            let inner = &mut *inner;
+            let segment = if inner.protected.lru.contains(&key) { &mut inner.protected } else { &mut inner.probation };
+            evicted.extend(segment.put(key, value, size));
+            while inner.probation.bytes + inner.protected.bytes > self.capacity {
+                let Some((_, v, _)) = inner.probation.pop_lru().or_else(|| inner.protected.pop_lru()) else {
+                    break;
+                };
                 evicted.push(v);
             }
         }
@@ -84,11 +154,7 @@ impl<K: Hash + Eq + Clone, V: Clone + Weigh> Cache<K, V> {
     pub fn remove(&self, key: &K) {
         let removed = {
             let mut inner = self.inner.lock();
-            let r = inner.lru.pop(key);
-            if let Some((_, s)) = &r {
-                inner.bytes -= s;
-            }
-            r
+            inner.protected.pop(key).or_else(|| inner.probation.pop(key))
         };
         drop(removed);
     }
@@ -98,12 +164,10 @@ impl<K: Hash + Eq + Clone, V: Clone + Weigh> Cache<K, V> {
         let mut removed = Vec::new();
         {
             let mut inner = self.inner.lock();
-            let keys: Vec<K> = inner.lru.iter().filter(|(k, _)| doomed(k)).map(|(k, _)| k.clone()).collect();
-            for k in keys {
-                if let Some((v, s)) = inner.lru.pop(&k) {
-                    inner.bytes -= s;
-                    removed.push(v);
-                }
+            let inner = &mut *inner;
+            for segment in [&mut inner.probation, &mut inner.protected] {
+                let keys: Vec<K> = segment.lru.iter().filter(|(k, _)| doomed(k)).map(|(k, _)| k.clone()).collect();
+                removed.extend(keys.iter().filter_map(|k| segment.pop(k)));
             }
         }
         drop(removed);
@@ -111,7 +175,8 @@ impl<K: Hash + Eq + Clone, V: Clone + Weigh> Cache<K, V> {
 
     #[cfg(test)]
     pub fn bytes(&self) -> usize {
-        self.inner.lock().bytes
+        let inner = self.inner.lock();
+        inner.probation.bytes + inner.protected.bytes
     }
 }
 
@@ -148,5 +213,38 @@ mod tests {
         let off = Cache::new(0);
         off.insert((0, 1), Blob(0));
         assert!(off.get(&(0, 1)).is_none());
+    }
+
+    /// A working set every query reuses survives a pass of values read once
+    /// that alone would fill the budget many times; under a plain LRU the
+    /// pass evicts all of it.
+    #[test]
+    fn reused_values_survive_a_pass_read_once() {
+        let c = Cache::new(100);
+        for hot in 0..6u32 {
+            c.insert((0, hot), Blob(10));
+        }
+        for round in 0..3 {
+            for hot in 0..6u32 {
+                assert!(c.get(&(0, hot)).is_some(), "hot value {hot} was evicted in round {round}");
+            }
+            for cold in 0..50u32 {
+                c.insert((1, round * 100 + cold), Blob(10));
+            }
+        }
+        assert!((0..6).all(|hot| c.contains(&(0, hot))));
+        assert_eq!(c.bytes(), 100);
+        // Protected holds at most 80 bytes: of 10 values found again, the two
+        // least recently found are back on probation, where new values push
+        // them out.
+        for v in 10..20u32 {
+            c.insert((2, v), Blob(10));
+            c.get(&(2, v));
+        }
+        for cold in 0..10u32 {
+            c.insert((3, cold), Blob(10));
+        }
+        assert_eq!((10..20).filter(|&v| c.contains(&(2, v))).count(), 8);
+        assert!(c.contains(&(2, 19)) && !c.contains(&(2, 10)) && !c.contains(&(2, 11)));
     }
 }
