@@ -350,13 +350,18 @@ fn bench_add_trained(ds: &Dataset, n_lists: u32, batch: usize) {
     index.train(TrainParams { n_lists, max_iters: 1, ..Default::default() }, Access::default()).unwrap();
     let extra = ds.n() / 10;
     let extra_ids = ids("extra-", extra);
+    // VX_ADD_REPEAT=N adds N times as many (a longer phase for a profiler).
+    let repeat: usize = std::env::var("VX_ADD_REPEAT").ok().and_then(|r| r.parse().ok()).unwrap_or(1);
+    let extra_ids: Vec<String> =
+        (0..repeat).flat_map(|r| extra_ids.iter().map(move |id| format!("{id}-{r}"))).collect();
+    eprintln!("add: trained; adding {} in batches of {batch}", extra_ids.len());
     let rate = fill(&index, ds, &extra_ids, batch);
     emit(
         ds,
         "add_trained_memory",
         &[
             ("n_lists", n_lists.to_string()),
-            ("vectors", extra.to_string()),
+            ("vectors", extra_ids.len().to_string()),
             ("batch", batch.to_string()),
             ("add_per_s", format!("{rate:.0}")),
         ],

@@ -327,12 +327,16 @@ impl Calibration {
             }
         }
         let data = &data.0;
-        let mut ips = vec![0f32; n * m];
+        // Point-major (`ips[p * n + i]`): each point's pass below reads its
+        // own contiguous row, where item-major strode a cache line a step.
+        let mut ips = vec![0f32; m * n];
+        // One task per thread: each packs all of `data` for its SGEMM.
+        let per_task = m.div_ceil(pool.current_num_threads().max(1));
         pool.install(|| {
             use rayon::prelude::*;
-            ips.par_chunks_mut(256 * m).zip(data.par_chunks(256 * dim)).for_each(|(out, block)| {
-                distance::inner_products(block, block.len() / dim, &self.points.0, m, dim, out)
-            });
+            ips.par_chunks_mut(per_task * n)
+                .zip(self.points.0.par_chunks(per_task * dim))
+                .for_each(|(out, points)| distance::inner_products(points, points.len() / dim, data, n, dim, out));
         });
         let x_norms: Vec<f32> = data.chunks_exact(dim).map(|x| distance::dot(x, x)).collect();
         let matched: Vec<[bool; 3]> = ids.iter().map(|id| FILTER_MODULI.map(|m| simulated_match(id, m))).collect();
@@ -341,18 +345,26 @@ impl Calibration {
         pool.install(|| {
             use rayon::prelude::*;
             self.best.par_iter_mut().zip(self.filtered.par_iter_mut()).enumerate().for_each(|(p, (best, filtered))| {
+                let row = &ips[p * n..(p + 1) * n];
                 for i in 0..n {
-                    if ids[i] == points[p].as_str() {
-                        continue;
-                    }
-                    let ip = ips[i * m + p];
+                    let ip = row[i];
                     // Rank-equivalent to each metric's distance.
                     let s = match metric {
                         Metric::InnerProduct | Metric::Cosine => -ip,
                         _ => x_norms[i] + norms[p] - 2.0 * ip,
                     };
+                    let wanted = |b: &Vec<(f32, u32)>| b.len() < CALIBRATION_K || s < b[b.len() - 1].0;
+                    let hits = matched[i];
+                    // Most items are farther than the point's 10 best so far:
+                    // they are passed over before their id is compared.
+                    if !wanted(best) && !(0..3).any(|f| hits[f] && wanted(&filtered[f])) {
+                        continue;
+                    }
+                    if ids[i] == points[p].as_str() {
+                        continue;
+                    }
                     keep_best(best, s, lists[i]);
-                    for (best, _) in filtered.iter_mut().zip(matched[i]).filter(|(_, hit)| *hit) {
+                    for (best, _) in filtered.iter_mut().zip(hits).filter(|(_, hit)| *hit) {
                         keep_best(best, s, lists[i]);
                     }
                 }
