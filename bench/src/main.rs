@@ -4,7 +4,7 @@
 //! usage: vx-bench DATASET_DIR NAME [--threads 1,2] [--queries N] [--scratch DIR]
 //!                 [--only flat|ivf|add|stores|security|space|all] [--ivf-lists N] [--ivf-iters N] [--ivf-probes 1,2,4]
 //!                 [--pg postgres://...]   (for --only stores: also the PostgreSQL store)
-//!                 [--only scale] [--cache-mib N]   (see scale.rs; the first of --threads)
+//!                 [--only scale] [--cache-mib N] [--index ivf-flat|ivf-rabitq]   (see scale.rs; the first of --threads)
 //!                 [--only curves] [--run ID]   (recall/QPS of IVF_FLAT and IVF_RABITQ, see curves.rs)
 //!                 [--only filters]   (filtered and metadata-only queries, see filters.rs)
 //!                 [--only text]   (keyword and hybrid search on /usr/share/doc, see text.rs)
@@ -498,6 +498,7 @@ fn main() {
     let mut pg: Option<String> = None;
     let mut cache_bytes = DEFAULT_CACHE_BYTES;
     let mut run = String::new();
+    let mut scale_index = IndexConfig::default();
     let mut i = 3;
     while i + 1 < args.len() {
         match args[i].as_str() {
@@ -511,6 +512,13 @@ fn main() {
             "--pg" => pg = Some(args[i + 1].clone()),
             "--cache-mib" => cache_bytes = args[i + 1].parse::<usize>().unwrap() << 20,
             "--run" => run = args[i + 1].clone(),
+            "--index" => {
+                scale_index.index_type = match args[i + 1].as_str() {
+                    "ivf-flat" => vx::IndexType::IvfFlat,
+                    "ivf-rabitq" => vx::IndexType::IvfRabitq,
+                    other => panic!("unknown index type {other} (ivf-flat or ivf-rabitq)"),
+                }
+            }
             other => panic!("unknown option {other}"),
         }
         i += 2;
@@ -524,6 +532,7 @@ fn main() {
             iters: ivf.iters,
             probes: ivf.probes,
             nq_limit,
+            config: scale_index,
         };
         scale::run(&dir, &args[2], &scratch, &opts);
         return;

@@ -14,7 +14,7 @@ use std::io::{BufReader, Read, Seek, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use vx::{Access, Client, ClientOptions, Hit, IndexConfig, QueryParams, TrainParams, DEFAULT_CACHE_BYTES};
+use vx::{Access, Client, ClientOptions, Hit, IndexConfig, IndexType, QueryParams, TrainParams, DEFAULT_CACHE_BYTES};
 
 use crate::fixtures::{as_root, file_uri, ids, items, key, read_fvecs, read_ivecs};
 use crate::{dir_size, emit_named, peak_rss, proc_status_bytes, s, KEY};
@@ -40,6 +40,8 @@ pub struct ScaleOptions {
     /// Explicit n_probes measured besides the automatic one.
     pub probes: Vec<u32>,
     pub nq_limit: usize,
+    /// The index measured (`--index`: IVF_FLAT by default).
+    pub config: IndexConfig,
 }
 
 /// The rows of an .fvecs file, read in order a batch at a time.
@@ -79,6 +81,8 @@ impl Fvecs {
 /// The queries, their exact neighbours and where the runs write.
 struct Setup<'a> {
     name: &'a str,
+    /// The index type measured, as `--index` names it.
+    index: &'a str,
     dir: &'a Path,
     scratch: &'a Path,
     store: &'a Path,
@@ -92,7 +96,7 @@ struct Setup<'a> {
 
 impl Setup<'_> {
     fn emit(&self, phase: &str, fields: &[(&str, String)]) {
-        let mut all = vec![("phase", s(phase))];
+        let mut all = vec![("phase", s(phase)), ("index", s(self.index))];
         all.extend_from_slice(fields);
         emit_named(self.name, "scale", &all);
     }
@@ -114,6 +118,10 @@ pub fn run(dir: &Path, name: &str, scratch: &Path, opts: &ScaleOptions) {
     let store = scratch.join(format!("scale-{name}"));
     let setup = Setup {
         name,
+        index: match opts.config.index_type {
+            IndexType::IvfRabitq => "ivf-rabitq",
+            _ => "ivf-flat",
+        },
         dir,
         scratch,
         store: &store,
@@ -133,7 +141,7 @@ pub fn run(dir: &Path, name: &str, scratch: &Path, opts: &ScaleOptions) {
     {
         let client =
             Client::open(&uri, ClientOptions { threads: opts.threads, cache_bytes: opts.cache_bytes }).unwrap();
-        let index = client.create_index("bench", &key(KEY), IndexConfig::default()).unwrap();
+        let index = client.create_index("bench", &key(KEY), opts.config.clone()).unwrap();
         fill(&index, &mut base, &setup);
         train(&index, &setup, opts);
         add_and_compact(&index, &setup);

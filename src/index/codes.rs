@@ -102,9 +102,9 @@ pub struct CodeChunk {
     /// The units of this head a rerank decrypted, for as long as something
     /// else (the cache, a query) holds them: the next rerank finds them here
     /// instead of by a cache lookup, which cost more than the rest of a
-    /// candidate's rerank (a lock and several cache misses in the LRU).
+    /// candidate's rerank (a lock and several cache misses in its lists).
     /// They stay the cache's to count and evict; one found here is not
-    /// marked as used in the cache's LRU order.
+    /// marked as used in the cache's order.
     units: Mutex<Vec<Weak<Chunk>>>,
     pub metadata: Vec<Option<String>>,
     parsed: OnceLock<Vec<Option<Value>>>,
@@ -309,12 +309,12 @@ pub struct Coder {
 }
 
 /// A head a scan found, for the next scan of the same chunk to take
-/// without the cache's lock and LRU lookup (several hundred ns a head, and
+/// without the cache's lock and lookup (several hundred ns a head, and
 /// a query scans tens to hundreds of heads), for as long as something else
 /// (the cache, a query) holds it. It stays the cache's to count and evict:
 /// once `TOUCH_AFTER_INSERTS` values went into the cache since it was last
 /// marked used there, the next scan takes it from the cache again, so a head
-/// in use keeps its place in the LRU order where the cache is full.
+/// in use keeps its place (and its protected segment) in a full cache.
 struct HeldHead {
     stamp: Stamp,
     head: Weak<CodeChunk>,
