@@ -95,6 +95,7 @@ pub fn run(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions, 
             let client = Client::open(&uri, ClientOptions { threads: threads[0], cache_bytes: raw * 2 }).unwrap();
             let index = client.create_index("bench", &key(KEY), config).unwrap();
             fill(&index, ds, &names, 50_000);
+            eprintln!("curves: {kind} filled; training");
             let t0 = Instant::now();
             let params =
                 TrainParams { n_lists: opts.n_lists, max_iters: opts.iters, tolerance: 1e-30, ..Default::default() };
