@@ -7,7 +7,8 @@
 //! peak RSS), adds into the trained index, compacts, and measures
 //! single-query recall@10 and QPS with a cache smaller than the raw vectors
 //! and with the default one. Base row `i` is stored under the id `i`, as
-//! `fixtures::ids("", n)` names them.
+//! `fixtures::ids("", n)` names them. The index is IVF_FLAT unless
+//! `--index ivf-rabitq` asks for the compressed one.
 
 use std::fs::{self, File};
 use std::io::{BufReader, Read, Seek, Write};
