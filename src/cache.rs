@@ -126,9 +126,9 @@ impl<K: Hash + Eq + Clone, V: Clone + Weigh> Cache<K, V> {
     }
 
     /// Inserts `value` on probation, evicting probation's least recently
-    /// used values (then protected's) beyond the budget; a value larger than
-    /// the whole budget is not kept. A value replacing one under the same
-    /// key keeps that one's segment.
+    /// used values (then protected's) beyond the budget, never `value`
+    /// itself; a value larger than the whole budget is not kept. A value
+    /// replacing one under the same key keeps that one's segment.
     pub fn insert(&self, key: K, value: V) {
         let size = value.weight();
         self.inserts.fetch_add(1, Ordering::Relaxed);
@@ -139,12 +139,16 @@ impl<K: Hash + Eq + Clone, V: Clone + Weigh> Cache<K, V> {
         {
             let mut inner = self.inner.lock();
             let inner = &mut *inner;
-            let segment = if inner.protected.lru.contains(&key) { &mut inner.protected } else { &mut inner.probation };
+            let on_probation = !inner.protected.lru.contains(&key);
+            let segment = if on_probation { &mut inner.probation } else { &mut inner.protected };
             evicted.extend(segment.put(key, value, size));
             while inner.probation.bytes + inner.protected.bytes > self.capacity {
-                let Some((_, v, _)) = inner.probation.pop_lru().or_else(|| inner.protected.pop_lru()) else {
-                    break;
-                };
+                // The new value is probation's newest: once it is all that
+                // is left there, protected gives way instead (it fits the
+                // budget, so what is left of protected is not all of it).
+                let spare_on_probation = inner.probation.lru.len() > usize::from(on_probation);
+                let oldest = if spare_on_probation { inner.probation.pop_lru() } else { inner.protected.pop_lru() };
+                let Some((_, v, _)) = oldest else { break };
                 evicted.push(v);
             }
         }
@@ -246,5 +250,24 @@ mod tests {
         }
         assert_eq!((10..20).filter(|&v| c.contains(&(2, v))).count(), 8);
         assert!(c.contains(&(2, 19)) && !c.contains(&(2, 10)) && !c.contains(&(2, 11)));
+    }
+
+    /// A new value is kept even when probation holds less than it needs:
+    /// protected gives way, not the value just inserted.
+    #[test]
+    fn a_new_value_is_kept_when_protected_is_full() {
+        let c = Cache::new(100);
+        for v in 0..8u32 {
+            c.insert((0, v), Blob(10));
+            c.get(&(0, v)); // protected: 80 bytes
+        }
+        c.insert((1, 0), Blob(10));
+        c.insert((1, 1), Blob(10));
+        c.insert((2, 0), Blob(30));
+        assert!(c.contains(&(2, 0)), "the value just inserted was evicted");
+        assert_eq!(c.bytes(), 100);
+        // Probation's two older values went first, then protected's oldest.
+        assert!(!c.contains(&(1, 0)) && !c.contains(&(1, 1)) && !c.contains(&(0, 0)));
+        assert!((1..8).all(|v| c.contains(&(0, v))));
     }
 }

@@ -102,6 +102,9 @@ fn argmin(row: &[f32]) -> (usize, f32) {
         }
     }
     let min = lanes.iter().chain(tail).fold(f32::INFINITY, |m, &x| if x < m { x } else { m });
+    if min == f32::INFINITY {
+        return (0, min); // nothing below +inf: not the first +inf's position
+    }
     (row.iter().position(|&x| x == min).unwrap_or(0), min)
 }
 
@@ -279,6 +282,8 @@ mod tests {
             }
         }
         assert_eq!(argmin(&[f32::NAN; 20]), (0, f32::INFINITY));
+        assert_eq!(argmin(&[f32::NAN, f32::INFINITY]), (0, f32::INFINITY));
+        assert_eq!(argmin(&[f32::INFINITY, f32::NEG_INFINITY]), (1, f32::NEG_INFINITY));
     }
 
     /// The seeding's distance skipping changes no pick: it equals the plain
