@@ -316,6 +316,8 @@ mod tests {
         base: IndexConfig06,
         filterable_fields_json: *const c_char,
     }
+    /// Written out rather than as `base: QueryParams05`: 0.7's `rerank_mult`
+    /// sits in 0.5's tail padding, where a nested struct would not put it.
     #[repr(C)]
     #[allow(dead_code)]
     struct QueryParams07 {
