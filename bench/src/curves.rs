@@ -113,6 +113,8 @@ pub fn run(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions, 
                 // Warm up: every list once, then the sweep's largest probe count.
                 let all = QueryParams { top_k: 10, n_probes: opts.n_lists, ..Default::default() };
                 index.query(&ds.queries[..ds.dim * nq.min(50)], nq.min(50), ds.dim, &all, Access::default()).unwrap();
+                // A marker for a profiler to attach after the setup.
+                eprintln!("curves: {kind} with the {cache} cache ready");
                 for &p in &opts.probes {
                     for &r in &rerank {
                         let params = QueryParams { top_k: 10, n_probes: p, rerank_mult: r, ..Default::default() };

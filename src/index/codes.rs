@@ -1080,3 +1080,51 @@ impl BlockBounds {
         keep.iter().enumerate().fold(0u32, |m, (t, &k)| m | (k as u32) << t)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::chunk::{CHUNK_TARGET_BYTES, CODED_CHUNK_TARGET_BYTES};
+    use super::super::{Access, Index, IndexConfig, IndexType, ItemRef, TrainParams};
+    use crate::crypto::SecretKey;
+    use crate::{Client, ClientOptions};
+
+    fn largest_chunk(index: &Index) -> usize {
+        let snap = index.current().unwrap();
+        snap.manifest.chunks().map(|c| c.bytes as usize).max().unwrap()
+    }
+
+    /// Trained IVF_RABITQ chunks fill up to the coded target, IVF_FLAT's
+    /// and untrained ones to the plain one, and writes to a trained coded
+    /// index keep to the coded target.
+    #[test]
+    fn only_a_coded_layout_packs_larger_chunks() {
+        let (n, dim) = (11_000, 64);
+        let vectors: Vec<f32> = (0..n * dim).map(|i| ((i * 7919) % 1013) as f32 / 1013.0).collect();
+        let ids: Vec<String> = (0..n).map(|i| format!("v{i}")).collect();
+        let items: Vec<ItemRef<'_>> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| ItemRef { id, vector: &vectors[i * dim..(i + 1) * dim], metadata: None, contents: None })
+            .collect();
+        let client = Client::open("memory:", ClientOptions::default()).unwrap();
+        for (name, index_type) in [("flat", IndexType::IvfFlat), ("coded", IndexType::IvfRabitq)] {
+            let config = IndexConfig { index_type, ..Default::default() };
+            let index = client.create_index(name, &SecretKey::from_bytes(&[9; 32]), config).unwrap();
+            index.upsert(&items[..n - 1000], Access::default()).unwrap();
+            assert!(largest_chunk(&index) <= CHUNK_TARGET_BYTES, "{name}: untrained");
+            let params = TrainParams { n_lists: 2, max_iters: 5, ..Default::default() };
+            index.train(params, Access::default()).unwrap();
+            for batch in items[n - 1000..].chunks(100) {
+                index.upsert(batch, Access::default()).unwrap();
+            }
+            let largest = largest_chunk(&index);
+            match index_type {
+                IndexType::IvfFlat => assert!(largest <= CHUNK_TARGET_BYTES, "flat: {largest}"),
+                IndexType::IvfRabitq => {
+                    assert!(largest > CHUNK_TARGET_BYTES && largest <= CODED_CHUNK_TARGET_BYTES, "coded: {largest}")
+                }
+            }
+            assert_eq!(index.num_vectors(Access::default()).unwrap(), n as u64);
+        }
+    }
+}

@@ -626,7 +626,7 @@ impl Index {
 
         // 1. Every item to its list's open chunk; a full chunk is sealed and
         //    written ahead. `homes` records each item's new chunk.
-        let mut packer = Packer::default();
+        let mut packer = Packer::new(plan.coder.is_some());
         let mut open: HashMap<u32, (u32, ChunkBuilder)> = HashMap::new();
         let mut homes: Vec<(Token, u32)> = Vec::with_capacity(old.num_vectors as usize);
         let mut next_chunk = plan.manifest.next_chunk;

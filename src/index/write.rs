@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::access::Need;
-use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Entry, Packer, CHUNK_TARGET_BYTES};
+use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Entry, Packer};
 use super::codes::{unit_obj, units_of};
 use super::commit::{Plan, SealedChunk};
 use super::manifest::{ChunkMeta, Manifest, Stamp};
@@ -229,12 +229,14 @@ impl Index {
         for (&list, &size) in lists.iter().zip(&sizes) {
             *added.entry(list).or_default() += size;
         }
-        let repack: Vec<ChunkMeta> = added.iter().flat_map(|(&list, &bytes)| small_tail(old, list, bytes)).collect();
+        let coded = plan.coder.is_some();
+        let repack: Vec<ChunkMeta> =
+            added.iter().flat_map(|(&list, &bytes)| small_tail(old, list, bytes, Packer::target(coded))).collect();
         let sources: Vec<Arc<Chunk>> = self
             .env
             .pool
             .install(|| repack.par_iter().map(|meta| self.chunk(old, meta, None)).collect::<Result<_>>())?;
-        let mut packer = Packer::default();
+        let mut packer = Packer::new(coded);
         let mut new_chunks: BTreeMap<u32, (u32, Vec<Row>)> = BTreeMap::new();
         let mut place = |list: u32, size: usize, row: Row| -> Result<u32> {
             let (no, _) = packer.place(list, size, &mut m.next_chunk)?;
@@ -314,19 +316,16 @@ impl Index {
     }
 }
 
-/// A chunk under this many encoded bytes may be repacked by a write.
-const SMALL_CHUNK_BYTES: usize = CHUNK_TARGET_BYTES / 2;
-
 /// The chunks a write that adds `bytes` to `list` repacks: the list's
-/// newest chunks under half full, newest first, while each is at most twice
-/// the bytes gathered so far. New chunks are numbered upwards, so a list's
-/// newest chunks are its last.
-fn small_tail(m: &Manifest, list: u32, bytes: usize) -> Vec<ChunkMeta> {
+/// newest chunks under half the `target` size, newest first, while each is
+/// at most twice the bytes gathered so far. New chunks are numbered
+/// upwards, so a list's newest chunks are its last.
+fn small_tail(m: &Manifest, list: u32, bytes: usize, target: usize) -> Vec<ChunkMeta> {
     let mut gathered = bytes;
     let newest = m.list(list).iter().rev().map_while(|&no| m.chunk(no));
     newest
         .take_while(|c| {
-            let take = (c.bytes as usize) < SMALL_CHUNK_BYTES && c.bytes as usize <= 2 * gathered;
+            let take = (c.bytes as usize) < target / 2 && c.bytes as usize <= 2 * gathered;
             gathered += c.bytes as usize;
             take
         })
