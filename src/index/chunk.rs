@@ -29,15 +29,6 @@ use crate::error::{Error, Result};
 /// embedded store packs values up to 64 KiB tightly but wastes up to 70% on
 /// larger ones (measured: 1.03x vs 1.70x file size per stored byte).
 pub const CHUNK_TARGET_BYTES: usize = (64 << 10) - 512 - SEAL_OVERHEAD;
-/// A trained IVF_RABITQ index never stores a chunk whole: its codes go to a
-/// head, its vectors to ~4 KiB units (`codes.rs`), so the limit above does
-/// not apply, and larger chunks scan faster: a query scores a head 32 rows
-/// at a time, so a head of 35 rows (what 64 KiB holds at d = 384) costs as
-/// much as one of 64, besides the fixed work per head. Twice the size
-/// roughly halves both on 384-d MiniLM embeddings (docs/BENCHMARKS.md). It
-/// is not larger because a delete or overwrite reseals its item's whole
-/// chunk, and training holds one open chunk per list.
-pub const CODED_CHUNK_TARGET_BYTES: usize = 2 * CHUNK_TARGET_BYTES;
 /// count u32, dim u32, precision u8, 7 zero bytes: keeps the vectors that
 /// follow 16-byte aligned, so they are decrypted straight into place.
 const CHUNK_HEADER_BYTES: usize = 16;
@@ -272,36 +263,21 @@ impl Drop for ChunkBuilder {
 }
 
 /// Packs the new items of each list into new chunks: the list's open chunk
-/// while the item fits under the target size, else a new one (which takes
-/// the item even if it alone is larger).
+/// while the item fits under [`CHUNK_TARGET_BYTES`], else a new one (which
+/// takes the item even if it alone is larger). An item's size is what it
+/// costs the chunk's largest stored object: its encoded bytes, or for a
+/// coded layout `Coder::packing_size`.
+#[derive(Default)]
 pub struct Packer {
-    /// Encoded bytes a chunk is filled up to: [`CHUNK_TARGET_BYTES`], or
-    /// [`CODED_CHUNK_TARGET_BYTES`] for the chunks of a coded layout.
-    target: usize,
-    /// list -> (its open chunk's number, that chunk's encoded size)
+    /// list -> (its open chunk's number, the size packed into it)
     tails: std::collections::HashMap<u32, (u32, usize)>,
 }
 
 impl Packer {
-    /// A packer for chunks stored whole, or (`coded`) as a head and units.
-    pub fn new(coded: bool) -> Packer {
-        Packer { target: Self::target(coded), tails: Default::default() }
-    }
-
-    /// The size chunks are filled up to (see [`Packer::new`]).
-    pub fn target(coded: bool) -> usize {
-        if coded {
-            CODED_CHUNK_TARGET_BYTES
-        } else {
-            CHUNK_TARGET_BYTES
-        }
-    }
-
     /// The chunk an item of `size` encoded bytes goes to in `list`, and
     /// whether it is new; new chunks are numbered from `next_chunk`.
     pub fn place(&mut self, list: u32, size: usize, next_chunk: &mut u32) -> Result<(u32, bool)> {
-        let target = self.target;
-        if let Some((no, bytes)) = self.tails.get_mut(&list).filter(|(_, bytes)| *bytes + size <= target) {
+        if let Some((no, bytes)) = self.tails.get_mut(&list).filter(|(_, bytes)| *bytes + size <= CHUNK_TARGET_BYTES) {
             *bytes += size;
             return Ok((*no, false));
         }
@@ -467,7 +443,7 @@ mod tests {
     #[test]
     fn packer_fills_a_chunk_then_opens_the_next() {
         let mut next = 10;
-        let mut p = Packer::new(false);
+        let mut p = Packer::default();
         assert_eq!(p.place(0, CHUNK_TARGET_BYTES - 200, &mut next).unwrap(), (10, true));
         assert_eq!(p.place(0, 100, &mut next).unwrap(), (10, false));
         assert_eq!(p.place(0, 100, &mut next).unwrap(), (11, true));
@@ -476,11 +452,6 @@ mod tests {
         assert_eq!(next, 14);
         let mut last = u32::MAX;
         assert!(p.place(2, 1, &mut last).is_err());
-        // A coded layout's chunks hold more.
-        let mut p = Packer::new(true);
-        assert_eq!(p.place(0, CHUNK_TARGET_BYTES - 200, &mut next).unwrap(), (14, true));
-        assert_eq!(p.place(0, CHUNK_TARGET_BYTES - 200, &mut next).unwrap(), (14, false));
-        assert_eq!(p.place(0, 1000, &mut next).unwrap(), (15, true));
     }
 
     #[test]

@@ -117,8 +117,8 @@ impl<'a> Plan<'a> {
     /// Encodes and seals chunk `no` of `list` (coded if the plan has a
     /// coder); callable from many threads.
     pub fn seal_chunk(&self, no: u32, list: u32, chunk: Chunk, precision: Precision) -> Result<SealedChunk> {
-        // Sized by its rows' whole bytes either way, so a coded index packs
-        // its chunks, and so its units, as IVF_FLAT does.
+        // Its rows' whole bytes either way (what a write's repack gathers);
+        // a coded layout packs more of them (`Coder::packing_size`).
         let bytes = chunk.encoded_len(precision) as u32;
         let count = chunk.len() as u32;
         let Some(coder) = &self.coder else {

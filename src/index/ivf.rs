@@ -626,7 +626,8 @@ impl Index {
 
         // 1. Every item to its list's open chunk; a full chunk is sealed and
         //    written ahead. `homes` records each item's new chunk.
-        let mut packer = Packer::new(plan.coder.is_some());
+        let mut packer = Packer::default();
+        let coder = plan.coder.clone();
         let mut open: HashMap<u32, (u32, ChunkBuilder)> = HashMap::new();
         let mut homes: Vec<(Token, u32)> = Vec::with_capacity(old.num_vectors as usize);
         let mut next_chunk = plan.manifest.next_chunk;
@@ -644,8 +645,9 @@ impl Index {
                     self.env.pool.install(|| ids.par_iter().map(|id| self.tokens.id(id)).collect());
                 for ((&(ci, slot), &list), token) in block.iter().zip(&lists).zip(tokens) {
                     let c = &chunks[ci];
-                    let size =
-                        item_encoded_len(dim, precision, c.ids[slot].len(), c.metadata[slot].as_ref().map(String::len));
+                    let metadata_len = c.metadata[slot].as_ref().map(String::len);
+                    let size = item_encoded_len(dim, precision, c.ids[slot].len(), metadata_len);
+                    let size = coder.as_ref().map_or(size, |coder| coder.packing_size(size, metadata_len));
                     let (no, new) = packer.place(list, size, &mut next_chunk)?;
                     if new {
                         let fresh = (no, ChunkBuilder::with_capacity(dim, 0));

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::access::Need;
-use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Entry, Packer};
+use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Entry, Packer, CHUNK_TARGET_BYTES};
 use super::codes::{unit_obj, units_of};
 use super::commit::{Plan, SealedChunk};
 use super::manifest::{ChunkMeta, Manifest, Stamp};
@@ -229,16 +229,16 @@ impl Index {
         for (&list, &size) in lists.iter().zip(&sizes) {
             *added.entry(list).or_default() += size;
         }
-        let coded = plan.coder.is_some();
-        let repack: Vec<ChunkMeta> =
-            added.iter().flat_map(|(&list, &bytes)| small_tail(old, list, bytes, Packer::target(coded))).collect();
+        let repack: Vec<ChunkMeta> = added.iter().flat_map(|(&list, &bytes)| small_tail(old, list, bytes)).collect();
         let sources: Vec<Arc<Chunk>> = self
             .env
             .pool
             .install(|| repack.par_iter().map(|meta| self.chunk(old, meta, None)).collect::<Result<_>>())?;
-        let mut packer = Packer::new(coded);
+        let mut packer = Packer::default();
         let mut new_chunks: BTreeMap<u32, (u32, Vec<Row>)> = BTreeMap::new();
-        let mut place = |list: u32, size: usize, row: Row| -> Result<u32> {
+        let coder = plan.coder.clone();
+        let mut place = |list: u32, size: usize, metadata_len: Option<usize>, row: Row| -> Result<u32> {
+            let size = coder.as_ref().map_or(size, |coder| coder.packing_size(size, metadata_len));
             let (no, _) = packer.place(list, size, &mut m.next_chunk)?;
             new_chunks.entry(no).or_insert_with(|| (list, Vec::new())).1.push(row);
             Ok(no)
@@ -251,14 +251,14 @@ impl Index {
                 return Err(Error::integrity("the directory names items their chunk does not hold"));
             }
             for s in kept {
-                let size =
-                    item_encoded_len(dim, precision, chunk.ids[s].len(), chunk.metadata[s].as_ref().map(String::len));
-                moved.push((chunk.ids[s].as_str(), place(meta.list, size, Row::Kept(k, s))?));
+                let metadata_len = chunk.metadata[s].as_ref().map(String::len);
+                let size = item_encoded_len(dim, precision, chunk.ids[s].len(), metadata_len);
+                moved.push((chunk.ids[s].as_str(), place(meta.list, size, metadata_len, Row::Kept(k, s))?));
             }
         }
         let mut assigned = Vec::with_capacity(upserts.len());
         for (i, (&list, &size)) in lists.iter().zip(&sizes).enumerate() {
-            assigned.push(place(list, size, Row::Upsert(i))?);
+            assigned.push(place(list, size, upserts[i].item.metadata.map(str::len), Row::Upsert(i))?);
         }
 
         // 4. Seal, in parallel, the new chunks and every chunk that loses
@@ -316,16 +316,19 @@ impl Index {
     }
 }
 
+/// A chunk under this many encoded bytes may be repacked by a write.
+const SMALL_CHUNK_BYTES: usize = CHUNK_TARGET_BYTES / 2;
+
 /// The chunks a write that adds `bytes` to `list` repacks: the list's
-/// newest chunks under half the `target` size, newest first, while each is
-/// at most twice the bytes gathered so far. New chunks are numbered
-/// upwards, so a list's newest chunks are its last.
-fn small_tail(m: &Manifest, list: u32, bytes: usize, target: usize) -> Vec<ChunkMeta> {
+/// newest chunks under half full, newest first, while each is at most twice
+/// the bytes gathered so far. New chunks are numbered upwards, so a list's
+/// newest chunks are its last.
+fn small_tail(m: &Manifest, list: u32, bytes: usize) -> Vec<ChunkMeta> {
     let mut gathered = bytes;
     let newest = m.list(list).iter().rev().map_while(|&no| m.chunk(no));
     newest
         .take_while(|c| {
-            let take = (c.bytes as usize) < target / 2 && c.bytes as usize <= 2 * gathered;
+            let take = (c.bytes as usize) < SMALL_CHUNK_BYTES && c.bytes as usize <= 2 * gathered;
             gathered += c.bytes as usize;
             take
         })
