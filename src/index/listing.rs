@@ -300,7 +300,7 @@ impl Index {
         let unit = self.unit_of(m, meta, slot)?;
         let s = slot % rows_per_unit(m.config.dimension as usize, m.config.precision);
         let mut row = ChunkBuilder::with_capacity(m.config.dimension as usize, 1);
-        row.push(unit.vector(s), unit.ids[s].clone(), head.metadata[slot].clone());
+        row.push(unit.vector(s), unit.ids[s].clone(), head.metadata(slot).cloned());
         Ok((Arc::new(row.finish()), 0))
     }
 }
