@@ -6,7 +6,9 @@
 
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
 
 use rayon::prelude::*;
 
@@ -276,16 +278,25 @@ struct Calibration {
 /// items (10%, 1% and 0.1%).
 pub(crate) const FILTER_MODULI: [u64; 3] = [10, 100, 1000];
 
-/// Whether an item is matched by the simulated filter of `modulus`: a
-/// fixed hash of its id (FNV-1a, then mixed) is a multiple of it.
-fn simulated_match(id: &str, modulus: u64) -> bool {
+/// An item is matched by the simulated filter of a modulus when this fixed
+/// hash of its id (FNV-1a, then mixed) is a multiple of it.
+fn simulated_filter_hash(id: &str) -> u64 {
     let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
-    (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9) % modulus == 0
+    (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+}
+
+/// What an item must be below to enter `best` (+inf while not full).
+fn threshold(best: &[(f32, u32)]) -> f32 {
+    if best.len() < CALIBRATION_K {
+        f32::INFINITY
+    } else {
+        best[best.len() - 1].0
+    }
 }
 
 /// Keeps (s, list) among the best [`CALIBRATION_K`] of `best`, ascending.
 fn keep_best(best: &mut Vec<(f32, u32)>, s: f32, list: u32) {
-    if best.len() < CALIBRATION_K || s < best[best.len() - 1].0 {
+    if s < threshold(best) {
         let at = best.partition_point(|b| b.0 <= s);
         best.insert(at, (s, list));
         best.truncate(CALIBRATION_K);
@@ -338,34 +349,53 @@ impl Calibration {
                 .zip(self.points.0.par_chunks(per_task * dim))
                 .for_each(|(out, points)| distance::inner_products(points, points.len() / dim, data, n, dim, out));
         });
-        let x_norms: Vec<f32> = data.chunks_exact(dim).map(|x| distance::dot(x, x)).collect();
-        let matched: Vec<[bool; 3]> = ids.iter().map(|id| FILTER_MODULI.map(|m| simulated_match(id, m))).collect();
-        let metric = self.metric;
+        // Rank-equivalent to each metric's distance: s_i = x_norms[i] +
+        // |p|^2 - 2 ip (L2), -ip (inner product, cosine).
+        let l2 = !matches!(self.metric, Metric::InnerProduct | Metric::Cosine);
+        let x_norms: Vec<f32> = data.chunks_exact(dim).map(|x| if l2 { distance::dot(x, x) } else { 0.0 }).collect();
+        // Each simulated filter's items in this block.
+        let mut members: [Vec<usize>; 3] = Default::default();
+        for (i, id) in ids.iter().enumerate() {
+            let h = simulated_filter_hash(id);
+            for (members, modulus) in members.iter_mut().zip(FILTER_MODULI) {
+                if h.is_multiple_of(modulus) {
+                    members.push(i);
+                }
+            }
+        }
         let (points, norms) = (&self.ids, &self.norms);
         pool.install(|| {
             use rayon::prelude::*;
-            self.best.par_iter_mut().zip(self.filtered.par_iter_mut()).enumerate().for_each(|(p, (best, filtered))| {
+            let work = self.best.par_iter_mut().zip(self.filtered.par_iter_mut()).enumerate();
+            work.for_each_init(Vec::new, |s, (p, (best, filtered))| {
                 let row = &ips[p * n..(p + 1) * n];
-                for i in 0..n {
-                    let ip = row[i];
-                    // Rank-equivalent to each metric's distance.
-                    let s = match metric {
-                        Metric::InnerProduct | Metric::Cosine => -ip,
-                        _ => x_norms[i] + norms[p] - 2.0 * ip,
-                    };
-                    let wanted = |b: &Vec<(f32, u32)>| b.len() < CALIBRATION_K || s < b[b.len() - 1].0;
-                    let hits = matched[i];
-                    // Most items are farther than the point's 10 best so far:
-                    // they are passed over before their id is compared.
-                    if !wanted(best) && !(0..3).any(|f| hits[f] && wanted(&filtered[f])) {
-                        continue;
+                let p_norm = if l2 { norms[p] } else { 0.0 };
+                s.clear();
+                s.extend(row.iter().zip(&x_norms).map(|(ip, xn)| xn + p_norm - 2.0 * ip));
+                // Most items are farther than the point's 10 best so far: a
+                // group of 16 is passed over on one vector compare, and only
+                // an item below the threshold has its id compared.
+                let offer = |best: &mut Vec<(f32, u32)>, i: usize| {
+                    if ids[i] != points[p].as_str() {
+                        keep_best(best, s[i], lists[i]);
                     }
-                    if ids[i] == points[p].as_str() {
-                        continue;
+                };
+                for (g, group) in s.chunks(16).enumerate() {
+                    let limit = threshold(best);
+                    if group.iter().fold(false, |any, &x| any | (x < limit)) {
+                        for (t, &x) in group.iter().enumerate() {
+                            if x < threshold(best) {
+                                offer(best, g * 16 + t);
+                            }
+                        }
                     }
-                    keep_best(best, s, lists[i]);
-                    for (best, _) in filtered.iter_mut().zip(hits).filter(|(_, hit)| *hit) {
-                        keep_best(best, s, lists[i]);
+                }
+                // Each filter's best among its own items only.
+                for (best, members) in filtered.iter_mut().zip(&members) {
+                    for &i in members {
+                        if s[i] < threshold(best) {
+                            offer(best, i);
+                        }
                     }
                 }
             });
@@ -622,7 +652,7 @@ impl Index {
             plan.coder = Some(centroids.coder(old.config.metric, old.config.quantizer_bits, quantizer_seed));
         }
         let (dim, precision, metric) = (old.config.dimension as usize, old.config.precision, old.config.metric);
-        let mut ahead = WriteAhead { batch: WriteBatch::default(), bytes: 0, limit: steps.write };
+        let mut ahead = WriteAhead::new(&self.env, steps)?;
 
         // 1. Every item to its list's open chunk; a full chunk is sealed and
         //    written ahead. `homes` records each item's new chunk.
@@ -699,7 +729,7 @@ impl Index {
             })?;
             for s in sealed {
                 if let Some((obj, stamp, bytes)) = plan.put_bucket_ahead(s) {
-                    ahead.put(&self.env, self.store_key(obj, &stamp), bytes)?;
+                    ahead.put(self.store_key(obj, &stamp), bytes)?;
                 }
             }
         }
@@ -707,7 +737,7 @@ impl Index {
             remove_run(&mut plan, run);
         }
         plan.manifest.runs.clear();
-        ahead.flush(&self.env)?;
+        ahead.finish()?;
 
         // 3. The centroids, the calibrated probe count, and the root that
         //    makes it all current.
@@ -735,7 +765,7 @@ impl Index {
         })?;
         for s in sealed {
             for (obj, stamp, bytes) in plan.put_chunk_ahead(s) {
-                ahead.put(&self.env, self.store_key(obj, &stamp), bytes)?;
+                ahead.put(self.store_key(obj, &stamp), bytes)?;
             }
         }
         Ok(())
@@ -743,29 +773,130 @@ impl Index {
 }
 
 /// Objects a training run writes to the store ahead of its commit, in
-/// batches of about `limit` bytes (no compare-and-set: nothing committed
-/// names them).
+/// batches of about half the step's `write` bytes (no compare-and-set:
+/// nothing committed names them). A thread of its own writes each batch
+/// while the pass assigns and seals the next, so the store's work (its
+/// B-tree, the copy into the file, the fsync) overlaps the pass instead of
+/// stopping it. One batch is written while the next fills: the two stay
+/// within the step's `write` bytes.
 struct WriteAhead {
     batch: WriteBatch,
     bytes: usize,
     limit: usize,
+    /// Hands batches to the writer, which stops at its first error.
+    writer: Option<(SyncSender<WriteBatch>, JoinHandle<Result<()>>)>,
 }
 
 impl WriteAhead {
-    fn put(&mut self, env: &Env, key: Vec<u8>, sealed: Vec<u8>) -> Result<()> {
+    fn new(env: &Env, steps: Steps) -> Result<WriteAhead> {
+        let (send, batches) = sync_channel::<WriteBatch>(0);
+        let store = env.store.clone();
+        let writer = std::thread::Builder::new()
+            .name("vx-write-ahead".into())
+            .spawn(move || batches.into_iter().try_for_each(|batch| store.write(batch).map(drop)))
+            .map_err(|e| Error::Storage(format!("cannot start training's writer thread: {e}")))?;
+        Ok(WriteAhead { batch: WriteBatch::default(), bytes: 0, limit: steps.write / 2, writer: Some((send, writer)) })
+    }
+
+    fn put(&mut self, key: Vec<u8>, sealed: Vec<u8>) -> Result<()> {
         self.bytes += sealed.len();
         self.batch.put(key, sealed);
         if self.bytes >= self.limit {
-            self.flush(env)?;
+            self.send()?;
         }
         Ok(())
     }
 
-    fn flush(&mut self, env: &Env) -> Result<()> {
-        if !self.batch.ops.is_empty() {
-            env.store.write(std::mem::take(&mut self.batch))?;
-        }
+    /// Hands the batch filled so far to the writer (waiting while it writes
+    /// the one before).
+    fn send(&mut self) -> Result<()> {
         self.bytes = 0;
-        Ok(())
+        let batch = std::mem::take(&mut self.batch);
+        let Some((send, _)) = &self.writer else { return Err(Error::Storage("training's writer has stopped".into())) };
+        if batch.ops.is_empty() || send.send(batch).is_ok() {
+            return Ok(());
+        }
+        // The writer stopped: its error says why.
+        self.finish().and(Err(Error::Storage("training's writer has stopped".into())))
+    }
+
+    /// Writes what is left and waits until the writer has written it all.
+    fn finish(&mut self) -> Result<()> {
+        if !self.batch.ops.is_empty() && self.writer.is_some() {
+            self.send()?;
+        }
+        let Some((send, writer)) = self.writer.take() else { return Ok(()) };
+        drop(send);
+        writer.join().unwrap_or_else(|_| Err(Error::Storage("training's writer thread panicked".into())))
+    }
+}
+
+impl Drop for WriteAhead {
+    /// A training that fails stops here until its writer has stopped, so
+    /// nothing it wrote ahead lands after the failure is reported (the next
+    /// writer collects it as garbage).
+    fn drop(&mut self) {
+        if let Some((send, writer)) = self.writer.take() {
+            drop(send);
+            let _ = writer.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Calibration::observe`, fed block by block, keeps for every point
+    /// what a stable sort of all items keeps: its best (score, list), and
+    /// the same among each simulated filter's items, the point itself left
+    /// out, the earlier item first among ties. Small integer coordinates
+    /// make every score exact, and ties common.
+    #[test]
+    fn calibration_keeps_what_a_sort_of_all_items_keeps() {
+        let (n, dim, k, m) = (5000, 8, 7, 6);
+        let mut rng = SplitMix::new(11);
+        let data: Vec<f32> = (0..n * dim).map(|_| (rng.next_u64() % 8) as f32).collect();
+        let ids: Vec<String> = (0..n).map(|i| format!("item-{i}")).collect();
+        let lists: Vec<u32> = (0..n).map(|i| (rng.next_u64() % k as u64) as u32 + (i as u32 % 2)).collect();
+        let centroids = Centroids::new(k + 1, dim, WipedFloats(data[..(k + 1) * dim].to_vec()));
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        let row = |i: usize| &data[i * dim..(i + 1) * dim];
+        // The points are items 100.. of the index (each must not find itself).
+        let point_ids: Vec<Zeroizing<String>> = (100..100 + m).map(|i| Zeroizing::new(ids[i].clone())).collect();
+        let points = WipedFloats(data[100 * dim..(100 + m) * dim].to_vec());
+        for metric in [Metric::SquaredEuclidean, Metric::InnerProduct] {
+            let mut cal = Calibration::new(metric, &centroids, WipedFloats(points.0.clone()), point_ids.clone());
+            for start in (0..n).step_by(1700) {
+                let end = (start + 1700).min(n);
+                let vectors: Vec<&[f32]> = (start..end).map(row).collect();
+                let block_ids: Vec<&str> = ids[start..end].iter().map(String::as_str).collect();
+                cal.observe(&pool, &vectors, &block_ids, &lists[start..end]);
+            }
+            for p in 0..m {
+                let q = row(100 + p);
+                let score = |i: usize| match metric {
+                    Metric::InnerProduct => -distance::dot(row(i), q),
+                    _ => row(i).iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum::<f32>(),
+                };
+                let best_of = |keep: &dyn Fn(usize) -> bool| {
+                    let mut all: Vec<(f32, u32)> =
+                        (0..n).filter(|&i| i != 100 + p && keep(i)).map(|i| (score(i), lists[i])).collect();
+                    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    all.truncate(CALIBRATION_K);
+                    all
+                };
+                let ranks = |v: &[(f32, u32)]| v.iter().map(|b| b.1).collect::<Vec<u32>>();
+                assert_eq!(ranks(&cal.best[p]), ranks(&best_of(&|_| true)), "{metric:?} point {p}");
+                for (f, modulus) in FILTER_MODULI.into_iter().enumerate() {
+                    let matched = |i: usize| simulated_filter_hash(&ids[i]).is_multiple_of(modulus);
+                    assert_eq!(
+                        ranks(&cal.filtered[p][f]),
+                        ranks(&best_of(&matched)),
+                        "{metric:?} point {p} 1/{modulus}"
+                    );
+                }
+            }
+        }
     }
 }
