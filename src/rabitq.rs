@@ -521,7 +521,12 @@ impl QueryLut {
         // truncation, which vectorises (`f32::round` is a libm call per
         // entry: 2% of a query). Both roundings move an entry by at most a
         // few ulps of 255 beyond half a step: inside the margin's 1e-3.
+        // Tables so small that 1/delta overflows are not quantized.
         let inv_delta = if delta > 0.0 { 1.0 / delta } else { 0.0 };
+        if !inv_delta.is_finite() {
+            self.quant_margin = f32::INFINITY;
+            return;
+        }
         for t in &self.nibbles {
             let (lo, _) = range(t);
             offset += lo as f64;
@@ -916,6 +921,21 @@ fn grid_cosine(a: &[f32], t: f32, top: f32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A query whose tables are so small that a step's inverse overflows
+    /// is scanned on the float tables: quantized, every entry would be 0 or
+    /// 255 and the bounds from them wrong.
+    #[test]
+    fn tables_too_small_to_quantize_are_not_quantized() {
+        let q = Quantizer::new(128, 2, 7);
+        let tiny: Vec<f32> = (0..q.rotation().padded()).map(|i| (i as f32 - 60.0) * 1e-39).collect();
+        let mut lut = QueryLut::default();
+        q.prepare_into(&tiny, EPS0_99, 1000, &mut lut);
+        assert!(!lut.quantized());
+        let normal: Vec<f32> = tiny.iter().map(|x| x * 1e30).collect();
+        q.prepare_into(&normal, EPS0_99, 1000, &mut lut);
+        assert!(lut.quantized());
+    }
 
     fn gaussian(rng: &mut SplitMix) -> f32 {
         let u = ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;

@@ -107,7 +107,7 @@ pub struct CodeChunk {
     /// marked as used in the cache's order.
     units: Mutex<Vec<Weak<Chunk>>>,
     /// Each row's metadata; empty when no row has any (24 bytes a row
-    /// otherwise, 40% of a head's memory at d = 128 with no metadata).
+    /// otherwise, over a quarter of a head's memory at d = 128).
     metadata: Vec<Option<String>>,
     parsed: OnceLock<Vec<Option<Value>>>,
 }
@@ -134,9 +134,6 @@ impl CodeChunk {
         self.units.lock().get(u)?.upgrade()
     }
 
-    /// Starts loading the header of unit `u` (its reference counts and its
-    /// `Chunk`, where its vectors' address is) if held: a hint, no effect on
-    /// results, for a rerank a few candidates ahead of `held_unit`.
     /// Starts loading what a scan reads first: the first block's codes and
     /// terms.
     fn prefetch_first_block(&self) {
@@ -147,11 +144,16 @@ impl CodeChunk {
             prefetch_line(c.as_ptr().cast());
             prefetch_line(c[self.norm.len()..].as_ptr().cast());
         }
-        for line in self.packed.chunks(64).take(8) {
+        // A block's planes, up to 2 KiB (1 KiB at d = 128 with 2 bits).
+        let block = self.packed.len() / (self.norm.len() / BLOCK).max(1);
+        for line in self.packed[..block.min(2048)].chunks(64) {
             prefetch_line(line.as_ptr());
         }
     }
 
+    /// Starts loading the header of unit `u` (its reference counts and its
+    /// `Chunk`, where its vectors' address is) if held: a hint, no effect on
+    /// results, for a rerank a few candidates ahead of `held_unit`.
     fn prefetch_unit(&self, u: usize) {
         if let Some(unit) = self.units.lock().get(u) {
             // A Weak's pointer is valid or dangling, and a prefetch faults on neither.

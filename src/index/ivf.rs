@@ -220,8 +220,9 @@ const CALIBRATION_K: usize = 10;
 /// training reads the index in steps, so its memory does not grow with the
 /// index. A quarter of `max_memory`, when that is less.
 const TRAINING_STEP_BYTES: usize = 128 << 20;
-/// Sealed bytes a training run writes ahead of its commit per store batch
-/// at most; a quarter of `max_memory`, when that is less.
+/// Sealed bytes a training run holds written ahead of its commit at most
+/// (two store batches of half this: one being written, one filling); a
+/// quarter of `max_memory`, when that is less.
 const WRITE_AHEAD_BYTES: usize = 64 << 20;
 
 /// Points a training pass assigns (and calibrates against) per SGEMM.
@@ -285,7 +286,7 @@ fn simulated_filter_hash(id: &str) -> u64 {
     (h ^ (h >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9)
 }
 
-/// What an item must be below to enter `best` (+inf while not full).
+/// What an item must be below to enter a full `best` (+inf while not full).
 fn threshold(best: &[(f32, u32)]) -> f32 {
     if best.len() < CALIBRATION_K {
         f32::INFINITY
@@ -294,9 +295,14 @@ fn threshold(best: &[(f32, u32)]) -> f32 {
     }
 }
 
+/// Whether an item scoring `s` enters `best`: any while it is not full.
+fn wanted(best: &[(f32, u32)], s: f32) -> bool {
+    best.len() < CALIBRATION_K || s < best[best.len() - 1].0
+}
+
 /// Keeps (s, list) among the best [`CALIBRATION_K`] of `best`, ascending.
 fn keep_best(best: &mut Vec<(f32, u32)>, s: f32, list: u32) {
-    if s < threshold(best) {
+    if wanted(best, s) {
         let at = best.partition_point(|b| b.0 <= s);
         best.insert(at, (s, list));
         best.truncate(CALIBRATION_K);
@@ -352,7 +358,10 @@ impl Calibration {
         // Rank-equivalent to each metric's distance: s_i = x_norms[i] +
         // |p|^2 - 2 ip (L2), -ip (inner product, cosine).
         let l2 = !matches!(self.metric, Metric::InnerProduct | Metric::Cosine);
-        let x_norms: Vec<f32> = data.chunks_exact(dim).map(|x| if l2 { distance::dot(x, x) } else { 0.0 }).collect();
+        let x_norms: Vec<f32> = match l2 {
+            true => data.chunks_exact(dim).map(|x| distance::dot(x, x)).collect(),
+            false => Vec::new(),
+        };
         // Each simulated filter's items in this block.
         let mut members: [Vec<usize>; 3] = Default::default();
         for (i, id) in ids.iter().enumerate() {
@@ -369,9 +378,11 @@ impl Calibration {
             let work = self.best.par_iter_mut().zip(self.filtered.par_iter_mut()).enumerate();
             work.for_each_init(Vec::new, |s, (p, (best, filtered))| {
                 let row = &ips[p * n..(p + 1) * n];
-                let p_norm = if l2 { norms[p] } else { 0.0 };
                 s.clear();
-                s.extend(row.iter().zip(&x_norms).map(|(ip, xn)| xn + p_norm - 2.0 * ip));
+                match l2 {
+                    true => s.extend(row.iter().zip(&x_norms).map(|(ip, xn)| xn + norms[p] - 2.0 * ip)),
+                    false => s.extend(row.iter().map(|ip| -ip)),
+                }
                 // Most items are farther than the point's 10 best so far: a
                 // group of 16 is passed over on one vector compare, and only
                 // an item below the threshold has its id compared.
@@ -382,9 +393,9 @@ impl Calibration {
                 };
                 for (g, group) in s.chunks(16).enumerate() {
                     let limit = threshold(best);
-                    if group.iter().fold(false, |any, &x| any | (x < limit)) {
+                    if best.len() < CALIBRATION_K || group.iter().fold(false, |any, &x| any | (x < limit)) {
                         for (t, &x) in group.iter().enumerate() {
-                            if x < threshold(best) {
+                            if wanted(best, x) {
                                 offer(best, g * 16 + t);
                             }
                         }
@@ -393,7 +404,7 @@ impl Calibration {
                 // Each filter's best among its own items only.
                 for (best, members) in filtered.iter_mut().zip(&members) {
                     for &i in members {
-                        if s[i] < threshold(best) {
+                        if wanted(best, s[i]) {
                             offer(best, i);
                         }
                     }
@@ -812,19 +823,23 @@ impl WriteAhead {
     fn send(&mut self) -> Result<()> {
         self.bytes = 0;
         let batch = std::mem::take(&mut self.batch);
-        let Some((send, _)) = &self.writer else { return Err(Error::Storage("training's writer has stopped".into())) };
+        let stopped = || Error::Storage("training's writer has stopped".into());
+        let Some((send, _)) = &self.writer else { return Err(stopped()) };
         if batch.ops.is_empty() || send.send(batch).is_ok() {
             return Ok(());
         }
         // The writer stopped: its error says why.
-        self.finish().and(Err(Error::Storage("training's writer has stopped".into())))
+        self.stop().and(Err(stopped()))
     }
 
     /// Writes what is left and waits until the writer has written it all.
-    fn finish(&mut self) -> Result<()> {
-        if !self.batch.ops.is_empty() && self.writer.is_some() {
-            self.send()?;
-        }
+    fn finish(mut self) -> Result<()> {
+        self.send()?;
+        self.stop()
+    }
+
+    /// Closes the writer's queue and waits for it: its first error, if any.
+    fn stop(&mut self) -> Result<()> {
         let Some((send, writer)) = self.writer.take() else { return Ok(()) };
         drop(send);
         writer.join().unwrap_or_else(|_| Err(Error::Storage("training's writer thread panicked".into())))
@@ -836,10 +851,7 @@ impl Drop for WriteAhead {
     /// nothing it wrote ahead lands after the failure is reported (the next
     /// writer collects it as garbage).
     fn drop(&mut self) {
-        if let Some((send, writer)) = self.writer.take() {
-            drop(send);
-            let _ = writer.join();
-        }
+        let _ = self.stop();
     }
 }
 
