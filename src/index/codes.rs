@@ -156,10 +156,7 @@ impl CodeChunk {
     /// results, for a rerank a few candidates ahead of `held_unit`.
     fn prefetch_unit(&self, u: usize) {
         if let Some(unit) = self.units.lock().get(u) {
-            // A Weak's pointer is valid or dangling, and a prefetch faults on neither.
-            let at = unit.as_ptr().cast::<u8>();
-            prefetch_line(at.wrapping_sub(16));
-            prefetch_line(at.wrapping_add(48));
+            prefetch_weak(unit, 2);
         }
     }
 
@@ -388,11 +385,7 @@ impl Coder {
     /// Starts loading the reference count and fields of `meta`'s held head.
     fn prefetch_held_head(&self, meta: &ChunkMeta) {
         if let Some(Some(h)) = self.held.read().get(meta.no as usize) {
-            // A Weak's pointer is valid or dangling, and a prefetch faults on neither.
-            let at = h.head.as_ptr().cast::<u8>();
-            for line in 0..4 {
-                prefetch_line(at.wrapping_sub(16).wrapping_add(64 * line));
-            }
+            prefetch_weak(&h.head, 4);
         }
     }
 
@@ -938,6 +931,17 @@ const RERANK_AHEAD: usize = 4;
 fn prefetch(v: &[f32]) {
     for line in v.chunks(16) {
         prefetch_line(line.as_ptr().cast());
+    }
+}
+
+/// Starts loading the first `lines` cache lines of what `w` points at, its
+/// reference counts (16 bytes before the value) first. A Weak's pointer is
+/// valid or dangling, and a prefetch faults on neither.
+#[inline]
+fn prefetch_weak<T>(w: &Weak<T>, lines: usize) {
+    let at = w.as_ptr().cast::<u8>().wrapping_sub(16);
+    for line in 0..lines {
+        prefetch_line(at.wrapping_add(64 * line));
     }
 }
 
