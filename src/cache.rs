@@ -177,7 +177,7 @@ impl<K: Hash + Eq + Clone, V: Clone + Weigh> Cache<K, V> {
         drop(removed);
     }
 
-    #[cfg(test)]
+    /// What the cache holds now, as charged against its capacity.
     pub fn bytes(&self) -> usize {
         let inner = self.inner.lock();
         inner.probation.bytes + inner.protected.bytes

@@ -123,4 +123,10 @@ impl Client {
     pub fn threads(&self) -> usize {
         self.env.pool.current_num_threads()
     }
+
+    /// Bytes the decrypted cache holds now, as charged against
+    /// `ClientOptions::cache_bytes` (what its objects take in memory).
+    pub fn cached_bytes(&self) -> usize {
+        self.env.cache.bytes()
+    }
 }

@@ -165,8 +165,9 @@ impl Factors {
         self.norm / self.quality
     }
 
-    /// |r| spread(quality): the 1-bit bound is this times the table's bound scale.
-    #[inline]
+    /// |r| spread(quality): the 1-bit bound is this times the table's bound
+    /// scale (a scan bounds the B-bit estimate, `ex_err`).
+    #[cfg(test)]
     pub fn err(&self) -> f32 {
         self.norm * Factors::spread(self.quality)
     }
@@ -332,39 +333,8 @@ impl Quantizer {
     /// `prepare_with_eps0` into `lut`, reusing its tables' memory (a scan
     /// prepares a table per list and query).
     pub fn prepare_into(&self, rotated_v: &[f32], eps0: f32, codes: usize, lut: &mut QueryLut) {
-        let d = self.rotation.padded;
-        assert_eq!(rotated_v.len(), d, "Quantizer::prepare: query length");
-        let inv_sqrt_d = (1.0 / (d as f64).sqrt()) as f32;
-        let whole = codes >= WHOLE_BYTE_TABLES_FROM;
-        lut.nibbles.clear();
-        lut.tables.clear();
-        for v in rotated_v.chunks_exact(8) {
-            // Setting bit k flips v_k's sign. Built per nibble, each
-            // entry on its own (a chain through the table, entry from
-            // entry, was a tenth of a query), then all 256 low + high
-            // pairs: independent, vectorised adds.
-            let w: [f32; 8] = std::array::from_fn(|k| 2.0 * v[k] * inv_sqrt_d);
-            let base = -v.iter().sum::<f32>() * inv_sqrt_d;
-            let nibble = |w: &[f32], b: usize| (0..4).map(|k| w[k] * ((b >> k) & 1) as f32).sum::<f32>();
-            let lo: [f32; 16] = std::array::from_fn(|b| base + nibble(&w[..4], b));
-            let hi: [f32; 16] = std::array::from_fn(|b| nibble(&w[4..], b));
-            lut.nibbles.extend([lo, hi]);
-            if whole {
-                let mut t = [0f32; 256];
-                for (row, h) in t.chunks_exact_mut(16).zip(hi) {
-                    for (e, l) in row.iter_mut().zip(lo) {
-                        *e = h + l;
-                    }
-                }
-                lut.tables.push(t);
-            }
-        }
-        lut.quantize();
-        let norm = rotated_v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
-        let bound_scale = norm * eps0 as f64 / ((d - 1) as f64).sqrt();
-        lut.sum = rotated_v.iter().sum();
-        lut.norm = (norm as f32).min(f32::MAX);
-        lut.bound_scale = (bound_scale as f32).min(f32::MAX);
+        assert_eq!(rotated_v.len(), self.rotation.padded, "Quantizer::prepare: query length");
+        lut.prepare(rotated_v, eps0, codes);
     }
 
     /// For n codes stored contiguously (signs: n * sign_bytes, factors: n), writes the 1-bit
@@ -487,6 +457,43 @@ impl Quantizer {
 const WHOLE_BYTE_TABLES_FROM: usize = 256;
 
 impl QueryLut {
+    /// The tables of a rotated vector of the padded dimension (see
+    /// `Quantizer::prepare_into`), for a caller without the quantizer.
+    pub fn prepare(&mut self, rotated_v: &[f32], eps0: f32, codes: usize) {
+        let d = rotated_v.len();
+        let inv_sqrt_d = (1.0 / (d as f64).sqrt()) as f32;
+        let whole = codes >= WHOLE_BYTE_TABLES_FROM;
+        self.nibbles.clear();
+        self.tables.clear();
+        for v in rotated_v.chunks_exact(8) {
+            // Setting bit k flips v_k's sign. Built per nibble, each
+            // entry on its own (a chain through the table, entry from
+            // entry, was a tenth of a query), then all 256 low + high
+            // pairs: independent, vectorised adds.
+            let w: [f32; 8] = std::array::from_fn(|k| 2.0 * v[k] * inv_sqrt_d);
+            let base = -v.iter().sum::<f32>() * inv_sqrt_d;
+            let nibble = |w: &[f32], b: usize| (0..4).map(|k| w[k] * ((b >> k) & 1) as f32).sum::<f32>();
+            let lo: [f32; 16] = std::array::from_fn(|b| base + nibble(&w[..4], b));
+            let hi: [f32; 16] = std::array::from_fn(|b| nibble(&w[4..], b));
+            self.nibbles.extend([lo, hi]);
+            if whole {
+                let mut t = [0f32; 256];
+                for (row, h) in t.chunks_exact_mut(16).zip(hi) {
+                    for (e, l) in row.iter_mut().zip(lo) {
+                        *e = h + l;
+                    }
+                }
+                self.tables.push(t);
+            }
+        }
+        self.quantize();
+        let norm = rotated_v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt();
+        let bound_scale = norm * eps0 as f64 / ((d - 1) as f64).sqrt();
+        self.sum = rotated_v.iter().sum();
+        self.norm = (norm as f32).min(f32::MAX);
+        self.bound_scale = (bound_scale as f32).min(f32::MAX);
+    }
+
     /// |v|, for the caller's distance formulas.
     #[cfg(test)]
     pub fn norm(&self) -> f32 {

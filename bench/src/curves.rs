@@ -102,6 +102,7 @@ pub fn run(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions, 
             index.train(params, Access::default()).unwrap();
             t0.elapsed().as_secs_f64()
         };
+        resident(ds, &uri, kind, opts.n_lists, raw, run);
         for (cache, cache_bytes) in [("warm", raw * 2), ("quarter", raw / 4)] {
             if caches.as_ref().is_some_and(|c| !c.iter().any(|c| c == cache)) {
                 continue;
@@ -154,4 +155,31 @@ pub fn run(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions, 
             let _ = fs::remove_dir_all(&dir);
         }
     }
+}
+
+/// What the index keeps in memory to be searched: the decrypted cache after
+/// one query that probes every list and reranks one candidate, so every
+/// head (IVF_RABITQ: codes and terms; IVF_FLAT: whole chunks), the
+/// centroids and one unit.
+fn resident(ds: &Dataset, uri: &str, kind: &str, n_lists: u32, raw: usize, run: &str) {
+    let client = Client::open(uri, ClientOptions { threads: 1, cache_bytes: raw * 2 }).unwrap();
+    let index = client.load_index("bench", as_root(&key(KEY))).unwrap();
+    let all = QueryParams { top_k: 1, n_probes: n_lists, rerank_mult: 1, ..Default::default() };
+    index.query(&ds.queries[..ds.dim], 1, ds.dim, &all, Access::default()).unwrap();
+    let bytes = client.cached_bytes();
+    eprintln!(
+        "curves: {kind} holds {bytes} bytes searched in memory, {:.3}x its raw vectors",
+        bytes as f64 / raw as f64
+    );
+    emit(
+        ds,
+        "resident",
+        &[
+            ("run", s(run)),
+            ("index", s(kind)),
+            ("cached_bytes", bytes.to_string()),
+            ("raw_vector_bytes", raw.to_string()),
+            ("ratio", format!("{:.4}", bytes as f64 / raw as f64)),
+        ],
+    );
 }

@@ -63,14 +63,16 @@ pub fn unit_obj(meta: &ChunkMeta, u: u32) -> (Obj, Stamp) {
     (Obj::ChunkUnit(meta.no, u, meta.stamp.digest), meta.stamp)
 }
 
-/// What a head must hold.
-pub(crate) struct CodeShape {
+/// What a head must hold, and (L2) its list's rotated centroid, which
+/// its rows' `CodeChunk::fixed` terms are derived from.
+pub(crate) struct CodeShape<'a> {
     pub dim: usize,
     pub precision: Precision,
     pub bits: u32,
     pub sign_bytes: usize,
     pub ex_bytes: usize,
     pub count: usize,
+    pub centre: Option<&'a [f32]>,
 }
 
 /// A decrypted head: the codes and metadata of a chunk's rows. Wiped on
@@ -81,24 +83,28 @@ pub(crate) struct CodeShape {
 /// and each row's factors kept as the scan uses them, one array per term
 /// (padded to whole blocks with zeros), so a block's bounds are computed
 /// in SIMD lanes.
+///
+/// A row's score is estimated as `base + fixed + sign · w · scale`, within
+/// `bound_scale · err` (plus rounding), where `base` and `sign` are the
+/// query's and list's (`ListQuery`) and w is the weighted dot of the row's
+/// whole code (all its planes, `Quantizer::weighted_dots`) with the
+/// query's table. Only the B-bit estimate is kept: its bound is the
+/// tighter, and three terms a row (12 bytes) instead of seven keep a head
+/// at 44 bytes a row at d = 128 with 2 bits (0.095× the raw vectors with
+/// the blocks' padding, measured on 1M × 128; was 0.125×).
 pub struct CodeChunk {
     len: usize,
     /// Sign plane and extended planes, packed (`rabitq::pack`).
     packed: Zeroizing<Vec<u8>>,
-    /// Per row: |r| (`Factors::norm`), `Factors::scale`, `Factors::err`,
-    /// and for bits > 1 `rabitq::ex_scale` and `Factors::ex_err` (for 1
-    /// bit these are `scale` and `err`, not stored twice).
-    norm: Vec<f32>,
+    /// L2 only (empty otherwise, for 0): |r|^2 + 2 w_c' · scale, where
+    /// w_c' is the row's weighted dot with its list's rotated centroid c'.
+    /// So one table of the query q' serves every list: the score's
+    /// -2 <r, q' - c'> is -2 (w_q' - w_c') · scale.
+    fixed: Vec<f32>,
+    /// `rabitq::ex_scale` (for 1 bit, `Factors::scale`).
     scale: Vec<f32>,
+    /// `Factors::ex_err` (for 1 bit, `Factors::err`).
     err: Vec<f32>,
-    ex_scale: Vec<f32>,
-    ex_err: Vec<f32>,
-    /// L2 only, on the first scan: each code's sign dot and weighted plane
-    /// dots (`Quantizer::weighted_dots`) with its list's rotated centroid
-    /// c', so a query's table of q' serves every list: a dot with q' - c'
-    /// is the dot with q' minus this. Two arrays: the sign dots, then the
-    /// weighted dots (each padded as `norm`).
-    centred: OnceLock<Vec<f32>>,
     /// The units of this head a rerank decrypted, for as long as something
     /// else (the cache, a query) holds them: the next rerank finds them here
     /// instead of by a cache lookup, which cost more than the rest of a
@@ -114,11 +120,8 @@ pub struct CodeChunk {
 
 impl Drop for CodeChunk {
     fn drop(&mut self) {
-        for terms in [&mut self.norm, &mut self.scale, &mut self.err, &mut self.ex_scale, &mut self.ex_err] {
+        for terms in [&mut self.fixed, &mut self.scale, &mut self.err] {
             terms.iter_mut().for_each(|x| *x = 0.0);
-        }
-        if let Some(c) = self.centred.get_mut() {
-            c.iter_mut().for_each(|c| *c = 0.0);
         }
         self.metadata.iter_mut().flatten().for_each(zeroize::Zeroize::zeroize);
     }
@@ -137,15 +140,11 @@ impl CodeChunk {
     /// Starts loading what a scan reads first: the first block's codes and
     /// terms.
     fn prefetch_first_block(&self) {
-        for terms in [&self.norm, &self.scale, &self.err, &self.ex_scale, &self.ex_err] {
+        for terms in [&self.fixed, &self.scale, &self.err] {
             prefetch_line(terms.as_ptr().cast());
         }
-        if let Some(c) = self.centred.get() {
-            prefetch_line(c.as_ptr().cast());
-            prefetch_line(c[self.norm.len()..].as_ptr().cast());
-        }
         // A block's planes, up to 2 KiB (1 KiB at d = 128 with 2 bits).
-        let block = self.packed.len() / (self.norm.len() / BLOCK).max(1);
+        let block = self.packed.len() / (self.padded() / BLOCK).max(1);
         for line in self.packed[..block.min(2048)].chunks(64) {
             prefetch_line(line.as_ptr());
         }
@@ -168,6 +167,11 @@ impl CodeChunk {
         units[u] = Arc::downgrade(unit);
     }
 
+    /// Rows, padded to whole blocks: the length of each term array.
+    fn padded(&self) -> usize {
+        self.scale.len()
+    }
+
     pub fn metadata(&self, slot: usize) -> Option<&String> {
         self.metadata.get(slot)?.as_ref()
     }
@@ -178,11 +182,9 @@ impl CodeChunk {
 
     pub fn mem_size(&self) -> usize {
         let meta: usize = self.metadata.iter().flatten().map(String::len).sum();
-        let padded = self.norm.len();
         std::mem::size_of::<CodeChunk>()
             + self.packed.len()
-            + (self.norm.len() + self.scale.len() + self.err.len() + self.ex_scale.len() + self.ex_err.len()) * 4
-            + padded * std::mem::size_of::<[f32; 2]>() // `centred`, once filled
+            + (self.fixed.len() + self.scale.len() + self.err.len()) * 4
             + self.units.lock().len() * std::mem::size_of::<Weak<Chunk>>()
             + self.metadata.len() * std::mem::size_of::<Option<String>>()
             + meta * 3
@@ -248,9 +250,8 @@ impl CodeChunk {
         let head = CodeChunk::assemble(
             (shape.bits, shape.sign_bytes, shape.ex_bytes),
             per_unit,
-            &signs,
-            &ex,
-            &factors,
+            (&signs, &ex, &factors),
+            shape.centre,
             metadata,
         );
         wipe_factors(factors);
@@ -258,13 +259,13 @@ impl CodeChunk {
     }
 
     /// A head from its rows' codes, factors and metadata, with what is
-    /// derived from them in memory (`(bits, sign bytes, ex bytes)` per code).
+    /// derived from them in memory (`(bits, sign bytes, ex bytes)` per code;
+    /// `centre`: L2's rotated centroid of the head's list).
     fn assemble(
         (bits, sb, eb): (u32, usize, usize),
         rows_per_unit: usize,
-        signs: &[u8],
-        ex: &[u8],
-        factors: &[Factors],
+        (signs, ex, factors): (&[u8], &[u8], &[Factors]),
+        centre: Option<&[f32]>,
         metadata: Vec<Option<String>>,
     ) -> CodeChunk {
         let n = factors.len();
@@ -276,27 +277,33 @@ impl CodeChunk {
             v.resize(padded, 0.0);
             v
         };
-        let ex_of = |s: usize| &ex[s * eb..(s + 1) * eb];
-        let (ex_scale, ex_err) = if bits > 1 {
-            (terms(&|s, f| ex_scale(bits, &signs[s * sb..(s + 1) * sb], ex_of(s), f)), terms(&|_, f| f.ex_err()))
-        } else {
-            (Vec::new(), Vec::new())
-        };
+        let scale = terms(&|s, f| ex_scale(bits, &signs[s * sb..(s + 1) * sb], &ex[s * eb..(s + 1) * eb], f));
         // A row's extended code is its planes one after another (eb bytes):
         // each plane of all rows first, then all planes packed.
         let ex_planes: Vec<Zeroizing<Vec<u8>>> = (0..eb / sb)
             .map(|b| Zeroizing::new(ex.chunks_exact(eb).flat_map(|row| &row[b * sb..(b + 1) * sb]).copied().collect()))
             .collect();
         let planes: Vec<&[u8]> = [signs].into_iter().chain(ex_planes.iter().map(|p| p.as_slice())).collect();
+        let packed = Zeroizing::new(pack(&planes, sb, n));
+        let fixed = match centre {
+            None => Vec::new(),
+            Some(c) => {
+                let mut lut = QueryLut::default();
+                lut.prepare(c, EPS0_99, n);
+                let (plane, block_len) = (sb * BLOCK, sb * BLOCK * planes.len());
+                let centred = |s: usize| {
+                    let (block, t) = (&packed[(s / BLOCK) * block_len..][..block_len], s % BLOCK);
+                    lut.packed_weighted(lut.packed_dot(&block[..plane], t), bits, &block[plane..], t)
+                };
+                terms(&|s, f| f.norm * f.norm + 2.0 * centred(s) * scale[s])
+            }
+        };
         CodeChunk {
             len: n,
-            packed: Zeroizing::new(pack(&planes, sb, n)),
-            norm: terms(&|_, f| f.norm),
-            scale: terms(&|_, f| f.scale()),
-            err: terms(&|_, f| f.err()),
-            ex_scale,
-            ex_err,
-            centred: OnceLock::new(),
+            packed,
+            fixed,
+            scale,
+            err: terms(&|_, f| f.ex_err()),
             units: no_units(n.div_ceil(rows_per_unit)),
             metadata: if metadata.iter().all(Option::is_none) { Vec::new() } else { metadata },
             parsed: OnceLock::new(),
@@ -425,7 +432,8 @@ impl Coder {
         bytes.div_ceil(2).max(head_row)
     }
 
-    pub fn shape(&self, dim: usize, precision: Precision, count: usize) -> CodeShape {
+    /// The shape of a head of `count` rows in `list`.
+    pub fn shape(&self, dim: usize, precision: Precision, count: usize, list: u32) -> CodeShape<'_> {
         CodeShape {
             dim,
             precision,
@@ -433,7 +441,14 @@ impl Coder {
             sign_bytes: self.quantizer.sign_bytes(),
             ex_bytes: self.quantizer.ex_bytes(),
             count,
+            centre: self.centre(list),
         }
+    }
+
+    /// L2: `list`'s rotated centroid, which its heads' scores are centred on
+    /// (`CodeChunk::fixed`); `None` for the other metrics.
+    fn centre(&self, list: u32) -> Option<&[f32]> {
+        matches!(self.metric, Metric::Euclidean | Metric::SquaredEuclidean).then(|| self.rotated_centroid(list))
     }
 
     /// The head of `chunk`, a chunk of `list`: each row's residual to the
@@ -459,7 +474,13 @@ impl Coder {
         }
         let plain = CodeChunk::encode((chunk.dim, q.bits(), precision), &signs, &ex, &factors, &chunk.metadata);
         let per_unit = rows_per_unit(chunk.dim, precision);
-        let head = CodeChunk::assemble((q.bits(), sb, eb), per_unit, &signs, &ex, &factors, chunk.metadata.clone());
+        let head = CodeChunk::assemble(
+            (q.bits(), sb, eb),
+            per_unit,
+            (&signs, &ex, &factors),
+            self.centre(list),
+            chunk.metadata.clone(),
+        );
         wipe_factors(factors);
         (head, plain)
     }
@@ -494,9 +515,6 @@ struct ListQuery {
     /// Score = base + sign * <r, v>, where r is a row's coded residual.
     base: f32,
     sign: f32,
-    /// L2: v = q - c, so scores are |r|^2 + |v|^2 - 2<r, v> (the row's
-    /// |r|^2 is added) and sign dots are taken off the codes' `centred`.
-    l2: bool,
     /// Of the table of v (`QueryLut::bound_scale`), times |sign|.
     bound_scale: f32,
     /// L2: what rounding can add to a sign dot with q' - c' taken as a
@@ -535,7 +553,6 @@ impl Coder {
                 ListQuery {
                     base,
                     sign: -2.0,
-                    l2: true,
                     bound_scale: 2.0 * self.quantizer.bound_scale(base.sqrt()),
                     rounding: 2.0 * self.quantizer.rounding(q_l1 + self.l1[list as usize]),
                 }
@@ -544,7 +561,6 @@ impl Coder {
             Metric::InnerProduct => ListQuery {
                 base: -distance::dot(centroids.row(list as usize), q),
                 sign: -1.0,
-                l2: false,
                 bound_scale: lut.bound_scale(),
                 rounding: 0.0,
             },
@@ -552,31 +568,10 @@ impl Coder {
             Metric::Cosine => ListQuery {
                 base: 1.0 - distance::dot(centroids.row(list as usize), q) * inv_q,
                 sign: -1.0,
-                l2: false,
                 bound_scale: lut.bound_scale(),
                 rounding: 0.0,
             },
         }
-    }
-
-    /// `head.centred`, computed on its first scan: `list` is the head's.
-    fn centred<'h>(&self, list: u32, head: &'h CodeChunk) -> &'h [f32] {
-        head.centred.get_or_init(|| {
-            let q = &self.quantizer;
-            let mut lut = QueryLut::default();
-            q.prepare_into(self.rotated_centroid(list), EPS0_99, head.len(), &mut lut);
-            let (bits, plane) = (q.bits(), q.sign_bytes() * BLOCK);
-            let padded = head.norm.len();
-            let mut out = vec![0f32; 2 * padded];
-            for (b, block) in head.packed.chunks_exact(bits as usize * plane).enumerate() {
-                for t in 0..BLOCK.min(head.len - b * BLOCK) {
-                    let d = lut.packed_dot(&block[..plane], t);
-                    out[b * BLOCK + t] = d;
-                    out[padded + b * BLOCK + t] = lut.packed_weighted(d, bits, &block[plane..], t);
-                }
-            }
-            out
-        })
     }
 }
 
@@ -685,7 +680,7 @@ impl Index {
         meta: &ChunkMeta,
         pre: Option<&Prefetched>,
     ) -> Result<Arc<CodeChunk>> {
-        let shape = coder.shape(m.config.dimension as usize, m.config.precision, meta.count as usize);
+        let shape = coder.shape(m.config.dimension as usize, m.config.precision, meta.count as usize, meta.list);
         self.load_object(m, Obj::Chunk(meta.no), &meta.stamp, &shape, pre)
     }
 
@@ -771,7 +766,7 @@ impl Index {
         let search = |scratch: &mut Scratch, qi: usize| -> Result<Vec<Hit>> {
             let (qv, inv_q) = (q.row(qi), q.inv_norm(qi));
             coder.rotate_query(qv, inv_q, &mut scratch.rotated);
-            // One table for all the query's lists (for L2, see `centred`).
+            // One table for all the query's lists (for L2, see `CodeChunk::fixed`).
             let codes = items_of[qi].iter().map(|&i| codes_of(i)).sum();
             coder.quantizer.prepare_into(&scratch.rotated, EPS0_99, codes, &mut scratch.lut);
             let q_l1 = scratch.rotated.iter().map(|x| x.abs()).sum();
@@ -818,8 +813,7 @@ impl Index {
                 if mask.is_some_and(|m| !m.contains(&true)) {
                     continue;
                 }
-                let centred = lq.l2.then(|| coder.centred(meta.list, &head));
-                let scan = Scan { coder, lut: &scratch.lut, lq, centred, mask };
+                let scan = Scan { coder, lut: &scratch.lut, lq, mask };
                 scan.head(&mut list, meta.no, &head);
                 heads.push((meta.no, head));
             }
@@ -964,40 +958,29 @@ struct Scan<'a> {
     coder: &'a Coder,
     lut: &'a QueryLut,
     lq: &'a ListQuery,
-    /// `CodeChunk::centred` (L2).
-    centred: Option<&'a [f32]>,
     mask: Option<&'a [bool]>,
 }
 
 impl Scan<'_> {
     /// Offers every row of `head` that passes the filter to the query's
-    /// shortlist: the 1-bit estimate for all, the extended code's for those
-    /// whose 1-bit lower bound passes the gate.
+    /// shortlist, with its estimate and bound (`CodeChunk`).
     ///
     /// A block of rows is first scored by the FastScan kernel on the
     /// quantized tables (`block_sums`), every plane at once, and only the
     /// rows whose bounds from those scores (widened by the quantization's
-    /// margin) could still pass the gate are estimated on the float tables,
-    /// as before: the rows offered, their estimates and bounds are the same
-    /// as without the kernel, only cheaper to find.
+    /// margin) could still pass the gate are estimated on the float tables:
+    /// the rows offered, their estimates and bounds are the same as without
+    /// the kernel, only cheaper to find.
     fn head(&self, list: &mut Shortlist, no: u32, head: &CodeChunk) {
         let (lq, lut) = (self.lq, self.lut);
-        let quantizer = &self.coder.quantizer;
-        let bits = quantizer.bits();
+        let bits = self.coder.quantizer.bits();
         let planes = bits as usize;
-        let plane = quantizer.sign_bytes() * BLOCK;
+        let plane = self.coder.quantizer.sign_bytes() * BLOCK;
         // The weighted sum of B planes rounds up to 2^B - 1 times as much.
-        let ex_rounding = lq.rounding * ((1u32 << bits) - 1) as f32;
+        let rounding = lq.rounding * ((1u32 << bits) - 1) as f32;
         let base = (no as u64) << 32;
-        let padded = head.norm.len();
-        let (ex_scale, ex_err) =
-            if bits > 1 { (&head.ex_scale[..], &head.ex_err[..]) } else { (&head.scale[..], &head.err[..]) };
-        let (c0, c1) = match self.centred {
-            Some(c) => c.split_at(padded),
-            None => (&[][..], &[][..]),
-        };
         let zeros = [0f32; BLOCK];
-        let bounds = lut.quantized().then(|| BlockBounds::new(lq, lut, bits, ex_rounding, list.is_doubtful()));
+        let bounds = lut.quantized().then(|| BlockBounds::new(lq, lut, bits, rounding, list.is_doubtful()));
         let mut sums = [0u32; 8 * BLOCK];
         for (b, block) in head.packed.chunks_exact(planes * plane).enumerate() {
             let first = b * BLOCK;
@@ -1005,23 +988,11 @@ impl Scan<'_> {
             let mut keep = if rows == BLOCK { u32::MAX } else { (1u32 << rows) - 1 };
             if let Some(bounds) = &bounds {
                 block_sums(lut.quant(), block, planes, &mut sums);
-                fn lanes(v: &[f32], first: usize) -> &[f32; BLOCK] {
-                    v[first..first + BLOCK].try_into().expect("a whole block")
-                }
-                let centre = |c: &[f32]| if c.is_empty() { zeros } else { *lanes(c, first) };
-                let (c0, c1) = (centre(c0), centre(c1));
-                let terms = RowTerms {
-                    norm: lanes(&head.norm, first),
-                    scale: lanes(&head.scale, first),
-                    err: lanes(&head.err, first),
-                    ex_scale: lanes(ex_scale, first),
-                    ex_err: lanes(ex_err, first),
-                    c0: &c0,
-                    c1: &c1,
-                };
+                let lanes = |v: &[f32]| -> [f32; BLOCK] { v[first..first + BLOCK].try_into().expect("a whole block") };
+                let fixed = if head.fixed.is_empty() { zeros } else { lanes(&head.fixed) };
+                let terms = RowTerms { fixed, scale: lanes(&head.scale), err: lanes(&head.err) };
                 keep &= bounds.mask(&terms, &sums[..planes * BLOCK], list.gate());
             }
-            let mut gate = list.gate();
             while keep != 0 {
                 let t = keep.trailing_zeros() as usize;
                 keep &= keep - 1;
@@ -1029,39 +1000,21 @@ impl Scan<'_> {
                 if self.mask.is_some_and(|m| !m[s]) {
                     continue;
                 }
-                let norm = head.norm[s];
-                let at_centroid = lq.base + if lq.l2 { norm * norm } else { 0.0 };
-                let centre = if c0.is_empty() { [0.0; 2] } else { [c0[s], c1[s]] };
-                let raw = lut.packed_dot(&block[..plane], t);
-                let dot = raw - centre[0];
-                let scale = head.scale[s];
-                let mut estimate = at_centroid + lq.sign * dot * scale;
-                let mut bound = lq.bound_scale * head.err[s] + lq.rounding * scale;
-                if estimate - bound >= gate {
-                    continue;
-                }
-                if bits > 1 {
-                    let weighted = lut.packed_weighted(raw, bits, &block[plane..], t) - centre[1];
-                    let ex_scale = head.ex_scale[s];
-                    estimate = at_centroid + lq.sign * weighted * ex_scale;
-                    bound = lq.bound_scale * head.ex_err[s] + ex_rounding * ex_scale;
-                }
+                let dot = lut.packed_weighted(lut.packed_dot(&block[..plane], t), bits, &block[plane..], t);
+                let (fixed, scale) = (head.fixed.get(s).copied().unwrap_or(0.0), head.scale[s]);
+                let estimate = lq.base + fixed + lq.sign * dot * scale;
+                let bound = lq.bound_scale * head.err[s] + rounding * scale;
                 list.offer(base | s as u64, estimate, bound);
-                gate = list.gate();
             }
         }
     }
 }
 
 /// A block's rows' terms (`CodeChunk`'s arrays), one lane a row.
-struct RowTerms<'a> {
-    norm: &'a [f32; BLOCK],
-    scale: &'a [f32; BLOCK],
-    err: &'a [f32; BLOCK],
-    ex_scale: &'a [f32; BLOCK],
-    ex_err: &'a [f32; BLOCK],
-    c0: &'a [f32; BLOCK],
-    c1: &'a [f32; BLOCK],
+struct RowTerms {
+    fixed: [f32; BLOCK],
+    scale: [f32; BLOCK],
+    err: [f32; BLOCK],
 }
 
 /// Relative slack for the float rounding of the bounds computed from the
@@ -1078,10 +1031,8 @@ struct BlockBounds {
     sign: f32,
     /// -sign (> 0).
     neg: f32,
-    l2: f32,
     bound_scale: f32,
     rounding: f32,
-    ex_rounding: f32,
     /// The kernel's score s of a plane stands for the sign dot offset + delta s, within margin.
     offset: f32,
     delta: f32,
@@ -1095,16 +1046,14 @@ struct BlockBounds {
 }
 
 impl BlockBounds {
-    fn new(lq: &ListQuery, lut: &QueryLut, bits: u32, ex_rounding: f32, doubtful: bool) -> BlockBounds {
+    fn new(lq: &ListQuery, lut: &QueryLut, bits: u32, rounding: f32, doubtful: bool) -> BlockBounds {
         let (offset, delta, margin) = lut.quant_terms();
         BlockBounds {
             base: lq.base,
             sign: lq.sign,
             neg: -lq.sign,
-            l2: if lq.l2 { 1.0 } else { 0.0 },
             bound_scale: lq.bound_scale,
-            rounding: lq.rounding,
-            ex_rounding,
+            rounding,
             offset,
             delta,
             margin,
@@ -1115,9 +1064,9 @@ impl BlockBounds {
         }
     }
 
-    /// Bit t set: row t of the block may pass the gate (the 1-bit lower
-    /// bound is not >= gate and the extended estimate, less its bound when
-    /// `doubtful`, not > gate), judged from its scores `sums` (per plane).
+    /// Bit t set: row t of the block may pass the gate (its estimate, less
+    /// its bound when `doubtful`, is not above it), judged from its scores
+    /// `sums` (per plane).
     fn mask(&self, rows: &RowTerms, sums: &[u32], gate: f32) -> u32 {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
@@ -1149,23 +1098,16 @@ impl BlockBounds {
             }
         }
         let mut keep = [false; BLOCK];
-        let margin_w = self.margin * self.total;
+        let margin = self.margin * self.total;
         for t in 0..BLOCK {
-            let at = self.base + self.l2 * r.norm[t] * r.norm[t];
-            let dot = self.offset + self.delta * sums[t] as f32;
-            let (scale, err) = (r.scale[t], r.err[t]);
-            let bound = self.bound_scale * err + self.rounding * scale;
-            let est = at + self.sign * (dot - r.c0[t]) * scale;
-            let slack = PREFILTER_SLACK * (at.abs() + self.neg * scale * (dot.abs() + r.c0[t].abs()) + bound);
-            let lower = est - bound - self.neg * self.margin * scale - slack;
-            let (xs, xe) = (r.ex_scale[t], r.ex_err[t]);
-            let weighted = self.offset * self.total + self.delta * w[t];
-            let ex_bound = self.doubtful * (self.bound_scale * xe + self.ex_rounding * xs);
-            let ex_est = at + self.sign * (weighted - r.c1[t]) * xs;
-            let ex_slack = PREFILTER_SLACK * (at.abs() + self.neg * xs * (weighted.abs() + r.c1[t].abs()) + ex_bound);
-            let ex_lower = ex_est - ex_bound - self.neg * margin_w * xs - ex_slack;
+            let (fixed, scale) = (r.fixed[t], r.scale[t]);
+            let dot = self.offset * self.total + self.delta * w[t];
+            let bound = self.doubtful * (self.bound_scale * r.err[t] + self.rounding * scale);
+            let est = self.base + fixed + self.sign * dot * scale;
+            let slack = PREFILTER_SLACK * (self.base.abs() + fixed.abs() + self.neg * scale * dot.abs() + bound);
+            let lower = est - bound - self.neg * margin * scale - slack;
             // A NaN bound rules nothing out, as on the float path.
-            let ruled_out = (lower >= gate) | (ex_lower > gate);
+            let ruled_out = lower > gate;
             keep[t] = !ruled_out;
         }
         keep.iter().enumerate().fold(0u32, |m, (t, &k)| m | (k as u32) << t)
@@ -1245,9 +1187,8 @@ mod tests {
         let (_, coder) = index.coder(m).unwrap().unwrap();
         let meta = m.chunks().max_by_key(|c| c.count).unwrap();
         let head = index.head(m, &coder, meta, None).unwrap();
-        let padded = head.norm.len();
-        // 2 bits at d = 64: 8 + 8 code bytes a row; 5 terms and 2 centring dots.
-        let rows = padded * (16 + 5 * 4 + 2 * 4);
+        // 2 bits at d = 64: 8 + 8 code bytes a row, and 3 terms (L2, the default).
+        let rows = head.padded() * (16 + 3 * 4);
         let fixed = std::mem::size_of::<super::CodeChunk>() + head.units.lock().len() * 8;
         match metadata {
             None => {

@@ -250,8 +250,10 @@ impl Weigh for Cached {
 pub(crate) trait Sealed: Sized {
     /// What the manifest says the object must look like; a decrypted object
     /// that differs is `INTEGRITY`.
-    type Shape;
-    fn open(sealed: &SealedObject<'_>, shape: &Self::Shape) -> Result<Self>;
+    /// (May borrow what it needs to derive the in-memory form, as a
+    /// head's shape borrows its list's centroid.)
+    type Shape<'a>;
+    fn open(sealed: &SealedObject<'_>, shape: &Self::Shape<'_>) -> Result<Self>;
     /// The cache entry for it (`None`: not cached).
     fn to_cached(this: &Arc<Self>) -> Option<Cached>;
     fn from_cached(cached: Cached) -> Option<Arc<Self>>;
@@ -320,7 +322,7 @@ pub(crate) struct ChunkShape {
 }
 
 impl Sealed for Chunk {
-    type Shape = ChunkShape;
+    type Shape<'a> = ChunkShape;
     fn open(sealed: &SealedObject<'_>, shape: &ChunkShape) -> Result<Self> {
         let chunk = Chunk::open(sealed, shape.dim, shape.precision)?;
         if chunk.len() != shape.count {
@@ -337,15 +339,15 @@ impl Sealed for Chunk {
 }
 
 impl Sealed for CodeChunk {
-    type Shape = CodeShape;
-    fn open(sealed: &SealedObject<'_>, shape: &CodeShape) -> Result<Self> {
+    type Shape<'a> = CodeShape<'a>;
+    fn open(sealed: &SealedObject<'_>, shape: &CodeShape<'_>) -> Result<Self> {
         CodeChunk::decode(&sealed.open()?, shape)
     }
     cached_as!(Codes);
 }
 
 impl Sealed for Bucket {
-    type Shape = ();
+    type Shape<'a> = ();
     fn open(sealed: &SealedObject<'_>, _: &()) -> Result<Self> {
         Bucket::decode(&sealed.open()?)
     }
@@ -354,7 +356,7 @@ impl Sealed for Bucket {
 
 /// What the centroids must be: (dimension, number of lists).
 impl Sealed for Centroids {
-    type Shape = (usize, usize);
+    type Shape<'a> = (usize, usize);
     fn open(sealed: &SealedObject<'_>, shape: &(usize, usize)) -> Result<Self> {
         let c = Centroids::decode(&sealed.open()?, shape.0)?;
         if c.k != shape.1 {
@@ -367,7 +369,7 @@ impl Sealed for Centroids {
 
 /// Contents are read one item at a time and never cached.
 impl Sealed for Zeroizing<Vec<u8>> {
-    type Shape = ();
+    type Shape<'a> = ();
     fn open(sealed: &SealedObject<'_>, _: &()) -> Result<Self> {
         sealed.open()
     }
@@ -418,7 +420,7 @@ impl Index {
         m: &Manifest,
         obj: Obj,
         stamp: &Stamp,
-        shape: &T::Shape,
+        shape: &T::Shape<'_>,
         pre: Option<&Prefetched>,
     ) -> Result<Arc<T>> {
         self.load_object_with(m, obj, stamp, shape, pre, true)
@@ -431,7 +433,7 @@ impl Index {
         m: &Manifest,
         obj: Obj,
         stamp: &Stamp,
-        shape: &T::Shape,
+        shape: &T::Shape<'_>,
         pre: Option<&Prefetched>,
         keep: bool,
     ) -> Result<Arc<T>> {
