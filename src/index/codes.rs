@@ -966,11 +966,18 @@ impl Scan<'_> {
     /// shortlist, with its estimate and bound (`CodeChunk`).
     ///
     /// A block of rows is first scored by the FastScan kernel on the
-    /// quantized tables (`block_sums`), every plane at once, and only the
-    /// rows whose bounds from those scores (widened by the quantization's
-    /// margin) could still pass the gate are estimated on the float tables:
-    /// the rows offered, their estimates and bounds are the same as without
-    /// the kernel, only cheaper to find.
+    /// quantized tables (`block_sums`), every plane at once.
+    ///
+    /// * With `rerank_mult` (the shortlist keeps the best estimates), those
+    ///   scores are the estimates offered: a quantized table's sum is
+    ///   within its margin of the float tables' (typically ~1/40 of the
+    ///   estimator's own error), and the float tables' lookups for each row
+    ///   the kernel passed cost more than the kernel itself.
+    /// * Automatic (candidates kept by their bounds, which must hold): only
+    ///   the rows whose bounds from those scores, widened by the margin,
+    ///   could still pass the gate are estimated on the float tables. The
+    ///   rows offered, their estimates and bounds are the same as without
+    ///   the kernel, only cheaper to find.
     fn head(&self, list: &mut Shortlist, no: u32, head: &CodeChunk) {
         let (lq, lut) = (self.lq, self.lut);
         let bits = self.coder.quantizer.bits();
@@ -980,8 +987,10 @@ impl Scan<'_> {
         let rounding = lq.rounding * ((1u32 << bits) - 1) as f32;
         let base = (no as u64) << 32;
         let zeros = [0f32; BLOCK];
-        let bounds = lut.quantized().then(|| BlockBounds::new(lq, lut, bits, rounding, list.is_doubtful()));
+        let doubtful = list.is_doubtful();
+        let bounds = lut.quantized().then(|| BlockBounds::new(lq, lut, bits, rounding, doubtful));
         let mut sums = [0u32; 8 * BLOCK];
+        let mut estimates = [0f32; BLOCK];
         for (b, block) in head.packed.chunks_exact(planes * plane).enumerate() {
             let first = b * BLOCK;
             let rows = BLOCK.min(head.len - first);
@@ -991,7 +1000,17 @@ impl Scan<'_> {
                 let lanes = |v: &[f32]| -> [f32; BLOCK] { v[first..first + BLOCK].try_into().expect("a whole block") };
                 let fixed = if head.fixed.is_empty() { zeros } else { lanes(&head.fixed) };
                 let terms = RowTerms { fixed, scale: lanes(&head.scale), err: lanes(&head.err) };
-                keep &= bounds.mask(&terms, &sums[..planes * BLOCK], list.gate());
+                keep &= bounds.mask(&terms, &sums[..planes * BLOCK], list.gate(), &mut estimates);
+                if !doubtful {
+                    while keep != 0 {
+                        let t = keep.trailing_zeros() as usize;
+                        keep &= keep - 1;
+                        if self.mask.is_none_or(|m| m[first + t]) {
+                            list.offer(base | (first + t) as u64, estimates[t], 0.0);
+                        }
+                    }
+                    continue;
+                }
             }
             while keep != 0 {
                 let t = keep.trailing_zeros() as usize;
@@ -1022,10 +1041,10 @@ struct RowTerms {
 /// (a few f32 epsilons would do; this is ~80).
 const PREFILTER_SLACK: f32 = 1e-5;
 
-/// One query's and head's constants for bounding a block's rows from the
-/// kernel's quantized scores (`Scan::head`): lower bounds, each at most the
-/// one the float path computes for the row, so a row ruled out here is
-/// one the float path rules out too.
+/// One query's and head's constants for estimating and bounding a block's
+/// rows from the kernel's quantized scores (`Scan::head`). Automatic
+/// rerank: lower bounds, each at most the one the float path computes for
+/// the row, so a row ruled out here is one the float path rules out too.
 struct BlockBounds {
     base: f32,
     sign: f32,
@@ -1064,28 +1083,29 @@ impl BlockBounds {
         }
     }
 
-    /// Bit t set: row t of the block may pass the gate (its estimate, less
-    /// its bound when `doubtful`, is not above it), judged from its scores
-    /// `sums` (per plane).
-    fn mask(&self, rows: &RowTerms, sums: &[u32], gate: f32) -> u32 {
+    /// Bit t set: row t of the block may pass the gate, judged from its
+    /// scores `sums` (per plane), whose estimates go to `est`. Automatic
+    /// (`doubtful`): its lower bound, widened by the quantization's margin,
+    /// is not above the gate; otherwise its estimate is not.
+    fn mask(&self, rows: &RowTerms, sums: &[u32], gate: f32, est: &mut [f32; BLOCK]) -> u32 {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { self.mask_avx2(rows, sums, gate) };
+            return unsafe { self.mask_avx2(rows, sums, gate, est) };
         }
-        self.mask_lanes(rows, sums, gate)
+        self.mask_lanes(rows, sums, gate, est)
     }
 
     /// `mask_lanes` compiled for AVX2 (8 lanes at a time; no FMA, so the
     /// same results).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn mask_avx2(&self, rows: &RowTerms, sums: &[u32], gate: f32) -> u32 {
-        self.mask_lanes(rows, sums, gate)
+    unsafe fn mask_avx2(&self, rows: &RowTerms, sums: &[u32], gate: f32, est: &mut [f32; BLOCK]) -> u32 {
+        self.mask_lanes(rows, sums, gate, est)
     }
 
     #[inline(always)]
-    fn mask_lanes(&self, r: &RowTerms, sums: &[u32], gate: f32) -> u32 {
+    fn mask_lanes(&self, r: &RowTerms, sums: &[u32], gate: f32, estimates: &mut [f32; BLOCK]) -> u32 {
         // The weighted sum of the planes' scores (exact integers in f32 up to 2^24).
         let mut w = [0f32; BLOCK];
         for (w, &s) in w.iter_mut().zip(&sums[..BLOCK]) {
@@ -1104,8 +1124,9 @@ impl BlockBounds {
             let dot = self.offset * self.total + self.delta * w[t];
             let bound = self.doubtful * (self.bound_scale * r.err[t] + self.rounding * scale);
             let est = self.base + fixed + self.sign * dot * scale;
+            estimates[t] = est;
             let slack = PREFILTER_SLACK * (self.base.abs() + fixed.abs() + self.neg * scale * dot.abs() + bound);
-            let lower = est - bound - self.neg * margin * scale - slack;
+            let lower = est - self.doubtful * (bound + self.neg * margin * scale + slack);
             // A NaN bound rules nothing out, as on the float path.
             let ruled_out = lower > gate;
             keep[t] = !ruled_out;
