@@ -264,26 +264,76 @@ impl Drop for ChunkBuilder {
 
 /// Packs the new items of each list into new chunks: the list's open chunk
 /// while the item fits under [`CHUNK_TARGET_BYTES`], else a new one (which
-/// takes the item even if it alone is larger). An item's size is what it
-/// costs the chunk's largest stored object: its encoded bytes, or for a
-/// coded layout `Coder::packing_size`.
-#[derive(Default)]
+/// takes the item even if it alone is larger). An item is charged its
+/// encoded bytes, or for a coded layout what `Coder::packing` says.
+///
+/// With a row quantum q > 1 (a coded layout, whose heads are scanned q rows
+/// at a time and padded to whole blocks), a full chunk still takes items up
+/// to its next multiple of q rows while that charges at most a quarter of
+/// the target more and keeps the head within the target, judged by the
+/// item at hand: at d = 384 a head of 83 rows scanned as 96 becomes one of
+/// 96.
 pub struct Packer {
-    /// list -> (its open chunk's number, the size packed into it)
-    tails: std::collections::HashMap<u32, (u32, usize)>,
+    quantum: usize,
+    /// list -> its open chunk
+    tails: std::collections::HashMap<u32, Tail>,
 }
 
+/// What an item costs the chunk it is packed into: `charge` against
+/// [`CHUNK_TARGET_BYTES`], and `head`, its share of the chunk's largest
+/// stored object (at most `charge`).
+#[derive(Clone, Copy, Debug)]
+pub struct Packing {
+    pub charge: usize,
+    pub head: usize,
+}
+
+impl Packing {
+    /// An item of a chunk stored whole, `bytes` encoded.
+    pub fn whole(bytes: usize) -> Packing {
+        Packing { charge: bytes, head: bytes }
+    }
+}
+
+struct Tail {
+    no: u32,
+    charged: usize,
+    head: usize,
+    rows: usize,
+}
+
+/// How far past `CHUNK_TARGET_BYTES` a chunk may grow to a whole quantum.
+const QUANTUM_SLACK_BYTES: usize = CHUNK_TARGET_BYTES / 4;
+
 impl Packer {
-    /// The chunk an item of `size` encoded bytes goes to in `list`, and
-    /// whether it is new; new chunks are numbered from `next_chunk`.
-    pub fn place(&mut self, list: u32, size: usize, next_chunk: &mut u32) -> Result<(u32, bool)> {
-        if let Some((no, bytes)) = self.tails.get_mut(&list).filter(|(_, bytes)| *bytes + size <= CHUNK_TARGET_BYTES) {
-            *bytes += size;
-            return Ok((*no, false));
+    /// A packer whose chunks end at multiples of `quantum` rows when they
+    /// can (1: wherever the target is reached).
+    pub fn new(quantum: usize) -> Packer {
+        Packer { quantum: quantum.max(1), tails: Default::default() }
+    }
+
+    /// The chunk an item goes to in `list`, and whether it is new; new
+    /// chunks are numbered from `next_chunk`.
+    pub fn place(&mut self, list: u32, item: Packing, next_chunk: &mut u32) -> Result<(u32, bool)> {
+        let q = self.quantum;
+        let takes = |t: &Tail| {
+            let missing = (q - t.rows % q) % q;
+            t.charged + item.charge <= CHUNK_TARGET_BYTES
+                || (missing > 0
+                    && t.charged + missing * item.charge <= CHUNK_TARGET_BYTES + QUANTUM_SLACK_BYTES
+                    && t.head + missing * item.head <= CHUNK_TARGET_BYTES)
+        };
+        if let Some(tail) = self.tails.get_mut(&list).filter(|tail| takes(tail)) {
+            tail.charged += item.charge;
+            tail.head += item.head;
+            tail.rows += 1;
+            return Ok((tail.no, false));
         }
         let no = *next_chunk;
         *next_chunk = no.checked_add(1).ok_or_else(|| Error::invalid("chunk numbers exhausted"))?;
-        self.tails.insert(list, (no, CHUNK_HEADER_BYTES + size));
+        let tail =
+            Tail { no, charged: CHUNK_HEADER_BYTES + item.charge, head: CHUNK_HEADER_BYTES + item.head, rows: 1 };
+        self.tails.insert(list, tail);
         Ok((no, true))
     }
 }
@@ -443,15 +493,47 @@ mod tests {
     #[test]
     fn packer_fills_a_chunk_then_opens_the_next() {
         let mut next = 10;
-        let mut p = Packer::default();
-        assert_eq!(p.place(0, CHUNK_TARGET_BYTES - 200, &mut next).unwrap(), (10, true));
-        assert_eq!(p.place(0, 100, &mut next).unwrap(), (10, false));
-        assert_eq!(p.place(0, 100, &mut next).unwrap(), (11, true));
-        assert_eq!(p.place(1, CHUNK_TARGET_BYTES * 2, &mut next).unwrap(), (12, true));
-        assert_eq!(p.place(1, 1, &mut next).unwrap(), (13, true));
+        let mut p = Packer::new(1);
+        assert_eq!(p.place(0, Packing::whole(CHUNK_TARGET_BYTES - 200), &mut next).unwrap(), (10, true));
+        assert_eq!(p.place(0, Packing::whole(100), &mut next).unwrap(), (10, false));
+        assert_eq!(p.place(0, Packing::whole(100), &mut next).unwrap(), (11, true));
+        assert_eq!(p.place(1, Packing::whole(CHUNK_TARGET_BYTES * 2), &mut next).unwrap(), (12, true));
+        assert_eq!(p.place(1, Packing::whole(1), &mut next).unwrap(), (13, true));
         assert_eq!(next, 14);
         let mut last = u32::MAX;
-        assert!(p.place(2, 1, &mut last).is_err());
+        assert!(p.place(2, Packing::whole(1), &mut last).is_err());
+    }
+
+    /// With a quantum, a full chunk takes items up to its next multiple of
+    /// the quantum if that stays within the slack and keeps the head within
+    /// the target, and not otherwise.
+    #[test]
+    fn packer_ends_chunks_at_whole_quanta_within_the_slack() {
+        let mut next = 0;
+        let rows_in = |p: &mut Packer, list: u32, item: Packing, next: &mut u32| {
+            let mut rows = vec![0usize; 64];
+            for _ in 0..200 {
+                let (no, _) = p.place(list, item, next).unwrap();
+                rows.resize(rows.len().max(no as usize + 1), 0);
+                rows[no as usize] += 1;
+            }
+            rows.into_iter().filter(|&r| r > 0).collect::<Vec<_>>()
+        };
+        // 82 items charged 790 bytes fill the target; 14 more charge ~11 KB.
+        let item = Packing { charge: 790, head: 141 };
+        let mut p = Packer::new(32);
+        assert_eq!(rows_in(&mut p, 0, item, &mut next)[..2], [96, 96]);
+        // Without a quantum, the target decides.
+        let mut p = Packer::new(1);
+        assert_eq!(rows_in(&mut p, 0, item, &mut next)[..2], [82, 82]);
+        // 42 items of 1,550 bytes: 22 more would charge 34 KB, over the slack.
+        let mut p = Packer::new(32);
+        let rows = rows_in(&mut p, 1, Packing { charge: 1550, head: 270 }, &mut next);
+        assert!(rows[..2].iter().all(|&r| r < 64 && r * 1550 <= CHUNK_TARGET_BYTES), "{rows:?}");
+        // Rows whose head is their charge (large metadata): the head decides.
+        let mut p = Packer::new(32);
+        let rows = rows_in(&mut p, 2, Packing { charge: 2100, head: 2100 }, &mut next);
+        assert!(rows[..2].iter().all(|&r| r * 2100 <= CHUNK_TARGET_BYTES), "{rows:?}");
     }
 
     #[test]

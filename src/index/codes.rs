@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::chunk::{parse_metadata, Chunk, ChunkBuilder, WipedFloats};
+use super::chunk::{parse_metadata, Chunk, ChunkBuilder, Packing, WipedFloats};
 use super::ivf::Centroids;
 use super::manifest::{ChunkMeta, Manifest, Stamp};
 use super::objects::{ChunkShape, Obj, Prefetched};
@@ -411,9 +411,10 @@ impl Coder {
     }
 
     /// What an item of `bytes` encoded bytes, `metadata_len` of them its
-    /// metadata, counts for when a chunk of this layout is packed (against
-    /// `CHUNK_TARGET_BYTES`, the size the store keeps tight): half its
-    /// bytes, or its row of the head if that is more.
+    /// metadata, costs a chunk of this layout (`Packer`): charged half its
+    /// bytes against `CHUNK_TARGET_BYTES` (the size the store keeps tight),
+    /// or its row of the head if that is more; its head row is what the
+    /// chunk's largest object, the head, grows by.
     ///
     /// Such a chunk is never stored whole (its vectors go to ~4 KiB units),
     /// and larger ones scan faster: a query scores a head 32 rows at a time,
@@ -423,13 +424,19 @@ impl Coder {
     /// or overwrite reseals its item's whole chunk and training holds an
     /// open chunk per list. The head's own bound keeps it within the target
     /// when metadata or wide codes make rows large.
-    pub fn packing_size(&self, bytes: usize, metadata_len: Option<usize>) -> usize {
-        let head_row = self.quantizer.sign_bytes()
+    pub fn packing(&self, bytes: usize, metadata_len: Option<usize>) -> Packing {
+        let head = self.quantizer.sign_bytes()
             + self.quantizer.ex_bytes()
             + Factors::BYTES
             + 1
             + metadata_len.map_or(0, |m| 4 + m);
-        bytes.div_ceil(2).max(head_row)
+        Packing { charge: bytes.div_ceil(2).max(head), head }
+    }
+
+    /// Rows a scan takes at a time, to which a head is padded in memory:
+    /// where it can, a coded chunk ends at a multiple (`Packer::new`).
+    pub fn block_rows(&self) -> usize {
+        BLOCK
     }
 
     /// The shape of a head of `count` rows in `list`.
@@ -1140,6 +1147,7 @@ impl BlockBounds {
 mod tests {
     use super::super::chunk::CHUNK_TARGET_BYTES;
     use super::super::{Access, Index, IndexConfig, IndexType, ItemRef, TrainParams};
+    use super::BLOCK;
     use crate::crypto::SecretKey;
     use crate::{Client, ClientOptions};
 
@@ -1186,12 +1194,17 @@ mod tests {
             for (what, (bytes, rows)) in [("trained", trained), ("added", added)] {
                 match metadata {
                     None if index_type == IndexType::IvfFlat => assert!(bytes <= CHUNK_TARGET_BYTES, "{name} {what}"),
+                    // Twice the rows, then up to a whole block more (`Packer`).
                     None => {
-                        assert!(bytes > CHUNK_TARGET_BYTES && bytes <= 2 * CHUNK_TARGET_BYTES, "{name} {what}: {bytes}")
+                        let most = 2 * (CHUNK_TARGET_BYTES + CHUNK_TARGET_BYTES / 4);
+                        assert!(bytes > CHUNK_TARGET_BYTES && bytes <= most, "{name} {what}: {bytes}");
+                        assert_eq!(rows % BLOCK, 0, "{name} {what}: a full head is whole blocks");
                     }
                     // A head row: 8 B of sign codes, 8 of extended codes
                     // (2 bits at d = 64), 12 of factors, the metadata and 5.
-                    Some(m) => assert!(rows * (8 + 8 + 12 + 5 + m.len()) <= CHUNK_TARGET_BYTES, "{name} {what}"),
+                    Some(m) => {
+                        assert!(rows * (8 + 8 + 12 + 5 + m.len()) <= CHUNK_TARGET_BYTES, "{name} {what}: {rows} rows")
+                    }
                 }
             }
             assert_eq!(index.num_vectors(Access::default()).unwrap(), n as u64);

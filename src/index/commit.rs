@@ -118,7 +118,7 @@ impl<'a> Plan<'a> {
     /// coder); callable from many threads.
     pub fn seal_chunk(&self, no: u32, list: u32, chunk: Chunk, precision: Precision) -> Result<SealedChunk> {
         // Its rows' whole bytes either way (what a write's repack gathers);
-        // a coded layout packs more of them (`Coder::packing_size`).
+        // a coded layout packs more of them (`Coder::packing`).
         let bytes = chunk.encoded_len(precision) as u32;
         let count = chunk.len() as u32;
         let Some(coder) = &self.coder else {

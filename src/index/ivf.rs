@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use super::access::Need;
 use zeroize::Zeroizing;
 
-use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Packer, WipedFloats};
+use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Packer, Packing, WipedFloats};
 use super::codes::Coder;
 use super::commit::{Plan, SealedBucket, SealedChunk};
 use super::directory::{applied, group_by_bucket, remove_run};
@@ -667,8 +667,8 @@ impl Index {
 
         // 1. Every item to its list's open chunk; a full chunk is sealed and
         //    written ahead. `homes` records each item's new chunk.
-        let mut packer = Packer::default();
         let coder = plan.coder.clone();
+        let mut packer = Packer::new(coder.as_ref().map_or(1, |coder| coder.block_rows()));
         let mut open: HashMap<u32, (u32, ChunkBuilder)> = HashMap::new();
         let mut homes: Vec<(Token, u32)> = Vec::with_capacity(old.num_vectors as usize);
         let mut next_chunk = plan.manifest.next_chunk;
@@ -688,8 +688,11 @@ impl Index {
                     let c = &chunks[ci];
                     let metadata_len = c.metadata[slot].as_ref().map(String::len);
                     let size = item_encoded_len(dim, precision, c.ids[slot].len(), metadata_len);
-                    let size = coder.as_ref().map_or(size, |coder| coder.packing_size(size, metadata_len));
-                    let (no, new) = packer.place(list, size, &mut next_chunk)?;
+                    let (no, new) = packer.place(
+                        list,
+                        coder.as_ref().map_or(Packing::whole(size), |c| c.packing(size, metadata_len)),
+                        &mut next_chunk,
+                    )?;
                     if new {
                         let fresh = (no, ChunkBuilder::with_capacity(dim, 0));
                         if let Some((done, rows)) = open.insert(list, fresh) {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::access::Need;
-use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Entry, Packer, CHUNK_TARGET_BYTES};
+use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Entry, Packer, Packing, CHUNK_TARGET_BYTES};
 use super::codes::{unit_obj, units_of};
 use super::commit::{Plan, SealedChunk};
 use super::manifest::{ChunkMeta, Manifest, Stamp};
@@ -234,12 +234,15 @@ impl Index {
             .env
             .pool
             .install(|| repack.par_iter().map(|meta| self.chunk(old, meta, None)).collect::<Result<_>>())?;
-        let mut packer = Packer::default();
-        let mut new_chunks: BTreeMap<u32, (u32, Vec<Row>)> = BTreeMap::new();
         let coder = plan.coder.clone();
+        let mut packer = Packer::new(coder.as_ref().map_or(1, |coder| coder.block_rows()));
+        let mut new_chunks: BTreeMap<u32, (u32, Vec<Row>)> = BTreeMap::new();
         let mut place = |list: u32, size: usize, metadata_len: Option<usize>, row: Row| -> Result<u32> {
-            let size = coder.as_ref().map_or(size, |coder| coder.packing_size(size, metadata_len));
-            let (no, _) = packer.place(list, size, &mut m.next_chunk)?;
+            let (no, _) = packer.place(
+                list,
+                coder.as_ref().map_or(Packing::whole(size), |c| c.packing(size, metadata_len)),
+                &mut m.next_chunk,
+            )?;
             new_chunks.entry(no).or_insert_with(|| (list, Vec::new())).1.push(row);
             Ok(no)
         };
