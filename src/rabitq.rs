@@ -456,6 +456,22 @@ impl Quantizer {
 /// entries a byte (they save one lookup a byte a code).
 const WHOLE_BYTE_TABLES_FROM: usize = 256;
 
+/// The tables are an exact image of the vector they were built from (a
+/// query, or a list's centroid): wiped on drop, including what a reused
+/// table's earlier, longer contents left in its capacity.
+impl Drop for QueryLut {
+    fn drop(&mut self) {
+        fn wipe_all<T: bytemuck::Pod>(v: &mut Vec<T>) {
+            v.resize(v.capacity(), T::zeroed());
+            crate::crypto::wipe(bytemuck::cast_slice_mut(v));
+        }
+        wipe_all(&mut self.nibbles);
+        wipe_all(&mut self.tables);
+        wipe_all(&mut self.quant);
+        (self.sum, self.norm) = (0.0, 0.0);
+    }
+}
+
 impl QueryLut {
     /// The tables of a rotated vector of the padded dimension (see
     /// `Quantizer::prepare_into`), for a caller without the quantizer.

@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 pub const CHUNK_TARGET_BYTES: usize = (64 << 10) - 512 - SEAL_OVERHEAD;
 /// count u32, dim u32, precision u8, 7 zero bytes: keeps the vectors that
 /// follow 16-byte aligned, so they are decrypted straight into place.
-const CHUNK_HEADER_BYTES: usize = 16;
+pub(super) const CHUNK_HEADER_BYTES: usize = 16;
 
 /// Plaintext bytes one item adds to a chunk.
 pub fn item_encoded_len(dim: usize, precision: Precision, id_len: usize, metadata_len: Option<usize>) -> usize {
@@ -519,14 +519,15 @@ mod tests {
             }
             rows.into_iter().filter(|&r| r > 0).collect::<Vec<_>>()
         };
-        // 82 items charged 790 bytes fill the target; 14 more charge ~11 KB.
+        // 82 items charged 790 bytes fill the target; 14 more charge 11 KB.
         let item = Packing { charge: 790, head: 141 };
         let mut p = Packer::new(32);
         assert_eq!(rows_in(&mut p, 0, item, &mut next)[..2], [96, 96]);
         // Without a quantum, the target decides.
         let mut p = Packer::new(1);
         assert_eq!(rows_in(&mut p, 0, item, &mut next)[..2], [82, 82]);
-        // 42 items of 1,550 bytes: 22 more would charge 34 KB, over the slack.
+        // 41 items charged 1,550 bytes fill it; 23 more would charge 35.6 KB,
+        // over the slack.
         let mut p = Packer::new(32);
         let rows = rows_in(&mut p, 1, Packing { charge: 1550, head: 270 }, &mut next);
         assert!(rows[..2].iter().all(|&r| r < 64 && r * 1550 <= CHUNK_TARGET_BYTES), "{rows:?}");

@@ -43,6 +43,8 @@ use crate::rabitq::{block_sums, ex_scale, pack, Factors, Quantizer, QueryLut, BL
 const UNIT_TARGET_BYTES: usize = 4096 - 256;
 /// count u32, dim u32, precision u8, bits u8, 6 zero bytes.
 const HEAD_HEADER_BYTES: usize = 16;
+// `Packer` bounds a head as it bounds a chunk stored whole.
+const _: () = assert!(HEAD_HEADER_BYTES == super::chunk::CHUNK_HEADER_BYTES);
 /// Without `rerank_mult`, a query keeps at most this many candidates per
 /// result row whose bounds leave them in doubt (the nearest lower bounds).
 const MAX_DOUBTFUL_PER_ROW: usize = 64;
@@ -121,7 +123,7 @@ pub struct CodeChunk {
 impl Drop for CodeChunk {
     fn drop(&mut self) {
         for terms in [&mut self.fixed, &mut self.scale, &mut self.err] {
-            terms.iter_mut().for_each(|x| *x = 0.0);
+            crate::crypto::wipe(bytemuck::cast_slice_mut(terms));
         }
         self.metadata.iter_mut().flatten().for_each(zeroize::Zeroize::zeroize);
     }
@@ -420,10 +422,11 @@ impl Coder {
     /// and larger ones scan faster: a query scores a head 32 rows at a time,
     /// so a head of 41 rows (a full 64 KiB chunk at d = 384, and MiniLM's
     /// lists end in partial ones) costs as much as one of 64, plus the fixed
-    /// work per head. Twice the rows halves both. Not more, because a delete
-    /// or overwrite reseals its item's whole chunk and training holds an
-    /// open chunk per list. The head's own bound keeps it within the target
-    /// when metadata or wide codes make rows large.
+    /// work per head. Twice the rows halves both (and `Packer` may add up to
+    /// a block more). Not more, because a delete or overwrite reseals its
+    /// item's whole chunk and training holds an open chunk per list. The
+    /// head's own bound keeps it within the target when metadata or wide
+    /// codes make rows large.
     pub fn packing(&self, bytes: usize, metadata_len: Option<usize>) -> Packing {
         let head = self.quantizer.sign_bytes()
             + self.quantizer.ex_bytes()
@@ -519,7 +522,9 @@ pub struct Encoded {
 /// score and a bound (the table of q' is in the query's `Scratch`).
 #[derive(Clone, Copy)]
 struct ListQuery {
-    /// Score = base + sign * <r, v>, where r is a row's coded residual.
+    /// Score = base + sign * <r, v>, where r is a row's coded residual; v
+    /// is q - c for L2, whose scan takes <r, q> from the query's table of
+    /// q' and the rest from the row's `CodeChunk::fixed`.
     base: f32,
     sign: f32,
     /// Of the table of v (`QueryLut::bound_scale`), times |sign|.
@@ -619,8 +624,10 @@ impl Shortlist {
             }
             Shortlist::Doubtful { upper, doubtful, cap } => {
                 upper.push(Candidate { score: estimate + bound, at });
-                let lower = estimate - bound;
-                if lower < upper.threshold() {
+                // Kept unless ruled out: a NaN bound rules nothing out.
+                let ruled_out = estimate - bound >= upper.threshold();
+                if !ruled_out {
+                    let lower = estimate - bound;
                     doubtful.push(Candidate { score: lower, at });
                     if doubtful.len() >= 2 * *cap {
                         Self::prune(upper, doubtful, *cap);
@@ -634,7 +641,10 @@ impl Shortlist {
     /// candidates with the largest lower bounds.
     fn prune(upper: &TopK, doubtful: &mut Vec<Candidate>, cap: usize) {
         let t = upper.threshold();
-        doubtful.retain(|c| c.score < t);
+        doubtful.retain(|c| {
+            let ruled_out = c.score >= t;
+            !ruled_out
+        });
         if doubtful.len() > cap {
             doubtful.select_nth_unstable(cap);
             doubtful.truncate(cap);
@@ -976,11 +986,14 @@ impl Scan<'_> {
     /// quantized tables (`block_sums`), every plane at once.
     ///
     /// * With `rerank_mult` (the shortlist keeps the best estimates), those
-    ///   scores are the estimates offered: each table entry is within half
-    ///   a step (1/255 of the widest table's range) of its float value, an
-    ///   error far below the estimator's own (recall on minilm-20k, 1M ×
-    ///   128 and 1M × 384 moved by at most 0.0004), and the float tables'
-    ///   lookups for each row the kernel passed cost more than the kernel.
+    ///   scores are the estimates offered where the kernel's worst error
+    ///   (each table entry within half a step, 1/255 of the widest table's
+    ///   range) is at most `KERNEL_ERROR_SHARE` of the row's bound: the
+    ///   float tables' lookups for each row the kernel passed cost more
+    ///   than the kernel, and recall on minilm-20k, 1M × 128 and 1M × 384
+    ///   moved by at most 0.001. Far from the origin the tables of q' span
+    ///   far more than a residual, the kernel's error is not small, and the
+    ///   rows are estimated on the float tables.
     /// * Automatic (candidates kept by their bounds, which must hold): only
     ///   the rows whose bounds from those scores, widened by the margin,
     ///   could still pass the gate are estimated on the float tables. The
@@ -1008,16 +1021,18 @@ impl Scan<'_> {
                 let lanes = |v: &[f32]| -> [f32; BLOCK] { v[first..first + BLOCK].try_into().expect("a whole block") };
                 let fixed = if head.fixed.is_empty() { zeros } else { lanes(&head.fixed) };
                 let terms = RowTerms { fixed, scale: lanes(&head.scale), err: lanes(&head.err) };
-                keep &= bounds.mask(&terms, &sums[..planes * BLOCK], list.gate(), &mut estimates);
+                let (pass, precise) = bounds.mask(&terms, &sums[..planes * BLOCK], list.gate(), &mut estimates);
+                keep &= pass;
                 if !doubtful {
-                    while keep != 0 {
-                        let t = keep.trailing_zeros() as usize;
-                        keep &= keep - 1;
+                    let mut ranked = keep & precise;
+                    keep &= !precise;
+                    while ranked != 0 {
+                        let t = ranked.trailing_zeros() as usize;
+                        ranked &= ranked - 1;
                         if self.mask.is_none_or(|m| m[first + t]) {
                             list.offer(base | (first + t) as u64, estimates[t], 0.0);
                         }
                     }
-                    continue;
                 }
             }
             while keep != 0 {
@@ -1043,6 +1058,11 @@ struct RowTerms {
     scale: [f32; BLOCK],
     err: [f32; BLOCK],
 }
+
+/// The largest share of a row's bound (`bound_scale · err` + rounding) the
+/// kernel's worst quantization error may be for its estimate to rank the
+/// row with `rerank_mult` (`Scan::head`).
+const KERNEL_ERROR_SHARE: f32 = 0.25;
 
 /// Relative slack for the float rounding of the bounds computed from the
 /// kernel's scores against the same computed from the float tables' dots
@@ -1091,11 +1111,12 @@ impl BlockBounds {
         }
     }
 
-    /// Bit t set: row t of the block may pass the gate, judged from its
-    /// scores `sums` (per plane), whose estimates go to `est`. Automatic
-    /// (`doubtful`): its lower bound, widened by the quantization's margin,
-    /// is not above the gate; otherwise its estimate is not.
-    fn mask(&self, rows: &RowTerms, sums: &[u32], gate: f32, est: &mut [f32; BLOCK]) -> u32 {
+    /// Bit t of the first mask set: row t of the block may pass the gate,
+    /// judged from its scores `sums` (per plane), whose estimates go to
+    /// `est`: its estimate (automatic, `doubtful`: less its bound), widened
+    /// by the quantization's margin, is not above the gate. Of the second:
+    /// that margin is at most `KERNEL_ERROR_SHARE` of the row's bound.
+    fn mask(&self, rows: &RowTerms, sums: &[u32], gate: f32, est: &mut [f32; BLOCK]) -> (u32, u32) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above).
@@ -1108,12 +1129,12 @@ impl BlockBounds {
     /// same results).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn mask_avx2(&self, rows: &RowTerms, sums: &[u32], gate: f32, est: &mut [f32; BLOCK]) -> u32 {
+    unsafe fn mask_avx2(&self, rows: &RowTerms, sums: &[u32], gate: f32, est: &mut [f32; BLOCK]) -> (u32, u32) {
         self.mask_lanes(rows, sums, gate, est)
     }
 
     #[inline(always)]
-    fn mask_lanes(&self, r: &RowTerms, sums: &[u32], gate: f32, estimates: &mut [f32; BLOCK]) -> u32 {
+    fn mask_lanes(&self, r: &RowTerms, sums: &[u32], gate: f32, estimates: &mut [f32; BLOCK]) -> (u32, u32) {
         // The weighted sum of the planes' scores (exact integers in f32 up to 2^24).
         let mut w = [0f32; BLOCK];
         for (w, &s) in w.iter_mut().zip(&sums[..BLOCK]) {
@@ -1125,21 +1146,28 @@ impl BlockBounds {
                 *w += s as f32 * weight;
             }
         }
-        let mut keep = [false; BLOCK];
+        let (mut keep, mut precise) = ([false; BLOCK], [false; BLOCK]);
         let margin = self.margin * self.total;
         for t in 0..BLOCK {
             let (fixed, scale) = (r.fixed[t], r.scale[t]);
             let dot = self.offset * self.total + self.delta * w[t];
-            let bound = self.doubtful * (self.bound_scale * r.err[t] + self.rounding * scale);
+            let full_bound = self.bound_scale * r.err[t] + self.rounding * scale;
+            let bound = self.doubtful * full_bound;
             let est = self.base + fixed + self.sign * dot * scale;
             estimates[t] = est;
+            let kernel_error = self.neg * margin * scale;
+            precise[t] = kernel_error <= KERNEL_ERROR_SHARE * full_bound;
             let slack = PREFILTER_SLACK * (self.base.abs() + fixed.abs() + self.neg * scale * dot.abs() + bound);
-            let lower = est - self.doubtful * (bound + self.neg * margin * scale + slack);
-            // A NaN bound rules nothing out, as on the float path.
+            // Widened by the quantization's margin, but for a row ranked by
+            // this estimate (`rerank_mult`, precise), which is what is offered.
+            let ranked = (1.0 - self.doubtful) * (precise[t] as u8 as f32);
+            let lower = est - bound - (1.0 - ranked) * (kernel_error + slack);
+            // A NaN bound rules nothing out (nor does `Shortlist::offer`).
             let ruled_out = lower > gate;
             keep[t] = !ruled_out;
         }
-        keep.iter().enumerate().fold(0u32, |m, (t, &k)| m | (k as u32) << t)
+        let bits = |v: &[bool; BLOCK]| v.iter().enumerate().fold(0u32, |m, (t, &k)| m | (k as u32) << t);
+        (bits(&keep), bits(&precise))
     }
 }
 

@@ -690,7 +690,7 @@ impl Index {
                     let size = item_encoded_len(dim, precision, c.ids[slot].len(), metadata_len);
                     let (no, new) = packer.place(
                         list,
-                        coder.as_ref().map_or(Packing::whole(size), |c| c.packing(size, metadata_len)),
+                        coder.as_ref().map_or(Packing::whole(size), |coder| coder.packing(size, metadata_len)),
                         &mut next_chunk,
                     )?;
                     if new {

@@ -240,7 +240,7 @@ impl Index {
         let mut place = |list: u32, size: usize, metadata_len: Option<usize>, row: Row| -> Result<u32> {
             let (no, _) = packer.place(
                 list,
-                coder.as_ref().map_or(Packing::whole(size), |c| c.packing(size, metadata_len)),
+                coder.as_ref().map_or(Packing::whole(size), |coder| coder.packing(size, metadata_len)),
                 &mut m.next_chunk,
             )?;
             new_chunks.entry(no).or_insert_with(|| (list, Vec::new())).1.push(row);
