@@ -92,7 +92,7 @@ pub(crate) struct CodeShape<'a> {
 /// whole code (all its planes, `Quantizer::weighted_dots`) with the
 /// query's table. Only the B-bit estimate is kept: its bound is the
 /// tighter, and three terms a row (12 bytes) instead of seven keep a head
-/// at 44 bytes a row at d = 128 with 2 bits (0.095× the raw vectors with
+/// at 44 bytes a row at d = 128 with 2 bits (0.092× the raw vectors with
 /// the blocks' padding, measured on 1M × 128; was 0.125×).
 pub struct CodeChunk {
     len: usize,
@@ -1018,9 +1018,11 @@ impl Scan<'_> {
             let mut keep = if rows == BLOCK { u32::MAX } else { (1u32 << rows) - 1 };
             if let Some(bounds) = &bounds {
                 block_sums(lut.quant(), block, planes, &mut sums);
-                let lanes = |v: &[f32]| -> [f32; BLOCK] { v[first..first + BLOCK].try_into().expect("a whole block") };
-                let fixed = if head.fixed.is_empty() { zeros } else { lanes(&head.fixed) };
-                let terms = RowTerms { fixed, scale: lanes(&head.scale), err: lanes(&head.err) };
+                fn lanes(v: &[f32], first: usize) -> &[f32; BLOCK] {
+                    v[first..first + BLOCK].try_into().expect("a whole block")
+                }
+                let fixed = if head.fixed.is_empty() { &zeros } else { lanes(&head.fixed, first) };
+                let terms = RowTerms { fixed, scale: lanes(&head.scale, first), err: lanes(&head.err, first) };
                 let (pass, precise) = bounds.mask(&terms, &sums[..planes * BLOCK], list.gate(), &mut estimates);
                 keep &= pass;
                 if !doubtful {
@@ -1053,10 +1055,10 @@ impl Scan<'_> {
 }
 
 /// A block's rows' terms (`CodeChunk`'s arrays), one lane a row.
-struct RowTerms {
-    fixed: [f32; BLOCK],
-    scale: [f32; BLOCK],
-    err: [f32; BLOCK],
+struct RowTerms<'a> {
+    fixed: &'a [f32; BLOCK],
+    scale: &'a [f32; BLOCK],
+    err: &'a [f32; BLOCK],
 }
 
 /// The largest share of a row's bound (`bound_scale · err` + rounding) the
