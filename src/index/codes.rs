@@ -26,7 +26,7 @@ use rayon::prelude::*;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::chunk::{parse_metadata, Chunk, ChunkBuilder, Packing, WipedFloats};
+use super::chunk::{parse_metadata, Chunk, ChunkBuilder, Packer, Packing, WipedFloats};
 use super::ivf::Centroids;
 use super::manifest::{ChunkMeta, Manifest, Stamp};
 use super::objects::{ChunkShape, Obj, Prefetched};
@@ -63,6 +63,19 @@ pub fn units_of(count: usize, dim: usize, precision: Precision) -> impl Iterator
 /// The object and stamp unit `u` of the chunk `meta` names is stored under.
 pub fn unit_obj(meta: &ChunkMeta, u: u32) -> (Obj, Stamp) {
     (Obj::ChunkUnit(meta.no, u, meta.stamp.digest), meta.stamp)
+}
+
+/// The packer of a write or a training into an index whose trained layout
+/// is `coder`'s (`None`: chunks stored whole). A coded chunk ends at a
+/// whole block of rows where it can: a scan takes a head `BLOCK` rows at a
+/// time, and pads it to whole blocks in memory.
+pub fn packer_for(coder: Option<&Coder>) -> Packer {
+    Packer::new(coder.map_or(1, |_| BLOCK))
+}
+
+/// What an item of `bytes` encoded bytes costs a chunk of that layout.
+pub fn packing_for(coder: Option<&Coder>, bytes: usize, metadata_len: Option<usize>) -> Packing {
+    coder.map_or(Packing::whole(bytes), |coder| coder.packing(bytes, metadata_len))
 }
 
 /// What a head must hold, and (L2) its list's rotated centroid, which
@@ -434,12 +447,6 @@ impl Coder {
             + 1
             + metadata_len.map_or(0, |m| 4 + m);
         Packing { charge: bytes.div_ceil(2).max(head), head }
-    }
-
-    /// Rows a scan takes at a time, to which a head is padded in memory:
-    /// where it can, a coded chunk ends at a multiple (`Packer::new`).
-    pub fn block_rows(&self) -> usize {
-        BLOCK
     }
 
     /// The shape of a head of `count` rows in `list`.

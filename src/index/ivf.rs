@@ -15,8 +15,8 @@ use rayon::prelude::*;
 use super::access::Need;
 use zeroize::Zeroizing;
 
-use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Packer, Packing, WipedFloats};
-use super::codes::Coder;
+use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, WipedFloats};
+use super::codes::{packer_for, packing_for, Coder};
 use super::commit::{Plan, SealedBucket, SealedChunk};
 use super::directory::{applied, group_by_bucket, remove_run};
 use super::manifest::{ChunkMeta, Manifest};
@@ -668,7 +668,7 @@ impl Index {
         // 1. Every item to its list's open chunk; a full chunk is sealed and
         //    written ahead. `homes` records each item's new chunk.
         let coder = plan.coder.clone();
-        let mut packer = Packer::new(coder.as_ref().map_or(1, |coder| coder.block_rows()));
+        let mut packer = packer_for(coder.as_deref());
         let mut open: HashMap<u32, (u32, ChunkBuilder)> = HashMap::new();
         let mut homes: Vec<(Token, u32)> = Vec::with_capacity(old.num_vectors as usize);
         let mut next_chunk = plan.manifest.next_chunk;
@@ -688,11 +688,8 @@ impl Index {
                     let c = &chunks[ci];
                     let metadata_len = c.metadata[slot].as_ref().map(String::len);
                     let size = item_encoded_len(dim, precision, c.ids[slot].len(), metadata_len);
-                    let (no, new) = packer.place(
-                        list,
-                        coder.as_ref().map_or(Packing::whole(size), |coder| coder.packing(size, metadata_len)),
-                        &mut next_chunk,
-                    )?;
+                    let (no, new) =
+                        packer.place(list, packing_for(coder.as_deref(), size, metadata_len), &mut next_chunk)?;
                     if new {
                         let fresh = (no, ChunkBuilder::with_capacity(dim, 0));
                         if let Some((done, rows)) = open.insert(list, fresh) {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::access::Need;
-use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Entry, Packer, Packing, CHUNK_TARGET_BYTES};
-use super::codes::{unit_obj, units_of};
+use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Entry, CHUNK_TARGET_BYTES};
+use super::codes::{packer_for, packing_for, unit_obj, units_of};
 use super::commit::{Plan, SealedChunk};
 use super::manifest::{ChunkMeta, Manifest, Stamp};
 use super::objects::{Obj, ObjectKind};
@@ -235,14 +235,10 @@ impl Index {
             .pool
             .install(|| repack.par_iter().map(|meta| self.chunk(old, meta, None)).collect::<Result<_>>())?;
         let coder = plan.coder.clone();
-        let mut packer = Packer::new(coder.as_ref().map_or(1, |coder| coder.block_rows()));
+        let mut packer = packer_for(coder.as_deref());
         let mut new_chunks: BTreeMap<u32, (u32, Vec<Row>)> = BTreeMap::new();
         let mut place = |list: u32, size: usize, metadata_len: Option<usize>, row: Row| -> Result<u32> {
-            let (no, _) = packer.place(
-                list,
-                coder.as_ref().map_or(Packing::whole(size), |coder| coder.packing(size, metadata_len)),
-                &mut m.next_chunk,
-            )?;
+            let (no, _) = packer.place(list, packing_for(coder.as_deref(), size, metadata_len), &mut m.next_chunk)?;
             new_chunks.entry(no).or_insert_with(|| (list, Vec::new())).1.push(row);
             Ok(no)
         };
