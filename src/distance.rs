@@ -202,6 +202,21 @@ pub fn inv_norm(v: &[f32]) -> f32 {
     }
 }
 
+/// How far a score computed from an `inner_products` entry (L2 as
+/// |q|² + |x|² - 2 q·x, inner product as -q·x, cosine as 1 - q·x / |q||x|)
+/// may be from the one `score` computes directly, relative to
+/// |q|² + |x|² (cosine: to 1). Each float dot of `dim` terms is within
+/// dim·eps of the sum of its terms' magnitudes (a worst case: any order of
+/// summation, FMA or not), |q·x| ≤ (|q|² + |x|²)/2, and the expanded L2
+/// sums three such terms; twice that, and a few roundings more, for margin.
+///
+/// Far from the origin this is what makes the expanded form unusable on
+/// its own: with every coordinate near 500 (d = 64) |x|² is 1.6e7 and one
+/// rounding of it is worth more than the gaps between neighbours.
+pub fn expanded_error(dim: usize) -> f32 {
+    4.0 * (dim + 8) as f32 * f32::EPSILON
+}
+
 /// out[i*m + j] = dot(a_i, b_j) for row-major a (n×dim) and b (m×dim).
 pub fn inner_products(a: &[f32], n: usize, b: &[f32], m: usize, dim: usize, out: &mut [f32]) {
     assert!(a.len() >= n * dim && b.len() >= m * dim && out.len() >= n * m, "inner_products: shapes");

@@ -112,9 +112,10 @@ pub struct CodeChunk {
     /// Sign plane and extended planes, packed (`rabitq::pack`).
     packed: Zeroizing<Vec<u8>>,
     /// L2 only (empty otherwise, for 0): |r|^2 + 2 w_c' · scale, where
-    /// w_c' is the row's weighted dot with its list's rotated centroid c'.
-    /// So one table of the query q' serves every list: the score's
-    /// -2 <r, q' - c'> is -2 (w_q' - w_c') · scale.
+    /// w_c' is the row's weighted dot with c' = P·(c - μ), its list's
+    /// centroid centred on the centroids' mean and rotated (`Coder`). So
+    /// one table of the query's q' = P·(q - μ) serves every list: the
+    /// score's -2 <r, q' - c'> is -2 (w_q' - w_c') · scale.
     fixed: Vec<f32>,
     /// `rabitq::ex_scale` (for 1 bit, `Factors::scale`).
     scale: Vec<f32>,
@@ -326,6 +327,13 @@ impl CodeChunk {
     }
 }
 
+/// out = a - b.
+fn subtract(a: &[f32], b: &[f32], out: &mut [f32]) {
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = x - y;
+    }
+}
+
 /// Factors are a coarse copy of their vectors too: wiped once used.
 fn wipe_factors(mut factors: Vec<Factors>) {
     factors.iter_mut().for_each(|f| *f = Factors::default());
@@ -339,12 +347,22 @@ fn no_units(n: usize) -> Mutex<Vec<Weak<Chunk>>> {
 
 /// How one trained IVF_RABITQ index codes vectors: its quantizer and its
 /// centroids rotated once (kept with the centroids, see `Centroids::coder`).
+///
+/// Everything rotated is first centred on the centroids' mean μ: a row's
+/// residual P·(x - c) is coded from P·(x - μ) - P·(c - μ), and an L2 scan's
+/// one table of the query is of P·(q - μ) (see `CodeChunk::fixed`). So the
+/// float rounding and the kernel's quantization step scale with the spread
+/// of the data, not with its distance from the origin: uncentred, data
+/// moved by 500 on every axis (d = 64) kept recall@10 at 0.16 where it
+/// was 1.0 at the origin, even with automatic rerank.
 pub struct Coder {
     quantizer: Quantizer,
     metric: Metric,
-    /// P·c for every centroid c, `padded` floats each.
+    /// μ, the mean of the centroids (`dim` floats).
+    mean: WipedFloats,
+    /// P·(c - μ) for every centroid c, `padded` floats each.
     rotated: WipedFloats,
-    /// |P·c|_1 for every centroid c (the rounding of dots with it).
+    /// |P·(c - μ)|_1 for every centroid c (the rounding of dots with it).
     l1: Vec<f32>,
     /// The heads this coder's scans found, by chunk number (`Index::scan_head`).
     held: RwLock<Vec<Option<HeldHead>>>,
@@ -369,14 +387,23 @@ const TOUCH_AFTER_INSERTS: u64 = 64;
 
 impl Coder {
     pub fn new(centroids: &Centroids, metric: Metric, bits: u32, seed: u64) -> Coder {
-        let quantizer = Quantizer::new(centroids.dim, bits, seed);
+        let (dim, k) = (centroids.dim, centroids.k);
+        let quantizer = Quantizer::new(dim, bits, seed);
         let padded = quantizer.rotation().padded();
-        let mut rotated = WipedFloats(vec![0f32; centroids.k * padded]);
+        let mut sums = vec![0f64; dim];
+        for c in 0..k {
+            sums.iter_mut().zip(centroids.row(c)).for_each(|(s, &x)| *s += x as f64);
+        }
+        let mean = WipedFloats(sums.iter().map(|s| (s / k.max(1) as f64) as f32).collect());
+        crate::crypto::wipe(bytemuck::cast_slice_mut(&mut sums));
+        let mut rotated = WipedFloats(vec![0f32; k * padded]);
+        let mut centred = WipedFloats(vec![0f32; dim]);
         for (c, out) in rotated.0.chunks_exact_mut(padded).enumerate() {
-            quantizer.rotation().apply(centroids.row(c), out);
+            subtract(centroids.row(c), &mean.0, &mut centred.0);
+            quantizer.rotation().apply(&centred.0, out);
         }
         let l1 = rotated.0.chunks_exact(padded).map(|c| c.iter().map(|x| x.abs()).sum()).collect();
-        Coder { quantizer, metric, rotated, l1, held: RwLock::new(Vec::new()) }
+        Coder { quantizer, metric, mean, rotated, l1, held: RwLock::new(Vec::new()) }
     }
 
     fn padded(&self) -> usize {
@@ -420,6 +447,7 @@ impl Coder {
         held[no] = Some(HeldHead { stamp: meta.stamp, head: Arc::downgrade(head), touched: now });
     }
 
+    /// P·(c - μ) for `list`'s centroid c.
     fn rotated_centroid(&self, list: u32) -> &[f32] {
         let p = self.padded();
         &self.rotated.0[list as usize * p..(list as usize + 1) * p]
@@ -462,7 +490,7 @@ impl Coder {
         }
     }
 
-    /// L2: `list`'s rotated centroid, which its heads' scores are centred on
+    /// L2: `list`'s centred rotated centroid, which its heads' scores are centred on
     /// (`CodeChunk::fixed`); `None` for the other metrics.
     fn centre(&self, list: u32) -> Option<&[f32]> {
         matches!(self.metric, Metric::Euclidean | Metric::SquaredEuclidean).then(|| self.rotated_centroid(list))
@@ -479,13 +507,17 @@ impl Coder {
         let mut ex = Zeroizing::new(vec![0u8; n * eb]);
         let mut factors = Vec::with_capacity(n);
         let mut rotated = WipedFloats(vec![0f32; padded]);
+        let mut centred = WipedFloats(vec![0f32; chunk.dim]);
         let c = self.rotated_centroid(list);
         for s in 0..n {
             let x = chunk.vector(s);
-            q.rotation().apply(x, &mut rotated.0);
             let scale = if self.metric == Metric::Cosine { chunk.inv_norms[s] } else { 1.0 };
+            for ((y, &x), &m) in centred.0.iter_mut().zip(x).zip(&self.mean.0) {
+                *y = x * scale - m;
+            }
+            q.rotation().apply(&centred.0, &mut rotated.0);
             for (r, &c) in rotated.0.iter_mut().zip(c) {
-                *r = *r * scale - c;
+                *r -= c;
             }
             factors.push(q.encode(&rotated.0, &mut signs[s * sb..(s + 1) * sb], &mut ex[s * eb..(s + 1) * eb]));
         }
@@ -542,12 +574,22 @@ struct ListQuery {
 }
 
 impl Coder {
-    /// The rotated query (cosine: of the unit query) into `out`, once per query.
-    fn rotate_query(&self, q: &[f32], inv_q: f32, out: &mut Vec<f32>) {
+    /// The rotated query into `out`, once per query: for L2 of q - μ (the
+    /// table then stands for every list, see `CodeChunk::fixed`), for
+    /// inner product of q, for cosine of the unit query.
+    fn rotate_query(&self, q: &[f32], inv_q: f32, centred: &mut Vec<f32>, out: &mut Vec<f32>) {
         out.resize(self.padded(), 0.0);
-        self.quantizer.rotation().apply(q, out);
-        if self.metric == Metric::Cosine {
-            out.iter_mut().for_each(|x| *x *= inv_q);
+        match self.metric {
+            Metric::Euclidean | Metric::SquaredEuclidean => {
+                centred.resize(q.len(), 0.0);
+                subtract(q, &self.mean.0, centred);
+                self.quantizer.rotation().apply(centred, out);
+            }
+            Metric::InnerProduct => self.quantizer.rotation().apply(q, out),
+            Metric::Cosine => {
+                self.quantizer.rotation().apply(q, out);
+                out.iter_mut().for_each(|x| *x *= inv_q);
+            }
         }
     }
 
@@ -680,6 +722,8 @@ impl Shortlist {
 /// A worker's buffers, reused from query to query.
 #[derive(Default)]
 struct Scratch {
+    /// The query less the centroids' mean (L2), then rotated.
+    centred: Vec<f32>,
     rotated: Vec<f32>,
     lut: QueryLut,
     /// The query's lists: (its view of the list, work item).
@@ -789,7 +833,7 @@ impl Index {
         let codes_of = |i: u32| work[i as usize].chunks.iter().map(|c| c.count as usize).sum::<usize>();
         let search = |scratch: &mut Scratch, qi: usize| -> Result<Vec<Hit>> {
             let (qv, inv_q) = (q.row(qi), q.inv_norm(qi));
-            coder.rotate_query(qv, inv_q, &mut scratch.rotated);
+            coder.rotate_query(qv, inv_q, &mut scratch.centred, &mut scratch.rotated);
             // One table for all the query's lists (for L2, see `CodeChunk::fixed`).
             let codes = items_of[qi].iter().map(|&i| codes_of(i)).sum();
             coder.quantizer.prepare_into(&scratch.rotated, EPS0_99, codes, &mut scratch.lut);

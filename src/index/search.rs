@@ -197,24 +197,38 @@ impl ScanState {
                 }
             }
         } else {
+            // One SGEMM gives every (query, row) score in the expanded form,
+            // which only rules rows out: a row within the form's rounding
+            // error of the threshold is scored directly, as a single query
+            // scores it. So the heaps hold direct scores and the answer is
+            // the single queries' one, whatever the data's distance from the
+            // origin (there the expanded form's rounding outgrows the gaps
+            // between neighbours and every row is scored directly).
             let m = qids.len();
             self.products.resize(m * n, 0.0);
             distance::inner_products(subset, m, chunk.vectors(), n, q.dim, &mut self.products);
+            let relative = distance::expanded_error(q.dim);
             for (local, &qi) in qids.iter().enumerate() {
                 let qi = qi as usize;
                 let heap = &mut self.heaps[qi];
                 let ips = &self.products[local * n..(local + 1) * n];
-                let (q_sq, inv_q) = (q.sq_norms[qi], q.inv_norms[qi]);
+                let (qv, q_sq, inv_q) = (q.row(qi), q.sq_norms[qi], q.inv_norms[qi]);
                 let mut threshold = heap.threshold();
                 for (s, &ip) in ips.iter().enumerate() {
                     if !allowed(s) {
                         continue;
                     }
-                    let score = match q.metric {
-                        Metric::Euclidean | Metric::SquaredEuclidean => q_sq + chunk.sq_norms[s] - 2.0 * ip,
-                        Metric::InnerProduct => -ip,
-                        Metric::Cosine => 1.0 - ip * inv_q * chunk.inv_norms[s],
+                    let (expanded, error) = match q.metric {
+                        Metric::Euclidean | Metric::SquaredEuclidean => {
+                            (q_sq + chunk.sq_norms[s] - 2.0 * ip, relative * (q_sq + chunk.sq_norms[s]))
+                        }
+                        Metric::InnerProduct => (-ip, relative * (q_sq + chunk.sq_norms[s])),
+                        Metric::Cosine => (1.0 - ip * inv_q * chunk.inv_norms[s], relative),
                     };
+                    if expanded - error >= threshold {
+                        continue;
+                    }
+                    let score = distance::score(q.metric, qv, chunk.vector(s), inv_q, chunk.inv_norms[s]);
                     if score < threshold && heap.push(Candidate { score, at: base | s as u64 }) {
                         any = true;
                         threshold = heap.threshold();
@@ -300,24 +314,11 @@ pub fn scan(
     let place = |c: &Candidate| (&held[&((c.at >> 32) as u32)], (c.at & 0xffff_ffff) as usize);
     Ok(heaps
         .into_iter()
-        .enumerate()
-        .map(|(qi, h)| {
-            // The batched form (|q|^2 + |x|^2 - 2 q.x through SGEMM) chose
-            // the top k; their distances are computed directly, so a stored
-            // vector is at distance 0 from itself and a query answers the
-            // same batched or alone.
-            let mut top: Vec<Candidate> = h
-                .heap
-                .into_iter()
-                .map(|c| {
-                    let (chunk, slot) = place(&c);
-                    let (qv, inv_q) = (q.row(qi), q.inv_norms[qi]);
-                    Candidate {
-                        score: distance::score(q.metric, qv, chunk.vector(slot), inv_q, chunk.inv_norms[slot]),
-                        at: c.at,
-                    }
-                })
-                .collect();
+        .map(|h| {
+            // Every score in the heaps was computed directly (see
+            // `scan_chunk`): a stored vector is at distance 0 from itself
+            // and a query answers the same batched or alone.
+            let mut top = h.heap.into_vec();
             top.sort_unstable();
             top.iter()
                 .map(|c| {
