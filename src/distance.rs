@@ -204,17 +204,25 @@ pub fn inv_norm(v: &[f32]) -> f32 {
 
 /// How far a score computed from an `inner_products` entry (L2 as
 /// |q|² + |x|² - 2 q·x, inner product as -q·x, cosine as 1 - q·x / |q||x|)
-/// may be from the one `score` computes directly, relative to
-/// |q|² + |x|² (cosine: to 1). Each float dot of `dim` terms is within
-/// dim·eps of the sum of its terms' magnitudes (a worst case: any order of
-/// summation, FMA or not), |q·x| ≤ (|q|² + |x|²)/2, and the expanded L2
-/// sums three such terms; twice that, and a few roundings more, for margin.
+/// may be from the one `score` computes directly: (relative, absolute),
+/// the bound being relative × (|q|² + |x|²) + absolute (cosine: relative +
+/// absolute / (|q||x|)).
+///
+/// A float dot of `dim` terms is within dim·eps/2 of the sum of its terms'
+/// magnitudes, in any order of summation, FMA or not; |q·x| ≤ (|q|² +
+/// |x|²)/2. The expanded L2 form sums three such dots and the direct one
+/// squares differences, which together come to about (2 dim + 4) eps of
+/// |q|² + |x|²: counted here as 4 (dim + 8) eps. Products that underflow
+/// are off by up to a subnormal step each, whatever their size: the
+/// absolute part, dim of them in each of the two forms, twice.
 ///
 /// Far from the origin this is what makes the expanded form unusable on
 /// its own: with every coordinate near 500 (d = 64) |x|² is 1.6e7 and one
 /// rounding of it is worth more than the gaps between neighbours.
-pub fn expanded_error(dim: usize) -> f32 {
-    4.0 * (dim + 8) as f32 * f32::EPSILON
+pub fn expanded_error(dim: usize) -> (f32, f32) {
+    let relative = 4.0 * (dim + 8) as f32 * f32::EPSILON;
+    let absolute = 4.0 * (dim + 8) as f32 * f32::from_bits(1);
+    (relative, absolute)
 }
 
 /// out[i*m + j] = dot(a_i, b_j) for row-major a (n×dim) and b (m×dim).

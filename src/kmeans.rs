@@ -1,10 +1,11 @@
 //! k-means for the IVF lists: k-means++ seeding on a subsample, then Lloyd
 //! iterations (full batch) or mini-batch updates (Sculley 2010), both with
 //! the assignment step done as blocked SGEMM (|x|^2 + |c|^2 - 2 x.c, all
-//! moved by the centroids' mean) on the client's pool, and empty clusters repaired by splitting the largest one.
-//! Deterministic for a seed.
+//! moved by the centroids' mean) on the client's pool, and empty clusters
+//! repaired by splitting the largest one. Deterministic for a seed.
 
 use rayon::prelude::*;
+use zeroize::Zeroizing;
 
 use crate::distance;
 use crate::error::{Error, Result};
@@ -62,40 +63,74 @@ pub fn sample_indices(n: usize, count: usize, rng: &mut SplitMix) -> Vec<usize> 
     all
 }
 
-/// For every point, its nearest centroid and the squared distance to it.
-///
-/// Points and centroids are first moved by the centroids' mean μ: the
-/// expanded form's rounding grows with |x|² + |c|² (`distance::expanded_error`),
-/// and data far from the origin (every coordinate near 5,000, d = 64) was
-/// otherwise assigned to lists at random.
-pub fn assign(pool: &rayon::ThreadPool, data: &[f32], dim: usize, centroids: &[f32], k: usize) -> Vec<(u32, f32)> {
-    let mut sums = vec![0f64; dim];
-    for c in centroids.chunks_exact(dim) {
-        sums.iter_mut().zip(c).for_each(|(s, &x)| *s += x as f64);
+/// The mean of `rows` (`dim` floats each; zeros for none), summed in f64:
+/// the point the expanded distance forms centre on. Far from the origin,
+/// |x|² + |c|² - 2 x·c rounds away the gaps between neighbours (with every
+/// coordinate near 5,000 at d = 64, `assign` put points in lists at
+/// random); moved by a mean of the data, its rounding follows the data's
+/// spread (`distance::expanded_error`).
+pub fn mean(rows: &[f32], dim: usize) -> Zeroizing<Vec<f32>> {
+    let mut sums = Zeroizing::new(vec![0f64; dim]);
+    let n = rows.len() / dim.max(1);
+    for row in rows.chunks_exact(dim.max(1)) {
+        sums.iter_mut().zip(row).for_each(|(s, &x)| *s += x as f64);
     }
-    let mean: Vec<f32> = sums.iter().map(|s| (s / k.max(1) as f64) as f32).collect();
-    let centre = |v: &[f32], out: &mut Vec<f32>| {
-        out.clear();
-        for row in v.chunks_exact(dim) {
-            out.extend(row.iter().zip(&mean).map(|(x, m)| x - m));
-        }
-    };
-    let mut centred = Vec::with_capacity(centroids.len());
-    centre(centroids, &mut centred);
-    let c_norms: Vec<f32> = centred.chunks_exact(dim).map(|c| distance::dot(c, c)).collect();
+    Zeroizing::new(sums.iter().map(|s| (s / n.max(1) as f64) as f32).collect())
+}
+
+/// Appends each row of `rows` less `mean` to `out`.
+pub fn centre_into(rows: &[f32], mean: &[f32], out: &mut Vec<f32>) {
+    for row in rows.chunks_exact(mean.len().max(1)) {
+        out.extend(row.iter().zip(mean).map(|(x, m)| x - m));
+    }
+}
+
+/// Centroids as `assign` uses them: moved by their mean, with their norms
+/// (worth keeping where the same centroids assign many batches).
+pub struct Prepared {
+    dim: usize,
+    mean: Zeroizing<Vec<f32>>,
+    centred: Zeroizing<Vec<f32>>,
+    norms: Zeroizing<Vec<f32>>,
+}
+
+impl Prepared {
+    pub fn new(centroids: &[f32], dim: usize) -> Prepared {
+        let mean = mean(centroids, dim);
+        let mut centred = Zeroizing::new(Vec::with_capacity(centroids.len()));
+        centre_into(centroids, &mean, &mut centred);
+        let norms = Zeroizing::new(centred.chunks_exact(dim).map(|c| distance::dot(c, c)).collect());
+        Prepared { dim, mean, centred, norms }
+    }
+
+    fn k(&self) -> usize {
+        self.norms.len()
+    }
+}
+
+/// For every point, its nearest centroid and the squared distance to it.
+pub fn assign(pool: &rayon::ThreadPool, data: &[f32], dim: usize, centroids: &[f32], k: usize) -> Vec<(u32, f32)> {
+    debug_assert_eq!(centroids.len(), k * dim);
+    assign_prepared(pool, data, &Prepared::new(centroids, dim))
+}
+
+/// `assign` with centroids prepared once: every point and centroid moved by
+/// the centroids' mean (see `mean`), then one blocked SGEMM.
+pub fn assign_prepared(pool: &rayon::ThreadPool, data: &[f32], prepared: &Prepared) -> Vec<(u32, f32)> {
+    let (dim, k) = (prepared.dim, prepared.k());
     pool.install(|| {
         data.par_chunks(BLOCK * dim)
             .flat_map_iter(|block| {
                 let m = block.len() / dim;
-                let mut points = Vec::with_capacity(block.len());
-                centre(block, &mut points);
+                let mut points = Zeroizing::new(Vec::with_capacity(block.len()));
+                centre_into(block, &prepared.mean, &mut points);
                 let mut ips = vec![0f32; m * k];
-                distance::inner_products(&points, m, &centred, k, dim, &mut ips);
+                distance::inner_products(&points, m, &prepared.centred, k, dim, &mut ips);
                 ips.chunks_exact_mut(k)
                     .zip(points.chunks_exact(dim))
                     .map(|(row, x)| {
                         // |x - c|² - |x|² for every centroid c, in place.
-                        row.iter_mut().zip(&c_norms).for_each(|(ip, cn)| *ip = cn - 2.0 * *ip);
+                        row.iter_mut().zip(prepared.norms.iter()).for_each(|(ip, cn)| *ip = cn - 2.0 * *ip);
                         let (best, d) = argmin(row);
                         (best as u32, (d + distance::dot(x, x)).max(0.0))
                     })
@@ -262,6 +297,9 @@ fn init_plus_plus(pool: &rayon::ThreadPool, data: &[f32], dim: usize, k: usize, 
 /// move apart by a small symmetric perturbation (as FAISS does).
 fn repair_empty(centroids: &mut [f32], counts: &mut [usize], dim: usize, rng: &mut SplitMix) {
     const EPS: f32 = 1.0 / 1024.0;
+    // Steps relative to the centroids' mean, not to the origin: far from
+    // it a relative step would throw both halves out of the data.
+    let mean = mean(centroids, dim);
     for empty in 0..counts.len() {
         if counts[empty] != 0 {
             continue;
@@ -273,8 +311,9 @@ fn repair_empty(centroids: &mut [f32], counts: &mut [usize], dim: usize, rng: &m
         let src: Vec<f32> = centroids[largest * dim..(largest + 1) * dim].to_vec();
         for j in 0..dim {
             let sign = if rng.next_u64() & 1 == 0 { 1.0 } else { -1.0 };
-            centroids[empty * dim + j] = src[j] * (1.0 + sign * EPS);
-            centroids[largest * dim + j] = src[j] * (1.0 - sign * EPS);
+            let off = src[j] - mean[j];
+            centroids[empty * dim + j] = mean[j] + off * (1.0 + sign * EPS);
+            centroids[largest * dim + j] = mean[j] + off * (1.0 - sign * EPS);
         }
         counts[empty] = counts[largest] / 2;
         counts[largest] -= counts[empty];

@@ -37,23 +37,69 @@ pub(crate) const EPS0: f32 = 1.9;
 /// data less kind than the tests').
 pub(crate) const EPS0_99: f32 = 2.8;
 
-/// Random orthogonal rotation of R^dim into R^padded (padded = the next power
-/// of two >= max(dim, 64)): ROUNDS times a random sign flip followed by a
-/// normalised fast Walsh-Hadamard transform. A dense Gaussian rotation would
-/// need D^2 floats (16 GiB at 65536); this needs ROUNDS * D and O(D log D) time.
+/// How a rotation pads the dimension: fixed per trained index (its
+/// manifest says which), since codes are only read with the rotation they
+/// were made with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Padding {
+    /// To the next power of two >= max(dim, 64): what indexes trained
+    /// before 0.9 use.
+    #[default]
+    PowerOfTwo = 0,
+    /// To the next multiple of 64 >= max(dim, 64): at d = 384 a code has
+    /// 384 bits, not 512 (a quarter less to store, hold and scan). Equal to
+    /// `PowerOfTwo` where that is a multiple of 64 already (d = 128, 200).
+    Multiple64 = 1,
+}
+
+impl Padding {
+    pub fn from_u8(v: u8) -> Option<Padding> {
+        match v {
+            0 => Some(Padding::PowerOfTwo),
+            1 => Some(Padding::Multiple64),
+            _ => None,
+        }
+    }
+
+    fn padded(self, dim: usize) -> usize {
+        let d = dim.max(MIN_PADDED);
+        match self {
+            Padding::PowerOfTwo => d.next_power_of_two(),
+            Padding::Multiple64 => d.next_multiple_of(MIN_PADDED),
+        }
+    }
+}
+
+/// Random orthogonal rotation of R^dim into R^padded (`Padding`): ROUNDS
+/// times a random sign flip followed by a normalised fast Walsh-Hadamard
+/// transform. A dense Gaussian rotation would need D^2 floats (16 GiB at
+/// 65536); this needs ROUNDS * D and O(D log D) time.
+///
+/// Where padded is not a power of two (384 = 256 + 128), each round
+/// transforms the largest power-of-two block T it holds, the first T
+/// coordinates in even rounds and the last T in odd ones, then mixes the
+/// two halves with a Kac walk step ((a + b, a - b) / sqrt 2 for a
+/// coordinate and the one padded/2 after it), as the RaBitQ library's
+/// `FhtKacRotator` does: still orthogonal, and every coordinate reaches
+/// every other within two rounds.
 pub(crate) struct Rotation {
     dim: usize,
     padded: usize,
-    /// ROUNDS blocks of `padded` factors ±1/sqrt(padded): the sign flip and
-    /// the transform's normalisation folded into one multiply per round.
+    /// The power-of-two block each round transforms (= padded when padded
+    /// is a power of two).
+    block: usize,
+    /// ROUNDS blocks of `padded` factors: the sign flip, with the
+    /// transform's normalisation 1/sqrt(block) folded into the coordinates
+    /// the round transforms.
     diag: Vec<f32>,
 }
 
 impl Rotation {
-    pub fn new(dim: usize, seed: u64) -> Rotation {
+    pub fn new(dim: usize, seed: u64, padding: Padding) -> Rotation {
         assert!(dim > 0, "rotation of a 0-dimensional space");
-        let padded = dim.max(MIN_PADDED).next_power_of_two();
-        let scale = (1.0 / (padded as f64).sqrt()) as f32;
+        let padded = padding.padded(dim);
+        let block = if padded.is_power_of_two() { padded } else { padded.next_power_of_two() / 2 };
+        let scale = (1.0 / (block as f64).sqrt()) as f32;
         let mut rng = SplitMix::new(seed);
         let mut bits = 0;
         let diag = (0..ROUNDS * padded)
@@ -61,14 +107,25 @@ impl Rotation {
                 if i % 64 == 0 {
                     bits = rng.next_u64();
                 }
+                let (round, at) = (i / padded, i % padded);
+                let magnitude = if Self::transforms(padded, block, round).contains(&at) { scale } else { 1.0 };
                 if (bits >> (i % 64)) & 1 == 1 {
-                    -scale
+                    -magnitude
                 } else {
-                    scale
+                    magnitude
                 }
             })
             .collect();
-        Rotation { dim, padded, diag }
+        Rotation { dim, padded, block, diag }
+    }
+
+    /// The coordinates round `round` transforms.
+    fn transforms(padded: usize, block: usize, round: usize) -> std::ops::Range<usize> {
+        if round.is_multiple_of(2) {
+            0..block
+        } else {
+            padded - block..padded
+        }
     }
 
     #[cfg(test)]
@@ -86,11 +143,19 @@ impl Rotation {
         assert_eq!(out.len(), self.padded, "Rotation::apply: output length");
         out[..self.dim].copy_from_slice(v);
         out[self.dim..].fill(0.0);
-        for diag in self.diag.chunks_exact(self.padded) {
+        for (round, diag) in self.diag.chunks_exact(self.padded).enumerate() {
             for (o, s) in out.iter_mut().zip(diag) {
                 *o *= s;
             }
-            fwht(out);
+            fwht(&mut out[Self::transforms(self.padded, self.block, round)]);
+            if self.block < self.padded {
+                let (lo, hi) = out.split_at_mut(self.padded / 2);
+                for (a, b) in lo.iter_mut().zip(hi.iter_mut()) {
+                    let (s, d) = (*a + *b, *a - *b);
+                    *a = s * std::f32::consts::FRAC_1_SQRT_2;
+                    *b = d * std::f32::consts::FRAC_1_SQRT_2;
+                }
+            }
         }
     }
 }
@@ -240,9 +305,9 @@ pub(crate) struct QueryLut {
 }
 
 impl Quantizer {
-    pub fn new(dim: usize, bits: u32, seed: u64) -> Quantizer {
+    pub fn new(dim: usize, bits: u32, seed: u64, padding: Padding) -> Quantizer {
         debug_assert!((1..=8).contains(&bits), "RaBitQ bits {bits} not in 1..=8");
-        Quantizer { rotation: Rotation::new(dim, seed), bits }
+        Quantizer { rotation: Rotation::new(dim, seed, padding), bits }
     }
 
     pub fn rotation(&self) -> &Rotation {
@@ -950,7 +1015,7 @@ mod tests {
     /// 255 and the bounds from them wrong.
     #[test]
     fn tables_too_small_to_quantize_are_not_quantized() {
-        let q = Quantizer::new(128, 2, 7);
+        let q = Quantizer::new(128, 2, 7, Padding::Multiple64);
         let tiny: Vec<f32> = (0..q.rotation().padded()).map(|i| (i as f32 - 60.0) * 1e-39).collect();
         let mut lut = QueryLut::default();
         q.prepare_into(&tiny, EPS0_99, 1000, &mut lut);
@@ -981,10 +1046,17 @@ mod tests {
     #[test]
     fn rotation_preserves_norms_and_inner_products() {
         let mut rng = SplitMix::new(1);
-        for dim in [1, 3, 50, 64, 100, 128, 384, 769] {
-            let rot = Rotation::new(dim, 42);
+        for (dim, padding) in [1, 3, 50, 64, 100, 128, 384, 769]
+            .into_iter()
+            .flat_map(|d| [(d, Padding::PowerOfTwo), (d, Padding::Multiple64)])
+        {
+            let rot = Rotation::new(dim, 42, padding);
             assert_eq!(rot.dim(), dim);
-            assert_eq!(rot.padded(), dim.max(64).next_power_of_two());
+            let padded = match padding {
+                Padding::PowerOfTwo => dim.max(64).next_power_of_two(),
+                Padding::Multiple64 => dim.max(64).div_ceil(64) * 64,
+            };
+            assert_eq!(rot.padded(), padded, "dim {dim} {padding:?}");
             let (mut pa, mut pb) = (vec![0f32; rot.padded()], vec![0f32; rot.padded()]);
             for _ in 0..10 {
                 let a = gaussians(&mut rng, dim);
@@ -1000,10 +1072,51 @@ mod tests {
         }
     }
 
+    /// Indexes trained before 0.9 were coded with this rotation (a full
+    /// transform of the power-of-two padding each round): `PowerOfTwo`
+    /// must keep computing exactly it, and `Multiple64` too where the two
+    /// paddings agree.
+    #[test]
+    fn power_of_two_padding_is_the_rotation_of_indexes_before_0_9() {
+        for dim in [1usize, 50, 128, 384] {
+            let padded = dim.max(64).next_power_of_two();
+            let scale = (1.0 / (padded as f64).sqrt()) as f32;
+            let mut rng = SplitMix::new(11);
+            let mut bits = 0;
+            let diag: Vec<f32> = (0..ROUNDS * padded)
+                .map(|i| {
+                    if i % 64 == 0 {
+                        bits = rng.next_u64();
+                    }
+                    if (bits >> (i % 64)) & 1 == 1 {
+                        -scale
+                    } else {
+                        scale
+                    }
+                })
+                .collect();
+            let v: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.37).sin() + 0.1).collect();
+            let mut expected = vec![0f32; padded];
+            expected[..dim].copy_from_slice(&v);
+            for round in diag.chunks_exact(padded) {
+                expected.iter_mut().zip(round).for_each(|(o, s)| *o *= s);
+                fwht(&mut expected);
+            }
+            let mut out = vec![0f32; padded];
+            Rotation::new(dim, 11, Padding::PowerOfTwo).apply(&v, &mut out);
+            assert_eq!(out, expected, "dim {dim}");
+            if dim != 384 {
+                Rotation::new(dim, 11, Padding::Multiple64).apply(&v, &mut out);
+                assert_eq!(out, expected, "dim {dim}: the paddings agree");
+            }
+        }
+        assert_eq!(Rotation::new(384, 11, Padding::Multiple64).padded(), 384);
+    }
+
     #[test]
     fn rotation_works_at_the_largest_dimension() {
         let dim = 65536;
-        let rot = Rotation::new(dim, 3);
+        let rot = Rotation::new(dim, 3, Padding::Multiple64);
         let v: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.01).sin()).collect();
         let mut out = vec![0f32; dim];
         rot.apply(&v, &mut out);
@@ -1015,7 +1128,7 @@ mod tests {
         let v: Vec<f32> = (0..100).map(|i| (i as f32 * 0.7).sin()).collect();
         let run = |seed| {
             let mut out = vec![0f32; 128];
-            Rotation::new(100, seed).apply(&v, &mut out);
+            Rotation::new(100, seed, Padding::Multiple64).apply(&v, &mut out);
             out
         };
         assert_eq!(run(5), run(5));
@@ -1023,8 +1136,14 @@ mod tests {
         assert_ne!(run(0), run(1));
         // A basis vector is spread over every padded coordinate, not left in place.
         let mut out = vec![0f32; 64];
-        Rotation::new(1, 9).apply(&[1.0], &mut out);
+        Rotation::new(1, 9, Padding::Multiple64).apply(&[1.0], &mut out);
         assert!(out.iter().all(|x| x.abs() < 0.5), "{out:?}");
+        // So is one of the coordinates the first round does not transform.
+        let mut e = vec![0f32; 300];
+        e[299] = 1.0;
+        let mut out = vec![0f32; 320];
+        Rotation::new(300, 9, Padding::Multiple64).apply(&e, &mut out);
+        assert!(out.iter().all(|x| x.abs() < 0.3 && *x != 0.0), "{out:?}");
     }
 
     /// Residuals (and query-side vectors) of one test configuration.
@@ -1070,7 +1189,7 @@ mod tests {
     }
 
     fn evaluate(data: &Data, bits: u32) -> Vec<Pair> {
-        let q = Quantizer::new(data.dim, bits, 77);
+        let q = Quantizer::new(data.dim, bits, 77, Padding::Multiple64);
         let (d, sb, xb) = (q.rotation().padded(), q.sign_bytes(), q.ex_bytes());
         let n = data.r.len() / data.dim;
         let (mut signs, mut exs, mut factors) = (vec![0u8; n * sb], vec![0u8; n * xb], Vec::new());
@@ -1140,7 +1259,7 @@ mod tests {
         let mut normalised = Vec::new();
         for (k, dim) in DIMS.into_iter().enumerate() {
             let pairs = evaluate(&make(dim, 300, 40, 10 + k as u64), 1);
-            let padded = dim.max(64).next_power_of_two() as f64;
+            let padded = Padding::Multiple64.padded(dim) as f64;
             let error = mean_error(&pairs, false);
             let (paper, cover, tight) = (
                 coverage(&pairs, false, EPS0),
@@ -1208,7 +1327,7 @@ mod tests {
     fn ranking_finds_true_neighbour() {
         let (dim, n, nq) = (128, 2000, 20);
         let data = clustered_data(dim, n, nq, 5);
-        let q = Quantizer::new(dim, 1, 3);
+        let q = Quantizer::new(dim, 1, 3, Padding::Multiple64);
         let (d, sb) = (q.rotation().padded(), q.sign_bytes());
         let mut signs = vec![0u8; n * sb];
         let mut rot = vec![0f32; d];
@@ -1241,7 +1360,7 @@ mod tests {
         // D = 512: several table groups; up to 300 codes: a ragged last block.
         let (dim, n) = (300, 300);
         let data = gaussian_data(dim, n, 1, 8);
-        let q = Quantizer::new(dim, 1, 4);
+        let q = Quantizer::new(dim, 1, 4, Padding::Multiple64);
         let sb = q.sign_bytes();
         let mut signs = vec![0u8; n * sb];
         let mut rot = vec![0f32; q.rotation().padded()];
@@ -1293,7 +1412,7 @@ mod tests {
         let (dim, n) = (100, 200);
         let data = gaussian_data(dim, n, 1, 9);
         for bits in [1, 2, 3, 5] {
-            let q = Quantizer::new(dim, bits, 6);
+            let q = Quantizer::new(dim, bits, 6, Padding::Multiple64);
             let (sb, eb) = (q.sign_bytes(), q.ex_bytes());
             let (mut signs, mut ex) = (vec![0u8; n * sb], vec![0u8; n * eb]);
             let mut rot = vec![0f32; q.rotation().padded()];
@@ -1341,7 +1460,7 @@ mod tests {
         // from the origin); `rounding` must cover the difference.
         let (dim, n) = (200, 300);
         for bits in [1, 2, 4] {
-            let q = Quantizer::new(dim, bits, 2);
+            let q = Quantizer::new(dim, bits, 2, Padding::Multiple64);
             let (d, sb, eb) = (q.rotation().padded(), q.sign_bytes(), q.ex_bytes());
             let mut rng = SplitMix::new(bits as u64);
             let (mut signs, mut ex) = (vec![0u8; n * sb], vec![0u8; n * eb]);
@@ -1385,7 +1504,7 @@ mod tests {
         // the margin of the float dots, with both kinds of tables.
         let mut rng = SplitMix::new(11);
         for (dim, bits, n) in [(64, 1, 40), (128, 2, 64), (300, 3, 33), (1100, 2, 70), (2048, 1, 32)] {
-            let q = Quantizer::new(dim, bits, 5);
+            let q = Quantizer::new(dim, bits, 5, Padding::Multiple64);
             let (sb, eb) = (q.sign_bytes(), q.ex_bytes());
             let signs: Vec<u8> = (0..n * sb).map(|_| rng.next_u64() as u8).collect();
             let ex: Vec<u8> = (0..n * eb).map(|_| rng.next_u64() as u8).collect();
@@ -1494,7 +1613,7 @@ mod tests {
 
     /// Encodes `vectors` against one query, with the 99% bound; every output must be finite.
     fn estimates(dim: usize, bits: u32, vectors: &[Vec<f32>], query: &[f32]) -> Vec<(Factors, f32, f32, f32, f32)> {
-        let q = Quantizer::new(dim, bits, 1);
+        let q = Quantizer::new(dim, bits, 1, Padding::Multiple64);
         let (d, sb, xb) = (q.rotation().padded(), q.sign_bytes(), q.ex_bytes());
         let mut rot = vec![0f32; d];
         q.rotation().apply(query, &mut rot);
@@ -1579,7 +1698,7 @@ mod tests {
                 .fold(f64::MAX, f64::min)
         }
         for dim in [128, 512] {
-            let q = Quantizer::new(dim, 1, 1);
+            let q = Quantizer::new(dim, 1, 1, Padding::Multiple64);
             let n = 4096;
             let mut rng = SplitMix::new(3);
             let signs: Vec<u8> = (0..n * q.sign_bytes()).map(|_| rng.next_u64() as u8).collect();
@@ -1603,7 +1722,7 @@ mod tests {
             let encode: Vec<String> = [1, 2, 4, 8]
                 .into_iter()
                 .map(|bits| {
-                    let q = Quantizer::new(dim, bits, 1);
+                    let q = Quantizer::new(dim, bits, 1, Padding::Multiple64);
                     let (mut sign, mut ex) = (vec![0u8; q.sign_bytes()], vec![0u8; q.ex_bytes()]);
                     let ns = best_ns(50, || {
                         std::hint::black_box(q.encode(&r, &mut sign, &mut ex));

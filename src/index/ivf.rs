@@ -27,6 +27,7 @@ use crate::crypto::Token;
 use crate::distance::{self, Metric};
 use crate::error::{Error, Result};
 use crate::kmeans::{self, KMeansParams, SplitMix};
+use crate::rabitq::Padding;
 use crate::store::WriteBatch;
 /// Training points per centroid (FAISS's default cap as well).
 const POINTS_PER_CENTROID: usize = 256;
@@ -43,6 +44,8 @@ pub struct Centroids {
     /// IVF_RABITQ: the coder of the training that made them (built on
     /// first use, then kept as long as they are cached).
     coder: OnceLock<Arc<Coder>>,
+    /// What `assign` needs of them, made on first use (k · dim floats).
+    prepared: OnceLock<kmeans::Prepared>,
 }
 
 impl Centroids {
@@ -69,14 +72,14 @@ impl Centroids {
     }
 
     pub fn new(k: usize, dim: usize, data: WipedFloats) -> Centroids {
-        Centroids { k, dim, data, coder: OnceLock::new() }
+        Centroids { k, dim, data, coder: OnceLock::new(), prepared: OnceLock::new() }
     }
 
     /// The coder of a trained IVF_RABITQ index with these centroids: the
-    /// same `bits` and `seed` for a given set of centroids, as both are
-    /// committed with them.
-    pub fn coder(&self, metric: Metric, bits: u32, seed: u64) -> Arc<Coder> {
-        self.coder.get_or_init(|| Arc::new(Coder::new(self, metric, bits, seed))).clone()
+    /// same `bits` and rotation (seed, padding) for a given set of
+    /// centroids, as all are committed with them.
+    pub fn coder(&self, metric: Metric, bits: u32, rotation: (u64, Padding)) -> Arc<Coder> {
+        self.coder.get_or_init(|| Arc::new(Coder::new(self, metric, bits, rotation))).clone()
     }
 
     pub fn mem_size(&self) -> usize {
@@ -142,7 +145,8 @@ impl Centroids {
                 flat.0.extend_from_slice(v);
             }
         }
-        kmeans::assign(pool, &flat.0, self.dim, &self.data.0, self.k).into_iter().map(|(c, _)| c).collect()
+        let prepared = self.prepared.get_or_init(|| kmeans::Prepared::new(&self.data.0, self.dim));
+        kmeans::assign_prepared(pool, &flat.0, prepared).into_iter().map(|(c, _)| c).collect()
     }
 }
 
@@ -263,8 +267,10 @@ impl Steps {
 struct Calibration {
     metric: Metric,
     dim: usize,
-    /// The points (unit vectors for cosine) and their ids.
+    /// The points (unit vectors for cosine; for L2 less `mean`) and their ids.
     points: WipedFloats,
+    /// L2: the centroids' mean, which points and items are moved by (empty otherwise).
+    mean: Zeroizing<Vec<f32>>,
     ids: Vec<Zeroizing<String>>,
     norms: Vec<f32>,
     /// Rank (by centroid) of each list, per point.
@@ -323,10 +329,22 @@ impl Calibration {
                 rank_of
             })
             .collect();
+        // L2 ranks by |x|² + |p|² - 2 x·p: on points and items moved by the
+        // centroids' mean (see `kmeans::mean`), or far from the origin the
+        // rounding picks each point's "nearest" items at random.
+        let (points, mean) = match metric {
+            Metric::InnerProduct | Metric::Cosine => (points, Zeroizing::new(Vec::new())),
+            _ => {
+                let mean = kmeans::mean(&centroids.data.0, dim);
+                let mut centred = WipedFloats(Vec::with_capacity(points.0.len()));
+                kmeans::centre_into(&points.0, &mean, &mut centred.0);
+                (centred, mean)
+            }
+        };
         let norms = points.0.chunks_exact(dim).map(|p| distance::dot(p, p)).collect();
         let best = vec![Vec::with_capacity(CALIBRATION_K + 1); ids.len()];
         let filtered = vec![[Vec::new(), Vec::new(), Vec::new()]; ids.len()];
-        Calibration { metric, dim, points, ids, norms, rank_of, best, filtered }
+        Calibration { metric, dim, points, mean, ids, norms, rank_of, best, filtered }
     }
 
     /// Feeds points of the index, their ids and lists.
@@ -340,7 +358,8 @@ impl Calibration {
         for v in vectors {
             match self.metric {
                 Metric::Cosine => data.0.extend(normalized(v)),
-                _ => data.0.extend_from_slice(v),
+                Metric::InnerProduct => data.0.extend_from_slice(v),
+                _ => kmeans::centre_into(v, &self.mean, &mut data.0),
             }
         }
         let data = &data.0;
@@ -659,8 +678,11 @@ impl Index {
         let old = &snap.manifest;
         let mut plan = self.plan(old);
         plan.manifest.quantizer_seed = quantizer_seed;
+        // Each training codes with the newest padding (see `Padding`).
+        plan.manifest.quantizer_padding = Padding::Multiple64;
         if old.config.index_type == IndexType::IvfRabitq {
-            plan.coder = Some(centroids.coder(old.config.metric, old.config.quantizer_bits, quantizer_seed));
+            let rotation = (quantizer_seed, plan.manifest.quantizer_padding);
+            plan.coder = Some(centroids.coder(old.config.metric, old.config.quantizer_bits, rotation));
         }
         let (dim, precision, metric) = (old.config.dimension as usize, old.config.precision, old.config.metric);
         let mut ahead = WriteAhead::new(&self.env, steps)?;

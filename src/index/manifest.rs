@@ -29,13 +29,17 @@ use crate::codec::{Reader, Writer};
 use crate::crypto::{digest, verify, DataKeys, Digest, PublicKey, Sealer, Signer, Token, DIGEST_LEN, SIGNATURE_LEN};
 use crate::distance::Metric;
 use crate::error::{Error, Result};
+use crate::rabitq::Padding;
 use crate::store::Store;
 use crate::text::Bm25;
 
 const MANIFEST_TOKEN: Token = [0u8; 16];
-/// Layout version of the root's plaintext (8: 0.8, with the text fields
-/// and BM25's parameters at its end).
-const MANIFEST_FORMAT: u8 = 8;
+/// Layout version of the root's plaintext (9: 0.9, with the codes'
+/// rotation padding at its end).
+const MANIFEST_FORMAT: u8 = 9;
+/// 0.8's root: format 9 less the padding (read, never written; its codes
+/// were padded to powers of two).
+const MANIFEST_FORMAT_0_8: u8 = 8;
 /// 0.7's root: format 8 less the text fields and BM25 (read, never written).
 const MANIFEST_FORMAT_0_7: u8 = 7;
 /// 0.6's root: format 7 less the filterable fields (read, never written).
@@ -317,6 +321,9 @@ pub struct Manifest {
     /// IVF_RABITQ: the seed of the codes' random rotation, drawn at each
     /// training (0 = untrained).
     pub quantizer_seed: u64,
+    /// IVF_RABITQ: how that rotation pads the dimension (set at each
+    /// training; indexes trained before 0.9 pad to powers of two).
+    pub quantizer_padding: Padding,
     /// The key record's generation when this state was committed: a key
     /// record older than that (restored from a backup) is refused.
     pub key_generation: u32,
@@ -366,6 +373,7 @@ impl Manifest {
             auto_n_probes: 0,
             filtered_n_probes: [0; 3],
             quantizer_seed: 0,
+            quantizer_padding: Padding::default(),
             centroids: Stamp::default(),
             key_generation: 0,
             n_buckets: INITIAL_BUCKETS,
@@ -481,6 +489,7 @@ impl Manifest {
         w.u32(self.config.bm25.k1.to_bits());
         w.u32(self.config.bm25.b.to_bits());
         self.filtered_n_probes.iter().for_each(|&p| w.u32(p));
+        w.u8(self.quantizer_padding as u8);
         w.buf
     }
 
@@ -489,7 +498,9 @@ impl Manifest {
         let mut r = Reader::new(bytes, "manifest");
         let bad = |what: &str| Error::integrity(format!("manifest has an invalid {what}"));
         let format = r.u8()?;
-        if ![MANIFEST_FORMAT, MANIFEST_FORMAT_0_7, MANIFEST_FORMAT_0_6, MANIFEST_FORMAT_0_5].contains(&format) {
+        let known =
+            [MANIFEST_FORMAT, MANIFEST_FORMAT_0_8, MANIFEST_FORMAT_0_7, MANIFEST_FORMAT_0_6, MANIFEST_FORMAT_0_5];
+        if !known.contains(&format) {
             return Err(bad("format (written by another version of vx)"));
         }
         let name = r.string()?;
@@ -547,7 +558,7 @@ impl Manifest {
             config.filterable = paths("filterable")?;
         }
         let mut filtered_n_probes = [0u32; 3];
-        if format >= MANIFEST_FORMAT {
+        if format >= MANIFEST_FORMAT_0_8 {
             config.text_fields = paths("text")?;
             config.bm25 = Bm25 { k1: f32::from_bits(r.u32()?), b: f32::from_bits(r.u32()?) };
             for p in &mut filtered_n_probes {
@@ -557,6 +568,10 @@ impl Manifest {
                 }
             }
         }
+        let quantizer_padding = match format {
+            MANIFEST_FORMAT => Padding::from_u8(r.u8()?).ok_or_else(|| bad("quantizer padding"))?,
+            _ => Padding::PowerOfTwo,
+        };
         r.finish()?;
         if config.clone().resolved().ok().as_ref() != Some(&config) {
             return Err(bad("configuration"));
@@ -566,6 +581,7 @@ impl Manifest {
             name,
             config,
             quantizer_seed,
+            quantizer_padding,
             num_vectors,
             next_chunk,
             key_version,
@@ -786,7 +802,17 @@ mod tests {
     fn older_roots_are_read_and_an_unknown_format_refused() {
         let mut m = Manifest::new("old", IndexConfig { dimension: 8, ..Default::default() });
         m.n_buckets = INITIAL_BUCKETS;
+        m.quantizer_padding = Padding::Multiple64;
         let mut root = m.encode_root();
+        let last = root.len() - 1;
+        assert_eq!(root[last], Padding::Multiple64 as u8);
+        root[last] = 2;
+        assert!(Manifest::decode_root(3, &root).unwrap_err().to_string().contains("quantizer padding"));
+        // 0.8: the same less the padding, which is then a power of two.
+        root.truncate(root.len() - 1);
+        root[0] = MANIFEST_FORMAT_0_8;
+        let read = Manifest::decode_root(3, &root).unwrap();
+        assert_eq!((&read.config, read.quantizer_padding), (&m.config, Padding::PowerOfTwo));
         // 0.7: the same less the text fields' count, BM25's k1 and b and
         // the filtered probe counts.
         let tail = [0u32, 1.2f32.to_bits(), 0.75f32.to_bits(), 0, 0, 0].map(u32::to_le_bytes).concat();

@@ -190,7 +190,8 @@ impl ScanState {
                         continue;
                     }
                     let score = distance::score(q.metric, qv, chunk.vector(s), inv_q, chunk.inv_norms[s]);
-                    if score < threshold && heap.push(Candidate { score, at: base | s as u64 }) {
+                    // A tie with the k-th is the heap's to break (by position).
+                    if score <= threshold && heap.push(Candidate { score, at: base | s as u64 }) {
                         any = true;
                         threshold = heap.threshold();
                     }
@@ -207,7 +208,7 @@ impl ScanState {
             let m = qids.len();
             self.products.resize(m * n, 0.0);
             distance::inner_products(subset, m, chunk.vectors(), n, q.dim, &mut self.products);
-            let relative = distance::expanded_error(q.dim);
+            let (relative, underflow) = distance::expanded_error(q.dim);
             for (local, &qi) in qids.iter().enumerate() {
                 let qi = qi as usize;
                 let heap = &mut self.heaps[qi];
@@ -220,16 +221,19 @@ impl ScanState {
                     }
                     let (expanded, error) = match q.metric {
                         Metric::Euclidean | Metric::SquaredEuclidean => {
-                            (q_sq + chunk.sq_norms[s] - 2.0 * ip, relative * (q_sq + chunk.sq_norms[s]))
+                            (q_sq + chunk.sq_norms[s] - 2.0 * ip, relative * (q_sq + chunk.sq_norms[s]) + underflow)
                         }
-                        Metric::InnerProduct => (-ip, relative * (q_sq + chunk.sq_norms[s])),
-                        Metric::Cosine => (1.0 - ip * inv_q * chunk.inv_norms[s], relative),
+                        Metric::InnerProduct => (-ip, relative * (q_sq + chunk.sq_norms[s]) + underflow),
+                        Metric::Cosine => {
+                            let inv = inv_q * chunk.inv_norms[s];
+                            (1.0 - ip * inv, relative + underflow * inv)
+                        }
                     };
-                    if expanded - error >= threshold {
+                    if expanded - error > threshold {
                         continue;
                     }
                     let score = distance::score(q.metric, qv, chunk.vector(s), inv_q, chunk.inv_norms[s]);
-                    if score < threshold && heap.push(Candidate { score, at: base | s as u64 }) {
+                    if score <= threshold && heap.push(Candidate { score, at: base | s as u64 }) {
                         any = true;
                         threshold = heap.threshold();
                     }
