@@ -23,6 +23,8 @@ struct Measured {
     recall: f64,
     /// Bytes it decrypted a query (no cache: every head and unit it reads).
     opened_per_query: f64,
+    /// The probe count training calibrated.
+    auto_n_probes: u32,
 }
 
 fn measure(offset: f32) -> Measured {
@@ -74,6 +76,7 @@ fn measure(offset: f32) -> Measured {
         .collect();
 
     index.train(TrainParams { n_lists: 64, max_iters: 8, ..Default::default() }, Access::default()).unwrap();
+    let auto_n_probes = index.auto_n_probes().unwrap();
     let params = QueryParams { top_k: K, n_probes: 4, ..Default::default() };
     let before = vx::opened_bytes();
     let found: Vec<Vec<vx::Hit>> = queries.chunks_exact(DIM).flat_map(|q| ask(q, &params)).collect();
@@ -83,7 +86,7 @@ fn measure(offset: f32) -> Measured {
         .zip(&truth)
         .map(|(hits, t)| hits.iter().filter(|h| t.iter().any(|(_, i)| h.id == i.to_string())).count())
         .sum();
-    Measured { exact_errors, recall: same as f64 / (K * QUERIES) as f64, opened_per_query }
+    Measured { exact_errors, recall: same as f64 / (K * QUERIES) as f64, opened_per_query, auto_n_probes }
 }
 
 #[test]
@@ -97,6 +100,15 @@ fn data_far_from_the_origin_is_searched_as_exactly_and_as_cheaply_as_near_it() {
         assert!(worst < 1e-4, "{what}: the exhaustive search's distances are off by up to {worst} (relative)");
         assert!(m.recall >= 0.95, "{what}: recall@10 {} at 4 of 64 lists", m.recall);
     }
+    // The calibration ranks its points' neighbours as the scan does: far
+    // from the origin, uncentred, it found random ones and asked for most
+    // of the lists.
+    assert!(
+        far.auto_n_probes <= near.auto_n_probes + 1,
+        "automatic n_probes {} far from the origin, {} near it",
+        far.auto_n_probes,
+        near.auto_n_probes
+    );
     // Uncentred, the scan's table of q and its dots with the centroids grow
     // with the offset: the kernel's estimates are given up (queries 2.6-4.6x
     // slower, measured) and the rounding widens every bound, so more rows
