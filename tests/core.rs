@@ -137,6 +137,37 @@ fn distances_are_exact_batched_or_alone() {
     }
 }
 
+/// A batch of queries (scored through one SGEMM a chunk) returns exactly
+/// what each query returns alone, ids and distances, on every metric, for
+/// data far from the origin (where |x|² + |q|² - 2 x·q rounds away the
+/// gaps between neighbours) and data so small its products underflow.
+#[test]
+fn batched_and_alone_agree_far_from_the_origin_and_near_underflow() {
+    let dim = 24;
+    let client = Client::open("memory:", ClientOptions { threads: 2, ..Default::default() }).unwrap();
+    let scales: [(&str, fn(f32) -> f32); 2] = [("far", |x| x + 20_000.0), ("tiny", |x| x * 3e-23)];
+    for (what, scale) in scales {
+        let base: Vec<f32> = uniform(3000, dim, 11).iter().map(|&x| scale(x)).collect();
+        for (i, metric) in
+            [Metric::Euclidean, Metric::SquaredEuclidean, Metric::Cosine, Metric::InnerProduct].into_iter().enumerate()
+        {
+            let config = IndexConfig { metric, ..Default::default() };
+            let index = client.create_index(&format!("{what}{i}"), &key(1), config).unwrap();
+            fill(&index, &base, dim, false);
+            let nq = 32;
+            let queries: Vec<f32> = uniform(nq, dim, 12).iter().map(|&x| scale(x)).collect();
+            let params = QueryParams { top_k: 10, ..Default::default() };
+            let batched = index.query(&queries, nq, dim, &params, Access::default()).unwrap();
+            for (qi, hits) in batched.iter().enumerate() {
+                let alone =
+                    index.query(&queries[qi * dim..(qi + 1) * dim], 1, dim, &params, Access::default()).unwrap();
+                let rows = |h: &[vx::Hit]| h.iter().map(|h| (h.id.clone(), h.distance)).collect::<Vec<_>>();
+                assert_eq!(rows(hits), rows(&alone[0]), "{what} {metric:?} query {qi}");
+            }
+        }
+    }
+}
+
 #[test]
 fn filtered_query_returns_top_k_when_that_many_match() {
     let dim = 8;
