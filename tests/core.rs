@@ -145,7 +145,8 @@ fn distances_are_exact_batched_or_alone() {
 fn batched_and_alone_agree_far_from_the_origin_and_near_underflow() {
     let dim = 24;
     let client = Client::open("memory:", ClientOptions { threads: 2, ..Default::default() }).unwrap();
-    let scales: [(&str, fn(f32) -> f32); 2] = [("far", |x| x + 20_000.0), ("tiny", |x| x * 3e-23)];
+    type Scale = fn(f32) -> f32;
+    let scales: [(&str, Scale); 2] = [("far", |x| x + 20_000.0), ("tiny", |x| x * 3e-23)];
     for (what, scale) in scales {
         let base: Vec<f32> = uniform(3000, dim, 11).iter().map(|&x| scale(x)).collect();
         for (i, metric) in
