@@ -330,18 +330,25 @@ fn on_postgres_a_trained_index_answers_the_same_from_another_client() {
 
 /// With `rerank_mult`, rows are ranked by the FastScan kernel's estimates
 /// only where its quantization error is small against the estimator's.
-/// Away from the origin (every vector moved by 60 along each axis) a
-/// query's lookup tables span ~10 times more than a residual, and their
-/// rounding swamped the ranking (recall 0.38-0.42 against 0.68 at the
-/// origin); distances, and so recall, do not depend on where the data sits.
+/// Where lists lie far from the centroids' mean (the query tables are of
+/// q - μ, see `Coder`), here half the clusters moved by +60 on every axis
+/// and half by -60, a query's tables span ~10 times more than a residual,
+/// and their rounding swamped the ranking (recall 0.38-0.42 against 0.68
+/// with the data at the origin, when every vector was moved by 60 before
+/// the tables were centred); neighbours, and so recall, are the same.
 #[test]
-fn a_small_rerank_ranks_as_well_far_from_the_origin() {
-    let (n, dim, nq) = (20_000, 64, 50);
-    let recall_at = |offset: f32| -> f64 {
+fn a_small_rerank_ranks_as_well_with_lists_far_from_their_mean() {
+    let (n, dim, nq) = (20_000, 64, 200);
+    let recall_at = |apart: f32| -> f64 {
         let c = client("memory:");
         let config = rabitq(Metric::Euclidean, 2);
         let index = c.create_index("r", &key(KEY), config).unwrap();
-        let base: Vec<f32> = clustered(n, dim, 5).iter().map(|x| x + offset).collect();
+        // Vector i is in cluster i % 32 (even clusters one way, odd the other).
+        let base: Vec<f32> = clustered(n, dim, 5)
+            .chunks_exact(dim)
+            .enumerate()
+            .flat_map(|(i, v)| v.iter().map(move |x| x + if i % 2 == 0 { apart } else { -apart }))
+            .collect();
         let queries: Vec<f32> = base[..nq * dim]
             .iter()
             .enumerate()
@@ -358,6 +365,8 @@ fn a_small_rerank_ranks_as_well_far_from_the_origin() {
         same as f64 / (10 * nq) as f64
     };
     let (near, far) = (recall_at(0.0), recall_at(60.0));
-    assert!(near >= 0.6, "recall at the origin {near}");
-    assert!(far >= near - 0.05, "recall {far} far from the origin against {near} near it");
+    assert!(near >= 0.6, "recall with the lists near their mean {near}");
+    // Measured with the safeguard: 0.02-0.03 below (random rotations);
+    // without it 0.25 below.
+    assert!(far >= near - 0.1, "recall {far} with the lists far from their mean against {near} near it");
 }
