@@ -106,6 +106,11 @@ impl Prepared {
     fn k(&self) -> usize {
         self.norms.len()
     }
+
+    /// Bytes it holds.
+    pub fn mem_size(&self) -> usize {
+        (self.mean.len() + self.centred.len() + self.norms.len()) * 4
+    }
 }
 
 /// For every point, its nearest centroid and the squared distance to it.

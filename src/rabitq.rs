@@ -48,7 +48,8 @@ pub enum Padding {
     PowerOfTwo = 0,
     /// To the next multiple of 64 >= max(dim, 64): at d = 384 a code has
     /// 384 bits, not 512 (a quarter less to store, hold and scan). Equal to
-    /// `PowerOfTwo` where that is a multiple of 64 already (d = 128, 200).
+    /// `PowerOfTwo` where that multiple is a power of two (d <= 128,
+    /// 193-256, 449-512, ...).
     Multiple64 = 1,
 }
 
@@ -1357,7 +1358,7 @@ mod tests {
 
     #[test]
     fn batch_matches_single_codes() {
-        // D = 512: several table groups; up to 300 codes: a ragged last block.
+        // D = 320 (not a power of two): several table groups; 300 codes: a ragged last block.
         let (dim, n) = (300, 300);
         let data = gaussian_data(dim, n, 1, 8);
         let q = Quantizer::new(dim, 1, 4, Padding::Multiple64);

@@ -44,8 +44,8 @@ pub struct Centroids {
     /// IVF_RABITQ: the coder of the training that made them (built on
     /// first use, then kept as long as they are cached).
     coder: OnceLock<Arc<Coder>>,
-    /// What `assign` needs of them, made on first use (k · dim floats).
-    prepared: OnceLock<kmeans::Prepared>,
+    /// What `assign` needs of them (k · dim floats more; counted in `mem_size`).
+    prepared: kmeans::Prepared,
 }
 
 impl Centroids {
@@ -72,7 +72,8 @@ impl Centroids {
     }
 
     pub fn new(k: usize, dim: usize, data: WipedFloats) -> Centroids {
-        Centroids { k, dim, data, coder: OnceLock::new(), prepared: OnceLock::new() }
+        let prepared = kmeans::Prepared::new(&data.0, dim);
+        Centroids { k, dim, data, coder: OnceLock::new(), prepared }
     }
 
     /// The coder of a trained IVF_RABITQ index with these centroids: the
@@ -83,7 +84,7 @@ impl Centroids {
     }
 
     pub fn mem_size(&self) -> usize {
-        64 + self.data.0.len() * 4
+        64 + self.data.0.len() * 4 + self.prepared.mem_size()
     }
 
     pub fn row(&self, c: usize) -> &[f32] {
@@ -145,8 +146,7 @@ impl Centroids {
                 flat.0.extend_from_slice(v);
             }
         }
-        let prepared = self.prepared.get_or_init(|| kmeans::Prepared::new(&self.data.0, self.dim));
-        kmeans::assign_prepared(pool, &flat.0, prepared).into_iter().map(|(c, _)| c).collect()
+        kmeans::assign_prepared(pool, &flat.0, &self.prepared).into_iter().map(|(c, _)| c).collect()
     }
 }
 

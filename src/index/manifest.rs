@@ -794,7 +794,8 @@ mod tests {
         m.seal(&keys.sealer(0), writer, &[2; 16]).unwrap()
     }
 
-    /// 0.8 reads 0.7's root (format 7: no text fields or BM25), 0.6's
+    /// 0.9 reads 0.8's root (format 8: no padding, so powers of two), 0.7's
+    /// (format 7: nor text fields or BM25), 0.6's
     /// (format 6: nor filterable fields) and 0.5's (format 5: nor quantizer
     /// fields, an IVF_FLAT index with quantizer_bits 0), and refuses a
     /// format it does not know.
@@ -804,6 +805,8 @@ mod tests {
         m.n_buckets = INITIAL_BUCKETS;
         m.quantizer_padding = Padding::Multiple64;
         let mut root = m.encode_root();
+        let read = Manifest::decode_root(3, &root).unwrap();
+        assert_eq!((&read.config, read.quantizer_padding), (&m.config, Padding::Multiple64));
         let last = root.len() - 1;
         assert_eq!(root[last], Padding::Multiple64 as u8);
         root[last] = 2;

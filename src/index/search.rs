@@ -190,8 +190,7 @@ impl ScanState {
                         continue;
                     }
                     let score = distance::score(q.metric, qv, chunk.vector(s), inv_q, chunk.inv_norms[s]);
-                    // A tie with the k-th is the heap's to break (by position).
-                    if score <= threshold && heap.push(Candidate { score, at: base | s as u64 }) {
+                    if enters(score, threshold) && heap.push(Candidate { score, at: base | s as u64 }) {
                         any = true;
                         threshold = heap.threshold();
                     }
@@ -233,7 +232,7 @@ impl ScanState {
                         continue;
                     }
                     let score = distance::score(q.metric, qv, chunk.vector(s), inv_q, chunk.inv_norms[s]);
-                    if score <= threshold && heap.push(Candidate { score, at: base | s as u64 }) {
+                    if enters(score, threshold) && heap.push(Candidate { score, at: base | s as u64 }) {
                         any = true;
                         threshold = heap.threshold();
                     }
@@ -254,6 +253,15 @@ impl ScanState {
         self.held.extend(other.held);
         self
     }
+}
+
+/// Whether a row scoring `score` may enter a heap whose k-th is
+/// `threshold`: below it, or tied with it (the heap breaks ties by
+/// position, so a batch and a single query keep the same rows), but never
+/// at an infinite or NaN score.
+#[inline]
+fn enters(score: f32, threshold: f32) -> bool {
+    score < threshold || (score == threshold && score.is_finite())
 }
 
 /// One result row before it is turned into what the caller asked for.
