@@ -107,6 +107,16 @@ impl Prepared {
         self.norms.len()
     }
 
+    /// The centroids' mean.
+    pub fn mean(&self) -> &[f32] {
+        &self.mean
+    }
+
+    /// Centroid `c` less the mean.
+    pub fn centred(&self, c: usize) -> &[f32] {
+        &self.centred[c * self.dim..(c + 1) * self.dim]
+    }
+
     /// Bytes it holds.
     pub fn mem_size(&self) -> usize {
         (self.mean.len() + self.centred.len() + self.norms.len()) * 4

@@ -328,13 +328,6 @@ impl CodeChunk {
     }
 }
 
-/// out = a - b.
-fn subtract(a: &[f32], b: &[f32], out: &mut [f32]) {
-    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-        *o = x - y;
-    }
-}
-
 /// Factors are a coarse copy of their vectors too: wiped once used.
 fn wipe_factors(mut factors: Vec<Factors>) {
     factors.iter_mut().for_each(|f| *f = Factors::default());
@@ -393,12 +386,10 @@ impl Coder {
         let (dim, k) = (centroids.dim, centroids.k);
         let quantizer = Quantizer::new(dim, bits, seed, padding);
         let padded = quantizer.rotation().padded();
-        let mean = kmeans::mean(&centroids.data.0, dim);
+        let mean = Zeroizing::new(centroids.mean().to_vec());
         let mut rotated = WipedFloats(vec![0f32; k * padded]);
-        let mut centred = WipedFloats(vec![0f32; dim]);
         for (c, out) in rotated.0.chunks_exact_mut(padded).enumerate() {
-            subtract(centroids.row(c), &mean, &mut centred.0);
-            quantizer.rotation().apply(&centred.0, out);
+            quantizer.rotation().apply(centroids.centred(c), out);
         }
         let l1 = rotated.0.chunks_exact(padded).map(|c| c.iter().map(|x| x.abs()).sum()).collect();
         Coder { quantizer, metric, mean, rotated, l1, held: RwLock::new(Vec::new()) }
@@ -579,8 +570,8 @@ impl Coder {
         out.resize(self.padded(), 0.0);
         match self.metric {
             Metric::Euclidean | Metric::SquaredEuclidean => {
-                centred.resize(q.len(), 0.0);
-                subtract(q, &self.mean, centred);
+                centred.clear();
+                kmeans::centre_into(q, &self.mean, centred);
                 self.quantizer.rotation().apply(centred, out);
             }
             Metric::InnerProduct => self.quantizer.rotation().apply(q, out),

@@ -87,6 +87,17 @@ impl Centroids {
         64 + self.data.0.len() * 4 + self.prepared.mem_size()
     }
 
+    /// The centroids' mean, which the expanded distance forms centre on
+    /// (`kmeans::mean`).
+    pub fn mean(&self) -> &[f32] {
+        self.prepared.mean()
+    }
+
+    /// Centroid `c` less `mean`.
+    pub fn centred(&self, c: usize) -> &[f32] {
+        self.prepared.centred(c)
+    }
+
     pub fn row(&self, c: usize) -> &[f32] {
         &self.data.0[c * self.dim..(c + 1) * self.dim]
     }
@@ -335,7 +346,7 @@ impl Calibration {
         let (points, mean) = match metric {
             Metric::InnerProduct | Metric::Cosine => (points, Zeroizing::new(Vec::new())),
             _ => {
-                let mean = kmeans::mean(&centroids.data.0, dim);
+                let mean = Zeroizing::new(centroids.mean().to_vec());
                 let mut centred = WipedFloats(Vec::with_capacity(points.0.len()));
                 kmeans::centre_into(&points.0, &mean, &mut centred.0);
                 (centred, mean)
