@@ -56,6 +56,13 @@ fn every_list_and_a_full_rerank_equal_exhaustive_search_on_every_metric() {
             let all = QueryParams { n_probes: 20, rerank_mult: 1000, ..exhaustive.clone() };
             let after = query(&index, &queries, 12, &all);
             assert_eq!(ids_and_distances(&after), ids_and_distances(&before), "{metric:?} {bits} bits");
+            // A hit's row (vector from its unit, metadata from its head) is the stored item's.
+            let rows = QueryParams { include: include::METADATA | include::VECTOR, ..all.clone() };
+            for h in query(&index, &queries, 12, &rows).iter().flatten() {
+                let stored = index.get(&[h.id.as_str()], include::ALL, Access::default()).unwrap().remove(0).unwrap();
+                assert_eq!((&h.metadata, &h.vector), (&stored.metadata, &stored.vector), "{metric:?} {bits}: {}", h.id);
+                assert!(h.metadata.is_some() && h.vector.is_some());
+            }
             // Automatic rerank: the error bounds keep the true neighbours.
             let auto = QueryParams { n_probes: 20, ..exhaustive.clone() };
             let found = query(&index, &queries, 12, &auto);

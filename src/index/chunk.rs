@@ -43,6 +43,18 @@ pub fn parse_metadata(metadata: &[Option<String>]) -> Vec<Option<Value>> {
     metadata.iter().map(|m| m.as_deref().and_then(|t| serde_json::from_str(t).ok())).collect()
 }
 
+/// What holds rows' metadata, by slot: a chunk holds its own; a compressed
+/// index's units hold none, their head does.
+pub trait RowMetadata: Send + Sync {
+    fn metadata_at(&self, slot: usize) -> Option<&String>;
+}
+
+impl RowMetadata for Chunk {
+    fn metadata_at(&self, slot: usize) -> Option<&String> {
+        self.metadata[slot].as_ref()
+    }
+}
+
 /// Floats wiped (at memset speed) when dropped.
 pub struct WipedFloats(pub Vec<f32>);
 

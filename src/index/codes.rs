@@ -26,11 +26,11 @@ use rayon::prelude::*;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::chunk::{parse_metadata, Chunk, ChunkBuilder, Packer, Packing, WipedFloats};
+use super::chunk::{parse_metadata, Chunk, ChunkBuilder, Packer, Packing, RowMetadata, WipedFloats};
 use super::ivf::Centroids;
 use super::manifest::{ChunkMeta, Manifest, Stamp};
 use super::objects::{ChunkShape, Obj, Prefetched};
-use super::search::{Candidate, Hit, Queries, TopK, Work};
+use super::search::{Candidate, Hit, Queries, Row, TopK, Work};
 use super::types::Precision;
 use super::Index;
 use crate::codec::{Reader, Writer};
@@ -144,6 +144,12 @@ impl Drop for CodeChunk {
     }
 }
 
+impl RowMetadata for CodeChunk {
+    fn metadata_at(&self, slot: usize) -> Option<&String> {
+        self.metadata.get(slot)?.as_ref()
+    }
+}
+
 impl CodeChunk {
     pub fn len(&self) -> usize {
         self.len
@@ -187,10 +193,6 @@ impl CodeChunk {
     /// Rows, padded to whole blocks: the length of each term array.
     fn padded(&self) -> usize {
         self.scale.len()
-    }
-
-    pub fn metadata(&self, slot: usize) -> Option<&String> {
-        self.metadata.get(slot)?.as_ref()
     }
 
     pub fn parsed_metadata(&self, slot: usize) -> Option<&Value> {
@@ -774,7 +776,7 @@ impl Index {
         for (u, n) in units_of(meta.count as usize, dim, precision) {
             let unit = self.unit(m, meta, u, n, keep)?;
             for s in 0..n {
-                rows.push(unit.vector(s), unit.ids[s].clone(), head.metadata(slot).cloned());
+                rows.push(unit.vector(s), unit.ids[s].clone(), head.metadata_at(slot).cloned());
                 slot += 1;
             }
         }
@@ -902,7 +904,9 @@ impl Index {
         let per = rows_per_unit(dim, precision);
         let (candidates, may_stop) = list.finish();
         let mut exact = TopK::new(q.k);
-        let mut units: HashMap<(u32, u32), Arc<Chunk>> = HashMap::with_capacity(candidates.len().min(256));
+        // foldhash: SipHash (the default) cost more than the rest of a cached candidate's lookup.
+        let mut units: foldhash::HashMap<(u32, u32), Arc<Chunk>> =
+            HashMap::with_capacity_and_hasher(candidates.len().min(256), Default::default());
         let (qv, inv_q) = (q.row(qi), q.inv_norm(qi));
         // Every candidate comes from a head the query scanned.
         let head_of = |no: u32| &heads[heads.binary_search_by_key(&no, |h| h.0).expect("a scanned head")].1;
@@ -960,17 +964,17 @@ impl Index {
         }
         let mut top = exact.into_vec();
         top.sort_unstable();
-        top.into_iter()
+        Ok(top
+            .into_iter()
             .map(|c| {
                 let (no, slot) = ((c.at >> 32) as u32, (c.at & 0xffff_ffff) as usize);
-                let unit = &units[&(no, (slot / per) as u32)];
-                let head = head_of(no);
-                let mut row = ChunkBuilder::with_capacity(dim, 1);
-                let s = slot % per;
-                row.push(unit.vector(s), unit.ids[s].clone(), head.metadata(slot).cloned());
-                Ok(Hit { distance: q.metric.finish(c.score), chunk: Arc::new(row.finish()), slot: 0 })
+                let (unit, head) = (units[&(no, (slot / per) as u32)].clone(), head_of(no).clone());
+                Hit {
+                    distance: q.metric.finish(c.score),
+                    row: Row { chunk: unit, slot: slot % per, metadata: Some((head, slot)) },
+                }
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -1215,7 +1219,7 @@ impl BlockBounds {
 
 #[cfg(test)]
 mod tests {
-    use super::super::chunk::CHUNK_TARGET_BYTES;
+    use super::super::chunk::{RowMetadata, CHUNK_TARGET_BYTES};
     use super::super::{Access, Index, IndexConfig, IndexType, ItemRef, TrainParams};
     use super::BLOCK;
     use crate::crypto::SecretKey;
@@ -1297,11 +1301,11 @@ mod tests {
         let fixed = std::mem::size_of::<super::CodeChunk>() + head.units.lock().len() * 8;
         match metadata {
             None => {
-                assert_eq!(head.metadata(0), None);
+                assert_eq!(head.metadata_at(0), None);
                 assert_eq!(head.mem_size(), fixed + rows);
             }
             Some(m) => {
-                assert_eq!(head.metadata(head.len() - 1).map(String::as_str), Some(m));
+                assert_eq!(head.metadata_at(head.len() - 1).map(String::as_str), Some(m));
                 assert!(head.mem_size() > fixed + rows + head.len() * m.len());
             }
         }

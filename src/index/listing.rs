@@ -14,12 +14,12 @@
 
 use std::sync::Arc;
 
-use super::chunk::{Chunk, ChunkBuilder};
+use super::chunk::Chunk;
 use super::codes::{rows_per_unit, CodeChunk, Coder};
 use super::fields::{Candidates, Pos};
 use super::manifest::{ChunkMeta, Manifest};
 use super::objects::{Obj, PREFETCH_CHUNKS};
-use super::search;
+use super::search::{self, Row};
 use super::types::check_include;
 use super::{include, Access, Hit, Index};
 use crate::error::{Error, Result};
@@ -145,8 +145,8 @@ impl Index {
         let page = self.select(m, coder, filter, scored.as_deref(), &order, q.offset, q.top_k)?;
         page.into_iter()
             .map(|c| {
-                let (chunk, slot) = self.row(m, coder, c.chunk(), c.slot())?;
-                let mut hit = self.materialize(m, search::Hit { distance: f32::NAN, chunk, slot }, q.include)?;
+                let row = self.row(m, coder, c.chunk(), c.slot())?;
+                let mut hit = self.materialize(m, search::Hit { distance: f32::NAN, row }, q.include)?;
                 hit.id = c.id;
                 hit.score = if scored.is_some() { c.score as f32 } else { f32::NAN };
                 Ok(hit)
@@ -293,14 +293,12 @@ impl Index {
     /// Row `slot` of chunk `no` as a chunk and a slot in it: the chunk
     /// itself, or for a coded chunk (`coder` given) a one-row chunk of the
     /// row's vector and id from its unit and its metadata from the head.
-    pub(super) fn row(&self, m: &Manifest, coder: Option<&Coder>, no: u32, slot: usize) -> Result<(Arc<Chunk>, usize)> {
+    pub(super) fn row(&self, m: &Manifest, coder: Option<&Coder>, no: u32, slot: usize) -> Result<Row> {
         let meta = m.chunk(no).ok_or_else(|| Error::integrity("a row names a missing chunk"))?;
-        let Some(coder) = coder else { return Ok((self.chunk(m, meta, None)?, slot)) };
+        let Some(coder) = coder else { return Ok(Row::of(self.chunk(m, meta, None)?, slot)) };
         let head = self.head(m, coder, meta, None)?;
         let unit = self.unit_of(m, meta, slot)?;
         let s = slot % rows_per_unit(m.config.dimension as usize, m.config.precision);
-        let mut row = ChunkBuilder::with_capacity(m.config.dimension as usize, 1);
-        row.push(unit.vector(s), unit.ids[s].clone(), head.metadata(slot).cloned());
-        Ok((Arc::new(row.finish()), 0))
+        Ok(Row { chunk: unit, slot: s, metadata: Some((head, slot)) })
     }
 }

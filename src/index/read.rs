@@ -224,7 +224,7 @@ impl Index {
         }
         let mut fused: HashMap<String, Fused> = HashMap::new();
         for (rank, h) in vector.into_iter().enumerate() {
-            let id = h.chunk.ids[h.slot].clone();
+            let id = h.row.id().clone();
             fused.insert(id, Fused { score: share(alpha, rank), hit: Some(h), at: 0 });
         }
         for (rank, t) in text.iter().enumerate() {
@@ -240,10 +240,9 @@ impl Index {
                 let hit = match hit {
                     Some(hit) => hit,
                     None => {
-                        let (chunk, slot) = self.row(m, coder, chunk_of(at), slot_of(at))?;
-                        let v = chunk.vector(slot);
-                        let raw = distance::score(q.metric, q.row(qi), v, q.inv_norm(qi), chunk.inv_norms[slot]);
-                        search::Hit { distance: q.metric.finish(raw), chunk, slot }
+                        let row = self.row(m, coder, chunk_of(at), slot_of(at))?;
+                        let raw = distance::score(q.metric, q.row(qi), row.vector(), q.inv_norm(qi), row.inv_norm());
+                        search::Hit { distance: q.metric.finish(raw), row }
                     }
                 };
                 let mut out = self.materialize(m, hit, params.include)?;
@@ -298,24 +297,31 @@ impl Index {
         let mut probed = 0usize;
         while !pending.is_empty() && probed < want {
             let upto = (probed + n_probes).min(want);
-            let mut queries_of: Vec<Vec<u32>> = vec![Vec::new(); n_lists];
-            for &qi in &pending {
-                for &list in &order[qi as usize][probed..upto.min(order[qi as usize].len())] {
-                    queries_of[list as usize].push(qi);
-                }
-            }
+            // (list, query) pairs grouped by list: each probed list once,
+            // with the queries that probe it (in the order of `pending`).
+            let mut pairs: Vec<(u32, u32)> = pending
+                .iter()
+                .flat_map(|&qi| {
+                    let lists = &order[qi as usize];
+                    lists[probed.min(lists.len())..upto.min(lists.len())].iter().map(move |&list| (list, qi))
+                })
+                .collect();
+            pairs.sort_by_key(|p| p.0);
+            let queries_of: Vec<(u32, Vec<u32>)> = pairs
+                .chunk_by(|a, b| a.0 == b.0)
+                .map(|group| (group[0].0, group.iter().map(|p| p.1).collect()))
+                .collect();
             if let Some(rows) = watched {
-                for (list, qs) in queries_of.iter().enumerate().filter(|(_, qs)| !qs.is_empty()) {
-                    let matches: usize = m.list(list as u32).iter().map(|&no| rows.of(no).count()).sum();
+                for (list, qs) in &queries_of {
+                    let matches: usize = m.list(*list).iter().map(|&no| rows.of(no).count()).sum();
                     qs.iter().for_each(|&qi| seen[qi as usize] += matches);
                 }
             }
             let work: Vec<search::Work<'_>> = queries_of
                 .into_iter()
-                .enumerate()
-                .filter(|(list, qs)| !qs.is_empty() && !m.list(*list as u32).is_empty())
+                .filter(|(list, _)| !m.list(*list).is_empty())
                 .map(|(list, qs)| {
-                    let chunks = m.list(list as u32).iter().map(|&no| m.chunk(no).expect("listed")).collect();
+                    let chunks = m.list(list).iter().map(|&no| m.chunk(no).expect("listed")).collect();
                     search::Work { chunks, queries: Some(qs) }
                 })
                 .collect();
@@ -323,13 +329,10 @@ impl Index {
                 Some((centroids, coder)) => self.search_codes(m, (centroids, coder), &work, q, params.rerank_mult)?,
                 None => self.scan(m, &work, q)?,
             };
+            let mut round = round;
             for &qi in &pending {
                 let mine = &mut hits[qi as usize];
-                mine.extend(round[qi as usize].iter().map(|h| search::Hit {
-                    distance: h.distance,
-                    chunk: h.chunk.clone(),
-                    slot: h.slot,
-                }));
+                mine.append(&mut round[qi as usize]);
                 mine.sort_by(|a, b| a.distance.total_cmp(&b.distance));
                 mine.truncate(params.top_k);
             }
@@ -411,8 +414,8 @@ impl Index {
                 top.into_iter()
                     .map(|c| {
                         let (no, slot) = ((c.at >> 32) as u32, (c.at & 0xffff_ffff) as usize);
-                        let (chunk, slot) = self.row(m, coder.as_deref(), no, slot)?;
-                        Ok(search::Hit { distance: q.metric.finish(c.score), chunk, slot })
+                        let row = self.row(m, coder.as_deref(), no, slot)?;
+                        Ok(search::Hit { distance: q.metric.finish(c.score), row })
                     })
                     .collect()
             })
@@ -427,7 +430,7 @@ impl Index {
     }
 
     pub(super) fn materialize(&self, m: &Manifest, h: search::Hit, include: u32) -> Result<Hit> {
-        let id = h.chunk.ids[h.slot].clone();
+        let id = h.row.id().clone();
         let contents = if include & include::CONTENTS != 0 {
             let token = self.tokens.id(&id);
             match self.lookup(m, &token)? {
@@ -440,8 +443,8 @@ impl Index {
         Ok(Hit {
             distance: h.distance,
             score: f32::NAN,
-            metadata: if include & include::METADATA != 0 { h.chunk.metadata[h.slot].clone() } else { None },
-            vector: (include & include::VECTOR != 0).then(|| h.chunk.vector(h.slot).to_vec()),
+            metadata: if include & include::METADATA != 0 { h.row.metadata().cloned() } else { None },
+            vector: (include & include::VECTOR != 0).then(|| h.row.vector().to_vec()),
             contents,
             id,
         })

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use super::chunk::Chunk;
+use super::chunk::{Chunk, RowMetadata};
 use super::fields::Candidates;
 use super::manifest::ChunkMeta;
 use crate::distance::{self, Metric};
@@ -267,8 +267,43 @@ fn enters(score: f32, threshold: f32) -> bool {
 /// One result row before it is turned into what the caller asked for.
 pub struct Hit {
     pub distance: f32,
+    pub row: Row,
+}
+
+/// Where a stored row is: its vector and id at `slot` of `chunk`, and its
+/// metadata there too, or, in a compressed index (whose units hold only
+/// vectors and ids), at `metadata.1` of the head `metadata.0`. Referring to
+/// the rows where they are costs a result no copies.
+pub struct Row {
     pub chunk: Arc<Chunk>,
     pub slot: usize,
+    pub metadata: Option<(Arc<dyn RowMetadata>, usize)>,
+}
+
+impl Row {
+    /// Row `slot` of `chunk`, metadata included.
+    pub fn of(chunk: Arc<Chunk>, slot: usize) -> Row {
+        Row { chunk, slot, metadata: None }
+    }
+
+    pub fn id(&self) -> &String {
+        &self.chunk.ids[self.slot]
+    }
+
+    pub fn vector(&self) -> &[f32] {
+        self.chunk.vector(self.slot)
+    }
+
+    pub fn inv_norm(&self) -> f32 {
+        self.chunk.inv_norms[self.slot]
+    }
+
+    pub fn metadata(&self) -> Option<&String> {
+        match &self.metadata {
+            None => self.chunk.metadata_at(self.slot),
+            Some((held, slot)) => held.metadata_at(*slot),
+        }
+    }
 }
 
 /// A unit of scanning: some chunks (a list's, or one chunk) against some
@@ -335,7 +370,7 @@ pub fn scan(
             top.iter()
                 .map(|c| {
                     let (chunk, slot) = place(c);
-                    Hit { distance: q.metric.finish(c.score), chunk: chunk.clone(), slot }
+                    Hit { distance: q.metric.finish(c.score), row: Row::of(chunk.clone(), slot) }
                 })
                 .collect()
         })
