@@ -152,6 +152,47 @@ mod x86 {
         total
     }
 
+    /// out[j] = dot(q, row j of `rows`): four rows a pass, two accumulators
+    /// each (eight independent FMA chains), sharing the query's loads.
+    /// SAFETY: callers check AVX2+FMA and that `rows` holds `out.len()`
+    /// rows of `q.len()` floats; every load reads 8 floats at an offset
+    /// `i + 8 <= dim` of the query or of one of those rows.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn dots(q: &[f32], rows: &[f32], out: &mut [f32]) {
+        let dim = q.len();
+        let (body, pair) = (dim - dim % 8, dim - dim % 16);
+        let pq = q.as_ptr();
+        let mut j = 0;
+        while j + 4 <= out.len() {
+            let p = rows.as_ptr().add(j * dim);
+            let (mut a, mut b) = ([_mm256_setzero_ps(); 4], [_mm256_setzero_ps(); 4]);
+            let mut i = 0;
+            while i < pair {
+                let (x, y) = (_mm256_loadu_ps(pq.add(i)), _mm256_loadu_ps(pq.add(i + 8)));
+                for r in 0..4 {
+                    a[r] = _mm256_fmadd_ps(x, _mm256_loadu_ps(p.add(r * dim + i)), a[r]);
+                    b[r] = _mm256_fmadd_ps(y, _mm256_loadu_ps(p.add(r * dim + i + 8)), b[r]);
+                }
+                i += 16;
+            }
+            if i < body {
+                let x = _mm256_loadu_ps(pq.add(i));
+                for (r, lane) in a.iter_mut().enumerate() {
+                    *lane = _mm256_fmadd_ps(x, _mm256_loadu_ps(p.add(r * dim + i)), *lane);
+                }
+            }
+            for (r, (&lo, &hi)) in a.iter().zip(&b).enumerate() {
+                let row = &rows[(j + r) * dim..(j + r + 1) * dim];
+                let tail: f32 = q[body..].iter().zip(&row[body..]).map(|(x, y)| x * y).sum();
+                out[j + r] = reduce([lo, hi, _mm256_setzero_ps(), _mm256_setzero_ps()]) + tail;
+            }
+            j += 4;
+        }
+        for (r, o) in out.iter_mut().enumerate().skip(j) {
+            *o = dot(q, &rows[r * dim..(r + 1) * dim]);
+        }
+    }
+
     pub fn has_avx2() -> bool {
         static DETECTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *DETECTED.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
@@ -178,6 +219,22 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
         return unsafe { x86::dot(a, b) };
     }
     dot_portable(a, b)
+}
+
+/// out[j] = dot(q, row j of `rows`), rows of `q.len()` floats: one vector
+/// against many (ranking centroids), about twice as fast as a dot a row.
+pub fn dots(q: &[f32], rows: &[f32], out: &mut [f32]) {
+    assert!(rows.len() >= out.len() * q.len(), "dots: {} rows of {} floats", out.len(), q.len());
+    #[cfg(target_arch = "x86_64")]
+    if x86::has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked above); `rows`
+        // holds `out.len()` rows of `q.len()` floats (asserted above).
+        return unsafe { x86::dots(q, rows, out) };
+    }
+    let dim = q.len();
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = dot_portable(q, &rows[j * dim..(j + 1) * dim]);
+    }
 }
 
 /// The score one query gets against one stored vector; `inv_norms` are
@@ -271,6 +328,22 @@ mod tests {
             let d: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
             assert!((dot(&a, &b) - d).abs() < 1e-4);
             assert!((l2_sq_portable(&a, &b) - naive_l2(&a, &b)).abs() < 1e-4);
+        }
+    }
+
+    #[test]
+    fn dots_match_dot_for_all_shapes() {
+        for dim in [0, 1, 7, 8, 9, 15, 16, 17, 24, 31, 33, 64, 100, 384] {
+            for rows in [0, 1, 3, 4, 5, 8, 9] {
+                let q: Vec<f32> = (0..dim).map(|i| (i as f32 * 0.37).sin()).collect();
+                let m: Vec<f32> = (0..rows * dim).map(|i| (i as f32 * 0.11).cos()).collect();
+                let mut out = vec![f32::NAN; rows];
+                dots(&q, &m, &mut out);
+                for (j, o) in out.iter().enumerate() {
+                    let want: f32 = q.iter().zip(&m[j * dim..(j + 1) * dim]).map(|(x, y)| x * y).sum();
+                    assert!((o - want).abs() <= 1e-4 * (1.0 + want.abs()), "dim {dim} row {j}: {o} vs {want}");
+                }
+            }
         }
     }
 

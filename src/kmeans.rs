@@ -117,6 +117,16 @@ impl Prepared {
         &self.centred[c * self.dim..(c + 1) * self.dim]
     }
 
+    /// |v - c|² - |v - μ|² into out[c] for every centroid c: the centroids
+    /// ranked by distance to one vector, as `assign_prepared` ranks them
+    /// for a batch (one pass of dots with the centred centroids).
+    pub fn scores(&self, v: &[f32], out: &mut [f32]) {
+        let mut centred = Zeroizing::new(Vec::with_capacity(self.dim));
+        centre_into(v, &self.mean, &mut centred);
+        distance::dots(&centred, &self.centred, out);
+        out.iter_mut().zip(self.norms.iter()).for_each(|(ip, cn)| *ip = cn - 2.0 * *ip);
+    }
+
     /// Bytes it holds.
     pub fn mem_size(&self) -> usize {
         (self.mean.len() + self.centred.len() + self.norms.len()) * 4

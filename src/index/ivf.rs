@@ -105,23 +105,18 @@ impl Centroids {
     /// Lists nearest to `v`, best first, at most `count`. Cosine indexes
     /// cluster unit vectors, so ranking by L2 to the centroid is right for
     /// every metric but inner product, which ranks by the dot product.
+    /// L2 ranks as writes assign (`kmeans::Prepared`), in one pass of dots.
     pub fn nearest(&self, metric: Metric, v: &[f32], count: usize) -> Vec<u32> {
-        let unit;
-        let v = if metric == Metric::Cosine {
-            unit = normalized(v);
-            &unit[..]
-        } else {
-            v
-        };
-        let mut scored: Vec<(f32, u32)> = (0..self.k)
-            .map(|c| {
-                let s = match metric {
-                    Metric::InnerProduct => -distance::dot(v, self.row(c)),
-                    _ => distance::l2_sq(v, self.row(c)),
-                };
-                (s, c as u32)
-            })
-            .collect();
+        let mut scores = vec![0f32; self.k];
+        match metric {
+            Metric::InnerProduct => {
+                distance::dots(v, &self.data.0, &mut scores);
+                scores.iter_mut().for_each(|s| *s = -*s);
+            }
+            Metric::Cosine => self.prepared.scores(&normalized(v), &mut scores),
+            Metric::Euclidean | Metric::SquaredEuclidean => self.prepared.scores(v, &mut scores),
+        }
+        let mut scored: Vec<(f32, u32)> = scores.into_iter().zip(0..).collect();
         let count = count.min(self.k);
         if count < scored.len() {
             scored.select_nth_unstable_by(count, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
