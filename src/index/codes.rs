@@ -971,7 +971,7 @@ impl Index {
                 let (unit, head) = (units[&(no, (slot / per) as u32)].clone(), head_of(no).clone());
                 Hit {
                     distance: q.metric.finish(c.score),
-                    row: Row { chunk: unit, slot: slot % per, metadata: Some((head, slot)) },
+                    row: Row { chunk: unit, slot: slot % per, head: Some((head, slot)) },
                 }
             })
             .collect())

@@ -290,15 +290,15 @@ impl Index {
         self.unit(m, meta, u as u32, per.min(meta.count as usize - u * per), true)
     }
 
-    /// Row `slot` of chunk `no` as a chunk and a slot in it: the chunk
-    /// itself, or for a coded chunk (`coder` given) a one-row chunk of the
-    /// row's vector and id from its unit and its metadata from the head.
+    /// Row `slot` of chunk `no`: in the chunk itself, or for a coded chunk
+    /// (`coder` given) its vector and id in its unit, its metadata in the
+    /// head.
     pub(super) fn row(&self, m: &Manifest, coder: Option<&Coder>, no: u32, slot: usize) -> Result<Row> {
         let meta = m.chunk(no).ok_or_else(|| Error::integrity("a row names a missing chunk"))?;
         let Some(coder) = coder else { return Ok(Row::of(self.chunk(m, meta, None)?, slot)) };
         let head = self.head(m, coder, meta, None)?;
         let unit = self.unit_of(m, meta, slot)?;
         let s = slot % rows_per_unit(m.config.dimension as usize, m.config.precision);
-        Ok(Row { chunk: unit, slot: s, metadata: Some((head, slot)) })
+        Ok(Row { chunk: unit, slot: s, head: Some((head, slot)) })
     }
 }

@@ -325,11 +325,10 @@ impl Index {
                     search::Work { chunks, queries: Some(qs) }
                 })
                 .collect();
-            let round = match &coder {
+            let mut round = match &coder {
                 Some((centroids, coder)) => self.search_codes(m, (centroids, coder), &work, q, params.rerank_mult)?,
                 None => self.scan(m, &work, q)?,
             };
-            let mut round = round;
             for &qi in &pending {
                 let mine = &mut hits[qi as usize];
                 mine.append(&mut round[qi as usize]);

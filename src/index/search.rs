@@ -272,18 +272,19 @@ pub struct Hit {
 
 /// Where a stored row is: its vector and id at `slot` of `chunk`, and its
 /// metadata there too, or, in a compressed index (whose units hold only
-/// vectors and ids), at `metadata.1` of the head `metadata.0`. Referring to
-/// the rows where they are costs a result no copies.
+/// vectors and ids), at `head.1` of the head `head.0`. Referring to the
+/// rows where they are costs a result no copies (copying each hit into a
+/// one-row chunk took a fifth of a query's time at 10k vectors).
 pub struct Row {
     pub chunk: Arc<Chunk>,
     pub slot: usize,
-    pub metadata: Option<(Arc<dyn RowMetadata>, usize)>,
+    pub head: Option<(Arc<dyn RowMetadata>, usize)>,
 }
 
 impl Row {
     /// Row `slot` of `chunk`, metadata included.
     pub fn of(chunk: Arc<Chunk>, slot: usize) -> Row {
-        Row { chunk, slot, metadata: None }
+        Row { chunk, slot, head: None }
     }
 
     pub fn id(&self) -> &String {
@@ -299,9 +300,9 @@ impl Row {
     }
 
     pub fn metadata(&self) -> Option<&String> {
-        match &self.metadata {
+        match &self.head {
             None => self.chunk.metadata_at(self.slot),
-            Some((held, slot)) => held.metadata_at(*slot),
+            Some((head, slot)) => head.metadata_at(*slot),
         }
     }
 }
