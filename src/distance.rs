@@ -223,7 +223,7 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// out[j] = dot(q, row j of `rows`), rows of `q.len()` floats: one vector
 /// against many (ranking centroids), four rows a pass sharing the vector's
-/// loads, with no call and no horizontal sum a row.
+/// loads, with no call a row.
 pub fn dots(q: &[f32], rows: &[f32], out: &mut [f32]) {
     assert!(rows.len() >= out.len() * q.len(), "dots: {} rows of {} floats", out.len(), q.len());
     #[cfg(target_arch = "x86_64")]

@@ -65,7 +65,8 @@ fn rates(index: &vx::Index, ds: &Dataset, nq: usize, single_n: usize, params: &Q
 /// process's steady state). Single queries run first, on queries
 /// `0..single_n`, so each decrypts what it needs; the batch then runs on
 /// the rest (none of whose reads the singles made, but for overlaps any
-/// query has with another). Recall is over all `nq` queries.
+/// query has with another; at the second thread count, one single query
+/// and the batch on the others). Recall is over all `nq` queries.
 fn rates_fresh(index: &vx::Index, ds: &Dataset, nq: usize, single_n: usize, params: &QueryParams<'_>) -> Rates {
     let query = |qi: usize| &ds.queries[qi * ds.dim..(qi + 1) * ds.dim];
     let opened = vx::opened_bytes();
@@ -82,13 +83,16 @@ fn rates_fresh(index: &vx::Index, ds: &Dataset, nq: usize, single_n: usize, para
     Rates { recall: ds.recall_at_10(&hits), qps_single, qps_batch, opened_per_query }
 }
 
-/// Fills a cache with what `FILL_QUERIES` stored vectors, asked as
-/// queries, read: the data of other queries than the measured ones.
-fn fill_cache(index: &vx::Index, ds: &Dataset, params: &QueryParams<'_>) {
-    let step = (ds.n() / FILL_QUERIES).max(1);
-    let fill: Vec<f32> =
-        (0..ds.n()).step_by(step).flat_map(|i| ds.base[i * ds.dim..(i + 1) * ds.dim].to_vec()).collect();
-    index.query(&fill, fill.len() / ds.dim, ds.dim, params, Access::default()).unwrap();
+/// `FILL_QUERIES` stored vectors spread over the set, asked as queries to
+/// fill a small cache with the data of other queries than the measured ones.
+fn fill_queries(ds: &Dataset) -> Vec<f32> {
+    let n = ds.n().min(FILL_QUERIES);
+    (0..n)
+        .flat_map(|k| {
+            let i = k * ds.n() / n;
+            ds.base[i * ds.dim..(i + 1) * ds.dim].iter().copied()
+        })
+        .collect()
 }
 
 /// Stored vectors asked as queries to fill a small cache before measuring.
@@ -137,24 +141,33 @@ pub fn run(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions, 
             index.train(params, Access::default()).unwrap();
             t0.elapsed().as_secs_f64()
         };
+        let fill = fill_queries(ds);
         for (cache, cache_bytes) in [("warm", raw * 2), ("quarter", raw / 4)] {
             if caches.as_ref().is_some_and(|c| !c.iter().any(|c| c == cache)) {
                 continue;
             }
             for &t in threads {
                 let base_rss = proc_status_bytes("VmRSS:");
+                // Warm up: every list once (the quarter cache with vectors
+                // that are not measured queries).
+                let warm_up = match cache {
+                    "warm" => ds.queries[..ds.dim * nq.min(50)].to_vec(),
+                    _ => fill[..ds.dim * (fill.len() / ds.dim).min(50)].to_vec(),
+                };
                 let open = || {
                     let client = Client::open(&uri, ClientOptions { threads: t, cache_bytes }).unwrap();
                     let index = client.load_index("bench", as_root(&key(KEY))).unwrap();
-                    // Warm up: every list once.
                     let all = QueryParams { top_k: 10, n_probes: opts.n_lists, ..Default::default() };
-                    index
-                        .query(&ds.queries[..ds.dim * nq.min(50)], nq.min(50), ds.dim, &all, Access::default())
-                        .unwrap();
+                    index.query(&warm_up, warm_up.len() / ds.dim, ds.dim, &all, Access::default()).unwrap();
                     (client, index)
                 };
                 // The warm cache is shared by the settings; the quarter
-                // cache is opened again for each (see `rates_fresh`).
+                // cache is opened again for each (see `rates_fresh`), and
+                // needs a query to measure besides the batch.
+                if cache != "warm" && nq < 2 {
+                    eprintln!("curves: the quarter cache needs 2 queries or more; skipped");
+                    continue;
+                }
                 let warm = (cache == "warm").then(open);
                 // A marker for a profiler to attach after the setup.
                 eprintln!("curves: {kind} with the {cache} cache ready");
@@ -162,12 +175,15 @@ pub fn run(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions, 
                     for &r in &rerank {
                         let params = QueryParams { top_k: 10, n_probes: p, rerank_mult: r, ..Default::default() };
                         let single_n = if t == threads[0] { nq.min(300) } else { 0 };
-                        let got = match &warm {
-                            Some((_, index)) => rates(index, ds, nq, single_n.max(1), &params),
+                        // The quarter cache's client stays open until its
+                        // resident memory is read below.
+                        let (got, _quarter) = match &warm {
+                            Some((_, index)) => (rates(index, ds, nq, single_n.max(1), &params), None),
                             None => {
-                                let (_client, index) = open();
-                                fill_cache(&index, ds, &params);
-                                rates_fresh(&index, ds, nq, single_n.max(1).min(nq - 1), &params)
+                                let (client, index) = open();
+                                index.query(&fill, fill.len() / ds.dim, ds.dim, &params, Access::default()).unwrap();
+                                let got = rates_fresh(&index, ds, nq, single_n.clamp(1, nq - 1), &params);
+                                (got, Some((client, index)))
                             }
                         };
                         // The quarter-cache runs are a series of their own.

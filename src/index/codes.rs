@@ -969,10 +969,7 @@ impl Index {
             .map(|c| {
                 let (no, slot) = ((c.at >> 32) as u32, (c.at & 0xffff_ffff) as usize);
                 let (unit, head) = (units[&(no, (slot / per) as u32)].clone(), head_of(no).clone());
-                Hit {
-                    distance: q.metric.finish(c.score),
-                    row: Row { chunk: unit, slot: slot % per, head: Some((head, slot)) },
-                }
+                Hit { distance: q.metric.finish(c.score), row: Row::in_unit(unit, slot % per, head, slot) }
             })
             .collect())
     }

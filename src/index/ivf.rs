@@ -105,7 +105,8 @@ impl Centroids {
     /// Lists nearest to `v`, best first, at most `count`. Cosine indexes
     /// cluster unit vectors, so ranking by L2 to the centroid is right for
     /// every metric but inner product, which ranks by the dot product.
-    /// L2 ranks as writes assign (`kmeans::Prepared`), in one pass of dots.
+    /// L2 ranks by the centred form writes assign with
+    /// (`kmeans::Prepared::scores`), in one pass of dots.
     pub fn nearest(&self, metric: Metric, v: &[f32], count: usize) -> Vec<u32> {
         let mut scores = vec![0f32; self.k];
         match metric {

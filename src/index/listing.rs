@@ -299,6 +299,6 @@ impl Index {
         let head = self.head(m, coder, meta, None)?;
         let unit = self.unit_of(m, meta, slot)?;
         let s = slot % rows_per_unit(m.config.dimension as usize, m.config.precision);
-        Ok(Row { chunk: unit, slot: s, head: Some((head, slot)) })
+        Ok(Row::in_unit(unit, s, head, slot))
     }
 }

@@ -274,17 +274,26 @@ pub struct Hit {
 /// metadata there too, or, in a compressed index (whose units hold only
 /// vectors and ids), at `head.1` of the head `head.0`. Referring to the
 /// rows where they are costs a result no copies (copying each hit into a
-/// one-row chunk took a fifth of a query's time at 10k vectors).
+/// one-row chunk took a fifth of a query's time at 10k vectors). A result
+/// keeps what it refers to alive until it is materialised, whether the
+/// cache still holds it or not: at most `top_k` chunks or units (and
+/// heads) a query of the call.
 pub struct Row {
-    pub chunk: Arc<Chunk>,
-    pub slot: usize,
-    pub head: Option<(Arc<dyn RowMetadata>, usize)>,
+    chunk: Arc<Chunk>,
+    slot: usize,
+    head: Option<(Arc<dyn RowMetadata>, usize)>,
 }
 
 impl Row {
     /// Row `slot` of `chunk`, metadata included.
     pub fn of(chunk: Arc<Chunk>, slot: usize) -> Row {
         Row { chunk, slot, head: None }
+    }
+
+    /// Row `slot` of a compressed index's `unit`, whose metadata is at
+    /// `head_slot` of `head`.
+    pub fn in_unit(unit: Arc<Chunk>, slot: usize, head: Arc<dyn RowMetadata>, head_slot: usize) -> Row {
+        Row { chunk: unit, slot, head: Some((head, head_slot)) }
     }
 
     pub fn id(&self) -> &String {
