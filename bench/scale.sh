@@ -2,7 +2,7 @@
 # How vx's costs grow with the index, beside FAISS IndexIVFFlat on the same
 # data in the same run (issue "Scale"):
 #
-#   bench/scale.sh N DIM [--quick] [--threads T] [--cache-mib M] [--index ivf-rabitq]
+#   bench/scale.sh N DIM [--quick] [--threads T] [--cache-mib M] [--index ivf-rabitq|ivf-rabitq-4bit]
 #
 # Writes a clustered synthetic set of N x DIM with 1000 queries and exact
 # ground truth to bench/out/synth-scale-N-DIM/ (once; streamed, one block in
@@ -15,14 +15,15 @@
 # upsert rate against size to bench/out/scale-N-DIM.png.
 # --quick: 200 queries and n_probes 16,64 (default 1000 and 8,16,32,64,128).
 # --index ivf-rabitq: vx's compressed index instead of IVF_FLAT (FAISS stays
-# IndexIVFFlat); its results go to scale-N-DIM-ivf-rabitq.jsonl/.png.
+# IndexIVFFlat); its results go to scale-N-DIM-ivf-rabitq.jsonl/.png;
+# --index ivf-rabitq-4bit: the same with 4-bit codes (quantizer_bits 4).
 # Disk: the data set takes the raw vectors (N * DIM * 4 bytes) plus a few
 # percent, the vx index about as much again.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 out="$here/out"
-usage() { echo "usage: bench/scale.sh N DIM [--quick] [--threads T] [--cache-mib M] [--index ivf-rabitq]" >&2; exit 2; }
+usage() { echo "usage: bench/scale.sh N DIM [--quick] [--threads T] [--cache-mib M] [--index ivf-rabitq|ivf-rabitq-4bit]" >&2; exit 2; }
 [ $# -ge 2 ] || usage
 command="bench/scale.sh $*"
 n=$1 dim=$2

@@ -4,7 +4,7 @@
 //! usage: vx-bench DATASET_DIR NAME [--threads 1,2] [--queries N] [--scratch DIR]
 //!                 [--only flat|ivf|add|stores|security|space|all] [--ivf-lists N] [--ivf-iters N] [--ivf-probes 1,2,4]
 //!                 [--pg postgres://...]   (for --only stores: also the PostgreSQL store)
-//!                 [--only scale] [--cache-mib N] [--index ivf-flat|ivf-rabitq]   (see scale.rs; the first of --threads)
+//!                 [--only scale] [--cache-mib N] [--index ivf-flat|ivf-rabitq|ivf-rabitq-4bit]   (see scale.rs; the first of --threads)
 //!                 [--only curves] [--run ID]   (recall/QPS of IVF_FLAT and IVF_RABITQ, see curves.rs)
 //!                 [--only filters]   (filtered and metadata-only queries, see filters.rs)
 //!                 [--only text]   (keyword and hybrid search on /usr/share/doc, see text.rs)
@@ -513,10 +513,12 @@ fn main() {
             "--cache-mib" => cache_bytes = args[i + 1].parse::<usize>().unwrap() << 20,
             "--run" => run = args[i + 1].clone(),
             "--index" => {
-                scale_index.index_type = match args[i + 1].as_str() {
-                    "ivf-flat" => vx::IndexType::IvfFlat,
-                    "ivf-rabitq" => vx::IndexType::IvfRabitq,
-                    other => panic!("unknown index type {other} (ivf-flat or ivf-rabitq)"),
+                (scale_index.index_type, scale_index.quantizer_bits) = match args[i + 1].as_str() {
+                    "ivf-flat" => (vx::IndexType::IvfFlat, 0),
+                    "ivf-rabitq" => (vx::IndexType::IvfRabitq, 0),
+                    // Finer codes, for a cache much smaller than the vectors.
+                    "ivf-rabitq-4bit" => (vx::IndexType::IvfRabitq, 4),
+                    other => panic!("unknown index type {other} (ivf-flat, ivf-rabitq or ivf-rabitq-4bit)"),
                 }
             }
             other => panic!("unknown option {other}"),

@@ -8,7 +8,8 @@
 //! single-query recall@10 and QPS with a cache smaller than the raw vectors
 //! and with the default one. Base row `i` is stored under the id `i`, as
 //! `fixtures::ids("", n)` names them. The index is IVF_FLAT unless
-//! `--index ivf-rabitq` asks for the compressed one.
+//! `--index ivf-rabitq` asks for the compressed one (`ivf-rabitq-4bit`: with
+//! `quantizer_bits` 4).
 
 use std::fs::{self, File};
 use std::io::{BufReader, Read, Seek, Write};
@@ -119,8 +120,9 @@ pub fn run(dir: &Path, name: &str, scratch: &Path, opts: &ScaleOptions) {
     let store = scratch.join(format!("scale-{name}"));
     let setup = Setup {
         name,
-        index: match opts.config.index_type {
-            IndexType::IvfRabitq => "ivf-rabitq",
+        index: match (opts.config.index_type, opts.config.quantizer_bits) {
+            (IndexType::IvfRabitq, 4) => "ivf-rabitq-4bit",
+            (IndexType::IvfRabitq, _) => "ivf-rabitq",
             _ => "ivf-flat",
         },
         dir,
