@@ -6,8 +6,9 @@
 //!
 //! * with a warm cache that holds everything (single queries on 1 thread,
 //!   batches on each of --threads), and
-//! * with the decrypted cache a quarter of the raw vector bytes, where the
-//!   bytes each query decrypts (`vx::opened_bytes`) and the process's
+//! * with the decrypted cache a quarter of the raw vector bytes, on fresh
+//!   queries in a cache full of other queries' data (`rates_fresh`), where
+//!   the bytes each query decrypts (`vx::opened_bytes`) and the process's
 //!   resident memory are reported too.
 
 use std::fs;
