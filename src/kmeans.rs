@@ -124,7 +124,13 @@ impl Prepared {
         let mut centred = Zeroizing::new(Vec::with_capacity(self.dim));
         centre_into(v, &self.mean, &mut centred);
         distance::dots(&centred, &self.centred, out);
-        out.iter_mut().zip(self.norms.iter()).for_each(|(ip, cn)| *ip = cn - 2.0 * *ip);
+        self.scores_from_dots(out);
+    }
+
+    /// Turns one point's dots with the centred centroids into its scores
+    /// (|x - c|² - |x - μ|² = |c - μ|² - 2 (x - μ)·(c - μ)), in place.
+    fn scores_from_dots(&self, dots: &mut [f32]) {
+        dots.iter_mut().zip(self.norms.iter()).for_each(|(ip, cn)| *ip = cn - 2.0 * *ip);
     }
 
     /// Bytes it holds.
@@ -154,8 +160,7 @@ pub fn assign_prepared(pool: &rayon::ThreadPool, data: &[f32], prepared: &Prepar
                 ips.chunks_exact_mut(k)
                     .zip(points.chunks_exact(dim))
                     .map(|(row, x)| {
-                        // |x - c|² - |x|² for every centroid c, in place.
-                        row.iter_mut().zip(prepared.norms.iter()).for_each(|(ip, cn)| *ip = cn - 2.0 * *ip);
+                        prepared.scores_from_dots(row);
                         let (best, d) = argmin(row);
                         (best as u32, (d + distance::dot(x, x)).max(0.0))
                     })
