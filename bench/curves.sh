@@ -34,7 +34,7 @@ if [ "$quick" = 1 ]; then
   queries=200
   # per dataset: extra peers.py arguments
   grid_small="--qb 8"
-  grid_1m="--qb 8 --rabitq-bits 1,4 --k-factors 4,16,64 --hnsw-m 16 --probes 1,2,4,8,16,32,64,128"
+  grid_1m="--qb 8 --rabitq-bits 1,4 --k-factors 4,16,64 --hnsw-m 16 --probes 1,2,3,4,5,6,8,12,16,24,32,48,64,128"
 else
   queries=1000
   run_py "$here/make_synthetic.py" "$out/synth-1m-384-overlap" 1000000 384 1000 --spread 6
@@ -68,7 +68,7 @@ for ds in $sets; do
   echo "== $name: peers took $((SECONDS - start)) s" >&2
   echo "== $name: vx ($(date -u +%H:%M:%S))" >&2
   "$root/target/release/vx-bench" "$dir" "$name" --queries "$queries" --threads 1,2 --scratch "$out" \
-    --ivf-probes 1,2,4,8,16,24,32,48,64,96,128 \
+    --ivf-probes 1,2,3,4,5,6,8,10,12,16,20,24,32,36,40,48,64,96,128 \
     --only curves --run "$run" | tee -a "$results" >&2
 done
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
