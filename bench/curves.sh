@@ -16,7 +16,9 @@
 # 200 queries and a smaller parameter grid (hnswlib M=16 only at 1M).
 # hnswlib graphs are kept in bench/out/cache and reused by later runs (their
 # lines say build_cached). Measured here: --quick 12 minutes with a fresh 1M
-# graph (7.6 of them for the graph), 21 while other builds shared the cores.
+# graph (7.6 of them for the graph), 21 while other builds shared the cores;
+# those times are from before the denser n_probes grid (1-6, 8, 10, 12, ...),
+# which runs more settings (not timed since).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
