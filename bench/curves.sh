@@ -36,7 +36,7 @@ if [ "$quick" = 1 ]; then
   queries=200
   # per dataset: extra peers.py arguments
   grid_small="--qb 8"
-  grid_1m="--qb 8 --rabitq-bits 1,4 --k-factors 4,16,64 --hnsw-m 16 --probes 1,2,3,4,5,6,8,12,16,24,32,48,64,128"
+  grid_1m="--qb 8 --rabitq-bits 1,4 --k-factors 4,16,64 --hnsw-m 16 --probes 1,2,3,4,5,6,8,10,12,16,20,24,32,36,40,48,64,96,128"
 else
   queries=1000
   run_py "$here/make_synthetic.py" "$out/synth-1m-384-overlap" 1000000 384 1000 --spread 6

@@ -59,11 +59,14 @@ def main():
           f"{ratio(train['peak_rss_bytes'], ftrain['peak_rss_bytes'])} |")
     print(f"| peak RSS holding the index after add, MB | - (cache-bound) | {mb(fadd['peak_rss_bytes'])} | - |")
     # Below zero when the index never filled the cache: the cache then says nothing.
-    over_cache = train["peak_minus_cache_over_raw"]
+    # From the bytes, not the JSON's ratios (already rounded to 3 places: rounding twice).
+    peak = train["peak_rss_bytes"]
+    over_cache = (peak - train["cache_bytes"]) / raw
+    over_before = (peak - train["rss_before_bytes"]) / raw
     over_cache = f"**{over_cache:.2f}**" if over_cache > 0 else "- (peak below the cache budget)"
     print(f"\nRaw vectors {mb(raw)} MB; vx cache {mb(train['cache_bytes'])} MB, RSS before training "
           f"{mb(train['rss_before_bytes'])} MB; (peak - cache) / raw = {over_cache}, "
-          f"(peak - before) / raw = {train['peak_minus_before_over_raw']:.2f}. "
+          f"(peak - before) / raw = {over_before:.2f}. "
           f"vx automatic n_probes: {train['auto_n_probes']}.\n")
     print("| vx disk / raw vector bytes | after fill | after training | after adding and deleting "
           f"{add['vectors']:,} | after compact |")

@@ -38,6 +38,8 @@ cargo fmt --check
 
 step "cargo clippy -D warnings"
 cargo clippy --locked --all-targets --features test-hooks -- -D warnings
+# The benchmark tool is a workspace member outside default-members: lint it too.
+cargo clippy --locked -p vx-bench --all-targets -- -D warnings
 
 step "cargo test"
 cargo test --locked --features test-hooks

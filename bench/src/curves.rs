@@ -43,7 +43,9 @@ struct Rates {
 /// before being timed: IVF_RABITQ's units, which the warm-up reranks few of).
 fn rates(index: &vx::Index, ds: &Dataset, nq: usize, single_n: usize, params: &QueryParams<'_>) -> Rates {
     let queries = &ds.queries[..nq * ds.dim];
-    // VX_CURVES_REPEAT=N runs the batch and the single queries N times each (for a profiler).
+    // VX_CURVES_REPEAT=N runs the timed batch and the single queries N times
+    // each (for a profiler, or longer timed phases on a noisy machine); the
+    // quarter-cache rows (`rates_fresh`) run once whatever it says.
     let repeat: usize = std::env::var("VX_CURVES_REPEAT").ok().and_then(|r| r.parse().ok()).unwrap_or(1).max(1);
     let mut hits = index.query(queries, nq, ds.dim, params, Access::default()).unwrap();
     let t0 = Instant::now();
