@@ -36,7 +36,7 @@ if [ "$quick" = 1 ]; then
   queries=200
   # per dataset: extra peers.py arguments
   grid_small="--qb 8"
-  grid_1m="--qb 8 --rabitq-bits 1,4 --k-factors 4,16,64 --hnsw-m 16 --probes 1,2,3,4,5,6,8,10,12,16,20,24,32,36,40,48,64,96,128"
+  grid_1m="--qb 8 --rabitq-bits 1,4 --k-factors 4,16,64 --hnsw-m 16"
 else
   queries=1000
   run_py "$here/make_synthetic.py" "$out/synth-1m-384-overlap" 1000000 384 1000 --spread 6
@@ -55,6 +55,10 @@ if [ -n "${CURVES_SETS:-}" ]; then
   sets=$kept
 fi
 
+# One n_probes grid for vx and its peers, denser than doubling where the
+# sets cross recall 0.95 (see bench/peers.py's --probes).
+probes=1,2,3,4,5,6,8,10,12,16,20,24,32,36,40,48,64,96,128
+
 cargo build --release -q -p vx-bench --manifest-path "$root/Cargo.toml"
 results="$out/curves.jsonl"
 run=$(date -u +%Y-%m-%dT%H:%M:%SZ)
@@ -66,11 +70,11 @@ for ds in $sets; do
   start=$SECONDS
   # shellcheck disable=SC2086
   run_py "$here/peers.py" "$dir" "$name" --queries "$queries" --threads 1,2 --run "$run" \
-    --hnsw-cache "$out/cache" $grid | tee -a "$results" >&2
+    --hnsw-cache "$out/cache" --probes "$probes" $grid | tee -a "$results" >&2
   echo "== $name: peers took $((SECONDS - start)) s" >&2
   echo "== $name: vx ($(date -u +%H:%M:%S))" >&2
   "$root/target/release/vx-bench" "$dir" "$name" --queries "$queries" --threads 1,2 --scratch "$out" \
-    --ivf-probes 1,2,3,4,5,6,8,10,12,16,20,24,32,36,40,48,64,96,128 \
+    --ivf-probes "$probes" \
     --only curves --run "$run" | tee -a "$results" >&2
 done
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"

@@ -66,8 +66,8 @@ def main():
     ap.add_argument("--only", default="ivf-flat,ivf-rabitq,ivf-rabitq+refine,ivfpq-fastscan+refine,hnsw")
     ap.add_argument("--ivf-lists", type=int, default=0)
     ap.add_argument("--ivf-iters", type=int, default=10)
-    # Denser than doubling where recall crosses 0.95 (bench/curves.sh gives vx the same
-    # grid up to 128): on a geometric grid the first setting past 0.95 can cost up to
+    # Denser than doubling where recall crosses 0.95 (bench/curves.sh passes one grid to
+    # both engines, up to 128): on a geometric grid the first setting past 0.95 can cost up to
     # twice the crossing, and "best at recall >= 0.95" then favours whichever engine
     # crosses just past a grid point (FAISS at 1M x 128: nprobe 4 reaches 0.936, 5
     # 0.977, 8 1.000). A crossing between two points still costs up to the step.
