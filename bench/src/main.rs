@@ -2,7 +2,7 @@
 //! object per measurement (bench/run.sh puts them beside FAISS's).
 //!
 //! usage: vx-bench DATASET_DIR NAME [--threads 1,2] [--queries N] [--scratch DIR]
-//!                 [--only flat|ivf|add|stores|security|space|all] [--ivf-lists N] [--ivf-iters N] [--ivf-probes 1,2,4]
+//!                 [--only flat|ivf|add|stores|security|space|all] [--index ...] (for --only add too) [--ivf-lists N] [--ivf-iters N] [--ivf-probes 1,2,4]
 //!                 [--pg postgres://...]   (for --only stores: also the PostgreSQL store)
 //!                 [--only scale] [--cache-mib N] [--index ivf-flat|ivf-rabitq|ivf-rabitq-4bit]   (see scale.rs; the first of --threads)
 //!                 [--only curves] [--run ID]   (recall/QPS of IVF_FLAT and IVF_RABITQ, see curves.rs)
@@ -342,10 +342,21 @@ fn bench_ivf(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions
 /// list assignment, chunk and directory rewrites, encryption): train on the
 /// base (1 iteration; quality does not matter here), then upsert a tenth of
 /// the base again under new ids, in batches of `batch`.
-fn bench_add_trained(ds: &Dataset, n_lists: u32, batch: usize) {
+/// Adds a tenth of the set again (new ids) into an index of the whole set
+/// trained with one k-means iteration, in batches of `batch`; `scratch`
+/// names a directory for a `file:` store, `None` means `memory:`.
+fn bench_add_trained(ds: &Dataset, n_lists: u32, batch: usize, config: &IndexConfig, scratch: Option<&Path>) {
     let names = ids("", ds.n());
-    let client = Client::open("memory:", ClientOptions::default()).unwrap();
-    let index = client.create_index("bench", &key(KEY), IndexConfig::default()).unwrap();
+    let (uri, store) = match scratch {
+        Some(dir) => {
+            let dir = dir.join(format!("add-{}", ds.name));
+            let _ = fs::remove_dir_all(&dir);
+            (file_uri(&dir), "file")
+        }
+        None => ("memory:".to_string(), "memory"),
+    };
+    let client = Client::open(&uri, ClientOptions::default()).unwrap();
+    let index = client.create_index("bench", &key(KEY), config.clone()).unwrap();
     fill(&index, ds, &names, 50_000);
     index.train(TrainParams { n_lists, max_iters: 1, ..Default::default() }, Access::default()).unwrap();
     let extra = ds.n() / 10;
@@ -354,12 +365,14 @@ fn bench_add_trained(ds: &Dataset, n_lists: u32, batch: usize) {
     let repeat: usize = std::env::var("VX_ADD_REPEAT").ok().and_then(|r| r.parse().ok()).unwrap_or(1);
     let extra_ids: Vec<String> =
         (0..repeat).flat_map(|r| extra_ids.iter().map(move |id| format!("{id}-{r}"))).collect();
-    eprintln!("add: trained; adding {} in batches of {batch}", extra_ids.len());
+    eprintln!("add: trained; adding {} in batches of {batch} ({store})", extra_ids.len());
     let rate = fill(&index, ds, &extra_ids, batch);
     emit(
         ds,
-        "add_trained_memory",
+        "add_trained",
         &[
+            ("store", s(store)),
+            ("index", s(scale::index_kind_name(config))),
             ("n_lists", n_lists.to_string()),
             ("vectors", extra_ids.len().to_string()),
             ("batch", batch.to_string()),
@@ -551,7 +564,7 @@ fn main() {
     if only == "all" || only == "ivf" {
         bench_ivf(&ds, &threads, nq_limit, &ivf, &scratch);
         for batch in [10_000, 100_000] {
-            bench_add_trained(&ds, ivf.n_lists, batch);
+            bench_add_trained(&ds, ivf.n_lists, batch, &IndexConfig::default(), None);
         }
     }
     if only == "curves" {
@@ -573,8 +586,11 @@ fn main() {
         bench_security(&ds, nq_limit);
     }
     if only == "add" {
-        for batch in [10_000, 100_000] {
-            bench_add_trained(&ds, ivf.n_lists, batch);
+        // The index type from --index; memory: and then file: (in --scratch).
+        for store in [None, Some(scratch.as_path())] {
+            for batch in [10_000, 100_000] {
+                bench_add_trained(&ds, ivf.n_lists, batch, &scale_index, store);
+            }
         }
     }
 }

@@ -112,6 +112,15 @@ impl Setup<'_> {
     }
 }
 
+/// The `--index` name of `config` (the inverse of main's parsing).
+pub fn index_kind_name(config: &IndexConfig) -> &'static str {
+    match (config.index_type, config.quantizer_bits) {
+        (IndexType::IvfRabitq, 4) => "ivf-rabitq-4bit",
+        (IndexType::IvfRabitq, _) => "ivf-rabitq",
+        _ => "ivf-flat",
+    }
+}
+
 pub fn run(dir: &Path, name: &str, scratch: &Path, opts: &ScaleOptions) {
     let mut base = Fvecs::open(&dir.join("base.fvecs"));
     let (queries, qdim) = read_fvecs(&dir.join("query.fvecs"));
@@ -120,11 +129,7 @@ pub fn run(dir: &Path, name: &str, scratch: &Path, opts: &ScaleOptions) {
     let store = scratch.join(format!("scale-{name}"));
     let setup = Setup {
         name,
-        index: match (opts.config.index_type, opts.config.quantizer_bits) {
-            (IndexType::IvfRabitq, 4) => "ivf-rabitq-4bit",
-            (IndexType::IvfRabitq, _) => "ivf-rabitq",
-            _ => "ivf-flat",
-        },
+        index: index_kind_name(&opts.config),
         dir,
         scratch,
         store: &store,

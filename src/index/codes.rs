@@ -144,6 +144,64 @@ impl Drop for CodeChunk {
     }
 }
 
+/// A head as it is stored: each row's sign code, extended code and
+/// factors, one row after another, and the rows' metadata. What a write
+/// copies a kept row's code from when it repacks the row into a new chunk
+/// instead of encoding its vector again (most of an add's work otherwise):
+/// a code depends only on its vector, its list's centroid and the
+/// quantizer, none of which a write changes. Its factors are wiped on drop.
+pub(crate) struct StoredCodes {
+    signs: Zeroizing<Vec<u8>>,
+    ex: Zeroizing<Vec<u8>>,
+    factors: Vec<Factors>,
+    metadata: Vec<Option<String>>,
+}
+
+impl StoredCodes {
+    pub fn decode(bytes: &[u8], shape: &CodeShape) -> Result<StoredCodes> {
+        let mut r = Reader::new(bytes, "chunk head");
+        let n = r.u32()? as usize;
+        if n != shape.count {
+            return Err(Error::integrity(format!("a chunk head holds {n} rows, the manifest says {}", shape.count)));
+        }
+        let (dim, p, bits) = (r.u32()? as usize, r.u8()?, r.u8()? as u32);
+        r.raw(HEAD_HEADER_BYTES - 10)?;
+        if dim != shape.dim || p != shape.precision as u8 || bits != shape.bits {
+            return Err(Error::integrity("chunk head shape does not match the index"));
+        }
+        let too_long = || Error::integrity("chunk head length overflows");
+        let signs = Zeroizing::new(r.raw(n.checked_mul(shape.sign_bytes).ok_or_else(too_long)?)?.to_vec());
+        let ex = Zeroizing::new(r.raw(n.checked_mul(shape.ex_bytes).ok_or_else(too_long)?)?.to_vec());
+        let factors = r.raw(n.checked_mul(Factors::BYTES).ok_or_else(too_long)?)?;
+        let factors: Vec<Factors> = factors.chunks_exact(Factors::BYTES).map(Factors::read).collect();
+        let mut metadata = Vec::with_capacity(n);
+        for _ in 0..n {
+            metadata.push(match r.opt_bytes()? {
+                None => None,
+                Some(b) => Some(
+                    String::from_utf8(b.to_vec()).map_err(|_| Error::integrity("chunk head metadata is not UTF-8"))?,
+                ),
+            });
+        }
+        r.finish()?;
+        Ok(StoredCodes { signs, ex, factors, metadata })
+    }
+
+    pub fn len(&self) -> usize {
+        self.factors.len()
+    }
+}
+
+impl Drop for StoredCodes {
+    fn drop(&mut self) {
+        wipe_factors(std::mem::take(&mut self.factors));
+    }
+}
+
+/// Where a row's code can be copied from instead of encoded: the stored
+/// codes of the chunk the row was in, and its slot there.
+pub(crate) type KnownCode<'a> = Option<(&'a StoredCodes, usize)>;
+
 impl RowMetadata for CodeChunk {
     fn metadata_at(&self, slot: usize) -> Option<&String> {
         self.metadata.get(slot)?.as_ref()
@@ -240,41 +298,15 @@ impl CodeChunk {
     }
 
     pub fn decode(bytes: &[u8], shape: &CodeShape) -> Result<CodeChunk> {
-        let mut r = Reader::new(bytes, "chunk head");
-        let n = r.u32()? as usize;
-        if n != shape.count {
-            return Err(Error::integrity(format!("a chunk head holds {n} rows, the manifest says {}", shape.count)));
-        }
-        let (dim, p, bits) = (r.u32()? as usize, r.u8()?, r.u8()? as u32);
-        r.raw(HEAD_HEADER_BYTES - 10)?;
-        if dim != shape.dim || p != shape.precision as u8 || bits != shape.bits {
-            return Err(Error::integrity("chunk head shape does not match the index"));
-        }
-        let too_long = || Error::integrity("chunk head length overflows");
-        let signs = Zeroizing::new(r.raw(n.checked_mul(shape.sign_bytes).ok_or_else(too_long)?)?.to_vec());
-        let ex = Zeroizing::new(r.raw(n.checked_mul(shape.ex_bytes).ok_or_else(too_long)?)?.to_vec());
-        let factors = r.raw(n.checked_mul(Factors::BYTES).ok_or_else(too_long)?)?;
-        let factors: Vec<Factors> = factors.chunks_exact(Factors::BYTES).map(Factors::read).collect();
-        let mut metadata = Vec::with_capacity(n);
-        for _ in 0..n {
-            metadata.push(match r.opt_bytes()? {
-                None => None,
-                Some(b) => Some(
-                    String::from_utf8(b.to_vec()).map_err(|_| Error::integrity("chunk head metadata is not UTF-8"))?,
-                ),
-            });
-        }
-        r.finish()?;
-        let per_unit = rows_per_unit(dim, shape.precision);
-        let head = CodeChunk::assemble(
+        let mut stored = StoredCodes::decode(bytes, shape)?;
+        let metadata = std::mem::take(&mut stored.metadata);
+        Ok(CodeChunk::assemble(
             (shape.bits, shape.sign_bytes, shape.ex_bytes),
-            per_unit,
-            (&signs, &ex, &factors),
+            rows_per_unit(shape.dim, shape.precision),
+            (&stored.signs, &stored.ex, &stored.factors),
             shape.centre,
             metadata,
-        );
-        wipe_factors(factors);
-        Ok(head)
+        ))
     }
 
     /// A head from its rows' codes, factors and metadata, with what is
@@ -490,7 +522,13 @@ impl Coder {
     /// The head of `chunk`, a chunk of `list`: each row's residual to the
     /// list's centroid (cosine: of the unit vector), rotated and coded; and
     /// its stored form.
-    fn code(&self, list: u32, chunk: &Chunk, precision: Precision) -> (CodeChunk, Zeroizing<Vec<u8>>) {
+    fn code(
+        &self,
+        list: u32,
+        chunk: &Chunk,
+        known: &[KnownCode<'_>],
+        precision: Precision,
+    ) -> (CodeChunk, Zeroizing<Vec<u8>>) {
         let (q, padded) = (&self.quantizer, self.padded());
         let (sb, eb) = (q.sign_bytes(), q.ex_bytes());
         let n = chunk.len();
@@ -501,6 +539,13 @@ impl Coder {
         let mut centred = WipedFloats(vec![0f32; chunk.dim]);
         let c = self.rotated_centroid(list);
         for s in 0..n {
+            let (sign, extended) = (&mut signs[s * sb..(s + 1) * sb], &mut ex[s * eb..(s + 1) * eb]);
+            if let Some(&Some((stored, slot))) = known.get(s) {
+                sign.copy_from_slice(&stored.signs[slot * sb..(slot + 1) * sb]);
+                extended.copy_from_slice(&stored.ex[slot * eb..(slot + 1) * eb]);
+                factors.push(stored.factors[slot]);
+                continue;
+            }
             let x = chunk.vector(s);
             let scale = if self.metric == Metric::Cosine { chunk.inv_norms[s] } else { 1.0 };
             for ((y, &x), &m) in centred.0.iter_mut().zip(x).zip(self.mean.iter()) {
@@ -510,7 +555,7 @@ impl Coder {
             for (r, &c) in rotated.0.iter_mut().zip(c) {
                 *r -= c;
             }
-            factors.push(q.encode(&rotated.0, &mut signs[s * sb..(s + 1) * sb], &mut ex[s * eb..(s + 1) * eb]));
+            factors.push(q.encode(&rotated.0, sign, extended));
         }
         let plain = CodeChunk::encode((chunk.dim, q.bits(), precision), &signs, &ex, &factors, &chunk.metadata);
         let per_unit = rows_per_unit(chunk.dim, precision);
@@ -525,9 +570,11 @@ impl Coder {
         (head, plain)
     }
 
-    /// The plaintexts to seal for `chunk`: its head and its units.
-    pub fn encode(&self, list: u32, chunk: &Chunk, precision: Precision) -> Encoded {
-        let (head, plain) = self.code(list, chunk, precision);
+    /// The plaintexts to seal for `chunk`: its head and its units. Row s's
+    /// code is copied from `known[s]` where that names one (a shorter
+    /// `known` leaves the rest to encode).
+    pub fn encode(&self, list: u32, chunk: &Chunk, known: &[KnownCode<'_>], precision: Precision) -> Encoded {
+        let (head, plain) = self.code(list, chunk, known, precision);
         let mut units = Vec::new();
         let mut at = 0;
         for (_, rows) in units_of(chunk.len(), chunk.dim, precision) {
@@ -741,6 +788,13 @@ impl Index {
     ) -> Result<Arc<CodeChunk>> {
         let shape = coder.shape(m.config.dimension as usize, m.config.precision, meta.count as usize, meta.list);
         self.load_object(m, Obj::Chunk(meta.no), &meta.stamp, &shape, pre)
+    }
+
+    /// Chunk `meta`'s head as stored, read from the store (the cache holds
+    /// heads only in their scanned form): for a write that repacks its rows.
+    pub(super) fn stored_codes(&self, m: &Manifest, coder: &Coder, meta: &ChunkMeta) -> Result<Arc<StoredCodes>> {
+        let shape = coder.shape(m.config.dimension as usize, m.config.precision, meta.count as usize, meta.list);
+        self.load_object_with(m, Obj::Chunk(meta.no), &meta.stamp, &shape, None, false)
     }
 
     /// `head` for a scan: through the coder's held heads (`HeldHead`) when it can.
@@ -1220,6 +1274,7 @@ mod tests {
     use super::super::{Access, Index, IndexConfig, IndexType, ItemRef, TrainParams};
     use super::BLOCK;
     use crate::crypto::SecretKey;
+    use crate::distance::Metric;
     use crate::{Client, ClientOptions};
 
     /// The largest (encoded bytes, rows) of the chunks numbered from `from`.
@@ -1281,6 +1336,60 @@ mod tests {
             assert_eq!(index.num_vectors(Access::default()).unwrap(), n as u64);
             if index_type == IndexType::IvfRabitq {
                 head_memory_is_codes_and_terms(&index, metadata);
+            }
+        }
+    }
+
+    /// A write that repacks or reseals rows copies their stored codes
+    /// (`StoredCodes`) instead of encoding them again: every head, after
+    /// many small adds (repacks), overwrites and deletes (reseals), holds
+    /// exactly the codes a fresh encoding of its rows gives.
+    #[test]
+    fn repacked_and_resealed_rows_keep_their_codes() {
+        let (n, dim) = (10_000, 24);
+        let vector = |i: usize, salt: usize| -> Vec<f32> {
+            (0..dim).map(|j| (((i + salt) * 7919 + j * 104_729) % 1013) as f32 / 1013.0 - 0.3).collect()
+        };
+        let client = Client::open("memory:", ClientOptions::default()).unwrap();
+        for metric in [Metric::Euclidean, Metric::Cosine, Metric::InnerProduct] {
+            let config = IndexConfig { index_type: IndexType::IvfRabitq, metric, ..Default::default() };
+            let name = format!("{metric:?}");
+            let index = client.create_index(&name, &SecretKey::from_bytes(&[5; 32]), config).unwrap();
+            let upsert = |from: usize, to: usize, salt: usize| {
+                let ids: Vec<String> = (from..to).map(|i| format!("v{i}")).collect();
+                let vectors: Vec<Vec<f32>> = (from..to).map(|i| vector(i, salt)).collect();
+                let items: Vec<ItemRef<'_>> = ids
+                    .iter()
+                    .zip(&vectors)
+                    .map(|(id, v)| ItemRef { id, vector: v, metadata: None, contents: None })
+                    .collect();
+                index.upsert(&items, Access::default()).unwrap();
+            };
+            upsert(0, n, 0);
+            index.train(TrainParams { n_lists: 4, max_iters: 3, ..Default::default() }, Access::default()).unwrap();
+            let first_added = next_chunk(&index);
+            // 40 adds of 20 (5 a list): each repacks its lists' small chunks.
+            for b in 0..40 {
+                upsert(n + b * 20, n + (b + 1) * 20, 0);
+            }
+            // Overwrites (new vectors, so new codes) and deletes reseal chunks.
+            upsert(100, 160, 1);
+            let gone: Vec<String> = (n..n + 400).step_by(7).map(|i| format!("v{i}")).collect();
+            index.delete(&gone.iter().map(String::as_str).collect::<Vec<_>>(), Access::default()).unwrap();
+            let snap = index.current().unwrap();
+            let m = &snap.manifest;
+            let (_, coder) = index.coder(m).unwrap().unwrap();
+            let added = m.chunks().filter(|c| c.no >= first_added).map(|c| c.count).max().unwrap();
+            assert!(added > 20, "{name}: no add was repacked ({added} rows at most)");
+            for meta in m.chunks() {
+                let stored = index.stored_codes(m, &coder, meta).unwrap();
+                let rows = index.assembled_chunk(m, &coder, meta, false).unwrap();
+                let (_, plain) = coder.code(meta.list, &rows, &[], m.config.precision);
+                let fresh =
+                    super::StoredCodes::decode(&plain, &coder.shape(dim, m.config.precision, rows.len(), meta.list))
+                        .unwrap();
+                assert!(stored.signs == fresh.signs && stored.ex == fresh.ex, "{name}: chunk {} codes", meta.no);
+                assert_eq!(stored.factors, fresh.factors, "{name}: chunk {} factors", meta.no);
             }
         }
     }

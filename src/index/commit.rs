@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::access::Signing;
 use super::chunk::{Bucket, Chunk};
-use super::codes::{unit_obj, units_of, Coder, Encoded};
+use super::codes::{unit_obj, units_of, Coder, Encoded, KnownCode};
 use super::ivf::Centroids;
 use super::keyring::KeyRecord;
 use super::manifest::{ChunkMeta, Manifest, Stamp};
@@ -115,8 +115,14 @@ impl<'a> Plan<'a> {
     }
 
     /// Encodes and seals chunk `no` of `list` (coded if the plan has a
-    /// coder); callable from many threads.
-    pub fn seal_chunk(&self, no: u32, list: u32, chunk: Chunk, precision: Precision) -> Result<SealedChunk> {
+    /// coder, copying the codes `known` names); callable from many threads.
+    pub fn seal_chunk(
+        &self,
+        (no, list): (u32, u32),
+        chunk: Chunk,
+        known: &[KnownCode<'_>],
+        precision: Precision,
+    ) -> Result<SealedChunk> {
         // Its rows' whole bytes either way (what a write's repack gathers);
         // a coded layout packs more of them (`Coder::packing`).
         let bytes = chunk.encoded_len(precision) as u32;
@@ -126,7 +132,7 @@ impl<'a> Plan<'a> {
             let meta = ChunkMeta { no, list, count, bytes, stamp: Stamp::of(self.version(), &sealed) };
             return Ok(SealedChunk { meta, cached: Cached::Chunk(Arc::new(chunk)), sealed, units: Vec::new() });
         };
-        let Encoded { head, plain, units } = coder.encode(list, &chunk, precision);
+        let Encoded { head, plain, units } = coder.encode(list, &chunk, known, precision);
         let sealed = self.seal(Obj::Chunk(no), &plain)?;
         let meta = ChunkMeta { no, list, count, bytes, stamp: Stamp::of(self.version(), &sealed) };
         let units = units

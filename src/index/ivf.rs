@@ -800,7 +800,7 @@ impl Index {
         let precision = plan.manifest.config.precision;
         let sealed: Vec<SealedChunk> = self.env.pool.install(|| {
             full.into_par_iter()
-                .map(|(no, list, rows)| plan.seal_chunk(no, list, rows.finish(), precision))
+                .map(|(no, list, rows)| plan.seal_chunk((no, list), rows.finish(), &[], precision))
                 .collect::<Result<_>>()
         })?;
         for s in sealed {

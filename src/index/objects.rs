@@ -31,7 +31,7 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::chunk::{Bucket, Chunk};
-use super::codes::{CodeChunk, CodeShape};
+use super::codes::{CodeChunk, CodeShape, StoredCodes};
 use super::ivf::Centroids;
 use super::manifest::{ChunkMeta, Manifest, RunMeta, Stamp};
 use super::types::Precision;
@@ -344,6 +344,20 @@ impl Sealed for CodeChunk {
         CodeChunk::decode(&sealed.open()?, shape)
     }
     cached_as!(Codes);
+}
+
+/// A head read for its codes (a write's repack): never cached.
+impl Sealed for StoredCodes {
+    type Shape<'a> = CodeShape<'a>;
+    fn open(sealed: &SealedObject<'_>, shape: &CodeShape<'_>) -> Result<Self> {
+        StoredCodes::decode(&sealed.open()?, shape)
+    }
+    fn to_cached(_: &Arc<Self>) -> Option<Cached> {
+        None
+    }
+    fn from_cached(_: Cached) -> Option<Arc<Self>> {
+        None
+    }
 }
 
 impl Sealed for Bucket {

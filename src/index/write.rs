@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::access::Need;
 use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Entry, CHUNK_TARGET_BYTES};
-use super::codes::{packer_for, packing_for, unit_obj, units_of};
+use super::codes::{packer_for, packing_for, unit_obj, units_of, Coder, KnownCode, StoredCodes};
 use super::commit::{Plan, SealedChunk};
 use super::manifest::{ChunkMeta, Manifest, Stamp};
 use super::objects::{Obj, ObjectKind};
@@ -230,11 +230,12 @@ impl Index {
             *added.entry(list).or_default() += size;
         }
         let repack: Vec<ChunkMeta> = added.iter().flat_map(|(&list, &bytes)| small_tail(old, list, bytes)).collect();
-        let sources: Vec<Arc<Chunk>> = self
-            .env
-            .pool
-            .install(|| repack.par_iter().map(|meta| self.chunk(old, meta, None)).collect::<Result<_>>())?;
         let coder = plan.coder.clone();
+        // With their stored codes, when coded: their kept rows' codes are
+        // copied, not encoded again (each row is repacked O(log) times).
+        let sources: Vec<Source> = self.env.pool.install(|| {
+            repack.par_iter().map(|meta| self.source(old, coder.as_deref(), meta)).collect::<Result<_>>()
+        })?;
         let mut packer = packer_for(coder.as_deref());
         let mut new_chunks: BTreeMap<u32, (u32, Vec<Row>)> = BTreeMap::new();
         let mut place = |list: u32, size: usize, metadata_len: Option<usize>, row: Row| -> Result<u32> {
@@ -244,7 +245,7 @@ impl Index {
         };
         let mut moved: Vec<(&str, u32)> = Vec::new();
         for (k, (meta, chunk)) in repack.iter().zip(&sources).enumerate() {
-            let gone = removals.remove(&meta.no).unwrap_or_default();
+            let (chunk, gone) = (&chunk.rows, removals.remove(&meta.no).unwrap_or_default());
             let kept: Vec<usize> = (0..chunk.len()).filter(|&s| !gone.contains(chunk.ids[s].as_str())).collect();
             if kept.len() + gone.len() != chunk.len() {
                 return Err(Error::integrity("the directory names items their chunk does not hold"));
@@ -266,7 +267,8 @@ impl Index {
             new_chunks
                 .into_par_iter()
                 .map(|(no, (list, rows))| {
-                    plan.seal_chunk(no, list, build_chunk(dim, &rows, &sources, upserts), precision)
+                    let known: Vec<KnownCode<'_>> = rows.iter().map(|row| row.known(&sources)).collect();
+                    plan.seal_chunk((no, list), build_chunk(dim, &rows, &sources, upserts), &known, precision)
                 })
                 .collect::<Result<_>>()
         })?;
@@ -275,8 +277,13 @@ impl Index {
                 .par_iter()
                 .map(|(&no, gone)| {
                     let meta = old.chunk(no).ok_or_else(|| Error::integrity("the directory names a missing chunk"))?;
-                    let chunk = without(dim, &*self.chunk(old, meta, None)?, gone)?;
-                    Ok((no, (!chunk.is_empty()).then(|| plan.seal_chunk(no, meta.list, chunk, precision)).transpose()?))
+                    let base = self.source(old, coder.as_deref(), meta)?;
+                    let (chunk, kept) = without(dim, &base.rows, gone)?;
+                    let known: Vec<KnownCode<'_>> =
+                        kept.iter().map(|&s| base.codes.as_deref().map(|c| (c, s))).collect();
+                    let sealed =
+                        (!chunk.is_empty()).then(|| plan.seal_chunk((no, meta.list), chunk, &known, precision));
+                    Ok((no, sealed.transpose()?))
                 })
                 .collect::<Result<_>>()
         })?;
@@ -335,6 +342,23 @@ fn small_tail(m: &Manifest, list: u32, bytes: usize) -> Vec<ChunkMeta> {
         .collect()
 }
 
+/// A chunk a write reseals or repacks: its rows and, if the index is
+/// coded, its head's stored codes.
+struct Source {
+    rows: Arc<Chunk>,
+    codes: Option<Arc<StoredCodes>>,
+}
+
+impl Index {
+    fn source(&self, m: &Manifest, coder: Option<&Coder>, meta: &ChunkMeta) -> Result<Source> {
+        let codes = coder.map(|coder| self.stored_codes(m, coder, meta)).transpose()?;
+        if codes.as_ref().is_some_and(|c| c.len() != meta.count as usize) {
+            return Err(Error::integrity("a chunk head's row count does not match its manifest entry"));
+        }
+        Ok(Source { rows: self.chunk(m, meta, None)?, codes })
+    }
+}
+
 /// Where a row of a chunk a write builds comes from: one of its upserts,
 /// or slot `.1` of the repacked chunk `.0`.
 #[derive(Clone, Copy)]
@@ -343,7 +367,17 @@ enum Row {
     Kept(usize, usize),
 }
 
-fn build_chunk(dim: usize, rows: &[Row], sources: &[Arc<Chunk>], upserts: &[Pending<'_>]) -> Chunk {
+impl Row {
+    /// Where the row's code can be copied from (a kept row of a coded chunk).
+    fn known<'a>(&self, sources: &'a [Source]) -> KnownCode<'a> {
+        match *self {
+            Row::Upsert(_) => None,
+            Row::Kept(k, s) => sources[k].codes.as_deref().map(|c| (c, s)),
+        }
+    }
+}
+
+fn build_chunk(dim: usize, rows: &[Row], sources: &[Source], upserts: &[Pending<'_>]) -> Chunk {
     let mut b = ChunkBuilder::with_capacity(dim, rows.len());
     for row in rows {
         match *row {
@@ -351,19 +385,20 @@ fn build_chunk(dim: usize, rows: &[Row], sources: &[Arc<Chunk>], upserts: &[Pend
                 let it = &upserts[i].item;
                 b.push(it.vector, it.id.to_owned(), it.metadata.map(str::to_owned));
             }
-            Row::Kept(k, s) => b.push_row(&sources[k], s),
+            Row::Kept(k, s) => b.push_row(&sources[k].rows, s),
         }
     }
     b.finish()
 }
 
-/// A chunk's rows minus the `removed` ids, all of which it must hold.
-fn without(dim: usize, base: &Chunk, removed: &HashSet<&str>) -> Result<Chunk> {
+/// A chunk's rows minus the `removed` ids, all of which it must hold, and
+/// the slots in `base` of the rows kept.
+fn without(dim: usize, base: &Chunk, removed: &HashSet<&str>) -> Result<(Chunk, Vec<usize>)> {
     let kept: Vec<usize> = (0..base.len()).filter(|&s| !removed.contains(base.ids[s].as_str())).collect();
     if kept.len() + removed.len() != base.len() {
         return Err(Error::integrity("the directory names items their chunk does not hold"));
     }
     let mut rows = ChunkBuilder::with_capacity(dim, kept.len());
-    kept.into_iter().for_each(|s| rows.push_row(base, s));
-    Ok(rows.finish())
+    kept.iter().for_each(|&s| rows.push_row(base, s));
+    Ok((rows.finish(), kept))
 }
