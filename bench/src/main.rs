@@ -338,20 +338,18 @@ fn bench_ivf(ds: &Dataset, threads: &[usize], nq_limit: usize, opts: &IvfOptions
     }
 }
 
-/// Add rate into a trained index on `memory:` (the store-independent cost:
-/// list assignment, chunk and directory rewrites, encryption): train on the
-/// base (1 iteration; quality does not matter here), then upsert a tenth of
-/// the base again under new ids, in batches of `batch`.
-/// Adds a tenth of the set again (new ids) into an index of the whole set
-/// trained with one k-means iteration, in batches of `batch`; `scratch`
-/// names a directory for a `file:` store, `None` means `memory:`.
+/// Add rate into a trained index: train on the base (1 iteration; quality
+/// does not matter here), then upsert a tenth of the base again under new
+/// ids, in batches of `batch`. `scratch` names a directory for a `file:`
+/// store (removed afterwards); `None` means `memory:`, the store-independent
+/// cost (list assignment, coding, chunk and directory rewrites, encryption).
 fn bench_add_trained(ds: &Dataset, n_lists: u32, batch: usize, config: &IndexConfig, scratch: Option<&Path>) {
     let names = ids("", ds.n());
-    let (uri, store) = match scratch {
+    let dir = scratch.map(|s| s.join(format!("add-{}", ds.name)));
+    let (uri, store) = match &dir {
         Some(dir) => {
-            let dir = dir.join(format!("add-{}", ds.name));
-            let _ = fs::remove_dir_all(&dir);
-            (file_uri(&dir), "file")
+            let _ = fs::remove_dir_all(dir);
+            (file_uri(dir), "file")
         }
         None => ("memory:".to_string(), "memory"),
     };
@@ -379,6 +377,10 @@ fn bench_add_trained(ds: &Dataset, n_lists: u32, batch: usize, config: &IndexCon
             ("add_per_s", format!("{rate:.0}")),
         ],
     );
+    drop((index, client));
+    if let Some(dir) = dir {
+        let _ = fs::remove_dir_all(dir);
+    }
 }
 
 /// `vx-bench --rss URI DIM`: opens the trained index, queries every list so

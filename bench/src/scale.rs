@@ -112,11 +112,13 @@ impl Setup<'_> {
     }
 }
 
-/// The `--index` name of `config` (the inverse of main's parsing).
+/// The `--index` name of `config` (the inverse of main's parsing, which
+/// sets `quantizer_bits` to 0, the default, or 4).
 pub fn index_kind_name(config: &IndexConfig) -> &'static str {
     match (config.index_type, config.quantizer_bits) {
         (IndexType::IvfRabitq, 4) => "ivf-rabitq-4bit",
-        (IndexType::IvfRabitq, _) => "ivf-rabitq",
+        (IndexType::IvfRabitq, 0) => "ivf-rabitq",
+        (IndexType::IvfRabitq, _) => "ivf-rabitq-other-bits",
         _ => "ivf-flat",
     }
 }

@@ -149,7 +149,10 @@ impl Drop for CodeChunk {
 /// copies a kept row's code from when it repacks the row into a new chunk
 /// instead of encoding its vector again (most of an add's work otherwise):
 /// a code depends only on its vector, its list's centroid and the
-/// quantizer, none of which a write changes. Its factors are wiped on drop.
+/// quantizer, none of which a write changes. (With F16 storage a row's
+/// code stays that of the f32 vector first written, as it always was for
+/// rows never repacked; training codes the stored, rounded vector.) Its
+/// factors and metadata are wiped on drop.
 pub(crate) struct StoredCodes {
     signs: Zeroizing<Vec<u8>>,
     ex: Zeroizing<Vec<u8>>,
@@ -186,15 +189,18 @@ impl StoredCodes {
         r.finish()?;
         Ok(StoredCodes { signs, ex, factors, metadata })
     }
-
-    pub fn len(&self) -> usize {
-        self.factors.len()
-    }
 }
 
 impl Drop for StoredCodes {
     fn drop(&mut self) {
         wipe_factors(std::mem::take(&mut self.factors));
+        self.metadata.iter_mut().flatten().for_each(zeroize::Zeroize::zeroize);
+    }
+}
+
+impl RowMetadata for StoredCodes {
+    fn metadata_at(&self, slot: usize) -> Option<&String> {
+        self.metadata.get(slot)?.as_ref()
     }
 }
 
@@ -396,6 +402,9 @@ pub struct Coder {
     l1: Vec<f32>,
     /// The heads this coder's scans found, by chunk number (`Index::scan_head`).
     held: RwLock<Vec<Option<HeldHead>>>,
+    /// Rows encoded (not copied) so far: what a test of copying counts.
+    #[cfg(test)]
+    encoded: std::sync::atomic::AtomicUsize,
 }
 
 /// A head a scan found, for the next scan of the same chunk to take
@@ -426,7 +435,16 @@ impl Coder {
             quantizer.rotation().apply(centroids.centred(c), out);
         }
         let l1 = rotated.0.chunks_exact(padded).map(|c| c.iter().map(|x| x.abs()).sum()).collect();
-        Coder { quantizer, metric, mean, rotated, l1, held: RwLock::new(Vec::new()) }
+        Coder {
+            quantizer,
+            metric,
+            mean,
+            rotated,
+            l1,
+            held: RwLock::new(Vec::new()),
+            #[cfg(test)]
+            encoded: Default::default(),
+        }
     }
 
     fn padded(&self) -> usize {
@@ -546,6 +564,8 @@ impl Coder {
                 factors.push(stored.factors[slot]);
                 continue;
             }
+            #[cfg(test)]
+            self.encoded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let x = chunk.vector(s);
             let scale = if self.metric == Metric::Cosine { chunk.inv_norms[s] } else { 1.0 };
             for ((y, &x), &m) in centred.0.iter_mut().zip(x).zip(self.mean.iter()) {
@@ -820,11 +840,23 @@ impl Index {
         self.load_object_with(m, obj, &stamp, &shape, None, keep)
     }
 
-    /// A coded chunk whole again (head and units), for writes, `get` and
-    /// training; `keep = false` leaves its units out of the cache.
+    /// A coded chunk whole again (head and units), for `get` and training;
+    /// `keep = false` leaves its units out of the cache.
     pub(super) fn assembled_chunk(&self, m: &Manifest, coder: &Coder, meta: &ChunkMeta, keep: bool) -> Result<Chunk> {
-        let (dim, precision) = (m.config.dimension as usize, m.config.precision);
         let head = self.head(m, coder, meta, None)?;
+        self.units_with(m, meta, &*head, keep)
+    }
+
+    /// A coded chunk whole again for a write that repacks or reseals it,
+    /// from its head as stored (whose codes the write copies), its units
+    /// left out of the cache (the write replaces them).
+    pub(super) fn chunk_to_rewrite(&self, m: &Manifest, meta: &ChunkMeta, stored: &StoredCodes) -> Result<Chunk> {
+        self.units_with(m, meta, stored, false)
+    }
+
+    /// Chunk `meta`'s units as one chunk, each row with its metadata from `head`.
+    fn units_with(&self, m: &Manifest, meta: &ChunkMeta, head: &impl RowMetadata, keep: bool) -> Result<Chunk> {
+        let (dim, precision) = (m.config.dimension as usize, m.config.precision);
         let mut rows = ChunkBuilder::with_capacity(dim, meta.count as usize);
         let mut slot = 0;
         for (u, n) in units_of(meta.count as usize, dim, precision) {
@@ -1276,6 +1308,7 @@ mod tests {
     use crate::crypto::SecretKey;
     use crate::distance::Metric;
     use crate::{Client, ClientOptions};
+    use std::sync::Arc;
 
     /// The largest (encoded bytes, rows) of the chunks numbered from `from`.
     fn largest_chunk(index: &Index, from: u32) -> (usize, usize) {
@@ -1341,55 +1374,74 @@ mod tests {
     }
 
     /// A write that repacks or reseals rows copies their stored codes
-    /// (`StoredCodes`) instead of encoding them again: every head, after
-    /// many small adds (repacks), overwrites and deletes (reseals), holds
-    /// exactly the codes a fresh encoding of its rows gives.
+    /// (`StoredCodes`) instead of encoding them again: after many small adds
+    /// (repacks), overwrites and deletes (reseals), every row was encoded
+    /// once, when it was written, and every head holds exactly the codes a
+    /// fresh encoding of its rows gives (F32: see `StoredCodes` for F16).
     #[test]
     fn repacked_and_resealed_rows_keep_their_codes() {
+        use std::sync::atomic::Ordering::Relaxed;
         let (n, dim) = (10_000, 24);
+        // Distinct for every (i, salt): an overwrite brings a new vector.
         let vector = |i: usize, salt: usize| -> Vec<f32> {
-            (0..dim).map(|j| (((i + salt) * 7919 + j * 104_729) % 1013) as f32 / 1013.0 - 0.3).collect()
+            (0..dim)
+                .map(|j| {
+                    let h = ((i * 31 + salt) * 64 + j) as u64 * 0x9E37_79B9_7F4A_7C15;
+                    (h >> 40) as f32 / (1u64 << 24) as f32 - 0.3
+                })
+                .collect()
         };
         let client = Client::open("memory:", ClientOptions::default()).unwrap();
-        for metric in [Metric::Euclidean, Metric::Cosine, Metric::InnerProduct] {
+        for metric in [Metric::Euclidean, Metric::SquaredEuclidean, Metric::Cosine, Metric::InnerProduct] {
             let config = IndexConfig { index_type: IndexType::IvfRabitq, metric, ..Default::default() };
             let name = format!("{metric:?}");
             let index = client.create_index(&name, &SecretKey::from_bytes(&[5; 32]), config).unwrap();
-            let upsert = |from: usize, to: usize, salt: usize| {
-                let ids: Vec<String> = (from..to).map(|i| format!("v{i}")).collect();
-                let vectors: Vec<Vec<f32>> = (from..to).map(|i| vector(i, salt)).collect();
-                let items: Vec<ItemRef<'_>> = ids
-                    .iter()
-                    .zip(&vectors)
-                    .map(|(id, v)| ItemRef { id, vector: v, metadata: None, contents: None })
+            let upsert = |ids: &[usize], salt: usize| {
+                let names: Vec<String> = ids.iter().map(|i| format!("v{i}")).collect();
+                let vectors: Vec<Vec<f32>> = ids.iter().map(|&i| vector(i, salt)).collect();
+                let metadata: Vec<String> = ids.iter().map(|i| format!("{{\"i\": {i}}}")).collect();
+                let items: Vec<ItemRef<'_>> = (0..ids.len())
+                    .map(|k| ItemRef {
+                        id: &names[k],
+                        vector: &vectors[k],
+                        metadata: Some(metadata[k].as_str()),
+                        contents: None,
+                    })
                     .collect();
                 index.upsert(&items, Access::default()).unwrap();
             };
-            upsert(0, n, 0);
+            upsert(&(0..n).collect::<Vec<_>>(), 0);
             index.train(TrainParams { n_lists: 4, max_iters: 3, ..Default::default() }, Access::default()).unwrap();
             let first_added = next_chunk(&index);
+            let coder = |index: &Index| index.coder(&index.current().unwrap().manifest).unwrap().unwrap().1;
+            let before = coder(&index);
+            let encoded = before.encoded.load(Relaxed);
             // 40 adds of 20 (5 a list): each repacks its lists' small chunks.
             for b in 0..40 {
-                upsert(n + b * 20, n + (b + 1) * 20, 0);
+                upsert(&(n + b * 20..n + (b + 1) * 20).collect::<Vec<_>>(), 0);
             }
-            // Overwrites (new vectors, so new codes) and deletes reseal chunks.
-            upsert(100, 160, 1);
-            let gone: Vec<String> = (n..n + 400).step_by(7).map(|i| format!("v{i}")).collect();
+            let snap = index.current().unwrap();
+            let added = snap.manifest.chunks().filter(|c| c.no >= first_added).map(|c| c.count).max().unwrap();
+            assert!(added > 40, "{name}: no add was repacked ({added} rows at most)");
+            // Overwrites (new vectors, so new codes) and deletes reseal
+            // trained and added chunks.
+            upsert(&(100..160).collect::<Vec<_>>(), 1);
+            let gone: Vec<String> = (0..n + 800).step_by(23).map(|i| format!("v{i}")).collect();
             index.delete(&gone.iter().map(String::as_str).collect::<Vec<_>>(), Access::default()).unwrap();
+            let after = coder(&index);
+            assert!(Arc::ptr_eq(&before, &after), "{name}: the coder was rebuilt");
+            assert_eq!(after.encoded.load(Relaxed) - encoded, 800 + 60, "{name}: rows encoded besides the new ones");
             let snap = index.current().unwrap();
             let m = &snap.manifest;
-            let (_, coder) = index.coder(m).unwrap().unwrap();
-            let added = m.chunks().filter(|c| c.no >= first_added).map(|c| c.count).max().unwrap();
-            assert!(added > 20, "{name}: no add was repacked ({added} rows at most)");
             for meta in m.chunks() {
-                let stored = index.stored_codes(m, &coder, meta).unwrap();
-                let rows = index.assembled_chunk(m, &coder, meta, false).unwrap();
-                let (_, plain) = coder.code(meta.list, &rows, &[], m.config.precision);
-                let fresh =
-                    super::StoredCodes::decode(&plain, &coder.shape(dim, m.config.precision, rows.len(), meta.list))
-                        .unwrap();
+                let stored = index.stored_codes(m, &after, meta).unwrap();
+                let rows = index.assembled_chunk(m, &after, meta, false).unwrap();
+                let (_, plain) = after.code(meta.list, &rows, &[], m.config.precision);
+                let shape = after.shape(dim, m.config.precision, rows.len(), meta.list);
+                let fresh = super::StoredCodes::decode(&plain, &shape).unwrap();
                 assert!(stored.signs == fresh.signs && stored.ex == fresh.ex, "{name}: chunk {} codes", meta.no);
                 assert_eq!(stored.factors, fresh.factors, "{name}: chunk {} factors", meta.no);
+                assert_eq!(stored.metadata, fresh.metadata, "{name}: chunk {} metadata", meta.no);
             }
         }
     }

@@ -234,7 +234,7 @@ impl Index {
         // With their stored codes, when coded: their kept rows' codes are
         // copied, not encoded again (each row is repacked O(log) times).
         let sources: Vec<Source> = self.env.pool.install(|| {
-            repack.par_iter().map(|meta| self.source(old, coder.as_deref(), meta)).collect::<Result<_>>()
+            repack.par_iter().map(|meta| self.rewrite_source(old, coder.as_deref(), meta)).collect::<Result<_>>()
         })?;
         let mut packer = packer_for(coder.as_deref());
         let mut new_chunks: BTreeMap<u32, (u32, Vec<Row>)> = BTreeMap::new();
@@ -277,7 +277,7 @@ impl Index {
                 .par_iter()
                 .map(|(&no, gone)| {
                     let meta = old.chunk(no).ok_or_else(|| Error::integrity("the directory names a missing chunk"))?;
-                    let base = self.source(old, coder.as_deref(), meta)?;
+                    let base = self.rewrite_source(old, coder.as_deref(), meta)?;
                     let (chunk, kept) = without(dim, &base.rows, gone)?;
                     let known: Vec<KnownCode<'_>> =
                         kept.iter().map(|&s| base.codes.as_deref().map(|c| (c, s))).collect();
@@ -350,12 +350,17 @@ struct Source {
 }
 
 impl Index {
-    fn source(&self, m: &Manifest, coder: Option<&Coder>, meta: &ChunkMeta) -> Result<Source> {
-        let codes = coder.map(|coder| self.stored_codes(m, coder, meta)).transpose()?;
-        if codes.as_ref().is_some_and(|c| c.len() != meta.count as usize) {
-            return Err(Error::integrity("a chunk head's row count does not match its manifest entry"));
-        }
-        Ok(Source { rows: self.chunk(m, meta, None)?, codes })
+    /// Chunk `meta` as a write that repacks or reseals it needs it (its
+    /// head read once, as stored: `StoredCodes::decode` checks its row
+    /// count against the manifest's, so every slot of `rows` has a code).
+    fn rewrite_source(&self, m: &Manifest, coder: Option<&Coder>, meta: &ChunkMeta) -> Result<Source> {
+        Ok(match coder {
+            None => Source { rows: self.chunk(m, meta, None)?, codes: None },
+            Some(coder) => {
+                let codes = self.stored_codes(m, coder, meta)?;
+                Source { rows: Arc::new(self.chunk_to_rewrite(m, meta, &codes)?), codes: Some(codes) }
+            }
+        })
     }
 }
 
