@@ -9,12 +9,13 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::{as_root, ids, items, key, postgres_table, uniform, TempDir};
 use vx::{
-    include, Access, Client, ClientOptions, Hit, Index, IndexConfig, ItemRef, QueryParams, Status, TrainParams,
-    WriteBatch,
+    include, Access, Client, ClientOptions, Hit, Index, IndexConfig, IndexType, ItemRef, QueryParams, Status,
+    TrainParams, WriteBatch,
 };
 
 const DIM: usize = 8;
@@ -110,6 +111,130 @@ fn same_behaviour_on_every_store() {
         index.delete_index(Access::default()).unwrap();
         assert!(client.list_indexes().unwrap().is_empty(), "{store}");
         assert_eq!(client.raw_store().scan_prefix(b"").unwrap().len(), 0, "{store}: delete_index left objects");
+    }
+}
+
+/// Writes into a trained IVF_RABITQ index rewrite chunks: adds repack the
+/// lists' small chunks, an overwrite and deletes reseal chunks, each
+/// copying its kept rows' stored codes (read ahead in one call on
+/// postgres). With every list probed and every candidate reranked, the
+/// index then answers as a brute force over the live items does, on every
+/// store.
+#[test]
+fn coded_rewrites_answer_exactly_on_every_store() {
+    let (_dir, uris) = stores("coded");
+    let q = uniform(5, DIM, 2);
+    for (store, uri) in uris {
+        let client = open(&uri);
+        let config = IndexConfig { index_type: IndexType::IvfRabitq, ..Default::default() };
+        let index = client.create_index("s", &key(KEY), config).unwrap();
+        let mut live: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+        let mut write = |prefix: &str, v: Vec<f32>| {
+            upsert(&index, prefix, &v).unwrap();
+            for (i, row) in v.chunks_exact(DIM).enumerate() {
+                live.insert(format!("{prefix}{i}"), row.to_vec());
+            }
+        };
+        write("id", uniform(12_000, DIM, 3));
+        index
+            .train(TrainParams { n_lists: 8, max_iters: 5, seed: 1, ..Default::default() }, Access::default())
+            .unwrap();
+        for b in 0..12 {
+            write(&format!("add{b}-"), uniform(40, DIM, 100 + b));
+        }
+        write("id", uniform(100, DIM, 50));
+        let gone: Vec<String> = live.keys().step_by(37).cloned().collect();
+        let gone: Vec<&str> = gone.iter().map(String::as_str).collect();
+        assert_eq!(index.delete(&gone, Access::default()).unwrap(), gone.len(), "{store}");
+        for id in &gone {
+            live.remove(*id);
+        }
+        assert_eq!(index.num_vectors(Access::default()).unwrap(), live.len() as u64, "{store}");
+
+        let p =
+            QueryParams { top_k: 10, n_probes: 8, rerank_mult: 4096, include: include::DISTANCE, ..Default::default() };
+        let hits = index.query(&q, q.len() / DIM, DIM, &p, Access::default()).unwrap();
+        for (row, query) in hits.iter().zip(q.chunks_exact(DIM)) {
+            let mut exact: Vec<(f32, &String)> = live
+                .iter()
+                .map(|(id, v)| (v.iter().zip(query).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt(), id))
+                .collect();
+            exact.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let got: Vec<&String> = row.iter().map(|h| &h.id).collect();
+            let want: Vec<&String> = exact[..10].iter().map(|e| e.1).collect();
+            assert_eq!(got, want, "{store}: the coded index's exact answer");
+            for (h, e) in row.iter().zip(&exact) {
+                assert!((h.distance - e.0).abs() <= 1e-5 * e.0.max(1.0), "{store}: distance of {}", h.id);
+            }
+        }
+    }
+}
+
+/// `memory:` as a store where every read is a round trip (PostgreSQL),
+/// counting the chunks, heads and units read one at a time.
+struct RoundTrips {
+    inner: Arc<dyn vx::Store>,
+    single_chunk_reads: AtomicUsize,
+}
+
+impl vx::Store for RoundTrips {
+    fn get(&self, key: &[u8]) -> vx::Result<Option<Vec<u8>>> {
+        // Object keys: "o/", the index's 16-byte id, the kind byte.
+        if key.len() > 18 && key.starts_with(b"o/") && matches!(key[18], b'C' | b'U') {
+            self.single_chunk_reads.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.get(key)
+    }
+    fn get_many(&self, keys: &[Vec<u8>]) -> vx::Result<Vec<Option<Vec<u8>>>> {
+        self.inner.get_many(keys)
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> vx::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner.scan_prefix(prefix)
+    }
+    fn write(&self, batch: WriteBatch) -> vx::Result<bool> {
+        self.inner.write(batch)
+    }
+    fn prefers_batched_reads(&self) -> bool {
+        true
+    }
+}
+
+/// Where every read is a round trip, a write reads the chunks it rewrites
+/// (repacks, reseals; for IVF_RABITQ their heads, whatever the cache
+/// holds, and units) in one call ahead, not one by one.
+#[test]
+fn rewritten_chunks_are_read_ahead_in_one_call() {
+    for index_type in [IndexType::IvfFlat, IndexType::IvfRabitq] {
+        let store = Arc::new(RoundTrips { inner: Arc::new(vx::MemoryStore::default()), single_chunk_reads: 0.into() });
+        let client = Client::over_store(store.clone(), ClientOptions { threads: 2, ..Default::default() }).unwrap();
+        let index = client.create_index("s", &key(KEY), IndexConfig { index_type, ..Default::default() }).unwrap();
+        upsert(&index, "id", &uniform(12_000, DIM, 3)).unwrap();
+        index
+            .train(TrainParams { n_lists: 8, max_iters: 5, seed: 1, ..Default::default() }, Access::default())
+            .unwrap();
+        for b in 0..3 {
+            upsert(&index, &format!("add{b}-"), &uniform(40, DIM, 10 + b)).unwrap();
+        }
+        for (round, cache_bytes) in [0, vx::DEFAULT_CACHE_BYTES].into_iter().enumerate() {
+            let other = Client::over_store(store.clone(), ClientOptions { threads: 2, cache_bytes }).unwrap();
+            let index = load(&other);
+            // With a cache, a query first puts every head in it.
+            answers(&index, &uniform(1, DIM, 4), 8).unwrap();
+            let chunks = || -> Vec<Vec<u8>> {
+                let keys = store.inner.scan_keys(b"o/").unwrap();
+                keys.into_iter().filter(|k| k.len() > 18 && k[18] == b'C').collect()
+            };
+            let before = chunks();
+            store.single_chunk_reads.store(0, Ordering::SeqCst);
+            upsert(&index, &format!("more{cache_bytes}-"), &uniform(40, DIM, 20)).unwrap();
+            let gone = [format!("id{}", 5 + round), format!("id{}", 500 + round)];
+            assert_eq!(index.delete(&[gone[0].as_str(), gone[1].as_str()], Access::default()).unwrap(), 2);
+            let reads = store.single_chunk_reads.load(Ordering::SeqCst);
+            assert_eq!(reads, 0, "{index_type:?}, cache {cache_bytes}: chunks read one by one");
+            let after = chunks();
+            let replaced = before.iter().filter(|k| !after.contains(k)).count();
+            assert!(replaced >= 2, "{index_type:?}: {replaced} chunks rewritten");
+        }
     }
 }
 

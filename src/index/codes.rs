@@ -812,9 +812,34 @@ impl Index {
 
     /// Chunk `meta`'s head as stored, read from the store (the cache holds
     /// heads only in their scanned form): for a write that repacks its rows.
-    pub(super) fn stored_codes(&self, m: &Manifest, coder: &Coder, meta: &ChunkMeta) -> Result<Arc<StoredCodes>> {
+    pub(super) fn stored_codes(
+        &self,
+        m: &Manifest,
+        coder: &Coder,
+        meta: &ChunkMeta,
+        pre: Option<&Prefetched>,
+    ) -> Result<Arc<StoredCodes>> {
         let shape = coder.shape(m.config.dimension as usize, m.config.precision, meta.count as usize, meta.list);
-        self.load_object_with(m, Obj::Chunk(meta.no), &meta.stamp, &shape, None, false)
+        self.load_object_with(m, Obj::Chunk(meta.no), &meta.stamp, &shape, pre, false)
+    }
+
+    /// What a write that rewrites the chunks `metas` reads of them, in one
+    /// store call where each read is a round trip (`Index::prefetch`): a
+    /// coded chunk's head, whatever the cache holds (`stored_codes`), and
+    /// its units; a chunk stored whole.
+    pub(super) fn prefetch_rewrites<'s>(
+        &self,
+        m: &Manifest,
+        coder: Option<&Coder>,
+        metas: impl Iterator<Item = &'s ChunkMeta>,
+    ) -> Result<Prefetched> {
+        let (dim, precision, coded) = (m.config.dimension as usize, m.config.precision, coder.is_some());
+        let wanted = metas.flat_map(|meta| {
+            let units = units_of(if coded { meta.count as usize } else { 0 }, dim, precision);
+            let units = units.map(move |(u, _)| (unit_obj(meta, u).0, &meta.stamp));
+            std::iter::once((Obj::Chunk(meta.no), &meta.stamp)).chain(units)
+        });
+        self.prefetch_where(wanted, |obj| !coded || !matches!(obj, Obj::Chunk(_)))
     }
 
     /// `head` for a scan: through the coder's held heads (`HeldHead`) when it can.
@@ -835,32 +860,56 @@ impl Index {
     }
 
     pub(super) fn unit(&self, m: &Manifest, meta: &ChunkMeta, u: u32, rows: usize, keep: bool) -> Result<Arc<Chunk>> {
+        self.unit_with(m, meta, (u, rows), keep, None)
+    }
+
+    fn unit_with(
+        &self,
+        m: &Manifest,
+        meta: &ChunkMeta,
+        (u, rows): (u32, usize),
+        keep: bool,
+        pre: Option<&Prefetched>,
+    ) -> Result<Arc<Chunk>> {
         let (obj, stamp) = unit_obj(meta, u);
         let shape = ChunkShape { dim: m.config.dimension as usize, precision: m.config.precision, count: rows };
-        self.load_object_with(m, obj, &stamp, &shape, None, keep)
+        self.load_object_with(m, obj, &stamp, &shape, pre, keep)
     }
 
     /// A coded chunk whole again (head and units), for `get` and training;
     /// `keep = false` leaves its units out of the cache.
     pub(super) fn assembled_chunk(&self, m: &Manifest, coder: &Coder, meta: &ChunkMeta, keep: bool) -> Result<Chunk> {
         let head = self.head(m, coder, meta, None)?;
-        self.units_with(m, meta, &*head, keep)
+        self.units_with(m, meta, &*head, keep, None)
     }
 
     /// A coded chunk whole again for a write that repacks or reseals it,
     /// from its head as stored (whose codes the write copies), its units
     /// left out of the cache (the write replaces them).
-    pub(super) fn chunk_to_rewrite(&self, m: &Manifest, meta: &ChunkMeta, stored: &StoredCodes) -> Result<Chunk> {
-        self.units_with(m, meta, stored, false)
+    pub(super) fn chunk_to_rewrite(
+        &self,
+        m: &Manifest,
+        meta: &ChunkMeta,
+        stored: &StoredCodes,
+        pre: Option<&Prefetched>,
+    ) -> Result<Chunk> {
+        self.units_with(m, meta, stored, false, pre)
     }
 
     /// Chunk `meta`'s units as one chunk, each row with its metadata from `head`.
-    fn units_with(&self, m: &Manifest, meta: &ChunkMeta, head: &impl RowMetadata, keep: bool) -> Result<Chunk> {
+    fn units_with(
+        &self,
+        m: &Manifest,
+        meta: &ChunkMeta,
+        head: &impl RowMetadata,
+        keep: bool,
+        pre: Option<&Prefetched>,
+    ) -> Result<Chunk> {
         let (dim, precision) = (m.config.dimension as usize, m.config.precision);
         let mut rows = ChunkBuilder::with_capacity(dim, meta.count as usize);
         let mut slot = 0;
         for (u, n) in units_of(meta.count as usize, dim, precision) {
-            let unit = self.unit(m, meta, u, n, keep)?;
+            let unit = self.unit_with(m, meta, (u, n), keep, pre)?;
             for s in 0..n {
                 rows.push(unit.vector(s), unit.ids[s].clone(), head.metadata_at(slot).cloned());
                 slot += 1;
@@ -1434,7 +1483,7 @@ mod tests {
             let snap = index.current().unwrap();
             let m = &snap.manifest;
             for meta in m.chunks() {
-                let stored = index.stored_codes(m, &after, meta).unwrap();
+                let stored = index.stored_codes(m, &after, meta, None).unwrap();
                 let rows = index.assembled_chunk(m, &after, meta, false).unwrap();
                 let (_, plain) = after.code(meta.list, &rows, &[], m.config.precision);
                 let shape = after.shape(dim, m.config.precision, rows.len(), meta.list);

@@ -491,11 +491,22 @@ impl Index {
     /// (PostgreSQL); at most [`PREFETCH_OBJECTS`] of them, the rest are read
     /// when used. Empty for local stores.
     pub(crate) fn prefetch<'s>(&self, wanted: impl Iterator<Item = (Obj, &'s Stamp)>) -> Result<Prefetched> {
+        self.prefetch_where(wanted, |_| true)
+    }
+
+    /// `prefetch`, where the cache's copy serves only the objects
+    /// `cached_serves` accepts (a head a write reads for its stored codes
+    /// comes from the store whatever the cache holds).
+    pub(crate) fn prefetch_where<'s>(
+        &self,
+        wanted: impl Iterator<Item = (Obj, &'s Stamp)>,
+        cached_serves: impl Fn(Obj) -> bool,
+    ) -> Result<Prefetched> {
         if !self.env.store.prefers_batched_reads() {
             return Ok(Prefetched::default());
         }
         let wanted: Vec<(Obj, &Stamp)> = wanted
-            .filter(|&(obj, stamp)| !self.env.cache.contains(&self.cache_key(obj, stamp)))
+            .filter(|&(obj, stamp)| !(cached_serves(obj) && self.env.cache.contains(&self.cache_key(obj, stamp))))
             .take(PREFETCH_OBJECTS)
             .collect();
         let keys: Vec<Vec<u8>> = wanted.iter().map(|&(obj, stamp)| self.store_key(obj, stamp)).collect();

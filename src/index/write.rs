@@ -14,7 +14,7 @@ use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Entry, CHUNK_TARGET_BY
 use super::codes::{packer_for, packing_for, unit_obj, units_of, Coder, KnownCode, StoredCodes};
 use super::commit::{Plan, SealedChunk};
 use super::manifest::{ChunkMeta, Manifest, Stamp};
-use super::objects::{Obj, ObjectKind};
+use super::objects::{Obj, ObjectKind, Prefetched};
 use super::snapshot::Snapshot;
 use super::types::{validate_id, validate_item, MAX_DIMENSION};
 use super::{Access, Index, ItemRef, TrainingState};
@@ -233,8 +233,11 @@ impl Index {
         let coder = plan.coder.clone();
         // With their stored codes, when coded: their kept rows' codes are
         // copied, not encoded again (each row is repacked O(log) times).
+        let shrinking =
+            removals.keys().filter(|no| !repack.iter().any(|r| r.no == **no)).filter_map(|&no| old.chunk(no));
+        let pre = self.prefetch_rewrites(old, coder.as_deref(), repack.iter().chain(shrinking))?;
         let sources: Vec<Source> = self.env.pool.install(|| {
-            repack.par_iter().map(|meta| self.rewrite_source(old, coder.as_deref(), meta)).collect::<Result<_>>()
+            repack.par_iter().map(|meta| self.rewrite_source(old, coder.as_deref(), meta, &pre)).collect::<Result<_>>()
         })?;
         let mut packer = packer_for(coder.as_deref());
         let mut new_chunks: BTreeMap<u32, (u32, Vec<Row>)> = BTreeMap::new();
@@ -277,7 +280,7 @@ impl Index {
                 .par_iter()
                 .map(|(&no, gone)| {
                     let meta = old.chunk(no).ok_or_else(|| Error::integrity("the directory names a missing chunk"))?;
-                    let base = self.rewrite_source(old, coder.as_deref(), meta)?;
+                    let base = self.rewrite_source(old, coder.as_deref(), meta, &pre)?;
                     let (chunk, kept) = without(dim, &base.rows, gone)?;
                     let known: Vec<KnownCode<'_>> =
                         kept.iter().map(|&s| base.codes.as_deref().map(|c| (c, s))).collect();
@@ -353,12 +356,19 @@ impl Index {
     /// Chunk `meta` as a write that repacks or reseals it needs it (its
     /// head read once, as stored: `StoredCodes::decode` checks its row
     /// count against the manifest's, so every slot of `rows` has a code).
-    fn rewrite_source(&self, m: &Manifest, coder: Option<&Coder>, meta: &ChunkMeta) -> Result<Source> {
+    /// `pre`: what `prefetch_rewrites` read ahead.
+    fn rewrite_source(
+        &self,
+        m: &Manifest,
+        coder: Option<&Coder>,
+        meta: &ChunkMeta,
+        pre: &Prefetched,
+    ) -> Result<Source> {
         Ok(match coder {
-            None => Source { rows: self.chunk(m, meta, None)?, codes: None },
+            None => Source { rows: self.chunk(m, meta, Some(pre))?, codes: None },
             Some(coder) => {
-                let codes = self.stored_codes(m, coder, meta)?;
-                Source { rows: Arc::new(self.chunk_to_rewrite(m, meta, &codes)?), codes: Some(codes) }
+                let codes = self.stored_codes(m, coder, meta, Some(pre))?;
+                Source { rows: Arc::new(self.chunk_to_rewrite(m, meta, &codes, Some(pre))?), codes: Some(codes) }
             }
         })
     }
