@@ -231,10 +231,12 @@ impl Index {
         }
         let repack: Vec<ChunkMeta> = added.iter().flat_map(|(&list, &bytes)| small_tail(old, list, bytes)).collect();
         let coder = plan.coder.clone();
-        // With their stored codes, when coded: their kept rows' codes are
-        // copied, not encoded again (each row is repacked O(log) times).
-        let shrinking =
-            removals.keys().filter(|no| !repack.iter().any(|r| r.no == **no)).filter_map(|&no| old.chunk(no));
+        // The chunks the write rewrites (repacked, or shrunk by its deletes
+        // and overwrites) come in one call where reads are round trips;
+        // coded, with their stored codes, which their kept rows keep
+        // instead of being encoded again (a row is repacked O(log) times).
+        let repacked: HashSet<u32> = repack.iter().map(|r| r.no).collect();
+        let shrinking = removals.keys().filter(|no| !repacked.contains(no)).filter_map(|&no| old.chunk(no));
         let pre = self.prefetch_rewrites(old, coder.as_deref(), repack.iter().chain(shrinking))?;
         let sources: Vec<Source> = self.env.pool.install(|| {
             repack.par_iter().map(|meta| self.rewrite_source(old, coder.as_deref(), meta, &pre)).collect::<Result<_>>()
