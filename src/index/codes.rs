@@ -810,8 +810,9 @@ impl Index {
         self.load_object(m, Obj::Chunk(meta.no), &meta.stamp, &shape, pre)
     }
 
-    /// Chunk `meta`'s head as stored, read from the store (the cache holds
-    /// heads only in their scanned form): for a write that repacks its rows.
+    /// Chunk `meta`'s head as stored, from `pre` or the store (never the
+    /// cache, which holds heads only in their scanned form): for a write
+    /// that repacks or reseals its rows.
     pub(super) fn stored_codes(
         &self,
         m: &Manifest,
@@ -824,9 +825,10 @@ impl Index {
     }
 
     /// What a write that rewrites the chunks `metas` reads of them, in one
-    /// store call where each read is a round trip (`Index::prefetch`): a
-    /// coded chunk's head, whatever the cache holds (`stored_codes`), and
-    /// its units; a chunk stored whole.
+    /// store call where each read is a round trip (`Index::prefetch`, at
+    /// most `PREFETCH_OBJECTS`; the rest is read when used): a coded
+    /// chunk's head, whatever the cache holds (`stored_codes`), and its
+    /// units; a chunk stored whole.
     pub(super) fn prefetch_rewrites<'s>(
         &self,
         m: &Manifest,
@@ -1435,7 +1437,7 @@ mod tests {
         let vector = |i: usize, salt: usize| -> Vec<f32> {
             (0..dim)
                 .map(|j| {
-                    let h = ((i * 31 + salt) * 64 + j) as u64 * 0x9E37_79B9_7F4A_7C15;
+                    let h = (((i * 31 + salt) * 64 + j) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
                     (h >> 40) as f32 / (1u64 << 24) as f32 - 0.3
                 })
                 .collect()

@@ -509,6 +509,9 @@ impl Index {
             .filter(|&(obj, stamp)| !(cached_serves(obj) && self.env.cache.contains(&self.cache_key(obj, stamp))))
             .take(PREFETCH_OBJECTS)
             .collect();
+        if wanted.is_empty() {
+            return Ok(Prefetched::default()); // not a round trip for nothing
+        }
         let keys: Vec<Vec<u8>> = wanted.iter().map(|&(obj, stamp)| self.store_key(obj, stamp)).collect();
         let got = self.env.store.get_many(&keys)?;
         Ok(Prefetched(wanted.into_iter().zip(got).filter_map(|((obj, _), v)| Some((obj, v?))).collect()))

@@ -292,6 +292,7 @@ impl Index {
                 })
                 .collect::<Result<_>>()
         })?;
+        drop(pre); // the sealed bytes the rewrites read, before the directory's work
         for meta in &repack {
             plan.remove_chunk(meta);
         }
