@@ -72,7 +72,7 @@ impl Client {
             .thread_name(|i| format!("vx-worker-{i}"))
             .build()
             .map_err(|e| Error::Internal(format!("cannot start worker threads: {e}")))?;
-        Ok(Client { env: Arc::new(Env { store, pool, cache: Cache::new(options.cache_bytes) }) })
+        Ok(Client { env: Arc::new(Env::new(store, pool, Cache::new(options.cache_bytes))) })
     }
 
     /// Names of every index in the store, sorted.

@@ -43,8 +43,9 @@ mod terms;
 mod types;
 mod write;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -75,11 +76,35 @@ pub const PERMISSION_READ: u32 = keyring::PERMISSION_READ as u32;
 pub const PERMISSION_WRITE: u32 = keyring::PERMISSION_WRITE as u32;
 
 /// What every index of one client shares: the store, the worker pool of
-/// parallel calls and the decrypted-object cache.
+/// parallel calls, the decrypted-object cache and the writers' locks.
 pub(crate) struct Env {
     pub store: Arc<dyn Store>,
     pub pool: rayon::ThreadPool,
     pub cache: ObjectCache,
+    /// One lock per index id, shared by every handle of this client on that
+    /// index: their writes take turns instead of racing each other's
+    /// compare-and-sets (a slow writer could lose every race to faster
+    /// handles of the same process and give up). Other clients and
+    /// processes still race, and retry.
+    pub writers: Mutex<HashMap<[u8; 16], Weak<Mutex<()>>>>,
+}
+
+impl Env {
+    pub fn new(store: Arc<dyn Store>, pool: rayon::ThreadPool, cache: ObjectCache) -> Env {
+        Env { store, pool, cache, writers: Mutex::default() }
+    }
+
+    /// The write lock the handles of this client on index `id` share.
+    fn write_lock(&self, id: [u8; 16]) -> Arc<Mutex<()>> {
+        let mut writers = self.writers.lock();
+        if let Some(lock) = writers.get(&id).and_then(Weak::upgrade) {
+            return lock;
+        }
+        writers.retain(|_, w| w.strong_count() > 0);
+        let lock = Arc::new(Mutex::new(()));
+        writers.insert(id, Arc::downgrade(&lock));
+        lock
+    }
 }
 
 pub struct Index {
@@ -97,7 +122,8 @@ pub struct Index {
     /// Highest key-record generation seen; a record that goes back is refused.
     generation: AtomicU32,
     snapshot: RwLock<Arc<Snapshot>>,
-    write_lock: Mutex<()>,
+    /// Shared by this client's handles on the index (`Env::write_lock`).
+    write_lock: Arc<Mutex<()>>,
     poisoned: AtomicBool,
     deleted: AtomicBool,
     /// A training run of this handle is under way.
@@ -224,6 +250,7 @@ impl Index {
         snap: Snapshot,
     ) -> Index {
         Index {
+            write_lock: env.write_lock(record.index_id),
             env,
             name: name.to_owned(),
             layout: Layout { index_id: record.index_id },
@@ -234,7 +261,6 @@ impl Index {
             bound: Mutex::new(bound),
             generation: AtomicU32::new(record.generation),
             snapshot: RwLock::new(Arc::new(snap)),
-            write_lock: Mutex::new(()),
             poisoned: AtomicBool::new(false),
             deleted: AtomicBool::new(false),
             training: AtomicBool::new(false),
