@@ -51,7 +51,7 @@
 /**
  * Minor version of this library.
  */
-#define VX_VERSION_MINOR 9
+#define VX_VERSION_MINOR 10
 
 /**
  * Patch version of this library.
@@ -61,7 +61,7 @@
 /**
  * MAJOR * 1000000 + MINOR * 1000 + PATCH; compare with vx_version_number().
  */
-#define VX_VERSION_NUMBER 9000
+#define VX_VERSION_NUMBER 10000
 
 /**
  * ABI version: the SONAME is libvx.so.<VX_ABI_VERSION>.

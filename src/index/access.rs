@@ -318,7 +318,7 @@ impl Index {
             .get(&record_key)?
             .ok_or_else(|| Error::NotFound(format!("no index named '{}'", self.name)))?;
         let mut batch = WriteBatch::default();
-        for (k, _) in self.env.store.scan_prefix(&self.layout.prefix())? {
+        for k in self.env.store.scan_keys(&self.layout.prefix())? {
             batch.delete(k);
         }
         batch.delete(record_key.clone());

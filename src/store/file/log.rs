@@ -41,8 +41,11 @@ fn file_name(no: u32) -> String {
     format!("values-{no:08}.vxlog")
 }
 
+/// The segment a file name names: only the name [`file_name`] gives it,
+/// so no other spelling of a number is taken for (or truncated as) one.
 fn number_of(name: &str) -> Option<u32> {
-    name.strip_prefix("values-")?.strip_suffix(".vxlog")?.parse().ok()
+    let no = name.strip_prefix("values-")?.strip_suffix(".vxlog")?.parse().ok()?;
+    (file_name(no) == name).then_some(no)
 }
 
 fn corrupt(what: impl std::fmt::Display) -> Error {
@@ -68,21 +71,24 @@ pub struct Files<'a>(RwLockReadGuard<'a, HashMap<u32, File>>);
 
 impl Segments {
     /// Opens the segments `committed` names (number -> committed length).
-    /// A segment file redb does not name, or the bytes past a segment's
-    /// committed length, are what a write that never committed appended:
-    /// they are removed. A named segment that is missing or shorter than
-    /// its committed length is corruption.
+    /// A segment that is missing or shorter than its committed length is
+    /// corruption, reported before anything is changed. Then what writes
+    /// that never committed appended is removed: the bytes past a
+    /// segment's committed length, and the segment files redb does not
+    /// name (a crash between a commit and the deletion it allowed, or
+    /// before the commit of a write that started a segment).
     pub fn open(dir: &Path, committed: &HashMap<u32, u64>) -> Result<Segments> {
-        let mut files = HashMap::new();
         let listing = std::fs::read_dir(dir).map_err(|e| io(&format!("cannot list {}", dir.display()), e))?;
+        let mut found = HashMap::new();
         for entry in listing {
             let entry = entry.map_err(|e| io(&format!("cannot list {}", dir.display()), e))?;
-            let Some(no) = entry.file_name().to_str().and_then(number_of) else { continue };
-            let path = entry.path();
-            let Some(&end) = committed.get(&no) else {
-                std::fs::remove_file(&path).map_err(|e| io(&format!("cannot remove {}", path.display()), e))?;
-                continue;
-            };
+            if let Some(no) = entry.file_name().to_str().and_then(number_of) {
+                found.insert(no, entry.path());
+            }
+        }
+        let mut files = HashMap::new();
+        for (&no, &end) in committed {
+            let path = found.remove(&no).ok_or_else(|| corrupt(format!("value log {no} is missing")))?;
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
@@ -92,15 +98,19 @@ impl Segments {
             if len < end {
                 return Err(corrupt(format!("value log {no} holds {len} bytes, {end} committed")));
             }
-            if len > end {
-                file.set_len(end).map_err(|e| io(&format!("cannot truncate {}", path.display()), e))?;
+            files.insert(no, (file, path, len > end));
+        }
+        for path in found.values() {
+            std::fs::remove_file(path).map_err(|e| io(&format!("cannot remove {}", path.display()), e))?;
+        }
+        let mut open = HashMap::new();
+        for (no, (file, path, longer)) in files {
+            if longer {
+                file.set_len(committed[&no]).map_err(|e| io(&format!("cannot truncate {}", path.display()), e))?;
             }
-            files.insert(no, file);
+            open.insert(no, file);
         }
-        if let Some(no) = committed.keys().find(|no| !files.contains_key(no)) {
-            return Err(corrupt(format!("value log {no} is missing")));
-        }
-        Ok(Segments { dir: dir.to_path_buf(), files: RwLock::new(files) })
+        Ok(Segments { dir: dir.to_path_buf(), files: RwLock::new(open) })
     }
 
     pub fn files(&self) -> Files<'_> {
@@ -126,23 +136,19 @@ impl Segments {
         Ok(())
     }
 
-    /// Deletes segments no commit names any more. Waits for the readers
-    /// that may still hold their locators.
-    pub fn delete(&self, nos: &[u32]) -> Result<()> {
+    /// Deletes segments no commit names any more, once the readers that
+    /// may still hold their locators are done. Best effort: the write that
+    /// stopped naming them has committed, and a file left behind is removed
+    /// at the next open.
+    pub fn delete(&self, nos: &[u32]) {
         if nos.is_empty() {
-            return Ok(());
+            return;
         }
         let mut files = self.files.write();
         for no in nos {
             files.remove(no);
-            let path = self.dir.join(file_name(*no));
-            match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io(&format!("cannot remove {}", path.display()), e)),
-            }
+            let _ = std::fs::remove_file(self.dir.join(file_name(*no)));
         }
-        Ok(())
     }
 }
 
@@ -151,13 +157,17 @@ impl Files<'_> {
         self.0.get(&no).ok_or_else(|| corrupt(format!("a value names value log {no}, which does not exist")))
     }
 
-    /// The value at `at`.
+    /// The value at `at`. A locator is not authenticated (redb's page
+    /// checksums are not a MAC): its length is checked against the file
+    /// before anything is allocated for it.
     pub fn read(&self, (no, offset, len): Locator) -> Result<Vec<u8>> {
+        let file = self.file(no)?;
+        let size = file.metadata().map_err(|e| io(&format!("cannot read value log {no}"), e))?.len();
+        if offset.checked_add(len as u64).is_none_or(|end| end > size) {
+            return Err(past_end(no));
+        }
         let mut value = vec![0; len as usize];
-        self.file(no)?.read_exact_at(&mut value, offset).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => corrupt(format!("a value lies past the end of value log {no}")),
-            _ => io(&format!("cannot read value log {no}"), e),
-        })?;
+        file.read_exact_at(&mut value, offset).map_err(|e| read_error(no, e))?;
         Ok(value)
     }
 
@@ -167,9 +177,13 @@ impl Files<'_> {
         Ok(Appender { no, file: self.file(no)?, written: end, pos: end, buf: Vec::with_capacity(APPEND_BUFFER_BYTES) })
     }
 
-    /// The records of segment `no`, the first `end` bytes, in order.
-    pub fn records(&self, no: u32, end: u64) -> Result<Records<'_>> {
-        Ok(Records { no, file: self.file(no)?, pos: 0, end })
+    /// The records of segment `no` from byte `from` (a record's start) to
+    /// `end` (its committed length), in order.
+    pub fn records(&self, no: u32, from: u64, end: u64) -> Result<Records<'_>> {
+        if from > end {
+            return Err(corrupt(format!("value log {no} is collected past its end")));
+        }
+        Ok(Records { no, file: self.file(no)?, pos: from, end })
     }
 }
 
@@ -186,6 +200,11 @@ pub struct Appender<'a> {
 }
 
 impl Appender<'_> {
+    /// The segment's length once what is appended is written.
+    pub fn len(&self) -> u64 {
+        self.pos
+    }
+
     pub fn append(&mut self, key: &[u8], value: &[u8]) -> Result<Locator> {
         let (key_len, value_len) = (len_u32(key.len())?, len_u32(value.len())?);
         self.buf.extend_from_slice(&key_len.to_le_bytes());
@@ -226,6 +245,17 @@ impl Appender<'_> {
     }
 }
 
+fn past_end(no: u32) -> Error {
+    corrupt(format!("a value lies past the end of value log {no}"))
+}
+
+fn read_error(no: u32, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => past_end(no),
+        _ => io(&format!("cannot read value log {no}"), e),
+    }
+}
+
 fn len_u32(len: usize) -> Result<u32> {
     u32::try_from(len).map_err(|_| Error::invalid(format!("a stored value of {len} bytes is too large")))
 }
@@ -239,6 +269,11 @@ pub struct Records<'a> {
 }
 
 impl Records<'_> {
+    /// The byte the next record starts at.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
     /// The next record's key and its value's locator (`None`: the end).
     pub fn next_record(&mut self) -> Result<Option<(Vec<u8>, Locator)>> {
         if self.pos == self.end {
@@ -261,7 +296,7 @@ impl Records<'_> {
             return Err(self.broken());
         }
         let mut bytes = vec![0; len as usize];
-        self.file.read_exact_at(&mut bytes, at).map_err(|e| io(&format!("cannot read value log {}", self.no), e))?;
+        self.file.read_exact_at(&mut bytes, at).map_err(|e| read_error(self.no, e))?;
         Ok(bytes)
     }
 
@@ -278,7 +313,15 @@ mod tests {
     fn names_round_trip_and_other_files_are_not_segments() {
         assert_eq!(number_of(&file_name(7)), Some(7));
         assert_eq!(number_of(&file_name(u32::MAX)), Some(u32::MAX));
-        for other in ["vx.redb", "values-.vxlog", "values-12.tmp", "values-x1.vxlog"] {
+        for other in [
+            "vx.redb",
+            "values-.vxlog",
+            "values-12.tmp",
+            "values-x1.vxlog",
+            "values-1.vxlog",
+            "values-+0000001.vxlog",
+            "values-000000001.vxlog",
+        ] {
             assert_eq!(number_of(other), None, "{other}");
         }
     }

@@ -6,13 +6,13 @@
 
 mod log;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use parking_lot::RwLock;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
-use self::log::{Files, Locator, Segments, SEGMENT_BYTES};
+use self::log::{Appender, Files, Locator, Segments, SEGMENT_BYTES};
 use super::{Op, Store, WriteBatch};
 use crate::error::{Error, Result};
 
@@ -23,6 +23,10 @@ const OBJECTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("vx_objects"
 const LOCATIONS: TableDefinition<&[u8], Locator> = TableDefinition::new("vx_locations");
 /// Each segment of the value log: (committed length, live bytes).
 const SEGMENTS: TableDefinition<u32, (u64, u64)> = TableDefinition::new("vx_segments");
+/// Under [`CURSOR`], the segment being collected and how many of its bytes
+/// have been: collection goes a bounded step per write.
+const COLLECTING: TableDefinition<&str, (u32, u64)> = TableDefinition::new("vx_collecting");
+const CURSOR: &str = "cursor";
 
 pub const DB_FILE: &str = "vx.redb";
 /// vx keeps its own cache of decrypted objects; redb's page cache would
@@ -33,6 +37,13 @@ const REDB_CACHE_BYTES: usize = 32 << 20;
 /// units, directory stripes and buckets, manifest pages. The manifest's
 /// root, the version hint, key records and small contents stay in redb.
 const INLINE_MAX: usize = 2048;
+/// A write reads at most this many times the bytes it appends of the
+/// segment being collected (at least [`COLLECT_MIN_BYTES`]; `compact`: all
+/// of it), so a one-item write never waits for a whole segment's copy. The
+/// segment is at most half live, so each step frees at least what the write
+/// appended, on average, and dead bytes stay within the live ones.
+const COLLECT_SHARE: u64 = 2;
+const COLLECT_MIN_BYTES: u64 = 256 << 10;
 
 pub struct FileStore {
     /// Compaction needs the database alone (no transaction open): it takes
@@ -94,6 +105,7 @@ impl FileStore {
         let w = db.begin_write().map_err(map_err)?;
         w.open_table(OBJECTS).map_err(map_err)?;
         w.open_table(LOCATIONS).map_err(map_err)?;
+        w.open_table(COLLECTING).map_err(map_err)?;
         let committed = usage(&w.open_table(SEGMENTS).map_err(map_err)?)?;
         w.commit().map_err(map_err)?;
         let ends = committed.iter().map(|(&no, u)| (no, u.end)).collect();
@@ -108,6 +120,9 @@ fn usage(table: &impl ReadableTable<u32, (u64, u64)>) -> Result<HashMap<u32, Usa
     for entry in table.iter().map_err(map_err)? {
         let (no, usage) = entry.map_err(map_err)?;
         let (end, live) = usage.value();
+        if live > end {
+            return Err(wrong_usage(no.value()));
+        }
         out.insert(no.value(), Usage { end, live });
     }
     Ok(out)
@@ -174,7 +189,7 @@ impl Store for FileStore {
     /// move its live pages down and truncate its file.
     fn compact(&self) -> Result<()> {
         guarded(|| {
-            while self.collect_one()? {}
+            self.collect_all()?;
             let mut db = self.db.write();
             while db.compact().map_err(|e| Error::Storage(format!("cannot compact the store file: {e}")))? {}
             Ok(())
@@ -202,6 +217,8 @@ fn in_range<V: redb::Value + 'static, T>(
 /// What one write transaction does to the value log's segments.
 struct LogWrite {
     usage: HashMap<u32, Usage>,
+    /// The segments whose usage this write changed.
+    changed: HashSet<u32>,
     /// The segment appended to, the newest (`None`: nothing is appended).
     newest: Option<u32>,
 }
@@ -211,37 +228,81 @@ fn record_bytes(key_len: usize, (_, _, value_len): Locator) -> u64 {
     log::RECORD_HEADER_BYTES + key_len as u64 + value_len as u64
 }
 
+/// How much of the value log a write collects.
+#[derive(Clone, Copy)]
+enum Collect {
+    /// A bounded step ([`COLLECT_SHARE`]), if it appends anyway.
+    Step,
+    /// All of this segment (`compact`).
+    Whole(u32),
+}
+
 impl LogWrite {
     fn read(segments: &impl ReadableTable<u32, (u64, u64)>) -> Result<LogWrite> {
-        Ok(LogWrite { usage: usage(segments)?, newest: None })
+        Ok(LogWrite { usage: usage(segments)?, changed: HashSet::new(), newest: None })
     }
 
-    /// The record of `key` at `at` is no longer live.
-    fn dropped(&mut self, key: &[u8], at: Locator) -> Result<()> {
-        let bytes = record_bytes(key.len(), at);
-        let u =
-            self.usage.get_mut(&at.0).filter(|u| u.live >= bytes).ok_or_else(|| {
-                Error::Integrity(format!("store file is corrupt: value log {}'s usage is wrong", at.0))
-            })?;
-        u.live -= bytes;
-        Ok(())
+    /// The highest segment number. It is never deleted, so a number is
+    /// never reused: a write that rolls over while another deletes what
+    /// its commit stopped naming cannot meet a file of the same number.
+    fn highest(&self) -> Option<u32> {
+        self.usage.keys().max().copied()
+    }
+
+    /// Starts segment `no`, the new newest.
+    fn started(&mut self, no: u32) {
+        self.changed.extend(self.highest());
+        self.usage.insert(no, Usage { end: 0, live: 0 });
+        self.changed.insert(no);
+        self.newest = Some(no);
     }
 
     /// The record of `key` at `at` was appended.
     fn appended(&mut self, key: &[u8], at: Locator) {
         self.usage.get_mut(&at.0).expect("appended to a known segment").live += record_bytes(key.len(), at);
+        self.changed.insert(at.0);
     }
 
-    /// The segment to collect now, the least live of those that qualify:
-    /// with `all_dead`, any with a dead byte; else any at most half live.
-    /// Never the one appended to.
-    fn victim(&self, all_dead: bool) -> Option<u32> {
+    /// The record of `key` at `at` is no longer live.
+    fn dropped(&mut self, key: &[u8], at: Locator) -> Result<()> {
+        let bytes = record_bytes(key.len(), at);
+        let u = self.usage.get_mut(&at.0).filter(|u| u.live >= bytes).ok_or_else(|| wrong_usage(at.0))?;
+        u.live -= bytes;
+        self.changed.insert(at.0);
+        Ok(())
+    }
+
+    /// The segment a [`Collect::Step`] starts on: the least live of those
+    /// at most half live (with a live byte: one without goes as it is),
+    /// never the one appended to.
+    fn victim(&self) -> Option<u32> {
         self.usage
             .iter()
-            .filter(|&(&no, u)| Some(no) != self.newest && if all_dead { u.live < u.end } else { 2 * u.live <= u.end })
+            .filter(|&(&no, u)| Some(no) != self.newest && u.live > 0 && 2 * u.live <= u.end)
             .min_by_key(|&(&no, u)| (u.live, no))
             .map(|(&no, _)| no)
     }
+
+    /// Records the changed usage in `table`; returns the segments it stops
+    /// naming (no live byte, not the highest), to delete after the commit.
+    fn store(&self, table: &mut redb::Table<u32, (u64, u64)>) -> Result<Vec<u32>> {
+        let highest = self.highest();
+        let mut doomed = Vec::new();
+        for &no in &self.changed {
+            let u = self.usage[&no];
+            if u.live == 0 && Some(no) != highest {
+                table.remove(no).map_err(map_err)?;
+                doomed.push(no);
+            } else {
+                table.insert(no, (u.end, u.live)).map_err(map_err)?;
+            }
+        }
+        Ok(doomed)
+    }
+}
+
+fn wrong_usage(no: u32) -> Error {
+    Error::Integrity(format!("store file is corrupt: value log {no}'s usage is wrong"))
 }
 
 impl FileStore {
@@ -260,54 +321,68 @@ impl FileStore {
                 }
             }
         }
-        let doomed = self.apply(&w, &batch.ops, false)?;
+        let doomed = self.apply(&w, &batch.ops, Collect::Step)?;
         w.commit().map_err(map_err)?;
-        self.segments.delete(&doomed)?;
+        self.segments.delete(&doomed);
         Ok(true)
     }
 
-    /// Collects one segment that holds a dead byte, in a transaction of its
-    /// own; `false` when none does.
-    fn collect_one(&self) -> Result<bool> {
-        let db = self.db.read();
-        let w = db.begin_write().map_err(map_err)?;
-        if !LogWrite::read(&w.open_table(SEGMENTS).map_err(map_err)?)?.usage.values().any(|u| u.live < u.end) {
-            w.abort().map_err(map_err)?;
-            return Ok(false);
+    /// Collects every segment that holds a dead byte as `compact` begins,
+    /// each in a transaction of its own (segments that writers running
+    /// meanwhile fill with dead bytes wait for the next one).
+    fn collect_all(&self) -> Result<()> {
+        let dead: Vec<u32> = {
+            let db = self.db.read();
+            let r = db.begin_read().map_err(map_err)?;
+            let mut dead: Vec<u32> = usage(&r.open_table(SEGMENTS).map_err(map_err)?)?
+                .into_iter()
+                .filter(|(_, u)| u.live < u.end)
+                .map(|(no, _)| no)
+                .collect();
+            dead.sort_unstable();
+            dead
+        };
+        for victim in dead {
+            let db = self.db.read();
+            let w = db.begin_write().map_err(map_err)?;
+            if !usage(&w.open_table(SEGMENTS).map_err(map_err)?)?.contains_key(&victim) {
+                w.abort().map_err(map_err)?;
+                continue;
+            }
+            let doomed = self.apply(&w, &[], Collect::Whole(victim))?;
+            w.commit().map_err(map_err)?;
+            self.segments.delete(&doomed);
         }
-        let doomed = self.apply(&w, &[], true)?;
-        w.commit().map_err(map_err)?;
-        self.segments.delete(&doomed)?;
-        Ok(true)
+        Ok(())
     }
 
     /// Applies `ops` in `w`, appending their large values to the value log
-    /// (durable before this returns), and collects at most one segment on
-    /// the way (`compacting`: one with any dead byte, starting a new segment
-    /// if the newest has one; else one at most half live, and only if the
-    /// write appends anyway). Returns the segments the commit stops naming,
-    /// to delete after it.
-    fn apply(&self, w: &WriteTransaction, ops: &[Op], compacting: bool) -> Result<Vec<u32>> {
+    /// (durable before this returns), and collects as `collect` says.
+    /// Returns the segments the commit stops naming, to delete after it.
+    fn apply(&self, w: &WriteTransaction, ops: &[Op], collect: Collect) -> Result<Vec<u32>> {
         let mut segments = w.open_table(SEGMENTS).map_err(map_err)?;
         let mut log = LogWrite::read(&segments)?;
-        let appends = compacting || ops.iter().any(|op| matches!(op, Op::Put(_, v) if v.len() >= INLINE_MAX));
-        if appends {
-            let newest = log.usage.iter().max_by_key(|(&no, _)| no).map(|(&no, u)| (no, *u));
-            log.newest = Some(match newest {
-                Some((no, u)) if u.end < self.segment_bytes && !(compacting && u.live < u.end) => no,
-                _ => {
-                    let no = newest.map_or(1, |(no, _)| no + 1);
+        let whole = match collect {
+            Collect::Whole(victim) => Some(victim),
+            Collect::Step => None,
+        };
+        if whole.is_some() || ops.iter().any(|op| matches!(op, Op::Put(_, v) if v.len() >= INLINE_MAX)) {
+            match log.highest().map(|no| (no, log.usage[&no])) {
+                Some((no, u)) if u.end < self.segment_bytes && Some(no) != whole => log.newest = Some(no),
+                highest => {
+                    let no =
+                        highest.map_or(Some(1), |(no, _)| no.checked_add(1)).ok_or_else(|| wrong_usage(u32::MAX))?;
                     self.segments.create(no)?;
-                    log.usage.insert(no, Usage { end: 0, live: 0 });
-                    no
+                    log.started(no);
                 }
-            });
+            }
         }
         let mut objects = w.open_table(OBJECTS).map_err(map_err)?;
         let mut locations = w.open_table(LOCATIONS).map_err(map_err)?;
         let files = self.segments.files();
+        let start = log.newest.map_or(0, |no| log.usage[&no].end);
         let mut appender = match log.newest {
-            Some(no) => Some(files.appender(no, log.usage[&no].end)?),
+            Some(no) => Some(files.appender(no, start)?),
             None => None,
         };
         for op in ops {
@@ -328,14 +403,28 @@ impl FileStore {
                 Op::Delete(_) => {}
             }
         }
-        if let (Some(appender), Some(victim)) = (appender.as_mut(), log.victim(compacting)) {
-            let mut records = files.records(victim, log.usage[&victim].end)?;
-            while let Some((key, at)) = records.next_record()? {
-                if locations.get(key.as_slice()).map_err(map_err)?.is_some_and(|l| l.value() == at) {
-                    let moved = appender.append(&key, &files.read(at)?)?;
-                    locations.insert(key.as_slice(), moved).map_err(map_err)?;
-                    log.appended(&key, moved);
-                    log.dropped(&key, at)?;
+        if let Some(appender) = appender.as_mut() {
+            let mut collecting = w.open_table(COLLECTING).map_err(map_err)?;
+            let cursor = collecting.get(CURSOR).map_err(map_err)?.map(|c| c.value());
+            // A cursor on a segment deleted meanwhile (its values all
+            // overwritten) is done with; else it is resumed.
+            let resumed = cursor.filter(|(no, _)| log.usage.contains_key(no) && Some(*no) != log.newest);
+            let (target, budget) = match whole {
+                Some(victim) => (Some((victim, resumed.filter(|c| c.0 == victim).map_or(0, |c| c.1))), u64::MAX),
+                None => {
+                    let step = (COLLECT_SHARE * (appender.len() - start)).max(COLLECT_MIN_BYTES);
+                    (resumed.or_else(|| Some((log.victim()?, 0))), step)
+                }
+            };
+            if cursor.is_some() && resumed.is_none() {
+                collecting.remove(CURSOR).map_err(map_err)?;
+            }
+            if let Some((victim, from)) = target {
+                let at = self.collect(&files, &mut locations, &mut log, appender, (victim, from), budget)?;
+                if at < log.usage[&victim].end {
+                    collecting.insert(CURSOR, (victim, at)).map_err(map_err)?;
+                } else if resumed.is_some_and(|c| c.0 == victim) {
+                    collecting.remove(CURSOR).map_err(map_err)?;
                 }
             }
         }
@@ -343,16 +432,41 @@ impl FileStore {
             log.usage.get_mut(&no).expect("the newest segment").end = appender.finish()?;
         }
         drop(files);
-        let mut doomed = Vec::new();
-        for (&no, u) in &log.usage {
-            if Some(no) != log.newest && u.live == 0 {
-                segments.remove(no).map_err(map_err)?;
-                doomed.push(no);
-            } else {
-                segments.insert(no, (u.end, u.live)).map_err(map_err)?;
+        log.store(&mut segments)
+    }
+
+    /// Moves the live records of segment `victim` from byte `from` on to
+    /// `appender`, reading at least `budget` bytes of it (a record begun is
+    /// finished) or to its end; returns how far it read.
+    fn collect(
+        &self,
+        files: &Files<'_>,
+        locations: &mut redb::Table<&'static [u8], Locator>,
+        log: &mut LogWrite,
+        appender: &mut Appender<'_>,
+        (victim, from): (u32, u64),
+        budget: u64,
+    ) -> Result<u64> {
+        let end = log.usage[&victim].end;
+        if log.usage[&victim].live == 0 {
+            return Ok(end); // nothing to move: it goes as it is
+        }
+        let mut records = files.records(victim, from, end)?;
+        while records.position() - from < budget {
+            let Some((key, at)) = records.next_record()? else { break };
+            if locations.get(key.as_slice()).map_err(map_err)?.is_some_and(|l| l.value() == at) {
+                let moved = appender.append(&key, &files.read(at)?)?;
+                locations.insert(key.as_slice(), moved).map_err(map_err)?;
+                log.appended(&key, moved);
+                log.dropped(&key, at)?;
             }
         }
-        Ok(doomed)
+        // Every live record moved: bytes still counted live mean the
+        // recorded usage is wrong (and collecting again would not end).
+        if records.position() == end && log.usage[&victim].live != 0 {
+            return Err(wrong_usage(victim));
+        }
+        Ok(records.position())
     }
 }
 
@@ -437,6 +551,26 @@ mod tests {
         let r = db.begin_read().unwrap();
         let t = r.open_table(SEGMENTS).unwrap();
         usage(&t).unwrap().values().fold((0, 0), |(e, l), u| (e + u.end, l + u.live))
+    }
+
+    /// Each segment's recorded live bytes against a recount of the records
+    /// its locators name, and its committed length against its file.
+    fn assert_usage_consistent(store: &FileStore, dir: &Dir) {
+        let db = store.db.read();
+        let r = db.begin_read().unwrap();
+        let recorded = usage(&r.open_table(SEGMENTS).unwrap()).unwrap();
+        let mut counted: HashMap<u32, u64> = HashMap::new();
+        for entry in r.open_table(LOCATIONS).unwrap().iter().unwrap() {
+            let (k, at) = entry.unwrap();
+            *counted.entry(at.value().0).or_default() += record_bytes(k.value().len(), at.value());
+        }
+        for (no, u) in &recorded {
+            assert_eq!(u.live, counted.get(no).copied().unwrap_or(0), "live bytes of segment {no}");
+            let len = std::fs::metadata(dir.0.join(format!("values-{no:08}.vxlog"))).unwrap().len();
+            assert_eq!(u.end, len, "committed length of segment {no}");
+        }
+        assert!(counted.keys().all(|no| recorded.contains_key(no)), "a locator names an unrecorded segment");
+        assert_eq!(dir.segment_files().len(), recorded.len(), "segment files no usage names");
     }
 
     #[test]
@@ -591,6 +725,184 @@ mod tests {
         assert_holds(&store, &expected);
         drop(store);
         assert_holds(&open(&dir), &expected);
+    }
+
+    /// Live bytes stay exact through the cases a batch can mix: a key put
+    /// twice, put then deleted, moved between redb and the log, and a key
+    /// of the batch whose old record the same write is collecting.
+    #[test]
+    fn live_bytes_stay_exact_whatever_a_batch_mixes() {
+        let dir = Dir::new("accounting");
+        let store = open(&dir);
+        put_all(&store, (0..200).map(|k| (key(k), value(k, 0, 10_000))));
+        assert_usage_consistent(&store, &dir);
+        let mut b = WriteBatch::default();
+        b.put(key(1), value(1, 1, 9000));
+        b.put(key(1), value(1, 2, 7000)); // twice
+        b.put(key(2), value(2, 1, 9000));
+        b.delete(key(2)); // put, then deleted
+        b.put(key(3), value(3, 1, 10)); // into redb
+        b.put(key(500), value(500, 1, 10));
+        assert!(store.write(b).unwrap());
+        assert_usage_consistent(&store, &dir);
+        let mut b = WriteBatch::default();
+        b.put(key(500), value(500, 2, 9000)); // back to the log
+        b.delete(key(3));
+        assert!(store.write(b).unwrap());
+        assert_usage_consistent(&store, &dir);
+        // Overwrite most of the first segment, then keys it still holds
+        // while the write collects it.
+        for round in 1..=3 {
+            put_all(&store, (10..200).filter(|k| k % 4 != 0).map(|k| (key(k), value(k, round, 10_000))));
+            assert_usage_consistent(&store, &dir);
+        }
+        for round in 4..=12 {
+            let mut b = WriteBatch::default();
+            for k in (0..200).filter(|k| k % 4 == 0).take(3) {
+                b.put(key(k), value(k, round, 10_000));
+            }
+            b.delete(key(round * 4 + 100));
+            assert!(store.write(b).unwrap());
+            assert_usage_consistent(&store, &dir);
+        }
+        store.compact().unwrap();
+        assert_usage_consistent(&store, &dir);
+        let (end, live) = usage_of(&store);
+        assert_eq!(end, live);
+    }
+
+    /// A write collects a bounded step of the segment being collected (not
+    /// the whole of it), and the next writes, after a reopen too, go on
+    /// where it stopped until the segment is gone.
+    #[test]
+    fn collection_goes_a_bounded_step_per_write() {
+        let dir = Dir::new("step");
+        let store = open(&dir);
+        put_all(&store, (0..400).map(|k| (key(k), value(k, 0, 10_000))));
+        let first = dir.segment_files()[0].clone();
+        // Seven eighths of the first segment dead, by a write that appends
+        // nothing (so collects nothing): a victim for the writes after.
+        let mut b = WriteBatch::default();
+        (0..400).filter(|k| k % 8 != 0).for_each(|k| b.delete(key(k)));
+        assert!(store.write(b).unwrap());
+        let (mut steps, mut store) = (0, store);
+        while first.exists() {
+            let before = dir.bytes();
+            put_all(&store, [(key(1000 + steps), value(1000 + steps, 0, 3000))]);
+            let grew = dir.bytes() as i64 - before as i64;
+            assert!(grew <= (COLLECT_MIN_BYTES + 2 * 10_100) as i64, "one small write appended {grew} bytes");
+            assert_usage_consistent(&store, &dir);
+            steps += 1;
+            assert!(steps < 100, "collection never finished");
+            if steps == 2 {
+                drop(store);
+                store = open(&dir);
+            }
+        }
+        assert!(steps > 2, "one write collected the whole segment ({steps} steps)");
+        let expected: BTreeMap<_, _> = (0..400)
+            .filter(|k| k % 8 == 0)
+            .map(|k| (key(k), value(k, 0, 10_000)))
+            .chain((0..steps).map(|s| (key(1000 + s), value(1000 + s, 0, 3000))))
+            .collect();
+        assert_holds(&store, &expected);
+    }
+
+    /// Writers race: one empties the newest segment with delete-only
+    /// batches while the other rolls over to new segments. No acknowledged
+    /// value is lost and the store reopens (a number once deleted and
+    /// started again by the other writer lost its values).
+    #[test]
+    fn racing_writers_lose_nothing_as_segments_come_and_go() {
+        let dir = Dir::new("race");
+        let store = guarded(|| FileStore::open_unguarded(&dir.0, 64 << 10)).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for round in 0..150 {
+                    let doomed: Vec<_> = (0..3).map(|k| format!("a/{round}/{k}").into_bytes()).collect();
+                    put_all(&store, doomed.iter().map(|k| (k.clone(), value(0, round, 20_000))));
+                    let mut b = WriteBatch::default();
+                    doomed.into_iter().for_each(|k| b.delete(k));
+                    assert!(store.write(b).unwrap());
+                }
+            });
+            s.spawn(|| {
+                for round in 0..150 {
+                    put_all(&store, [(key(round), value(round, 0, 30_000))]);
+                }
+            });
+        });
+        assert_usage_consistent(&store, &dir);
+        drop(store);
+        let store = open(&dir);
+        let expected: BTreeMap<_, _> = (0..150).map(|k| (key(k), value(k, 0, 30_000))).collect();
+        assert_holds(&store, &expected);
+    }
+
+    /// A locator is not authenticated: one altered to name an unknown
+    /// segment, a length past the end or a huge one reads as INTEGRITY
+    /// (before anything is allocated for it).
+    #[test]
+    fn an_altered_locator_is_corruption() {
+        let dir = Dir::new("locator");
+        let store = open(&dir);
+        put_all(&store, [(key(1), value(1, 0, 5000))]);
+        let (no, offset, len) = {
+            let db = store.db.read();
+            let r = db.begin_read().unwrap();
+            let t = r.open_table(LOCATIONS).unwrap();
+            t.get(key(1).as_slice()).unwrap().unwrap().value()
+        };
+        for forged in [(no + 7, offset, len), (no, offset + 100, len), (no, offset, u32::MAX), (no, u64::MAX - 2, len)]
+        {
+            {
+                let db = store.db.read();
+                let w = db.begin_write().unwrap();
+                w.open_table(LOCATIONS).unwrap().insert(key(1).as_slice(), forged).unwrap();
+                w.commit().unwrap();
+            }
+            let e = store.get(&key(1)).unwrap_err();
+            assert_eq!(e.status(), crate::Status::Integrity, "{forged:?}: {e}");
+        }
+    }
+
+    /// A directory whose redb file and segments disagree (a segment short)
+    /// is refused before anything in it is changed: no file removed or
+    /// truncated.
+    #[test]
+    fn a_disagreeing_directory_is_refused_untouched() {
+        let dir = Dir::new("disagree");
+        put_all(&open(&dir), (0..20).map(|k| (key(k), value(k, 0, 3000))));
+        let segment = dir.segment_files().pop().unwrap();
+        let bytes = std::fs::read(&segment).unwrap();
+        std::fs::write(&segment, &bytes[..bytes.len() - 10]).unwrap();
+        let stray = dir.0.join("values-00000042.vxlog");
+        std::fs::write(&stray, [7u8; 64]).unwrap();
+        assert_eq!(FileStore::open(&dir.0).err().unwrap().status(), crate::Status::Integrity);
+        assert!(stray.exists(), "an unnamed segment was removed before the refusal");
+        assert_eq!(std::fs::read(&segment).unwrap(), bytes[..bytes.len() - 10]);
+    }
+
+    /// A usage record that counts more live bytes than a segment's records
+    /// hold (an altered redb file) is corruption when the segment is
+    /// collected, not a compaction that never ends.
+    #[test]
+    fn a_wrong_usage_record_is_corruption() {
+        let dir = Dir::new("usage");
+        {
+            let store = open(&dir);
+            put_all(&store, (0..20).map(|k| (key(k), value(k, 0, 3000))));
+            put_all(&store, (0..10).map(|k| (key(k), value(k, 1, 3000))));
+            let db = store.db.read();
+            let w = db.begin_write().unwrap();
+            let mut t = w.open_table(SEGMENTS).unwrap();
+            let (end, live) = t.get(1).unwrap().unwrap().value();
+            t.insert(1, (end, live + 1)).unwrap();
+            drop(t);
+            w.commit().unwrap();
+        }
+        let e = open(&dir).compact().unwrap_err();
+        assert_eq!(e.status(), crate::Status::Integrity, "{e}");
     }
 
     /// Readers run while writes collect and delete segments under them: a

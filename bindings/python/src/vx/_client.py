@@ -32,7 +32,7 @@ class Client:
 
     Args:
         storage_uri: ``"memory:"`` (in-process, gone at close), ``"file:/dir"``
-            or a plain directory path (one redb file, crash-safe; one process
+            or a plain directory path (a redb file and its value log, crash-safe; one process
             opens a directory at a time), or
             ``"postgres://user[:password]@host:port/db?table=name"``.
         cpu_threads: worker threads used inside one call (0 = one per core).
