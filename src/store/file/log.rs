@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{RwLock, RwLockReadGuard};
 
@@ -28,9 +29,11 @@ use crate::error::{Error, Result};
 /// Where a value lives: segment, offset of the value's first byte, length.
 pub type Locator = (u32, u64, u32);
 
-/// A new segment is started once the newest one holds this many bytes. A
-/// segment is collected (its live records copied to the newest) once at
-/// most half of it is live, so collecting one copies at most half this.
+/// A new segment is started by the first write that finds the newest one
+/// holding this many bytes (one write's values all go to one segment, so a
+/// large write makes a larger one). A segment is collected (its live
+/// records copied to the newest, a bounded step per write) once at most
+/// half of it is live.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
 
 pub const RECORD_HEADER_BYTES: u64 = 8;
@@ -59,7 +62,21 @@ fn io(what: &str, e: std::io::Error) -> Error {
 /// The segment files of one store directory, open.
 pub struct Segments {
     dir: PathBuf,
-    files: RwLock<HashMap<u32, File>>,
+    files: RwLock<HashMap<u32, Segment>>,
+}
+
+/// An open segment and its length as far as appends have made it durable
+/// (what a read's locator is checked against; a reader of an older
+/// snapshot may see it larger, which only loosens a bound it never needs).
+struct Segment {
+    file: File,
+    len: AtomicU64,
+}
+
+impl Segment {
+    fn new(file: File, len: u64) -> Segment {
+        Segment { file, len: AtomicU64::new(len) }
+    }
 }
 
 /// The segments as a reader sees them. A reader takes this before it
@@ -67,7 +84,7 @@ pub struct Segments {
 /// a segment is deleted only after the commit that stopped naming it, under
 /// the write side of the same lock, so a locator a reader found always has
 /// its file.
-pub struct Files<'a>(RwLockReadGuard<'a, HashMap<u32, File>>);
+pub struct Files<'a>(RwLockReadGuard<'a, HashMap<u32, Segment>>);
 
 impl Segments {
     /// Opens the segments `committed` names (number -> committed length).
@@ -108,7 +125,7 @@ impl Segments {
             if longer {
                 file.set_len(committed[&no]).map_err(|e| io(&format!("cannot truncate {}", path.display()), e))?;
             }
-            open.insert(no, file);
+            open.insert(no, Segment::new(file, committed[&no]));
         }
         Ok(Segments { dir: dir.to_path_buf(), files: RwLock::new(open) })
     }
@@ -132,7 +149,7 @@ impl Segments {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| io(&format!("cannot sync {}", self.dir.display()), e))?;
-        self.files.write().insert(no, file);
+        self.files.write().insert(no, Segment::new(file, 0));
         Ok(())
     }
 
@@ -153,7 +170,7 @@ impl Segments {
 }
 
 impl Files<'_> {
-    fn file(&self, no: u32) -> Result<&File> {
+    fn segment(&self, no: u32) -> Result<&Segment> {
         self.0.get(&no).ok_or_else(|| corrupt(format!("a value names value log {no}, which does not exist")))
     }
 
@@ -161,20 +178,21 @@ impl Files<'_> {
     /// checksums are not a MAC): its length is checked against the file
     /// before anything is allocated for it.
     pub fn read(&self, (no, offset, len): Locator) -> Result<Vec<u8>> {
-        let file = self.file(no)?;
-        let size = file.metadata().map_err(|e| io(&format!("cannot read value log {no}"), e))?.len();
-        if offset.checked_add(len as u64).is_none_or(|end| end > size) {
+        let segment = self.segment(no)?;
+        if offset.checked_add(len as u64).is_none_or(|end| end > segment.len.load(Ordering::Acquire)) {
             return Err(past_end(no));
         }
         let mut value = vec![0; len as usize];
-        file.read_exact_at(&mut value, offset).map_err(|e| read_error(no, e))?;
+        segment.file.read_exact_at(&mut value, offset).map_err(|e| read_error(no, e))?;
         Ok(value)
     }
 
     /// An appender to segment `no` from its committed length `end`
     /// (overwriting whatever an uncommitted write left there).
     pub fn appender(&self, no: u32, end: u64) -> Result<Appender<'_>> {
-        Ok(Appender { no, file: self.file(no)?, written: end, pos: end, buf: Vec::with_capacity(APPEND_BUFFER_BYTES) })
+        let segment = self.segment(no)?;
+        let buf = Vec::with_capacity(APPEND_BUFFER_BYTES);
+        Ok(Appender { no, file: &segment.file, len: &segment.len, written: end, pos: end, buf })
     }
 
     /// The records of segment `no` from byte `from` (a record's start) to
@@ -183,7 +201,7 @@ impl Files<'_> {
         if from > end {
             return Err(corrupt(format!("value log {no} is collected past its end")));
         }
-        Ok(Records { no, file: self.file(no)?, pos: from, end })
+        Ok(Records { no, file: &self.segment(no)?.file, pos: from, end })
     }
 }
 
@@ -192,6 +210,8 @@ impl Files<'_> {
 pub struct Appender<'a> {
     no: u32,
     file: &'a File,
+    /// The segment's durable length, moved on once the appends are.
+    len: &'a AtomicU64,
     /// Bytes written to the file so far.
     written: u64,
     /// Bytes appended so far (written or buffered).
@@ -225,6 +245,7 @@ impl Appender<'_> {
     pub fn finish(mut self) -> Result<u64> {
         self.flush()?;
         self.file.sync_data().map_err(|e| io(&format!("cannot sync value log {}", self.no), e))?;
+        self.len.fetch_max(self.pos, Ordering::AcqRel);
         Ok(self.pos)
     }
 

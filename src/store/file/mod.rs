@@ -101,15 +101,21 @@ impl FileStore {
             .set_cache_size(REDB_CACHE_BYTES)
             .create(dir.join(DB_FILE))
             .map_err(map_err)?;
+        // The segments are checked before anything is written.
+        let committed = match db.begin_read().map_err(map_err)?.open_table(SEGMENTS) {
+            Ok(t) => usage(&t)?,
+            Err(redb::TableError::TableDoesNotExist(_)) => HashMap::new(),
+            Err(e) => return Err(map_err(e)),
+        };
+        let ends = committed.iter().map(|(&no, u)| (no, u.end)).collect();
+        let segments = Segments::open(dir, &ends)?;
         // Create the tables up front so readers never see "table missing".
         let w = db.begin_write().map_err(map_err)?;
         w.open_table(OBJECTS).map_err(map_err)?;
         w.open_table(LOCATIONS).map_err(map_err)?;
         w.open_table(COLLECTING).map_err(map_err)?;
-        let committed = usage(&w.open_table(SEGMENTS).map_err(map_err)?)?;
+        w.open_table(SEGMENTS).map_err(map_err)?;
         w.commit().map_err(map_err)?;
-        let ends = committed.iter().map(|(&no, u)| (no, u.end)).collect();
-        let segments = Segments::open(dir, &ends)?;
         Ok(FileStore { db: RwLock::new(db), segments, segment_bytes })
     }
 }
@@ -339,7 +345,9 @@ impl FileStore {
                 .filter(|(_, u)| u.live < u.end)
                 .map(|(no, _)| no)
                 .collect();
-            dead.sort_unstable();
+            // The highest first: collecting it starts a new segment, which
+            // the others' live records then join (copied once, not twice).
+            dead.sort_unstable_by(|a, b| b.cmp(a));
             dead
         };
         for victim in dead {
@@ -420,11 +428,23 @@ impl FileStore {
                 collecting.remove(CURSOR).map_err(map_err)?;
             }
             if let Some((victim, from)) = target {
-                let at = self.collect(&files, &mut locations, &mut log, appender, (victim, from), budget)?;
-                if at < log.usage[&victim].end {
-                    collecting.insert(CURSOR, (victim, at)).map_err(map_err)?;
-                } else if resumed.is_some_and(|c| c.0 == victim) {
-                    collecting.remove(CURSOR).map_err(map_err)?;
+                match self.collect(&files, &mut locations, &mut log, appender, (victim, from), budget) {
+                    Ok(at) if at < log.usage[&victim].end => {
+                        collecting.insert(CURSOR, (victim, at)).map_err(map_err)?;
+                    }
+                    Ok(_) => {
+                        if resumed.is_some_and(|c| c.0 == victim) {
+                            collecting.remove(CURSOR).map_err(map_err)?;
+                        }
+                    }
+                    // A write's step of collection is housekeeping: a
+                    // segment it cannot read (nothing was moved) does not
+                    // fail the write; `compact` reports it.
+                    // It starts over from the segment's first byte next time.
+                    Err(Error::Integrity(_)) if whole.is_none() => {
+                        collecting.remove(CURSOR).map_err(map_err)?;
+                    }
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -437,7 +457,10 @@ impl FileStore {
 
     /// Moves the live records of segment `victim` from byte `from` on to
     /// `appender`, reading at least `budget` bytes of it (a record begun is
-    /// finished) or to its end; returns how far it read.
+    /// finished), to its end, or until every live record is found; returns
+    /// how far it got (the end once nothing live is left). The records are
+    /// found before anything moves, so a segment that cannot be read (an
+    /// altered header or usage record) fails here with nothing changed.
     fn collect(
         &self,
         files: &Files<'_>,
@@ -447,26 +470,31 @@ impl FileStore {
         (victim, from): (u32, u64),
         budget: u64,
     ) -> Result<u64> {
-        let end = log.usage[&victim].end;
-        if log.usage[&victim].live == 0 {
-            return Ok(end); // nothing to move: it goes as it is
-        }
+        let Usage { end, live } = log.usage[&victim];
         let mut records = files.records(victim, from, end)?;
-        while records.position() - from < budget {
+        let (mut found, mut found_bytes) = (Vec::new(), 0);
+        while found_bytes < live && records.position() - from < budget {
             let Some((key, at)) = records.next_record()? else { break };
             if locations.get(key.as_slice()).map_err(map_err)?.is_some_and(|l| l.value() == at) {
-                let moved = appender.append(&key, &files.read(at)?)?;
-                locations.insert(key.as_slice(), moved).map_err(map_err)?;
-                log.appended(&key, moved);
-                log.dropped(&key, at)?;
+                found_bytes += record_bytes(key.len(), at);
+                found.push((key, at));
             }
         }
-        // Every live record moved: bytes still counted live mean the
-        // recorded usage is wrong (and collecting again would not end).
-        if records.position() == end && log.usage[&victim].live != 0 {
+        // At the end, every live byte must have been found: more counted
+        // live means the recorded usage is wrong (and collecting again
+        // would never end).
+        let done = found_bytes == live;
+        if !done && (records.position() == end || found_bytes > live) {
             return Err(wrong_usage(victim));
         }
-        Ok(records.position())
+        for (key, at) in found {
+            let moved = appender.append(&key, &files.read(at)?)?;
+            locations.insert(key.as_slice(), moved).map_err(map_err)?;
+            log.appended(&key, moved);
+            log.dropped(&key, at)?;
+        }
+        log.changed.insert(victim);
+        Ok(if done { end } else { records.position() })
     }
 }
 
@@ -551,6 +579,13 @@ mod tests {
         let r = db.begin_read().unwrap();
         let t = r.open_table(SEGMENTS).unwrap();
         usage(&t).unwrap().values().fold((0, 0), |(e, l), u| (e + u.end, l + u.live))
+    }
+
+    fn cursor_of(store: &FileStore) -> Option<(u32, u64)> {
+        let db = store.db.read();
+        let r = db.begin_read().unwrap();
+        let t = r.open_table(COLLECTING).unwrap();
+        t.get(CURSOR).unwrap().map(|c| c.value())
     }
 
     /// Each segment's recorded live bytes against a recount of the records
@@ -787,16 +822,23 @@ mod tests {
         assert!(store.write(b).unwrap());
         let (mut steps, mut store) = (0, store);
         while first.exists() {
-            let before = dir.bytes();
+            let (before, cursor) = (dir.bytes(), cursor_of(&store));
             put_all(&store, [(key(1000 + steps), value(1000 + steps, 0, 3000))]);
             let grew = dir.bytes() as i64 - before as i64;
             assert!(grew <= (COLLECT_MIN_BYTES + 2 * 10_100) as i64, "one small write appended {grew} bytes");
+            if let Some((_, at)) = cursor_of(&store) {
+                let read = at - cursor.map_or(0, |c| c.1);
+                assert!(read <= COLLECT_MIN_BYTES + 10_100, "one small write read {read} bytes of the segment");
+            }
             assert_usage_consistent(&store, &dir);
             steps += 1;
             assert!(steps < 100, "collection never finished");
             if steps == 2 {
+                let cursor = cursor_of(&store);
+                assert!(cursor.is_some_and(|c| c.1 > 0), "no cursor after two steps");
                 drop(store);
                 store = open(&dir);
+                assert_eq!(cursor_of(&store), cursor, "the cursor did not survive a reopen");
             }
         }
         assert!(steps > 2, "one write collected the whole segment ({steps} steps)");
@@ -872,15 +914,59 @@ mod tests {
     #[test]
     fn a_disagreeing_directory_is_refused_untouched() {
         let dir = Dir::new("disagree");
-        put_all(&open(&dir), (0..20).map(|k| (key(k), value(k, 0, 3000))));
-        let segment = dir.segment_files().pop().unwrap();
-        let bytes = std::fs::read(&segment).unwrap();
-        std::fs::write(&segment, &bytes[..bytes.len() - 10]).unwrap();
+        {
+            let store = open(&dir);
+            put_all(&store, (0..120).map(|k| (key(k), value(k, 0, 10_000))));
+            put_all(&store, (200..220).map(|k| (key(k), value(k, 0, 3000))));
+        }
+        let segments = dir.segment_files();
+        assert_eq!(segments.len(), 2);
+        // The first longer than committed, the second shorter.
+        let mut first = std::fs::read(&segments[0]).unwrap();
+        first.extend_from_slice(&[0xee; 100]);
+        std::fs::write(&segments[0], &first).unwrap();
+        let second = std::fs::read(&segments[1]).unwrap();
+        std::fs::write(&segments[1], &second[..second.len() - 10]).unwrap();
         let stray = dir.0.join("values-00000042.vxlog");
         std::fs::write(&stray, [7u8; 64]).unwrap();
         assert_eq!(FileStore::open(&dir.0).err().unwrap().status(), crate::Status::Integrity);
         assert!(stray.exists(), "an unnamed segment was removed before the refusal");
-        assert_eq!(std::fs::read(&segment).unwrap(), bytes[..bytes.len() - 10]);
+        assert_eq!(std::fs::read(&segments[0]).unwrap(), first, "a segment was truncated before the refusal");
+        assert_eq!(std::fs::read(&segments[1]).unwrap(), second[..second.len() - 10]);
+    }
+
+    /// A segment whose dead records cannot be read (an altered header) does
+    /// not fail the writes that would collect a step of it; `compact`
+    /// reports it.
+    #[test]
+    fn an_unreadable_segment_fails_compaction_not_writes() {
+        let dir = Dir::new("unreadable");
+        {
+            // 1.2 MB: the next write that appends starts a second segment,
+            // and the first, one record live (its last), is collected.
+            let store = open(&dir);
+            put_all(&store, (0..120).map(|k| (key(k), value(k, 0, 10_000))));
+            let mut b = WriteBatch::default();
+            (0..119).for_each(|k| b.delete(key(k)));
+            assert!(store.write(b).unwrap());
+        }
+        // The second record (key 1, dead) claims a key longer than the file.
+        let first = dir.segment_files()[0].clone();
+        let mut bytes = std::fs::read(&first).unwrap();
+        let second = 8 + key(0).len() + 10_000;
+        bytes[second..second + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        std::fs::write(&first, &bytes).unwrap();
+        let store = open(&dir);
+        for k in 0..5 {
+            put_all(&store, [(key(500 + k), value(500 + k, 0, 3000))]);
+            assert_eq!(cursor_of(&store), None);
+        }
+        assert!(first.exists());
+        let mut expected: BTreeMap<_, _> = (500..505).map(|k| (key(k), value(k, 0, 3000))).collect();
+        expected.insert(key(119), value(119, 0, 10_000));
+        assert_holds(&store, &expected);
+        assert_eq!(store.compact().unwrap_err().status(), crate::Status::Integrity);
+        assert_holds(&store, &expected);
     }
 
     /// A usage record that counts more live bytes than a segment's records
