@@ -172,21 +172,41 @@ fn coded_rewrites_answer_exactly_on_every_store() {
 }
 
 /// `memory:` as a store where every read is a round trip (PostgreSQL),
-/// counting the chunks, heads and units read one at a time.
+/// counting the chunks, heads and units read one at a time, and the calls
+/// that read units together and how many they read.
 struct RoundTrips {
     inner: Arc<dyn vx::Store>,
     single_chunk_reads: AtomicUsize,
+    unit_calls: AtomicUsize,
+    units_in_calls: AtomicUsize,
+}
+
+impl RoundTrips {
+    fn new() -> RoundTrips {
+        let inner = Arc::new(vx::MemoryStore::default());
+        RoundTrips { inner, single_chunk_reads: 0.into(), unit_calls: 0.into(), units_in_calls: 0.into() }
+    }
+}
+
+/// Whether `key` is an object of kind `kind` (object keys: "o/", the
+/// index's 16-byte id, the kind byte).
+fn object_of_kind(key: &[u8], kinds: &[u8]) -> bool {
+    key.len() > 18 && key.starts_with(b"o/") && kinds.contains(&key[18])
 }
 
 impl vx::Store for RoundTrips {
     fn get(&self, key: &[u8]) -> vx::Result<Option<Vec<u8>>> {
-        // Object keys: "o/", the index's 16-byte id, the kind byte.
-        if key.len() > 18 && key.starts_with(b"o/") && matches!(key[18], b'C' | b'U') {
+        if object_of_kind(key, b"CU") {
             self.single_chunk_reads.fetch_add(1, Ordering::SeqCst);
         }
         self.inner.get(key)
     }
     fn get_many(&self, keys: &[Vec<u8>]) -> vx::Result<Vec<Option<Vec<u8>>>> {
+        let units = keys.iter().filter(|k| object_of_kind(k, b"U")).count();
+        if units > 0 {
+            self.unit_calls.fetch_add(1, Ordering::SeqCst);
+            self.units_in_calls.fetch_add(units, Ordering::SeqCst);
+        }
         self.inner.get_many(keys)
     }
     fn scan_prefix(&self, prefix: &[u8]) -> vx::Result<Vec<(Vec<u8>, Vec<u8>)>> {
@@ -206,7 +226,7 @@ impl vx::Store for RoundTrips {
 #[test]
 fn rewritten_chunks_are_read_ahead_in_one_call() {
     for index_type in [IndexType::IvfFlat, IndexType::IvfRabitq] {
-        let store = Arc::new(RoundTrips { inner: Arc::new(vx::MemoryStore::default()), single_chunk_reads: 0.into() });
+        let store = Arc::new(RoundTrips::new());
         let client = Client::over_store(store.clone(), ClientOptions { threads: 2, ..Default::default() }).unwrap();
         let index = client.create_index("s", &key(KEY), IndexConfig { index_type, ..Default::default() }).unwrap();
         upsert(&index, "id", &uniform(12_000, DIM, 3)).unwrap();
@@ -238,6 +258,50 @@ fn rewritten_chunks_are_read_ahead_in_one_call() {
             let after = chunks();
             let resealed = added.iter().filter(|k| !after.contains(k)).count();
             assert!(resealed >= 1, "{index_type:?}, round {round}: the deletes resealed nothing");
+        }
+    }
+}
+
+/// Where every read is a round trip, a compressed index's rerank reads the
+/// units of its candidates several to a call, never one by one, and
+/// answers as it did reading them one at a time: the same hits as the
+/// exhaustive search when every list is probed and every candidate
+/// reranked.
+#[test]
+fn a_rerank_reads_its_units_in_few_calls() {
+    let store = Arc::new(RoundTrips::new());
+    let client = Client::over_store(store.clone(), ClientOptions { threads: 2, ..Default::default() }).unwrap();
+    let config = IndexConfig { index_type: IndexType::IvfRabitq, ..Default::default() };
+    let index = client.create_index("s", &key(KEY), config).unwrap();
+    upsert(&index, "id", &uniform(10_000, DIM, 3)).unwrap();
+    let q = uniform(20, DIM, 4);
+    let exhaustive = answers(&index, &q, 0).unwrap();
+    index.train(TrainParams { n_lists: 8, max_iters: 5, seed: 1, ..Default::default() }, Access::default()).unwrap();
+    // No cache: every unit a query reranks comes from the store.
+    let cold = Client::over_store(store.clone(), ClientOptions { threads: 2, cache_bytes: 0 }).unwrap();
+    let index = load(&cold);
+    for rerank_mult in [0, 4, 200] {
+        store.single_chunk_reads.store(0, Ordering::SeqCst);
+        store.unit_calls.store(0, Ordering::SeqCst);
+        store.units_in_calls.store(0, Ordering::SeqCst);
+        let p = QueryParams {
+            top_k: 10,
+            n_probes: 8,
+            rerank_mult,
+            include: include::DISTANCE | include::METADATA,
+            ..Default::default()
+        };
+        let hits = index.query(&q, q.len() / DIM, DIM, &p, Access::default()).unwrap();
+        let got: Vec<Answer> = hits
+            .iter()
+            .map(|row| row.iter().map(|h| (h.id.clone(), h.distance, h.metadata.clone())).collect())
+            .collect();
+        let (calls, units) = (store.unit_calls.load(Ordering::SeqCst), store.units_in_calls.load(Ordering::SeqCst));
+        assert_eq!(store.single_chunk_reads.load(Ordering::SeqCst), 0, "rerank {rerank_mult}: units read one by one");
+        assert!(units >= q.len() * 2, "rerank {rerank_mult}: {units} units read for {} queries", q.len());
+        assert!(calls * 4 <= units, "rerank {rerank_mult}: {units} units in {calls} calls");
+        if rerank_mult == 200 {
+            assert_eq!(got, exhaustive, "every list probed, every candidate reranked");
         }
     }
 }

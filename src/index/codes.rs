@@ -1047,10 +1047,10 @@ impl Index {
         let (qv, inv_q) = (q.row(qi), q.inv_norm(qi));
         // Every candidate comes from a head the query scanned.
         let head_of = |no: u32| &heads[heads.binary_search_by_key(&no, |h| h.0).expect("a scanned head")].1;
-        let place = |c: &Candidate| {
-            let (no, slot) = ((c.at >> 32) as u32, (c.at & 0xffff_ffff) as usize);
-            (no, (slot / per) as u32, slot % per)
-        };
+        let place = |c: &Candidate| place_of(c, per);
+        // The sealed units read ahead of their use where reads are round
+        // trips (see `read_units_ahead`).
+        let (mut ahead, batched) = (Prefetched::default(), self.env.store.prefers_batched_reads());
         for (i, c) in candidates.iter().enumerate() {
             if may_stop && c.score >= exact.threshold() {
                 break;
@@ -1086,8 +1086,14 @@ impl Index {
                         None => {
                             let meta =
                                 m.chunk(no).ok_or_else(|| Error::integrity("a candidate names a missing chunk"))?;
+                            if batched && !ahead.holds(&unit_obj(meta, u).0) {
+                                let bound = may_stop.then(|| exact.threshold());
+                                ahead = self.read_units_ahead(m, &candidates[i..], bound, per, |no, u| {
+                                    units.contains_key(&(no, u)) || head_of(no).held_unit(u as usize).is_some()
+                                })?;
+                            }
                             let rows = per.min(meta.count as usize - u as usize * per);
-                            let unit = self.unit(m, meta, u, rows, true)?;
+                            let unit = self.unit_with(m, meta, (u, rows), true, Some(&ahead))?;
                             head.hold_unit(u as usize, &unit);
                             unit
                         }
@@ -1114,6 +1120,49 @@ impl Index {
 
 /// How many candidates ahead a rerank starts loading vectors.
 const RERANK_AHEAD: usize = 4;
+
+/// The most units a rerank reads from the store in one call.
+const UNITS_READ_AHEAD: usize = 32;
+
+/// Candidate `c`'s chunk, unit and slot in that unit (of `per` rows).
+fn place_of(c: &Candidate, per: usize) -> (u32, u32, usize) {
+    let (no, slot) = ((c.at >> 32) as u32, (c.at & 0xffff_ffff) as usize);
+    (no, (slot / per) as u32, slot % per)
+}
+
+impl Index {
+    /// The sealed units of the candidates `rest` begins with, read in one
+    /// call where each read is a round trip (PostgreSQL; see `prefetch`):
+    /// up to
+    /// [`UNITS_READ_AHEAD`] distinct units the cache does not hold and
+    /// `at_hand(chunk, unit)` does not name, of the candidates that may still
+    /// enter the top k (a lower bound under `bound`, the current k-th exact
+    /// score, when the rerank may stop early: the bound only tightens, so
+    /// the rest are never read).
+    fn read_units_ahead(
+        &self,
+        m: &Manifest,
+        rest: &[Candidate],
+        bound: Option<f32>,
+        per: usize,
+        at_hand: impl Fn(u32, u32) -> bool,
+    ) -> Result<Prefetched> {
+        let mut seen = foldhash::HashSet::default();
+        let mut wanted: Vec<(Obj, Stamp)> = Vec::new();
+        for c in rest.iter().take_while(|c| bound.is_none_or(|t| c.score < t)) {
+            let (no, u, _) = place_of(c, per);
+            if !seen.insert((no, u)) || at_hand(no, u) {
+                continue;
+            }
+            let meta = m.chunk(no).ok_or_else(|| Error::integrity("a candidate names a missing chunk"))?;
+            wanted.push(unit_obj(meta, u));
+            if wanted.len() == UNITS_READ_AHEAD {
+                break;
+            }
+        }
+        self.prefetch(wanted.iter().map(|(obj, stamp)| (*obj, stamp)))
+    }
+}
 
 /// Starts loading `v` into the CPU's cache (a hint: no effect on results).
 #[inline]

@@ -417,6 +417,12 @@ pub(super) const PREFETCH_CHUNKS: usize = 64;
 #[derive(Default)]
 pub(crate) struct Prefetched(HashMap<Obj, Vec<u8>>);
 
+impl Prefetched {
+    pub fn holds(&self, obj: &Obj) -> bool {
+        self.0.contains_key(obj)
+    }
+}
+
 impl Index {
     pub(crate) fn cache_key(&self, obj: Obj, stamp: &Stamp) -> CacheKey {
         CacheKey { owner: self.tokens.cache_owner, obj, stamp: *stamp }
