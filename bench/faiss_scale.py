@@ -61,6 +61,10 @@ def peak_rss():
     return int(kb) * 1024
 
 
+# The nb_bits of IndexIVFRaBitQ matching vx's codes, by vx-bench's --index.
+RABITQ_BITS = {"ivf-rabitq": 2, "ivf-rabitq-4bit": 4}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("dir")
@@ -123,6 +127,23 @@ def main():
         recall = np.mean([len(set(found[i]) & set(gt[i])) / 10 for i in range(len(queries))])
         emit("query", threads=a.threads, n_probes=p, auto=is_auto, qps_single=round(qps, 1),
              recall_at_10=round(float(recall), 4))
+
+    # vx's IVF_RABITQ training also codes every vector, which IndexIVFFlat's
+    # add does not: its peer there is IndexIVFRaBitQ's add into the same
+    # lists with vx's bits (k-means as above; FAISS keeps no full vectors
+    # beside the codes, vx keeps them for its exact rerank).
+    bits = RABITQ_BITS.get(vx.get("index"))
+    if bits:
+        del index
+        rq = faiss.IndexIVFRaBitQ(quantizer, dim, n_lists, faiss.METRIC_L2, True, bits)
+        start = time.perf_counter()
+        rq.train(sample(base_path, n, dim, min(n, POINTS_PER_LIST * n_lists)))  # the coarse lists are kept
+        busy = time.perf_counter() - start
+        for _, block in blocks(base_path, n, dim):
+            start = time.perf_counter()
+            rq.add(block)
+            busy += time.perf_counter() - start
+        emit("add-rabitq", nb_bits=bits, vectors=n, add_per_s=round(n / busy), add_s=round(busy, 3))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,11 @@ def main():
     print(f"| train s (FAISS: k-means only) | {train['train_s']:.2f} | {ftrain['train_s']:.2f} | "
           f"{ratio(train['train_s'], ftrain['train_s'])} |")
     print(f"| train s vs FAISS train + add s | {train['train_s']:.2f} | {build:.2f} | {ratio(train['train_s'], build)} |")
+    if ("faiss", "add-rabitq") in one:
+        rq = one[("faiss", "add-rabitq")]
+        coded = ftrain["train_s"] + rq["add_s"]
+        print(f"| train s vs FAISS train + IndexIVFRaBitQ add s ({rq['nb_bits']} bits, codes as vx's) | "
+              f"{train['train_s']:.2f} | {coded:.2f} | {ratio(train['train_s'], coded)} |")
     print(f"| add into the trained index, vectors/s (vx: {add['vectors']:,} in batches of {add['batch']:,}, fsync'd; "
           f"FAISS: all) | {add['add_per_s']:,.0f} | {fadd['add_per_s']:,.0f} | {ratio(add['add_per_s'], fadd['add_per_s'])} |")
     print(f"| peak RSS while training, MB | {mb(train['peak_rss_bytes'])} | {mb(ftrain['peak_rss_bytes'])} | "

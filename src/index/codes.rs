@@ -1088,9 +1088,12 @@ impl Index {
                                 m.chunk(no).ok_or_else(|| Error::integrity("a candidate names a missing chunk"))?;
                             if batched && !ahead.holds(&unit_obj(meta, u).0) {
                                 let bound = may_stop.then(|| exact.threshold());
-                                ahead = self.read_units_ahead(m, &candidates[i..], bound, per, |no, u| {
-                                    units.contains_key(&(no, u)) || head_of(no).held_unit(u as usize).is_some()
+                                let more = self.read_units_ahead(m, &candidates[i..], bound, per, |no, u| {
+                                    units.contains_key(&(no, u))
+                                        || head_of(no).held_unit(u as usize).is_some()
+                                        || m.chunk(no).is_some_and(|meta| ahead.holds(&unit_obj(meta, u).0))
                                 })?;
+                                ahead.absorb(more);
                             }
                             let rows = per.min(meta.count as usize - u as usize * per);
                             let unit = self.unit_with(m, meta, (u, rows), true, Some(&ahead))?;
@@ -1133,12 +1136,11 @@ fn place_of(c: &Candidate, per: usize) -> (u32, u32, usize) {
 impl Index {
     /// The sealed units of the candidates `rest` begins with, read in one
     /// call where each read is a round trip (PostgreSQL; see `prefetch`):
-    /// up to
-    /// [`UNITS_READ_AHEAD`] distinct units the cache does not hold and
-    /// `at_hand(chunk, unit)` does not name, of the candidates that may still
-    /// enter the top k (a lower bound under `bound`, the current k-th exact
-    /// score, when the rerank may stop early: the bound only tightens, so
-    /// the rest are never read).
+    /// up to [`UNITS_READ_AHEAD`] distinct units the cache does not hold
+    /// and `at_hand(chunk, unit)` does not name (held, or read ahead
+    /// already), of the candidates that may still enter the top k (a lower
+    /// bound under `bound`, the current k-th exact score, when the rerank
+    /// may stop early: the bound only tightens, so the rest are never read).
     fn read_units_ahead(
         &self,
         m: &Manifest,

@@ -421,6 +421,11 @@ impl Prefetched {
     pub fn holds(&self, obj: &Obj) -> bool {
         self.0.contains_key(obj)
     }
+
+    /// Adds what `more` read.
+    pub fn absorb(&mut self, more: Prefetched) {
+        self.0.extend(more.0);
+    }
 }
 
 impl Index {
