@@ -21,7 +21,7 @@
 /// malloc: a query over an index larger than its cache allocates and frees
 /// a few buffers per object it reads, and glibc's malloc spent ~20% of such
 /// a query in its free lists (`_int_malloc`, `_int_free`, consolidation);
-/// with mimalloc the same queries ran 1.35-1.5x faster (docs/BENCHMARKS.md).
+/// with mimalloc the same queries ran 1.1-1.5x faster (docs/BENCHMARKS.md).
 /// Only vx's own allocations change: what it returns through the C ABI is
 /// freed by its own `vx_*_free` functions, never by the caller's `free`.
 /// (Miri, which runs the FFI's unsafe code, cannot run mimalloc's C: it
