@@ -68,7 +68,12 @@ fn load(client: &Client) -> Index {
 type Answer = Vec<(String, f32, Option<String>)>;
 
 fn answers(index: &Index, q: &[f32], n_probes: u32) -> vx::Result<Vec<Answer>> {
-    let p = QueryParams { top_k: 10, n_probes, include: include::DISTANCE | include::METADATA, ..Default::default() };
+    answers_with(index, q, &QueryParams { n_probes, ..Default::default() })
+}
+
+/// [`answers`] of a query with `params`' n_probes and rerank_mult.
+fn answers_with(index: &Index, q: &[f32], params: &QueryParams<'_>) -> vx::Result<Vec<Answer>> {
+    let p = QueryParams { top_k: 10, include: include::DISTANCE | include::METADATA, ..params.clone() };
     let hits: Vec<Vec<Hit>> = index.query(q, q.len() / DIM, DIM, &p, Access::default())?;
     Ok(hits.iter().map(|row| row.iter().map(|h| (h.id.clone(), h.distance, h.metadata.clone())).collect()).collect())
 }
@@ -188,7 +193,7 @@ impl RoundTrips {
     }
 }
 
-/// Whether `key` is an object of kind `kind` (object keys: "o/", the
+/// Whether `key` is an object of one of `kinds` (object keys: "o/", the
 /// index's 16-byte id, the kind byte).
 fn object_of_kind(key: &[u8], kinds: &[u8]) -> bool {
     key.len() > 18 && key.starts_with(b"o/") && kinds.contains(&key[18])
@@ -284,18 +289,7 @@ fn a_rerank_reads_its_units_in_few_calls() {
         store.single_chunk_reads.store(0, Ordering::SeqCst);
         store.unit_calls.store(0, Ordering::SeqCst);
         store.units_in_calls.store(0, Ordering::SeqCst);
-        let p = QueryParams {
-            top_k: 10,
-            n_probes: 8,
-            rerank_mult,
-            include: include::DISTANCE | include::METADATA,
-            ..Default::default()
-        };
-        let hits = index.query(&q, q.len() / DIM, DIM, &p, Access::default()).unwrap();
-        let got: Vec<Answer> = hits
-            .iter()
-            .map(|row| row.iter().map(|h| (h.id.clone(), h.distance, h.metadata.clone())).collect())
-            .collect();
+        let got = answers_with(&index, &q, &QueryParams { n_probes: 8, rerank_mult, ..Default::default() }).unwrap();
         let (calls, units) = (store.unit_calls.load(Ordering::SeqCst), store.units_in_calls.load(Ordering::SeqCst));
         assert_eq!(store.single_chunk_reads.load(Ordering::SeqCst), 0, "rerank {rerank_mult}: units read one by one");
         assert!(units >= q.len() * 2, "rerank {rerank_mult}: {units} units read for {} queries", q.len());
