@@ -546,7 +546,8 @@ impl Index {
         let mut sample_n = (n as usize).min(POINTS_PER_CENTROID * k);
         if params.max_memory_mib > 0 {
             let limit = params.max_memory_mib.saturating_mul(1 << 20);
-            let fixed = k * dim * 4 * 3 + k * 64; // centroids, f64 sums, counts
+            // Centroids, f64 sums, counts, and the points k-means++ seeds from.
+            let fixed = k * dim * 4 * 3 + k * 64 + kmeans::PLUS_PLUS_POINTS_PER_CENTROID * k * dim * 4;
             let per_point = dim * 4 + 8 + k * 4 / 64; // row, assignment, share of the SGEMM buffers
             let fits = limit.saturating_sub(fixed) / per_point;
             if fixed >= limit || fits < k {
