@@ -196,6 +196,7 @@ impl Store for FileStore {
     fn compact(&self) -> Result<()> {
         guarded(|| {
             self.collect_all()?;
+            self.segments.settle();
             let mut db = self.db.write();
             while db.compact().map_err(|e| Error::Storage(format!("cannot compact the store file: {e}")))? {}
             Ok(())
@@ -559,7 +560,15 @@ mod tests {
         for (k, v) in values {
             b.put(k, v);
         }
-        assert!(store.write(b).unwrap());
+        assert!(write(store, b));
+    }
+
+    /// `store.write(b)`, then the segments it freed are gone (they are
+    /// unlinked on a thread of their own).
+    fn write(store: &FileStore, b: WriteBatch) -> bool {
+        let done = store.write(b).unwrap();
+        store.segments.settle();
+        done
     }
 
     /// Every value the store holds under `k/`, against what it should hold.
@@ -644,10 +653,10 @@ mod tests {
             let mut b = WriteBatch::default();
             b.delete(key(1));
             b.expect(key(3), Some(value(3, 0, 40)));
-            assert!(!store.write(b.clone()).unwrap(), "a stale expectation must fail");
+            assert!(!write(&store, b.clone()), "a stale expectation must fail");
             b.expects.clear();
             b.expect(key(3), Some(value(3, 1, 5000)));
-            assert!(store.write(b).unwrap());
+            assert!(write(&store, b));
             expected.remove(&key(1));
             assert_holds(&store, &expected);
         }
@@ -655,6 +664,32 @@ mod tests {
         assert_holds(&store, &expected);
         let (end, live) = usage_of(&store);
         assert!(live <= end && live > 24 * 5000, "usage ({end}, {live})");
+    }
+
+    /// A segment no commit names is unlinked off the writer's thread; it is
+    /// gone once the store is dropped, and the store reopens whole.
+    #[test]
+    fn freed_segments_are_unlinked_by_the_time_the_store_closes() {
+        let dir = Dir::new("unlink");
+        let store = open(&dir);
+        // Three writes of over 1 MiB each: three segments.
+        (0..3).for_each(|w| put_all(&store, (100 * w..100 * (w + 1)).map(|k| (key(k), value(k, 0, 11_000)))));
+        let first = dir.segment_files()[0].clone();
+        let named = |store: &FileStore| {
+            let db = store.db.read();
+            let r = db.begin_read().unwrap();
+            usage(&r.open_table(SEGMENTS).unwrap()).unwrap().len()
+        };
+        let before = named(&store);
+        let mut b = WriteBatch::default();
+        (0..100).for_each(|k| b.delete(key(k)));
+        assert!(store.write(b).unwrap()); // not `write`: no waiting here
+        assert!(named(&store) < before, "the write freed no segment");
+        drop(store);
+        assert!(!first.exists(), "a freed segment outlived its store");
+        let store = open(&dir);
+        assert_holds(&store, &(100..300).map(|k| (key(k), value(k, 0, 11_000))).collect());
+        assert_usage_consistent(&store, &dir);
     }
 
     /// Overwrites leave dead records; a segment at most half live is
@@ -754,7 +789,7 @@ mod tests {
         let mut b = WriteBatch::default();
         b.put(key(2), value(2, 1, 8000));
         b.delete(key(3));
-        assert!(store.write(b).unwrap());
+        assert!(write(&store, b));
         expected.insert(key(2), value(2, 1, 8000));
         expected.remove(&key(3));
         assert_holds(&store, &expected);
@@ -778,12 +813,12 @@ mod tests {
         b.delete(key(2)); // put, then deleted
         b.put(key(3), value(3, 1, 10)); // into redb
         b.put(key(500), value(500, 1, 10));
-        assert!(store.write(b).unwrap());
+        assert!(write(&store, b));
         assert_usage_consistent(&store, &dir);
         let mut b = WriteBatch::default();
         b.put(key(500), value(500, 2, 9000)); // back to the log
         b.delete(key(3));
-        assert!(store.write(b).unwrap());
+        assert!(write(&store, b));
         assert_usage_consistent(&store, &dir);
         // Overwrite most of the first segment, then keys it still holds
         // while the write collects it.
@@ -797,7 +832,7 @@ mod tests {
                 b.put(key(k), value(k, round, 10_000));
             }
             b.delete(key(round * 4 + 100));
-            assert!(store.write(b).unwrap());
+            assert!(write(&store, b));
             assert_usage_consistent(&store, &dir);
         }
         store.compact().unwrap();
@@ -819,7 +854,7 @@ mod tests {
         // nothing (so collects nothing): a victim for the writes after.
         let mut b = WriteBatch::default();
         (0..400).filter(|k| k % 8 != 0).for_each(|k| b.delete(key(k)));
-        assert!(store.write(b).unwrap());
+        assert!(write(&store, b));
         let (mut steps, mut store) = (0, store);
         while first.exists() {
             let (before, cursor) = (dir.bytes(), cursor_of(&store));
@@ -865,7 +900,7 @@ mod tests {
                     put_all(&store, doomed.iter().map(|k| (k.clone(), value(0, round, 20_000))));
                     let mut b = WriteBatch::default();
                     doomed.into_iter().for_each(|k| b.delete(k));
-                    assert!(store.write(b).unwrap());
+                    assert!(write(&store, b));
                 }
             });
             s.spawn(|| {
@@ -948,7 +983,7 @@ mod tests {
             put_all(&store, (0..120).map(|k| (key(k), value(k, 0, 10_000))));
             let mut b = WriteBatch::default();
             (0..119).for_each(|k| b.delete(key(k)));
-            assert!(store.write(b).unwrap());
+            assert!(write(&store, b));
         }
         // The second record (key 1, dead) claims a key longer than the file.
         let first = dir.segment_files()[0].clone();
