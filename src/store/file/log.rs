@@ -163,9 +163,9 @@ impl Segments {
 
     /// Deletes segments no commit names any more, once the readers that
     /// may still hold their locators are done, on a thread of its own:
-    /// unlinking a 64 MiB segment took 30-110 ms on this project's test VM,
-    /// which the write that freed it waited for (a one-item write's p99 went
-    /// to 20 ms), and readers with it while the file table was locked.
+    /// unlinking a 64 MiB segment took 30-110 ms on the VM the benchmarks
+    /// run on, which the write that freed it waited for, and readers with
+    /// it while the file table was locked.
     /// Best effort: the write that stopped naming them has committed, and a
     /// file left behind (a crash first) is removed at the next open.
     pub fn delete(&self, nos: &[u32]) {
