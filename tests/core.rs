@@ -457,6 +457,39 @@ fn directory_grows_past_its_first_buckets_without_losing_items() {
     assert_eq!(index.list_ids(0, 0, Access::default()).unwrap().len(), n - 3);
 }
 
+/// Overwrites and deletes find their ids whichever directory level holds
+/// them, while the handle learns its buckets' membership filters and the
+/// directory folds and splits under them: 40k items (64 buckets split into
+/// 157), every id overwritten twice in batches that fold several times. A
+/// filter answering for a bucket rewritten since it was built (a fold or a
+/// split moves ids into it) would miss those ids, and the overwrites would
+/// add them twice.
+#[test]
+fn overwrites_find_their_ids_as_the_directory_folds_and_splits() {
+    let client = memory_client();
+    let index = client.create_index("refold", &key(1), IndexConfig::default()).unwrap();
+    let n = 40_000;
+    let names = ids("id-", n);
+    let (first, second, third) = (uniform(n, 2, 1), uniform(n, 2, 2), uniform(n, 2, 3));
+    let upsert = |range: std::ops::Range<usize>, base: &[f32]| {
+        let batch = items(&names[range.clone()], &base[range.start * 2..range.end * 2], 2, None);
+        upsert_in_batches(&index, batch, 2_000, Access::default()).unwrap();
+    };
+    upsert(0..n / 2, &first);
+    upsert(0..n / 2, &second); // every bucket read (and its filter learned) here
+    upsert(n / 2..n, &first); // folds that split most buckets
+    upsert(0..n, &third);
+    assert_eq!(index.num_vectors(Access::default()).unwrap(), n as u64);
+    assert_eq!(index.list_ids(0, 0, Access::default()).unwrap().len(), n);
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    let got = index.get(&all, include::VECTOR, Access::default()).unwrap();
+    for (i, item) in got.iter().enumerate() {
+        assert_eq!(item.as_ref().unwrap().vector.as_deref().unwrap(), &third[i * 2..i * 2 + 2], "{}", names[i]);
+    }
+    assert_eq!(index.delete(&all[..n / 2], Access::default()).unwrap(), n / 2);
+    assert_eq!(index.num_vectors(Access::default()).unwrap(), (n / 2) as u64);
+}
+
 /// A `file:` store gives back by itself only what its value log collects
 /// (segments at most half live): after deletes and a training run (which
 /// rewrites every chunk), `compact` gives every dead byte and redb's free

@@ -29,6 +29,7 @@ use super::chunk::{Bucket, Entry};
 use super::commit::Plan;
 use super::manifest::{bucket_of, split_partner, stripe_of, Manifest, RunMeta, Stamp};
 use super::objects::{Cached, Obj};
+use super::presence::{Filter, Learned};
 use super::Index;
 use crate::crypto::Token;
 use crate::error::Result;
@@ -64,14 +65,21 @@ impl Index {
                 return Ok(Some(*e).filter(|e| !e.is_tombstone()));
             }
         }
-        Ok(self.bucket(m, m.bucket_of(token))?.find(token).copied())
+        let b = m.bucket_of(token);
+        let stamp = m.bucket(b);
+        if stamp.is_none() || self.bucket_filters.read().may_hold(b, &stamp, token) == Some(false) {
+            return Ok(None);
+        }
+        Ok(self.bucket(m, b)?.find(token).copied())
     }
 
     /// [`Index::lookup`] of each token. A batch touches most stripes of
     /// every run, so each stripe is read once and matched against the
     /// batch's sorted tokens by galloping, a near-sequential pass (a binary
     /// search per token per run missed the CPU cache at every step: 16% of
-    /// a write's time before); then the buckets, one read per bucket.
+    /// a write's time before); then the buckets, one read per bucket,
+    /// skipping those whose filter (`presence.rs`) rules out every token
+    /// sought there, and learning the filter of each bucket read without one.
     pub(super) fn lookup_all(&self, m: &Manifest, tokens: &[&Token]) -> Result<Vec<Option<Entry>>> {
         let mut found: Vec<Option<Entry>> = vec![None; tokens.len()];
         let mut pending: Vec<Sought> = tokens.iter().enumerate().map(|(i, t)| (**t, i)).collect();
@@ -113,22 +121,44 @@ impl Index {
                 pending.extend(misses);
             }
         }
-        let mut by_bucket: HashMap<usize, Vec<Sought>> = HashMap::new();
-        for (token, i) in pending {
-            by_bucket.entry(m.bucket_of(&token)).or_default().push((token, i));
+        // Each bucket to read, with its stamp, whether its filter is known,
+        // and the tokens sought there.
+        let mut by_bucket: HashMap<usize, (Stamp, bool, Vec<Sought>)> = HashMap::new();
+        {
+            let filters = self.bucket_filters.read();
+            for (token, i) in pending {
+                let b = m.bucket_of(&token);
+                let stamp = m.bucket(b);
+                if stamp.is_none() {
+                    continue; // an empty bucket
+                }
+                match filters.may_hold(b, &stamp, &token) {
+                    Some(false) => {}
+                    known => {
+                        by_bucket.entry(b).or_insert_with(|| (stamp, known.is_some(), Vec::new())).2.push((token, i))
+                    }
+                }
+            }
         }
-        let matched: Vec<Vec<Found>> = self.env.pool.install(|| {
+        let matched: Vec<(Vec<Found>, Option<Learned>)> = self.env.pool.install(|| {
             by_bucket
                 .into_par_iter()
-                .map(|(b, group)| {
+                .map(|(b, (stamp, known, group))| {
                     let bucket = self.bucket(m, b)?;
-                    Ok(group.into_iter().filter_map(|(token, i)| Some((i, *bucket.find(&token)?))).collect())
+                    let learned = (!known).then(|| (b, stamp, Filter::of(bucket.entries.iter().map(|e| &e.token))));
+                    let hits = group.into_iter().filter_map(|(token, i)| Some((i, *bucket.find(&token)?))).collect();
+                    Ok((hits, learned))
                 })
                 .collect::<Result<_>>()
         })?;
-        for (i, e) in matched.into_iter().flatten() {
-            found[i] = Some(e);
+        let mut learned = Vec::new();
+        for (hits, filter) in matched {
+            for (i, e) in hits {
+                found[i] = Some(e);
+            }
+            learned.extend(filter);
         }
+        self.bucket_filters.learn(learned);
         Ok(found)
     }
 

@@ -12,6 +12,8 @@
 //! | `objects.rs` | the store's key layout, tokens, the cache's entries, one loader |
 //! | `manifest.rs` | the sealed manifest: configuration, counts, every object's version |
 //! | `chunk.rs` | chunks (rows of one list) and directory buckets, their packing |
+//! | `directory.rs` | the id directory: runs and buckets, lookups, merges, folds |
+//! | `presence.rs` | membership filters of directory buckets: lookups of absent ids |
 //! | `read.rs` | get, list_ids, query and the IVF probe loop |
 //! | `listing.rs` | metadata-only queries: filter, order by a field, page |
 //! | `derived.rs` | in-memory indexes derived from the rows, kept in step chunk by chunk |
@@ -36,6 +38,7 @@ mod keyring;
 mod listing;
 mod manifest;
 mod objects;
+mod presence;
 mod read;
 mod search;
 mod snapshot;
@@ -132,6 +135,8 @@ pub struct Index {
     /// filterable fields and of the text fields' terms.
     fields: derived::Derived<fields::FieldIndex>,
     terms: derived::Derived<terms::TermIndex>,
+    /// Membership filters of the directory buckets this handle has read.
+    bucket_filters: presence::BucketFilters,
 }
 
 impl std::fmt::Debug for Index {
@@ -266,6 +271,7 @@ impl Index {
             training: AtomicBool::new(false),
             fields: Default::default(),
             terms: Default::default(),
+            bucket_filters: Default::default(),
         }
     }
 
