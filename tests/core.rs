@@ -458,12 +458,13 @@ fn directory_grows_past_its_first_buckets_without_losing_items() {
 }
 
 /// Overwrites and deletes find their ids whichever directory level holds
-/// them, while the handle learns its buckets' membership filters and the
-/// directory folds and splits under them: 40k items (64 buckets split into
-/// 157), every id overwritten twice in batches that fold several times. A
-/// filter answering for a bucket rewritten since it was built (a fold or a
-/// split moves ids into it) would miss those ids, and the overwrites would
-/// add them twice.
+/// them, while the handle learns the membership filters of its buckets and
+/// runs and the directory merges, folds and splits under them: 40k items
+/// (64 buckets split into 157), every id overwritten twice in batches that
+/// fold several times, then small writes that overwrite ids still in runs.
+/// A filter answering for a bucket rewritten since it was built (a fold or
+/// a split moves ids into it), or missing any entry of its run stripe,
+/// would miss those ids, and the overwrites would add them twice.
 #[test]
 fn overwrites_find_their_ids_as_the_directory_folds_and_splits() {
     let client = memory_client();
@@ -486,8 +487,33 @@ fn overwrites_find_their_ids_as_the_directory_folds_and_splits() {
     for (i, item) in got.iter().enumerate() {
         assert_eq!(item.as_ref().unwrap().vector.as_deref().unwrap(), &third[i * 2..i * 2 + 2], "{}", names[i]);
     }
+
+    // Runs that live across writes (the runs hold up to n/8 entries here):
+    // each write adds 250 new ids and overwrites 250 written by the writes
+    // before, most of them in runs the handle read, and learned the filters
+    // of, in an earlier write.
+    let extra = ids("new-", 12_500);
+    let v = uniform(extra.len(), 2, 4);
+    for k in 0..50 {
+        let fresh = k * 250..(k + 1) * 250;
+        let mut batch: Vec<ItemRef<'_>> =
+            items(&extra[fresh.clone()], &v[fresh.start * 2..fresh.end * 2], 2, None).collect();
+        if k > 0 {
+            let old: Vec<usize> = (0..250).map(|j| (k * 7919 + j * 104_729) % fresh.start).collect();
+            batch.extend(old.iter().map(|&i| ItemRef {
+                id: &extra[i],
+                vector: &v[i * 2..i * 2 + 2],
+                metadata: None,
+                contents: None,
+            }));
+        }
+        index.upsert(&batch, Access::default()).unwrap();
+    }
+    assert_eq!(index.num_vectors(Access::default()).unwrap(), (n + extra.len()) as u64);
+    assert_eq!(index.list_ids(0, 0, Access::default()).unwrap().len(), n + extra.len());
+
     assert_eq!(index.delete(&all[..n / 2], Access::default()).unwrap(), n / 2);
-    assert_eq!(index.num_vectors(Access::default()).unwrap(), (n / 2) as u64);
+    assert_eq!(index.num_vectors(Access::default()).unwrap(), (n / 2 + extra.len()) as u64);
 }
 
 /// A `file:` store gives back by itself only what its value log collects

@@ -58,7 +58,7 @@ impl Index {
     pub(super) fn lookup(&self, m: &Manifest, token: &Token) -> Result<Option<Entry>> {
         for run in m.runs.iter().rev() {
             let s = run.stripe_of(token);
-            if run.stripes[s].is_none() {
+            if run.stripes[s].is_none() || self.filters.run(run.no).may_hold(s, &run.stripes[s], token) == Some(false) {
                 continue;
             }
             if let Some(e) = self.run_stripe(m, run, s)?.find(token) {
@@ -67,19 +67,19 @@ impl Index {
         }
         let b = m.bucket_of(token);
         let stamp = m.bucket(b);
-        if stamp.is_none() || self.bucket_filters.read().may_hold(b, &stamp, token) == Some(false) {
+        if stamp.is_none() || self.filters.buckets().may_hold(b, &stamp, token) == Some(false) {
             return Ok(None);
         }
         Ok(self.bucket(m, b)?.find(token).copied())
     }
 
-    /// [`Index::lookup`] of each token. A batch touches most stripes of
-    /// every run, so each stripe is read once and matched against the
-    /// batch's sorted tokens by galloping, a near-sequential pass (a binary
-    /// search per token per run missed the CPU cache at every step: 16% of
-    /// a write's time before); then the buckets, one read per bucket,
-    /// skipping those whose filter (`presence.rs`) rules out every token
-    /// sought there, and learning the filter of each bucket read without one.
+    /// [`Index::lookup`] of each token. Each level is read once for the
+    /// batch: a run stripe or a bucket only if its filter (`presence.rs`)
+    /// does not rule out every token sought there, its filter learned if
+    /// the handle had none. A run stripe is matched against its sorted
+    /// tokens by galloping, a near-sequential pass (a binary search per
+    /// token per run missed the CPU cache at every step: 16% of a write's
+    /// time before).
     pub(super) fn lookup_all(&self, m: &Manifest, tokens: &[&Token]) -> Result<Vec<Option<Entry>>> {
         let mut found: Vec<Option<Entry>> = vec![None; tokens.len()];
         let mut pending: Vec<Sought> = tokens.iter().enumerate().map(|(i, t)| (**t, i)).collect();
@@ -87,21 +87,33 @@ impl Index {
             if pending.is_empty() {
                 break;
             }
-            pending.sort_unstable();
+            // The tokens each stripe may hold, and whether its filter is known.
             let n = run.stripes.len();
-            let mut by_stripe: Vec<Vec<Sought>> = vec![Vec::new(); n];
-            for p in pending.drain(..) {
-                by_stripe[stripe_of(&p.0, n)].push(p);
+            let mut by_stripe: Vec<(bool, Vec<Sought>)> = vec![(false, Vec::new()); n];
+            let mut ruled_out = Vec::new();
+            {
+                let filters = self.filters.run(run.no);
+                for p in pending.drain(..) {
+                    let s = stripe_of(&p.0, n);
+                    match (run.stripes[s].is_none(), filters.may_hold(s, &run.stripes[s], &p.0)) {
+                        (true, _) | (_, Some(false)) => ruled_out.push(p),
+                        (false, known) => {
+                            by_stripe[s].0 = known.is_some();
+                            by_stripe[s].1.push(p);
+                        }
+                    }
+                }
             }
-            let matched: Vec<(Vec<Found>, Vec<Sought>)> = self.env.pool.install(|| {
+            let matched: Vec<(Vec<Found>, Vec<Sought>, Option<Learned>)> = self.env.pool.install(|| {
                 by_stripe
                     .into_par_iter()
                     .enumerate()
-                    .map(|(s, group)| {
-                        if group.is_empty() || run.stripes[s].is_none() {
-                            return Ok((Vec::new(), group));
-                        }
+                    .filter(|(_, (_, group))| !group.is_empty())
+                    .map(|(s, (known, mut group))| {
                         let stripe = self.run_stripe(m, run, s)?;
+                        let learned =
+                            (!known).then(|| (s, run.stripes[s], Filter::of(stripe.entries.iter().map(|e| &e.token))));
+                        group.sort_unstable();
                         let (mut hits, mut misses, mut at) = (Vec::new(), Vec::new(), 0);
                         for (token, i) in group {
                             at = lower_bound_from(&stripe.entries, at, &token);
@@ -110,22 +122,26 @@ impl Index {
                                 _ => misses.push((token, i)),
                             }
                         }
-                        Ok((hits, misses))
+                        Ok((hits, misses, learned))
                     })
                     .collect::<Result<_>>()
             })?;
-            for (hits, misses) in matched {
+            pending = ruled_out;
+            let mut learned = Vec::new();
+            for (hits, misses, filter) in matched {
                 for (i, e) in hits {
                     found[i] = Some(e).filter(|e| !e.is_tombstone());
                 }
                 pending.extend(misses);
+                learned.extend(filter);
             }
+            self.filters.learn_run(run.no, learned, &m.runs);
         }
         // Each bucket to read, with its stamp, whether its filter is known,
         // and the tokens sought there.
         let mut by_bucket: HashMap<usize, (Stamp, bool, Vec<Sought>)> = HashMap::new();
         {
-            let filters = self.bucket_filters.read();
+            let filters = self.filters.buckets();
             for (token, i) in pending {
                 let b = m.bucket_of(&token);
                 let stamp = m.bucket(b);
@@ -158,7 +174,7 @@ impl Index {
             }
             learned.extend(filter);
         }
-        self.bucket_filters.learn(learned);
+        self.filters.learn_buckets(learned);
         Ok(found)
     }
 

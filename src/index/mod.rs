@@ -13,7 +13,7 @@
 //! | `manifest.rs` | the sealed manifest: configuration, counts, every object's version |
 //! | `chunk.rs` | chunks (rows of one list) and directory buckets, their packing |
 //! | `directory.rs` | the id directory: runs and buckets, lookups, merges, folds |
-//! | `presence.rs` | membership filters of directory buckets: lookups of absent ids |
+//! | `presence.rs` | membership filters of directory buckets and runs: lookups of absent ids |
 //! | `read.rs` | get, list_ids, query and the IVF probe loop |
 //! | `listing.rs` | metadata-only queries: filter, order by a field, page |
 //! | `derived.rs` | in-memory indexes derived from the rows, kept in step chunk by chunk |
@@ -135,8 +135,8 @@ pub struct Index {
     /// filterable fields and of the text fields' terms.
     fields: derived::Derived<fields::FieldIndex>,
     terms: derived::Derived<terms::TermIndex>,
-    /// Membership filters of the directory buckets this handle has read.
-    bucket_filters: presence::BucketFilters,
+    /// Membership filters of the directory objects this handle has read.
+    filters: presence::DirectoryFilters,
 }
 
 impl std::fmt::Debug for Index {
@@ -271,7 +271,7 @@ impl Index {
             training: AtomicBool::new(false),
             fields: Default::default(),
             terms: Default::default(),
-            bucket_filters: Default::default(),
+            filters: Default::default(),
         }
     }
 

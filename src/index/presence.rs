@@ -1,20 +1,25 @@
-//! Membership filters over the directory's buckets, kept by a handle so
-//! that looking up an id the directory does not hold (every new id a write
-//! adds) costs a few bits instead of a bucket. At 10M items a batch of
-//! 10,000 new ids touched ~9,000 of the ~39,000 buckets, each a cache
-//! lookup and a binary search through ~16 KiB of decoded entries: a fifth
-//! of the fill's time (BENCHMARKS.md, "0.10.3").
+//! Membership filters over the directory's buckets and run stripes, kept
+//! by a handle so that looking up an id a bucket or a run does not hold
+//! (every new id a write adds, at every level) costs a few bits instead of
+//! a search. At 10M items a batch of 10,000 new ids touched ~9,000 of the
+//! ~39,000 buckets, each a cache lookup and a binary search through ~16 KiB
+//! of decoded entries (a fifth of the fill's time), and galloped through a
+//! stripe of each of ~10 runs (a tenth, once the buckets were filtered;
+//! BENCHMARKS.md, "0.10.3").
 //!
-//! A bucket's filter is built from its decrypted entries the first time the
-//! handle reads it, and kept beside the stamp of the bucket it came from: a
-//! rewritten bucket has a new stamp, so a filter only ever answers for the
-//! bucket it was built from, whatever other writers did since. Filters are
-//! never stored; they cost the handle [`BITS_PER_TOKEN`] bits per item
-//! (~12 MB at 10M items), outside the decrypted cache's budget.
+//! An object's filter is built from its decrypted entries the first time
+//! the handle reads it, and kept beside the stamp of the object it came
+//! from: a rewritten bucket has a new stamp, so a filter only ever answers
+//! for the object it was built from, whatever other writers did since.
+//! Filters are never stored; they cost the handle [`BITS_PER_TOKEN`] bits
+//! per entry (~12 MB at 10M items, plus the runs' ~N/8 entries), outside
+//! the decrypted cache's budget.
 
-use parking_lot::{RwLock, RwLockReadGuard};
+use std::collections::HashMap;
 
-use super::manifest::Stamp;
+use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
+
+use super::manifest::{RunMeta, Stamp};
 use crate::crypto::Token;
 
 /// Filter bits per token: with [`PROBES`] probes a Bloom filter then says
@@ -56,48 +61,74 @@ fn probes(token: &Token, n_bits: usize) -> impl Iterator<Item = usize> {
     (0..PROBES).map(move |i| ((u64::from(first.wrapping_add(i.wrapping_mul(step))) * n_bits as u64) >> 32) as usize)
 }
 
-/// A filter learned: bucket number, the stamp of the bucket it was built
-/// from, the filter.
+/// A filter learned: the number of the object it was built from (a bucket,
+/// or a stripe of a run), that object's stamp, the filter.
 pub(super) type Learned = (usize, Stamp, Filter);
 
-/// The filters of the buckets this handle has read, by bucket number, each
-/// with the stamp of the bucket it was built from.
+/// The filters of numbered objects of one kind (the buckets, or one run's
+/// stripes), each beside the stamp of the object it was built from.
 #[derive(Default)]
-pub(super) struct BucketFilters {
-    by_bucket: RwLock<Vec<Option<(Stamp, Filter)>>>,
-}
+pub(super) struct Filters(Vec<Option<(Stamp, Filter)>>);
 
-impl BucketFilters {
-    /// The filters as they are now, for many lookups under one lock.
-    pub fn read(&self) -> KnownFilters<'_> {
-        KnownFilters(self.by_bucket.read())
-    }
+/// No filter known.
+const NONE_KNOWN: &Filters = &Filters(Vec::new());
 
-    /// Keeps `filters`, replacing what was kept for those buckets.
-    pub fn learn(&self, filters: Vec<Learned>) {
-        if filters.is_empty() {
-            return;
-        }
-        let mut by_bucket = self.by_bucket.write();
-        for (b, stamp, filter) in filters {
-            if by_bucket.len() <= b {
-                by_bucket.resize_with(b + 1, || None);
-            }
-            by_bucket[b] = Some((stamp, filter));
-        }
-    }
-}
-
-pub(super) struct KnownFilters<'a>(RwLockReadGuard<'a, Vec<Option<(Stamp, Filter)>>>);
-
-impl KnownFilters<'_> {
-    /// Whether bucket `b`, as `stamp` pins it, may hold `token`; `None`:
-    /// no filter of that very bucket is known.
-    pub fn may_hold(&self, b: usize, stamp: &Stamp, token: &Token) -> Option<bool> {
-        match self.0.get(b) {
+impl Filters {
+    /// Whether object `no`, as `stamp` pins it, may hold `token`; `None`:
+    /// no filter of that very object is known.
+    pub fn may_hold(&self, no: usize, stamp: &Stamp, token: &Token) -> Option<bool> {
+        match self.0.get(no) {
             Some(Some((built_from, filter))) if built_from == stamp => Some(filter.may_hold(token)),
             _ => None,
         }
+    }
+
+    fn learn(&mut self, learned: Vec<Learned>) {
+        for (no, stamp, filter) in learned {
+            if self.0.len() <= no {
+                self.0.resize_with(no + 1, || None);
+            }
+            self.0[no] = Some((stamp, filter));
+        }
+    }
+}
+
+/// The filters of the directory objects this handle has read: its buckets,
+/// and the stripes of its runs by run number.
+#[derive(Default)]
+pub(super) struct DirectoryFilters {
+    buckets: RwLock<Filters>,
+    runs: RwLock<HashMap<u32, Filters>>,
+}
+
+impl DirectoryFilters {
+    /// The buckets' filters as they are now, for many lookups under one lock.
+    pub fn buckets(&self) -> RwLockReadGuard<'_, Filters> {
+        self.buckets.read()
+    }
+
+    /// The stripes' filters of run `no` as they are now.
+    pub fn run(&self, no: u32) -> MappedRwLockReadGuard<'_, Filters> {
+        RwLockReadGuard::map(self.runs.read(), |runs| runs.get(&no).unwrap_or(NONE_KNOWN))
+    }
+
+    /// Keeps `learned` bucket filters, replacing what was kept for them.
+    pub fn learn_buckets(&self, learned: Vec<Learned>) {
+        if !learned.is_empty() {
+            self.buckets.write().learn(learned);
+        }
+    }
+
+    /// Keeps `learned` stripe filters of run `no`, and forgets those of the
+    /// runs not in `live` (merged or folded since: run numbers are never
+    /// used again).
+    pub fn learn_run(&self, no: u32, learned: Vec<Learned>, live: &[RunMeta]) {
+        if learned.is_empty() {
+            return;
+        }
+        let mut runs = self.runs.write();
+        runs.entry(no).or_default().learn(learned);
+        runs.retain(|no, _| live.iter().any(|run| run.no == *no));
     }
 }
 
@@ -137,20 +168,30 @@ mod tests {
         assert!(share < 0.02, "false positive share {share}");
     }
 
-    /// A filter answers only for the bucket and the stamp it was built from:
-    /// a bucket rewritten since (a new stamp) is not known, so a lookup reads it.
+    /// A filter answers only for the object and the stamp it was built
+    /// from: a bucket rewritten since (a new stamp) is not known, so a
+    /// lookup reads it; a run's filters are forgotten once it is not live.
     #[test]
     fn a_filter_answers_only_for_the_stamp_it_was_built_from() {
         let held = tokens(100, 3);
-        let filters = BucketFilters::default();
+        let filters = DirectoryFilters::default();
         let (old, new) = (Stamp::of(1, b"old bucket"), Stamp::of(2, b"new bucket"));
-        filters.learn(vec![(5, old, Filter::of(held.iter()))]);
+        filters.learn_buckets(vec![(5, old, Filter::of(held.iter()))]);
         let absent = tokens(1, 4)[0];
-        let known = filters.read();
+        let known = filters.buckets();
         assert_eq!(known.may_hold(5, &old, &held[0]), Some(true));
         assert_eq!(known.may_hold(5, &old, &absent), Some(false));
         assert_eq!(known.may_hold(5, &new, &held[0]), None);
         assert_eq!(known.may_hold(4, &old, &held[0]), None);
         assert_eq!(known.may_hold(99, &old, &held[0]), None);
+        drop(known);
+
+        let run = |no| RunMeta { no, entries: 1, stripes: vec![old] };
+        filters.learn_run(7, vec![(0, old, Filter::of(held.iter()))], &[run(7)]);
+        assert_eq!(filters.run(7).may_hold(0, &old, &absent), Some(false));
+        assert_eq!(filters.run(8).may_hold(0, &old, &absent), None);
+        filters.learn_run(8, vec![(0, old, Filter::of(held.iter()))], &[run(8)]);
+        assert_eq!(filters.run(7).may_hold(0, &old, &absent), None, "run 7 is no longer live");
+        assert_eq!(filters.run(8).may_hold(0, &old, &absent), Some(false));
     }
 }
