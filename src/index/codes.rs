@@ -1088,10 +1088,14 @@ impl Index {
                                 m.chunk(no).ok_or_else(|| Error::integrity("a candidate names a missing chunk"))?;
                             if batched && !ahead.holds(&unit_obj(meta, u).0) {
                                 let bound = may_stop.then(|| exact.threshold());
-                                let more = self.read_units_ahead(m, &candidates[i..], bound, per, |no, u| {
-                                    units.contains_key(&(no, u))
-                                        || head_of(no).held_unit(u as usize).is_some()
-                                        || m.chunk(no).is_some_and(|meta| ahead.holds(&unit_obj(meta, u).0))
+                                // This candidate's unit is read whatever the
+                                // predicate says: another query's thread may
+                                // hold it now and drop it before it is used.
+                                let more = self.read_units_ahead(m, &candidates[i..], bound, per, |n, v| {
+                                    (n, v) != (no, u)
+                                        && (units.contains_key(&(n, v))
+                                            || head_of(n).held_unit(v as usize).is_some()
+                                            || m.chunk(n).is_some_and(|meta| ahead.holds(&unit_obj(meta, v).0)))
                                 })?;
                                 ahead.absorb(more);
                             }

@@ -591,11 +591,16 @@ impl Index {
             }
             IndexType::IvfFlat => 0,
         };
-        self.commit(|snap| {
+        let report = self.commit(|snap| {
             let calibration = Calibration::new(m.config.metric, &centroids, WipedFloats(points.0.clone()), ids.clone());
             let plan = self.plan_layout(snap, &centroids, quantizer_seed, calibration, steps)?;
             Ok((Some(plan), report))
-        })
+        })?;
+        // The old layout is garbage now: training returns once its space is
+        // back (a `file:` store unlinks the emptied segments, ~the size of
+        // the index, on a thread of its own; a few seconds at 10M).
+        self.env.store.settle();
+        Ok(report)
     }
 
     /// The chunks of `m` in steps of about `steps.read` bytes, each step's

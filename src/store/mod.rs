@@ -80,6 +80,11 @@ pub trait Store: Send + Sync {
     fn compact(&self) -> Result<()> {
         Ok(())
     }
+
+    /// Returns once the space of what was deleted so far is given back
+    /// where the store gives it back in the background (the `file:` store
+    /// unlinks emptied segments on a thread of its own); a no-op elsewhere.
+    fn settle(&self) {}
 }
 
 /// Opens the store a URI names: `memory:`, `file:/dir` or a plain path,

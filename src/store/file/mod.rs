@@ -193,6 +193,10 @@ impl Store for FileStore {
 
     /// Collects every segment with dead bytes into new ones, then lets redb
     /// move its live pages down and truncate its file.
+    fn settle(&self) {
+        self.segments.settle();
+    }
+
     fn compact(&self) -> Result<()> {
         guarded(|| {
             self.collect_all()?;
@@ -667,28 +671,35 @@ mod tests {
     }
 
     /// A segment no commit names is unlinked off the writer's thread; it is
-    /// gone once the store is dropped, and the store reopens whole.
+    /// gone once `settle` returns, and once the store is dropped, and the
+    /// store reopens whole.
     #[test]
-    fn freed_segments_are_unlinked_by_the_time_the_store_closes() {
+    fn freed_segments_are_unlinked_by_settle_and_by_closing() {
         let dir = Dir::new("unlink");
         let store = open(&dir);
         // Three writes of over 1 MiB each: three segments.
         (0..3).for_each(|w| put_all(&store, (100 * w..100 * (w + 1)).map(|k| (key(k), value(k, 0, 11_000)))));
-        let first = dir.segment_files()[0].clone();
+        let files = dir.segment_files();
         let named = |store: &FileStore| {
             let db = store.db.read();
             let r = db.begin_read().unwrap();
             usage(&r.open_table(SEGMENTS).unwrap()).unwrap().len()
         };
-        let before = named(&store);
-        let mut b = WriteBatch::default();
-        (0..100).for_each(|k| b.delete(key(k)));
-        assert!(store.write(b).unwrap()); // not `write`: no waiting here
-        assert!(named(&store) < before, "the write freed no segment");
+        for (w, settle) in [(0, true), (1, false)] {
+            let before = named(&store);
+            let mut b = WriteBatch::default();
+            (100 * w..100 * (w + 1)).for_each(|k| b.delete(key(k)));
+            assert!(store.write(b).unwrap()); // not `write`: no waiting here
+            assert!(named(&store) < before, "write {w} freed no segment");
+            if settle {
+                Store::settle(&store);
+                assert!(!files[w].exists(), "settle returned before a freed segment was unlinked");
+            }
+        }
         drop(store);
-        assert!(!first.exists(), "a freed segment outlived its store");
+        assert!(!files[1].exists(), "a freed segment outlived its store");
         let store = open(&dir);
-        assert_holds(&store, &(100..300).map(|k| (key(k), value(k, 0, 11_000))).collect());
+        assert_holds(&store, &(200..300).map(|k| (key(k), value(k, 0, 11_000))).collect());
         assert_usage_consistent(&store, &dir);
     }
 
