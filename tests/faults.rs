@@ -297,12 +297,16 @@ impl Store for CountingStore {
 
 /// A one-item write stores a handful of objects at any size (its directory
 /// run, the tail chunk, the chunk page, the root and the version hint; now
-/// and then a merge of runs). Once the runs hold an eighth of the items (at
-/// least 4,096 entries) one write folds them into the buckets, growing the
-/// directory as it goes: here, exactly one of 5,000 writes (the 4,682nd:
-/// 4,682 entries > (32,768 + 4,682) / 8).
+/// and then a merge of runs, a split, or a bucket the fold under way
+/// reaches). Once the runs hold an eighth of the items (at least 4,096
+/// entries) one write merges them into a fold's run and the writes after it
+/// fold its buckets a few at a time: none rewrites the directory (0.10's
+/// folds rewrote every bucket in one write). Here the last batch starts a
+/// fold the single writes finish, and the 4,682nd single write starts the
+/// next (4,682 entries > (32,768 + 4,682) / 8).
+#[cfg(feature = "test-hooks")]
 #[test]
-fn one_item_writes_stay_small_and_folds_are_rare() {
+fn one_item_writes_stay_small_and_folds_are_spread_over_writes() {
     let counting = Arc::new(CountingStore {
         inner: Arc::new(vx::MemoryStore::default()),
         last_batch_puts: AtomicUsize::new(0),
@@ -314,19 +318,34 @@ fn one_item_writes_stay_small_and_folds_are_rare() {
     let (names, v) = (ids("g", n), uniform(n, 2, 3));
     upsert_in_batches(&index, items(&names, &v, 2, None), 8192, Access::default()).unwrap();
     let singles = ids("one", 5000);
-    let mut large = Vec::new();
+    // The fold's progress before each write and after the last.
+    let (mut largest, mut progress) = ((0, 0), vec![index.fold_progress().unwrap()]);
     for (i, id) in singles.iter().enumerate() {
         let one = [id.clone()];
         index.upsert(&items(&one, &[0.5, i as f32], 2, None).collect::<Vec<_>>(), Access::default()).unwrap();
         let (puts, bytes) =
             (counting.last_batch_puts.load(Ordering::SeqCst), counting.last_batch_bytes.load(Ordering::SeqCst));
-        if puts > 10 || bytes >= 256 << 10 {
-            large.push((i, puts, bytes));
-        }
+        largest = (largest.0.max(puts), largest.1.max(bytes));
+        progress.push(index.fold_progress().unwrap());
     }
-    assert_eq!(large.len(), 1, "writes that stored more than 10 objects or 256 KiB: {large:?}");
-    assert_eq!(large[0].0 + 1, 4682, "the fold came at another write: {large:?}");
-    assert!(large[0].1 > 100, "the fold rewrites the buckets: {large:?}");
+    assert!(largest.0 <= 16 && largest.1 < 256 << 10, "the largest write stored (objects, bytes) {largest:?}");
+    // Each fold moves on at every write until it ends, long before the
+    // runs could fill up again.
+    let mut folds = Vec::new(); // (first write after its start, writes it took)
+    let mut at = 0;
+    while let Some(start) = progress[at..].iter().position(Option::is_some).map(|p| p + at) {
+        let end = start + progress[start..].iter().position(Option::is_none).expect("the fold ended");
+        let to_fold = progress[start].unwrap().1 as usize;
+        for w in progress[start..end].windows(2) {
+            assert!(w[1].unwrap().0 > w[0].unwrap().0, "a write did not fold: {w:?}");
+        }
+        assert!(end - start <= to_fold, "{} writes to fold {to_fold} buckets", end - start);
+        folds.push((start, end - start));
+        at = end;
+    }
+    assert_eq!(folds.len(), 2, "{folds:?}");
+    assert_eq!((folds[0].0, folds[1].0), (0, 4682), "{folds:?}");
+    assert_eq!(progress[4682].unwrap().0, 0, "the single write that started the fold folded none of it");
     assert_eq!(index.num_vectors(Access::default()).unwrap(), (n + singles.len()) as u64);
     let all: Vec<&str> = names.iter().chain(&singles).map(String::as_str).collect();
     assert!(index.get(&all, 0, Access::default()).unwrap().iter().all(Option::is_some));

@@ -10,15 +10,22 @@
 //!   size (a binary counter: O(log) runs, each entry rewritten O(log)
 //!   times). The root names every run's stripes.
 //! * **Buckets**, the rest: entries hashed into buckets of about
-//!   [`ENTRIES_PER_BUCKET`] by linear hashing (`manifest::bucket_of`). Once
-//!   the runs hold more than 1/[`FOLD_SHARE`] of the items, a write folds
-//!   them into the buckets, growing the directory one bucket at a time as it
-//!   goes: a rewrite of each touched bucket, paid for by the ~N/8 entries
-//!   folded, so every entry costs O(1) bucket bytes, not a bucket each.
+//!   [`ENTRIES_PER_BUCKET`] by linear hashing (`manifest::bucket_of`); each
+//!   write adds the buckets its new count needs, one split at a time.
+//! * **The fold**: once the runs hold more than 1/[`FOLD_SHARE`] of the
+//!   items, a write merges them into one run striped by bucket (ranges of
+//!   the buckets there are then) and starts folding it into the buckets;
+//!   each write after it folds a range of buckets in proportion to its own
+//!   size, paced to end before the runs fill up again. Every bucket is
+//!   rewritten once per fold, paid for by the ~N/8 entries folded, so an
+//!   entry costs O(1) bucket bytes, and no write rewrites the directory
+//!   (0.10's folds rewrote every bucket in one write: ~3 s at 10M items).
 //!
-//! A lookup reads the runs newest first, then the bucket: the first entry
-//! found wins, and a tombstone there means the id is gone. Training folds
-//! the runs into the buckets it rewrites anyway.
+//! A lookup reads the runs newest first, then the fold's run, then the
+//! bucket: the first entry found wins, and a tombstone there means the id
+//! is gone. The fold's run still answers for the buckets already folded
+//! (with what they hold), so a lookup needs no cursor. Training folds the
+//! runs into the buckets it rewrites anyway.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,7 +34,7 @@ use rayon::prelude::*;
 
 use super::chunk::{Bucket, Entry};
 use super::commit::Plan;
-use super::manifest::{bucket_of, split_partner, stripe_of, Manifest, RunMeta, Stamp};
+use super::manifest::{bucket_of, split_partner, Fold, Manifest, RunMeta, Stamp, Striping};
 use super::objects::{Cached, Obj};
 use super::presence::{Filter, Learned};
 use super::Index;
@@ -56,7 +63,7 @@ type Found = (usize, Entry);
 impl Index {
     /// The entry of `token` in the directory `m` names (`None`: no such id).
     pub(super) fn lookup(&self, m: &Manifest, token: &Token) -> Result<Option<Entry>> {
-        for run in m.runs.iter().rev() {
+        for run in m.directory_runs().rev() {
             let s = run.stripe_of(token);
             if run.stripes[s].is_none() || self.filters.run(run.no).may_hold(s, &run.stripes[s], token) == Some(false) {
                 continue;
@@ -83,7 +90,7 @@ impl Index {
     pub(super) fn lookup_all(&self, m: &Manifest, tokens: &[&Token]) -> Result<Vec<Option<Entry>>> {
         let mut found: Vec<Option<Entry>> = vec![None; tokens.len()];
         let mut pending: Vec<Sought> = tokens.iter().enumerate().map(|(i, t)| (**t, i)).collect();
-        for run in m.runs.iter().rev() {
+        for run in m.directory_runs().rev() {
             if pending.is_empty() {
                 break;
             }
@@ -94,7 +101,7 @@ impl Index {
             {
                 let filters = self.filters.run(run.no);
                 for p in pending.drain(..) {
-                    let s = stripe_of(&p.0, n);
+                    let s = run.stripe_of(&p.0);
                     match (run.stripes[s].is_none(), filters.may_hold(s, &run.stripes[s], &p.0)) {
                         (true, _) | (_, Some(false)) => ruled_out.push(p),
                         (false, known) => {
@@ -135,7 +142,7 @@ impl Index {
                 pending.extend(misses);
                 learned.extend(filter);
             }
-            self.filters.learn_run(run.no, learned, &m.runs);
+            self.filters.learn_run(run.no, learned, m);
         }
         // Each bucket to read, with its stamp, whether its filter is known,
         // and the tokens sought there.
@@ -179,12 +186,15 @@ impl Index {
     }
 
     /// Records `changes` (sorted by token, one per token; a tombstone
-    /// deletes) in `plan`'s directory: a new run, merged with the newest
-    /// runs while they are less than twice its size, and every run folded
-    /// into the buckets once they hold more than 1/[`FOLD_SHARE`] of the
-    /// items. `plan.manifest.num_vectors` must be the write's new count.
+    /// deletes) in `plan`'s directory: the buckets the write's new count
+    /// needs, a new run, merged with the newest runs while they are less
+    /// than twice its size, the runs made a fold once they hold more than
+    /// 1/[`FOLD_SHARE`] of the items, and the next range of the fold under
+    /// way. `plan.manifest.num_vectors` must be the write's new count.
     pub(super) fn write_directory(&self, plan: &mut Plan<'_>, old: &Manifest, changes: Vec<Entry>) -> Result<()> {
         debug_assert!(changes.windows(2).all(|w| w[0].token < w[1].token));
+        let written = changes.len();
+        let mut touched = self.grow_directory(plan, old)?;
         let mut runs = old.runs.clone();
         let mut merged = Vec::new();
         let mut newest = changes;
@@ -193,26 +203,53 @@ impl Index {
             newest = newer_wins(self.run_entries(old, &run)?, newest);
             merged.push(run);
         }
-        let delta = runs.iter().map(|r| r.entries as u64).sum::<u64>() + newest.len() as u64;
-        if delta > FOLD_MIN.max(plan.manifest.num_vectors / FOLD_SHARE) {
+        let limit = FOLD_MIN.max(plan.manifest.num_vectors / FOLD_SHARE) as usize;
+        let mut folding = old.folding.clone();
+        let delta = runs.iter().map(|r| r.entries as usize).sum::<usize>() + newest.len();
+        if delta > limit {
+            // The pace below ends a fold before the runs fill up again,
+            // unless a write larger than what was left of the room comes.
+            if let Some(mut fold) = folding.take() {
+                let end = fold.striping().0;
+                self.fold_range(plan, old, &mut fold, end, &mut touched)?;
+            }
             while let Some(run) = runs.pop() {
                 newest = newer_wins(self.run_entries(old, &run)?, newest);
                 merged.push(run);
             }
-            self.fold(plan, old, &newest)?;
-        } else if !newest.is_empty() {
-            runs.push(self.put_run(plan, newest)?);
+            // Folded from the next write on (the stripes are not stored yet).
+            let run = self.put_run(plan, newest, true)?;
+            folding = Some(Fold { run, cursor: 0 });
+        } else {
+            if !newest.is_empty() {
+                runs.push(self.put_run(plan, newest, false)?);
+            }
+            if let Some(fold) = folding.as_mut() {
+                // The share of what is left that this write's share of the
+                // runs' room left pays for: the fold ends by the time the
+                // runs reach the limit.
+                let room = limit - runs.iter().map(|r| r.entries as usize).sum::<usize>();
+                let remaining = fold.remaining();
+                let step = if room <= written { remaining } else { (remaining * written).div_ceil(room) };
+                let to = fold.cursor as usize + step;
+                self.fold_range(plan, old, fold, to, &mut touched)?;
+                if fold.remaining() == 0 {
+                    folding = None;
+                }
+            }
         }
         for run in &merged {
             remove_run(plan, run);
         }
         plan.manifest.runs = runs;
-        Ok(())
+        plan.manifest.folding = folding;
+        plan.put_buckets(touched.into_iter().collect())
     }
 
-    /// Every entry of every run, merged (the newest wins), sorted by token.
+    /// Every entry of every run, the fold's included, merged (the newest
+    /// wins), sorted by token.
     pub(super) fn run_entries_merged(&self, m: &Manifest) -> Result<Vec<Entry>> {
-        m.runs.iter().try_fold(Vec::new(), |older, run| Ok(newer_wins(older, self.run_entries(m, run)?)))
+        m.directory_runs().try_fold(Vec::new(), |older, run| Ok(newer_wins(older, self.run_entries(m, run)?)))
     }
 
     /// The entries of one run, sorted by token.
@@ -224,16 +261,25 @@ impl Index {
         Ok(entries)
     }
 
-    /// Seals `entries` (sorted) as a new run of `plan`, striped, and stores it.
-    fn put_run(&self, plan: &mut Plan<'_>, entries: Vec<Entry>) -> Result<RunMeta> {
+    /// Seals `entries` (sorted) as a new run of `plan` and stores it:
+    /// striped by token, or, for a fold, by ranges of `plan`'s buckets.
+    fn put_run(&self, plan: &mut Plan<'_>, entries: Vec<Entry>, for_fold: bool) -> Result<RunMeta> {
         let bytes: usize = entries.iter().map(Entry::encoded_len).sum();
-        let n = bytes.div_ceil(STRIPE_BYTES).next_power_of_two();
-        let mut stripes = vec![Bucket::default(); n];
-        for e in &entries {
-            stripes[stripe_of(&e.token, n)].entries.push(*e);
-        }
+        let wanted = bytes.div_ceil(STRIPE_BYTES).max(1);
+        let (striping, n) = if for_fold {
+            let n_buckets = plan.manifest.n_buckets;
+            let per_stripe = n_buckets.div_ceil(wanted as u32);
+            (Striping::Buckets { n_buckets, per_stripe }, n_buckets.div_ceil(per_stripe) as usize)
+        } else {
+            (Striping::Token, wanted.next_power_of_two())
+        };
         let no = plan.manifest.next_run;
         plan.manifest.next_run += 1;
+        let mut run = RunMeta { no, entries: entries.len() as u32, stripes: vec![Stamp::default(); n], striping };
+        let mut stripes = vec![Bucket::default(); n];
+        for e in &entries {
+            stripes[run.stripe_of(&e.token)].entries.push(*e);
+        }
         let sealed: Vec<Option<(Arc<Bucket>, Vec<u8>)>> = self.env.pool.install(|| {
             stripes
                 .into_par_iter()
@@ -247,44 +293,78 @@ impl Index {
                 })
                 .collect::<Result<_>>()
         })?;
-        let stamps = sealed
-            .into_iter()
-            .enumerate()
-            .map(|(s, sealed)| match sealed {
-                None => Stamp::default(),
-                Some((stripe, sealed)) => {
-                    plan.put(Obj::RunStripe(no, s as u32), sealed, Some(Cached::Bucket(stripe)), None)
-                }
-            })
-            .collect();
-        Ok(RunMeta { no, entries: entries.len() as u32, stripes: stamps })
+        for (s, sealed) in sealed.into_iter().enumerate() {
+            if let Some((stripe, sealed)) = sealed {
+                run.stripes[s] = plan.put(Obj::RunStripe(no, s as u32), sealed, Some(Cached::Bucket(stripe)), None);
+            }
+        }
+        Ok(run)
     }
 
-    /// Applies `entries` (sorted; tombstones remove) to the buckets of
-    /// `plan`, first growing the directory to the write's new count.
-    fn fold(&self, plan: &mut Plan<'_>, old: &Manifest, entries: &[Entry]) -> Result<()> {
-        let mut touched = self.grow_directory(plan, old)?;
-        let n_buckets = plan.manifest.n_buckets as usize;
-        let by_bucket = group_by_bucket(entries, n_buckets);
-        let buckets: Vec<(usize, Bucket)> = self.env.pool.install(|| {
-            by_bucket
+    /// Folds the entries of `fold`'s buckets `fold.cursor..to` (among the
+    /// buckets its run is striped by) into the buckets they are in now,
+    /// kept in `touched` with the others this write rewrites, and removes
+    /// the stripes it has then wholly folded. Every entry of the fold is
+    /// folded once: the buckets a fold's bucket has split into since are
+    /// folded with it, and those made after its start were split from
+    /// buckets below `n_buckets`.
+    fn fold_range(
+        &self,
+        plan: &mut Plan<'_>,
+        old: &Manifest,
+        fold: &mut Fold,
+        to: usize,
+        touched: &mut HashMap<usize, Bucket>,
+    ) -> Result<()> {
+        let (n_buckets, per_stripe) = fold.striping();
+        let (from, to) = (fold.cursor as usize, to.min(n_buckets));
+        if from >= to {
+            return Ok(());
+        }
+        let n_now = plan.manifest.n_buckets as usize;
+        let mut changes: HashMap<usize, Vec<Entry>> = HashMap::new();
+        for s in from / per_stripe..to.div_ceil(per_stripe) {
+            if fold.run.stripes[s].is_none() {
+                continue;
+            }
+            // Sorted by token, so each bucket's changes are too.
+            for e in &self.run_stripe(old, &fold.run, s)?.entries {
+                if (from..to).contains(&bucket_of(&e.token, n_buckets)) {
+                    changes.entry(bucket_of(&e.token, n_now)).or_default().push(*e);
+                }
+            }
+        }
+        let bases: Vec<(usize, Option<Bucket>, Vec<Entry>)> =
+            changes.into_iter().map(|(b, changes)| (b, touched.remove(&b), changes)).collect();
+        let folded: Vec<(usize, Bucket)> = self.env.pool.install(|| {
+            bases
                 .into_par_iter()
-                .map(|(b, changes)| {
-                    let bucket = match touched.get(&b) {
-                        Some(split) => split.clone(),
+                .map(|(b, base, changes)| {
+                    let bucket = match base {
+                        Some(bucket) => bucket,
                         None => self.owned_bucket(old, b)?,
                     };
                     Ok((b, applied(bucket, changes)))
                 })
                 .collect::<Result<_>>()
         })?;
-        touched.extend(buckets);
-        plan.put_buckets(touched.into_iter().collect())
+        touched.extend(folded);
+        let mut s = from / per_stripe;
+        while s < fold.run.stripes.len() && ((s + 1) * per_stripe).min(n_buckets) <= to {
+            let stamp = std::mem::take(&mut fold.run.stripes[s]);
+            if !stamp.is_none() {
+                plan.remove(Obj::RunStripe(fold.run.no, s as u32), &stamp);
+            }
+            s += 1;
+        }
+        fold.cursor = to as u32;
+        Ok(())
     }
 
     /// Adds buckets to `plan`'s directory one at a time, each splitting one
     /// existing bucket, until they average at most [`ENTRIES_PER_BUCKET`]
-    /// entries; returns the buckets the splits rewrote.
+    /// items (a write of b items splits ~b / [`ENTRIES_PER_BUCKET`]);
+    /// returns the buckets the splits rewrote.
     fn grow_directory(&self, plan: &mut Plan<'_>, old: &Manifest) -> Result<HashMap<usize, Bucket>> {
         let m = &mut plan.manifest;
         let mut touched: HashMap<usize, Bucket> = HashMap::new();
@@ -305,6 +385,14 @@ impl Index {
             touched.insert(n, moved);
         }
         Ok(touched)
+    }
+
+    /// The fold under way as (buckets folded, buckets to fold), for tests
+    /// of its pace.
+    #[cfg(feature = "test-hooks")]
+    pub fn fold_progress(&self) -> Result<Option<(u32, u32)>> {
+        let snap = self.reload()?;
+        Ok(snap.manifest.folding.as_ref().map(|f| (f.cursor, f.striping().0 as u32)))
     }
 
     /// Bucket `b` of `old` as an owned copy (empty beyond its directory).

@@ -753,7 +753,8 @@ impl Index {
         if homes.len() as u64 != old.num_vectors || homes.windows(2).any(|w| w[0].0 == w[1].0) {
             return Err(Error::integrity("the chunks hold another number of items than the manifest says"));
         }
-        //    The runs are folded in on the way (and removed at the commit).
+        //    The runs (and the fold's) are folded in on the way (and removed at
+        //    the commit).
         let n_buckets = old.n_buckets as usize;
         let runs = group_by_bucket(&self.run_entries_merged(old)?, n_buckets);
         let touched: Vec<usize> =
@@ -779,10 +780,11 @@ impl Index {
                 }
             }
         }
-        for run in &old.runs {
+        for run in old.directory_runs() {
             remove_run(&mut plan, run);
         }
         plan.manifest.runs.clear();
+        plan.manifest.folding = None;
         ahead.finish()?;
 
         // 3. The centroids, the calibrated probe count, and the root that

@@ -7,7 +7,8 @@
 //!   every write's compare-and-set): configuration, counts, key-version
 //!   bookkeeping, the key-record generation it was committed under, the
 //!   [`Stamp`] of the centroids, the stamp of every stripe of the
-//!   directory's runs (`directory.rs`), and the stamp of every **page** of
+//!   directory's runs and of the fold under way (`directory.rs`), and the
+//!   stamp of every **page** of
 //!   the two tables that name the rest: chunk metadata by chunk number and
 //!   directory bucket stamps by bucket number. A page is a sealed object like any
 //!   other, so a write re-seals only the pages it touches plus the root: the
@@ -34,9 +35,12 @@ use crate::store::Store;
 use crate::text::Bm25;
 
 const MANIFEST_TOKEN: Token = [0u8; 16];
-/// Layout version of the root's plaintext (9: 0.9, with the codes'
-/// rotation padding at its end).
-const MANIFEST_FORMAT: u8 = 9;
+/// Layout version of the root's plaintext (10: 0.11, with the directory's
+/// fold under way at its end).
+const MANIFEST_FORMAT: u8 = 10;
+/// 0.9's and 0.10's root: format 10 less the fold (read, never written:
+/// their folds finished within a write).
+const MANIFEST_FORMAT_0_9: u8 = 9;
 /// 0.8's root: format 9 less the padding (read, never written; its codes
 /// were padded to powers of two).
 const MANIFEST_FORMAT_0_8: u8 = 8;
@@ -94,44 +98,118 @@ pub struct ChunkMeta {
 }
 
 /// One run of the directory's newest level (see `directory.rs`): the
-/// entries of one or more writes, sorted, striped by token so a lookup
-/// decrypts one stripe. A stripe with no entries is not stored (none).
+/// entries of one or more writes, sorted, striped so a lookup decrypts one
+/// stripe. A stripe with no entries is not stored (none).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunMeta {
     /// Numbers every run of the index's history once (from `next_run`).
     pub no: u32,
     /// Entries (tombstones included) across its stripes.
     pub entries: u32,
-    /// A power of two of them.
     pub stripes: Vec<Stamp>,
+    pub striping: Striping,
+}
+
+/// How a run's entries are split into its stripes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Striping {
+    /// By the token's bits 32..64 among a power of two of stripes, so
+    /// stripes and buckets (bits 0..32) split tokens independently: the
+    /// runs writes add and merge.
+    Token,
+    /// By the token's bucket among `n_buckets`, `per_stripe` buckets a
+    /// stripe: the run a fold folds into the buckets a range at a time.
+    Buckets { n_buckets: u32, per_stripe: u32 },
 }
 
 impl RunMeta {
-    /// The stripe `token` is in: its bits 32..64, so stripes and buckets
-    /// (bits 0..32) split tokens independently.
+    /// The stripe `token` is in.
     pub fn stripe_of(&self, token: &Token) -> usize {
-        stripe_of(token, self.stripes.len())
+        match self.striping {
+            Striping::Token => u32::from_le_bytes(token[4..8].try_into().unwrap()) as usize & (self.stripes.len() - 1),
+            Striping::Buckets { n_buckets, per_stripe } => bucket_of(token, n_buckets as usize) / per_stripe as usize,
+        }
     }
 
     fn write(&self, w: &mut Writer) {
         w.u32(self.no);
         w.u32(self.entries);
+        if let Striping::Buckets { n_buckets, per_stripe } = self.striping {
+            w.u32(n_buckets);
+            w.u32(per_stripe);
+        }
         w.u32(self.stripes.len() as u32);
         write_sparse(w, &self.stripes);
     }
 
-    fn read(r: &mut Reader<'_>) -> Result<RunMeta> {
-        let (no, entries, n) = (r.u32()?, r.u32()?, r.u32()? as usize);
-        if !n.is_power_of_two() || n > MAX_RUN_STRIPES || entries == 0 {
-            return Err(Error::integrity("manifest names an invalid directory run"));
+    /// A run as [`RunMeta::write`] wrote it; `n_buckets` bounds a
+    /// bucket-striped run's (`None`: a token-striped run).
+    fn read(r: &mut Reader<'_>, n_buckets: Option<u32>) -> Result<RunMeta> {
+        let invalid = || Error::integrity("manifest names an invalid directory run");
+        let (no, entries) = (r.u32()?, r.u32()?);
+        let striping = match n_buckets {
+            None => Striping::Token,
+            Some(max) => {
+                let (n_buckets, per_stripe) = (r.u32()?, r.u32()?);
+                if n_buckets == 0 || n_buckets > max || per_stripe == 0 {
+                    return Err(invalid());
+                }
+                Striping::Buckets { n_buckets, per_stripe }
+            }
+        };
+        let n = r.u32()? as usize;
+        let expected = match striping {
+            Striping::Token => n.is_power_of_two(),
+            Striping::Buckets { n_buckets, per_stripe } => n == n_buckets.div_ceil(per_stripe) as usize,
+        };
+        if !expected || n > MAX_RUN_STRIPES || entries == 0 {
+            return Err(invalid());
         }
-        Ok(RunMeta { no, entries, stripes: read_sparse(r, n, 0)? })
+        Ok(RunMeta { no, entries, stripes: read_sparse(r, n, 0)?, striping })
     }
 }
 
-/// The stripe of `token` among `n` (a power of two).
-pub fn stripe_of(token: &Token, n: usize) -> usize {
-    u32::from_le_bytes(token[4..8].try_into().unwrap()) as usize & (n - 1)
+/// A fold under way (see `directory.rs`): the runs as they were when it
+/// began, merged into one run striped by bucket among the buckets then,
+/// and how far it has come: the entries of that run's buckets below
+/// `cursor` are in the buckets, its stripes wholly below it removed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fold {
+    pub run: RunMeta,
+    pub cursor: u32,
+}
+
+impl Fold {
+    /// The bucket count the fold's run is striped by, and buckets a stripe.
+    pub fn striping(&self) -> (usize, usize) {
+        match self.run.striping {
+            Striping::Buckets { n_buckets, per_stripe } => (n_buckets as usize, per_stripe as usize),
+            Striping::Token => unreachable!("a fold's run is striped by bucket (checked when read)"),
+        }
+    }
+
+    /// Buckets (among [`Fold::striping`]'s) still to fold.
+    pub fn remaining(&self) -> usize {
+        self.striping().0 - self.cursor as usize
+    }
+
+    fn write(&self, w: &mut Writer) {
+        self.run.write(w);
+        w.u32(self.cursor);
+    }
+
+    fn read(r: &mut Reader<'_>, n_buckets: u32) -> Result<Fold> {
+        let run = RunMeta::read(r, Some(n_buckets))?;
+        let fold = Fold { run, cursor: r.u32()? };
+        let (n, per) = fold.striping();
+        // Unfinished (a finished fold is no fold), and no stripe it has
+        // passed still named.
+        let passed = fold.cursor as usize / per;
+        if fold.cursor as usize >= n || fold.run.stripes[..passed].iter().any(|s| !s.is_none()) {
+            return Err(Error::integrity("manifest names an invalid directory fold"));
+        }
+        Ok(fold)
+    }
 }
 
 /// An entry of a [`Paged`] table; one whose stamp is none is absent.
@@ -335,6 +413,8 @@ pub struct Manifest {
     buckets: Paged<Stamp, BUCKET_PAGE>,
     /// The directory's newest entries, oldest run first (see `directory.rs`).
     pub runs: Vec<RunMeta>,
+    /// The runs being folded into the buckets, older than all of `runs`.
+    pub folding: Option<Fold>,
     pub next_run: u32,
     /// The chunk numbers of each list, ascending (derived from `chunks`).
     lists: Vec<Arc<Vec<u32>>>,
@@ -380,9 +460,16 @@ impl Manifest {
             chunks: Paged::default(),
             buckets: Paged::default(),
             runs: Vec::new(),
+            folding: None,
             next_run: 0,
             lists: Vec::new(),
         }
+    }
+
+    /// The directory's runs, oldest first: the one being folded, then the
+    /// ones writes added (a lookup reads them newest first).
+    pub fn directory_runs(&self) -> impl DoubleEndedIterator<Item = &RunMeta> + '_ {
+        self.folding.iter().map(|f| &f.run).chain(&self.runs)
     }
 
     pub fn chunk(&self, no: u32) -> Option<&ChunkMeta> {
@@ -490,6 +577,8 @@ impl Manifest {
         w.u32(self.config.bm25.b.to_bits());
         self.filtered_n_probes.iter().for_each(|&p| w.u32(p));
         w.u8(self.quantizer_padding as u8);
+        w.u8(self.folding.is_some() as u8);
+        self.folding.iter().for_each(|f| f.write(&mut w));
         w.buf
     }
 
@@ -498,8 +587,14 @@ impl Manifest {
         let mut r = Reader::new(bytes, "manifest");
         let bad = |what: &str| Error::integrity(format!("manifest has an invalid {what}"));
         let format = r.u8()?;
-        let known =
-            [MANIFEST_FORMAT, MANIFEST_FORMAT_0_8, MANIFEST_FORMAT_0_7, MANIFEST_FORMAT_0_6, MANIFEST_FORMAT_0_5];
+        let known = [
+            MANIFEST_FORMAT,
+            MANIFEST_FORMAT_0_9,
+            MANIFEST_FORMAT_0_8,
+            MANIFEST_FORMAT_0_7,
+            MANIFEST_FORMAT_0_6,
+            MANIFEST_FORMAT_0_5,
+        ];
         if !known.contains(&format) {
             return Err(bad("format (written by another version of vx)"));
         }
@@ -541,12 +636,7 @@ impl Manifest {
         if n_runs > next_run {
             return Err(bad("run count"));
         }
-        let runs: Vec<RunMeta> = (0..n_runs).map(|_| RunMeta::read(&mut r)).collect::<Result<_>>()?;
-        // Numbered in the order they were made, all below `next_run`.
-        let nos: Vec<u32> = runs.iter().map(|run| run.no).chain([next_run]).collect();
-        if nos.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(bad("run order"));
-        }
+        let runs: Vec<RunMeta> = (0..n_runs).map(|_| RunMeta::read(&mut r, None)).collect::<Result<_>>()?;
         let mut paths = |what: &str| -> Result<Vec<String>> {
             let n = r.u32()? as usize;
             if n > MAX_FILTERABLE_FIELDS {
@@ -569,10 +659,27 @@ impl Manifest {
             }
         }
         let quantizer_padding = match format {
-            MANIFEST_FORMAT => Padding::from_u8(r.u8()?).ok_or_else(|| bad("quantizer padding"))?,
+            MANIFEST_FORMAT | MANIFEST_FORMAT_0_9 => {
+                Padding::from_u8(r.u8()?).ok_or_else(|| bad("quantizer padding"))?
+            }
             _ => Padding::PowerOfTwo,
         };
+        let folding = match format {
+            MANIFEST_FORMAT => match r.u8()? {
+                0 => None,
+                1 => Some(Fold::read(&mut r, n_buckets)?),
+                _ => return Err(bad("fold")),
+            },
+            _ => None,
+        };
         r.finish()?;
+        // Numbered in the order they were made (the fold's first), all
+        // below `next_run`.
+        let nos: Vec<u32> =
+            folding.iter().map(|f| f.run.no).chain(runs.iter().map(|run| run.no)).chain([next_run]).collect();
+        if nos.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(bad("run order"));
+        }
         if config.clone().resolved().ok().as_ref() != Some(&config) {
             return Err(bad("configuration"));
         }
@@ -596,6 +703,7 @@ impl Manifest {
             chunks,
             buckets,
             runs,
+            folding,
             next_run,
             lists: Vec::new(),
         })
@@ -806,7 +914,12 @@ mod tests {
         m.quantizer_padding = Padding::Multiple64;
         let mut root = m.encode_root();
         let read = Manifest::decode_root(3, &root).unwrap();
-        assert_eq!((&read.config, read.quantizer_padding), (&m.config, Padding::Multiple64));
+        assert_eq!((&read.config, read.quantizer_padding, &read.folding), (&m.config, Padding::Multiple64, &None));
+        // 0.9 and 0.10: the same less the fold's flag (no fold under way).
+        assert_eq!(root.pop(), Some(0));
+        root[0] = MANIFEST_FORMAT_0_9;
+        let read = Manifest::decode_root(3, &root).unwrap();
+        assert_eq!((&read.config, read.quantizer_padding, &read.folding), (&m.config, Padding::Multiple64, &None));
         let last = root.len() - 1;
         assert_eq!(root[last], Padding::Multiple64 as u8);
         root[last] = 2;
@@ -883,8 +996,13 @@ mod tests {
         m.set_bucket(5, Stamp::of(7, b"bucket"));
         m.next_run = 9;
         m.runs = vec![
-            RunMeta { no: 2, entries: 40, stripes: vec![Stamp::of(5, b"s0"), Stamp::default()] },
-            RunMeta { no: 8, entries: 1, stripes: vec![Stamp::of(7, b"s")] },
+            RunMeta {
+                no: 2,
+                entries: 40,
+                stripes: vec![Stamp::of(5, b"s0"), Stamp::default()],
+                striping: Striping::Token,
+            },
+            RunMeta { no: 8, entries: 1, stripes: vec![Stamp::of(7, b"s")], striping: Striping::Token },
         ];
         let writer = Signer::from_seed(&SecretKey::from_bytes(&[9; 32]));
         let stored = commit(&mut m, &store, &keys, &tokens, &writer);
@@ -894,15 +1012,43 @@ mod tests {
         assert_eq!(back.list(0), &[3, 1500]);
         assert_eq!(back.bucket(5), m.bucket(5));
         assert!(back.bucket(6).is_none());
-        assert_eq!((back.next_run, &back.runs), (9, &m.runs));
+        assert_eq!((back.next_run, &back.runs, &back.folding), (9, &m.runs, &m.folding));
+        let refused = |bad: &Manifest, why: &str| {
+            let sealed = bad.seal(&keys.sealer(0), &writer, &[2; 16]).unwrap();
+            assert!(matches!(open(&sealed, "idx"), Err(Error::Integrity(_))), "{why}");
+        };
         // Runs out of order, or numbered at or past `next_run`, are refused.
         for (next_run, nos) in [(9, [8, 2]), (8, [2, 8])] {
             let mut bad = m.clone();
             bad.next_run = next_run;
             bad.runs.iter_mut().zip(nos).for_each(|(run, no)| run.no = no);
-            let sealed = bad.seal(&keys.sealer(0), &writer, &[2; 16]).unwrap();
-            assert!(matches!(open(&sealed, "idx"), Err(Error::Integrity(_))), "runs {nos:?} below {next_run}");
+            refused(&bad, &format!("runs {nos:?} below {next_run}"));
         }
+        // A fold under way round-trips; one that is not older than the
+        // runs, finished, still naming a stripe it passed, striped by more
+        // buckets than there are or with another stripe count is refused.
+        let striping = Striping::Buckets { n_buckets: 64, per_stripe: 20 };
+        let stripes = vec![Stamp::default(), Stamp::of(6, b"f1"), Stamp::default(), Stamp::of(6, b"f3")];
+        let fold = Fold { run: RunMeta { no: 1, entries: 70, stripes, striping }, cursor: 25 };
+        let mut folding = m.clone();
+        folding.folding = Some(fold.clone());
+        let back = open(&commit(&mut folding, &store, &keys, &tokens, &writer), "idx").unwrap();
+        assert_eq!(back.folding.as_ref(), Some(&fold));
+        assert_eq!(back.directory_runs().map(|r| r.no).collect::<Vec<_>>(), [1, 2, 8]);
+        let mut bad = folding.clone();
+        bad.folding.as_mut().unwrap().run.no = 2;
+        refused(&bad, "a fold as new as a run");
+        for cursor in [64, 40] {
+            let mut bad = folding.clone();
+            bad.folding.as_mut().unwrap().cursor = cursor;
+            refused(&bad, &format!("cursor {cursor}"));
+        }
+        let mut bad = folding.clone();
+        bad.folding.as_mut().unwrap().run.striping = Striping::Buckets { n_buckets: 65, per_stripe: 20 };
+        refused(&bad, "more buckets than the directory has");
+        let mut bad = folding.clone();
+        bad.folding.as_mut().unwrap().run.striping = Striping::Buckets { n_buckets: 64, per_stripe: 30 };
+        refused(&bad, "another stripe count");
         assert_eq!(back.key_generation, 4);
         assert_eq!(back.version, 7);
         assert!(matches!(open(&stored, "other"), Err(Error::Integrity(_))));

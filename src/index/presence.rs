@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
 
-use super::manifest::{RunMeta, Stamp};
+use super::manifest::{Manifest, Stamp};
 use crate::crypto::Token;
 
 /// Filter bits per token: with [`PROBES`] probes a Bloom filter then says
@@ -120,21 +120,23 @@ impl DirectoryFilters {
     }
 
     /// Keeps `learned` stripe filters of run `no`, and forgets those of the
-    /// runs not in `live` (merged or folded since: run numbers are never
-    /// used again).
-    pub fn learn_run(&self, no: u32, learned: Vec<Learned>, live: &[RunMeta]) {
+    /// runs `live` does not name (merged or folded since: run numbers are
+    /// never used again).
+    pub fn learn_run(&self, no: u32, learned: Vec<Learned>, live: &Manifest) {
         if learned.is_empty() {
             return;
         }
         let mut runs = self.runs.write();
         runs.entry(no).or_default().learn(learned);
-        runs.retain(|no, _| live.iter().any(|run| run.no == *no));
+        runs.retain(|no, _| live.directory_runs().any(|run| run.no == *no));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::manifest::{Fold, RunMeta, Striping};
+    use crate::index::types::IndexConfig;
     use crate::kmeans::SplitMix;
 
     /// Uniform tokens, as keyed hashes are.
@@ -186,11 +188,20 @@ mod tests {
         assert_eq!(known.may_hold(99, &old, &held[0]), None);
         drop(known);
 
-        let run = |no| RunMeta { no, entries: 1, stripes: vec![old] };
-        filters.learn_run(7, vec![(0, old, Filter::of(held.iter()))], &[run(7)]);
+        let run = |no| RunMeta { no, entries: 1, stripes: vec![old], striping: Striping::Token };
+        let mut live = Manifest::new("runs", IndexConfig::default());
+        live.runs = vec![run(7)];
+        filters.learn_run(7, vec![(0, old, Filter::of(held.iter()))], &live);
         assert_eq!(filters.run(7).may_hold(0, &old, &absent), Some(false));
         assert_eq!(filters.run(8).may_hold(0, &old, &absent), None);
-        filters.learn_run(8, vec![(0, old, Filter::of(held.iter()))], &[run(8)]);
+        // Run 7 being folded is still live.
+        live.runs = vec![run(8)];
+        let striping = Striping::Buckets { n_buckets: 1, per_stripe: 1 };
+        live.folding = Some(Fold { run: RunMeta { striping, ..run(7) }, cursor: 0 });
+        filters.learn_run(8, vec![(0, old, Filter::of(held.iter()))], &live);
+        assert_eq!(filters.run(7).may_hold(0, &old, &absent), Some(false));
+        live.folding = None;
+        filters.learn_run(8, vec![(0, old, Filter::of(held.iter()))], &live);
         assert_eq!(filters.run(7).may_hold(0, &old, &absent), None, "run 7 is no longer live");
         assert_eq!(filters.run(8).may_hold(0, &old, &absent), Some(false));
     }

@@ -127,7 +127,7 @@ impl Index {
             .map(|c| self.store_key(Obj::Chunk(c.no), &c.stamp))
             .chain(m.chunks().flat_map(units).map(|(obj, stamp)| self.store_key(obj, &stamp)))
             .chain(buckets.map(|(b, s)| self.store_key(Obj::Bucket(b as u32), &s)))
-            .chain(m.runs.iter().flat_map(|run| {
+            .chain(m.directory_runs().flat_map(|run| {
                 let stored = run.stripes.iter().enumerate().filter(|(_, s)| !s.is_none());
                 stored.map(|(s, stamp)| self.store_key(Obj::RunStripe(run.no, s as u32), stamp))
             }))
