@@ -516,6 +516,91 @@ fn overwrites_find_their_ids_as_the_directory_folds_and_splits() {
     assert_eq!(index.num_vectors(Access::default()).unwrap(), (n / 2 + extra.len()) as u64);
 }
 
+/// While a fold is under way its run answers for every id in it, folded
+/// or not, and the runs written since answer before it: gets, overwrites
+/// and deletes see each id's newest state at every step of the fold, a
+/// reopened handle reads the fold from the root and goes on with it, and
+/// training folds what is left into the buckets it rewrites anyway.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn a_fold_under_way_answers_for_its_ids_and_training_ends_it() {
+    use std::collections::BTreeMap;
+    let dir = TempDir::new("core-fold");
+    let open = || Client::open(&dir.uri(), ClientOptions::default()).unwrap();
+    let names = ids("f-", 60_000);
+    let v = uniform(names.len(), 2, 5);
+    // Every live id (by number) and its vector.
+    let mut expected: BTreeMap<usize, Vec<f32>> = BTreeMap::new();
+    let check = |index: &vx::Index, expected: &BTreeMap<usize, Vec<f32>>| {
+        let probe: Vec<&str> =
+            names[..expected.keys().last().map_or(0, |l| l + 1)].iter().map(String::as_str).collect();
+        let got = index.get(&probe, include::VECTOR, Access::default()).unwrap();
+        for (i, item) in got.into_iter().enumerate() {
+            assert_eq!(item.as_ref().and_then(|it| it.vector.as_ref()), expected.get(&i), "{}", names[i]);
+        }
+        assert_eq!(index.num_vectors(Access::default()).unwrap(), expected.len() as u64);
+    };
+    // Write k: 300 new ids, 100 overwrites with new vectors and 50 deletes
+    // of ids written before.
+    let write = |index: &vx::Index, expected: &mut BTreeMap<usize, Vec<f32>>, k: usize| {
+        let fresh = k * 300..(k + 1) * 300;
+        let older: Vec<usize> = (0..150).map(|j| (k * 7919 + j * 104_729) % fresh.start.max(1)).collect();
+        let mut batch: BTreeMap<usize, Vec<f32>> = fresh.clone().map(|i| (i, v[i * 2..i * 2 + 2].to_vec())).collect();
+        if k > 0 {
+            batch.extend(older[..100].iter().map(|&i| (i, vec![k as f32, i as f32])));
+        }
+        let doomed: Vec<&str> =
+            older[100..].iter().filter(|i| k > 0 && !batch.contains_key(i)).map(|&i| names[i].as_str()).collect();
+        let refs: Vec<ItemRef<'_>> = batch
+            .iter()
+            .map(|(&i, vector)| ItemRef { id: &names[i], vector, metadata: None, contents: None })
+            .collect();
+        index.upsert(&refs, Access::default()).unwrap();
+        index.delete(&doomed, Access::default()).unwrap();
+        expected.extend(batch);
+        for id in doomed {
+            expected.remove(&id[2..].parse::<usize>().unwrap());
+        }
+    };
+    let client = open();
+    let index = client.create_index("fold", &key(1), IndexConfig::default()).unwrap();
+    let (mut k, mut seen_fold) = (0, false);
+    // Until a fold that starts once there is enough to train is past a
+    // third of its buckets, checking every id after each write from the
+    // fold's start on.
+    loop {
+        write(&index, &mut expected, k);
+        k += 1;
+        match index.fold_progress().unwrap() {
+            Some((done, all)) if seen_fold && done * 3 > all => break,
+            Some((0, _)) if expected.len() >= 12_000 => seen_fold = true,
+            None => assert!(!seen_fold, "the fold ended before a third of it was seen"),
+            _ => {}
+        }
+        if seen_fold {
+            check(&index, &expected);
+        }
+    }
+    let under_way = index.fold_progress().unwrap();
+    drop((index, client));
+    let client = open();
+    let index = client.load_index("fold", as_root(&key(1))).unwrap();
+    assert_eq!(index.fold_progress().unwrap(), under_way);
+    check(&index, &expected);
+    while index.fold_progress().unwrap().is_some_and(|(done, all)| done * 3 < 2 * all) {
+        write(&index, &mut expected, k);
+        k += 1;
+        check(&index, &expected);
+    }
+    assert!(index.fold_progress().unwrap().is_some());
+    index.train(vx::TrainParams { n_lists: 16, max_iters: 3, ..Default::default() }, Access::default()).unwrap();
+    assert_eq!(index.fold_progress().unwrap(), None);
+    check(&index, &expected);
+    write(&index, &mut expected, k);
+    check(&index, &expected);
+    assert_eq!(index.list_ids(0, 0, Access::default()).unwrap().len(), expected.len());
+}
+
 /// A `file:` store gives back by itself only what its value log collects
 /// (segments at most half live): after deletes and a training run (which
 /// rewrites every chunk), `compact` gives every dead byte and redb's free
