@@ -601,6 +601,32 @@ fn a_fold_under_way_answers_for_its_ids_and_training_ends_it() {
     assert_eq!(index.list_ids(0, 0, Access::default()).unwrap().len(), expected.len());
 }
 
+/// The folds grow the directory as they go (each bucket they reach while
+/// it is due to split), so it keeps up with the items: when a fold starts,
+/// its buckets average at most ~1/8 more than 256 entries (what the items
+/// grew by since the last fold). 0 to 120k items in writes of 1,000.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn the_folds_grow_the_directory_with_the_items() {
+    let client = memory_client();
+    let index = client.create_index("grow", &key(1), IndexConfig::default()).unwrap();
+    let names = ids("g-", 120_000);
+    let v = uniform(names.len(), 2, 6);
+    let mut starts = Vec::new();
+    for (k, batch) in names.chunks(1000).enumerate() {
+        let refs = items(batch, &v[k * 2000..(k + 1) * 2000], 2, None).collect::<Vec<_>>();
+        index.upsert(&refs, Access::default()).unwrap();
+        if let Some((0, buckets)) = index.fold_progress().unwrap() {
+            starts.push(((k + 1) * 1000, buckets as usize));
+        }
+    }
+    assert!(starts.len() >= 8, "{starts:?}");
+    for &(items, buckets) in &starts {
+        assert!(buckets * 300 >= items, "{buckets} buckets for {items} items: {starts:?}");
+    }
+    assert!(starts.last().unwrap().1 >= 350, "{starts:?}");
+}
+
 /// A `file:` store gives back by itself only what its value log collects
 /// (segments at most half live): after deletes and a training run (which
 /// rewrites every chunk), `compact` gives every dead byte and redb's free

@@ -162,6 +162,7 @@ pub fn run(dir: &Path, name: &str, scratch: &Path, opts: &ScaleOptions) {
 
 /// Upserts every base row in batches of BATCH, timing the upsert calls
 /// only (not the reads); at each tenth, reports the rate over that tenth,
+/// its slowest batch (a write that reorganises the directory, if any),
 /// one-item upsert latency at that size and disk use.
 fn fill(index: &vx::Index, base: &mut Fvecs, setup: &Setup<'_>) {
     let (n, dim) = (setup.n, setup.dim);
@@ -172,7 +173,7 @@ fn fill(index: &vx::Index, base: &mut Fvecs, setup: &Setup<'_>) {
         if end == start {
             continue; // fewer than ten rows
         }
-        let mut busy = Duration::ZERO;
+        let (mut busy, mut slowest) = (Duration::ZERO, Duration::ZERO);
         while done < end {
             let count = BATCH.min(end - done);
             base.read(count, &mut rows);
@@ -181,6 +182,7 @@ fn fill(index: &vx::Index, base: &mut Fvecs, setup: &Setup<'_>) {
             let t = Instant::now();
             index.upsert(&batch, Access::default()).unwrap();
             busy += t.elapsed();
+            slowest = slowest.max(t.elapsed());
             done += count;
         }
         let (p50, p99) = one_item_latency(index, &rows, dim, tenth);
@@ -192,6 +194,7 @@ fn fill(index: &vx::Index, base: &mut Fvecs, setup: &Setup<'_>) {
                 ("tenth", tenth.to_string()),
                 ("size", done.to_string()),
                 ("upsert_per_s", format!("{:.0}", (end - start) as f64 / busy.as_secs_f64())),
+                ("slowest_batch_ms", format!("{:.1}", slowest.as_secs_f64() * 1e3)),
                 ("one_item_ms_p50", format!("{p50:.3}")),
                 ("one_item_ms_p99", format!("{p99:.3}")),
                 ("fsync_ms_p50", format!("{fsync_p50:.3}")),

@@ -10,16 +10,19 @@
 //!   size (a binary counter: O(log) runs, each entry rewritten O(log)
 //!   times). The root names every run's stripes.
 //! * **Buckets**, the rest: entries hashed into buckets of about
-//!   [`ENTRIES_PER_BUCKET`] by linear hashing (`manifest::bucket_of`); each
-//!   write adds the buckets its new count needs, one split at a time.
+//!   [`ENTRIES_PER_BUCKET`] by linear hashing (`manifest::bucket_of`),
+//!   grown one split at a time by the folds (below).
 //! * **The fold**: once the runs hold more than 1/[`FOLD_SHARE`] of the
 //!   items, a write merges them into one run striped by bucket (ranges of
 //!   the buckets there are then) and starts folding it into the buckets;
 //!   each write after it folds a range of buckets in proportion to its own
-//!   size, paced to end before the runs fill up again. Every bucket is
-//!   rewritten once per fold, paid for by the ~N/8 entries folded, so an
-//!   entry costs O(1) bucket bytes, and no write rewrites the directory
-//!   (0.10's folds rewrote every bucket in one write: ~3 s at 10M items).
+//!   size, paced to end before the runs fill up again. A fold reaches the
+//!   buckets in the order linear hashing splits them, and splits each it
+//!   reaches while the directory is due to grow, so a split costs no
+//!   rewrite of its own. Every bucket is rewritten once per fold, paid for
+//!   by the ~N/8 entries folded, so an entry costs O(1) bucket bytes, and
+//!   no write rewrites the directory (0.10's folds rewrote every bucket in
+//!   one write: ~3 s at 10M items).
 //!
 //! A lookup reads the runs newest first, then the fold's run, then the
 //! bucket: the first entry found wins, and a tombstone there means the id
@@ -34,7 +37,7 @@ use rayon::prelude::*;
 
 use super::chunk::{Bucket, Entry};
 use super::commit::Plan;
-use super::manifest::{bucket_of, split_partner, Fold, Manifest, RunMeta, Stamp, Striping};
+use super::manifest::{bucket_of, fold_order, split_partner, Fold, Manifest, RunMeta, Stamp, Striping};
 use super::objects::{Cached, Obj};
 use super::presence::{Filter, Learned};
 use super::Index;
@@ -186,11 +189,11 @@ impl Index {
     }
 
     /// Records `changes` (sorted by token, one per token; a tombstone
-    /// deletes) in `plan`'s directory: the buckets the write's new count
-    /// needs, a new run, merged with the newest runs while they are less
-    /// than twice its size, the runs made a fold once they hold more than
-    /// 1/[`FOLD_SHARE`] of the items, and the next range of the fold under
-    /// way. `plan.manifest.num_vectors` must be the write's new count.
+    /// deletes) in `plan`'s directory: a new run, merged with the newest
+    /// runs while they are less than twice its size, the runs made a fold
+    /// once they hold more than 1/[`FOLD_SHARE`] of the items, and the next
+    /// range of the fold under way. `plan.manifest.num_vectors` must be the
+    /// write's new count.
     pub(super) fn write_directory(&self, plan: &mut Plan<'_>, old: &Manifest, changes: Vec<Entry>) -> Result<()> {
         debug_assert!(changes.windows(2).all(|w| w[0].token < w[1].token));
         let written = changes.len();
@@ -301,13 +304,14 @@ impl Index {
         Ok(run)
     }
 
-    /// Folds the entries of `fold`'s buckets `fold.cursor..to` (among the
-    /// buckets its run is striped by) into the buckets they are in now,
-    /// kept in `touched` with the others this write rewrites, and removes
-    /// the stripes it has then wholly folded. Every entry of the fold is
-    /// folded once: the buckets a fold's bucket has split into since are
-    /// folded with it, and those made after its start were split from
-    /// buckets below `n_buckets`.
+    /// Folds the entries of `fold`'s buckets `fold.cursor..to` (places in
+    /// [`fold_order`] among the buckets its run is striped by) into the
+    /// buckets they are in now, kept in `touched` with the others this
+    /// write rewrites, and removes the stripes it has then wholly folded.
+    /// Every entry of the fold is folded once: the buckets a fold's bucket
+    /// has split into since are folded with it. While the directory is due
+    /// to grow, each bucket the range reaches in the order they split is
+    /// split first, so the split costs no rewrite of its own.
     fn fold_range(
         &self,
         plan: &mut Plan<'_>,
@@ -321,6 +325,12 @@ impl Index {
         if from >= to {
             return Ok(());
         }
+        let reached = |b: usize| b < n_buckets && (from..to).contains(&fold_order(b, n_buckets));
+        while plan.manifest.n_buckets < wanted_buckets(&plan.manifest)
+            && reached(split_partner(plan.manifest.n_buckets as usize))
+        {
+            self.split_next(plan, old, touched)?;
+        }
         let n_now = plan.manifest.n_buckets as usize;
         let mut changes: HashMap<usize, Vec<Entry>> = HashMap::new();
         for s in from / per_stripe..to.div_ceil(per_stripe) {
@@ -329,7 +339,7 @@ impl Index {
             }
             // Sorted by token, so each bucket's changes are too.
             for e in &self.run_stripe(old, &fold.run, s)?.entries {
-                if (from..to).contains(&bucket_of(&e.token, n_buckets)) {
+                if reached(bucket_of(&e.token, n_buckets)) {
                     changes.entry(bucket_of(&e.token, n_now)).or_default().push(*e);
                 }
             }
@@ -361,30 +371,40 @@ impl Index {
         Ok(())
     }
 
-    /// Adds buckets to `plan`'s directory one at a time, each splitting one
-    /// existing bucket, until they average at most [`ENTRIES_PER_BUCKET`]
-    /// items (a write of b items splits ~b / [`ENTRIES_PER_BUCKET`]);
-    /// returns the buckets the splits rewrote.
+    /// Grows `plan`'s directory at once to the buckets its count wants if
+    /// they would otherwise average more than twice [`ENTRIES_PER_BUCKET`]
+    /// entries: after a write about as large as the index. Otherwise folds
+    /// grow it as they go (`fold_range`), lagging by at most what the
+    /// items grow by in a fold's time (~1/8); returns the buckets the
+    /// splits rewrote.
     fn grow_directory(&self, plan: &mut Plan<'_>, old: &Manifest) -> Result<HashMap<usize, Bucket>> {
-        let m = &mut plan.manifest;
         let mut touched: HashMap<usize, Bucket> = HashMap::new();
-        let wanted = m.num_vectors.div_ceil(ENTRIES_PER_BUCKET) as usize;
-        while (m.n_buckets as usize) < wanted {
-            let n = m.n_buckets as usize;
-            let partner = split_partner(n);
-            let from = match touched.remove(&partner) {
-                Some(b) => b,
-                None => self.owned_bucket(old, partner)?,
-            };
-            let (mut stay, mut moved) = (Bucket::default(), Bucket::default());
-            for e in from.entries {
-                if bucket_of(&e.token, n + 1) == n { &mut moved } else { &mut stay }.entries.push(e);
+        let wanted = wanted_buckets(&plan.manifest);
+        if plan.manifest.n_buckets.saturating_mul(2) < wanted {
+            while plan.manifest.n_buckets < wanted {
+                self.split_next(plan, old, &mut touched)?;
             }
-            m.n_buckets += 1;
-            touched.insert(partner, stay);
-            touched.insert(n, moved);
         }
         Ok(touched)
+    }
+
+    /// Adds the next bucket to `plan`'s directory, splitting one existing
+    /// bucket (from `touched` if this write rewrote it already) into it.
+    fn split_next(&self, plan: &mut Plan<'_>, old: &Manifest, touched: &mut HashMap<usize, Bucket>) -> Result<()> {
+        let n = plan.manifest.n_buckets as usize;
+        let partner = split_partner(n);
+        let from = match touched.remove(&partner) {
+            Some(b) => b,
+            None => self.owned_bucket(old, partner)?,
+        };
+        let (mut stay, mut moved) = (Bucket::default(), Bucket::default());
+        for e in from.entries {
+            if bucket_of(&e.token, n + 1) == n { &mut moved } else { &mut stay }.entries.push(e);
+        }
+        plan.manifest.n_buckets += 1;
+        touched.insert(partner, stay);
+        touched.insert(n, moved);
+        Ok(())
     }
 
     /// The fold under way as (buckets folded, buckets to fold), for tests
@@ -399,6 +419,11 @@ impl Index {
     fn owned_bucket(&self, old: &Manifest, b: usize) -> Result<Bucket> {
         Ok(if b < old.n_buckets as usize { (*self.bucket(old, b)?).clone() } else { Bucket::default() })
     }
+}
+
+/// The buckets `m`'s count of items wants: [`ENTRIES_PER_BUCKET`] a bucket.
+fn wanted_buckets(m: &Manifest) -> u32 {
+    m.num_vectors.div_ceil(ENTRIES_PER_BUCKET).min(u32::MAX as u64) as u32
 }
 
 /// Run entries (sorted by token) grouped by their bucket among `n_buckets`,

@@ -118,7 +118,8 @@ pub enum Striping {
     /// runs writes add and merge.
     Token,
     /// By the token's bucket among `n_buckets`, `per_stripe` buckets a
-    /// stripe: the run a fold folds into the buckets a range at a time.
+    /// stripe in [`fold_order`]: the run a fold folds into the buckets a
+    /// range at a time.
     Buckets { n_buckets: u32, per_stripe: u32 },
 }
 
@@ -127,7 +128,10 @@ impl RunMeta {
     pub fn stripe_of(&self, token: &Token) -> usize {
         match self.striping {
             Striping::Token => u32::from_le_bytes(token[4..8].try_into().unwrap()) as usize & (self.stripes.len() - 1),
-            Striping::Buckets { n_buckets, per_stripe } => bucket_of(token, n_buckets as usize) / per_stripe as usize,
+            Striping::Buckets { n_buckets, per_stripe } => {
+                let n = n_buckets as usize;
+                fold_order(bucket_of(token, n), n) / per_stripe as usize
+            }
         }
     }
 
@@ -171,8 +175,9 @@ impl RunMeta {
 
 /// A fold under way (see `directory.rs`): the runs as they were when it
 /// began, merged into one run striped by bucket among the buckets then,
-/// and how far it has come: the entries of that run's buckets below
-/// `cursor` are in the buckets, its stripes wholly below it removed.
+/// and how far it has come: the entries of that run's buckets before
+/// `cursor` in [`fold_order`] are in the buckets, its stripes wholly
+/// before it removed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Fold {
     pub run: RunMeta,
@@ -847,10 +852,40 @@ pub fn split_partner(n_buckets: usize) -> usize {
     n_buckets - (1usize << n_buckets.ilog2())
 }
 
+/// Bucket `b`'s place in the order a fold over `n_buckets` reaches them:
+/// from the next to split ([`split_partner`]`(n_buckets)`) up, then round,
+/// so the fold reaches buckets in the order they split and can split
+/// each one it rewrites anyway.
+pub fn fold_order(b: usize, n_buckets: usize) -> usize {
+    (b + (1usize << n_buckets.ilog2())) % n_buckets
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crypto::SecretKey;
+
+    /// A fold's order is a permutation of the buckets that starts at the
+    /// next to split and reaches the next ones to split in turn, up to the
+    /// buckets split last (from the lower half, after the directory doubles).
+    #[test]
+    fn a_folds_order_follows_the_splits() {
+        for n in [1usize, 2, 3, 64, 100, 127, 128, 129, 1000] {
+            let mut places: Vec<usize> = (0..n).map(|b| fold_order(b, n)).collect();
+            assert_eq!(fold_order(split_partner(n), n), 0, "n = {n}");
+            // The splits of a fold's time (an eighth of the buckets; here a half).
+            let mut grown = n;
+            while grown < n + n / 2 {
+                let (p, q) = (split_partner(grown), split_partner(grown + 1));
+                if q == p + 1 && q < n {
+                    assert_eq!(fold_order(q, n), fold_order(p, n) + 1, "n = {n}, partner {p}");
+                }
+                grown += 1;
+            }
+            places.sort_unstable();
+            assert_eq!(places, (0..n).collect::<Vec<_>>(), "n = {n}");
+        }
+    }
 
     /// Growing the directory one bucket at a time moves entries only out of
     /// the split partner, into the new bucket, at every size.
