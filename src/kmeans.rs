@@ -174,9 +174,9 @@ pub fn assign_prepared(pool: &rayon::ThreadPool, data: &[f32], prepared: &Prepar
                     let tile = CENTROID_TILE.min(k - first);
                     let centroids = &prepared.centred[first * dim..(first + tile) * dim];
                     distance::inner_products(&points, m, centroids, tile, dim, &mut ips);
-                    for (row, best) in ips.chunks_exact_mut(tile).zip(&mut nearest) {
-                        prepared.scores_from_dots(row, first);
-                        let (c, d) = argmin(row);
+                    let norms = &prepared.norms[first..first + tile];
+                    for (row, best) in ips.chunks_exact(tile).zip(&mut nearest) {
+                        let (c, d) = distance::nearest_score(row, norms);
                         if d < best.1 {
                             *best = ((first + c) as u32, d);
                         }
@@ -190,29 +190,6 @@ pub fn assign_prepared(pool: &rayon::ThreadPool, data: &[f32], prepared: &Prepar
             })
             .collect()
     })
-}
-
-/// The first position of the smallest value of `row`, and that value;
-/// `(0, +inf)` when none is below +inf (a NaN never is). The minimum is
-/// found in independent lanes (a branch-free loop the compiler vectorizes,
-/// where a running `(index, value)` fold is a chain of dependent compares:
-/// that fold took ~40% of the time of assigning a batch to 1,000 lists),
-/// then its first position.
-fn argmin(row: &[f32]) -> (usize, f32) {
-    const LANES: usize = 16;
-    let mut lanes = [f32::INFINITY; LANES];
-    let chunks = row.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for c in chunks {
-        for (m, &x) in lanes.iter_mut().zip(c) {
-            *m = if x < *m { x } else { *m };
-        }
-    }
-    let min = lanes.iter().chain(tail).fold(f32::INFINITY, |m, &x| if x < m { x } else { m });
-    if min == f32::INFINITY {
-        return (0, min); // nothing below +inf: not the first +inf's position
-    }
-    (row.iter().position(|&x| x == min).unwrap_or(0), min)
 }
 
 /// Runs k-means on `n` points of `dim` floats. `progress(iteration, objective)`
@@ -379,27 +356,6 @@ fn repair_empty(centroids: &mut [f32], counts: &mut [usize], dim: usize, rng: &m
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn argmin_is_the_first_smallest_and_skips_nans() {
-        let naive = |row: &[f32]| {
-            row.iter().enumerate().fold((0usize, f32::INFINITY), |acc, (j, &d)| if d < acc.1 { (j, d) } else { acc })
-        };
-        let mut rng = SplitMix::new(3);
-        for len in 0..70 {
-            // Few distinct values, so ties are common.
-            let mut row: Vec<f32> = (0..len).map(|_| (rng.next_u64() % 4) as f32).collect();
-            assert_eq!(argmin(&row), naive(&row), "{row:?}");
-            if len > 3 {
-                row[len / 2] = f32::NAN;
-                row[len - 1] = -1.0;
-                assert_eq!(argmin(&row), (len - 1, -1.0));
-            }
-        }
-        assert_eq!(argmin(&[f32::NAN; 20]), (0, f32::INFINITY));
-        assert_eq!(argmin(&[f32::NAN, f32::INFINITY]), (0, f32::INFINITY));
-        assert_eq!(argmin(&[f32::INFINITY, f32::NEG_INFINITY]), (1, f32::NEG_INFINITY));
-    }
 
     /// Assigning through tiles of centroids picks what one pass over all
     /// of them picks: the nearest (to rounding), and of two equal ones in

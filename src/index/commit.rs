@@ -16,6 +16,7 @@ use super::ivf::Centroids;
 use super::keyring::KeyRecord;
 use super::manifest::{ChunkMeta, Manifest, Stamp};
 use super::objects::{CacheKey, Cached, Obj};
+use super::presence::{Filter, Learned};
 use super::snapshot::Snapshot;
 use super::types::Precision;
 use super::{key_record_key, Index};
@@ -42,12 +43,23 @@ pub(super) struct Plan<'a> {
     /// Whether the chunks of the state it replaces were stored coded (so
     /// removing one removes its units).
     replaces_coded: bool,
+    /// The membership filters of the buckets and run stripes it seals,
+    /// which the handle keeps once the plan is committed (`presence.rs`):
+    /// a lookup then reads none of them for an id they do not hold, where
+    /// it used to decrypt each once to learn its filter (after a training
+    /// run, every bucket; after each fold step, the buckets it reached).
+    learned_buckets: Vec<Learned>,
+    learned_runs: Vec<(u32, Vec<Learned>)>,
 }
+
+/// A bucket or a run stripe as sealed: its entries (for the cache), the
+/// sealed bytes, and its membership filter (for the handle).
+pub(super) type SealedEntries = (Arc<Bucket>, Vec<u8>, Filter);
 
 /// A directory bucket sealed for a plan (`None`: it is now empty).
 pub(super) struct SealedBucket {
     b: usize,
-    sealed: Option<(Arc<Bucket>, Vec<u8>)>,
+    sealed: Option<SealedEntries>,
 }
 
 /// A chunk sealed for a plan (built in parallel, recorded with
@@ -187,12 +199,13 @@ impl<'a> Plan<'a> {
         if !old.is_none() {
             self.remove(obj, &old);
         }
-        let Some((_, sealed)) = s.sealed else {
+        let Some((_, sealed, filter)) = s.sealed else {
             self.manifest.set_bucket(s.b, Stamp::default());
             return None;
         };
         let stamp = Stamp::of(self.version(), &sealed);
         self.manifest.set_bucket(s.b, stamp);
+        self.learned_buckets.push((s.b, stamp, filter));
         Some((obj, stamp, sealed))
     }
 
@@ -210,7 +223,8 @@ impl<'a> Plan<'a> {
             return Ok(SealedBucket { b, sealed: None });
         }
         let sealed = self.seal(Obj::Bucket(b as u32), &bucket.encode())?;
-        Ok(SealedBucket { b, sealed: Some((Arc::new(bucket), sealed)) })
+        let filter = Filter::of(bucket.entries.iter().map(|e| &e.token));
+        Ok(SealedBucket { b, sealed: Some((Arc::new(bucket), sealed, filter)) })
     }
 
     /// Stores a sealed directory bucket (an empty one as nothing) in place
@@ -225,11 +239,17 @@ impl<'a> Plan<'a> {
                     self.manifest.set_bucket(s.b, Stamp::default());
                 }
             }
-            Some((bucket, sealed)) => {
+            Some((bucket, sealed, filter)) => {
                 let stamp = self.put(obj, sealed, Some(Cached::Bucket(bucket)), old);
                 self.manifest.set_bucket(s.b, stamp);
+                self.learned_buckets.push((s.b, stamp, filter));
             }
         }
+    }
+
+    /// Records the filters of the stripes of run `no` this plan stores.
+    pub fn learned_run(&mut self, no: u32, learned: Vec<Learned>) {
+        self.learned_runs.push((no, learned));
     }
 
     /// Seals `buckets` in parallel and stores them.
@@ -324,6 +344,8 @@ impl Index {
             cache_drop: Vec::new(),
             coder: None,
             replaces_coded: base.coded(),
+            learned_buckets: Vec::new(),
+            learned_runs: Vec::new(),
         }
     }
 
@@ -364,6 +386,10 @@ impl Index {
                 }
                 for (k, v) in plan.cache_put {
                     self.env.cache.insert(k, v);
+                }
+                self.filters.learn_buckets(plan.learned_buckets);
+                for (no, learned) in plan.learned_runs {
+                    self.filters.learn_run(no, learned, &plan.manifest);
                 }
                 self.install(Arc::new(Snapshot::new(plan.manifest, stored)));
                 return Ok(result);

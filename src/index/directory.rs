@@ -36,7 +36,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use super::chunk::{Bucket, Entry};
-use super::commit::Plan;
+use super::commit::{Plan, SealedEntries};
 use super::manifest::{bucket_of, fold_order, split_partner, Fold, Manifest, RunMeta, Stamp, Striping};
 use super::objects::{Cached, Obj};
 use super::presence::{Filter, Learned};
@@ -283,7 +283,7 @@ impl Index {
         for e in &entries {
             stripes[run.stripe_of(&e.token)].entries.push(*e);
         }
-        let sealed: Vec<Option<(Arc<Bucket>, Vec<u8>)>> = self.env.pool.install(|| {
+        let sealed: Vec<Option<SealedEntries>> = self.env.pool.install(|| {
             stripes
                 .into_par_iter()
                 .enumerate()
@@ -292,15 +292,19 @@ impl Index {
                         return Ok(None);
                     }
                     let sealed = plan.seal(Obj::RunStripe(no, s as u32), &stripe.encode())?;
-                    Ok(Some((Arc::new(stripe), sealed)))
+                    let filter = Filter::of(stripe.entries.iter().map(|e| &e.token));
+                    Ok(Some((Arc::new(stripe), sealed, filter)))
                 })
                 .collect::<Result<_>>()
         })?;
+        let mut learned = Vec::new();
         for (s, sealed) in sealed.into_iter().enumerate() {
-            if let Some((stripe, sealed)) = sealed {
+            if let Some((stripe, sealed, filter)) = sealed {
                 run.stripes[s] = plan.put(Obj::RunStripe(no, s as u32), sealed, Some(Cached::Bucket(stripe)), None);
+                learned.push((s, run.stripes[s], filter));
             }
         }
+        plan.learned_run(no, learned);
         Ok(run)
     }
 
