@@ -83,9 +83,6 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// AVX2+FMA kernels: four independent 8-lane accumulators hide the FMA
-/// latency (about 20% faster than the auto-vectorised loop, which cannot
-/// fuse multiply and add). The loads are the only unsafe code of the scan.
 /// The first position of the smallest `norms[j] - 2 dots[j]`, and that
 /// value; `(0, +inf)` when none is below +inf (a NaN never is). One pass:
 /// each of `LANES` lanes keeps its smallest score and where it was (the
@@ -122,6 +119,9 @@ fn nearest_score_portable(dots: &[f32], norms: &[f32]) -> (usize, f32) {
     (pos, min)
 }
 
+/// AVX2+FMA kernels: four independent 8-lane accumulators hide the FMA
+/// latency (about 20% faster than the auto-vectorised loop, which cannot
+/// fuse multiply and add). The loads are the only unsafe code of the scan.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;

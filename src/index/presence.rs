@@ -205,6 +205,7 @@ mod tests {
         assert_eq!(filters.run(7).may_hold(0, &old, &absent), None, "run 7 is no longer live");
         assert_eq!(filters.run(8).may_hold(0, &old, &absent), Some(false));
     }
+
     /// Counts the reads of keys under the given prefixes.
     struct ReadCounting {
         inner: crate::store::MemoryStore,
