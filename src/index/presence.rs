@@ -7,8 +7,9 @@
 //! stripe of each of ~10 runs (a tenth, once the buckets were filtered;
 //! BENCHMARKS.md, "0.10.3").
 //!
-//! An object's filter is built from its decrypted entries the first time
-//! the handle reads it, and kept beside the stamp of the object it came
+//! An object's filter is built from its entries when the handle seals it
+//! (kept once the commit lands: see `commit.rs`'s `Plan`) or else the first
+//! time the handle reads it, and kept beside the stamp of the object it came
 //! from: a rewritten bucket has a new stamp, so a filter only ever answers
 //! for the object it was built from, whatever other writers did since.
 //! Filters are never stored; they cost the handle [`BITS_PER_TOKEN`] bits
