@@ -134,14 +134,9 @@ impl Prepared {
         let mut centred = Zeroizing::new(Vec::with_capacity(self.dim));
         centre_into(v, &self.mean, &mut centred);
         distance::dots(&centred, &self.centred, out);
-        self.scores_from_dots(out, 0);
-    }
-
-    /// Turns one point's dots with the centred centroids into its scores
-    /// (|x - c|² - |x - μ|² = |c - μ|² - 2 (x - μ)·(c - μ)), in place.
-    /// `dots` are with the centroids from `first` on.
-    fn scores_from_dots(&self, dots: &mut [f32], first: usize) {
-        dots.iter_mut().zip(&self.norms[first..]).for_each(|(ip, cn)| *ip = cn - 2.0 * *ip);
+        // |x - c|² - |x - μ|² = |c - μ|² - 2 (x - μ)·(c - μ), computed as
+        // `distance::nearest_score` computes it for a batch.
+        out.iter_mut().zip(self.norms.iter()).for_each(|(ip, cn)| *ip = cn - 2.0 * *ip);
     }
 
     /// Bytes it holds.

@@ -9,8 +9,8 @@
 //!   [`Stamp`] of the centroids, the stamp of every stripe of the
 //!   directory's runs and of the fold under way (`directory.rs`), and the
 //!   stamp of every **page** of the two tables that name the rest: chunk
-//!   metadata by chunk number and directory bucket stamps by bucket number. A page is a sealed object like any
-//!   other, so a write re-seals only the pages it touches plus the root: the
+//!   metadata by chunk number and directory bucket stamps by bucket number.
+//!   A page is a sealed object like any other, so a write re-seals only the pages it touches plus the root: the
 //!   root is ~40 bytes per 512 chunks and 1024 buckets, not a list of
 //!   everything (see docs/SCALING.md).
 //!
