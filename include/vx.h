@@ -51,17 +51,17 @@
 /**
  * Minor version of this library.
  */
-#define VX_VERSION_MINOR 11
+#define VX_VERSION_MINOR 12
 
 /**
  * Patch version of this library.
  */
-#define VX_VERSION_PATCH 1
+#define VX_VERSION_PATCH 0
 
 /**
  * MAJOR * 1000000 + MINOR * 1000 + PATCH; compare with vx_version_number().
  */
-#define VX_VERSION_NUMBER 11001
+#define VX_VERSION_NUMBER 12000
 
 /**
  * ABI version: the SONAME is libvx.so.<VX_ABI_VERSION>.

@@ -55,7 +55,7 @@ pub use index::{
     MAX_METADATA_BYTES, MAX_QUANTIZER_BITS, MAX_RERANK_MULT, PERMISSION_READ, PERMISSION_WRITE,
 };
 #[cfg(feature = "test-hooks")]
-pub use store::{MemoryStore, Op, Store, WriteBatch};
+pub use store::{MemoryStore, Op, Store, ValuePart, WriteBatch};
 pub use text::{tokenize, Bm25, DEFAULT_BM25_B, DEFAULT_BM25_K1, MAX_BM25_K1};
 
 #[cfg(all(test, feature = "mimalloc", not(miri)))]

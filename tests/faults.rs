@@ -356,11 +356,11 @@ fn one_item_writes_stay_small_and_folds_are_spread_over_writes() {
     assert!(index.get(&all, 0, Access::default()).unwrap().iter().all(Option::is_some));
 }
 
-/// Stored chunks (and IVF_RABITQ units) and directory buckets of every
+/// Stored chunks (and IVF_RABITQ unit packs) and directory buckets of every
 /// index (kind byte after `o/` and the 16-byte index id).
 #[cfg(feature = "test-hooks")]
 fn chunks_and_buckets(store: &dyn Store) -> usize {
-    store.scan_keys(b"o/").unwrap().iter().filter(|k| k.len() > 18 && matches!(k[18], b'C' | b'U' | b'B')).count()
+    store.scan_keys(b"o/").unwrap().iter().filter(|k| k.len() > 18 && matches!(k[18], b'C' | b'N' | b'B')).count()
 }
 
 /// A training run writes its chunks and buckets ahead of its commit. When

@@ -253,10 +253,13 @@ fn objects_of_kind(store: &dyn vx::Store, kind: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
     store.scan_prefix(b"o/").unwrap().into_iter().filter(|(k, _)| k.len() > 18 && k[18] == kind).collect()
 }
 
-/// Defence: a unit's token names its head's digest and its version is in
-/// its associated data, so a unit swapped with another, replayed from an
-/// older version of its chunk, altered or dropped is detected, by the
-/// rerank of a query and by anything that reads the chunk whole.
+/// Defence: a unit's token names its chunk, its number and its head's
+/// digest, and its version is in its associated data, and the head says
+/// where in the chunk's unit pack each unit is; so a pack swapped with
+/// another, replayed from an older version of its chunk, altered, cut
+/// short or dropped is detected, by the rerank of a query and by anything
+/// that reads the chunk whole. (Units swapped inside a pack: the crate's
+/// `codes::packs` tests, which know where each unit is.)
 #[cfg(feature = "test-hooks")]
 #[test]
 fn units_swapped_replayed_altered_or_dropped_are_detected() {
@@ -279,8 +282,9 @@ fn units_swapped_replayed_altered_or_dropped_are_detected() {
     train(&index, 10);
     let store = c.raw_store();
     read_all(&fresh(&store).0).expect("untouched, it reads");
-    let units = objects_of_kind(&*store, b'U');
-    assert!(units.len() > 100, "{} units", units.len());
+    let packs = objects_of_kind(&*store, b'N');
+    assert!(packs.len() >= 5, "{} packs", packs.len());
+    assert!(objects_of_kind(&*store, b'U').is_empty(), "units stored apart");
 
     let attempt = |name: &str, change: &dyn Fn(&dyn vx::Store)| {
         let saved = store.scan_prefix(b"").unwrap();
@@ -292,35 +296,37 @@ fn units_swapped_replayed_altered_or_dropped_are_detected() {
         assert!(store.write(restore).unwrap());
         read_all(&fresh(&store).0).expect("restored, it reads");
     };
-    attempt("a swap of two units", &|s| {
+    let put = |s: &dyn vx::Store, key: &[u8], value: Vec<u8>| {
         let mut b = vx::WriteBatch::default();
-        b.put(units[0].0.clone(), units[1].1.clone());
-        b.put(units[1].0.clone(), units[0].1.clone());
+        b.put(key.to_vec(), value);
         assert!(s.write(b).unwrap());
+    };
+    attempt("a swap of two packs", &|s| {
+        put(s, &packs[0].0, packs[1].1.clone());
+        put(s, &packs[1].0, packs[0].1.clone());
     });
-    attempt("an altered unit", &|s| {
-        let mut v = units[2].1.clone();
-        let last = v.len() - 1;
-        v[last] ^= 1;
-        let mut b = vx::WriteBatch::default();
-        b.put(units[2].0.clone(), v);
-        assert!(s.write(b).unwrap());
+    attempt("a pack altered in its middle", &|s| {
+        let mut v = packs[2].1.clone();
+        let middle = v.len() / 2;
+        v[middle] ^= 1;
+        put(s, &packs[2].0, v);
     });
-    attempt("a dropped unit", &|s| {
+    attempt("a pack cut short", &|s| put(s, &packs[3].0, packs[3].1[..packs[3].1.len() - 1].to_vec()));
+    attempt("a dropped pack", &|s| {
         let mut b = vx::WriteBatch::default();
-        b.delete(units[3].0.clone());
+        b.delete(packs[4].0.clone());
         assert!(s.write(b).unwrap());
     });
     // Replay: overwrite one item, so its chunk is sealed again at a new
-    // version; put the old version's units back under the new keys.
+    // version; put the old version's pack back under the new key.
     index
         .upsert(&[ItemRef { id: "0", vector: &base[..dim], metadata: None, contents: None }], Access::default())
         .unwrap();
-    let now = objects_of_kind(&*store, b'U');
-    let gone: Vec<&(Vec<u8>, Vec<u8>)> = units.iter().filter(|u| !now.contains(u)).collect();
-    let new: Vec<&(Vec<u8>, Vec<u8>)> = now.iter().filter(|u| !units.contains(u)).collect();
+    let now = objects_of_kind(&*store, b'N');
+    let gone: Vec<&(Vec<u8>, Vec<u8>)> = packs.iter().filter(|u| !now.contains(u)).collect();
+    let new: Vec<&(Vec<u8>, Vec<u8>)> = now.iter().filter(|u| !packs.contains(u)).collect();
     assert!(!gone.is_empty() && !new.is_empty(), "the overwrite resealed a chunk's units");
-    attempt("units replayed from an older version of their chunk", &|s| {
+    attempt("a pack replayed from an older version of its chunk", &|s| {
         let mut b = vx::WriteBatch::default();
         for (n, g) in new.iter().zip(&gone) {
             b.put(n.0.clone(), g.1.clone());

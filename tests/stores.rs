@@ -201,10 +201,23 @@ fn object_of_kind(key: &[u8], kinds: &[u8]) -> bool {
 
 impl vx::Store for RoundTrips {
     fn get(&self, key: &[u8]) -> vx::Result<Option<Vec<u8>>> {
-        if object_of_kind(key, b"CU") {
+        if object_of_kind(key, b"CUN") {
             self.single_chunk_reads.fetch_add(1, Ordering::SeqCst);
         }
         self.inner.get(key)
+    }
+    /// A unit read alone from its chunk's unit pack.
+    fn get_part(&self, key: &[u8], start: u64, len: u32) -> vx::Result<Option<Vec<u8>>> {
+        self.single_chunk_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.get_part(key, start, len)
+    }
+    /// Units read from their packs, several to a call.
+    fn get_parts(&self, parts: &[vx::ValuePart]) -> vx::Result<Vec<Option<Vec<u8>>>> {
+        if !parts.is_empty() {
+            self.unit_calls.fetch_add(1, Ordering::SeqCst);
+            self.units_in_calls.fetch_add(parts.len(), Ordering::SeqCst);
+        }
+        self.inner.get_parts(parts)
     }
     fn get_many(&self, keys: &[Vec<u8>]) -> vx::Result<Vec<Option<Vec<u8>>>> {
         let units = keys.iter().filter(|k| object_of_kind(k, b"U")).count();

@@ -8,8 +8,15 @@
 //! * **units** of a few rows each (~4 KiB): their full vectors and ids,
 //!   what the exact rerank decrypts, a few KiB per candidate instead of a
 //!   64 KiB chunk. A unit has no stamp of its own: its token (so its
-//!   associated data) names its head's digest, so it opens only beside the
-//!   head it was sealed with (`Tokens::of`).
+//!   associated data) names its head's digest and its number, so it opens
+//!   only beside the head it was sealed with and in its place
+//!   (`Tokens::of`). A chunk's sealed units are stored back to back as one
+//!   object, its **unit pack**, and the head says where each ends
+//!   (`UnitPlaces`): a rerank reads one unit's bytes of it, a write or a
+//!   training all of it at once. (0.11 stored each unit under a key of its
+//!   own; such chunks are read as they are until rewritten.) One object
+//!   instead of ~35 a chunk saves each unit's key, record header and index
+//!   entry in the store: 0.05x the raw vectors at d = 128.
 //!
 //! A query scans the heads of its lists, keeps the candidates the codes'
 //! error bounds cannot rule out (or the `rerank_mult × top_k` best
@@ -34,10 +41,12 @@ use super::search::{Candidate, Hit, Queries, Row, TopK, Work};
 use super::types::Precision;
 use super::Index;
 use crate::codec::{Reader, Writer};
+use crate::crypto::SEAL_OVERHEAD;
 use crate::distance::{self, Metric};
 use crate::error::{Error, Result};
 use crate::kmeans;
 use crate::rabitq::{block_sums, ex_scale, pack, Factors, Padding, Quantizer, QueryLut, BLOCK, EPS0_99};
+use crate::store::{part_of, ValuePart};
 
 /// Plaintext bytes a unit aims at: with the seal and the store's key and
 /// page overhead, just under a 4 KiB page.
@@ -50,6 +59,66 @@ const _: () = assert!(HEAD_HEADER_BYTES == super::chunk::CHUNK_HEADER_BYTES);
 /// result row whose bounds leave them in doubt (the nearest lower bounds).
 const MAX_DOUBTFUL_PER_ROW: usize = 64;
 
+/// Where a coded chunk's sealed units are stored.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) enum UnitPlaces {
+    /// Each under a key of its own (chunks sealed by 0.11 and before).
+    #[default]
+    Apart,
+    /// Back to back in the chunk's unit pack, unit u ending at byte `ends[u]`.
+    Packed(Box<[u32]>),
+}
+
+impl UnitPlaces {
+    /// The bytes of unit `u` in the pack: (start, length); `None` if apart.
+    pub fn part(&self, u: u32) -> Option<(u64, u32)> {
+        let UnitPlaces::Packed(ends) = self else { return None };
+        let start = if u == 0 { 0 } else { ends[u as usize - 1] };
+        Some((start as u64, ends[u as usize] - start))
+    }
+
+    /// The length of the pack (`None`: apart).
+    fn pack_len(&self) -> Option<usize> {
+        match self {
+            UnitPlaces::Packed(ends) => Some(ends.last().copied().unwrap_or(0) as usize),
+            UnitPlaces::Apart => None,
+        }
+    }
+
+    /// The places of units sealed from these plaintexts, in this order.
+    fn packed(plains: &[Zeroizing<Vec<u8>>]) -> UnitPlaces {
+        let ends = plains.iter().scan(0u32, |end, p| {
+            *end += (p.len() + SEAL_OVERHEAD) as u32;
+            Some(*end)
+        });
+        UnitPlaces::Packed(ends.collect())
+    }
+
+    fn write(&self, w: &mut Writer) {
+        if let UnitPlaces::Packed(ends) = self {
+            ends.iter().for_each(|&e| w.u32(e));
+        }
+    }
+
+    /// The places of a head of `shape`, after its metadata.
+    fn read(r: &mut Reader<'_>, shape: &CodeShape) -> Result<UnitPlaces> {
+        if !shape.packed {
+            return Ok(UnitPlaces::Apart);
+        }
+        let n = shape.count.div_ceil(rows_per_unit(shape.dim, shape.precision));
+        let ends: Box<[u32]> = (0..n).map(|_| r.u32()).collect::<Result<_>>()?;
+        // Each unit at least a seal long (so none is empty, and none ends before it starts).
+        let mut start = 0u32;
+        for &end in ends.iter() {
+            if end.checked_sub(start).is_none_or(|len| (len as usize) < SEAL_OVERHEAD) {
+                return Err(Error::integrity("a chunk head's unit places are out of order"));
+            }
+            start = end;
+        }
+        Ok(UnitPlaces::Packed(ends))
+    }
+}
+
 /// Rows per unit of an index of this shape.
 pub fn rows_per_unit(dim: usize, precision: Precision) -> usize {
     (UNIT_TARGET_BYTES / (dim * precision.bytes_per_value() + 16)).max(1)
@@ -61,9 +130,24 @@ pub fn units_of(count: usize, dim: usize, precision: Precision) -> impl Iterator
     (0..count.div_ceil(per)).map(move |u| (u as u32, per.min(count - u * per)))
 }
 
-/// The object and stamp unit `u` of the chunk `meta` names is stored under.
+/// The object and stamp of unit `u` of the chunk `meta` names: what it is
+/// sealed and cached as (and, apart, stored under).
 pub fn unit_obj(meta: &ChunkMeta, u: u32) -> (Obj, Stamp) {
     (Obj::ChunkUnit(meta.no, u, meta.stamp.digest), meta.stamp)
+}
+
+/// The object and stamp the unit pack of the chunk `meta` names is stored under.
+pub fn pack_obj(meta: &ChunkMeta) -> (Obj, Stamp) {
+    (Obj::UnitPack(meta.no, meta.stamp.digest), meta.stamp)
+}
+
+/// The objects chunk `meta`'s units are stored as in `m` (a coded chunk).
+pub fn stored_units<'m>(m: &Manifest, meta: &'m ChunkMeta) -> Box<dyn Iterator<Item = (Obj, Stamp)> + 'm> {
+    if m.units_packed(meta) {
+        return Box::new(std::iter::once(pack_obj(meta)));
+    }
+    let (dim, precision) = (m.config.dimension as usize, m.config.precision);
+    Box::new(units_of(meta.count as usize, dim, precision).map(move |(u, _)| unit_obj(meta, u)))
 }
 
 /// The packer of a write or a training into an index whose trained layout
@@ -89,6 +173,8 @@ pub(crate) struct CodeShape<'a> {
     pub ex_bytes: usize,
     pub count: usize,
     pub centre: Option<&'a [f32]>,
+    /// Whether its units are packed (the head then says where each ends).
+    pub packed: bool,
 }
 
 /// A decrypted head: the codes and metadata of a chunk's rows. Wiped on
@@ -129,6 +215,8 @@ pub struct CodeChunk {
     /// They stay the cache's to count and evict; one found here is not
     /// marked as used in the cache's order.
     units: Mutex<Vec<Weak<Chunk>>>,
+    /// Where its units are stored.
+    pub places: UnitPlaces,
     /// Each row's metadata; empty when no row has any (24 bytes a row
     /// otherwise, over a quarter of a head's memory at d = 128).
     metadata: Vec<Option<String>>,
@@ -158,6 +246,7 @@ pub(crate) struct StoredCodes {
     ex: Zeroizing<Vec<u8>>,
     factors: Vec<Factors>,
     metadata: Vec<Option<String>>,
+    pub places: UnitPlaces,
 }
 
 impl StoredCodes {
@@ -186,8 +275,9 @@ impl StoredCodes {
                 ),
             });
         }
+        let places = UnitPlaces::read(&mut r, shape)?;
         r.finish()?;
-        Ok(StoredCodes { signs, ex, factors, metadata })
+        Ok(StoredCodes { signs, ex, factors, metadata, places })
     }
 }
 
@@ -274,17 +364,21 @@ impl CodeChunk {
     }
 
     /// The stored form of a head (`decode` reads it back): header, sign
-    /// codes, extended codes, factors, metadata.
+    /// codes, extended codes, factors, metadata, where its units end.
     fn encode(
         (dim, bits, precision): (usize, u32, Precision),
-        signs: &[u8],
-        ex: &[u8],
-        factors: &[Factors],
+        (signs, ex, factors): (&[u8], &[u8], &[Factors]),
         metadata: &[Option<String>],
+        places: &UnitPlaces,
     ) -> Zeroizing<Vec<u8>> {
         let meta: usize = metadata.iter().map(|m| 1 + m.as_ref().map_or(0, |m| 4 + m.len())).sum();
-        let mut w =
-            Writer::with_capacity(HEAD_HEADER_BYTES + signs.len() + ex.len() + factors.len() * Factors::BYTES + meta);
+        let ends = match places {
+            UnitPlaces::Packed(ends) => ends.len() * 4,
+            UnitPlaces::Apart => 0,
+        };
+        let mut w = Writer::with_capacity(
+            HEAD_HEADER_BYTES + signs.len() + ex.len() + factors.len() * Factors::BYTES + meta + ends,
+        );
         w.u32(factors.len() as u32);
         w.u32(dim as u32);
         w.u8(precision as u8);
@@ -300,6 +394,7 @@ impl CodeChunk {
         for m in metadata {
             w.opt_bytes(m.as_deref().map(str::as_bytes));
         }
+        places.write(&mut w);
         Zeroizing::new(w.buf)
     }
 
@@ -311,7 +406,7 @@ impl CodeChunk {
             rows_per_unit(shape.dim, shape.precision),
             (&stored.signs, &stored.ex, &stored.factors),
             shape.centre,
-            metadata,
+            (metadata, std::mem::take(&mut stored.places)),
         ))
     }
 
@@ -323,7 +418,7 @@ impl CodeChunk {
         rows_per_unit: usize,
         (signs, ex, factors): (&[u8], &[u8], &[Factors]),
         centre: Option<&[f32]>,
-        metadata: Vec<Option<String>>,
+        (metadata, places): (Vec<Option<String>>, UnitPlaces),
     ) -> CodeChunk {
         let n = factors.len();
         let padded = n.div_ceil(BLOCK) * BLOCK;
@@ -362,6 +457,7 @@ impl CodeChunk {
             scale,
             err: terms(&|_, f| f.ex_err()),
             units: no_units(n.div_ceil(rows_per_unit)),
+            places,
             metadata: if metadata.iter().all(Option::is_none) { Vec::new() } else { metadata },
             parsed: OnceLock::new(),
         }
@@ -518,9 +614,10 @@ impl Coder {
         Packing { charge: bytes.div_ceil(2).max(head), head }
     }
 
-    /// The shape of a head of `count` rows in `list`.
-    pub fn shape(&self, dim: usize, precision: Precision, count: usize, list: u32) -> CodeShape<'_> {
+    /// The shape of a head of `count` rows in `list` (`packed`: with its units' places).
+    pub fn shape(&self, dim: usize, precision: Precision, (count, list): (usize, u32), packed: bool) -> CodeShape<'_> {
         CodeShape {
+            packed,
             dim,
             precision,
             bits: self.quantizer.bits(),
@@ -537,15 +634,15 @@ impl Coder {
         matches!(self.metric, Metric::Euclidean | Metric::SquaredEuclidean).then(|| self.rotated_centroid(list))
     }
 
-    /// The head of `chunk`, a chunk of `list`: each row's residual to the
-    /// list's centroid (cosine: of the unit vector), rotated and coded; and
-    /// its stored form.
+    /// The head of `chunk`, a chunk of `list` whose units are at `places`:
+    /// each row's residual to the list's centroid (cosine: of the unit
+    /// vector), rotated and coded; and its stored form.
     fn code(
         &self,
-        list: u32,
-        chunk: &Chunk,
+        (list, chunk): (u32, &Chunk),
         known: &[KnownCode<'_>],
         precision: Precision,
+        places: UnitPlaces,
     ) -> (CodeChunk, Zeroizing<Vec<u8>>) {
         let (q, padded) = (&self.quantizer, self.padded());
         let (sb, eb) = (q.sign_bytes(), q.ex_bytes());
@@ -577,24 +674,31 @@ impl Coder {
             }
             factors.push(q.encode(&rotated.0, sign, extended));
         }
-        let plain = CodeChunk::encode((chunk.dim, q.bits(), precision), &signs, &ex, &factors, &chunk.metadata);
+        let plain =
+            CodeChunk::encode((chunk.dim, q.bits(), precision), (&signs, &ex, &factors), &chunk.metadata, &places);
         let per_unit = rows_per_unit(chunk.dim, precision);
         let head = CodeChunk::assemble(
             (q.bits(), sb, eb),
             per_unit,
             (&signs, &ex, &factors),
             self.centre(list),
-            chunk.metadata.clone(),
+            (chunk.metadata.clone(), places),
         );
         wipe_factors(factors);
         (head, plain)
     }
 
-    /// The plaintexts to seal for `chunk`: its head and its units. Row s's
-    /// code is copied from `known[s]` where that names one (a shorter
-    /// `known` leaves the rest to encode).
-    pub fn encode(&self, list: u32, chunk: &Chunk, known: &[KnownCode<'_>], precision: Precision) -> Encoded {
-        let (head, plain) = self.code(list, chunk, known, precision);
+    /// The plaintexts to seal for `chunk`: its head and its units, to be
+    /// packed (or, `packed` false, stored apart). Row s's code is copied
+    /// from `known[s]` where that names one (a shorter `known` leaves the
+    /// rest to encode).
+    pub fn encode(
+        &self,
+        list: u32,
+        chunk: &Chunk,
+        known: &[KnownCode<'_>],
+        (precision, packed): (Precision, bool),
+    ) -> Encoded {
         let mut units = Vec::new();
         let mut at = 0;
         for (_, rows) in units_of(chunk.len(), chunk.dim, precision) {
@@ -603,12 +707,15 @@ impl Coder {
             units.push(unit.finish().encode(precision));
             at += rows;
         }
+        let places = if packed { UnitPlaces::packed(&units) } else { UnitPlaces::Apart };
+        let (head, plain) = self.code((list, chunk), known, precision, places);
         Encoded { head: Arc::new(head), plain, units }
     }
 }
 
 /// A coded chunk ready to seal: the decrypted head (for the cache), its
-/// plaintext, and each unit's plaintext in order.
+/// plaintext, and each unit's plaintext in order (sealed, they are packed
+/// at the places the head names).
 pub struct Encoded {
     pub head: Arc<CodeChunk>,
     pub plain: Zeroizing<Vec<u8>>,
@@ -788,6 +895,12 @@ struct Scratch {
     order: Vec<(ListQuery, u32)>,
 }
 
+/// The shape of chunk `meta`'s head in `m`.
+fn head_shape<'c>(m: &Manifest, coder: &'c Coder, meta: &ChunkMeta) -> CodeShape<'c> {
+    let (dim, precision) = (m.config.dimension as usize, m.config.precision);
+    coder.shape(dim, precision, (meta.count as usize, meta.list), m.units_packed(meta))
+}
+
 impl Index {
     /// The coder of a trained IVF_RABITQ state (`None`: stored flat).
     pub(super) fn coder(&self, m: &Manifest) -> Result<Option<(Arc<Centroids>, Arc<Coder>)>> {
@@ -806,7 +919,7 @@ impl Index {
         meta: &ChunkMeta,
         pre: Option<&Prefetched>,
     ) -> Result<Arc<CodeChunk>> {
-        let shape = coder.shape(m.config.dimension as usize, m.config.precision, meta.count as usize, meta.list);
+        let shape = head_shape(m, coder, meta);
         self.load_object(m, Obj::Chunk(meta.no), &meta.stamp, &shape, pre)
     }
 
@@ -820,7 +933,7 @@ impl Index {
         meta: &ChunkMeta,
         pre: Option<&Prefetched>,
     ) -> Result<Arc<StoredCodes>> {
-        let shape = coder.shape(m.config.dimension as usize, m.config.precision, meta.count as usize, meta.list);
+        let shape = head_shape(m, coder, meta);
         self.load_object_with(m, Obj::Chunk(meta.no), &meta.stamp, &shape, pre, false)
     }
 
@@ -828,18 +941,17 @@ impl Index {
     /// store call where each read is a round trip (`Index::prefetch`, at
     /// most `PREFETCH_OBJECTS`; the rest is read when used): a coded
     /// chunk's head, whatever the cache holds (`stored_codes`), and its
-    /// units; a chunk stored whole.
+    /// unit pack (or units); a chunk stored whole.
     pub(super) fn prefetch_rewrites<'s>(
         &self,
         m: &Manifest,
         coder: Option<&Coder>,
         metas: impl Iterator<Item = &'s ChunkMeta>,
     ) -> Result<Prefetched> {
-        let (dim, precision, coded) = (m.config.dimension as usize, m.config.precision, coder.is_some());
+        let coded = coder.is_some();
         let wanted = metas.flat_map(|meta| {
-            let units = units_of(if coded { meta.count as usize } else { 0 }, dim, precision);
-            let units = units.map(move |(u, _)| (unit_obj(meta, u).0, &meta.stamp));
-            std::iter::once((Obj::Chunk(meta.no), &meta.stamp)).chain(units)
+            let units = coded.then(|| stored_units(m, meta).map(move |(obj, _)| (obj, &meta.stamp)));
+            std::iter::once((Obj::Chunk(meta.no), &meta.stamp)).chain(units.into_iter().flatten())
         });
         self.prefetch_where(wanted, |obj| !coded || !matches!(obj, Obj::Chunk(_)))
     }
@@ -861,28 +973,34 @@ impl Index {
         Ok(head)
     }
 
-    pub(super) fn unit(&self, m: &Manifest, meta: &ChunkMeta, u: u32, rows: usize, keep: bool) -> Result<Arc<Chunk>> {
-        self.unit_with(m, meta, (u, rows), keep, None)
-    }
-
-    fn unit_with(
+    /// Unit `u` (of `rows` rows) of chunk `meta`, whose units are at
+    /// `places`: from the cache, `pre`, or the store (packed: its bytes of
+    /// the pack, or of the whole pack if `pre` holds that).
+    pub(super) fn unit(
         &self,
         m: &Manifest,
-        meta: &ChunkMeta,
+        (meta, places): (&ChunkMeta, &UnitPlaces),
         (u, rows): (u32, usize),
         keep: bool,
         pre: Option<&Prefetched>,
     ) -> Result<Arc<Chunk>> {
         let (obj, stamp) = unit_obj(meta, u);
         let shape = ChunkShape { dim: m.config.dimension as usize, precision: m.config.precision, count: rows };
-        self.load_object_with(m, obj, &stamp, &shape, pre, keep)
+        let Some((start, len)) = places.part(u) else {
+            return self.load_object_with(m, obj, &stamp, &shape, pre, keep);
+        };
+        let (pack, _) = pack_obj(meta);
+        self.load_object_from(m, (obj, &stamp), &shape, (pre, keep), || match pre.and_then(|p| p.get(&pack)) {
+            Some(whole) => Ok(part_of(whole, start, len).map(<[u8]>::to_vec)),
+            None => self.env.store.get_part(&self.store_key(pack, &stamp), start, len),
+        })
     }
 
     /// A coded chunk whole again (head and units), for `get` and training;
     /// `keep = false` leaves its units out of the cache.
     pub(super) fn assembled_chunk(&self, m: &Manifest, coder: &Coder, meta: &ChunkMeta, keep: bool) -> Result<Chunk> {
         let head = self.head(m, coder, meta, None)?;
-        self.units_with(m, meta, &*head, keep, None)
+        self.units_with(m, meta, (&*head, &head.places), keep, None)
     }
 
     /// A coded chunk whole again for a write that repacks or reseals it,
@@ -895,23 +1013,50 @@ impl Index {
         stored: &StoredCodes,
         pre: Option<&Prefetched>,
     ) -> Result<Chunk> {
-        self.units_with(m, meta, stored, false, pre)
+        self.units_with(m, meta, (stored, &stored.places), false, pre)
     }
 
-    /// Chunk `meta`'s units as one chunk, each row with its metadata from `head`.
+    /// Chunk `meta`'s units as one chunk, each row with its metadata from
+    /// `head`. A pack is read whole, once, if any of its units is not cached.
     fn units_with(
         &self,
         m: &Manifest,
         meta: &ChunkMeta,
-        head: &impl RowMetadata,
+        (head, places): (&impl RowMetadata, &UnitPlaces),
         keep: bool,
         pre: Option<&Prefetched>,
     ) -> Result<Chunk> {
         let (dim, precision) = (m.config.dimension as usize, m.config.precision);
+        let mut read = Prefetched::default();
+        let pre = match places {
+            UnitPlaces::Apart => pre,
+            UnitPlaces::Packed(_) => {
+                let (obj, stamp) = pack_obj(meta);
+                let cached = |u| self.env.cache.contains(&self.cache_key(unit_obj(meta, u).0, &stamp));
+                let whole = match pre.and_then(|p| p.get(&obj)) {
+                    Some(whole) => Some(whole),
+                    None if units_of(meta.count as usize, dim, precision).all(|(u, _)| cached(u)) => None,
+                    None => {
+                        let whole = self.env.store.get(&self.store_key(obj, &stamp))?;
+                        read.insert(obj, whole.ok_or_else(|| self.missing(obj))?);
+                        read.get(&obj)
+                    }
+                };
+                // Bytes beyond its units would never be read; still, not what was sealed.
+                if whole.is_some_and(|whole| Some(whole.len()) != places.pack_len()) {
+                    return Err(Error::integrity(format!("the units of chunk {} are not as its head says", meta.no)));
+                }
+                if read.get(&obj).is_some() {
+                    Some(&read)
+                } else {
+                    pre
+                }
+            }
+        };
         let mut rows = ChunkBuilder::with_capacity(dim, meta.count as usize);
         let mut slot = 0;
         for (u, n) in units_of(meta.count as usize, dim, precision) {
-            let unit = self.unit_with(m, meta, (u, n), keep, pre)?;
+            let unit = self.unit(m, (meta, places), (u, n), keep, pre)?;
             for s in 0..n {
                 rows.push(unit.vector(s), unit.ids[s].clone(), head.metadata_at(slot).cloned());
                 slot += 1;
@@ -1091,16 +1236,17 @@ impl Index {
                                 // This candidate's unit is read whatever the
                                 // predicate says: another query's thread may
                                 // hold it now and drop it before it is used.
-                                let more = self.read_units_ahead(m, &candidates[i..], bound, per, |n, v| {
-                                    (n, v) != (no, u)
-                                        && (units.contains_key(&(n, v))
-                                            || head_of(n).held_unit(v as usize).is_some()
-                                            || m.chunk(n).is_some_and(|meta| ahead.holds(&unit_obj(meta, v).0)))
-                                })?;
+                                let more =
+                                    self.read_units_ahead(m, &candidates[i..], (bound, per), head_of, |n, v| {
+                                        (n, v) != (no, u)
+                                            && (units.contains_key(&(n, v))
+                                                || head_of(n).held_unit(v as usize).is_some()
+                                                || m.chunk(n).is_some_and(|meta| ahead.holds(&unit_obj(meta, v).0)))
+                                    })?;
                                 ahead.absorb(more);
                             }
                             let rows = per.min(meta.count as usize - u as usize * per);
-                            let unit = self.unit_with(m, meta, (u, rows), true, Some(&ahead))?;
+                            let unit = self.unit(m, (meta, &head.places), (u, rows), true, Some(&ahead))?;
                             head.hold_unit(u as usize, &unit);
                             unit
                         }
@@ -1145,28 +1291,43 @@ impl Index {
     /// already), of the candidates that may still enter the top k (a lower
     /// bound under `bound`, the current k-th exact score, when the rerank
     /// may stop early: the bound only tightens, so the rest are never read).
-    fn read_units_ahead(
+    /// Packed units are read as parts of their packs, at the places their
+    /// heads (`head_of`) name.
+    fn read_units_ahead<'h>(
         &self,
         m: &Manifest,
         rest: &[Candidate],
-        bound: Option<f32>,
-        per: usize,
+        (bound, per): (Option<f32>, usize),
+        head_of: impl Fn(u32) -> &'h Arc<CodeChunk>,
         at_hand: impl Fn(u32, u32) -> bool,
     ) -> Result<Prefetched> {
         let mut seen = foldhash::HashSet::default();
-        let mut wanted: Vec<(Obj, Stamp)> = Vec::new();
+        let mut apart: Vec<(Obj, Stamp)> = Vec::new();
+        let mut parts: Vec<(Obj, ValuePart)> = Vec::new();
         for c in rest.iter().take_while(|c| bound.is_none_or(|t| c.score < t)) {
             let (no, u, _) = place_of(c, per);
             if !seen.insert((no, u)) || at_hand(no, u) {
                 continue;
             }
             let meta = m.chunk(no).ok_or_else(|| Error::integrity("a candidate names a missing chunk"))?;
-            wanted.push(unit_obj(meta, u));
-            if wanted.len() == UNITS_READ_AHEAD {
+            let (unit, stamp) = unit_obj(meta, u);
+            match head_of(no).places.part(u) {
+                None => apart.push((unit, stamp)),
+                Some(_) if self.env.cache.contains(&self.cache_key(unit, &stamp)) => {}
+                Some((start, len)) => parts.push((unit, (self.store_key(pack_obj(meta).0, &stamp), start, len))),
+            }
+            if apart.len() + parts.len() == UNITS_READ_AHEAD {
                 break;
             }
         }
-        self.prefetch(wanted.iter().map(|(obj, stamp)| (*obj, stamp)))
+        let mut read = self.prefetch(apart.iter().map(|(obj, stamp)| (*obj, stamp)))?;
+        if !parts.is_empty() && self.env.store.prefers_batched_reads() {
+            let (units, parts): (Vec<Obj>, Vec<_>) = parts.into_iter().unzip();
+            for (unit, sealed) in units.into_iter().zip(self.env.store.get_parts(&parts)?) {
+                sealed.into_iter().for_each(|sealed| read.insert(unit, sealed));
+            }
+        }
+        Ok(read)
     }
 }
 
@@ -1542,8 +1703,8 @@ mod tests {
             for meta in m.chunks() {
                 let stored = index.stored_codes(m, &after, meta, None).unwrap();
                 let rows = index.assembled_chunk(m, &after, meta, false).unwrap();
-                let (_, plain) = after.code(meta.list, &rows, &[], m.config.precision);
-                let shape = after.shape(dim, m.config.precision, rows.len(), meta.list);
+                let (_, plain) = after.code((meta.list, &rows), &[], m.config.precision, super::UnitPlaces::Apart);
+                let shape = after.shape(dim, m.config.precision, (rows.len(), meta.list), false);
                 let fresh = super::StoredCodes::decode(&plain, &shape).unwrap();
                 assert!(stored.signs == fresh.signs && stored.ex == fresh.ex, "{name}: chunk {} codes", meta.no);
                 assert_eq!(stored.factors, fresh.factors, "{name}: chunk {} factors", meta.no);
@@ -1572,6 +1733,169 @@ mod tests {
                 assert_eq!(head.metadata_at(head.len() - 1).map(String::as_str), Some(m));
                 assert!(head.mem_size() > fixed + rows + head.len() * m.len());
             }
+        }
+    }
+}
+
+/// How a chunk's units are stored: packed, read as parts of their pack;
+/// 0.11's (each apart) read, mixed with packed ones, and rewritten packed;
+/// and a pack's units out of their places detected.
+#[cfg(test)]
+mod packs {
+    use super::super::objects::ObjectKind;
+    use super::super::{include, Access, Index, IndexConfig, IndexType, ItemRef, QueryParams, TrainParams};
+    use super::{pack_obj, stored_units, UnitPlaces};
+    use crate::crypto::SecretKey;
+    use crate::{Client, ClientOptions, Store, WriteBatch};
+    use std::collections::HashSet;
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::sync::Arc;
+
+    const DIM: usize = 16;
+    /// Items first written: the fewest an index trains on.
+    const N: usize = 10_000;
+
+    /// Item i's vector as written the `version`-th time: unique (its first
+    /// coordinate is i's), in 5 clusters.
+    fn vector(i: usize, version: usize) -> Vec<f32> {
+        let noise = |d: usize| ((i * 7919 + d * 104_729 + version * 1_299_709) % 10_007) as f32 / 10_007.0;
+        (0..DIM).map(|d| if d == 0 { i as f32 / N as f32 } else { noise(d) + (i % 5) as f32 }).collect()
+    }
+
+    /// Upserts items `ids` (ids of one width, so a pack's full units are of one length).
+    fn upsert(index: &Index, ids: impl Iterator<Item = usize>, version: usize) {
+        let ids: Vec<(String, Vec<f32>)> = ids.map(|i| (format!("v{i:06}"), vector(i, version))).collect();
+        let items: Vec<ItemRef<'_>> =
+            ids.iter().map(|(id, v)| ItemRef { id, vector: v, metadata: None, contents: None }).collect();
+        index.upsert(&items, Access::default()).unwrap();
+    }
+
+    fn keys_of(store: &dyn Store, index: &Index, kind: ObjectKind) -> HashSet<Vec<u8>> {
+        store.scan_keys(&index.layout.kind_prefix(kind)).unwrap().into_iter().collect()
+    }
+
+    /// Every item reads back as last written (`live`: id → version), and a
+    /// query for it finds it at distance 0; the store holds exactly the
+    /// units the manifest names.
+    fn check(index: &Index, store: &dyn Store, live: &[(usize, usize)]) {
+        let ids: Vec<String> = live.iter().map(|(i, _)| format!("v{i:06}")).collect();
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let got = index.get(&refs, include::VECTOR, Access::default()).unwrap();
+        for ((i, version), item) in live.iter().zip(got) {
+            assert_eq!(item.unwrap().vector.as_deref(), Some(&vector(*i, *version)[..]), "item {i}");
+        }
+        let p = QueryParams { top_k: 1, n_probes: 8, rerank_mult: 1000, ..Default::default() };
+        for &(i, version) in live.iter().step_by(97) {
+            let hits = index.query(&vector(i, version), 1, DIM, &p, Access::default()).unwrap();
+            assert_eq!((hits[0][0].id.as_str(), hits[0][0].distance), (format!("v{i:06}").as_str(), 0.0));
+        }
+        let snap = index.current().unwrap();
+        let m = &snap.manifest;
+        let named: HashSet<Vec<u8>> =
+            m.chunks().flat_map(|c| stored_units(m, c)).map(|(obj, stamp)| index.store_key(obj, &stamp)).collect();
+        let stored: HashSet<Vec<u8>> = keys_of(store, index, ObjectKind::ChunkUnit)
+            .union(&keys_of(store, index, ObjectKind::UnitPack))
+            .cloned()
+            .collect();
+        assert_eq!(stored, named, "units stored against units named");
+    }
+
+    fn open(store: &Arc<dyn Store>) -> Index {
+        let client = Client::over_store(store.clone(), ClientOptions { cache_bytes: 0, ..Default::default() }).unwrap();
+        client.load_index("p", Access { key: Some(&SecretKey::from_bytes(&[4; 32])), user: None }).unwrap()
+    }
+
+    #[test]
+    fn units_of_0_11_are_read_mixed_with_packed_ones_and_rewritten_packed() {
+        let client = Client::open("memory:", ClientOptions::default()).unwrap();
+        let config = IndexConfig { index_type: IndexType::IvfRabitq, ..Default::default() };
+        let index = client.create_index("p", &SecretKey::from_bytes(&[4; 32]), config).unwrap();
+        let store = client.raw_store();
+        let mut live: Vec<(usize, usize)> = (0..N).map(|i| (i, 0)).collect();
+        upsert(&index, 0..N, 0);
+        // Trained as 0.11 did: every unit apart.
+        index.seal_units_apart.store(true, Relaxed);
+        index.train(TrainParams { n_lists: 8, max_iters: 4, ..Default::default() }, Access::default()).unwrap();
+        assert!(keys_of(&*store, &index, ObjectKind::UnitPack).is_empty());
+        assert!(keys_of(&*store, &index, ObjectKind::ChunkUnit).len() > 40);
+        check(&index, &*store, &live);
+        // This build's writes: added rows repack some lists' chunks, an
+        // overwrite and deletes reseal others; the rest stay apart.
+        index.seal_units_apart.store(false, Relaxed);
+        upsert(&index, N..N + 40, 0);
+        live.extend((N..N + 40).map(|i| (i, 0)));
+        upsert(&index, (0..N).step_by(3001), 1);
+        live.iter_mut().filter(|(i, _)| i % 3001 == 0 && *i < N).for_each(|(_, v)| *v = 1);
+        let gone: Vec<String> = (1..N).step_by(4001).map(|i| format!("v{i:06}")).collect();
+        index.delete(&gone.iter().map(String::as_str).collect::<Vec<_>>(), Access::default()).unwrap();
+        live.retain(|(i, _)| !(*i < N && i % 4001 == 1));
+        let snap = index.current().unwrap();
+        let packed = snap.manifest.chunks().filter(|c| snap.manifest.units_packed(c)).count();
+        assert!(packed > 0 && packed < snap.manifest.chunks().count(), "{packed} chunks packed: not mixed");
+        check(&index, &*store, &live);
+        // A handle that opens it reads both, nothing cached.
+        check(&open(&store), &*store, &live);
+        // Trained again: every chunk packed, no unit apart left.
+        index.train(TrainParams { n_lists: 8, max_iters: 4, ..Default::default() }, Access::default()).unwrap();
+        assert!(keys_of(&*store, &index, ObjectKind::ChunkUnit).is_empty());
+        check(&open(&store), &*store, &live);
+    }
+
+    /// Each unit's associated data names its number: two units of a pack
+    /// swapped (of one length, so each is where the head says a unit is),
+    /// a pack cut short or grown are detected, by a query's rerank (which
+    /// reads one unit) and by a read of the chunk whole.
+    #[test]
+    fn units_out_of_their_places_in_a_pack_are_detected() {
+        let client = Client::open("memory:", ClientOptions::default()).unwrap();
+        let config = IndexConfig { index_type: IndexType::IvfRabitq, ..Default::default() };
+        let index = client.create_index("p", &SecretKey::from_bytes(&[4; 32]), config).unwrap();
+        let store = client.raw_store();
+        upsert(&index, 0..N, 0);
+        index.train(TrainParams { n_lists: 8, max_iters: 4, ..Default::default() }, Access::default()).unwrap();
+        let live: Vec<(usize, usize)> = (0..N).map(|i| (i, 0)).collect();
+        check(&open(&store), &*store, &live);
+        // A chunk with two full units, and where they are in its pack.
+        let snap = index.current().unwrap();
+        let m = &snap.manifest;
+        let (_, coder) = index.coder(m).unwrap().unwrap();
+        let (meta, places) = m
+            .chunks()
+            .map(|c| (*c, index.head(m, &coder, c, None).unwrap().places.clone()))
+            .find(|(c, _)| c.count as usize > 2 * super::rows_per_unit(DIM, m.config.precision))
+            .unwrap();
+        let (a, b) = (places.part(0).unwrap(), places.part(1).unwrap());
+        assert!(matches!(places, UnitPlaces::Packed(_)) && a.1 == b.1, "{a:?} {b:?}");
+        let key = index.store_key(pack_obj(&meta).0, &meta.stamp);
+        let pack = store.get(&key).unwrap().unwrap();
+        let (a, b) = ((a.0 as usize, a.1 as usize), (b.0 as usize, b.1 as usize));
+        let mut swapped = pack.clone();
+        swapped[a.0..a.0 + a.1].copy_from_slice(&pack[b.0..b.0 + b.1]);
+        swapped[b.0..b.0 + b.1].copy_from_slice(&pack[a.0..a.0 + a.1]);
+        let first_rows = |index: &Index| {
+            // The rows of the chunk's first two units, by id and by query.
+            let per = super::rows_per_unit(DIM, m.config.precision);
+            (0..2 * per)
+                .map(|s| index.row(m, Some(&coder), meta.no, s).map(|r| r.id().clone()))
+                .collect::<crate::Result<Vec<_>>>()
+        };
+        let whole = |index: &Index| index.assembled_chunk(m, &coder, &meta, false).map(|_| ());
+        assert!(first_rows(&open(&store)).is_ok() && whole(&open(&store)).is_ok());
+        let mut cut = pack.clone();
+        cut.pop();
+        let mut grown = pack.clone();
+        grown.push(0);
+        for (name, bytes, by_row) in [("swapped", swapped, true), ("cut short", cut, false), ("grown", grown, false)] {
+            let mut w = WriteBatch::default();
+            w.put(key.clone(), bytes);
+            assert!(store.write(w).unwrap());
+            let reader = open(&store);
+            if by_row {
+                let err = first_rows(&reader).unwrap_err();
+                assert_eq!(err.status(), crate::Status::Integrity, "{name}: {err}");
+            }
+            let err = whole(&open(&store)).unwrap_err();
+            assert_eq!(err.status(), crate::Status::Integrity, "{name}: {err}");
         }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::access::Signing;
 use super::chunk::{Bucket, Chunk};
-use super::codes::{unit_obj, units_of, Coder, Encoded, KnownCode};
+use super::codes::{pack_obj, stored_units, unit_obj, units_of, Coder, Encoded, KnownCode};
 use super::ivf::Centroids;
 use super::keyring::KeyRecord;
 use super::manifest::{ChunkMeta, Manifest, Stamp};
@@ -20,7 +20,7 @@ use super::presence::{Filter, Learned};
 use super::snapshot::Snapshot;
 use super::types::Precision;
 use super::{key_record_key, Index};
-use crate::crypto::{DataKeys, Sealer, SecretKey, Signer, Token, MAX_ENCRYPTIONS_PER_KEY};
+use crate::crypto::{DataKeys, Sealer, SecretKey, Signer, Token, MAX_ENCRYPTIONS_PER_KEY, SEAL_OVERHEAD};
 use crate::error::{Error, Result};
 use crate::store::WriteBatch;
 
@@ -68,8 +68,9 @@ pub(super) struct SealedChunk {
     meta: ChunkMeta,
     cached: Cached,
     sealed: Vec<u8>,
-    /// A coded chunk's units, in order.
-    units: Vec<Vec<u8>>,
+    /// The objects a coded chunk's units are stored as: its unit pack (or,
+    /// in tests of 0.11's layout, each unit).
+    units: Vec<(Obj, Vec<u8>)>,
 }
 
 impl<'a> Plan<'a> {
@@ -116,10 +117,12 @@ impl<'a> Plan<'a> {
     pub fn remove_chunk(&mut self, meta: &ChunkMeta) {
         self.remove(Obj::Chunk(meta.no), &meta.stamp);
         if self.replaces_coded {
+            for (obj, stamp) in stored_units(&self.manifest, meta) {
+                self.batch.delete(self.index.store_key(obj, &stamp));
+            }
             let (dim, precision) = (self.manifest.config.dimension as usize, self.manifest.config.precision);
             for (u, _) in units_of(meta.count as usize, dim, precision) {
                 let (obj, stamp) = unit_obj(meta, u);
-                self.batch.delete(self.index.store_key(obj, &stamp));
                 self.cache_drop.push(self.index.cache_key(obj, &stamp));
             }
         }
@@ -144,14 +147,25 @@ impl<'a> Plan<'a> {
             let meta = ChunkMeta { no, list, count, bytes, stamp: Stamp::of(self.version(), &sealed) };
             return Ok(SealedChunk { meta, cached: Cached::Chunk(Arc::new(chunk)), sealed, units: Vec::new() });
         };
-        let Encoded { head, plain, units } = coder.encode(list, &chunk, known, precision);
+        // Packed unless a test seals as 0.11 did (the stamp's version is the plan's).
+        let packed = self.version() >= self.manifest.units_packed_since;
+        let Encoded { head, plain, units } = coder.encode(list, &chunk, known, (precision, packed));
         let sealed = self.seal(Obj::Chunk(no), &plain)?;
         let meta = ChunkMeta { no, list, count, bytes, stamp: Stamp::of(self.version(), &sealed) };
-        let units = units
-            .iter()
-            .enumerate()
-            .map(|(u, plain)| self.seal(unit_obj(&meta, u as u32).0, plain))
-            .collect::<Result<_>>()?;
+        let bytes = units.iter().map(|plain| plain.len() + SEAL_OVERHEAD).sum();
+        let units = units.iter().enumerate().map(|(u, plain)| self.seal(unit_obj(&meta, u as u32).0, plain));
+        if !packed {
+            let units = units.enumerate().map(|(u, sealed)| Ok((unit_obj(&meta, u as u32).0, sealed?)));
+            return Ok(SealedChunk { meta, cached: Cached::Codes(head), sealed, units: units.collect::<Result<_>>()? });
+        }
+        let mut pack = Vec::with_capacity(bytes);
+        for (u, sealed) in units.enumerate() {
+            pack.extend_from_slice(&sealed?);
+            if head.places.part(u as u32).is_none_or(|(start, len)| start + len as u64 != pack.len() as u64) {
+                return Err(Error::Internal("a sealed unit is not where its head says".into()));
+            }
+        }
+        let units = vec![(pack_obj(&meta).0, pack)];
         Ok(SealedChunk { meta, cached: Cached::Codes(head), sealed, units })
     }
 
@@ -161,33 +175,21 @@ impl<'a> Plan<'a> {
         if let Some(old) = self.manifest.chunk(s.meta.no).copied() {
             self.remove_chunk(&old);
         }
-        for (obj, stamp, unit) in self.name_chunk(s.meta, s.units) {
-            self.batch.put(self.index.store_key(obj, &stamp), unit);
+        self.manifest.set_chunk(s.meta);
+        for (obj, stored) in s.units {
+            self.batch.put(self.index.store_key(obj, &s.meta.stamp), stored);
         }
         self.store(Obj::Chunk(s.meta.no), &s.meta.stamp, s.sealed, Some(s.cached), None);
     }
 
     /// Names a sealed chunk (a new number) in the manifest without storing
     /// it: returns what the caller writes ahead of the commit (the chunk,
-    /// then its units).
+    /// then its unit pack).
     pub fn put_chunk_ahead(&mut self, s: SealedChunk) -> Vec<(Obj, Stamp, Vec<u8>)> {
         debug_assert!(self.manifest.chunk(s.meta.no).is_none(), "written ahead under a new number");
-        let mut out = vec![(Obj::Chunk(s.meta.no), s.meta.stamp, s.sealed)];
-        out.extend(self.name_chunk(s.meta, s.units));
-        out
-    }
-
-    /// Names chunk `meta` in the manifest; returns its units as stored.
-    fn name_chunk(&mut self, meta: ChunkMeta, units: Vec<Vec<u8>>) -> Vec<(Obj, Stamp, Vec<u8>)> {
-        self.manifest.set_chunk(meta);
-        units
-            .into_iter()
-            .enumerate()
-            .map(|(u, unit)| {
-                let (obj, stamp) = unit_obj(&meta, u as u32);
-                (obj, stamp, unit)
-            })
-            .collect()
+        self.manifest.set_chunk(s.meta);
+        let units = s.units.into_iter().map(|(obj, stored)| (obj, s.meta.stamp, stored));
+        std::iter::once((Obj::Chunk(s.meta.no), s.meta.stamp, s.sealed)).chain(units).collect()
     }
 
     /// Names a sealed directory bucket in the manifest in place of the one
@@ -334,6 +336,11 @@ impl Index {
         if m.encryptions >= MAX_ENCRYPTIONS_PER_KEY {
             m.key_version += 1;
             m.encryptions = 0;
+        }
+        // As 0.11's root read by this build says of what it sealed.
+        #[cfg(test)]
+        if self.seal_units_apart.load(Ordering::Relaxed) {
+            m.units_packed_since = m.version + 1;
         }
         Plan {
             index: self,

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use super::chunk::Chunk;
-use super::codes::{rows_per_unit, CodeChunk, Coder};
+use super::codes::{rows_per_unit, CodeChunk, Coder, UnitPlaces};
 use super::fields::{Candidates, Pos};
 use super::manifest::{ChunkMeta, Manifest};
 use super::objects::{Obj, PREFETCH_CHUNKS};
@@ -269,10 +269,11 @@ impl Index {
                         c.id = chunk.ids[c.slot()].clone();
                     }
                 }
-                Some(_) => {
+                Some(coder) => {
                     let per = rows_per_unit(dim, precision);
+                    let head = self.head(m, coder, meta, None)?;
                     for unit_group in group.chunk_by_mut(|a, b| a.slot() / per == b.slot() / per) {
-                        let unit = self.unit_of(m, meta, unit_group[0].slot())?;
+                        let unit = self.unit_of(m, (meta, &head.places), unit_group[0].slot())?;
                         for c in unit_group.iter_mut() {
                             c.id = unit.ids[c.slot() % per].clone();
                         }
@@ -283,11 +284,16 @@ impl Index {
         Ok(())
     }
 
-    /// The unit of a coded chunk that holds row `slot`.
-    pub(super) fn unit_of(&self, m: &Manifest, meta: &ChunkMeta, slot: usize) -> Result<Arc<Chunk>> {
+    /// The unit of a coded chunk (its units at `places`) that holds row `slot`.
+    pub(super) fn unit_of(
+        &self,
+        m: &Manifest,
+        (meta, places): (&ChunkMeta, &UnitPlaces),
+        slot: usize,
+    ) -> Result<Arc<Chunk>> {
         let per = rows_per_unit(m.config.dimension as usize, m.config.precision);
         let u = slot / per;
-        self.unit(m, meta, u as u32, per.min(meta.count as usize - u * per), true)
+        self.unit(m, (meta, places), (u as u32, per.min(meta.count as usize - u * per)), true, None)
     }
 
     /// Row `slot` of chunk `no`: in the chunk itself, or for a coded chunk
@@ -297,7 +303,7 @@ impl Index {
         let meta = m.chunk(no).ok_or_else(|| Error::integrity("a row names a missing chunk"))?;
         let Some(coder) = coder else { return Ok(Row::of(self.chunk(m, meta, None)?, slot)) };
         let head = self.head(m, coder, meta, None)?;
-        let unit = self.unit_of(m, meta, slot)?;
+        let unit = self.unit_of(m, (meta, &head.places), slot)?;
         let s = slot % rows_per_unit(m.config.dimension as usize, m.config.precision);
         Ok(Row::in_unit(unit, s, head, slot))
     }

@@ -34,9 +34,12 @@ use crate::store::Store;
 use crate::text::Bm25;
 
 const MANIFEST_TOKEN: Token = [0u8; 16];
-/// Layout version of the root's plaintext (10: 0.11, with the directory's
-/// fold under way at its end).
-const MANIFEST_FORMAT: u8 = 10;
+/// Layout version of the root's plaintext (11: 0.12, with the version
+/// from which coded chunks' units are packed at its end).
+const MANIFEST_FORMAT: u8 = 11;
+/// 0.11's root: format 11 less the packed units' version (read, never
+/// written: each of its units was an object of its own).
+const MANIFEST_FORMAT_0_11: u8 = 10;
 /// 0.9's and 0.10's root: format 10 less the fold (read, never written:
 /// their folds finished within a write).
 const MANIFEST_FORMAT_0_9: u8 = 9;
@@ -420,6 +423,10 @@ pub struct Manifest {
     /// The runs being folded into the buckets, older than all of `runs`.
     pub folding: Option<Fold>,
     pub next_run: u32,
+    /// Coded chunks sealed at this version or later store their units back
+    /// to back in one pack (`codes.rs`); older ones (0.11 and before) each
+    /// unit under a key of its own.
+    pub units_packed_since: u64,
     /// The chunk numbers of each list, ascending (derived from `chunks`).
     lists: Vec<Arc<Vec<u32>>>,
 }
@@ -441,6 +448,11 @@ impl Manifest {
     /// trained IVF_RABITQ index. Otherwise whole (IVF_FLAT, or untrained).
     pub fn coded(&self) -> bool {
         self.config.index_type == IndexType::IvfRabitq && self.training == TrainingState::Trained
+    }
+
+    /// Whether chunk `meta`'s units are in one pack (see `units_packed_since`).
+    pub fn units_packed(&self, meta: &ChunkMeta) -> bool {
+        meta.stamp.version >= self.units_packed_since
     }
 
     pub fn new(name: &str, config: IndexConfig) -> Manifest {
@@ -466,6 +478,7 @@ impl Manifest {
             runs: Vec::new(),
             folding: None,
             next_run: 0,
+            units_packed_since: 0,
             lists: Vec::new(),
         }
     }
@@ -583,6 +596,7 @@ impl Manifest {
         w.u8(self.quantizer_padding as u8);
         w.u8(self.folding.is_some() as u8);
         self.folding.iter().for_each(|f| f.write(&mut w));
+        w.u64(self.units_packed_since);
         w.buf
     }
 
@@ -593,6 +607,7 @@ impl Manifest {
         let format = r.u8()?;
         let known = [
             MANIFEST_FORMAT,
+            MANIFEST_FORMAT_0_11,
             MANIFEST_FORMAT_0_9,
             MANIFEST_FORMAT_0_8,
             MANIFEST_FORMAT_0_7,
@@ -663,19 +678,28 @@ impl Manifest {
             }
         }
         let quantizer_padding = match format {
-            MANIFEST_FORMAT | MANIFEST_FORMAT_0_9 => {
+            MANIFEST_FORMAT | MANIFEST_FORMAT_0_11 | MANIFEST_FORMAT_0_9 => {
                 Padding::from_u8(r.u8()?).ok_or_else(|| bad("quantizer padding"))?
             }
             _ => Padding::PowerOfTwo,
         };
         let folding = match format {
-            MANIFEST_FORMAT => match r.u8()? {
+            MANIFEST_FORMAT | MANIFEST_FORMAT_0_11 => match r.u8()? {
                 0 => None,
                 1 => Some(Fold::read(&mut r, n_buckets)?),
                 _ => return Err(bad("fold")),
             },
             _ => None,
         };
+        // An older root's chunks each stored their units apart; every chunk
+        // this build seals from the next commit on packs them.
+        let units_packed_since = match format {
+            MANIFEST_FORMAT => r.u64()?,
+            _ => version + 1,
+        };
+        if units_packed_since > version + 1 {
+            return Err(bad("packed units' version"));
+        }
         r.finish()?;
         // Numbered in the order they were made (the fold's first), all
         // below `next_run`.
@@ -709,6 +733,7 @@ impl Manifest {
             runs,
             folding,
             next_run,
+            units_packed_since,
             lists: Vec::new(),
         })
     }
@@ -946,9 +971,22 @@ mod tests {
         let mut m = Manifest::new("old", IndexConfig { dimension: 8, ..Default::default() });
         m.n_buckets = INITIAL_BUCKETS;
         m.quantizer_padding = Padding::Multiple64;
+        m.units_packed_since = 2;
         let mut root = m.encode_root();
         let read = Manifest::decode_root(3, &root).unwrap();
         assert_eq!((&read.config, read.quantizer_padding, &read.folding), (&m.config, Padding::Multiple64, &None));
+        assert_eq!(read.units_packed_since, 2);
+        // A version from which units are packed later than the next commit's.
+        assert!(Manifest::decode_root(0, &root).unwrap_err().to_string().contains("packed units"));
+        // 0.11: the same less that version; its chunks' units are apart,
+        // those sealed from its next commit on packed.
+        assert_eq!(root.split_off(root.len() - 8), 2u64.to_le_bytes());
+        root[0] = MANIFEST_FORMAT_0_11;
+        let read = Manifest::decode_root(3, &root).unwrap();
+        assert_eq!(
+            (&read.config, read.quantizer_padding, read.units_packed_since),
+            (&m.config, Padding::Multiple64, 4)
+        );
         // 0.9 and 0.10: the same less the fold's flag (no fold under way).
         assert_eq!(root.pop(), Some(0));
         root[0] = MANIFEST_FORMAT_0_9;

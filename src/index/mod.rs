@@ -137,6 +137,9 @@ pub struct Index {
     terms: derived::Derived<terms::TermIndex>,
     /// Membership filters of the directory objects this handle has read.
     filters: presence::DirectoryFilters,
+    /// Tests: seal coded chunks as 0.11 did, each unit apart.
+    #[cfg(test)]
+    seal_units_apart: AtomicBool,
 }
 
 impl std::fmt::Debug for Index {
@@ -269,6 +272,8 @@ impl Index {
             poisoned: AtomicBool::new(false),
             deleted: AtomicBool::new(false),
             training: AtomicBool::new(false),
+            #[cfg(test)]
+            seal_units_apart: AtomicBool::new(false),
             fields: Default::default(),
             terms: Default::default(),
             filters: Default::default(),

@@ -53,6 +53,7 @@ pub(crate) enum ObjectKind {
     ChunkPage = b'P',
     BucketPage = b'Q',
     ChunkUnit = b'U',
+    UnitPack = b'N',
 }
 
 /// One stored object of an index (the manifest aside, which is read before
@@ -72,6 +73,9 @@ pub(crate) enum Obj {
     /// Unit `.1` of IVF_RABITQ chunk `.0` (its full vectors and ids; see
     /// `codes.rs`), bound to the digest `.2` of the chunk's sealed head.
     ChunkUnit(u32, u32, Digest),
+    /// The sealed units of IVF_RABITQ chunk `.0`, back to back (not sealed
+    /// as a whole: each unit is), for the head of digest `.1`.
+    UnitPack(u32, Digest),
 }
 
 const CENTROIDS_TOKEN: Token = *b"vx1 centroids\0\0\0";
@@ -87,6 +91,7 @@ impl Obj {
             Obj::ChunkPage(_) => ObjectKind::ChunkPage,
             Obj::BucketPage(_) => ObjectKind::BucketPage,
             Obj::ChunkUnit(..) => ObjectKind::ChunkUnit,
+            Obj::UnitPack(..) => ObjectKind::UnitPack,
         }
     }
 
@@ -100,6 +105,7 @@ impl Obj {
             Obj::ChunkPage(p) => format!("page {p} of the chunk table"),
             Obj::BucketPage(p) => format!("page {p} of the directory"),
             Obj::ChunkUnit(no, u, _) => format!("unit {u} of chunk {no}"),
+            Obj::UnitPack(no, _) => format!("the units of chunk {no}"),
         }
     }
 }
@@ -143,6 +149,8 @@ impl Tokens {
             // The head's digest is in the token, so in the unit's associated
             // data: a unit opens only beside the head it was sealed with.
             Obj::ChunkUnit(no, u, head) => self.chunks.token(&[&no.to_le_bytes(), &u.to_le_bytes(), &head]),
+            // Only a store key: a pack is never sealed or opened whole.
+            Obj::UnitPack(no, head) => self.chunks.token(&[b"units", &no.to_le_bytes(), &head]),
         }
     }
 }
@@ -426,6 +434,15 @@ impl Prefetched {
     pub fn absorb(&mut self, more: Prefetched) {
         self.0.extend(more.0);
     }
+
+    /// The stored bytes of `obj`, if read ahead.
+    pub fn get(&self, obj: &Obj) -> Option<&[u8]> {
+        self.0.get(obj).map(Vec::as_slice)
+    }
+
+    pub fn insert(&mut self, obj: Obj, stored: Vec<u8>) {
+        self.0.insert(obj, stored);
+    }
 }
 
 impl Index {
@@ -462,6 +479,19 @@ impl Index {
         pre: Option<&Prefetched>,
         keep: bool,
     ) -> Result<Arc<T>> {
+        self.load_object_from(m, (obj, stamp), shape, (pre, keep), || self.env.store.get(&self.store_key(obj, stamp)))
+    }
+
+    /// As [`Index::load_object_with`], its sealed bytes from `fetch` if
+    /// neither the cache nor `pre` holds it (a unit: its part of a pack).
+    pub(super) fn load_object_from<T: Sealed>(
+        &self,
+        m: &Manifest,
+        (obj, stamp): (Obj, &Stamp),
+        shape: &T::Shape<'_>,
+        (pre, keep): (Option<&Prefetched>, bool),
+        fetch: impl FnOnce() -> Result<Option<Vec<u8>>>,
+    ) -> Result<Arc<T>> {
         let version = stamp.version;
         let ck = self.cache_key(obj, stamp);
         if let Some(hit) = self.env.cache.get(&ck).and_then(T::from_cached) {
@@ -472,9 +502,7 @@ impl Index {
         let sealed = match pre.and_then(|p| p.0.get(&obj)) {
             Some(bytes) => bytes,
             None => {
-                fetched = self.env.store.get(&self.layout.object(obj.kind(), &token, stamp))?.ok_or_else(|| {
-                    Error::integrity(format!("{} of index '{}' is missing", obj.describe(), self.name))
-                })?;
+                fetched = fetch()?.ok_or_else(|| self.missing(obj))?;
                 &fetched
             }
         };
@@ -495,6 +523,11 @@ impl Index {
             self.env.cache.insert(ck, cached);
         }
         Ok(value)
+    }
+
+    /// The error for `obj` not stored (or, a unit, not where its head says).
+    pub(super) fn missing(&self, obj: Obj) -> Error {
+        Error::integrity(format!("{} of index '{}' is missing", obj.describe(), self.name))
     }
 
     /// Reads the sealed objects of `wanted` that are not in the cache in one

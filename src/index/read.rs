@@ -399,7 +399,7 @@ impl Index {
                     Some(coder) => {
                         let head = self.head(m, coder, meta, Some(&pre))?;
                         for s in slots.filter(|&s| rows.exact() || filter.matches(head.parsed_metadata(s))) {
-                            let unit = self.unit_of(m, meta, s)?;
+                            let unit = self.unit_of(m, (meta, &head.places), s)?;
                             score(meta.no, s, unit.vector(s % per), unit.inv_norms[s % per]);
                         }
                     }

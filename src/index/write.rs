@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::access::Need;
 use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Entry, CHUNK_TARGET_BYTES};
-use super::codes::{packer_for, packing_for, unit_obj, units_of, Coder, KnownCode, StoredCodes};
+use super::codes::{packer_for, packing_for, stored_units, Coder, KnownCode, StoredCodes};
 use super::commit::{Plan, SealedChunk};
 use super::manifest::{ChunkMeta, Manifest, Stamp};
 use super::objects::{Obj, ObjectKind, Prefetched};
@@ -117,15 +117,11 @@ impl Index {
         let snap = self.reload()?;
         let m = &snap.manifest;
         let buckets = (0..m.n_buckets as usize).map(|b| (b, m.bucket(b))).filter(|(_, s)| !s.is_none());
-        let (dim, precision) = (m.config.dimension as usize, m.config.precision);
-        let units = |c: &ChunkMeta| {
-            let (c, stored) = (*c, if m.coded() { c.count as usize } else { 0 });
-            units_of(stored, dim, precision).map(move |(u, _)| unit_obj(&c, u))
-        };
+        let units = m.chunks().filter(|_| m.coded()).flat_map(|c| stored_units(m, c));
         let live: HashSet<Vec<u8>> = m
             .chunks()
             .map(|c| self.store_key(Obj::Chunk(c.no), &c.stamp))
-            .chain(m.chunks().flat_map(units).map(|(obj, stamp)| self.store_key(obj, &stamp)))
+            .chain(units.map(|(obj, stamp)| self.store_key(obj, &stamp)))
             .chain(buckets.map(|(b, s)| self.store_key(Obj::Bucket(b as u32), &s)))
             .chain(m.directory_runs().flat_map(|run| {
                 let stored = run.stripes.iter().enumerate().filter(|(_, s)| !s.is_none());
@@ -133,7 +129,9 @@ impl Index {
             }))
             .collect();
         let mut doomed = Vec::new();
-        for kind in [ObjectKind::Chunk, ObjectKind::ChunkUnit, ObjectKind::Bucket, ObjectKind::RunStripe] {
+        let kinds =
+            [ObjectKind::Chunk, ObjectKind::ChunkUnit, ObjectKind::UnitPack, ObjectKind::Bucket, ObjectKind::RunStripe];
+        for kind in kinds {
             for key in self.env.store.scan_keys(&self.layout.kind_prefix(kind))? {
                 if self.layout.version_of(&key).is_some_and(|v| v <= m.version) && !live.contains(&key) {
                     doomed.push(key);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use parking_lot::RwLock;
 
-use super::{Op, Store, WriteBatch};
+use super::{part_of, Op, Store, WriteBatch};
 use crate::error::Result;
 
 #[derive(Default)]
@@ -16,6 +16,10 @@ pub struct MemoryStore {
 impl Store for MemoryStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.map.read().get(key).cloned())
+    }
+
+    fn get_part(&self, key: &[u8], start: u64, len: u32) -> Result<Option<Vec<u8>>> {
+        Ok(self.map.read().get(key).and_then(|v| part_of(v, start, len)).map(<[u8]>::to_vec))
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {

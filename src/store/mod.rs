@@ -15,6 +15,9 @@ pub use file::FileStore;
 pub use memory::MemoryStore;
 pub use postgres::PostgresStore;
 
+/// Part of a stored value: (key, first byte, length). See [`Store::get_part`].
+pub type ValuePart = (Vec<u8>, u64, u32);
+
 /// One change inside an atomic batch.
 #[derive(Clone, Debug)]
 pub enum Op {
@@ -55,6 +58,19 @@ pub trait Store: Send + Sync {
         keys.iter().map(|k| self.get(k)).collect()
     }
 
+    /// `len` bytes of `key`'s value from byte `start`: `None` if `key` is
+    /// absent or its value ends before `start + len`. What the index reads
+    /// one sealed unit of a chunk's unit pack with (a few KiB of a value of
+    /// hundreds); a store that cannot read part of a value reads all of it.
+    fn get_part(&self, key: &[u8], start: u64, len: u32) -> Result<Option<Vec<u8>>> {
+        Ok(self.get(key)?.and_then(|v| part_of(&v, start, len).map(<[u8]>::to_vec)))
+    }
+
+    /// [`Store::get_part`] of each `(key, start, len)`, in order.
+    fn get_parts(&self, parts: &[ValuePart]) -> Result<Vec<Option<Vec<u8>>>> {
+        parts.iter().map(|(k, start, len)| self.get_part(k, *start, *len)).collect()
+    }
+
     /// Every (key, value) whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
 
@@ -85,6 +101,12 @@ pub trait Store: Send + Sync {
     /// where the store gives it back in the background (the `file:` store
     /// unlinks emptied segments on a thread of its own); a no-op elsewhere.
     fn settle(&self) {}
+}
+
+/// `len` bytes of `value` from `start`, if it holds them.
+pub(crate) fn part_of(value: &[u8], start: u64, len: u32) -> Option<&[u8]> {
+    let start = usize::try_from(start).ok()?;
+    value.get(start..start.checked_add(len as usize)?)
 }
 
 /// Opens the store a URI names: `memory:`, `file:/dir` or a plain path,
@@ -143,6 +165,23 @@ pub(crate) fn conformance(store: &dyn Store) {
     assert_eq!(store.scan_keys(b"p/").unwrap(), vec![b"p/1".to_vec(), b"p/2".to_vec()]);
     let many = store.get_many(&[b"p/2".to_vec(), b"zz".to_vec()]).unwrap();
     assert_eq!(many, vec![Some(b"two".to_vec()), None]);
+    // Parts of values: inside, at the end, past the end, of a missing key.
+    let mut b = WriteBatch::default();
+    let long: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    b.put(b"r/long".to_vec(), long.clone());
+    assert!(store.write(b).unwrap());
+    assert_eq!(store.get_part(b"p/2", 1, 2).unwrap().as_deref(), Some(&b"wo"[..]));
+    assert_eq!(store.get_part(b"r/long", 4000, 1000).unwrap().as_deref(), Some(&long[4000..]));
+    assert_eq!(store.get_part(b"r/long", 4000, 1001).unwrap(), None);
+    assert_eq!(store.get_part(b"r/long", u64::MAX, 1).unwrap(), None);
+    assert_eq!(store.get_part(b"zz", 0, 1).unwrap(), None);
+    let parts = [(b"r/long".to_vec(), 10, 7), (b"zz".to_vec(), 0, 1), (b"p/1".to_vec(), 0, 3), (b"p/1".to_vec(), 3, 1)];
+    let got = store.get_parts(&parts).unwrap();
+    assert_eq!(got, vec![Some(long[10..17].to_vec()), None, Some(b"one".to_vec()), None]);
+    assert_eq!(store.get_parts(&[]).unwrap(), Vec::<Option<Vec<u8>>>::new());
+    let mut b = WriteBatch::default();
+    b.delete(b"r/long".to_vec());
+    assert!(store.write(b).unwrap());
 
     // A failed compare-and-set changes nothing.
     let mut b = WriteBatch::default();

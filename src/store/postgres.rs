@@ -35,7 +35,7 @@ use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{Op, Store, WriteBatch};
+use super::{Op, Store, ValuePart, WriteBatch};
 use crate::error::{Error, Result};
 
 const DEFAULT_TABLE: &str = "vx_objects";
@@ -49,6 +49,7 @@ struct Conn {
     client: Client,
     get: Statement,
     get_many: Statement,
+    get_parts: Statement,
     scan_range: Statement,
     scan_from: Statement,
     keys_range: Statement,
@@ -276,6 +277,12 @@ impl PostgresStore {
             Ok::<_, postgres::Error>((
                 prep(format!("SELECT v FROM {t} WHERE k = $1"))?,
                 prep(format!("SELECT k, v FROM {t} WHERE k = ANY($1)"))?,
+                // substring counts from 1; a part past the value's end is
+                // shorter than asked, and the caller treats it as absent.
+                prep(format!(
+                    "SELECT p.i, substring(t.v FROM (p.s + 1)::int4 FOR p.n) FROM {t} t \
+                     JOIN UNNEST($1::bytea[], $2::int8[], $3::int4[]) WITH ORDINALITY AS p(k, s, n, i) ON t.k = p.k"
+                ))?,
                 prep(format!("SELECT k, v FROM {t} WHERE k >= $1 AND k < $2 ORDER BY k"))?,
                 prep(format!("SELECT k, v FROM {t} WHERE k >= $1 ORDER BY k"))?,
                 prep(format!("SELECT k FROM {t} WHERE k >= $1 AND k < $2 ORDER BY k"))?,
@@ -288,8 +295,8 @@ impl PostgresStore {
             ))
         })()
         .map_err(|e| self.error(e))?;
-        let (get, get_many, scan_range, scan_from, keys_range, upsert, delete, lock) = conn;
-        Ok(Conn { client, get, get_many, scan_range, scan_from, keys_range, upsert, delete, lock })
+        let (get, get_many, get_parts, scan_range, scan_from, keys_range, upsert, delete, lock) = conn;
+        Ok(Conn { client, get, get_many, get_parts, scan_range, scan_from, keys_range, upsert, delete, lock })
     }
 
     /// Runs `f` on a pooled connection. If the connection turns out dead
@@ -353,6 +360,32 @@ impl Store for PostgresStore {
         let mut found: std::collections::HashMap<Vec<u8>, Vec<u8>> =
             rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
         Ok(keys.iter().map(|k| found.remove(k)).collect())
+    }
+
+    fn get_part(&self, key: &[u8], start: u64, len: u32) -> Result<Option<Vec<u8>>> {
+        self.get_parts(&[(key.to_vec(), start, len)]).map(|mut v| v.pop().flatten())
+    }
+
+    fn get_parts(&self, parts: &[ValuePart]) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut out = vec![None; parts.len()];
+        // Offsets past PostgreSQL's 1 GiB value limit are not in any value.
+        let asked: Vec<usize> =
+            (0..parts.len()).filter(|&i| parts[i].1 < (1 << 30) && parts[i].2 < (1 << 30)).collect();
+        if asked.is_empty() {
+            return Ok(out);
+        }
+        let keys: Vec<&[u8]> = asked.iter().map(|&i| parts[i].0.as_slice()).collect();
+        let starts: Vec<i64> = asked.iter().map(|&i| parts[i].1 as i64).collect();
+        let lens: Vec<i32> = asked.iter().map(|&i| parts[i].2 as i32).collect();
+        let rows = self.with_conn(|| true, |c| c.client.query(&c.get_parts, &[&keys, &starts, &lens]))?;
+        for row in rows {
+            let (at, part): (i64, Vec<u8>) = (row.get(0), row.get(1));
+            let i = asked[(at - 1) as usize];
+            if part.len() == parts[i].2 as usize {
+                out[i] = Some(part);
+            }
+        }
+        Ok(out)
     }
 
     fn prefers_batched_reads(&self) -> bool {

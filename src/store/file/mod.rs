@@ -13,7 +13,7 @@ use parking_lot::RwLock;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use self::log::{Appender, Files, Locator, Segments, SEGMENT_BYTES};
-use super::{Op, Store, WriteBatch};
+use super::{part_of, Op, Store, ValuePart, WriteBatch};
 use crate::error::{Error, Result};
 
 /// Values smaller than [`INLINE_MAX`] bytes, where a page holds several
@@ -147,6 +147,25 @@ fn value_of(
     Ok(objects.get(key).map_err(map_err)?.map(|v| v.value().to_vec()))
 }
 
+/// `len` bytes of `key`'s value from `start` (see `Store::get_part`): one
+/// `pread` of just those bytes when the value is in the log.
+fn part_of_value(
+    files: &Files<'_>,
+    objects: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    locations: &impl ReadableTable<&'static [u8], Locator>,
+    (key, start, len): &ValuePart,
+) -> Result<Option<Vec<u8>>> {
+    if let Some(at) = locations.get(key.as_slice()).map_err(map_err)? {
+        let (no, offset, value_len) = at.value();
+        if start.checked_add(*len as u64).is_none_or(|end| end > value_len as u64) {
+            return Ok(None);
+        }
+        return files.read((no, offset + start, *len)).map(Some);
+    }
+    let value = objects.get(key.as_slice()).map_err(map_err)?;
+    Ok(value.and_then(|v| part_of(v.value(), *start, *len).map(<[u8]>::to_vec)))
+}
+
 impl Store for FileStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         guarded(|| self.get_many(&[key.to_vec()]).map(|mut v| v.pop().flatten()))
@@ -160,6 +179,21 @@ impl Store for FileStore {
             let objects = r.open_table(OBJECTS).map_err(map_err)?;
             let locations = r.open_table(LOCATIONS).map_err(map_err)?;
             keys.iter().map(|k| value_of(&files, &objects, &locations, k)).collect()
+        })
+    }
+
+    fn get_part(&self, key: &[u8], start: u64, len: u32) -> Result<Option<Vec<u8>>> {
+        guarded(|| self.get_parts(&[(key.to_vec(), start, len)]).map(|mut v| v.pop().flatten()))
+    }
+
+    fn get_parts(&self, parts: &[ValuePart]) -> Result<Vec<Option<Vec<u8>>>> {
+        guarded(|| {
+            let db = self.db.read(); // held until the transaction ends
+            let files = self.segments.files(); // before the transaction begins
+            let r = db.begin_read().map_err(map_err)?;
+            let objects = r.open_table(OBJECTS).map_err(map_err)?;
+            let locations = r.open_table(LOCATIONS).map_err(map_err)?;
+            parts.iter().map(|p| part_of_value(&files, &objects, &locations, p)).collect()
         })
     }
 
