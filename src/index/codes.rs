@@ -48,8 +48,8 @@ use crate::kmeans;
 use crate::rabitq::{block_sums, ex_scale, pack, Factors, Padding, Quantizer, QueryLut, BLOCK, EPS0_99};
 use crate::store::{part_of, ValuePart};
 
-/// Plaintext bytes a unit aims at: with the seal and the store's key and
-/// page overhead, just under a 4 KiB page.
+/// Plaintext bytes a unit aims at: what a rerank decrypts for one
+/// candidate, just under 4 KiB with its seal.
 const UNIT_TARGET_BYTES: usize = 4096 - 256;
 /// count u32, dim u32, precision u8, bits u8, 6 zero bytes.
 const HEAD_HEADER_BYTES: usize = 16;
@@ -70,11 +70,12 @@ pub(crate) enum UnitPlaces {
 }
 
 impl UnitPlaces {
-    /// The bytes of unit `u` in the pack: (start, length); `None` if apart.
+    /// The bytes of unit `u` in the pack: (start, length); `None` if apart
+    /// (or past the last unit, which no row names).
     pub fn part(&self, u: u32) -> Option<(u64, u32)> {
         let UnitPlaces::Packed(ends) = self else { return None };
-        let start = if u == 0 { 0 } else { ends[u as usize - 1] };
-        Some((start as u64, ends[u as usize] - start))
+        let start = if u == 0 { 0 } else { *ends.get(u as usize - 1)? };
+        Some((start as u64, ends.get(u as usize)? - start))
     }
 
     /// The length of the pack (`None`: apart).

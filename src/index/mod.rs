@@ -137,7 +137,8 @@ pub struct Index {
     terms: derived::Derived<terms::TermIndex>,
     /// Membership filters of the directory objects this handle has read.
     filters: presence::DirectoryFilters,
-    /// Tests: seal coded chunks as 0.11 did, each unit apart.
+    /// Tests: seal coded chunks as 0.11 did, each unit apart (set before
+    /// any chunk is packed: it tells the plans no chunk is).
     #[cfg(test)]
     seal_units_apart: AtomicBool,
 }

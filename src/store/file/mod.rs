@@ -183,7 +183,7 @@ impl Store for FileStore {
     }
 
     fn get_part(&self, key: &[u8], start: u64, len: u32) -> Result<Option<Vec<u8>>> {
-        guarded(|| self.get_parts(&[(key.to_vec(), start, len)]).map(|mut v| v.pop().flatten()))
+        self.get_parts(&[(key.to_vec(), start, len)]).map(|mut v| v.pop().flatten())
     }
 
     fn get_parts(&self, parts: &[ValuePart]) -> Result<Vec<Option<Vec<u8>>>> {
