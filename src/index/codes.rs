@@ -1801,6 +1801,21 @@ mod packs {
         assert_eq!(stored, named, "units stored against units named");
     }
 
+    /// Items 0..N written, then trained (`apart`: as 0.11 sealed, every unit apart).
+    fn trained(apart: bool) -> (Index, Arc<dyn Store>) {
+        let client = Client::open("memory:", ClientOptions::default()).unwrap();
+        let config = IndexConfig { index_type: IndexType::IvfRabitq, ..Default::default() };
+        let index = client.create_index("p", &SecretKey::from_bytes(&[4; 32]), config).unwrap();
+        upsert(&index, 0..N, 0);
+        index.seal_units_apart.store(apart, Relaxed);
+        train(&index);
+        (index, client.raw_store())
+    }
+
+    fn train(index: &Index) {
+        index.train(TrainParams { n_lists: 8, max_iters: 4, ..Default::default() }, Access::default()).unwrap();
+    }
+
     fn open(store: &Arc<dyn Store>) -> Index {
         let client = Client::over_store(store.clone(), ClientOptions { cache_bytes: 0, ..Default::default() }).unwrap();
         client.load_index("p", Access { key: Some(&SecretKey::from_bytes(&[4; 32])), user: None }).unwrap()
@@ -1808,15 +1823,9 @@ mod packs {
 
     #[test]
     fn units_of_0_11_are_read_mixed_with_packed_ones_and_rewritten_packed() {
-        let client = Client::open("memory:", ClientOptions::default()).unwrap();
-        let config = IndexConfig { index_type: IndexType::IvfRabitq, ..Default::default() };
-        let index = client.create_index("p", &SecretKey::from_bytes(&[4; 32]), config).unwrap();
-        let store = client.raw_store();
-        let mut live: Vec<(usize, usize)> = (0..N).map(|i| (i, 0)).collect();
-        upsert(&index, 0..N, 0);
         // Trained as 0.11 did: every unit apart.
-        index.seal_units_apart.store(true, Relaxed);
-        index.train(TrainParams { n_lists: 8, max_iters: 4, ..Default::default() }, Access::default()).unwrap();
+        let (index, store) = trained(true);
+        let mut live: Vec<(usize, usize)> = (0..N).map(|i| (i, 0)).collect();
         assert!(keys_of(&*store, &index, ObjectKind::UnitPack).is_empty());
         assert!(keys_of(&*store, &index, ObjectKind::ChunkUnit).len() > 40);
         check(&index, &*store, &live);
@@ -1837,7 +1846,7 @@ mod packs {
         // A handle that opens it reads both, nothing cached.
         check(&open(&store), &*store, &live);
         // Trained again: every chunk packed, no unit apart left.
-        index.train(TrainParams { n_lists: 8, max_iters: 4, ..Default::default() }, Access::default()).unwrap();
+        train(&index);
         assert!(keys_of(&*store, &index, ObjectKind::ChunkUnit).is_empty());
         check(&open(&store), &*store, &live);
     }
@@ -1848,12 +1857,7 @@ mod packs {
     /// reads one unit) and by a read of the chunk whole.
     #[test]
     fn units_out_of_their_places_in_a_pack_are_detected() {
-        let client = Client::open("memory:", ClientOptions::default()).unwrap();
-        let config = IndexConfig { index_type: IndexType::IvfRabitq, ..Default::default() };
-        let index = client.create_index("p", &SecretKey::from_bytes(&[4; 32]), config).unwrap();
-        let store = client.raw_store();
-        upsert(&index, 0..N, 0);
-        index.train(TrainParams { n_lists: 8, max_iters: 4, ..Default::default() }, Access::default()).unwrap();
+        let (index, store) = trained(false);
         let live: Vec<(usize, usize)> = (0..N).map(|i| (i, 0)).collect();
         check(&open(&store), &*store, &live);
         // A chunk with two full units, and where they are in its pack.

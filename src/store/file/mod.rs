@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use parking_lot::RwLock;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadOnlyTable, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use self::log::{Appender, Files, Locator, Segments, SEGMENT_BYTES};
 use super::{part_of, Op, Store, ValuePart, WriteBatch};
@@ -166,20 +166,32 @@ fn part_of_value(
     Ok(value.and_then(|v| part_of(v.value(), *start, *len).map(<[u8]>::to_vec)))
 }
 
-impl Store for FileStore {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        guarded(|| self.get_many(&[key.to_vec()]).map(|mut v| v.pop().flatten()))
-    }
+/// Where a read finds values: the value log's segments and redb's two tables.
+type ReadAt<'r, 'f> =
+    (&'r Files<'f>, &'r ReadOnlyTable<&'static [u8], &'static [u8]>, &'r ReadOnlyTable<&'static [u8], Locator>);
 
-    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+impl FileStore {
+    /// `read` of each of `wanted`, in one read transaction (the segments it
+    /// names kept until it ends).
+    fn read_each<W, T>(&self, wanted: &[W], read: impl Fn(ReadAt<'_, '_>, &W) -> Result<T>) -> Result<Vec<T>> {
         guarded(|| {
             let db = self.db.read(); // held until the transaction ends
             let files = self.segments.files(); // before the transaction begins
             let r = db.begin_read().map_err(map_err)?;
             let objects = r.open_table(OBJECTS).map_err(map_err)?;
             let locations = r.open_table(LOCATIONS).map_err(map_err)?;
-            keys.iter().map(|k| value_of(&files, &objects, &locations, k)).collect()
+            wanted.iter().map(|w| read((&files, &objects, &locations), w)).collect()
         })
+    }
+}
+
+impl Store for FileStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        guarded(|| self.get_many(&[key.to_vec()]).map(|mut v| v.pop().flatten()))
+    }
+
+    fn get_many(&self, keys: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        self.read_each(keys, |at, key| value_of(at.0, at.1, at.2, key))
     }
 
     fn get_part(&self, key: &[u8], start: u64, len: u32) -> Result<Option<Vec<u8>>> {
@@ -187,14 +199,7 @@ impl Store for FileStore {
     }
 
     fn get_parts(&self, parts: &[ValuePart]) -> Result<Vec<Option<Vec<u8>>>> {
-        guarded(|| {
-            let db = self.db.read(); // held until the transaction ends
-            let files = self.segments.files(); // before the transaction begins
-            let r = db.begin_read().map_err(map_err)?;
-            let objects = r.open_table(OBJECTS).map_err(map_err)?;
-            let locations = r.open_table(LOCATIONS).map_err(map_err)?;
-            parts.iter().map(|p| part_of_value(&files, &objects, &locations, p)).collect()
-        })
+        self.read_each(parts, |at, part| part_of_value(at.0, at.1, at.2, part))
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
