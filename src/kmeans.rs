@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::distance;
 use crate::error::{Error, Result};
+use crate::parallel;
 
 /// Points assigned per SGEMM block (one task of the pool).
 const BLOCK: usize = 256;
@@ -157,34 +158,32 @@ pub fn assign(pool: &rayon::ThreadPool, data: &[f32], dim: usize, centroids: &[f
 /// nearest per point (the first on ties, as one pass over all would).
 pub fn assign_prepared(pool: &rayon::ThreadPool, data: &[f32], prepared: &Prepared) -> Vec<(u32, f32)> {
     let (dim, k) = (prepared.dim, prepared.k());
-    pool.install(|| {
-        data.par_chunks(BLOCK * dim)
-            .flat_map_iter(|block| {
-                let m = block.len() / dim;
-                let mut points = Zeroizing::new(Vec::with_capacity(block.len()));
-                centre_into(block, &prepared.mean, &mut points);
-                let mut nearest = vec![(0u32, f32::INFINITY); m];
-                let mut ips = vec![0f32; m * k.min(CENTROID_TILE)];
-                for first in (0..k).step_by(CENTROID_TILE) {
-                    let tile = CENTROID_TILE.min(k - first);
-                    let centroids = &prepared.centred[first * dim..(first + tile) * dim];
-                    distance::inner_products(&points, m, centroids, tile, dim, &mut ips);
-                    let norms = &prepared.norms[first..first + tile];
-                    for (row, best) in ips.chunks_exact(tile).zip(&mut nearest) {
-                        let (c, d) = distance::nearest_score(row, norms);
-                        if d < best.1 {
-                            *best = ((first + c) as u32, d);
-                        }
-                    }
+    let blocks: Vec<&[f32]> = data.chunks(BLOCK * dim).collect();
+    let nearest = parallel::map(pool, blocks, 2, |block| {
+        let m = block.len() / dim;
+        let mut points = Zeroizing::new(Vec::with_capacity(block.len()));
+        centre_into(block, &prepared.mean, &mut points);
+        let mut nearest = vec![(0u32, f32::INFINITY); m];
+        let mut ips = vec![0f32; m * k.min(CENTROID_TILE)];
+        for first in (0..k).step_by(CENTROID_TILE) {
+            let tile = CENTROID_TILE.min(k - first);
+            let centroids = &prepared.centred[first * dim..(first + tile) * dim];
+            distance::inner_products(&points, m, centroids, tile, dim, &mut ips);
+            let norms = &prepared.norms[first..first + tile];
+            for (row, best) in ips.chunks_exact(tile).zip(&mut nearest) {
+                let (c, d) = distance::nearest_score(row, norms);
+                if d < best.1 {
+                    *best = ((first + c) as u32, d);
                 }
-                nearest
-                    .into_iter()
-                    .zip(points.chunks_exact(dim))
-                    .map(|((c, d), x)| (c, (d + distance::dot(x, x)).max(0.0)))
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    })
+            }
+        }
+        nearest
+            .into_iter()
+            .zip(points.chunks_exact(dim))
+            .map(|((c, d), x)| (c, (d + distance::dot(x, x)).max(0.0)))
+            .collect::<Vec<_>>()
+    });
+    nearest.concat()
 }
 
 /// Runs k-means on `n` points of `dim` floats. `progress(iteration, objective)`

@@ -40,6 +40,7 @@ pub mod ffi;
 mod filter;
 mod index;
 mod kmeans;
+mod parallel;
 mod rabitq;
 mod store;
 mod text;

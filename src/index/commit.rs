@@ -22,6 +22,7 @@ use super::types::Precision;
 use super::{key_record_key, Index};
 use crate::crypto::{DataKeys, Sealer, SecretKey, Signer, Token, MAX_ENCRYPTIONS_PER_KEY, SEAL_OVERHEAD};
 use crate::error::{Error, Result};
+use crate::parallel::{self, MIN_PARALLEL_OBJECTS};
 use crate::store::WriteBatch;
 
 /// Compare-and-set attempts of one write before it reports a conflict; each
@@ -256,10 +257,10 @@ impl<'a> Plan<'a> {
 
     /// Seals `buckets` in parallel and stores them.
     pub fn put_buckets(&mut self, buckets: Vec<(usize, Bucket)>) -> Result<()> {
-        let sealed: Vec<SealedBucket> = self.index.env.pool.install(|| {
-            use rayon::prelude::*;
-            buckets.into_par_iter().map(|(b, bucket)| self.seal_bucket(b, bucket)).collect::<Result<_>>()
-        })?;
+        let sealed: Vec<SealedBucket> =
+            parallel::try_map(&self.index.env.pool, buckets, MIN_PARALLEL_OBJECTS, |(b, bucket)| {
+                self.seal_bucket(b, bucket)
+            })?;
         for s in sealed {
             self.put_bucket(s);
         }
@@ -296,13 +297,10 @@ impl Plan<'_> {
     /// their old versions; a page left empty is deleted.
     fn seal_pages(&mut self) -> Result<()> {
         let dirty = self.manifest.take_dirty_pages();
-        let sealed: Vec<(Obj, Stamp, Option<Vec<u8>>)> = self.index.env.pool.install(|| {
-            use rayon::prelude::*;
-            dirty
-                .into_par_iter()
-                .map(|(page, old, plain)| Ok((page, old, plain.map(|p| self.seal(page, &p)).transpose()?)))
-                .collect::<Result<_>>()
-        })?;
+        let sealed: Vec<(Obj, Stamp, Option<Vec<u8>>)> =
+            parallel::try_map(&self.index.env.pool, dirty, MIN_PARALLEL_OBJECTS, |(page, old, plain)| {
+                Ok((page, old, plain.map(|p| self.seal(page, &p)).transpose()?))
+            })?;
         for (page, old, bytes) in sealed {
             let old = Some(old).filter(|s| !s.is_none());
             match bytes {

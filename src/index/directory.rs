@@ -15,8 +15,9 @@
 //! * **The fold**: once the runs hold more than 1/[`FOLD_SHARE`] of the
 //!   items, a write merges them into one run striped by bucket (ranges of
 //!   the buckets there are then) and starts folding it into the buckets;
-//!   each write after it folds a range of buckets in proportion to its own
-//!   size, paced to end before the runs fill up again. A fold reaches the
+//!   the writes after it fold the buckets in step with the runs filling
+//!   up again (a share of the buckets for each share of the room), so the
+//!   fold ends as they fill. A fold reaches the
 //!   buckets in the order linear hashing splits them, and splits each it
 //!   reaches while the directory is due to grow, so a split costs no
 //!   rewrite of its own. Every bucket is rewritten once per fold, paid for
@@ -33,8 +34,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use super::chunk::{Bucket, Entry};
 use super::commit::{Plan, SealedEntries};
 use super::manifest::{bucket_of, fold_order, split_partner, Fold, Manifest, RunMeta, Stamp, Striping};
@@ -43,6 +42,7 @@ use super::presence::{Filter, Learned};
 use super::Index;
 use crate::crypto::Token;
 use crate::error::Result;
+use crate::parallel::{self, MIN_PARALLEL_OBJECTS};
 
 /// The directory grows while its buckets average more entries than this.
 /// A bucket is rewritten only when runs are folded into it, ~N/8 entries
@@ -114,28 +114,24 @@ impl Index {
                     }
                 }
             }
-            let matched: Vec<(Vec<Found>, Vec<Sought>, Option<Learned>)> = self.env.pool.install(|| {
-                by_stripe
-                    .into_par_iter()
-                    .enumerate()
-                    .filter(|(_, (_, group))| !group.is_empty())
-                    .map(|(s, (known, mut group))| {
-                        let stripe = self.run_stripe(m, run, s)?;
-                        let learned =
-                            (!known).then(|| (s, run.stripes[s], Filter::of(stripe.entries.iter().map(|e| &e.token))));
-                        group.sort_unstable();
-                        let (mut hits, mut misses, mut at) = (Vec::new(), Vec::new(), 0);
-                        for (token, i) in group {
-                            at = lower_bound_from(&stripe.entries, at, &token);
-                            match stripe.entries.get(at) {
-                                Some(e) if e.token == token => hits.push((i, *e)),
-                                _ => misses.push((token, i)),
-                            }
+            let sought: Vec<(usize, (bool, Vec<Sought>))> =
+                by_stripe.into_iter().enumerate().filter(|(_, (_, group))| !group.is_empty()).collect();
+            let matched: Vec<(Vec<Found>, Vec<Sought>, Option<Learned>)> =
+                parallel::try_map(&self.env.pool, sought, MIN_PARALLEL_OBJECTS, |(s, (known, mut group))| {
+                    let stripe = self.run_stripe(m, run, s)?;
+                    let learned =
+                        (!known).then(|| (s, run.stripes[s], Filter::of(stripe.entries.iter().map(|e| &e.token))));
+                    group.sort_unstable();
+                    let (mut hits, mut misses, mut at) = (Vec::new(), Vec::new(), 0);
+                    for (token, i) in group {
+                        at = lower_bound_from(&stripe.entries, at, &token);
+                        match stripe.entries.get(at) {
+                            Some(e) if e.token == token => hits.push((i, *e)),
+                            _ => misses.push((token, i)),
                         }
-                        Ok((hits, misses, learned))
-                    })
-                    .collect::<Result<_>>()
-            })?;
+                    }
+                    Ok((hits, misses, learned))
+                })?;
             pending = ruled_out;
             let mut learned = Vec::new();
             for (hits, misses, filter) in matched {
@@ -166,17 +162,13 @@ impl Index {
                 }
             }
         }
-        let matched: Vec<(Vec<Found>, Option<Learned>)> = self.env.pool.install(|| {
-            by_bucket
-                .into_par_iter()
-                .map(|(b, (stamp, known, group))| {
-                    let bucket = self.bucket(m, b)?;
-                    let learned = (!known).then(|| (b, stamp, Filter::of(bucket.entries.iter().map(|e| &e.token))));
-                    let hits = group.into_iter().filter_map(|(token, i)| Some((i, *bucket.find(&token)?))).collect();
-                    Ok((hits, learned))
-                })
-                .collect::<Result<_>>()
-        })?;
+        let matched: Vec<(Vec<Found>, Option<Learned>)> =
+            parallel::try_map(&self.env.pool, by_bucket, MIN_PARALLEL_OBJECTS, |(b, (stamp, known, group))| {
+                let bucket = self.bucket(m, b)?;
+                let learned = (!known).then(|| (b, stamp, Filter::of(bucket.entries.iter().map(|e| &e.token))));
+                let hits = group.into_iter().filter_map(|(token, i)| Some((i, *bucket.find(&token)?))).collect();
+                Ok((hits, learned))
+            })?;
         let mut learned = Vec::new();
         for (hits, filter) in matched {
             for (i, e) in hits {
@@ -196,7 +188,6 @@ impl Index {
     /// write's new count.
     pub(super) fn write_directory(&self, plan: &mut Plan<'_>, old: &Manifest, changes: Vec<Entry>) -> Result<()> {
         debug_assert!(changes.windows(2).all(|w| w[0].token < w[1].token));
-        let written = changes.len();
         let mut touched = self.grow_directory(plan, old)?;
         let mut runs = old.runs.clone();
         let mut merged = Vec::new();
@@ -228,13 +219,16 @@ impl Index {
                 runs.push(self.put_run(plan, newest, false)?);
             }
             if let Some(fold) = folding.as_mut() {
-                // The share of what is left that this write's share of the
-                // runs' room left pays for: the fold ends by the time the
-                // runs reach the limit.
-                let room = limit - runs.iter().map(|r| r.entries as usize).sum::<usize>();
-                let remaining = fold.remaining();
-                let step = if room <= written { remaining } else { (remaining * written).div_ceil(room) };
-                let to = fold.cursor as usize + step;
+                // Paced by how full the runs are: the fold keeps up with
+                // the share of its buckets that the runs hold of their
+                // limit, so it ends as they fill up, and a small write
+                // folds a bucket only when the runs pass the next one's
+                // share (about one write in limit / buckets: a one-item
+                // write that folded a bucket every time rewrote the bucket
+                // and its 45 KB page of the bucket table at 1M items).
+                let filled: usize = runs.iter().map(|r| r.entries as usize).sum();
+                let total = fold.striping().0;
+                let to = (total * filled).div_ceil(limit).min(total);
                 self.fold_range(plan, old, fold, to, &mut touched)?;
                 if fold.remaining() == 0 {
                     folding = None;
@@ -260,7 +254,7 @@ impl Index {
         let stored = (0..run.stripes.len()).filter(|&s| !run.stripes[s].is_none());
         let stripes: Vec<Arc<Bucket>> = stored.map(|s| self.run_stripe(m, run, s)).collect::<Result<_>>()?;
         let mut entries: Vec<Entry> = stripes.iter().flat_map(|s| s.entries.iter().copied()).collect();
-        entries.par_sort_unstable_by(|a, b| a.token.cmp(&b.token));
+        parallel::sort_unstable_by(&self.env.pool, &mut entries, |a, b| a.token.cmp(&b.token));
         Ok(entries)
     }
 
@@ -283,20 +277,16 @@ impl Index {
         for e in &entries {
             stripes[run.stripe_of(&e.token)].entries.push(*e);
         }
-        let sealed: Vec<Option<SealedEntries>> = self.env.pool.install(|| {
-            stripes
-                .into_par_iter()
-                .enumerate()
-                .map(|(s, stripe)| {
-                    if stripe.entries.is_empty() {
-                        return Ok(None);
-                    }
-                    let sealed = plan.seal(Obj::RunStripe(no, s as u32), &stripe.encode())?;
-                    let filter = Filter::of(stripe.entries.iter().map(|e| &e.token));
-                    Ok(Some((Arc::new(stripe), sealed, filter)))
-                })
-                .collect::<Result<_>>()
-        })?;
+        let numbered: Vec<(usize, Bucket)> = stripes.into_iter().enumerate().collect();
+        let sealed: Vec<Option<SealedEntries>> =
+            parallel::try_map(&self.env.pool, numbered, MIN_PARALLEL_OBJECTS, |(s, stripe)| {
+                if stripe.entries.is_empty() {
+                    return Ok(None);
+                }
+                let sealed = plan.seal(Obj::RunStripe(no, s as u32), &stripe.encode())?;
+                let filter = Filter::of(stripe.entries.iter().map(|e| &e.token));
+                Ok(Some((Arc::new(stripe), sealed, filter)))
+            })?;
         let mut learned = Vec::new();
         for (s, sealed) in sealed.into_iter().enumerate() {
             if let Some((stripe, sealed, filter)) = sealed {
@@ -350,18 +340,14 @@ impl Index {
         }
         let bases: Vec<(usize, Option<Bucket>, Vec<Entry>)> =
             changes.into_iter().map(|(b, changes)| (b, touched.remove(&b), changes)).collect();
-        let folded: Vec<(usize, Bucket)> = self.env.pool.install(|| {
-            bases
-                .into_par_iter()
-                .map(|(b, base, changes)| {
-                    let bucket = match base {
-                        Some(bucket) => bucket,
-                        None => self.owned_bucket(old, b)?,
-                    };
-                    Ok((b, applied(bucket, changes)))
-                })
-                .collect::<Result<_>>()
-        })?;
+        let folded: Vec<(usize, Bucket)> =
+            parallel::try_map(&self.env.pool, bases, MIN_PARALLEL_OBJECTS, |(b, base, changes)| {
+                let bucket = match base {
+                    Some(bucket) => bucket,
+                    None => self.owned_bucket(old, b)?,
+                };
+                Ok((b, applied(bucket, changes)))
+            })?;
         touched.extend(folded);
         let mut s = from / per_stripe;
         while s < fold.run.stripes.len() && ((s + 1) * per_stripe).min(n_buckets) <= to {

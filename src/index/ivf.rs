@@ -27,6 +27,7 @@ use crate::crypto::Token;
 use crate::distance::{self, Metric};
 use crate::error::{Error, Result};
 use crate::kmeans::{self, KMeansParams, SplitMix};
+use crate::parallel::{self, MIN_PARALLEL_CHEAP};
 use crate::rabitq::Padding;
 use crate::store::WriteBatch;
 /// Training points per centroid (FAISS's default cap as well).
@@ -143,7 +144,7 @@ impl Centroids {
     /// cosine (on unit vectors), a per-vector ranking for inner product.
     pub fn assign(&self, pool: &rayon::ThreadPool, metric: Metric, vectors: &[&[f32]]) -> Vec<u32> {
         if metric == Metric::InnerProduct {
-            return pool.install(|| vectors.par_iter().map(|v| self.nearest(metric, v, 1)[0]).collect());
+            return parallel::map(pool, vectors, MIN_PARALLEL_CHEAP, |v| self.nearest(metric, v, 1)[0]);
         }
         let mut flat = WipedFloats(Vec::with_capacity(vectors.len() * self.dim));
         for v in vectors {

@@ -7,8 +7,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use super::access::Need;
 use super::chunk::{item_encoded_len, Chunk, ChunkBuilder, Entry, CHUNK_TARGET_BYTES};
 use super::codes::{packer_for, packing_for, stored_units, Coder, KnownCode, StoredCodes};
@@ -20,6 +18,7 @@ use super::types::{validate_id, validate_item, MAX_DIMENSION};
 use super::{Access, Index, ItemRef, TrainingState};
 use crate::crypto::Token;
 use crate::error::{Error, Result};
+use crate::parallel::{self, MIN_PARALLEL_CHEAP, MIN_PARALLEL_OBJECTS};
 use crate::store::WriteBatch;
 
 /// Keys deleted per store batch when collecting garbage.
@@ -50,13 +49,11 @@ impl Index {
         for (i, it) in items.iter().enumerate() {
             last.insert(it.id, i);
         }
-        let pending: Vec<Pending<'_>> = self.env.pool.install(|| {
-            items
-                .par_iter()
-                .enumerate()
-                .filter(|(i, it)| last[it.id] == *i)
-                .map(|(_, it)| Pending { item: *it, token: self.tokens.id(it.id) })
-                .collect()
+        let winners: Vec<&ItemRef<'_>> =
+            items.iter().enumerate().filter(|(i, it)| last[it.id] == *i).map(|p| p.1).collect();
+        let pending: Vec<Pending<'_>> = parallel::map(&self.env.pool, winners, MIN_PARALLEL_CHEAP, |it| Pending {
+            item: *it,
+            token: self.tokens.id(it.id),
         });
         self.commit(|snap| {
             let m = &snap.manifest;
@@ -236,8 +233,8 @@ impl Index {
         let repacked: HashSet<u32> = repack.iter().map(|r| r.no).collect();
         let shrinking = removals.keys().filter(|no| !repacked.contains(no)).filter_map(|&no| old.chunk(no));
         let pre = self.prefetch_rewrites(old, coder.as_deref(), repack.iter().chain(shrinking))?;
-        let sources: Vec<Source> = self.env.pool.install(|| {
-            repack.par_iter().map(|meta| self.rewrite_source(old, coder.as_deref(), meta, &pre)).collect::<Result<_>>()
+        let sources: Vec<Source> = parallel::try_map(&self.env.pool, &repack, MIN_PARALLEL_OBJECTS, |meta| {
+            self.rewrite_source(old, coder.as_deref(), meta, &pre)
         })?;
         let mut packer = packer_for(coder.as_deref());
         let mut new_chunks: BTreeMap<u32, (u32, Vec<Row>)> = BTreeMap::new();
@@ -266,30 +263,21 @@ impl Index {
 
         // 4. Seal, in parallel, the new chunks and every chunk that loses
         //    rows (an emptied one is removed); remove the repacked ones.
-        let built: Vec<SealedChunk> = self.env.pool.install(|| {
-            new_chunks
-                .into_par_iter()
-                .map(|(no, (list, rows))| {
-                    let known: Vec<KnownCode<'_>> = rows.iter().map(|row| row.known(&sources)).collect();
-                    plan.seal_chunk((no, list), build_chunk(dim, &rows, &sources, upserts), &known, precision)
-                })
-                .collect::<Result<_>>()
-        })?;
-        let shrunk: Vec<(u32, Option<SealedChunk>)> = self.env.pool.install(|| {
-            removals
-                .par_iter()
-                .map(|(&no, gone)| {
-                    let meta = old.chunk(no).ok_or_else(|| Error::integrity("the directory names a missing chunk"))?;
-                    let base = self.rewrite_source(old, coder.as_deref(), meta, &pre)?;
-                    let (chunk, kept) = without(dim, &base.rows, gone)?;
-                    let known: Vec<KnownCode<'_>> =
-                        kept.iter().map(|&s| base.codes.as_deref().map(|c| (c, s))).collect();
-                    let sealed =
-                        (!chunk.is_empty()).then(|| plan.seal_chunk((no, meta.list), chunk, &known, precision));
-                    Ok((no, sealed.transpose()?))
-                })
-                .collect::<Result<_>>()
-        })?;
+        let pool = &self.env.pool;
+        let built: Vec<SealedChunk> =
+            parallel::try_map(pool, new_chunks, MIN_PARALLEL_OBJECTS, |(no, (list, rows))| {
+                let known: Vec<KnownCode<'_>> = rows.iter().map(|row| row.known(&sources)).collect();
+                plan.seal_chunk((no, list), build_chunk(dim, &rows, &sources, upserts), &known, precision)
+            })?;
+        let shrunk: Vec<(u32, Option<SealedChunk>)> =
+            parallel::try_map(pool, &removals, MIN_PARALLEL_OBJECTS, |(&no, gone)| {
+                let meta = old.chunk(no).ok_or_else(|| Error::integrity("the directory names a missing chunk"))?;
+                let base = self.rewrite_source(old, coder.as_deref(), meta, &pre)?;
+                let (chunk, kept) = without(dim, &base.rows, gone)?;
+                let known: Vec<KnownCode<'_>> = kept.iter().map(|&s| base.codes.as_deref().map(|c| (c, s))).collect();
+                let sealed = (!chunk.is_empty()).then(|| plan.seal_chunk((no, meta.list), chunk, &known, precision));
+                Ok((no, sealed.transpose()?))
+            })?;
         drop(pre); // the sealed bytes the rewrites read, before the directory's work
         for meta in &repack {
             plan.remove_chunk(meta);
@@ -303,8 +291,7 @@ impl Index {
         built.into_iter().for_each(|s| plan.put_chunk(s));
 
         // 5. The moved rows' directory entries (same contents, new chunk).
-        let moved_tokens: Vec<Token> =
-            self.env.pool.install(|| moved.par_iter().map(|(id, _)| self.tokens.id(id)).collect());
+        let moved_tokens: Vec<Token> = parallel::map(pool, &moved, MIN_PARALLEL_CHEAP, |(id, _)| self.tokens.id(id));
         let refs: Vec<&Token> = moved_tokens.iter().collect();
         for ((token, (_, no)), was) in moved_tokens.iter().zip(&moved).zip(self.lookup_all(old, &refs)?) {
             let was = was.ok_or_else(|| Error::integrity("a chunk holds an item the directory does not name"))?;
@@ -319,7 +306,7 @@ impl Index {
             };
             changes.push(Entry { token: p.token, chunk: no, contents });
         }
-        changes.par_sort_unstable_by(|a, b| a.token.cmp(&b.token));
+        parallel::sort_unstable_by(pool, &mut changes, |a, b| a.token.cmp(&b.token));
         plan.manifest.num_vectors = count;
         self.write_directory(&mut plan, old, changes)?;
         Ok((plan, deleted))

@@ -37,6 +37,13 @@ const REDB_CACHE_BYTES: usize = 32 << 20;
 /// units, directory stripes and buckets, manifest pages. The manifest's
 /// root, the version hint, key records and small contents stay in redb.
 const INLINE_MAX: usize = 2048;
+/// A batch whose values add up to at most this many bytes stays in redb
+/// whole (a one-item write: its chunk, the pages it changes and the root),
+/// so it is one commit and one fsync instead of an append and two, and
+/// takes no step of the log's collection. Large enough for a one-item
+/// write's objects at 10M items (~15 KiB), small enough that vectors
+/// written in bulk go to the log.
+const SMALL_BATCH_BYTES: usize = 32 << 10;
 /// A write reads at most this many times the bytes it appends of the
 /// segment being collected (at least [`COLLECT_MIN_BYTES`]; `compact`: all
 /// of it), so a one-item write never waits for a whole segment's copy. The
@@ -418,7 +425,9 @@ impl FileStore {
             Collect::Whole(victim) => Some(victim),
             Collect::Step => None,
         };
-        if whole.is_some() || ops.iter().any(|op| matches!(op, Op::Put(_, v) if v.len() >= INLINE_MAX)) {
+        let put_bytes: usize = ops.iter().map(|op| if let Op::Put(_, v) = op { v.len() } else { 0 }).sum();
+        let logged = |v: &[u8]| put_bytes > SMALL_BATCH_BYTES && v.len() >= INLINE_MAX;
+        if whole.is_some() || ops.iter().any(|op| matches!(op, Op::Put(_, v) if logged(v))) {
             match log.highest().map(|no| (no, log.usage[&no])) {
                 Some((no, u)) if u.end < self.segment_bytes && Some(no) != whole => log.newest = Some(no),
                 highest => {
@@ -444,7 +453,7 @@ impl FileStore {
             }
             objects.remove(key.as_slice()).map_err(map_err)?;
             match op {
-                Op::Put(k, v) if v.len() >= INLINE_MAX => {
+                Op::Put(k, v) if logged(v) => {
                     let at = appender.as_mut().expect("a large value starts an append").append(k, v)?;
                     locations.insert(k.as_slice(), at).map_err(map_err)?;
                     log.appended(k, at);
@@ -905,12 +914,17 @@ mod tests {
         let mut b = WriteBatch::default();
         (0..400).filter(|k| k % 8 != 0).for_each(|k| b.delete(key(k)));
         assert!(write(&store, b));
+        // The smallest writes that append (smaller ones stay in redb).
+        let len = SMALL_BATCH_BYTES + 1;
         let (mut steps, mut store) = (0, store);
         while first.exists() {
             let (before, cursor) = (dir.bytes(), cursor_of(&store));
-            put_all(&store, [(key(1000 + steps), value(1000 + steps, 0, 3000))]);
+            put_all(&store, [(key(1000 + steps), value(1000 + steps, 0, len))]);
             let grew = dir.bytes() as i64 - before as i64;
-            assert!(grew <= (COLLECT_MIN_BYTES + 2 * 10_100) as i64, "one small write appended {grew} bytes");
+            assert!(
+                grew <= (COLLECT_MIN_BYTES + len as u64 + 2 * 10_100) as i64,
+                "one small write appended {grew} bytes"
+            );
             if let Some((_, at)) = cursor_of(&store) {
                 let read = at - cursor.map_or(0, |c| c.1);
                 assert!(read <= COLLECT_MIN_BYTES + 10_100, "one small write read {read} bytes of the segment");
@@ -930,9 +944,45 @@ mod tests {
         let expected: BTreeMap<_, _> = (0..400)
             .filter(|k| k % 8 == 0)
             .map(|k| (key(k), value(k, 0, 10_000)))
-            .chain((0..steps).map(|s| (key(1000 + s), value(1000 + s, 0, 3000))))
+            .chain((0..steps).map(|s| (key(1000 + s), value(1000 + s, 0, len))))
             .collect();
         assert_holds(&store, &expected);
+    }
+
+    /// A batch of at most `SMALL_BATCH_BYTES` stays in redb, large values
+    /// too: nothing appended, no step of collection, one fsync; a value
+    /// it replaces in the log is dead there. A larger batch appends.
+    #[test]
+    fn small_batches_stay_in_redb() {
+        let dir = Dir::new("small");
+        let store = open(&dir);
+        put_all(&store, (0..100).map(|k| (key(k), value(k, 0, 10_000))));
+        let mut b = WriteBatch::default();
+        (0..100).filter(|k| k % 2 == 0).for_each(|k| b.delete(key(k)));
+        assert!(write(&store, b)); // half the segment dead: a victim
+        let (before, usage, cursor) = (dir.bytes(), usage_of(&store), cursor_of(&store));
+        let small = [(key(1), value(1, 1, 9000)), (key(500), value(500, 1, 9000)), (key(501), value(501, 1, 100))];
+        put_all(&store, small.clone());
+        assert_eq!(dir.bytes(), before, "a small batch appended to the log");
+        assert_eq!(cursor_of(&store), cursor, "a small batch took a step of collection");
+        let (end, live) = usage_of(&store);
+        assert_eq!(
+            (end, live),
+            (usage.0, usage.1 - record_bytes(key(1).len(), (0, 0, 10_000))),
+            "key 1's record is dead"
+        );
+        let mut expected: BTreeMap<_, _> =
+            (0..100).filter(|k| k % 2 == 1).map(|k| (key(k), value(k, 0, 10_000))).collect();
+        expected.extend(small);
+        assert_holds(&store, &expected);
+        let large: Vec<_> = (0..4).map(|k| (key(600 + k), value(600 + k, 0, SMALL_BATCH_BYTES / 3))).collect();
+        put_all(&store, large.clone());
+        assert!(dir.bytes() > before, "a larger batch stayed in redb");
+        expected.extend(large);
+        drop(store);
+        let store = open(&dir);
+        assert_holds(&store, &expected);
+        assert_usage_consistent(&store, &dir);
     }
 
     /// Writers race: one empties the newest segment with delete-only
@@ -973,7 +1023,7 @@ mod tests {
     fn an_altered_locator_is_corruption() {
         let dir = Dir::new("locator");
         let store = open(&dir);
-        put_all(&store, [(key(1), value(1, 0, 5000))]);
+        put_all(&store, [(key(1), value(1, 0, SMALL_BATCH_BYTES + 1))]);
         let (no, offset, len) = {
             let db = store.db.read();
             let r = db.begin_read().unwrap();
