@@ -357,8 +357,10 @@ fn tampering_with_any_stored_object_is_detected() {
     // one object altered each time, and check every read fails or is right.
     let dir = TempDir::new("core-tamper");
     let uri = dir.uri();
-    let dim = 8;
-    let base = uniform(600, dim, 11);
+    // Batches over 128 KiB, so that the `file:` store appends to its value
+    // log (it keeps smaller ones in redb).
+    let dim = 32;
+    let base = uniform(1200, dim, 11);
     let q = uniform(2, dim, 12);
     let params = QueryParams { top_k: 10, include: include::ALL, ..Default::default() };
     let reference = {
