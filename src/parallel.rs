@@ -83,7 +83,7 @@ impl<'a, K: Hash + Eq + Sync + 'a, V: Sync + 'a, S: BuildHasher + Sync> Work for
 /// Whether `n` pieces go to the pool: at least `min_parallel` (and two) of
 /// them, and a pool of more than one thread (one thread would only add the
 /// hand-off).
-pub(crate) fn worth_it(pool: &ThreadPool, n: usize, min_parallel: usize) -> bool {
+fn worth_it(pool: &ThreadPool, n: usize, min_parallel: usize) -> bool {
     n >= min_parallel.max(2) && pool.current_num_threads() > 1
 }
 

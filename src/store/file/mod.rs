@@ -45,7 +45,7 @@ const INLINE_MAX: usize = 2048;
 const SMALL_BATCH_BYTES: usize = 128 << 10;
 /// A write reads at most this many times the bytes it appends of the
 /// segment being collected (at least [`COLLECT_MIN_BYTES`]; `compact`: all
-/// of it), so a one-item write never waits for a whole segment's copy. The
+/// of it), so a small write that appends never waits for a whole segment's copy. The
 /// segment is at most half live, so each step frees at least what the write
 /// appended, on average, and dead bytes stay within the live ones.
 const COLLECT_SHARE: u64 = 2;
