@@ -17,7 +17,7 @@ use super::keyring::KeyRecord;
 use super::manifest::{ChunkMeta, Manifest, Stamp};
 use super::objects::{CacheKey, Cached, Obj};
 use super::presence::{Filter, Learned};
-use super::snapshot::Snapshot;
+use super::snapshot::{backoff, Snapshot};
 use super::types::Precision;
 use super::{key_record_key, Index};
 use crate::crypto::{DataKeys, Sealer, SecretKey, Signer, Token, MAX_ENCRYPTIONS_PER_KEY, SEAL_OVERHEAD};
@@ -365,21 +365,19 @@ impl Index {
         for attempt in 0..COMMIT_ATTEMPTS {
             // After a lost compare-and-set, the stored manifest itself says
             // what won: the clear-text hint may be pinned to an old value.
-            let snap = if attempt == 0 {
-                self.current()?
-            } else {
+            if attempt > 0 {
                 backoff(attempt)?;
-                self.reload()?
-            };
+            }
+            // Reading the newest state can itself keep losing to other
+            // writers (they delete what each root read names): a lost race.
+            let Some(snap) = self.newest_for_write(attempt > 0)? else { continue };
             let (plan, result) = match build(&snap) {
                 // Another process committed under us and removed what the
                 // snapshot names: plan again on the newer state.
-                Err(Error::Integrity(msg)) => {
-                    if self.current()?.manifest.version == snap.manifest.version {
-                        return Err(Error::Integrity(msg));
-                    }
-                    continue;
-                }
+                Err(Error::Integrity(msg)) => match self.newest_for_write(false)? {
+                    Some(now) if now.manifest.version == snap.manifest.version => return Err(Error::Integrity(msg)),
+                    _ => continue,
+                },
                 other => other?,
             };
             let Some(mut plan) = plan else { return Ok(result) };
@@ -446,13 +444,4 @@ impl Index {
         self.install(Arc::new(Snapshot::new(manifest, stored)));
         Ok(true)
     }
-}
-
-/// Sleeps a random time below 2^attempt ms (at most ~0.5 s).
-fn backoff(attempt: u32) -> Result<()> {
-    let mut r = [0u8; 4];
-    crate::crypto::random_bytes(&mut r)?;
-    let cap_us = 1000u64 << attempt.min(9);
-    std::thread::sleep(std::time::Duration::from_micros(u64::from(u32::from_le_bytes(r)) % cap_us));
-    Ok(())
 }

@@ -754,8 +754,7 @@ impl Manifest {
 
     /// Opens a stored root signed by `writer` and sealed under a key version
     /// at most `max_key_version` (a writer moves one version at a time), and
-    /// the pages it names: those `reuse` holds at the same stamps are shared,
-    /// the others read from the store in one call and authenticated.
+    /// the pages it names (see [`Manifest::with_pages`]).
     pub fn open(
         at: &Opener<'_>,
         max_key_version: u32,
@@ -763,6 +762,12 @@ impl Manifest {
         writer: &PublicKey,
         reuse: Option<&Manifest>,
     ) -> Result<Manifest> {
+        Manifest::open_root(at, max_key_version, stored, writer)?.with_pages(at, reuse)
+    }
+
+    /// The root alone, authenticated as [`Manifest::open`] says; its pages
+    /// are not loaded yet.
+    pub fn open_root(at: &Opener<'_>, max_key_version: u32, stored: &[u8], writer: &PublicKey) -> Result<Manifest> {
         let name = at.name;
         if stored.len() < 8 + SIGNATURE_LEN {
             return Err(Error::integrity(format!("manifest of index '{name}' is truncated")));
@@ -776,13 +781,22 @@ impl Manifest {
             .keys
             .open(max_key_version, ObjectKind::Manifest as u8, &MANIFEST_TOKEN, version, &body[8..])
             .ok_or_else(|| Error::integrity(format!("manifest of index '{name}' failed authentication")))?;
-        let mut m = Manifest::decode_root(version, &plain)?;
+        let m = Manifest::decode_root(version, &plain)?;
         if m.name != name {
             return Err(Error::integrity(format!("manifest stored under index '{name}' belongs to another index")));
         }
-        m.load_pages(at, reuse)?;
-        m.derive_lists()?;
         Ok(m)
+    }
+
+    /// Loads the pages an opened root names: those `reuse` holds at the same
+    /// stamps are shared, the others read from the store in one call and
+    /// authenticated. A page missing or replaced is `INTEGRITY`; right after
+    /// another writer's commit (which deletes the pages it replaced) that is
+    /// a race, not tampering: callers read the root again to tell.
+    pub fn with_pages(mut self, at: &Opener<'_>, reuse: Option<&Manifest>) -> Result<Manifest> {
+        self.load_pages(at, reuse)?;
+        self.derive_lists()?;
+        Ok(self)
     }
 
     fn load_pages(&mut self, at: &Opener<'_>, reuse: Option<&Manifest>) -> Result<()> {

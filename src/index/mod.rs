@@ -241,7 +241,7 @@ impl Index {
                 // Only a race with a key change or a commit (which deletes
                 // the pages an older root names) is worth another attempt.
                 Err(e) if last || !matches!(e, Error::Integrity(_)) => return Err(e),
-                _ => {}
+                _ => snapshot::backoff(attempt as u32)?,
             }
         };
         let signing = Signing::new(&record, &unlocked.secrets);

@@ -13,8 +13,9 @@ use crate::crypto::{digest, PublicKey, DIGEST_LEN};
 use crate::error::{Error, Result};
 
 /// How often a read restarts on a newer state when writes keep landing
-/// under it (and how often a stale key record is re-read).
-pub(super) const READ_ATTEMPTS: usize = 5;
+/// under it (and how often a stale key record is re-read). Each restart
+/// waits a random, growing pause ([`backoff`]) so a burst of commits passes.
+pub(super) const READ_ATTEMPTS: usize = 8;
 
 /// Bytes of an epoch: the version (8, little-endian) and the SHA-256 of the
 /// stored manifest (32).
@@ -50,6 +51,25 @@ impl Snapshot {
     pub(crate) fn new(manifest: Manifest, stored: Vec<u8>) -> Snapshot {
         Snapshot { manifest, stored }
     }
+}
+
+/// What a call that lost every race to other writers reports: nothing it
+/// read was wrong (each failure came with a newer committed state), and
+/// nothing was written; calling again is safe.
+pub(super) fn kept_changing(name: &str) -> Error {
+    Error::Storage(format!(
+        "conflict: other writers kept changing index '{name}' while this call read it; gave up after {READ_ATTEMPTS} attempts"
+    ))
+}
+
+/// Sleeps a random time below 2^attempt ms (at most ~0.5 s): racing
+/// readers and writers spread out instead of colliding again.
+pub(super) fn backoff(attempt: u32) -> Result<()> {
+    let mut r = [0u8; 4];
+    crate::crypto::random_bytes(&mut r)?;
+    let cap_us = 1000u64 << attempt.min(9);
+    std::thread::sleep(std::time::Duration::from_micros(u64::from(u32::from_le_bytes(r)) % cap_us));
+    Ok(())
 }
 
 impl Index {
@@ -106,9 +126,24 @@ impl Index {
 
     /// As [`Index::current`], with the version hint already read.
     fn current_with_hint(&self, hint: Option<Vec<u8>>, access: Access<'_>) -> Result<Arc<Snapshot>> {
+        self.newest(hint, access)?.ok_or_else(|| kept_changing(&self.name))
+    }
+
+    /// The newest committed snapshot for a write's next attempt: as
+    /// [`Index::current`] (`fresh`: as [`Index::reload`]), `None` when other
+    /// writers' commits kept removing what each root read named (the write
+    /// counts that as one more lost race).
+    pub(super) fn newest_for_write(&self, fresh: bool) -> Result<Option<Arc<Snapshot>>> {
+        let hint = if fresh { None } else { self.env.store.get(&self.layout.version_hint())? };
+        self.newest(hint, Access::default())
+    }
+
+    /// As [`Index::current_with_hint`], `None` after [`READ_ATTEMPTS`] races
+    /// lost to other writers.
+    fn newest(&self, hint: Option<Vec<u8>>, access: Access<'_>) -> Result<Option<Arc<Snapshot>>> {
         let snap = self.snapshot.read().clone();
         if hint.as_deref() == Some(&snap.manifest.version.to_le_bytes()[..]) {
-            return Ok(snap);
+            return Ok(Some(snap));
         }
         let read_root = || {
             self.env
@@ -120,17 +155,21 @@ impl Index {
         let mut attempt = 1;
         let manifest = loop {
             if stored == snap.stored {
-                return Ok(snap);
+                return Ok(Some(snap));
             }
             match self.open_manifest(&snap, &stored, access) {
                 // A writer committed after the root was read and deleted the
-                // pages it replaced: open the new root.
+                // pages it replaced: open the newer root. Only a failure on a
+                // root that stays current is tampering.
                 Err(Error::Integrity(msg)) => {
-                    let now = read_root()?;
-                    if now == stored || attempt == READ_ATTEMPTS {
+                    if read_root()? == stored {
                         return Err(Error::Integrity(msg));
                     }
-                    (stored, attempt) = (now, attempt + 1);
+                    if attempt == READ_ATTEMPTS {
+                        return Ok(None);
+                    }
+                    backoff(attempt as u32)?;
+                    (stored, attempt) = (read_root()?, attempt + 1);
                 }
                 other => break other?,
             }
@@ -143,29 +182,30 @@ impl Index {
         }
         let fresh = Arc::new(Snapshot::new(manifest, stored));
         self.install(fresh.clone());
-        Ok(fresh)
+        Ok(Some(fresh))
     }
 
     /// Opens the stored root `stored` and its pages, sharing the pages `snap`
     /// holds at the same stamps.
     fn open_manifest(&self, snap: &Snapshot, stored: &[u8], access: Access<'_>) -> Result<Manifest> {
-        let open = |writer: &PublicKey| {
+        let open_root = |writer: &PublicKey| {
             // A writer moves one key version at a time; a revocation starts
             // a generation at a version the key record names.
             let max_key_version = snap.manifest.key_version.saturating_add(1).max(self.keys.newest_key_version());
-            Manifest::open(&self.opener(), max_key_version, stored, writer, Some(&snap.manifest))
+            Manifest::open_root(&self.opener(), max_key_version, stored, writer)
         };
         let writer = self.signing.read().writer_public;
-        match open(&writer) {
+        let root = match open_root(&writer) {
             // Committed with a key record newer than the one this handle
             // opened (a new writer key or data-key generation): open that one.
             Err(Error::Integrity(_)) => {
                 self.permissions(self.read_key_record()?, access)?;
                 let writer = self.signing.read().writer_public;
-                open(&writer)
+                open_root(&writer)
             }
             other => other,
-        }
+        }?;
+        root.with_pages(&self.opener(), Some(&snap.manifest))
     }
 
     /// Makes `snap` this handle's current state unless a newer one already is.
@@ -183,19 +223,22 @@ impl Index {
     /// state, so readers see one committed state or the next, never an error.
     /// An integrity failure on an unchanged manifest is real and reported.
     pub(super) fn read_consistent<T>(&self, mut snap: Arc<Snapshot>, f: impl Fn(&Snapshot) -> Result<T>) -> Result<T> {
-        for _ in 0..READ_ATTEMPTS {
+        for attempt in 1.. {
             match f(&snap) {
                 Err(Error::Integrity(msg)) => {
-                    let fresh = self.current()?;
-                    if fresh.manifest.version == snap.manifest.version {
+                    if self.current()?.manifest.version == snap.manifest.version {
                         return Err(Error::Integrity(msg));
                     }
-                    snap = fresh;
+                    if attempt == READ_ATTEMPTS {
+                        return Err(kept_changing(&self.name));
+                    }
+                    backoff(attempt as u32)?;
+                    snap = self.current()?;
                 }
                 other => return other,
             }
         }
-        f(&snap)
+        unreachable!("the loop returns by its last attempt")
     }
 
     /// Reloads the manifest now (other handles' and processes' writes are
