@@ -363,6 +363,126 @@ fn a_replayed_key_record_does_not_undo_a_revocation() {
     assert_eq!(status(root.num_vectors(Access::default())), Status::Integrity);
 }
 
+/// Per-call keys open the key record once per record, not once per call
+/// (the handle remembers which credentials opened which record bytes), and
+/// what it remembers never outlives the record: a deletion, a permission
+/// change, a new key for the user, a rotation and a replayed older record
+/// all take effect at the next call, as without the memo.
+#[test]
+fn per_call_keys_are_remembered_only_for_the_record_they_opened() {
+    let client = memory_client();
+    let root = setup(&client, "memo");
+    let store = client.raw_store();
+    let as_who = |who: Who| (who.key(), who.user());
+    let (rk, ru) = as_who(Who::Reader);
+    let reader = Access { key: Some(&rk), user: ru.as_ref() };
+    let (wk, wu) = as_who(Who::ReadWriter);
+    let rw = Access { key: Some(&wk), user: wu.as_ref() };
+    let root_key = key(ROOT);
+    let as_root_call = Access { key: Some(&root_key), user: None };
+
+    let opens = root.call_key_opens();
+    for i in 0..5 {
+        assert_eq!(root.num_vectors(reader).unwrap(), N as u64 + i);
+        upsert(&root, &format!("m{i}-"), 1, rw).unwrap();
+        assert_eq!(
+            status(upsert(&root, "no", 1, reader)),
+            Status::PermissionDenied,
+            "a remembered READ grants no write"
+        );
+        root.num_vectors(as_root_call).unwrap();
+    }
+    assert_eq!(root.call_key_opens() - opens, 3, "each credential opened the record once");
+    assert_eq!(status(root.num_vectors(Access { key: Some(&key(99)), user: ru.as_ref() })), Status::WrongKey);
+
+    // A user deleted through another client (as another process would):
+    // this handle learns of it from the record the call reads.
+    let other = Client::over_store(store.clone(), Default::default()).unwrap();
+    let other_root = other.load_index("memo", as_root(&key(ROOT))).unwrap();
+    other_root.delete_user_keys(&ru.unwrap(), None).unwrap();
+    assert_eq!(status(root.num_vectors(reader)), Status::WrongKey, "deleted by another client");
+    other_root.create_user_keys(&ru.unwrap(), &rk, PERMISSION_READ, None).unwrap();
+    assert_eq!(root.num_vectors(reader).unwrap(), N as u64 + 5);
+    other_root.create_user_keys(&ru.unwrap(), &rk, PERMISSION_WRITE, None).unwrap();
+    assert_eq!(status(root.num_vectors(reader)), Status::PermissionDenied, "changed by another client");
+    other_root.create_user_keys(&ru.unwrap(), &rk, PERMISSION_READ, None).unwrap();
+    let (ok, ou) = as_who(Who::Writer);
+    let writer = Access { key: Some(&ok), user: ou.as_ref() };
+    upsert(&root, "by-writer", 1, writer).unwrap();
+    other_root.delete_user_keys(&ou.unwrap(), None).unwrap();
+    assert_eq!(
+        status(upsert(&root, "by-gone-writer", 1, writer)),
+        Status::WrongKey,
+        "a writer deleted by another client"
+    );
+    // Deleted by another client and the older record put back at once:
+    // the manifest (committed with the deletion) is newer than the record.
+    root.num_vectors(reader).unwrap();
+    let kept = store.get(b"n/memo").unwrap().unwrap();
+    other_root.delete_user_keys(&ru.unwrap(), None).unwrap();
+    let revoked = store.get(b"n/memo").unwrap().unwrap();
+    let mut b = WriteBatch::default();
+    b.put(b"n/memo".to_vec(), kept);
+    assert!(store.write(b).unwrap());
+    assert_eq!(status(root.num_vectors(reader)), Status::Integrity, "the record put back under a newer manifest");
+    let mut b = WriteBatch::default();
+    b.put(b"n/memo".to_vec(), revoked);
+    assert!(store.write(b).unwrap());
+    assert_eq!(status(root.num_vectors(reader)), Status::WrongKey);
+    other_root.create_user_keys(&ru.unwrap(), &rk, PERMISSION_READ, None).unwrap();
+    assert_eq!(root.num_vectors(reader).unwrap(), N as u64 + 6);
+
+    // A new user added through another client (a new record, the same
+    // data keys) and the older record put back: the manifest says the
+    // record is newer, as without the memo.
+    root.num_vectors(reader).unwrap();
+    let kept = store.get(b"n/memo").unwrap().unwrap();
+    other_root.create_user_keys(&[0x55; 16], &key(55), PERMISSION_READ, None).unwrap();
+    let grown = store.get(b"n/memo").unwrap().unwrap();
+    let mut b = WriteBatch::default();
+    b.put(b"n/memo".to_vec(), kept);
+    assert!(store.write(b).unwrap());
+    for _ in 0..2 {
+        assert_eq!(status(root.num_vectors(reader)), Status::Integrity, "an older record under a newer manifest");
+    }
+    let mut b = WriteBatch::default();
+    b.put(b"n/memo".to_vec(), grown);
+    assert!(store.write(b).unwrap());
+
+    // A replayed record the memo saw, after the handle saw a newer one.
+    let before = store.get(b"n/memo").unwrap().unwrap();
+    root.delete_user_keys(&wu.unwrap(), None).unwrap();
+    assert_eq!(status(root.num_vectors(rw)), Status::WrongKey, "deleted");
+    assert_eq!(status(upsert(&root, "gone", 1, rw)), Status::WrongKey);
+    // The reader remembered against the newest record, then the replay.
+    assert_eq!(root.num_vectors(reader).unwrap(), N as u64 + 6);
+    let after = store.get(b"n/memo").unwrap().unwrap();
+    let mut b = WriteBatch::default();
+    b.put(b"n/memo".to_vec(), before);
+    assert!(store.write(b).unwrap());
+    for _ in 0..2 {
+        // Twice: the first call decodes the replayed record, the second
+        // finds it already decoded.
+        assert_eq!(status(root.num_vectors(rw)), Status::Integrity, "the replayed record");
+        assert_eq!(status(root.num_vectors(reader)), Status::Integrity, "the replayed record");
+    }
+    let mut b = WriteBatch::default();
+    b.put(b"n/memo".to_vec(), after);
+    assert!(store.write(b).unwrap());
+    assert_eq!(root.num_vectors(reader).unwrap(), N as u64 + 6);
+
+    // Permissions changed, a new key, a rotation: each at the next call.
+    root.create_user_keys(&ru.unwrap(), &rk, PERMISSION_WRITE, None).unwrap();
+    assert_eq!(status(root.num_vectors(reader)), Status::PermissionDenied);
+    upsert(&root, "w", 1, reader).unwrap();
+    root.create_user_keys(&ru.unwrap(), &key(45), PERMISSION_READ, None).unwrap();
+    assert_eq!(status(root.num_vectors(reader)), Status::WrongKey, "the user's old key");
+    root.num_vectors(as_root_call).unwrap();
+    root.rotate_key(&key(ROOT), &key(46)).unwrap();
+    assert_eq!(status(root.num_vectors(as_root_call)), Status::WrongKey, "the retired root key");
+    assert_eq!(root.num_vectors(Access { key: Some(&key(46)), user: None }).unwrap(), N as u64 + 7);
+}
+
 /// Calls on the rotating handle while it rotates never meet the new key
 /// record with the old key, nor mistake a copy they read just before a
 /// change for a rollback: they keep working throughout.

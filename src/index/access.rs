@@ -11,14 +11,16 @@
 //! A deleted user's key opens nothing (`WRONG_KEY`); a key that opens the
 //! record without the permission a call needs is `PERMISSION_DENIED`.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use super::keyring::{self, KeyRecord, Secrets, Unlocked};
 use super::snapshot::READ_ATTEMPTS;
 use super::{key_record_key, Access, Index, UserEntry};
-use crate::crypto::{PublicKey, SecretKey, Signer, USER_ID_LEN};
+use crate::crypto::{PublicKey, SecretKey, Signer, Token, Tokenizer, USER_ID_LEN};
 use crate::error::{Error, Result};
 use crate::store::WriteBatch;
 
@@ -66,6 +68,74 @@ pub(super) struct Bound {
 impl Bound {
     pub fn new(key: SecretKey, user: Option<[u8; USER_ID_LEN]>, checked: Vec<u8>, generation: u32, perms: u8) -> Bound {
         Bound { key, user, checked, checked_generation: generation, perms }
+    }
+}
+
+/// The last key record a handle decoded (its root signature checked).
+pub(super) struct LastRecord {
+    bytes: Vec<u8>,
+    record: KeyRecord,
+    /// Counts the records decoded: a new one gets a new serial, so the
+    /// serial names these exact bytes.
+    serial: u64,
+}
+
+/// Credentials given with single calls (`Access::key`) that opened the
+/// stored key record on this handle, so that a caller who passes the same
+/// key with every call pays for opening the record (key unwraps, two
+/// Ed25519 derivations for a root key, the users' registry) once per record,
+/// not once per call. An entry is a keyed tag of (key, user id) with the
+/// permissions they opened in the record of one [`LastRecord::serial`]: no
+/// key material is kept, and any change to the record (a user deleted or
+/// re-permissioned, a rotation) is a new record with a new serial, so the
+/// entry misses.
+pub(super) struct CallCredentials {
+    /// Keyed by a random key of this handle: the tags say nothing about the
+    /// keys outside it.
+    tagger: Tokenizer,
+    /// Tag -> (permissions, the record's serial and generation).
+    opened: Mutex<HashMap<Token, (u8, u64, u32)>>,
+    /// Records opened for per-call credentials (the memo's misses).
+    #[cfg(feature = "test-hooks")]
+    misses: std::sync::atomic::AtomicUsize,
+}
+
+/// Entries a handle remembers; past it, it forgets them all (callers with
+/// that many distinct keys pay as before).
+const CALL_CREDENTIALS_KEPT: usize = 64;
+
+impl CallCredentials {
+    pub fn new() -> Result<CallCredentials> {
+        Ok(CallCredentials {
+            tagger: Tokenizer::new(&SecretKey::random()?),
+            opened: Mutex::new(HashMap::new()),
+            #[cfg(feature = "test-hooks")]
+            misses: Default::default(),
+        })
+    }
+
+    fn tag(&self, key: &SecretKey, user: Option<&[u8; USER_ID_LEN]>) -> Token {
+        let user: &[u8] = user.map_or(&[], |u| u);
+        self.tagger.token(&[key.bytes(), user])
+    }
+
+    /// The permissions `tag` opened in the record of `serial`, unless that
+    /// record is older than `newest_seen` (an older one coming back is a
+    /// rollback: the full check decides).
+    fn get(&self, tag: &Token, serial: u64, newest_seen: u32) -> Option<u8> {
+        let opened = self.opened.lock();
+        let (perms, s, generation) = *opened.get(tag)?;
+        (s == serial && generation >= newest_seen).then_some(perms)
+    }
+
+    fn remember(&self, tag: Token, perms: u8, serial: u64, generation: u32) {
+        #[cfg(feature = "test-hooks")]
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let mut opened = self.opened.lock();
+        if opened.len() >= CALL_CREDENTIALS_KEPT {
+            opened.clear();
+        }
+        opened.insert(tag, (perms, serial, generation));
     }
 }
 
@@ -144,14 +214,18 @@ impl Index {
     /// keys read the record every time, and it rarely changes.
     fn decode_key_record(&self, encoded: &[u8]) -> Result<KeyRecord> {
         let mut last = self.last_record.lock();
-        if let Some((bytes, record)) = last.as_ref() {
-            if bytes.as_slice() == encoded {
-                return Ok(record.clone());
-            }
+        if let Some(l) = last.as_ref().filter(|l| l.bytes == encoded) {
+            return Ok(l.record.clone());
         }
         let record = KeyRecord::decode(encoded, &self.name)?;
-        *last = Some((encoded.to_vec(), record.clone()));
+        let serial = last.as_ref().map_or(0, |l| l.serial + 1);
+        *last = Some(LastRecord { bytes: encoded.to_vec(), record: record.clone(), serial });
         Ok(record)
+    }
+
+    /// The serial of the key record `encoded` if it is the last one decoded.
+    fn last_record_serial(&self, encoded: &[u8]) -> Option<u64> {
+        self.last_record.lock().as_ref().filter(|l| l.bytes == encoded).map(|l| l.serial)
     }
 
     /// Takes what a newer key record holds: new data-key generations and
@@ -169,12 +243,33 @@ impl Index {
         Ok(())
     }
 
+    /// How often credentials given with single calls opened the key record
+    /// on this handle instead of being recognised (tests only).
+    #[cfg(feature = "test-hooks")]
+    pub fn call_key_opens(&self) -> usize {
+        self.call_credentials.misses.load(Ordering::Relaxed)
+    }
+
     /// The permissions of a call's credentials, checked against the stored
     /// key record on every call (the handle's own only when the record changed).
     pub(super) fn permissions(&self, encoded: Vec<u8>, access: Access<'_>) -> Result<u8> {
         match (access.key, access.user) {
             (None, Some(_)) => Err(Error::invalid("a user id was given without a key")),
-            (Some(key), user) => Ok(self.open_key_record(encoded, key, user)?.2.perms),
+            (Some(key), user) => {
+                let (memo, tag) = (&self.call_credentials, self.call_credentials.tag(key, user));
+                let seen = self.generation.load(Ordering::Acquire);
+                if let Some(perms) = self.last_record_serial(&encoded).and_then(|s| memo.get(&tag, s, seen)) {
+                    return Ok(perms);
+                }
+                // Remembered under the record it opened (a stale copy is
+                // read again first), unless another call decoded another
+                // record meanwhile.
+                let (encoded, record, unlocked) = self.open_key_record(encoded, key, user)?;
+                if let Some(serial) = self.last_record_serial(&encoded) {
+                    memo.remember(tag, unlocked.perms, serial, record.generation);
+                }
+                Ok(unlocked.perms)
+            }
             (None, None) => {
                 let mut bound = self.bound.lock();
                 if bound.checked != encoded || bound.checked_generation < self.generation.load(Ordering::Acquire) {

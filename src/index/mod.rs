@@ -55,7 +55,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::crypto::{DataKeys, SecretKey};
 use crate::error::{Error, Result};
 use crate::store::{Store, WriteBatch};
-use access::{Bound, Signing, PERMISSION_ROOT};
+use access::{Bound, CallCredentials, LastRecord, Signing, PERMISSION_ROOT};
 use keyring::KeyRecord;
 use manifest::{Manifest, Opener};
 use objects::{Layout, Tokens};
@@ -120,8 +120,9 @@ pub struct Index {
     /// manifests; its secret half (with WRITE credentials) signs them.
     signing: RwLock<Signing>,
     /// The last key record whose signature was checked, with its bytes.
-    last_record: Mutex<Option<(Vec<u8>, KeyRecord)>>,
+    last_record: Mutex<Option<LastRecord>>,
     bound: Mutex<Bound>,
+    call_credentials: CallCredentials,
     /// Highest key-record generation seen; a record that goes back is refused.
     generation: AtomicU32,
     snapshot: RwLock<Arc<Snapshot>>,
@@ -192,7 +193,7 @@ impl Index {
             return Err(Error::AlreadyExists(format!("index '{name}' already exists")));
         }
         let bound = Bound::new(root.clone(), None, encoded, record.generation, PERMISSION_ROOT);
-        Ok(Index::from_parts(env, name, &record, keys, signing, bound, Snapshot::new(manifest, stored)))
+        Index::from_parts(env, name, &record, keys, signing, bound, Snapshot::new(manifest, stored))
     }
 
     /// Opens an index with the root key (`access.user = None`) or a user's
@@ -246,7 +247,7 @@ impl Index {
         };
         let signing = Signing::new(&record, &unlocked.secrets);
         let bound = Bound::new(key.clone(), access.user.copied(), encoded, record.generation, unlocked.perms);
-        Ok(Index::from_parts(env, name, &record, keys, signing, bound, Snapshot::new(manifest, stored)))
+        Index::from_parts(env, name, &record, keys, signing, bound, Snapshot::new(manifest, stored))
     }
 
     fn from_parts(
@@ -257,8 +258,8 @@ impl Index {
         signing: Signing,
         bound: Bound,
         snap: Snapshot,
-    ) -> Index {
-        Index {
+    ) -> Result<Index> {
+        Ok(Index {
             write_lock: env.write_lock(record.index_id),
             env,
             name: name.to_owned(),
@@ -268,6 +269,7 @@ impl Index {
             signing: RwLock::new(signing),
             last_record: Mutex::new(None),
             bound: Mutex::new(bound),
+            call_credentials: CallCredentials::new()?,
             generation: AtomicU32::new(record.generation),
             snapshot: RwLock::new(Arc::new(snap)),
             poisoned: AtomicBool::new(false),
@@ -278,7 +280,7 @@ impl Index {
             fields: Default::default(),
             terms: Default::default(),
             filters: Default::default(),
-        }
+        })
     }
 
     pub fn name(&self) -> &str {
