@@ -473,10 +473,16 @@ fn bench_security(ds: &Dataset, nq_limit: usize) {
     let nq = ds.nq().min(nq_limit).min(200);
     let q = |i: usize| &ds.queries[(i % nq) * ds.dim..(i % nq + 1) * ds.dim];
     let root_key = key(KEY);
+    // Per credentials: a warm query, and a call with no search work (the
+    // fixed cost of checking the credentials against the key record).
     let accesses = [
-        ("warm_query_us_handle_key", Access::default()),
-        ("warm_query_us_per_call_root_key", as_root(&root_key)),
-        ("warm_query_us_per_call_user_key", Access { key: Some(&user_key), user: Some(&user) }),
+        ("warm_query_us_handle_key", "num_vectors_us_handle_key", Access::default()),
+        ("warm_query_us_per_call_root_key", "num_vectors_us_per_call_root_key", as_root(&root_key)),
+        (
+            "warm_query_us_per_call_user_key",
+            "num_vectors_us_per_call_user_key",
+            Access { key: Some(&user_key), user: Some(&user) },
+        ),
     ];
     let mut fields = vec![
         ("ed25519_sign_us", format!("{sign_us:.1}")),
@@ -486,11 +492,19 @@ fn bench_security(ds: &Dataset, nq_limit: usize) {
         ("one_item_upsert_us", format!("{one_item_us:.0}")),
         ("sign_share_of_one_item_commit", format!("{:.4}", sign_us / one_item_us)),
     ];
-    for (name, access) in accesses {
+    for (query_name, call_name, access) in accesses {
         index.query(q(0), 1, ds.dim, &params, access).unwrap(); // warm the cache
         let us = micros(nq, |i| drop(index.query(q(i), 1, ds.dim, &params, access).unwrap()));
-        fields.push((name, format!("{us:.0}")));
+        fields.push((query_name, format!("{us:.0}")));
+        let us = micros(2000, |_| assert!(index.num_vectors(access).unwrap() > 0));
+        fields.push((call_name, format!("{us:.2}")));
     }
+    let per_call = ids("per-call-", 200);
+    let us = micros(per_call.len(), |i| {
+        let it: Vec<_> = items(&per_call[i..i + 1], &ds.base[i * ds.dim..(i + 1) * ds.dim], ds.dim, None).collect();
+        index.upsert(&it, as_root(&root_key)).unwrap();
+    });
+    fields.push(("one_item_upsert_us_per_call_root_key", format!("{us:.0}")));
     emit(ds, "security", &fields);
 }
 
