@@ -95,7 +95,8 @@ pub(super) struct CallCredentials {
     tagger: Tokenizer,
     /// Tag -> (permissions, the record's serial and generation).
     opened: Mutex<HashMap<Token, (u8, u64, u32)>>,
-    /// Records opened for per-call credentials (the memo's misses).
+    /// Entries remembered, each after the record was opened in full for
+    /// per-call credentials (tests count the memo's misses with it).
     #[cfg(feature = "test-hooks")]
     misses: std::sync::atomic::AtomicUsize,
 }

@@ -13,8 +13,8 @@ use crate::crypto::{digest, PublicKey, DIGEST_LEN};
 use crate::error::{Error, Result};
 
 /// How often a read restarts on a newer state when writes keep landing
-/// under it (and how often a stale key record is re-read). Each restart
-/// waits a random, growing pause ([`backoff`]) so a burst of commits passes.
+/// under it, each time after a random, growing pause ([`backoff`]) so a
+/// burst of commits passes (and how often a stale key record is re-read).
 pub(super) const READ_ATTEMPTS: usize = 8;
 
 /// Bytes of an epoch: the version (8, little-endian) and the SHA-256 of the
@@ -56,7 +56,7 @@ impl Snapshot {
 /// What a call that lost every race to other writers reports: nothing it
 /// read was wrong (each failure came with a newer committed state), and
 /// nothing was written; calling again is safe.
-pub(super) fn kept_changing(name: &str) -> Error {
+fn kept_changing(name: &str) -> Error {
     Error::Storage(format!(
         "conflict: other writers kept changing index '{name}' while this call read it; gave up after {READ_ATTEMPTS} attempts"
     ))
@@ -220,10 +220,13 @@ impl Index {
     /// handle or process while the read runs can remove objects the read's
     /// snapshot names (it then fails authentication or finds them missing);
     /// if the manifest moved on meanwhile, the read runs again on the new
-    /// state, so readers see one committed state or the next, never an error.
-    /// An integrity failure on an unchanged manifest is real and reported.
+    /// state after a pause, so readers see one committed state or the next,
+    /// never a false integrity error (after [`READ_ATTEMPTS`] lost races, a
+    /// retryable conflict). An integrity failure on an unchanged manifest is
+    /// real and reported.
     pub(super) fn read_consistent<T>(&self, mut snap: Arc<Snapshot>, f: impl Fn(&Snapshot) -> Result<T>) -> Result<T> {
-        for attempt in 1.. {
+        let mut attempt = 1;
+        loop {
             match f(&snap) {
                 Err(Error::Integrity(msg)) => {
                     if self.current()?.manifest.version == snap.manifest.version {
@@ -233,12 +236,11 @@ impl Index {
                         return Err(kept_changing(&self.name));
                     }
                     backoff(attempt as u32)?;
-                    snap = self.current()?;
+                    (snap, attempt) = (self.current()?, attempt + 1);
                 }
                 other => return other,
             }
         }
-        unreachable!("the loop returns by its last attempt")
     }
 
     /// Reloads the manifest now (other handles' and processes' writes are
