@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use common::{as_root, ids, items, key, postgres_table, uniform, TempDir};
@@ -389,6 +389,8 @@ struct Rivals {
     /// Rival commits still to make (one per victim read of pages or chunks).
     remaining: AtomicUsize,
     made: AtomicUsize,
+    /// Instead: an attacker writes a new junk root before each read of it.
+    junk_roots: AtomicBool,
 }
 
 impl Rivals {
@@ -406,6 +408,12 @@ impl Rivals {
 impl vx::Store for Rivals {
     fn get(&self, key: &[u8]) -> vx::Result<Option<Vec<u8>>> {
         self.before_read(&[key]);
+        if self.junk_roots.load(Ordering::SeqCst) && key.len() == 19 && object_of_kind(key, b"M") {
+            let n = self.made.fetch_add(1, Ordering::SeqCst) as u64;
+            let mut b = WriteBatch::default();
+            b.put(key.to_vec(), uniform(40, DIM, 5000 + n).iter().flat_map(|x| x.to_le_bytes()).collect());
+            assert!(self.inner.write(b).unwrap());
+        }
         self.inner.get(key)
     }
     fn get_many(&self, keys: &[Vec<u8>]) -> vx::Result<Vec<Option<Vec<u8>>>> {
@@ -436,7 +444,13 @@ fn readers_and_writers_outlast_rivals_committing_under_them() {
         owner.create_index("s", &key(KEY), IndexConfig::default()).unwrap();
         let rival = load(&owner);
         upsert(&rival, "base", &uniform(40, DIM, 1)).unwrap();
-        let rivals = Arc::new(Rivals { inner: owner.raw_store(), rival, remaining: 0.into(), made: 0.into() });
+        let rivals = Arc::new(Rivals {
+            inner: owner.raw_store(),
+            rival,
+            remaining: 0.into(),
+            made: 0.into(),
+            junk_roots: false.into(),
+        });
         let victim_client =
             Client::over_store(rivals.clone(), ClientOptions { threads: 1, ..Default::default() }).unwrap();
         let victim = load(&victim_client);
@@ -468,10 +482,34 @@ fn readers_and_writers_outlast_rivals_committing_under_them() {
         assert!(e.to_string().contains("conflict"), "{store}: {e}");
         let e = victim.query(&q, 1, DIM, &p, Access::default()).unwrap_err();
         assert_eq!(e.status(), Status::Storage, "{store}: {e}");
+        let e = victim_client.load_index("s", as_root(&key(KEY))).err().unwrap();
+        assert_eq!(e.status(), Status::Storage, "{store}: loading: {e}");
         rivals.remaining.store(0, Ordering::SeqCst);
         let ids = load(&owner).list_ids(0, 0, Access::default()).unwrap();
         assert!(!ids.iter().any(|id| id.starts_with("lost")), "{store}: a write that gave up left items behind");
         assert_eq!(victim.num_vectors(Access::default()).unwrap(), ids.len() as u64, "{store}");
+
+        // A root that changes at every read is no race when none of them
+        // authenticates: INTEGRITY, never a conflict to retry, on reads,
+        // writes and loads.
+        let mut b = WriteBatch::default();
+        let hint: Vec<u8> = owner
+            .raw_store()
+            .scan_keys(b"o/")
+            .unwrap()
+            .into_iter()
+            .filter(|k| object_of_kind(k, b"V"))
+            .collect::<Vec<_>>()
+            .remove(0);
+        b.put(hint, u64::MAX.to_le_bytes().to_vec());
+        assert!(owner.raw_store().write(b).unwrap());
+        rivals.junk_roots.store(true, Ordering::SeqCst);
+        let e = victim.query(&q, 1, DIM, &p, Access::default()).unwrap_err();
+        assert_eq!(e.status(), Status::Integrity, "{store}: {e}");
+        let e = upsert(&victim, "junk", &uniform(5, DIM, 4)).unwrap_err();
+        assert_eq!(e.status(), Status::Integrity, "{store}: {e}");
+        let e = victim_client.load_index("s", as_root(&key(KEY))).err().unwrap();
+        assert_eq!(e.status(), Status::Integrity, "{store}: {e}");
     }
 }
 

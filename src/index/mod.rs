@@ -202,6 +202,7 @@ impl Index {
         validate_name(name)?;
         let key = access.key.ok_or_else(|| Error::NullArgument("key".into()))?;
         let mut attempt = 0;
+        let mut previous_root: Option<Vec<u8>> = None;
         let (encoded, record, unlocked, keys, stored, manifest) = loop {
             let encoded = env
                 .store
@@ -223,7 +224,9 @@ impl Index {
                 layout: Layout { index_id: record.index_id },
                 name,
             };
-            let opened = Manifest::open(&at, u32::MAX, &stored, &record.writer_public, None);
+            let root = Manifest::open_root(&at, u32::MAX, &stored, &record.writer_public);
+            let root_authentic = root.is_ok();
+            let opened = root.and_then(|root| root.with_pages(&at, None));
             // A manifest under a newer key record than the one just read: a
             // key change committed both in between, or the key record was put
             // back from a backup (or the manifest forged) if it stays so.
@@ -239,10 +242,18 @@ impl Index {
                         record.generation, manifest.key_generation
                     )));
                 }
+                // Pages gone under an authentic root that moved on since
+                // the previous attempt, every time: other writers' commits.
+                Err(Error::Integrity(_)) if last && root_authentic && previous_root.as_ref() != Some(&stored) => {
+                    return Err(snapshot::kept_changing(name));
+                }
                 // Only a race with a key change or a commit (which deletes
                 // the pages an older root names) is worth another attempt.
                 Err(e) if last || !matches!(e, Error::Integrity(_)) => return Err(e),
-                _ => snapshot::backoff(attempt as u32)?,
+                _ => {
+                    previous_root = Some(stored);
+                    snapshot::backoff(attempt as u32)?
+                }
             }
         };
         let signing = Signing::new(&record, &unlocked.secrets);

@@ -56,7 +56,7 @@ impl Snapshot {
 /// What a call that lost every race to other writers reports: nothing it
 /// read was wrong (each failure came with a newer committed state), and
 /// nothing was written; calling again is safe.
-fn kept_changing(name: &str) -> Error {
+pub(super) fn kept_changing(name: &str) -> Error {
     Error::Storage(format!(
         "conflict: other writers kept changing index '{name}' while this call read it; gave up after {READ_ATTEMPTS} attempts"
     ))
@@ -153,26 +153,36 @@ impl Index {
         };
         let mut stored = read_root()?;
         let mut attempt = 1;
+        // A root seen on the way that did not authenticate: a store that
+        // keeps writing such roots must not turn the alarm into a conflict.
+        let mut unauthentic: Option<String> = None;
         let manifest = loop {
             if stored == snap.stored {
                 return Ok(Some(snap));
             }
-            match self.open_manifest(&snap, &stored, access) {
-                // A writer committed after the root was read and deleted the
-                // pages it replaced: open the newer root. Only a failure on a
-                // root that stays current is tampering.
+            let failure = match self.open_root(&snap, &stored, access) {
                 Err(Error::Integrity(msg)) => {
-                    if read_root()? == stored {
-                        return Err(Error::Integrity(msg));
-                    }
-                    if attempt == READ_ATTEMPTS {
-                        return Ok(None);
-                    }
-                    backoff(attempt as u32)?;
-                    (stored, attempt) = (read_root()?, attempt + 1);
+                    unauthentic = Some(msg.clone());
+                    msg
                 }
-                other => break other?,
+                Err(e) => return Err(e),
+                Ok(root) => match root.with_pages(&self.opener(), Some(&snap.manifest)) {
+                    Ok(manifest) => break manifest,
+                    Err(Error::Integrity(msg)) => msg,
+                    Err(e) => return Err(e),
+                },
+            };
+            // A writer committed after the root was read and deleted the
+            // pages it replaced: open the newer root. A failure on a root
+            // that stays current is tampering.
+            if read_root()? == stored {
+                return Err(Error::Integrity(failure));
             }
+            if attempt == READ_ATTEMPTS {
+                return unauthentic.map_or(Ok(None), |msg| Err(Error::Integrity(msg)));
+            }
+            backoff(attempt as u32)?;
+            (stored, attempt) = (read_root()?, attempt + 1);
         };
         if manifest.version < snap.manifest.version {
             return Err(Error::integrity(format!(
@@ -185,9 +195,10 @@ impl Index {
         Ok(Some(fresh))
     }
 
-    /// Opens the stored root `stored` and its pages, sharing the pages `snap`
-    /// holds at the same stamps.
-    fn open_manifest(&self, snap: &Snapshot, stored: &[u8], access: Access<'_>) -> Result<Manifest> {
+    /// Opens the stored root `stored` (its pages are loaded by
+    /// [`Manifest::with_pages`]), reading the key record again if it was
+    /// committed under a newer one.
+    fn open_root(&self, snap: &Snapshot, stored: &[u8], access: Access<'_>) -> Result<Manifest> {
         let open_root = |writer: &PublicKey| {
             // A writer moves one key version at a time; a revocation starts
             // a generation at a version the key record names.
@@ -195,7 +206,7 @@ impl Index {
             Manifest::open_root(&self.opener(), max_key_version, stored, writer)
         };
         let writer = self.signing.read().writer_public;
-        let root = match open_root(&writer) {
+        match open_root(&writer) {
             // Committed with a key record newer than the one this handle
             // opened (a new writer key or data-key generation): open that one.
             Err(Error::Integrity(_)) => {
@@ -204,8 +215,7 @@ impl Index {
                 open_root(&writer)
             }
             other => other,
-        }?;
-        root.with_pages(&self.opener(), Some(&snap.manifest))
+        }
     }
 
     /// Makes `snap` this handle's current state unless a newer one already is.
