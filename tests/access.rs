@@ -483,6 +483,30 @@ fn per_call_keys_are_remembered_only_for_the_record_they_opened() {
     assert_eq!(root.num_vectors(Access { key: Some(&key(46)), user: None }).unwrap(), N as u64 + 7);
 }
 
+/// A key record that a refused call read still counts as seen: put back
+/// an older one afterwards and the handle reports the rollback, even to
+/// calls that never met the newer record themselves.
+#[test]
+fn a_record_seen_by_a_refused_call_still_counts_as_seen() {
+    let client = memory_client();
+    let root = setup(&client, "seen");
+    let store = client.raw_store();
+    let (rw, k) = (Who::ReadWriter.user().unwrap(), Who::ReadWriter.key());
+    let as_rw = Access { key: Some(&k), user: Some(&rw) };
+    assert_eq!(root.num_vectors(as_rw).unwrap(), N as u64);
+    let before = store.get(b"n/seen").unwrap().unwrap();
+    // Deleted through another client; this handle meets the new record
+    // only through the deleted user's refused call.
+    let other = Client::over_store(store.clone(), Default::default()).unwrap();
+    other.load_index("seen", as_root(&key(ROOT))).unwrap().delete_user_keys(&rw, None).unwrap();
+    assert_eq!(status(root.num_vectors(as_rw)), Status::WrongKey);
+    let mut b = WriteBatch::default();
+    b.put(b"n/seen".to_vec(), before);
+    assert!(store.write(b).unwrap());
+    assert_eq!(status(root.list_user_keys(None)), Status::Integrity, "the registry of the older record");
+    assert_eq!(status(root.num_vectors(as_rw)), Status::Integrity);
+}
+
 /// Calls on the rotating handle while it rotates never meet the new key
 /// record with the old key, nor mistake a copy they read just before a
 /// change for a rollback: they keep working throughout.

@@ -204,9 +204,12 @@ impl Index {
         if record.index_id != self.layout.index_id {
             return Err(Error::NotFound(format!("index '{}' was deleted and created again", self.name)));
         }
+        // Seen, whether or not these credentials open it (the root signed
+        // it): an older record put back afterwards is a rollback even when
+        // the call that read this one was refused.
+        self.generation.fetch_max(record.generation, Ordering::AcqRel);
         let unlocked = record.unlock(&self.name, key, user)?;
         self.learn(&record, &unlocked.secrets)?;
-        self.generation.fetch_max(record.generation, Ordering::AcqRel);
         Ok((encoded, record, unlocked))
     }
 
