@@ -389,7 +389,7 @@ struct Rivals {
     /// Rival commits still to make (one per victim read of pages or chunks).
     remaining: AtomicUsize,
     made: AtomicUsize,
-    /// Instead: an attacker writes a new junk root before each read of it.
+    /// An attacker writing a new junk root before each read of it.
     junk_roots: AtomicBool,
 }
 
@@ -432,7 +432,8 @@ impl vx::Store for Rivals {
 /// read for a while (the pages and chunks of the root they read deleted
 /// before they read them) still finish on a newer state, losing nothing;
 /// one that loses every time gives up with a retryable conflict (not a
-/// false `INTEGRITY`) and writes nothing. The CI once failed
+/// false `INTEGRITY`) and writes nothing; a store that writes a junk root
+/// before every read of it is `INTEGRITY` (no race). The CI once failed
 /// `concurrent_writers_on_two_clients_lose_nothing` with "a manifest page is
 /// missing" this way: a writer's read of the newest state gave up after
 /// five lost races and the write reported it as tampering.
@@ -493,14 +494,8 @@ fn readers_and_writers_outlast_rivals_committing_under_them() {
         // authenticates: INTEGRITY, never a conflict to retry, on reads,
         // writes and loads.
         let mut b = WriteBatch::default();
-        let hint: Vec<u8> = owner
-            .raw_store()
-            .scan_keys(b"o/")
-            .unwrap()
-            .into_iter()
-            .filter(|k| object_of_kind(k, b"V"))
-            .collect::<Vec<_>>()
-            .remove(0);
+        let keys = owner.raw_store().scan_keys(b"o/").unwrap();
+        let hint = keys.into_iter().find(|k| object_of_kind(k, b"V")).expect("the version hint");
         b.put(hint, u64::MAX.to_le_bytes().to_vec());
         assert!(owner.raw_store().write(b).unwrap());
         rivals.junk_roots.store(true, Ordering::SeqCst);
