@@ -91,6 +91,14 @@ fn state(root: &Index) -> (u64, Vec<String>, usize) {
     (n, ids, root.list_user_keys(None).unwrap().len())
 }
 
+/// Writes `bytes` as index `name`'s key record, straight into the store
+/// (as an attacker with the store would, putting an older one back).
+fn put_record(store: &std::sync::Arc<dyn vx::Store>, name: &str, bytes: Vec<u8>) {
+    let mut b = WriteBatch::default();
+    b.put(format!("n/{name}").into_bytes(), bytes);
+    assert!(store.write(b).unwrap());
+}
+
 /// Runs every data operation as `who`, through `index` with `access`, and
 /// checks each is allowed or `PERMISSION_DENIED` as the matrix says, and
 /// that refused calls change nothing.
@@ -306,9 +314,7 @@ fn tampered_key_records_never_grant_anything() {
     setup(&client, "elsewhere");
     let store = client.raw_store();
     let put = |v: Vec<u8>| {
-        let mut b = WriteBatch::default();
-        b.put(b"n/tamper".to_vec(), v);
-        assert!(store.write(b).unwrap());
+        put_record(&store, "tamper", v);
     };
     let good = store.get(b"n/tamper").unwrap().unwrap();
     let reader = Access { key: Some(&key(11)), user: Some(&[0xA1; 16]) };
@@ -355,9 +361,7 @@ fn a_replayed_key_record_does_not_undo_a_revocation() {
     let store = client.raw_store();
     let before = store.get(b"n/replay").unwrap().unwrap();
     root.delete_user_keys(&[0xA1; 16], None).unwrap();
-    let mut b = WriteBatch::default();
-    b.put(b"n/replay".to_vec(), before);
-    assert!(store.write(b).unwrap());
+    put_record(&store, "replay", before);
     let reader = Access { key: Some(&key(11)), user: Some(&[0xA1; 16]) };
     assert_eq!(status(root.num_vectors(reader)), Status::Integrity);
     assert_eq!(status(root.num_vectors(Access::default())), Status::Integrity);
@@ -421,13 +425,9 @@ fn per_call_keys_are_remembered_only_for_the_record_they_opened() {
     let kept = store.get(b"n/memo").unwrap().unwrap();
     other_root.delete_user_keys(&ru.unwrap(), None).unwrap();
     let revoked = store.get(b"n/memo").unwrap().unwrap();
-    let mut b = WriteBatch::default();
-    b.put(b"n/memo".to_vec(), kept);
-    assert!(store.write(b).unwrap());
+    put_record(&store, "memo", kept);
     assert_eq!(status(root.num_vectors(reader)), Status::Integrity, "the record put back under a newer manifest");
-    let mut b = WriteBatch::default();
-    b.put(b"n/memo".to_vec(), revoked);
-    assert!(store.write(b).unwrap());
+    put_record(&store, "memo", revoked);
     assert_eq!(status(root.num_vectors(reader)), Status::WrongKey);
     other_root.create_user_keys(&ru.unwrap(), &rk, PERMISSION_READ, None).unwrap();
     assert_eq!(root.num_vectors(reader).unwrap(), N as u64 + 6);
@@ -439,15 +439,11 @@ fn per_call_keys_are_remembered_only_for_the_record_they_opened() {
     let kept = store.get(b"n/memo").unwrap().unwrap();
     other_root.create_user_keys(&[0x55; 16], &key(55), PERMISSION_READ, None).unwrap();
     let grown = store.get(b"n/memo").unwrap().unwrap();
-    let mut b = WriteBatch::default();
-    b.put(b"n/memo".to_vec(), kept);
-    assert!(store.write(b).unwrap());
+    put_record(&store, "memo", kept);
     for _ in 0..2 {
         assert_eq!(status(root.num_vectors(reader)), Status::Integrity, "an older record under a newer manifest");
     }
-    let mut b = WriteBatch::default();
-    b.put(b"n/memo".to_vec(), grown);
-    assert!(store.write(b).unwrap());
+    put_record(&store, "memo", grown);
 
     // A replayed record the memo saw, after the handle saw a newer one.
     let before = store.get(b"n/memo").unwrap().unwrap();
@@ -457,18 +453,14 @@ fn per_call_keys_are_remembered_only_for_the_record_they_opened() {
     // The reader remembered against the newest record, then the replay.
     assert_eq!(root.num_vectors(reader).unwrap(), N as u64 + 6);
     let after = store.get(b"n/memo").unwrap().unwrap();
-    let mut b = WriteBatch::default();
-    b.put(b"n/memo".to_vec(), before);
-    assert!(store.write(b).unwrap());
+    put_record(&store, "memo", before);
     for _ in 0..2 {
         // Twice: the first call decodes the replayed record, the second
         // finds it already decoded.
         assert_eq!(status(root.num_vectors(rw)), Status::Integrity, "the replayed record");
         assert_eq!(status(root.num_vectors(reader)), Status::Integrity, "the replayed record");
     }
-    let mut b = WriteBatch::default();
-    b.put(b"n/memo".to_vec(), after);
-    assert!(store.write(b).unwrap());
+    put_record(&store, "memo", after);
     assert_eq!(root.num_vectors(reader).unwrap(), N as u64 + 6);
 
     // Permissions changed, a new key, a rotation: each at the next call.
@@ -500,9 +492,7 @@ fn a_record_seen_by_a_refused_call_still_counts_as_seen() {
     let other = Client::over_store(store.clone(), Default::default()).unwrap();
     other.load_index("seen", as_root(&key(ROOT))).unwrap().delete_user_keys(&rw, None).unwrap();
     assert_eq!(status(root.num_vectors(as_rw)), Status::WrongKey);
-    let mut b = WriteBatch::default();
-    b.put(b"n/seen".to_vec(), before);
-    assert!(store.write(b).unwrap());
+    put_record(&store, "seen", before);
     assert_eq!(status(root.list_user_keys(None)), Status::Integrity, "the registry of the older record");
     assert_eq!(status(root.num_vectors(as_rw)), Status::Integrity);
 }
