@@ -94,11 +94,7 @@ where
     R: Send,
     F: Fn(<W as IntoParallelIterator>::Item) -> R + Sync + Send,
 {
-    if worth_it(pool, items.count(), min_parallel) {
-        pool.install(|| items.into_par_iter().map(f).collect())
-    } else {
-        items.into_iter().map(f).collect()
-    }
+    collect(pool, items, min_parallel, f)
 }
 
 /// `f` of every item, in order, or the first error met (in parallel, not
@@ -108,6 +104,17 @@ where
     W: Work,
     R: Send,
     F: Fn(<W as IntoParallelIterator>::Item) -> Result<R> + Sync + Send,
+{
+    collect(pool, items, min_parallel, f)
+}
+
+/// `f` of every item collected into `C`, on the pool or on the calling thread.
+fn collect<W, T, C, F>(pool: &ThreadPool, items: W, min_parallel: usize, f: F) -> C
+where
+    W: Work,
+    T: Send,
+    C: FromIterator<T> + FromParallelIterator<T> + Send,
+    F: Fn(<W as IntoParallelIterator>::Item) -> T + Sync + Send,
 {
     if worth_it(pool, items.count(), min_parallel) {
         pool.install(|| items.into_par_iter().map(f).collect())
