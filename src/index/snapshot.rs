@@ -173,16 +173,18 @@ impl Index {
                 },
             };
             // A writer committed after the root was read and deleted the
-            // pages it replaced: open the newer root. A failure on a root
-            // that stays current is tampering.
-            if read_root()? == stored {
+            // pages it replaced: open the newer root, after a pause that
+            // lets a burst of commits pass. A failure on a root that stays
+            // current is tampering.
+            backoff(attempt as u32)?;
+            let now = read_root()?;
+            if now == stored {
                 return Err(Error::Integrity(failure));
             }
             if attempt == READ_ATTEMPTS {
                 return unauthentic.map_or(Ok(None), |msg| Err(Error::Integrity(msg)));
             }
-            backoff(attempt as u32)?;
-            (stored, attempt) = (read_root()?, attempt + 1);
+            (stored, attempt) = (now, attempt + 1);
         };
         if manifest.version < snap.manifest.version {
             return Err(Error::integrity(format!(
@@ -239,14 +241,15 @@ impl Index {
         loop {
             match f(&snap) {
                 Err(Error::Integrity(msg)) => {
-                    if self.current()?.manifest.version == snap.manifest.version {
+                    backoff(attempt as u32)?;
+                    let fresh = self.current()?;
+                    if fresh.manifest.version == snap.manifest.version {
                         return Err(Error::Integrity(msg));
                     }
                     if attempt == READ_ATTEMPTS {
                         return Err(kept_changing(&self.name));
                     }
-                    backoff(attempt as u32)?;
-                    (snap, attempt) = (self.current()?, attempt + 1);
+                    (snap, attempt) = (fresh, attempt + 1);
                 }
                 other => return other,
             }
