@@ -51,17 +51,17 @@
 /**
  * Minor version of this library.
  */
-#define VX_VERSION_MINOR 12
+#define VX_VERSION_MINOR 13
 
 /**
  * Patch version of this library.
  */
-#define VX_VERSION_PATCH 2
+#define VX_VERSION_PATCH 0
 
 /**
  * MAJOR * 1000000 + MINOR * 1000 + PATCH; compare with vx_version_number().
  */
-#define VX_VERSION_NUMBER 12002
+#define VX_VERSION_NUMBER 13000
 
 /**
  * ABI version: the SONAME is libvx.so.<VX_ABI_VERSION>.

@@ -555,6 +555,88 @@ const LISTS: u32 = 12;
 /// One record's new value (`None` = deleted).
 type Change = (Vec<u8>, Option<Vec<u8>>);
 
+/// The store key's kind byte (after `o/` and the index id), `n` for the rest.
+fn kind_of(k: &[u8]) -> u8 {
+    if k.starts_with(b"o/") && k.len() > 18 {
+        k[18]
+    } else {
+        b'n'
+    }
+}
+
+/// A root names long lists of stamps (the tables' page stamps, a large
+/// run's stripes) through sealed list pages: a large write's run is paged,
+/// the root stays small, later writes (which fold that run a range at a
+/// time, changing its list) and a reload see every item, and a list page
+/// flipped, truncated, deleted or put back from an older state is caught.
+#[test]
+fn long_stamp_lists_live_in_list_pages_that_tampering_cannot_pass() {
+    let (_dir, uris) = stores("lists");
+    for (store, uri) in uris {
+        let client = open(&uri);
+        let index = client.create_index("s", &key(KEY), IndexConfig::default()).unwrap();
+        upsert(&index, "id", &uniform(60_000, DIM, 5)).unwrap();
+        let raw = client.raw_store();
+        let of_kind = |kind: u8| -> BTreeMap<Vec<u8>, Vec<u8>> {
+            raw.scan_prefix(b"o/").unwrap().into_iter().filter(|(k, _)| kind_of(k) == kind).collect()
+        };
+        let old = of_kind(b'L');
+        assert!(!old.is_empty(), "{store}: a 60,000-item write stored no list page");
+        for round in 0..3 {
+            upsert(&index, &format!("more{round}-"), &uniform(2_000, DIM, 6 + round)).unwrap();
+        }
+        index.delete(&["id7"], Access::default()).unwrap();
+        let pristine = of_kind(b'L');
+        assert!(!pristine.is_empty() && pristine != old, "{store}: the fold's list did not change");
+        let roots = of_kind(b'M');
+        assert!(
+            roots.values().all(|root| root.len() < 1_500),
+            "{store}: a root of {:?} bytes",
+            roots.values().map(Vec::len)
+        );
+        let q = uniform(4, DIM, 7);
+        let expected = answers(&index, &q, LISTS).unwrap();
+        let epoch = index.epoch(Access::default()).unwrap();
+        drop(index);
+
+        // The key's token (after kind and version) names the list and page.
+        let token = |k: &[u8]| k[27..43].to_vec();
+        let mut edits: Vec<(String, Vec<Change>)> = Vec::new();
+        for (i, (k, v)) in pristine.iter().enumerate() {
+            let mut flipped = v.clone();
+            flipped[v.len() / 2] ^= 0x10;
+            edits.push((format!("flip list page {i}"), vec![(k.clone(), Some(flipped))]));
+            edits.push((format!("truncate list page {i}"), vec![(k.clone(), Some(v[..v.len() / 2].to_vec()))]));
+            edits.push((format!("delete list page {i}"), vec![(k.clone(), None)]));
+            let older = old.iter().filter(|(o, b)| token(o) == token(k) && *b != v);
+            for (j, (_, b)) in older.enumerate() {
+                edits.push((format!("list page {i} as it was ({j})"), vec![(k.clone(), Some(b.clone()))]));
+            }
+        }
+        assert!(edits.iter().any(|(what, _)| what.contains("as it was")), "{store}: no list page was rewritten");
+        let apply = |changes: &[Change]| {
+            let mut b = WriteBatch::default();
+            for (k, v) in changes {
+                match v {
+                    Some(v) => b.put(k.clone(), v.clone()),
+                    None => b.delete(k.clone()),
+                }
+            }
+            assert!(raw.write(b).unwrap());
+        };
+        for (what, changes) in &edits {
+            apply(changes);
+            let outcome = check_tampered(&store, what, &client, &epoch, &q, &expected);
+            assert_eq!(outcome, "integrity", "{store}: {what}");
+            let undo: Vec<_> = changes.iter().map(|(k, _)| (k.clone(), pristine.get(k).cloned())).collect();
+            apply(&undo);
+        }
+        assert_eq!(check_tampered(&store, "nothing (restored)", &client, &epoch, &q, &expected), "unchanged");
+        let index = load(&second_client(&client, &uri));
+        assert_eq!(index.num_vectors(Access::default()).unwrap(), 60_000 + 6_000 - 1, "{store}");
+    }
+}
+
 #[test]
 fn tampering_is_detected_on_every_store() {
     let (_dir, uris) = stores("tamper");
@@ -576,7 +658,7 @@ fn tampering_is_detected_on_every_store() {
         drop(index);
 
         let pristine: BTreeMap<Vec<u8>, Vec<u8>> = raw.scan_prefix(b"").unwrap().into_iter().collect();
-        let kind = |k: &[u8]| if k.starts_with(b"o/") && k.len() > 18 { k[18] } else { b'n' };
+        let kind = kind_of;
         let chunks: Vec<&Vec<u8>> = pristine.keys().filter(|k| kind(k) == b'C').collect();
         // Every record but most contents objects (thousands, all alike).
         let targets: Vec<(&Vec<u8>, &Vec<u8>)> = {

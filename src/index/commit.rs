@@ -14,7 +14,7 @@ use super::chunk::{Bucket, Chunk};
 use super::codes::{pack_obj, stored_units, unit_obj, units_of, Coder, Encoded, KnownCode};
 use super::ivf::Centroids;
 use super::keyring::KeyRecord;
-use super::manifest::{ChunkMeta, Manifest, Stamp};
+use super::manifest::{ChunkMeta, ListChanges, Manifest, Stamp};
 use super::objects::{CacheKey, Cached, Obj};
 use super::presence::{Filter, Learned};
 use super::snapshot::{backoff, Snapshot};
@@ -279,7 +279,7 @@ impl<'a> Plan<'a> {
     /// `writer`, the version hint and the compare-and-set against `base`.
     /// Returns it with the stored manifest bytes.
     fn seal_for_commit(&mut self, base: &Snapshot, writer: &Signer) -> Result<(WriteBatch, Vec<u8>)> {
-        self.seal_pages()?;
+        self.seal_pages(&base.manifest)?;
         let m = &mut self.manifest;
         m.encryptions += self.sealer.encryptions() + 1; // + the root itself
         let stored = m.seal(&self.sealer, writer, &self.index.layout.index_id)?;
@@ -294,8 +294,9 @@ impl<'a> Plan<'a> {
 
 impl Plan<'_> {
     /// Seals the manifest pages this plan changed (in parallel), replacing
-    /// their old versions; a page left empty is deleted.
-    fn seal_pages(&mut self) -> Result<()> {
+    /// their old versions (a page left empty is deleted), then the list
+    /// pages whose stamps changed since `base`.
+    fn seal_pages(&mut self, base: &Manifest) -> Result<()> {
         let dirty = self.manifest.take_dirty_pages();
         let sealed: Vec<(Obj, Stamp, Option<Vec<u8>>)> =
             parallel::try_map(&self.index.env.pool, dirty, MIN_PARALLEL_OBJECTS, |(page, old, plain)| {
@@ -315,6 +316,15 @@ impl Plan<'_> {
                     self.manifest.page_sealed(page, Stamp::default());
                 }
             }
+        }
+        let ListChanges { changed, gone } = self.manifest.take_changed_lists(base);
+        for (page, stamp) in gone {
+            self.remove(page, &stamp);
+        }
+        for (page, plain) in changed {
+            let bytes = self.seal(page, &plain)?;
+            let stamp = self.put(page, bytes, None, None);
+            self.manifest.page_sealed(page, stamp);
         }
         Ok(())
     }

@@ -272,7 +272,8 @@ impl Index {
         };
         let no = plan.manifest.next_run;
         plan.manifest.next_run += 1;
-        let mut run = RunMeta { no, entries: entries.len() as u32, stripes: vec![Stamp::default(); n], striping };
+        let mut run =
+            RunMeta { no, entries: entries.len() as u32, stripes: vec![Stamp::default(); n].into(), striping };
         let mut stripes = vec![Bucket::default(); n];
         for e in &entries {
             stripes[run.stripe_of(&e.token)].entries.push(*e);

@@ -10,9 +10,15 @@
 //!   directory's runs and of the fold under way (`directory.rs`), and the
 //!   stamp of every **page** of the two tables that name the rest: chunk
 //!   metadata by chunk number and directory bucket stamps by bucket number.
-//!   A page is a sealed object like any other, so a write re-seals only the pages it touches plus the root: the
-//!   root is ~40 bytes per 512 chunks and 1024 buckets, not a list of
-//!   everything (see docs/SCALING.md).
+//!   A page is a sealed object like any other, so a write re-seals only the
+//!   pages it touches plus the root.
+//! * Those lists of stamps (the tables' page stamps, each run's stripe
+//!   stamps) grow with the index, so the root holds a list of more than
+//!   [`INLINE_STAMPS`] through sealed **list pages** of [`LIST_PAGE`] stamps
+//!   ([`StampList`]): a write re-seals the list pages whose stamps changed,
+//!   and the root stays a few KB at any size instead of ~50 bytes per 512
+//!   chunks, 1,024 buckets and 60 KiB of the directory's runs (52 KB at 10M
+//!   items, 520 KB at 100M; see docs/SCALING.md).
 //!
 //! Every object is authenticated against the stamp (version and digest of
 //! its sealed bytes) its parent names, root to page to chunk or bucket to
@@ -20,8 +26,11 @@
 //! from another branch of the history (same version, other bytes) is
 //! detected, and the root's digest names the whole state.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
+
+use zeroize::Zeroizing;
 
 use super::objects::{Layout, Obj, ObjectKind, Tokens};
 use super::types::{IndexConfig, IndexType, Precision, TrainingState, MAX_FILTERABLE_FIELDS};
@@ -34,9 +43,12 @@ use crate::store::Store;
 use crate::text::Bm25;
 
 const MANIFEST_TOKEN: Token = [0u8; 16];
-/// Layout version of the root's plaintext (11: 0.12, with the version
-/// from which coded chunks' units are packed at its end).
-const MANIFEST_FORMAT: u8 = 11;
+/// Layout version of the root's plaintext (12: 0.13, long stamp lists in
+/// list pages).
+const MANIFEST_FORMAT: u8 = 12;
+/// 0.12's root: format 12 with every stamp list in the root (read, never
+/// written; from its next commit on the long ones go to list pages).
+const MANIFEST_FORMAT_0_12: u8 = 11;
 /// 0.11's root: format 11 less the packed units' version (read, never
 /// written: each of its units was an object of its own).
 const MANIFEST_FORMAT_0_11: u8 = 10;
@@ -59,6 +71,16 @@ const MAX_RUN_STRIPES: usize = 1 << 20;
 pub const CHUNK_PAGE: usize = 512;
 /// Bucket stamps per page (~42 KiB of plaintext).
 pub const BUCKET_PAGE: usize = 1024;
+/// Stamps per list page (~5.6 KiB of plaintext): what a write that changes
+/// one stamp of a long list re-seals.
+pub const LIST_PAGE: usize = 128;
+/// A stamp list this long or shorter is written into the root itself
+/// (~700 bytes at most): small indexes, and the small runs most writes
+/// add, store no list pages.
+pub const INLINE_STAMPS: usize = 16;
+/// The high bit of a stamp list's length in the root: the list is in
+/// list pages, whose stamps follow.
+const PAGED_LIST: u32 = 1 << 31;
 
 /// What pins one stored object: the version it was sealed at (part of its
 /// associated data and of its store key) and the digest of its sealed
@@ -108,7 +130,7 @@ pub struct RunMeta {
     pub no: u32,
     /// Entries (tombstones included) across its stripes.
     pub entries: u32,
-    pub stripes: Vec<Stamp>,
+    pub stripes: StampList,
     pub striping: Striping,
 }
 
@@ -144,13 +166,13 @@ impl RunMeta {
             w.u32(n_buckets);
             w.u32(per_stripe);
         }
-        w.u32(self.stripes.len() as u32);
-        write_sparse(w, &self.stripes);
+        self.stripes.write(w);
     }
 
     /// A run as [`RunMeta::write`] wrote it; `n_buckets` bounds a
-    /// bucket-striped run's (`None`: a token-striped run).
-    fn read(r: &mut Reader<'_>, n_buckets: Option<u32>) -> Result<RunMeta> {
+    /// bucket-striped run's (`None`: a token-striped run). A paged list of
+    /// stripes (`paged`: the root's format has them) is loaded later.
+    fn read(r: &mut Reader<'_>, n_buckets: Option<u32>, paged: bool) -> Result<RunMeta> {
         let invalid = || Error::integrity("manifest names an invalid directory run");
         let (no, entries) = (r.u32()?, r.u32()?);
         let striping = match n_buckets {
@@ -163,15 +185,16 @@ impl RunMeta {
                 Striping::Buckets { n_buckets, per_stripe }
             }
         };
-        let n = r.u32()? as usize;
+        let stripes = StampList::read(r, MAX_RUN_STRIPES, paged)?;
+        let n = stripes.len();
         let expected = match striping {
             Striping::Token => n.is_power_of_two(),
             Striping::Buckets { n_buckets, per_stripe } => n == n_buckets.div_ceil(per_stripe) as usize,
         };
-        if !expected || n > MAX_RUN_STRIPES || entries == 0 {
+        if !expected || entries == 0 {
             return Err(invalid());
         }
-        Ok(RunMeta { no, entries, stripes: read_sparse(r, n, 0)?, striping })
+        Ok(RunMeta { no, entries, stripes, striping })
     }
 }
 
@@ -205,19 +228,167 @@ impl Fold {
         w.u32(self.cursor);
     }
 
-    fn read(r: &mut Reader<'_>, n_buckets: u32) -> Result<Fold> {
-        let run = RunMeta::read(r, Some(n_buckets))?;
-        let fold = Fold { run, cursor: r.u32()? };
-        let (n, per) = fold.striping();
-        // Unfinished (a finished fold is no fold), and no stripe it has
-        // passed still named.
-        let passed = fold.cursor as usize / per;
-        if fold.cursor as usize >= n || fold.run.stripes[..passed].iter().any(|s| !s.is_none()) {
+    fn read(r: &mut Reader<'_>, n_buckets: u32, paged: bool) -> Result<Fold> {
+        let run = RunMeta::read(r, Some(n_buckets), paged)?;
+        Ok(Fold { run, cursor: r.u32()? })
+    }
+
+    /// Unfinished (a finished fold is no fold), and no stripe it has passed
+    /// still named (checked once its stripes are loaded).
+    fn check(&self) -> Result<()> {
+        let (n, per) = self.striping();
+        let passed = self.cursor as usize / per;
+        if self.cursor as usize >= n || self.run.stripes[..passed].iter().any(|s| !s.is_none()) {
             return Err(Error::integrity("manifest names an invalid directory fold"));
         }
-        Ok(fold)
+        Ok(())
     }
 }
+
+/// Which [`StampList`] of the root a list page belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum List {
+    /// The page stamps of the chunk table.
+    ChunkPages,
+    /// The page stamps of the bucket table.
+    BucketPages,
+    /// The stripe stamps of directory run `.0` (the fold's included).
+    Run(u32),
+}
+
+impl List {
+    pub fn describe(self) -> String {
+        match self {
+            List::ChunkPages => "the chunk table's page list".into(),
+            List::BucketPages => "the directory's page list".into(),
+            List::Run(no) => format!("the stripe list of directory run {no}"),
+        }
+    }
+}
+
+/// A list of stamps the root names: written into the root while it has at
+/// most [`INLINE_STAMPS`], otherwise stored in list pages of [`LIST_PAGE`]
+/// stamps whose own stamps the root holds. Held whole in memory (it derefs
+/// to its stamps); which list pages a commit re-seals is found by comparing
+/// each page's stamps with the state it replaces
+/// ([`Manifest::take_changed_lists`]), so code that changes a list needs no
+/// bookkeeping of its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StampList {
+    stamps: Vec<Stamp>,
+    /// Where the stamps are stored: page `p` holds stamps `p * LIST_PAGE..`
+    /// (none: a page of none stamps, not stored). Empty while the list is
+    /// written into the root.
+    pages: Vec<Stamp>,
+}
+
+impl From<Vec<Stamp>> for StampList {
+    fn from(stamps: Vec<Stamp>) -> StampList {
+        StampList { stamps, pages: Vec::new() }
+    }
+}
+
+impl Deref for StampList {
+    type Target = Vec<Stamp>;
+    fn deref(&self) -> &Vec<Stamp> {
+        &self.stamps
+    }
+}
+
+impl DerefMut for StampList {
+    fn deref_mut(&mut self) -> &mut Vec<Stamp> {
+        &mut self.stamps
+    }
+}
+
+impl StampList {
+    /// The stamps of list page `p`.
+    fn page(&self, p: usize) -> &[Stamp] {
+        &self.stamps[p * LIST_PAGE..((p + 1) * LIST_PAGE).min(self.stamps.len())]
+    }
+
+    /// Whether a commit stores this list in list pages.
+    fn paged(&self) -> bool {
+        self.stamps.len() > INLINE_STAMPS
+    }
+
+    fn write(&self, w: &mut Writer) {
+        if self.paged() {
+            debug_assert_eq!(self.pages.len(), self.stamps.len().div_ceil(LIST_PAGE), "list pages sealed first");
+            w.u32(self.stamps.len() as u32 | PAGED_LIST);
+            write_sparse(w, &self.pages);
+        } else {
+            w.u32(self.stamps.len() as u32);
+            write_sparse(w, &self.stamps);
+        }
+    }
+
+    /// A list as [`StampList::write`] wrote it, of at most `limit` stamps;
+    /// a paged one (only where the root's format has them: `paged`) has its
+    /// page stamps and none stamps until [`Manifest::with_pages`] loads them.
+    fn read(r: &mut Reader<'_>, limit: usize, paged: bool) -> Result<StampList> {
+        let n = r.u32()?;
+        let len = (n & !PAGED_LIST) as usize;
+        if len > limit || len > MAX_LIST_STAMPS {
+            return Err(Error::integrity("manifest has an invalid list length"));
+        }
+        if n & PAGED_LIST == 0 || !paged {
+            if n & PAGED_LIST != 0 {
+                return Err(Error::integrity("manifest has an invalid list length"));
+            }
+            return Ok(StampList::from(read_sparse(r, len, 0)?));
+        }
+        if len <= INLINE_STAMPS {
+            return Err(Error::integrity("manifest names list pages of a short list"));
+        }
+        let pages = read_sparse(r, len.div_ceil(LIST_PAGE), 0)?;
+        Ok(StampList { stamps: vec![Stamp::default(); len], pages })
+    }
+
+    /// Sets which list pages store this list at the next commit: the pages
+    /// of `old` (the same list in the state the commit replaces) whose
+    /// stamps are unchanged are kept; returns the pages to seal (each with
+    /// its plaintext; [`Manifest::page_sealed`] records its stamp) and
+    /// pushes `old`'s other pages to `gone`.
+    fn plan_pages(&mut self, list: List, old: Option<&StampList>, gone: &mut Vec<(Obj, Stamp)>) -> Vec<(Obj, Vec<u8>)> {
+        let n_pages = if self.paged() { self.stamps.len().div_ceil(LIST_PAGE) } else { 0 };
+        let mut pages = vec![Stamp::default(); n_pages];
+        let mut changed = Vec::new();
+        for (p, kept) in pages.iter_mut().enumerate() {
+            let stamps = self.page(p);
+            if stamps.iter().all(Stamp::is_none) {
+                continue;
+            }
+            match old.filter(|old| old.pages.get(p).is_some_and(|s| !s.is_none()) && old.page(p) == stamps) {
+                Some(old) => *kept = old.pages[p],
+                None => {
+                    let mut w = Writer::with_capacity(4 + stamps.len() * 44);
+                    write_sparse(&mut w, stamps);
+                    changed.push((Obj::ListPage(list, p as u32), w.buf));
+                }
+            }
+        }
+        for (p, stamp) in old.iter().flat_map(|old| old.pages.iter().enumerate()) {
+            if !stamp.is_none() && pages.get(p) != Some(stamp) {
+                gone.push((Obj::ListPage(list, p as u32), *stamp));
+            }
+        }
+        self.pages = pages;
+        changed
+    }
+}
+
+/// What [`Manifest::take_changed_lists`] found a commit must do.
+#[derive(Default)]
+pub struct ListChanges {
+    /// The list pages to seal, each with its plaintext.
+    pub changed: Vec<(Obj, Vec<u8>)>,
+    /// The list pages of the replaced state no longer named, to delete.
+    pub gone: Vec<(Obj, Stamp)>,
+}
+
+/// Stamps one list may have, at most (a sanity bound on a decrypted root).
+const MAX_LIST_STAMPS: usize = 1 << 24;
 
 /// An entry of a [`Paged`] table; one whose stamp is none is absent.
 pub trait PageEntry: Copy + Default + Send + Sync {
@@ -260,14 +431,14 @@ impl PageEntry for Stamp {
 pub struct Paged<T, const PAGE: usize> {
     pages: Vec<Arc<Vec<T>>>,
     /// The stored page each of `pages` was read from or sealed as (none: empty).
-    stamps: Vec<Stamp>,
+    stamps: StampList,
     /// Pages changed since they were sealed.
     dirty: BTreeSet<usize>,
 }
 
 impl<T, const PAGE: usize> Default for Paged<T, PAGE> {
     fn default() -> Self {
-        Paged { pages: Vec::new(), stamps: Vec::new(), dirty: BTreeSet::new() }
+        Paged { pages: Vec::new(), stamps: StampList::default(), dirty: BTreeSet::new() }
     }
 }
 
@@ -310,23 +481,19 @@ impl<T: PageEntry, const PAGE: usize> Paged<T, PAGE> {
 
     fn write_stamps(&self, w: &mut Writer) {
         debug_assert!(self.dirty.is_empty(), "every changed page is sealed before the root");
-        w.u32(self.stamps.len() as u32);
-        write_sparse(w, &self.stamps);
+        self.stamps.write(w);
     }
 
-    /// The page stamps of a root; the pages are loaded by [`Manifest::open`].
-    fn read_stamps(r: &mut Reader<'_>, limit: usize) -> Result<Paged<T, PAGE>> {
-        let n = r.u32()? as usize;
-        if n > limit {
-            return Err(Error::integrity("manifest has an invalid page count"));
-        }
-        let stamps = read_sparse::<Stamp>(r, n, 0)?;
+    /// The page stamps of a root (see [`StampList::read`]); the pages are
+    /// loaded by [`Manifest::with_pages`].
+    fn read_stamps(r: &mut Reader<'_>, limit: usize, paged: bool) -> Result<Paged<T, PAGE>> {
+        let stamps = StampList::read(r, limit, paged)?;
         let empty = Arc::new(vec![T::default(); PAGE]);
-        Ok(Paged { pages: vec![empty; n], stamps, dirty: BTreeSet::new() })
+        Ok(Paged { pages: vec![empty; stamps.len()], stamps, dirty: BTreeSet::new() })
     }
 }
 
-/// The present entries of `entries` (a page, or the root's page stamps):
+/// The present entries of `entries` (a page, or a list of stamps):
 /// their count, then each after its slot.
 fn write_sparse<T: PageEntry>(w: &mut Writer, entries: &[T]) {
     let present: Vec<(usize, &T)> = entries.iter().enumerate().filter(|(_, e)| !e.stamp().is_none()).collect();
@@ -557,8 +724,49 @@ impl Manifest {
         match page {
             Obj::ChunkPage(p) => self.chunks.sealed_as(p as usize, stamp),
             Obj::BucketPage(p) => self.buckets.sealed_as(p as usize, stamp),
+            Obj::ListPage(list, p) => {
+                self.list_mut(list).expect("a list of this manifest").pages[p as usize] = stamp;
+            }
             _ => unreachable!("not a page"),
         }
+    }
+
+    /// After the table pages are sealed ([`Manifest::take_dirty_pages`]):
+    /// the list pages this manifest must seal, each with its plaintext
+    /// (then [`Manifest::page_sealed`]), and the list pages of `base` (the
+    /// state it replaces) that it no longer names, to delete. Pages whose
+    /// stamps did not change since `base` are kept.
+    pub fn take_changed_lists(&mut self, base: &Manifest) -> ListChanges {
+        let mut old: HashMap<List, &StampList> = base.lists().collect();
+        let mut changes = ListChanges::default();
+        for (list, stamps) in self.lists_mut() {
+            let changed = stamps.plan_pages(list, old.remove(&list), &mut changes.gone);
+            changes.changed.extend(changed);
+        }
+        for (list, stamps) in old {
+            for (p, stamp) in stamps.pages.iter().enumerate().filter(|(_, s)| !s.is_none()) {
+                changes.gone.push((Obj::ListPage(list, p as u32), *stamp));
+            }
+        }
+        changes
+    }
+
+    /// Every stamp list the root names.
+    fn lists(&self) -> impl Iterator<Item = (List, &StampList)> + '_ {
+        let tables = [(List::ChunkPages, &self.chunks.stamps), (List::BucketPages, &self.buckets.stamps)];
+        tables.into_iter().chain(self.directory_runs().map(|run| (List::Run(run.no), &run.stripes)))
+    }
+
+    fn lists_mut(&mut self) -> Vec<(List, &mut StampList)> {
+        let mut lists =
+            vec![(List::ChunkPages, &mut self.chunks.stamps), (List::BucketPages, &mut self.buckets.stamps)];
+        let runs = self.folding.iter_mut().map(|f| &mut f.run).chain(self.runs.iter_mut());
+        lists.extend(runs.map(|run| (List::Run(run.no), &mut run.stripes)));
+        lists
+    }
+
+    fn list_mut(&mut self, list: List) -> Option<&mut StampList> {
+        self.lists_mut().into_iter().find(|(l, _)| *l == list).map(|(_, stamps)| stamps)
     }
 
     fn encode_root(&self) -> Vec<u8> {
@@ -607,6 +815,7 @@ impl Manifest {
         let format = r.u8()?;
         let known = [
             MANIFEST_FORMAT,
+            MANIFEST_FORMAT_0_12,
             MANIFEST_FORMAT_0_11,
             MANIFEST_FORMAT_0_9,
             MANIFEST_FORMAT_0_8,
@@ -648,14 +857,15 @@ impl Manifest {
         if n_buckets == 0 {
             return Err(bad("bucket count"));
         }
-        let chunks = Paged::read_stamps(&mut r, (next_chunk as usize).div_ceil(CHUNK_PAGE))?;
-        let buckets = Paged::read_stamps(&mut r, (n_buckets as usize).div_ceil(BUCKET_PAGE))?;
+        let paged = format == MANIFEST_FORMAT;
+        let chunks = Paged::read_stamps(&mut r, (next_chunk as usize).div_ceil(CHUNK_PAGE), paged)?;
+        let buckets = Paged::read_stamps(&mut r, (n_buckets as usize).div_ceil(BUCKET_PAGE), paged)?;
         let next_run = r.u32()?;
         let n_runs = r.u32()?;
         if n_runs > next_run {
             return Err(bad("run count"));
         }
-        let runs: Vec<RunMeta> = (0..n_runs).map(|_| RunMeta::read(&mut r, None)).collect::<Result<_>>()?;
+        let runs: Vec<RunMeta> = (0..n_runs).map(|_| RunMeta::read(&mut r, None, paged)).collect::<Result<_>>()?;
         let mut paths = |what: &str| -> Result<Vec<String>> {
             let n = r.u32()? as usize;
             if n > MAX_FILTERABLE_FIELDS {
@@ -678,15 +888,15 @@ impl Manifest {
             }
         }
         let quantizer_padding = match format {
-            MANIFEST_FORMAT | MANIFEST_FORMAT_0_11 | MANIFEST_FORMAT_0_9 => {
+            MANIFEST_FORMAT | MANIFEST_FORMAT_0_12 | MANIFEST_FORMAT_0_11 | MANIFEST_FORMAT_0_9 => {
                 Padding::from_u8(r.u8()?).ok_or_else(|| bad("quantizer padding"))?
             }
             _ => Padding::PowerOfTwo,
         };
         let folding = match format {
-            MANIFEST_FORMAT | MANIFEST_FORMAT_0_11 => match r.u8()? {
+            MANIFEST_FORMAT | MANIFEST_FORMAT_0_12 | MANIFEST_FORMAT_0_11 => match r.u8()? {
                 0 => None,
-                1 => Some(Fold::read(&mut r, n_buckets)?),
+                1 => Some(Fold::read(&mut r, n_buckets, paged)?),
                 _ => return Err(bad("fold")),
             },
             _ => None,
@@ -694,7 +904,7 @@ impl Manifest {
         // An older root's chunks each stored their units apart; every chunk
         // this build seals from the next commit on packs them.
         let units_packed_since = match format {
-            MANIFEST_FORMAT => r.u64()?,
+            MANIFEST_FORMAT | MANIFEST_FORMAT_0_12 => r.u64()?,
             _ => version + 1,
         };
         if units_packed_since > version + 1 {
@@ -796,9 +1006,48 @@ impl Manifest {
     /// another writer's commit (which deletes the pages it replaced) that is
     /// a race, not tampering: callers read the root again to tell.
     pub fn with_pages(mut self, at: &Opener<'_>, reuse: Option<&Manifest>) -> Result<Manifest> {
+        self.load_lists(at, reuse)?;
+        if let Some(fold) = &self.folding {
+            fold.check()?;
+        }
         self.load_pages(at, reuse)?;
         self.derive_lists()?;
         Ok(self)
+    }
+
+    /// Loads the stamps of the lists the root names through list pages:
+    /// pages `reuse` has at the same stamps are copied, the others read in
+    /// one call and authenticated.
+    fn load_lists(&mut self, at: &Opener<'_>, reuse: Option<&Manifest>) -> Result<()> {
+        let reused: HashMap<List, &StampList> = reuse.map(|r| r.lists().collect()).unwrap_or_default();
+        let mut wanted: Vec<(Obj, Stamp)> = Vec::new();
+        for (list, stamps) in self.lists_mut() {
+            for p in 0..stamps.pages.len() {
+                let stamp = stamps.pages[p];
+                if stamp.is_none() {
+                    continue;
+                }
+                // The same page holds as many stamps in both (a root that
+                // says otherwise fails when the page is read).
+                let same =
+                    |old: &&&StampList| old.pages.get(p) == Some(&stamp) && old.page(p).len() == stamps.page(p).len();
+                match reused.get(&list).filter(same) {
+                    Some(old) => {
+                        let range = p * LIST_PAGE..p * LIST_PAGE + old.page(p).len();
+                        stamps.stamps[range.clone()].copy_from_slice(&old.stamps[range]);
+                    }
+                    None => wanted.push((Obj::ListPage(list, p as u32), stamp)),
+                }
+            }
+        }
+        for (obj, plain) in fetch_pages(at, self.key_version, wanted)? {
+            let Obj::ListPage(list, p) = obj else { unreachable!("only list pages are wanted") };
+            let stamps = self.list_mut(list).expect("a list of this manifest");
+            let (first, len) = (p as usize * LIST_PAGE, stamps.page(p as usize).len());
+            let page = decode_page::<Stamp>(&plain, first, len)?;
+            stamps.stamps[first..first + len].copy_from_slice(&page);
+        }
+        Ok(())
     }
 
     fn load_pages(&mut self, at: &Opener<'_>, reuse: Option<&Manifest>) -> Result<()> {
@@ -815,24 +1064,7 @@ impl Manifest {
                 None => wanted.push((Obj::BucketPage(p as u32), *stamp)),
             }
         }
-        let keys: Vec<Vec<u8>> =
-            wanted.iter().map(|(obj, s)| at.layout.object(obj.kind(), &at.tokens.of(*obj), s)).collect();
-        let fetched = at.store.get_many(&keys)?;
-        for ((obj, stamp), sealed) in wanted.into_iter().zip(fetched) {
-            let missing = || Error::integrity(format!("a manifest page of index '{}' is missing", at.name));
-            let sealed = sealed.ok_or_else(missing)?;
-            if digest(&sealed) != stamp.digest {
-                return Err(Error::integrity(format!(
-                    "a manifest page of index '{}' is not the one the root names (replaced or from another history)",
-                    at.name
-                )));
-            }
-            let plain = at
-                .keys
-                .open(self.key_version, obj.kind() as u8, &at.tokens.of(obj), stamp.version, &sealed)
-                .ok_or_else(|| {
-                    Error::integrity(format!("a manifest page of index '{}' failed authentication", at.name))
-                })?;
+        for (obj, plain) in fetch_pages(at, self.key_version, wanted)? {
             match obj {
                 Obj::ChunkPage(p) => {
                     let p = p as usize;
@@ -865,6 +1097,36 @@ impl Manifest {
         self.lists = lists.into_iter().map(Arc::new).collect();
         Ok(())
     }
+}
+
+/// Reads `wanted` pages (table or list pages) in one call and opens each,
+/// authenticated against its stamp; returns their plaintexts.
+fn fetch_pages(at: &Opener<'_>, key_version: u32, wanted: Vec<(Obj, Stamp)>) -> Result<Vec<(Obj, Zeroizing<Vec<u8>>)>> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<Vec<u8>> =
+        wanted.iter().map(|(obj, s)| at.layout.object(obj.kind(), &at.tokens.of(*obj), s)).collect();
+    let fetched = at.store.get_many(&keys)?;
+    wanted
+        .into_iter()
+        .zip(fetched)
+        .map(|((obj, stamp), sealed)| {
+            let missing = || Error::integrity(format!("a manifest page of index '{}' is missing", at.name));
+            let sealed = sealed.ok_or_else(missing)?;
+            if digest(&sealed) != stamp.digest {
+                return Err(Error::integrity(format!(
+                    "a manifest page of index '{}' is not the one the root names (replaced or from another history)",
+                    at.name
+                )));
+            }
+            let plain =
+                at.keys.open(key_version, obj.kind() as u8, &at.tokens.of(obj), stamp.version, &sealed).ok_or_else(
+                    || Error::integrity(format!("a manifest page of index '{}' failed authentication", at.name)),
+                )?;
+            Ok((obj, plain))
+        })
+        .collect()
 }
 
 fn signed_message(index_id: &[u8; 16], body: &[u8]) -> Vec<u8> {
@@ -956,25 +1218,51 @@ mod tests {
         }
     }
 
-    /// Seals the changed pages of `m` into `store` as a commit does, then the root.
-    fn commit(m: &mut Manifest, store: &dyn Store, keys: &DataKeys, tokens: &Tokens, writer: &Signer) -> Vec<u8> {
+    /// Seals the changed pages of `m` into `store` as a commit over `base`
+    /// does (list pages after the table pages), then the root; returns the
+    /// root and the pages sealed.
+    fn commit_over(
+        base: &Manifest,
+        m: &mut Manifest,
+        store: &dyn Store,
+        keys: &DataKeys,
+        tokens: &Tokens,
+        writer: &Signer,
+    ) -> (Vec<u8>, Vec<Obj>) {
         let layout = Layout { index_id: [2; 16] };
         let mut batch = crate::store::WriteBatch::default();
+        let mut sealed_pages = Vec::new();
+        let mut seal = |m: &mut Manifest, batch: &mut crate::store::WriteBatch, page: Obj, plain: &[u8]| {
+            let sealed = keys.sealer(0).seal(page.kind() as u8, &tokens.of(page), m.version, plain).unwrap();
+            let stamp = Stamp::of(m.version, &sealed);
+            m.page_sealed(page, stamp);
+            batch.put(layout.object(page.kind(), &tokens.of(page), &stamp), sealed);
+            sealed_pages.push(page);
+        };
         for (page, old, plain) in m.take_dirty_pages() {
             if !old.is_none() {
                 batch.delete(layout.object(page.kind(), &tokens.of(page), &old));
             }
-            let Some(plain) = plain else {
-                m.page_sealed(page, Stamp::default());
-                continue;
-            };
-            let sealed = keys.sealer(0).seal(page.kind() as u8, &tokens.of(page), m.version, &plain).unwrap();
-            let stamp = Stamp::of(m.version, &sealed);
-            m.page_sealed(page, stamp);
-            batch.put(layout.object(page.kind(), &tokens.of(page), &stamp), sealed);
+            match plain {
+                Some(plain) => seal(m, &mut batch, page, &plain),
+                None => m.page_sealed(page, Stamp::default()),
+            }
+        }
+        let ListChanges { changed, gone } = m.take_changed_lists(base);
+        for (page, old) in gone {
+            batch.delete(layout.object(page.kind(), &tokens.of(page), &old));
+        }
+        for (page, plain) in changed {
+            seal(m, &mut batch, page, &plain);
         }
         assert!(store.write(batch).unwrap());
-        m.seal(&keys.sealer(0), writer, &[2; 16]).unwrap()
+        (m.seal(&keys.sealer(0), writer, &[2; 16]).unwrap(), sealed_pages)
+    }
+
+    /// [`commit_over`] the state `m` was cloned from (or an empty one).
+    fn commit(m: &mut Manifest, store: &dyn Store, keys: &DataKeys, tokens: &Tokens, writer: &Signer) -> Vec<u8> {
+        let base = Manifest::new(&m.name, m.config.clone());
+        commit_over(&base, m, store, keys, tokens, writer).0
     }
 
     /// 0.9 reads 0.8's root (format 8: no padding, so powers of two), 0.7's
@@ -992,6 +1280,18 @@ mod tests {
         let read = Manifest::decode_root(3, &root).unwrap();
         assert_eq!((&read.config, read.quantizer_padding, &read.folding), (&m.config, Padding::Multiple64, &None));
         assert_eq!(read.units_packed_since, 2);
+        // A list marked as paged: refused while short, and in 0.12's root,
+        // whose lists are all in the root (otherwise the same bytes).
+        let chunk_list_at = 1 + (4 + 3) + 4 + 4 + 8 + 8 + 4 + 4 + 8 + 1 + 4 + 4 + (8 + DIGEST_LEN) + 4 + 4;
+        assert_eq!(root[chunk_list_at..chunk_list_at + 8], [0u8; 8], "an empty chunk list");
+        root[chunk_list_at + 3] = 0x80;
+        assert!(Manifest::decode_root(3, &root).unwrap_err().to_string().contains("short list"));
+        root[0] = MANIFEST_FORMAT_0_12;
+        assert!(Manifest::decode_root(3, &root).unwrap_err().to_string().contains("list length"));
+        root[chunk_list_at + 3] = 0;
+        let read = Manifest::decode_root(3, &root).unwrap();
+        assert_eq!((&read.config, read.units_packed_since), (&m.config, 2));
+        root[0] = MANIFEST_FORMAT;
         // A version from which units are packed later than the next commit's.
         assert!(Manifest::decode_root(0, &root).unwrap_err().to_string().contains("packed units"));
         // 0.11: the same less that version; its chunks' units are apart,
@@ -1087,10 +1387,10 @@ mod tests {
             RunMeta {
                 no: 2,
                 entries: 40,
-                stripes: vec![Stamp::of(5, b"s0"), Stamp::default()],
+                stripes: vec![Stamp::of(5, b"s0"), Stamp::default()].into(),
                 striping: Striping::Token,
             },
-            RunMeta { no: 8, entries: 1, stripes: vec![Stamp::of(7, b"s")], striping: Striping::Token },
+            RunMeta { no: 8, entries: 1, stripes: vec![Stamp::of(7, b"s")].into(), striping: Striping::Token },
         ];
         let writer = Signer::from_seed(&SecretKey::from_bytes(&[9; 32]));
         let stored = commit(&mut m, &store, &keys, &tokens, &writer);
@@ -1117,7 +1417,7 @@ mod tests {
         // buckets than there are or with another stripe count is refused.
         let striping = Striping::Buckets { n_buckets: 64, per_stripe: 20 };
         let stripes = vec![Stamp::default(), Stamp::of(6, b"f1"), Stamp::default(), Stamp::of(6, b"f3")];
-        let fold = Fold { run: RunMeta { no: 1, entries: 70, stripes, striping }, cursor: 25 };
+        let fold = Fold { run: RunMeta { no: 1, entries: 70, stripes: stripes.into(), striping }, cursor: 25 };
         let mut folding = m.clone();
         folding.folding = Some(fold.clone());
         let back = open(&commit(&mut folding, &store, &keys, &tokens, &writer), "idx").unwrap();
@@ -1161,6 +1461,164 @@ mod tests {
         assert!(matches!(open(&stored, "idx"), Err(Error::Integrity(_))), "the replaced page was deleted");
     }
 
+    /// Stamps of run `run`'s `n` stripes, every fifth none.
+    fn stripes(run: u32, n: usize, version: u64) -> StampList {
+        let stamp = |s: usize| Stamp::of(version, &[&run.to_le_bytes()[..], &s.to_le_bytes()].concat());
+        (0..n).map(|s| if s % 5 == 4 { Stamp::default() } else { stamp(s) }).collect::<Vec<_>>().into()
+    }
+
+    /// The keys of the list pages in `store`.
+    fn list_page_keys(store: &dyn Store) -> usize {
+        store.scan_keys(&Layout { index_id: [2; 16] }.kind_prefix(ObjectKind::ListPage)).unwrap().len()
+    }
+
+    /// Lists longer than [`INLINE_STAMPS`] (the tables' page stamps past
+    /// 8,192 chunks, a large run's stripes) are named through list pages:
+    /// the root stays small at any size, a write that changes one chunk
+    /// re-seals that chunk's page and one list page, a list that grows past
+    /// the bound moves to pages, and a run merged away takes its pages with it.
+    #[test]
+    fn long_lists_live_in_list_pages_and_writes_reseal_only_what_changed() {
+        let keys = DataKeys::new(vec![(0, SecretKey::from_bytes(&[1; 32]))], [2; 16]);
+        let tokens = Tokens::new(&keys);
+        let store = crate::store::MemoryStore::default();
+        let at =
+            Opener { store: &store, keys: &keys, tokens: &tokens, layout: Layout { index_id: [2; 16] }, name: "idx" };
+        let writer = Signer::from_seed(&SecretKey::from_bytes(&[9; 32]));
+        let empty = Manifest::new("idx", IndexConfig::default());
+        let mut m = empty.clone();
+        m.version = 3;
+        m.next_chunk = 200_000;
+        for no in (0..200_000).step_by(7) {
+            m.set_chunk(ChunkMeta { no, list: 0, count: 1, bytes: 10, stamp: Stamp::of(3, &no.to_le_bytes()) });
+        }
+        m.n_buckets = 40_000;
+        for b in (0..40_000usize).step_by(3) {
+            m.set_bucket(b, Stamp::of(3, &b.to_le_bytes()));
+        }
+        m.next_run = 3;
+        m.runs = vec![
+            RunMeta { no: 1, entries: 9_000, stripes: stripes(1, 1024, 3), striping: Striping::Token },
+            RunMeta { no: 2, entries: 5, stripes: stripes(2, 16, 3), striping: Striping::Token },
+        ];
+        let (root, sealed) = commit_over(&empty, &mut m, &store, &keys, &tokens, &writer);
+        // 391 chunk pages, 40 bucket pages, 1,024 stripes: 4 + 1 + 8 list
+        // pages; in the root itself these ~1,200 stamps took ~55 KB.
+        let lists = |sealed: &[Obj]| sealed.iter().filter(|p| matches!(p, Obj::ListPage(..))).count();
+        assert_eq!((lists(&sealed), list_page_keys(&store)), (13, 13));
+        assert!(root.len() < 1_500, "a root of {} bytes", root.len());
+        let back = Manifest::open(&at, 0, &root, &writer.public(), None).unwrap();
+        assert_eq!(back.chunks().copied().collect::<Vec<_>>(), m.chunks().copied().collect::<Vec<_>>());
+        assert!((0..40_000).all(|b| back.bucket(b) == m.bucket(b)));
+        assert_eq!(back.runs, m.runs);
+
+        // One chunk changes: its table page and one list page are sealed;
+        // a reopen reads only those and shares the rest.
+        let mut next = back.clone();
+        next.version = 4;
+        next.set_chunk(ChunkMeta { no: 70_000, list: 0, count: 2, bytes: 20, stamp: Stamp::of(4, b"new") });
+        let (root_next, sealed) = commit_over(&back, &mut next, &store, &keys, &tokens, &writer);
+        assert_eq!(sealed, [Obj::ChunkPage(70_000 / 512), Obj::ListPage(List::ChunkPages, 70_000 / 512 / 128)]);
+        assert_eq!(list_page_keys(&store), 13, "the replaced list page is deleted");
+        let reopened = Manifest::open(&at, 0, &root_next, &writer.public(), Some(&back)).unwrap();
+        assert_eq!(reopened.chunk(70_000).unwrap().stamp, Stamp::of(4, b"new"));
+        assert_eq!(reopened.chunks().count(), m.chunks().count());
+        assert!(Arc::ptr_eq(&reopened.chunks.pages[0], &back.chunks.pages[0]));
+        assert!(matches!(Manifest::open(&at, 0, &root, &writer.public(), None), Err(Error::Integrity(_))));
+
+        // Run 1 merged away, run 2 grown past the bound: run 1's 8 pages go,
+        // run 2 gets one.
+        let mut third = reopened.clone();
+        third.version = 5;
+        third.runs.remove(0);
+        third.runs[0].stripes = stripes(2, 32, 5);
+        let (root_third, sealed) = commit_over(&reopened, &mut third, &store, &keys, &tokens, &writer);
+        assert_eq!(sealed, [Obj::ListPage(List::Run(2), 0)]);
+        assert_eq!(list_page_keys(&store), 6);
+        let back = Manifest::open(&at, 0, &root_third, &writer.public(), None).unwrap();
+        assert_eq!(back.runs, third.runs);
+        assert_eq!(back.runs[0].stripes[..], stripes(2, 32, 5)[..]);
+    }
+
+    /// A list page swapped for an older genuine one, for another list's,
+    /// for another sealed at its name and version, flipped or deleted is
+    /// refused, as is a fold whose paged stripe list still names a stripe it
+    /// has passed.
+    #[test]
+    fn a_tampered_list_page_is_refused() {
+        let keys = DataKeys::new(vec![(0, SecretKey::from_bytes(&[1; 32]))], [2; 16]);
+        let tokens = Tokens::new(&keys);
+        let store = crate::store::MemoryStore::default();
+        let layout = Layout { index_id: [2; 16] };
+        let at = Opener { store: &store, keys: &keys, tokens: &tokens, layout, name: "idx" };
+        let writer = Signer::from_seed(&SecretKey::from_bytes(&[9; 32]));
+        let mut m = Manifest::new("idx", IndexConfig::default());
+        m.version = 3;
+        m.next_run = 3;
+        m.runs = vec![
+            RunMeta { no: 1, entries: 900, stripes: stripes(1, 64, 3), striping: Striping::Token },
+            RunMeta { no: 2, entries: 900, stripes: stripes(2, 64, 3), striping: Striping::Token },
+        ];
+        let base = Manifest::new("idx", IndexConfig::default());
+        commit_over(&base, &mut m, &store, &keys, &tokens, &writer);
+        let key_of = |m: &Manifest, run: usize| {
+            let page = Obj::ListPage(List::Run(m.runs[run].no), 0);
+            layout.object(page.kind(), &tokens.of(page), &m.runs[run].stripes.pages[0])
+        };
+        let older = store.get(&key_of(&m, 0)).unwrap().unwrap();
+        let other_list = store.get(&key_of(&m, 1)).unwrap().unwrap();
+        let mut next = m.clone();
+        next.version = 4;
+        next.runs[0].stripes[0] = Stamp::of(4, b"s");
+        let (stored, _) = commit_over(&m, &mut next, &store, &keys, &tokens, &writer);
+        assert!(Manifest::open(&at, 0, &stored, &writer.public(), None).is_ok());
+        let key = key_of(&next, 0);
+        let genuine = store.get(&key).unwrap().unwrap();
+        let put = |bytes: Option<Vec<u8>>| {
+            let mut b = crate::store::WriteBatch::default();
+            match bytes {
+                Some(bytes) => b.put(key.clone(), bytes),
+                None => b.delete(key.clone()),
+            }
+            assert!(store.write(b).unwrap());
+        };
+        let page = Obj::ListPage(List::Run(1), 0);
+        let mut w = Writer::with_capacity(64);
+        write_sparse(&mut w, &[Stamp::of(4, b"forged")]);
+        let resealed = keys.sealer(0).seal(page.kind() as u8, &tokens.of(page), 4, &w.buf).unwrap();
+        let mut flipped = genuine.clone();
+        flipped[30] ^= 1;
+        for (why, bytes) in [
+            ("an older page", Some(older)),
+            ("another list's page", Some(other_list)),
+            ("another page sealed at its name and version", Some(resealed)),
+            ("a flipped page", Some(flipped)),
+            ("no page", None),
+        ] {
+            put(bytes);
+            let opened = Manifest::open(&at, 0, &stored, &writer.public(), None);
+            assert!(matches!(opened, Err(Error::Integrity(_))), "{why}: {opened:?}");
+        }
+        put(Some(genuine));
+        assert!(Manifest::open(&at, 0, &stored, &writer.public(), None).is_ok());
+
+        // A fold that passed its first stripes, which its paged list still names.
+        let striping = Striping::Buckets { n_buckets: 64, per_stripe: 2 };
+        let mut run = RunMeta { no: 0, entries: 70, stripes: stripes(0, 32, 5), striping };
+        let mut fold = next.clone();
+        fold.version = 5;
+        run.stripes[..2].fill(Stamp::default());
+        fold.folding = Some(Fold { run: run.clone(), cursor: 4 });
+        let (stored, _) = commit_over(&next, &mut fold, &store, &keys, &tokens, &writer);
+        assert_eq!(Manifest::open(&at, 0, &stored, &writer.public(), None).unwrap().folding, fold.folding);
+        let mut bad = fold.clone();
+        bad.version = 6;
+        bad.folding.as_mut().unwrap().cursor = 6;
+        let (stored, _) = commit_over(&fold, &mut bad, &store, &keys, &tokens, &writer);
+        let opened = Manifest::open(&at, 0, &stored, &writer.public(), None);
+        assert!(matches!(&opened, Err(Error::Integrity(e)) if e.contains("fold")), "{opened:?}");
+    }
+
     /// A page the root names, swapped for an older genuine one or tampered
     /// with, is refused.
     #[test]
@@ -1187,7 +1645,9 @@ mod tests {
             assert!(matches!(Manifest::open(&at, 0, &stored, &writer.public(), None), Err(Error::Integrity(_))));
         }
         // Another page sealed genuinely at the same name and version.
-        let other = keys.sealer(0).seal(page.kind() as u8, &tokens.of(page), 3, &[1, 0, 0, 0]).unwrap();
+        let mut w = Writer::with_capacity(64);
+        write_sparse(&mut w, &[Stamp::of(3, b"forged")]);
+        let other = keys.sealer(0).seal(page.kind() as u8, &tokens.of(page), 3, &w.buf).unwrap();
         let mut b = crate::store::WriteBatch::default();
         b.put(key, other);
         assert!(store.write(b).unwrap());

@@ -7,7 +7,8 @@
 //! o/<index id>M                     manifest (sealed; manifest.rs)
 //! o/<index id>V                     manifest version in clear: a hint to reload, never trusted
 //! o/<index id><kind><version><token><tag>  chunk C, directory bucket B, directory run stripe R,
-//!                                          contents X, centroids K, manifest page P (chunks) or Q (buckets)
+//!                                          contents X, centroids K, manifest page P (chunks) or Q (buckets),
+//!                                          page L of a stamp list the root names through pages
 //! ```
 //!
 //! Tokens are HMACs under keys derived from the data key, so the store sees
@@ -33,7 +34,7 @@ use zeroize::Zeroizing;
 use super::chunk::{Bucket, Chunk};
 use super::codes::{CodeChunk, CodeShape, StoredCodes};
 use super::ivf::Centroids;
-use super::manifest::{ChunkMeta, Manifest, RunMeta, Stamp};
+use super::manifest::{ChunkMeta, List, Manifest, RunMeta, Stamp};
 use super::types::Precision;
 use super::Index;
 use crate::cache::{Cache, Weigh};
@@ -52,6 +53,7 @@ pub(crate) enum ObjectKind {
     Centroids = b'K',
     ChunkPage = b'P',
     BucketPage = b'Q',
+    ListPage = b'L',
     ChunkUnit = b'U',
     UnitPack = b'N',
 }
@@ -70,6 +72,9 @@ pub(crate) enum Obj {
     /// A page of the manifest's chunk table or bucket table.
     ChunkPage(u32),
     BucketPage(u32),
+    /// Page `.1` of a stamp list the root names through pages (see
+    /// `manifest.rs`'s [`StampList`]).
+    ListPage(List, u32),
     /// Unit `.1` of IVF_RABITQ chunk `.0` (its full vectors and ids; see
     /// `codes.rs`), bound to the digest `.2` of the chunk's sealed head.
     ChunkUnit(u32, u32, Digest),
@@ -90,6 +95,7 @@ impl Obj {
             Obj::Contents(_) => ObjectKind::Contents,
             Obj::ChunkPage(_) => ObjectKind::ChunkPage,
             Obj::BucketPage(_) => ObjectKind::BucketPage,
+            Obj::ListPage(..) => ObjectKind::ListPage,
             Obj::ChunkUnit(..) => ObjectKind::ChunkUnit,
             Obj::UnitPack(..) => ObjectKind::UnitPack,
         }
@@ -104,6 +110,7 @@ impl Obj {
             Obj::Contents(_) => "an item's contents object".into(),
             Obj::ChunkPage(p) => format!("page {p} of the chunk table"),
             Obj::BucketPage(p) => format!("page {p} of the directory"),
+            Obj::ListPage(list, p) => format!("page {p} of {}", list.describe()),
             Obj::ChunkUnit(no, u, _) => format!("unit {u} of chunk {no}"),
             Obj::UnitPack(no, _) => format!("the units of chunk {no}"),
         }
@@ -146,6 +153,14 @@ impl Tokens {
             Obj::Contents(t) => t,
             Obj::ChunkPage(p) => self.pages.token(&[b"C", &p.to_le_bytes()]),
             Obj::BucketPage(p) => self.pages.token(&[b"B", &p.to_le_bytes()]),
+            Obj::ListPage(list, p) => {
+                let (tag, no) = match list {
+                    List::ChunkPages => (b'c', 0),
+                    List::BucketPages => (b'b', 0),
+                    List::Run(no) => (b'r', no),
+                };
+                self.pages.token(&[b"L", &[tag], &no.to_le_bytes(), &p.to_le_bytes()])
+            }
             // The head's digest is in the token, so in the unit's associated
             // data: a unit opens only beside the head it was sealed with.
             Obj::ChunkUnit(no, u, head) => self.chunks.token(&[&no.to_le_bytes(), &u.to_le_bytes(), &head]),

@@ -189,7 +189,7 @@ mod tests {
         assert_eq!(known.may_hold(99, &old, &held[0]), None);
         drop(known);
 
-        let run = |no| RunMeta { no, entries: 1, stripes: vec![old], striping: Striping::Token };
+        let run = |no| RunMeta { no, entries: 1, stripes: vec![old].into(), striping: Striping::Token };
         let mut live = Manifest::new("runs", IndexConfig::default());
         live.runs = vec![run(7)];
         filters.learn_run(7, vec![(0, old, Filter::of(held.iter()))], &live);
