@@ -8,6 +8,8 @@
 //!                 [--only curves] [--run ID]   (recall/QPS of IVF_FLAT and IVF_RABITQ, see curves.rs)
 //!                 [--only filters]   (filtered and metadata-only queries, see filters.rs)
 //!                 [--only text]   (keyword and hybrid search on /usr/share/doc, see text.rs)
+//!                 [--only writes]   (what a one-item write stores as the index grows; needs
+//!                                    `--features store-stats`, see writes.rs)
 //!   DATASET_DIR holds base.fvecs, query.fvecs and gt.ivecs (ids of the exact
 //!   neighbours by L2, nearest first).
 
@@ -18,6 +20,8 @@ mod filters;
 mod fixtures;
 mod scale;
 mod text;
+#[cfg(feature = "store-stats")]
+mod writes;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -600,6 +604,12 @@ fn main() {
     }
     if only == "security" {
         bench_security(&ds, nq_limit);
+    }
+    if only == "writes" {
+        #[cfg(feature = "store-stats")]
+        writes::run(&ds);
+        #[cfg(not(feature = "store-stats"))]
+        panic!("--only writes needs a vx-bench built with --features store-stats");
     }
     if only == "add" {
         // The index type from --index; memory: and then file: (in --scratch).
