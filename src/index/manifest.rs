@@ -16,9 +16,9 @@
 //!   stamps) grow with the index, so the root holds a list of more than
 //!   [`INLINE_STAMPS`] through sealed **list pages** of [`LIST_PAGE`] stamps
 //!   ([`StampList`]): a write re-seals the list pages whose stamps changed,
-//!   and the root stays a few KB at any size instead of ~50 bytes per 512
-//!   chunks, 1,024 buckets and 60 KiB of the directory's runs (52 KB at 10M
-//!   items, 520 KB at 100M; see docs/SCALING.md).
+//!   and the root grows by 44 bytes per 128 pages or stripes instead of per
+//!   page or stripe: ~1 KB at 10M items, ~6 KB at 100M, ~40 KB at 1B, where
+//!   it was 52 KB at 10M and 520 KB at 100M (see docs/SCALING.md).
 //!
 //! Every object is authenticated against the stamp (version and digest of
 //! its sealed bytes) its parent names, root to page to chunk or bucket to
@@ -247,7 +247,7 @@ impl Fold {
 
 /// Which [`StampList`] of the root a list page belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum List {
+pub enum StampListId {
     /// The page stamps of the chunk table.
     ChunkPages,
     /// The page stamps of the bucket table.
@@ -256,12 +256,12 @@ pub enum List {
     Run(u32),
 }
 
-impl List {
+impl StampListId {
     pub fn describe(self) -> String {
         match self {
-            List::ChunkPages => "the chunk table's page list".into(),
-            List::BucketPages => "the directory's page list".into(),
-            List::Run(no) => format!("the stripe list of directory run {no}"),
+            StampListId::ChunkPages => "the chunk table's page list".into(),
+            StampListId::BucketPages => "the directory's page list".into(),
+            StampListId::Run(no) => format!("the stripe list of directory run {no}"),
         }
     }
 }
@@ -273,18 +273,30 @@ impl List {
 /// each page's stamps with the state it replaces
 /// ([`Manifest::take_changed_lists`]), so code that changes a list needs no
 /// bookkeeping of its own.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct StampList {
     stamps: Vec<Stamp>,
     /// Where the stamps are stored: page `p` holds stamps `p * LIST_PAGE..`
     /// (none: a page of none stamps, not stored). Empty while the list is
     /// written into the root.
     pages: Vec<Stamp>,
+    /// Whether `pages` store `stamps` as they are: set when read or planned
+    /// ([`StampList::plan_pages`]), cleared by any change of the stamps, so
+    /// a root naming stale list pages is never sealed.
+    current: bool,
 }
+
+impl PartialEq for StampList {
+    fn eq(&self, other: &StampList) -> bool {
+        (&self.stamps, &self.pages) == (&other.stamps, &other.pages)
+    }
+}
+
+impl Eq for StampList {}
 
 impl From<Vec<Stamp>> for StampList {
     fn from(stamps: Vec<Stamp>) -> StampList {
-        StampList { stamps, pages: Vec::new() }
+        StampList { stamps, pages: Vec::new(), current: false }
     }
 }
 
@@ -297,6 +309,7 @@ impl Deref for StampList {
 
 impl DerefMut for StampList {
     fn deref_mut(&mut self) -> &mut Vec<Stamp> {
+        self.current = false;
         &mut self.stamps
     }
 }
@@ -312,9 +325,14 @@ impl StampList {
         self.stamps.len() > INLINE_STAMPS
     }
 
+    /// Whether the root can name this list as it is: written into it, or
+    /// stored in list pages planned since its last change.
+    fn ready(&self) -> bool {
+        !self.paged() || (self.current && self.pages.len() == self.stamps.len().div_ceil(LIST_PAGE))
+    }
+
     fn write(&self, w: &mut Writer) {
         if self.paged() {
-            debug_assert_eq!(self.pages.len(), self.stamps.len().div_ceil(LIST_PAGE), "list pages sealed first");
             w.u32(self.stamps.len() as u32 | PAGED_LIST);
             write_sparse(w, &self.pages);
         } else {
@@ -329,20 +347,20 @@ impl StampList {
     fn read(r: &mut Reader<'_>, limit: usize, paged: bool) -> Result<StampList> {
         let n = r.u32()?;
         let len = (n & !PAGED_LIST) as usize;
-        if len > limit || len > MAX_LIST_STAMPS {
+        if len > limit {
             return Err(Error::integrity("manifest has an invalid list length"));
         }
         if n & PAGED_LIST == 0 || !paged {
             if n & PAGED_LIST != 0 {
                 return Err(Error::integrity("manifest has an invalid list length"));
             }
-            return Ok(StampList::from(read_sparse(r, len, 0)?));
+            return Ok(StampList { stamps: read_sparse(r, len, 0)?, pages: Vec::new(), current: true });
         }
         if len <= INLINE_STAMPS {
             return Err(Error::integrity("manifest names list pages of a short list"));
         }
         let pages = read_sparse(r, len.div_ceil(LIST_PAGE), 0)?;
-        Ok(StampList { stamps: vec![Stamp::default(); len], pages })
+        Ok(StampList { stamps: vec![Stamp::default(); len], pages, current: true })
     }
 
     /// Sets which list pages store this list at the next commit: the pages
@@ -350,7 +368,12 @@ impl StampList {
     /// stamps are unchanged are kept; returns the pages to seal (each with
     /// its plaintext; [`Manifest::page_sealed`] records its stamp) and
     /// pushes `old`'s other pages to `gone`.
-    fn plan_pages(&mut self, list: List, old: Option<&StampList>, gone: &mut Vec<(Obj, Stamp)>) -> Vec<(Obj, Vec<u8>)> {
+    fn plan_pages(
+        &mut self,
+        list: StampListId,
+        old: Option<&StampList>,
+        gone: &mut Vec<(Obj, Stamp)>,
+    ) -> Vec<(Obj, Vec<u8>)> {
         let n_pages = if self.paged() { self.stamps.len().div_ceil(LIST_PAGE) } else { 0 };
         let mut pages = vec![Stamp::default(); n_pages];
         let mut changed = Vec::new();
@@ -374,6 +397,7 @@ impl StampList {
             }
         }
         self.pages = pages;
+        self.current = true;
         changed
     }
 }
@@ -386,9 +410,6 @@ pub struct ListChanges {
     /// The list pages of the replaced state no longer named, to delete.
     pub gone: Vec<(Obj, Stamp)>,
 }
-
-/// Stamps one list may have, at most (a sanity bound on a decrypted root).
-const MAX_LIST_STAMPS: usize = 1 << 24;
 
 /// An entry of a [`Paged`] table; one whose stamp is none is absent.
 pub trait PageEntry: Copy + Default + Send + Sync {
@@ -725,7 +746,7 @@ impl Manifest {
             Obj::ChunkPage(p) => self.chunks.sealed_as(p as usize, stamp),
             Obj::BucketPage(p) => self.buckets.sealed_as(p as usize, stamp),
             Obj::ListPage(list, p) => {
-                self.list_mut(list).expect("a list of this manifest").pages[p as usize] = stamp;
+                self.stamp_list_mut(list).expect("a list of this manifest").pages[p as usize] = stamp;
             }
             _ => unreachable!("not a page"),
         }
@@ -737,9 +758,9 @@ impl Manifest {
     /// state it replaces) that it no longer names, to delete. Pages whose
     /// stamps did not change since `base` are kept.
     pub fn take_changed_lists(&mut self, base: &Manifest) -> ListChanges {
-        let mut old: HashMap<List, &StampList> = base.lists().collect();
+        let mut old: HashMap<StampListId, &StampList> = base.stamp_lists().collect();
         let mut changes = ListChanges::default();
-        for (list, stamps) in self.lists_mut() {
+        for (list, stamps) in self.stamp_lists_mut() {
             let changed = stamps.plan_pages(list, old.remove(&list), &mut changes.gone);
             changes.changed.extend(changed);
         }
@@ -752,25 +773,27 @@ impl Manifest {
     }
 
     /// Every stamp list the root names.
-    fn lists(&self) -> impl Iterator<Item = (List, &StampList)> + '_ {
-        let tables = [(List::ChunkPages, &self.chunks.stamps), (List::BucketPages, &self.buckets.stamps)];
-        tables.into_iter().chain(self.directory_runs().map(|run| (List::Run(run.no), &run.stripes)))
+    fn stamp_lists(&self) -> impl Iterator<Item = (StampListId, &StampList)> + '_ {
+        let tables = [(StampListId::ChunkPages, &self.chunks.stamps), (StampListId::BucketPages, &self.buckets.stamps)];
+        tables.into_iter().chain(self.directory_runs().map(|run| (StampListId::Run(run.no), &run.stripes)))
     }
 
-    fn lists_mut(&mut self) -> Vec<(List, &mut StampList)> {
-        let mut lists =
-            vec![(List::ChunkPages, &mut self.chunks.stamps), (List::BucketPages, &mut self.buckets.stamps)];
+    fn stamp_lists_mut(&mut self) -> Vec<(StampListId, &mut StampList)> {
+        let mut lists = vec![
+            (StampListId::ChunkPages, &mut self.chunks.stamps),
+            (StampListId::BucketPages, &mut self.buckets.stamps),
+        ];
         let runs = self.folding.iter_mut().map(|f| &mut f.run).chain(self.runs.iter_mut());
-        lists.extend(runs.map(|run| (List::Run(run.no), &mut run.stripes)));
+        lists.extend(runs.map(|run| (StampListId::Run(run.no), &mut run.stripes)));
         lists
     }
 
-    fn list_mut(&mut self, list: List) -> Option<&mut StampList> {
-        self.lists_mut().into_iter().find(|(l, _)| *l == list).map(|(_, stamps)| stamps)
+    fn stamp_list_mut(&mut self, list: StampListId) -> Option<&mut StampList> {
+        self.stamp_lists_mut().into_iter().find(|(l, _)| *l == list).map(|(_, stamps)| stamps)
     }
 
     fn encode_root(&self) -> Vec<u8> {
-        let mut w = Writer::with_capacity(256 + (self.chunks.stamps.len() + self.buckets.stamps.len()) * 44);
+        let mut w = Writer::with_capacity(4096);
         w.u8(MANIFEST_FORMAT);
         w.bytes(self.name.as_bytes());
         w.u32(self.config.dimension);
@@ -951,8 +974,12 @@ impl Manifest {
     /// The stored root: version (clear, so it can be authenticated before
     /// decryption) || sealed body || the writer's signature over both: the
     /// data key alone (which READ users hold) cannot make a root others
-    /// accept. Every changed page must have been sealed first.
+    /// accept. Every changed page must have been sealed first (a long stamp
+    /// list changed since its list pages were planned is `INTERNAL`).
     pub fn seal(&self, sealer: &Sealer<'_>, writer: &Signer, index_id: &[u8; 16]) -> Result<Vec<u8>> {
+        if let Some((list, _)) = self.stamp_lists().find(|(_, stamps)| !stamps.ready()) {
+            return Err(Error::Internal(format!("{} changed after its list pages were sealed", list.describe())));
+        }
         let sealed = sealer.seal(ObjectKind::Manifest as u8, &MANIFEST_TOKEN, self.version, &self.encode_root())?;
         let mut out = Vec::with_capacity(8 + sealed.len() + SIGNATURE_LEN);
         out.extend_from_slice(&self.version.to_le_bytes());
@@ -1006,7 +1033,7 @@ impl Manifest {
     /// another writer's commit (which deletes the pages it replaced) that is
     /// a race, not tampering: callers read the root again to tell.
     pub fn with_pages(mut self, at: &Opener<'_>, reuse: Option<&Manifest>) -> Result<Manifest> {
-        self.load_lists(at, reuse)?;
+        self.load_stamp_lists(at, reuse)?;
         if let Some(fold) = &self.folding {
             fold.check()?;
         }
@@ -1018,17 +1045,17 @@ impl Manifest {
     /// Loads the stamps of the lists the root names through list pages:
     /// pages `reuse` has at the same stamps are copied, the others read in
     /// one call and authenticated.
-    fn load_lists(&mut self, at: &Opener<'_>, reuse: Option<&Manifest>) -> Result<()> {
-        let reused: HashMap<List, &StampList> = reuse.map(|r| r.lists().collect()).unwrap_or_default();
+    fn load_stamp_lists(&mut self, at: &Opener<'_>, reuse: Option<&Manifest>) -> Result<()> {
+        let reused: HashMap<StampListId, &StampList> = reuse.map(|r| r.stamp_lists().collect()).unwrap_or_default();
         let mut wanted: Vec<(Obj, Stamp)> = Vec::new();
-        for (list, stamps) in self.lists_mut() {
+        for (list, stamps) in self.stamp_lists_mut() {
             for p in 0..stamps.pages.len() {
                 let stamp = stamps.pages[p];
                 if stamp.is_none() {
                     continue;
                 }
-                // The same page holds as many stamps in both (a root that
-                // says otherwise fails when the page is read).
+                // Shared only where the page holds as many stamps in both:
+                // the same sealed bytes then decode to the same stamps.
                 let same =
                     |old: &&&StampList| old.pages.get(p) == Some(&stamp) && old.page(p).len() == stamps.page(p).len();
                 match reused.get(&list).filter(same) {
@@ -1042,7 +1069,7 @@ impl Manifest {
         }
         for (obj, plain) in fetch_pages(at, self.key_version, wanted)? {
             let Obj::ListPage(list, p) = obj else { unreachable!("only list pages are wanted") };
-            let stamps = self.list_mut(list).expect("a list of this manifest");
+            let stamps = self.stamp_list_mut(list).expect("a list of this manifest");
             let (first, len) = (p as usize * LIST_PAGE, stamps.page(p as usize).len());
             let page = decode_page::<Stamp>(&plain, first, len)?;
             stamps.stamps[first..first + len].copy_from_slice(&page);
@@ -1108,6 +1135,9 @@ fn fetch_pages(at: &Opener<'_>, key_version: u32, wanted: Vec<(Obj, Stamp)>) -> 
     let keys: Vec<Vec<u8>> =
         wanted.iter().map(|(obj, s)| at.layout.object(obj.kind(), &at.tokens.of(*obj), s)).collect();
     let fetched = at.store.get_many(&keys)?;
+    if fetched.len() != wanted.len() {
+        return Err(Error::Storage(format!("the store answered {} of {} pages", fetched.len(), wanted.len())));
+    }
     wanted
         .into_iter()
         .zip(fetched)
@@ -1518,7 +1548,7 @@ mod tests {
         next.version = 4;
         next.set_chunk(ChunkMeta { no: 70_000, list: 0, count: 2, bytes: 20, stamp: Stamp::of(4, b"new") });
         let (root_next, sealed) = commit_over(&back, &mut next, &store, &keys, &tokens, &writer);
-        assert_eq!(sealed, [Obj::ChunkPage(70_000 / 512), Obj::ListPage(List::ChunkPages, 70_000 / 512 / 128)]);
+        assert_eq!(sealed, [Obj::ChunkPage(70_000 / 512), Obj::ListPage(StampListId::ChunkPages, 70_000 / 512 / 128)]);
         assert_eq!(list_page_keys(&store), 13, "the replaced list page is deleted");
         let reopened = Manifest::open(&at, 0, &root_next, &writer.public(), Some(&back)).unwrap();
         assert_eq!(reopened.chunk(70_000).unwrap().stamp, Stamp::of(4, b"new"));
@@ -1533,11 +1563,15 @@ mod tests {
         third.runs.remove(0);
         third.runs[0].stripes = stripes(2, 32, 5);
         let (root_third, sealed) = commit_over(&reopened, &mut third, &store, &keys, &tokens, &writer);
-        assert_eq!(sealed, [Obj::ListPage(List::Run(2), 0)]);
+        assert_eq!(sealed, [Obj::ListPage(StampListId::Run(2), 0)]);
         assert_eq!(list_page_keys(&store), 6);
         let back = Manifest::open(&at, 0, &root_third, &writer.public(), None).unwrap();
         assert_eq!(back.runs, third.runs);
         assert_eq!(back.runs[0].stripes[..], stripes(2, 32, 5)[..]);
+        // A paged list changed after its pages were planned is never named.
+        third.runs[0].stripes[1] = Stamp::of(5, b"late");
+        let stale = third.seal(&keys.sealer(0), &writer, &[2; 16]);
+        assert!(matches!(&stale, Err(Error::Internal(e)) if e.contains("run 2")), "{stale:?}");
     }
 
     /// A list page swapped for an older genuine one, for another list's,
@@ -1562,7 +1596,7 @@ mod tests {
         let base = Manifest::new("idx", IndexConfig::default());
         commit_over(&base, &mut m, &store, &keys, &tokens, &writer);
         let key_of = |m: &Manifest, run: usize| {
-            let page = Obj::ListPage(List::Run(m.runs[run].no), 0);
+            let page = Obj::ListPage(StampListId::Run(m.runs[run].no), 0);
             layout.object(page.kind(), &tokens.of(page), &m.runs[run].stripes.pages[0])
         };
         let older = store.get(&key_of(&m, 0)).unwrap().unwrap();
@@ -1582,7 +1616,7 @@ mod tests {
             }
             assert!(store.write(b).unwrap());
         };
-        let page = Obj::ListPage(List::Run(1), 0);
+        let page = Obj::ListPage(StampListId::Run(1), 0);
         let mut w = Writer::with_capacity(64);
         write_sparse(&mut w, &[Stamp::of(4, b"forged")]);
         let resealed = keys.sealer(0).seal(page.kind() as u8, &tokens.of(page), 4, &w.buf).unwrap();

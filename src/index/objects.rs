@@ -34,7 +34,7 @@ use zeroize::Zeroizing;
 use super::chunk::{Bucket, Chunk};
 use super::codes::{CodeChunk, CodeShape, StoredCodes};
 use super::ivf::Centroids;
-use super::manifest::{ChunkMeta, List, Manifest, RunMeta, Stamp};
+use super::manifest::{ChunkMeta, Manifest, RunMeta, Stamp, StampListId};
 use super::types::Precision;
 use super::Index;
 use crate::cache::{Cache, Weigh};
@@ -74,7 +74,7 @@ pub(crate) enum Obj {
     BucketPage(u32),
     /// Page `.1` of a stamp list the root names through pages (see
     /// `manifest.rs`'s [`StampList`]).
-    ListPage(List, u32),
+    ListPage(StampListId, u32),
     /// Unit `.1` of IVF_RABITQ chunk `.0` (its full vectors and ids; see
     /// `codes.rs`), bound to the digest `.2` of the chunk's sealed head.
     ChunkUnit(u32, u32, Digest),
@@ -155,9 +155,9 @@ impl Tokens {
             Obj::BucketPage(p) => self.pages.token(&[b"B", &p.to_le_bytes()]),
             Obj::ListPage(list, p) => {
                 let (tag, no) = match list {
-                    List::ChunkPages => (b'c', 0),
-                    List::BucketPages => (b'b', 0),
-                    List::Run(no) => (b'r', no),
+                    StampListId::ChunkPages => (b'c', 0),
+                    StampListId::BucketPages => (b'b', 0),
+                    StampListId::Run(no) => (b'r', no),
                 };
                 self.pages.token(&[b"L", &[tag], &no.to_le_bytes(), &p.to_le_bytes()])
             }
