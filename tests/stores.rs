@@ -555,6 +555,18 @@ const LISTS: u32 = 12;
 /// One record's new value (`None` = deleted).
 type Change = (Vec<u8>, Option<Vec<u8>>);
 
+/// Writes `changes` to `store` straight, in one batch.
+fn apply_changes(store: &dyn vx::Store, changes: &[Change]) {
+    let mut b = WriteBatch::default();
+    for (k, v) in changes {
+        match v {
+            Some(v) => b.put(k.clone(), v.clone()),
+            None => b.delete(k.clone()),
+        }
+    }
+    assert!(store.write(b).unwrap());
+}
+
 /// The store key's kind byte (after `o/` and the index id), `n` for the rest.
 fn kind_of(k: &[u8]) -> u8 {
     if k.starts_with(b"o/") && k.len() > 18 {
@@ -614,16 +626,7 @@ fn long_stamp_lists_live_in_list_pages_that_tampering_cannot_pass() {
             }
         }
         assert!(edits.iter().any(|(what, _)| what.contains("as it was")), "{store}: no list page was rewritten");
-        let apply = |changes: &[Change]| {
-            let mut b = WriteBatch::default();
-            for (k, v) in changes {
-                match v {
-                    Some(v) => b.put(k.clone(), v.clone()),
-                    None => b.delete(k.clone()),
-                }
-            }
-            assert!(raw.write(b).unwrap());
-        };
+        let apply = |changes: &[Change]| apply_changes(&*raw, changes);
         for (what, changes) in &edits {
             apply(changes);
             let outcome = check_tampered(&store, what, &client, &epoch, &q, &expected);
@@ -702,16 +705,7 @@ fn tampering_is_detected_on_every_store() {
             old.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect(),
         ));
 
-        let apply = |changes: &[Change]| {
-            let mut b = WriteBatch::default();
-            for (k, v) in changes {
-                match v {
-                    Some(v) => b.put(k.clone(), v.clone()),
-                    None => b.delete(k.clone()),
-                }
-            }
-            assert!(raw.write(b).unwrap());
-        };
+        let apply = |changes: &[Change]| apply_changes(&*raw, changes);
         let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
         for (what, changes) in &edits {
             apply(changes);

@@ -350,11 +350,10 @@ impl StampList {
         if len > limit {
             return Err(Error::integrity("manifest has an invalid list length"));
         }
-        if n & PAGED_LIST == 0 || !paged {
-            if n & PAGED_LIST != 0 {
-                return Err(Error::integrity("manifest has an invalid list length"));
-            }
-            return Ok(StampList { stamps: read_sparse(r, len, 0)?, pages: Vec::new(), current: true });
+        match (n & PAGED_LIST != 0, paged) {
+            (false, _) => return Ok(StampList { stamps: read_sparse(r, len, 0)?, pages: Vec::new(), current: true }),
+            (true, false) => return Err(Error::integrity("manifest has an invalid list length")),
+            (true, true) => {}
         }
         if len <= INLINE_STAMPS {
             return Err(Error::integrity("manifest names list pages of a short list"));
@@ -1248,6 +1247,13 @@ mod tests {
         }
     }
 
+    /// The data keys, tokens and an empty store the tests seal into.
+    fn fixture() -> (DataKeys, Tokens, crate::store::MemoryStore) {
+        let keys = DataKeys::new(vec![(0, SecretKey::from_bytes(&[1; 32]))], [2; 16]);
+        let tokens = Tokens::new(&keys);
+        (keys, tokens, crate::store::MemoryStore::default())
+    }
+
     /// Seals the changed pages of `m` into `store` as a commit over `base`
     /// does (list pages after the table pages), then the root; returns the
     /// root and the pages sealed.
@@ -1399,9 +1405,7 @@ mod tests {
 
     #[test]
     fn manifest_round_trip_and_binding() {
-        let keys = DataKeys::new(vec![(0, SecretKey::from_bytes(&[1; 32]))], [2; 16]);
-        let tokens = Tokens::new(&keys);
-        let store = crate::store::MemoryStore::default();
+        let (keys, tokens, store) = fixture();
         let at =
             |name| Opener { store: &store, keys: &keys, tokens: &tokens, layout: Layout { index_id: [2; 16] }, name };
         let mut m = Manifest::new("idx", IndexConfig::default());
@@ -1509,9 +1513,7 @@ mod tests {
     /// the bound moves to pages, and a run merged away takes its pages with it.
     #[test]
     fn long_lists_live_in_list_pages_and_writes_reseal_only_what_changed() {
-        let keys = DataKeys::new(vec![(0, SecretKey::from_bytes(&[1; 32]))], [2; 16]);
-        let tokens = Tokens::new(&keys);
-        let store = crate::store::MemoryStore::default();
+        let (keys, tokens, store) = fixture();
         let at =
             Opener { store: &store, keys: &keys, tokens: &tokens, layout: Layout { index_id: [2; 16] }, name: "idx" };
         let writer = Signer::from_seed(&SecretKey::from_bytes(&[9; 32]));
@@ -1580,9 +1582,7 @@ mod tests {
     /// has passed.
     #[test]
     fn a_tampered_list_page_is_refused() {
-        let keys = DataKeys::new(vec![(0, SecretKey::from_bytes(&[1; 32]))], [2; 16]);
-        let tokens = Tokens::new(&keys);
-        let store = crate::store::MemoryStore::default();
+        let (keys, tokens, store) = fixture();
         let layout = Layout { index_id: [2; 16] };
         let at = Opener { store: &store, keys: &keys, tokens: &tokens, layout, name: "idx" };
         let writer = Signer::from_seed(&SecretKey::from_bytes(&[9; 32]));
@@ -1657,9 +1657,7 @@ mod tests {
     /// with, is refused.
     #[test]
     fn a_swapped_or_flipped_page_is_refused() {
-        let keys = DataKeys::new(vec![(0, SecretKey::from_bytes(&[1; 32]))], [2; 16]);
-        let tokens = Tokens::new(&keys);
-        let store = crate::store::MemoryStore::default();
+        let (keys, tokens, store) = fixture();
         let layout = Layout { index_id: [2; 16] };
         let at = Opener { store: &store, keys: &keys, tokens: &tokens, layout, name: "idx" };
         let writer = Signer::from_seed(&SecretKey::from_bytes(&[9; 32]));

@@ -73,7 +73,7 @@ pub(crate) enum Obj {
     ChunkPage(u32),
     BucketPage(u32),
     /// Page `.1` of a stamp list the root names through pages (see
-    /// `manifest.rs`'s [`StampList`]).
+    /// `manifest.rs`'s `StampList`).
     ListPage(StampListId, u32),
     /// Unit `.1` of IVF_RABITQ chunk `.0` (its full vectors and ids; see
     /// `codes.rs`), bound to the digest `.2` of the chunk's sealed head.
