@@ -36,7 +36,7 @@ use std::sync::Arc;
 
 use super::chunk::{Bucket, Entry};
 use super::commit::{Plan, SealedEntries};
-use super::manifest::{bucket_of, fold_order, split_partner, Fold, Manifest, RunMeta, Stamp, Striping};
+use super::manifest::{bucket_of, fold_order, split_partner, token_stripe, Fold, Manifest, RunMeta, Stamp, Striping};
 use super::objects::{Cached, Obj};
 use super::presence::{Filter, Learned};
 use super::Index;
@@ -190,16 +190,12 @@ impl Index {
         debug_assert!(changes.windows(2).all(|w| w[0].token < w[1].token));
         let mut touched = self.grow_directory(plan, old)?;
         let mut runs = old.runs.clone();
-        let mut merged = Vec::new();
-        let mut newest = changes;
-        while runs.last().is_some_and(|r| (r.entries as usize) < 2 * newest.len()) {
-            let run = runs.pop().expect("checked");
-            newest = newer_wins(self.run_entries(old, &run)?, newest);
-            merged.push(run);
-        }
+        // The write's entries merged with the newest runs, striped.
+        let (mut merged, newest) = self.merge_newest(old, &mut runs, changes)?;
+        let merging: usize = newest.iter().map(Vec::len).sum();
         let limit = FOLD_MIN.max(plan.manifest.num_vectors / FOLD_SHARE) as usize;
         let mut folding = old.folding.clone();
-        let delta = runs.iter().map(|r| r.entries as usize).sum::<usize>() + newest.len();
+        let delta = runs.iter().map(|r| r.entries as usize).sum::<usize>() + merging;
         if delta > limit {
             // The pace below ends a fold before the runs fill up again,
             // unless a write larger than what was left of the room comes.
@@ -207,16 +203,20 @@ impl Index {
                 let end = fold.striping().0;
                 self.fold_range(plan, old, &mut fold, end, &mut touched)?;
             }
-            while let Some(run) = runs.pop() {
-                newest = newer_wins(self.run_entries(old, &run)?, newest);
-                merged.push(run);
+            let mut entries = Vec::new();
+            for run in &runs {
+                entries = newer_wins(entries, self.run_entries(old, run)?);
             }
+            let mut newest: Vec<Entry> = newest.into_iter().flatten().collect();
+            parallel::sort_unstable_by(&self.env.pool, &mut newest, |a, b| a.token.cmp(&b.token));
+            merged.append(&mut runs);
             // Folded from the next write on (the stripes are not stored yet).
-            let run = self.put_run(plan, newest, true)?;
+            let run = self.put_fold_run(plan, newer_wins(entries, newest))?;
             folding = Some(Fold { run, cursor: 0 });
         } else {
-            if !newest.is_empty() {
-                runs.push(self.put_run(plan, newest, false)?);
+            if merging > 0 {
+                let stripes = newest.into_iter().map(|entries| Bucket { entries }).collect();
+                runs.push(self.store_run(plan, Striping::Token, stripes)?);
             }
             if let Some(fold) = folding.as_mut() {
                 // Paced by how full the runs are: the fold keeps up with
@@ -258,26 +258,76 @@ impl Index {
         Ok(entries)
     }
 
-    /// Seals `entries` (sorted) as a new run of `plan` and stores it:
-    /// striped by token, or, for a fold, by ranges of `plan`'s buckets.
-    fn put_run(&self, plan: &mut Plan<'_>, entries: Vec<Entry>, for_fold: bool) -> Result<RunMeta> {
+    /// The write's `changes` (sorted) merged with the newest of `runs`,
+    /// taken from it while each holds fewer than twice the entries merged
+    /// so far (a binary counter): the runs taken, newest first, and the
+    /// merged entries as the stripes of a token-striped run. Stripe by
+    /// stripe, in parallel: each stripe merges only the parts of its
+    /// sources in its range (`merged_stripe`), so no run is gathered whole
+    /// in one buffer (at 1M items those were megabytes of fresh pages a
+    /// write, merged on one thread). The counts are exact (an id in two
+    /// sources counts once), as the fold's trigger needs.
+    fn merge_newest(
+        &self,
+        old: &Manifest,
+        runs: &mut Vec<RunMeta>,
+        changes: Vec<Entry>,
+    ) -> Result<(Vec<RunMeta>, Vec<Vec<Entry>>)> {
+        let pool = &self.env.pool;
+        let stripes_for = |bytes: usize| bytes.div_ceil(STRIPE_BYTES).max(1).next_power_of_two();
+        let mut bytes: usize = changes.iter().map(Entry::encoded_len).sum();
+        let mut n = stripes_for(bytes);
+        let mut newest = vec![Vec::new(); n];
+        for e in changes {
+            newest[token_stripe(&e.token, n)].push(e);
+        }
+        let (mut count, mut merged) = (newest.iter().map(Vec::len).sum::<usize>(), Vec::new());
+        while runs.last().is_some_and(|r| (r.entries as usize) < 2 * count) {
+            let run = runs.pop().expect("checked");
+            let stored: Vec<usize> = (0..run.stripes.len()).filter(|&s| !run.stripes[s].is_none()).collect();
+            let loaded: Vec<Arc<Bucket>> =
+                parallel::try_map(pool, &stored, MIN_PARALLEL_OBJECTS, |&s| self.run_stripe(old, &run, s))?;
+            let mut older: Vec<&[Entry]> = vec![&[]; run.stripes.len()];
+            for (&s, stripe) in stored.iter().zip(&loaded) {
+                older[s] = &stripe.entries;
+            }
+            // At most what the merge comes to: the stripes it is cut into.
+            let most = bytes + loaded.iter().flat_map(|b| &b.entries).map(Entry::encoded_len).sum::<usize>();
+            n = stripes_for(most).max(n);
+            let sources = [older, newest.iter().map(Vec::as_slice).collect()];
+            newest = parallel::map(pool, (0..n).collect::<Vec<_>>(), MIN_PARALLEL_OBJECTS, |t| {
+                merged_stripe(t, n, &sources)
+            });
+            count = newest.iter().map(Vec::len).sum();
+            bytes = newest.iter().flatten().map(Entry::encoded_len).sum();
+            merged.push(run);
+        }
+        Ok((merged, newest))
+    }
+
+    /// Stores `entries` (sorted) as the run of a new fold: striped by
+    /// ranges of `plan`'s buckets.
+    fn put_fold_run(&self, plan: &mut Plan<'_>, entries: Vec<Entry>) -> Result<RunMeta> {
         let bytes: usize = entries.iter().map(Entry::encoded_len).sum();
         let wanted = bytes.div_ceil(STRIPE_BYTES).max(1);
-        let (striping, n) = if for_fold {
-            let n_buckets = plan.manifest.n_buckets;
-            let per_stripe = n_buckets.div_ceil(wanted as u32);
-            (Striping::Buckets { n_buckets, per_stripe }, n_buckets.div_ceil(per_stripe) as usize)
-        } else {
-            (Striping::Token, wanted.next_power_of_two())
-        };
+        let n_buckets = plan.manifest.n_buckets;
+        let per_stripe = n_buckets.div_ceil(wanted as u32);
+        let striping = Striping::Buckets { n_buckets, per_stripe };
+        let n = n_buckets.div_ceil(per_stripe) as usize;
+        let mut stripes = vec![Bucket::default(); n];
+        for e in entries {
+            stripes[striping.stripe_of(&e.token, n)].entries.push(e);
+        }
+        self.store_run(plan, striping, stripes)
+    }
+
+    /// Seals `stripes` (each sorted) in parallel as a new run of `plan`
+    /// striped by `striping`, and stores them and their filters.
+    fn store_run(&self, plan: &mut Plan<'_>, striping: Striping, stripes: Vec<Bucket>) -> Result<RunMeta> {
         let no = plan.manifest.next_run;
         plan.manifest.next_run += 1;
-        let mut run =
-            RunMeta { no, entries: entries.len() as u32, stripes: vec![Stamp::default(); n].into(), striping };
-        let mut stripes = vec![Bucket::default(); n];
-        for e in &entries {
-            stripes[run.stripe_of(&e.token)].entries.push(*e);
-        }
+        let entries = stripes.iter().map(|s| s.entries.len() as u32).sum();
+        let mut run = RunMeta { no, entries, stripes: vec![Stamp::default(); stripes.len()].into(), striping };
         let numbered: Vec<(usize, Bucket)> = stripes.into_iter().enumerate().collect();
         let sealed: Vec<Option<SealedEntries>> =
             parallel::try_map(&self.env.pool, numbered, MIN_PARALLEL_OBJECTS, |(s, stripe)| {
@@ -481,6 +531,29 @@ fn newer_wins(older: Vec<Entry>, newer: Vec<Entry>) -> Vec<Entry> {
     }
 }
 
+/// Stripe `t` of a token-striped run of `n` stripes merged from `sources`,
+/// each the stripes of one token-striped run (or of a write's changes),
+/// oldest first: a token's entry in the newest source that holds it wins.
+/// A source of no more stripes than `n` gives the entries of its stripe
+/// that fall in `t`; one of more gives its whole stripes that do (a token's
+/// stripe is the low bits of one number, `token_stripe`). Each part is
+/// sorted, so the merge is linear.
+fn merged_stripe(t: usize, n: usize, sources: &[Vec<&[Entry]>]) -> Vec<Entry> {
+    let mut out = Vec::new();
+    for stripes in sources {
+        let m = stripes.len();
+        if m <= n {
+            let part = stripes[t & (m - 1)].iter().filter(|e| token_stripe(&e.token, n) == t).copied().collect();
+            out = newer_wins(out, part);
+        } else {
+            for s in (t..m).step_by(n) {
+                out = newer_wins(out, stripes[s].to_vec());
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,5 +592,45 @@ mod tests {
         let b = Bucket { entries: vec![entry(1, 4), entry(3, 4), entry(5, 4)] };
         let changes = vec![entry(1, 7), Entry::tombstone([3; 16]), entry(4, 7), Entry::tombstone([9; 16])];
         assert_eq!(applied(b, changes).entries, vec![entry(1, 7), entry(4, 7), entry(5, 4)]);
+    }
+
+    #[test]
+    fn stripe_by_stripe_merges_equal_one_whole_merge() {
+        // Sources of 1, 8, 2 and 4 stripes, oldest first, sharing tokens:
+        // every output stripe count gives, stripe by stripe, what one merge
+        // of the whole runs gives, each entry in its stripe.
+        let token = |i: u32| {
+            let mut t = [0u8; 16];
+            t[..4].copy_from_slice(&(i / 7).to_be_bytes());
+            t[4..8].copy_from_slice(&i.wrapping_mul(0x9e37_79b9).to_le_bytes());
+            t
+        };
+        let source = |ids: std::ops::Range<u32>, chunk: u32| -> Vec<Entry> {
+            let mut v: Vec<Entry> = ids.map(|i| Entry { token: token(i), chunk, contents: Stamp::default() }).collect();
+            v.sort_unstable_by_key(|e| e.token);
+            v
+        };
+        let sources =
+            [(source(0..300, 1), 1), (source(200..500, 2), 8), (source(100..260, 3), 2), (source(450..470, 4), 4)];
+        let whole = sources.iter().fold(Vec::new(), |out, (s, _)| newer_wins(out, s.clone()));
+        let striped: Vec<Vec<Vec<Entry>>> = sources
+            .iter()
+            .map(|(s, m)| {
+                (0..*m).map(|k| s.iter().filter(|e| token_stripe(&e.token, *m) == k).copied().collect()).collect()
+            })
+            .collect();
+        let views: Vec<Vec<&[Entry]>> = striped.iter().map(|run| run.iter().map(Vec::as_slice).collect()).collect();
+        for n in [1, 2, 4, 8, 16] {
+            let mut all = Vec::new();
+            for t in 0..n {
+                let stripe = merged_stripe(t, n, &views);
+                assert!(stripe.windows(2).all(|w| w[0].token < w[1].token), "stripe {t} of {n} unsorted");
+                assert!(stripe.iter().all(|e| token_stripe(&e.token, n) == t), "stripe {t} of {n} holds another's");
+                all.extend(stripe);
+            }
+            all.sort_unstable_by_key(|e| e.token);
+            assert_eq!(all, whole, "{n} stripes");
+        }
+        assert_eq!(whole.iter().filter(|e| e.chunk == 3).count(), 160);
     }
 }

@@ -147,16 +147,23 @@ pub enum Striping {
     Buckets { n_buckets: u32, per_stripe: u32 },
 }
 
-impl RunMeta {
-    /// The stripe `token` is in.
-    pub fn stripe_of(&self, token: &Token) -> usize {
-        match self.striping {
-            Striping::Token => u32::from_le_bytes(token[4..8].try_into().unwrap()) as usize & (self.stripes.len() - 1),
+impl Striping {
+    /// The stripe `token` is in among `stripes`.
+    pub fn stripe_of(&self, token: &Token, stripes: usize) -> usize {
+        match *self {
+            Striping::Token => token_stripe(token, stripes),
             Striping::Buckets { n_buckets, per_stripe } => {
                 let n = n_buckets as usize;
                 fold_order(bucket_of(token, n), n) / per_stripe as usize
             }
         }
+    }
+}
+
+impl RunMeta {
+    /// The stripe `token` is in.
+    pub fn stripe_of(&self, token: &Token) -> usize {
+        self.striping.stripe_of(token, self.stripes.len())
     }
 
     fn write(&self, w: &mut Writer) {
@@ -1160,6 +1167,13 @@ fn fetch_pages(at: &Opener<'_>, key_version: u32, wanted: Vec<(Obj, Stamp)>) -> 
 
 fn signed_message(index_id: &[u8; 16], body: &[u8]) -> Vec<u8> {
     [&b"vx1 manifest"[..], index_id, body].concat()
+}
+
+/// The stripe of `token` in a token-striped run of `stripes` stripes (a
+/// power of two): the low bits of the token's bits 32..64, so a stripe of
+/// a run of fewer stripes holds whole stripes of one of more.
+pub fn token_stripe(token: &Token, stripes: usize) -> usize {
+    u32::from_le_bytes(token[4..8].try_into().expect("4 bytes")) as usize & (stripes - 1)
 }
 
 /// The directory bucket of an id token among `n_buckets`, by linear
