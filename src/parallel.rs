@@ -30,6 +30,23 @@ pub(crate) const MIN_PARALLEL_CHEAP: usize = 256;
 /// Elements of a sort.
 pub(crate) const MIN_PARALLEL_SORT: usize = 4096;
 
+/// `a` and `b` on two of the pool's threads when that is `worth` it (each
+/// may start parallel work of its own through these helpers), else one
+/// after the other on the calling thread.
+pub(crate) fn join<A, B, RA, RB>(pool: &ThreadPool, worth: bool, a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA + Send,
+    B: FnOnce() -> RB + Send,
+    RA: Send,
+    RB: Send,
+{
+    if worth && pool.current_num_threads() > 1 {
+        pool.join(a, b)
+    } else {
+        (a(), b())
+    }
+}
+
 /// A collection the pool can map over, by value or by reference, that knows
 /// its length before it is consumed.
 pub(crate) trait Work:

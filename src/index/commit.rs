@@ -34,7 +34,8 @@ pub(super) struct Plan<'a> {
     index: &'a Index,
     /// The manifest the commit makes current; its version is the plan's.
     pub manifest: Manifest,
-    sealer: Sealer<'a>,
+    /// Shared with the [`ChunkSealing`]s it hands out (one count of encryptions).
+    sealer: Arc<Sealer<'a>>,
     batch: WriteBatch,
     cache_put: Vec<(CacheKey, Cached)>,
     cache_drop: Vec<CacheKey>,
@@ -72,6 +73,62 @@ pub(super) struct SealedChunk {
     /// The objects a coded chunk's units are stored as: its unit pack (or,
     /// in tests of 0.11's layout, each unit).
     units: Vec<(Obj, Vec<u8>)>,
+}
+
+/// Seals chunks for a [`Plan`] without borrowing it (from
+/// [`Plan::chunk_sealing`]): the plan's sealer, coder and version.
+pub(super) struct ChunkSealing<'a> {
+    index: &'a Index,
+    sealer: Arc<Sealer<'a>>,
+    coder: Option<Arc<Coder>>,
+    version: u64,
+    /// Units packed, unless a test seals as 0.11 did (the stamp's version is the plan's).
+    packed: bool,
+}
+
+impl ChunkSealing<'_> {
+    fn seal(&self, obj: Obj, plain: &[u8]) -> Result<Vec<u8>> {
+        self.sealer.seal(obj.kind() as u8, &self.index.tokens.of(obj), self.version, plain)
+    }
+
+    /// Encodes and seals chunk `no` of `list` (coded if the plan has a
+    /// coder, copying the codes `known` names); callable from many threads.
+    pub fn seal_chunk(
+        &self,
+        (no, list): (u32, u32),
+        chunk: Chunk,
+        known: &[KnownCode<'_>],
+        precision: Precision,
+    ) -> Result<SealedChunk> {
+        // Its rows' whole bytes either way (what a write's repack gathers);
+        // a coded layout packs more of them (`Coder::packing`).
+        let bytes = chunk.encoded_len(precision) as u32;
+        let (count, version) = (chunk.len() as u32, self.version);
+        let Some(coder) = &self.coder else {
+            let sealed = self.seal(Obj::Chunk(no), &chunk.encode(precision))?;
+            let meta = ChunkMeta { no, list, count, bytes, stamp: Stamp::of(version, &sealed) };
+            return Ok(SealedChunk { meta, cached: Cached::Chunk(Arc::new(chunk)), sealed, units: Vec::new() });
+        };
+        let packed = self.packed;
+        let Encoded { head, plain, units } = coder.encode(list, &chunk, known, (precision, packed));
+        let sealed = self.seal(Obj::Chunk(no), &plain)?;
+        let meta = ChunkMeta { no, list, count, bytes, stamp: Stamp::of(version, &sealed) };
+        let bytes = units.iter().map(|plain| plain.len() + SEAL_OVERHEAD).sum();
+        let units = units.iter().enumerate().map(|(u, plain)| self.seal(unit_obj(&meta, u as u32).0, plain));
+        if !packed {
+            let units = units.enumerate().map(|(u, sealed)| Ok((unit_obj(&meta, u as u32).0, sealed?)));
+            return Ok(SealedChunk { meta, cached: Cached::Codes(head), sealed, units: units.collect::<Result<_>>()? });
+        }
+        let mut pack = Vec::with_capacity(bytes);
+        for (u, sealed) in units.enumerate() {
+            pack.extend_from_slice(&sealed?);
+            if head.places.part(u as u32).is_none_or(|(start, len)| start + len as u64 != pack.len() as u64) {
+                return Err(Error::Internal("a sealed unit is not where its head says".into()));
+            }
+        }
+        let units = vec![(pack_obj(&meta).0, pack)];
+        Ok(SealedChunk { meta, cached: Cached::Codes(head), sealed, units })
+    }
 }
 
 impl<'a> Plan<'a> {
@@ -130,44 +187,27 @@ impl<'a> Plan<'a> {
         self.manifest.remove_chunk(meta.no);
     }
 
-    /// Encodes and seals chunk `no` of `list` (coded if the plan has a
-    /// coder, copying the codes `known` names); callable from many threads.
+    /// Seals a chunk of list `list` under number `no` (see [`ChunkSealing::seal_chunk`]).
     pub fn seal_chunk(
         &self,
-        (no, list): (u32, u32),
+        at: (u32, u32),
         chunk: Chunk,
         known: &[KnownCode<'_>],
         precision: Precision,
     ) -> Result<SealedChunk> {
-        // Its rows' whole bytes either way (what a write's repack gathers);
-        // a coded layout packs more of them (`Coder::packing`).
-        let bytes = chunk.encoded_len(precision) as u32;
-        let count = chunk.len() as u32;
-        let Some(coder) = &self.coder else {
-            let sealed = self.seal(Obj::Chunk(no), &chunk.encode(precision))?;
-            let meta = ChunkMeta { no, list, count, bytes, stamp: Stamp::of(self.version(), &sealed) };
-            return Ok(SealedChunk { meta, cached: Cached::Chunk(Arc::new(chunk)), sealed, units: Vec::new() });
-        };
-        // Packed unless a test seals as 0.11 did (the stamp's version is the plan's).
-        let packed = self.version() >= self.manifest.units_packed_since;
-        let Encoded { head, plain, units } = coder.encode(list, &chunk, known, (precision, packed));
-        let sealed = self.seal(Obj::Chunk(no), &plain)?;
-        let meta = ChunkMeta { no, list, count, bytes, stamp: Stamp::of(self.version(), &sealed) };
-        let bytes = units.iter().map(|plain| plain.len() + SEAL_OVERHEAD).sum();
-        let units = units.iter().enumerate().map(|(u, plain)| self.seal(unit_obj(&meta, u as u32).0, plain));
-        if !packed {
-            let units = units.enumerate().map(|(u, sealed)| Ok((unit_obj(&meta, u as u32).0, sealed?)));
-            return Ok(SealedChunk { meta, cached: Cached::Codes(head), sealed, units: units.collect::<Result<_>>()? });
+        self.chunk_sealing().seal_chunk(at, chunk, known, precision)
+    }
+
+    /// What seals this plan's chunks, apart from the plan: a write seals
+    /// its chunks with it while the plan records the write's directory.
+    pub fn chunk_sealing(&self) -> ChunkSealing<'a> {
+        ChunkSealing {
+            index: self.index,
+            sealer: self.sealer.clone(),
+            coder: self.coder.clone(),
+            version: self.version(),
+            packed: self.version() >= self.manifest.units_packed_since,
         }
-        let mut pack = Vec::with_capacity(bytes);
-        for (u, sealed) in units.enumerate() {
-            pack.extend_from_slice(&sealed?);
-            if head.places.part(u as u32).is_none_or(|(start, len)| start + len as u64 != pack.len() as u64) {
-                return Err(Error::Internal("a sealed unit is not where its head says".into()));
-            }
-        }
-        let units = vec![(pack_obj(&meta).0, pack)];
-        Ok(SealedChunk { meta, cached: Cached::Codes(head), sealed, units })
     }
 
     /// Stores a sealed chunk and names it in the manifest, in place of the
@@ -352,7 +392,7 @@ impl Index {
         }
         Plan {
             index: self,
-            sealer: keys.sealer(m.key_version),
+            sealer: Arc::new(keys.sealer(m.key_version)),
             manifest: m,
             batch: WriteBatch::default(),
             cache_put: Vec::new(),
@@ -439,7 +479,7 @@ impl Index {
         if plan.manifest.key_version < newest_key_version {
             plan.manifest.key_version = newest_key_version;
             plan.manifest.encryptions = 0;
-            plan.sealer = keys.sealer(newest_key_version);
+            plan.sealer = Arc::new(keys.sealer(newest_key_version));
         }
         let (mut batch, stored) = plan.seal_for_commit(snap, &signer)?;
         let record_key = key_record_key(&self.name);

@@ -261,24 +261,57 @@ impl Index {
             assigned.push(place(list, size, upserts[i].item.metadata.map(str::len), Row::Upsert(i))?);
         }
 
-        // 4. Seal, in parallel, the new chunks and every chunk that loses
-        //    rows (an emptied one is removed); remove the repacked ones.
+        // 4. The moved rows' directory entries (same contents, new chunk).
         let pool = &self.env.pool;
-        let built: Vec<SealedChunk> =
-            parallel::try_map(pool, new_chunks, MIN_PARALLEL_OBJECTS, |(no, (list, rows))| {
-                let known: Vec<KnownCode<'_>> = rows.iter().map(|row| row.known(&sources)).collect();
-                plan.seal_chunk((no, list), build_chunk(dim, &rows, &sources, upserts), &known, precision)
-            })?;
-        let shrunk: Vec<(u32, Option<SealedChunk>)> =
-            parallel::try_map(pool, &removals, MIN_PARALLEL_OBJECTS, |(&no, gone)| {
-                let meta = old.chunk(no).ok_or_else(|| Error::integrity("the directory names a missing chunk"))?;
-                let base = self.rewrite_source(old, coder.as_deref(), meta, &pre)?;
-                let (chunk, kept) = without(dim, &base.rows, gone)?;
-                let known: Vec<KnownCode<'_>> = kept.iter().map(|&s| base.codes.as_deref().map(|c| (c, s))).collect();
-                let sealed = (!chunk.is_empty()).then(|| plan.seal_chunk((no, meta.list), chunk, &known, precision));
-                Ok((no, sealed.transpose()?))
-            })?;
-        drop(pre); // the sealed bytes the rewrites read, before the directory's work
+        let moved_tokens: Vec<Token> = parallel::map(pool, &moved, MIN_PARALLEL_CHEAP, |(id, _)| self.tokens.id(id));
+        let refs: Vec<&Token> = moved_tokens.iter().collect();
+        for ((token, (_, no)), was) in moved_tokens.iter().zip(&moved).zip(self.lookup_all(old, &refs)?) {
+            let was = was.ok_or_else(|| Error::integrity("a chunk holds an item the directory does not name"))?;
+            changes.push(Entry { token: *token, chunk: *no, contents: was.contents });
+        }
+
+        // 5. The upserts' contents, and the directory entries of the write.
+        for ((p, &no), &old_contents) in upserts.iter().zip(&assigned).zip(&old_contents) {
+            let contents = match p.item.contents {
+                Some(bytes) => plan.put_contents(&p.token, bytes, old_contents)?,
+                None => Stamp::default(),
+            };
+            changes.push(Entry { token: p.token, chunk: no, contents });
+        }
+        parallel::sort_unstable_by(pool, &mut changes, |a, b| a.token.cmp(&b.token));
+        plan.manifest.num_vectors = count;
+
+        // 6. Seal, in parallel, the new chunks and every chunk that loses
+        //    rows (an emptied one is removed), while the plan takes the
+        //    write's directory (which needs only where each row goes): a
+        //    batch's directory work is largely one thread's, so the two
+        //    together keep both of a small machine's cores busy.
+        let sealing = plan.chunk_sealing();
+        let worth = new_chunks.len() + removals.len() >= MIN_PARALLEL_OBJECTS;
+        let seal_chunks = || -> Result<_> {
+            let built: Vec<SealedChunk> =
+                parallel::try_map(pool, new_chunks, MIN_PARALLEL_OBJECTS, |(no, (list, rows))| {
+                    let known: Vec<KnownCode<'_>> = rows.iter().map(|row| row.known(&sources)).collect();
+                    sealing.seal_chunk((no, list), build_chunk(dim, &rows, &sources, upserts), &known, precision)
+                })?;
+            let shrunk: Vec<(u32, Option<SealedChunk>)> =
+                parallel::try_map(pool, &removals, MIN_PARALLEL_OBJECTS, |(&no, gone)| {
+                    let meta = old.chunk(no).ok_or_else(|| Error::integrity("the directory names a missing chunk"))?;
+                    let base = self.rewrite_source(old, coder.as_deref(), meta, &pre)?;
+                    let (chunk, kept) = without(dim, &base.rows, gone)?;
+                    let known: Vec<KnownCode<'_>> =
+                        kept.iter().map(|&s| base.codes.as_deref().map(|c| (c, s))).collect();
+                    let sealed =
+                        (!chunk.is_empty()).then(|| sealing.seal_chunk((no, meta.list), chunk, &known, precision));
+                    Ok((no, sealed.transpose()?))
+                })?;
+            Ok((built, shrunk))
+        };
+        let (sealed, directory) =
+            parallel::join(pool, worth, seal_chunks, || self.write_directory(&mut plan, old, changes));
+        let (built, shrunk) = sealed?;
+        directory?;
+        drop(pre);
         for meta in &repack {
             plan.remove_chunk(meta);
         }
@@ -289,26 +322,6 @@ impl Index {
             }
         }
         built.into_iter().for_each(|s| plan.put_chunk(s));
-
-        // 5. The moved rows' directory entries (same contents, new chunk).
-        let moved_tokens: Vec<Token> = parallel::map(pool, &moved, MIN_PARALLEL_CHEAP, |(id, _)| self.tokens.id(id));
-        let refs: Vec<&Token> = moved_tokens.iter().collect();
-        for ((token, (_, no)), was) in moved_tokens.iter().zip(&moved).zip(self.lookup_all(old, &refs)?) {
-            let was = was.ok_or_else(|| Error::integrity("a chunk holds an item the directory does not name"))?;
-            changes.push(Entry { token: *token, chunk: *no, contents: was.contents });
-        }
-
-        // 6. The upserts' contents, and the directory entries of the write.
-        for ((p, &no), &old_contents) in upserts.iter().zip(&assigned).zip(&old_contents) {
-            let contents = match p.item.contents {
-                Some(bytes) => plan.put_contents(&p.token, bytes, old_contents)?,
-                None => Stamp::default(),
-            };
-            changes.push(Entry { token: p.token, chunk: no, contents });
-        }
-        parallel::sort_unstable_by(pool, &mut changes, |a, b| a.token.cmp(&b.token));
-        plan.manifest.num_vectors = count;
-        self.write_directory(&mut plan, old, changes)?;
         Ok((plan, deleted))
     }
 }
