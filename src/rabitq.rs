@@ -1619,6 +1619,44 @@ mod tests {
         }
     }
 
+    /// `best_top_set` against a sweep of every k in sorted order, on
+    /// shapes that stress it: ties, zeros, one large coordinate, values
+    /// bunched together, and lengths that are not multiples of 8. (A
+    /// bucketed search that skipped ranges by a bound, tried in 0.13.1,
+    /// failed it; it was also slower than the sort.)
+    #[test]
+    fn the_top_set_is_the_best_of_every_k() {
+        let mut rng = SplitMix::new(7);
+        let cos = |a: &[f32], m: &[u32]| {
+            let ip: f64 = m.iter().zip(a).map(|(&m, &x)| (m as f64 + 0.5) * x as f64).sum();
+            ip / m.iter().map(|&m| (m as f64 + 0.5).powi(2)).sum::<f64>().sqrt()
+        };
+        for case in 0..3000 {
+            let d = 1 + case % 200;
+            let mut a: Vec<f32> = gaussians(&mut rng, d).iter().map(|x| x.abs()).collect();
+            match case % 5 {
+                1 => a.iter_mut().for_each(|x| *x = (*x * 4.0).round() / 4.0), // ties
+                2 => a.iter_mut().step_by(3).for_each(|x| *x = 0.0),           // zeros
+                3 => a[0] = 50.0,                                               // one dominates
+                4 => a.iter_mut().for_each(|x| *x = 1.0 + *x * 1e-3),           // bunched
+                _ => {}
+            }
+            let mut sorted = a.clone();
+            sorted.sort_unstable_by(|x, y| y.total_cmp(x));
+            let (mut ip, mut sq) = (0.5 * a.iter().map(|&x| x as f64).sum::<f64>(), 0.25 * d as f64);
+            let mut want = ip / sq.sqrt();
+            for &x in &sorted {
+                (ip, sq) = (ip + x as f64, sq + 2.0);
+                want = want.max(ip / sq.sqrt());
+            }
+            let m = best_top_set(&a);
+            assert!(m.iter().all(|&m| m <= 1), "case {case}");
+            let got = cos(&a, &m);
+            assert!((got - want).abs() <= 1e-12 * want.max(1e-30), "case {case} (d {d}): {got} != {want}");
+        }
+        assert!(best_top_set(&[0.0; 9]).iter().all(|&m| m == 0));
+    }
+
     #[test]
     fn factors_round_trip() {
         let f = Factors { norm: 3.5, quality: 0.8, ex_quality: 0.99 };
