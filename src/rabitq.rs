@@ -1637,8 +1637,8 @@ mod tests {
             match case % 5 {
                 1 => a.iter_mut().for_each(|x| *x = (*x * 4.0).round() / 4.0), // ties
                 2 => a.iter_mut().step_by(3).for_each(|x| *x = 0.0),           // zeros
-                3 => a[0] = 50.0,                                               // one dominates
-                4 => a.iter_mut().for_each(|x| *x = 1.0 + *x * 1e-3),           // bunched
+                3 => a[0] = 50.0,                                              // one dominates
+                4 => a.iter_mut().for_each(|x| *x = 1.0 + *x * 1e-3),          // bunched
                 _ => {}
             }
             let mut sorted = a.clone();

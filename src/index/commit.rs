@@ -187,19 +187,9 @@ impl<'a> Plan<'a> {
         self.manifest.remove_chunk(meta.no);
     }
 
-    /// Seals a chunk of list `list` under number `no` (see [`ChunkSealing::seal_chunk`]).
-    pub fn seal_chunk(
-        &self,
-        at: (u32, u32),
-        chunk: Chunk,
-        known: &[KnownCode<'_>],
-        precision: Precision,
-    ) -> Result<SealedChunk> {
-        self.chunk_sealing().seal_chunk(at, chunk, known, precision)
-    }
-
-    /// What seals this plan's chunks, apart from the plan: a write seals
-    /// its chunks with it while the plan records the write's directory.
+    /// What seals this plan's chunks (from many threads), apart from the
+    /// plan: a write seals its chunks with it while the plan records the
+    /// write's directory.
     pub fn chunk_sealing(&self) -> ChunkSealing<'a> {
         ChunkSealing {
             index: self.index,

@@ -806,10 +806,10 @@ impl Index {
         ahead: &mut WriteAhead,
         full: Vec<(u32, u32, ChunkBuilder)>,
     ) -> Result<()> {
-        let precision = plan.manifest.config.precision;
+        let (precision, sealing) = (plan.manifest.config.precision, plan.chunk_sealing());
         let sealed: Vec<SealedChunk> = self.env.pool.install(|| {
             full.into_par_iter()
-                .map(|(no, list, rows)| plan.seal_chunk((no, list), rows.finish(), &[], precision))
+                .map(|(no, list, rows)| sealing.seal_chunk((no, list), rows.finish(), &[], precision))
                 .collect::<Result<_>>()
         })?;
         for s in sealed {
