@@ -827,9 +827,16 @@ pub(crate) fn pack(planes: &[&[u8]], sb: usize, n: usize) -> Vec<u8> {
 /// The FastScan kernel: for each plane p of a packed block (`pack`) and
 /// each row t of it, sums[p * BLOCK + t] = the sum over byte positions j
 /// of quant[2j][low nibble] + quant[2j + 1][high nibble] of the row's byte
-/// j. Exact integers; AVX2 (32 rows a shuffle) where the CPU has it.
+/// j. Exact integers; AVX-512 BW (two byte positions a shuffle) or AVX2 (one)
+/// where the CPU has them.
 pub(crate) fn block_sums(quant: &[[u8; 16]], block: &[u8], planes: usize, sums: &mut [u32]) {
     assert!(block.len() == planes * quant.len() / 2 * BLOCK && sums.len() >= planes * BLOCK);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512bw") {
+        // SAFETY: the CPU has AVX-512 BW (and so F; checked just above); the lengths were checked.
+        unsafe { block_sums_avx512(quant, block, planes, sums) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2 (checked just above); the lengths were checked.
@@ -844,9 +851,29 @@ fn block_sums_scalar(quant: &[[u8; 16]], block: &[u8], planes: usize, sums: &mut
     for (plane, out) in block.chunks_exact(sb * BLOCK).zip(sums.chunks_exact_mut(BLOCK)).take(planes) {
         out.fill(0);
         for (bytes, t2) in plane.chunks_exact(BLOCK).zip(quant.chunks_exact(2)) {
-            for (o, &x) in out.iter_mut().zip(bytes) {
-                *o += t2[0][(x & 15) as usize] as u32 + t2[1][(x >> 4) as usize] as u32;
-            }
+            add_position(out, bytes, t2);
+        }
+    }
+}
+
+/// Adds one byte position's lookups (`bytes`: the block's rows' bytes at
+/// it, `t2`: its two nibble tables) to the rows' sums.
+#[inline]
+fn add_position(out: &mut [u32], bytes: &[u8], t2: &[[u8; 16]]) {
+    for (o, &x) in out.iter_mut().zip(bytes) {
+        *o += t2[0][(x & 15) as usize] as u32 + t2[1][(x >> 4) as usize] as u32;
+    }
+}
+
+/// Adds a SIMD kernel's u16 lanes to the rows' sums: each 16 lanes of `a`
+/// and `b` are one sum of the block's 32 rows (see `block_sums_avx2`).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn flush_lanes(out: &mut [u32], a: &[u16], b: &[u16]) {
+    for (a, b) in a.chunks_exact(16).zip(b.chunks_exact(16)) {
+        for i in 0..16 {
+            out[2 * i] += a[i].wrapping_sub(b[i] << 8) as u32;
+            out[2 * i + 1] += b[i] as u32;
         }
     }
 }
@@ -893,9 +920,62 @@ unsafe fn block_sums_avx2(quant: &[[u8; 16]], block: &[u8], planes: usize, sums:
                 _mm256_storeu_si256(la.as_mut_ptr().cast(), a);
                 _mm256_storeu_si256(lb.as_mut_ptr().cast(), b);
             }
-            for i in 0..16 {
-                out[2 * i] += la[i].wrapping_sub(lb[i] << 8) as u32;
-                out[2 * i + 1] += lb[i] as u32;
+            flush_lanes(out, &la, &lb);
+            j0 = j1;
+        }
+    }
+}
+
+/// `block_sums` with AVX-512 BW: two byte positions of a plane a 64-byte
+/// load (the block's 32 rows at j, then at j + 1), their tables four in one
+/// load, each 128-bit lane's pair picked out by a lane shuffle; otherwise
+/// `block_sums_avx2`, each register half summing its own byte positions
+/// (so each half reaches at most half the AVX2 kernel's sums before a flush).
+/// An odd last byte position is summed by the scalar kernel's rule.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+unsafe fn block_sums_avx512(quant: &[[u8; 16]], block: &[u8], planes: usize, sums: &mut [u32]) {
+    use std::arch::x86_64::*;
+    const FLUSH: usize = 128;
+    let sb = quant.len() / 2;
+    let nibble = _mm512_set1_epi8(0x0f);
+    for (plane, out) in block.chunks_exact(sb * BLOCK).zip(sums.chunks_exact_mut(BLOCK)).take(planes) {
+        out.fill(0);
+        let mut j0 = 0;
+        while j0 < sb {
+            let j1 = (j0 + FLUSH).min(sb);
+            let (mut a, mut b) = (_mm512_setzero_si512(), _mm512_setzero_si512());
+            let mut j = j0;
+            while j + 2 <= j1 {
+                // SAFETY: byte positions j + 1 < sb of a plane of sb * BLOCK
+                // bytes, tables 2j + 3 < quant.len() = 2 sb; unaligned loads.
+                let (x, t) = unsafe {
+                    (
+                        _mm512_loadu_si512(plane.as_ptr().add(j * BLOCK).cast()),
+                        _mm512_loadu_si512(quant.as_ptr().add(2 * j).cast()),
+                    )
+                };
+                // Lanes 0-1 (position j) take tables 2j and 2j + 1, lanes 2-3
+                // (position j + 1) tables 2j + 2 and 2j + 3.
+                let lo_t = _mm512_shuffle_i64x2::<0b10_10_00_00>(t, t);
+                let hi_t = _mm512_shuffle_i64x2::<0b11_11_01_01>(t, t);
+                let lo = _mm512_and_si512(x, nibble);
+                let hi = _mm512_and_si512(_mm512_srli_epi16::<4>(x), nibble);
+                let r1 = _mm512_shuffle_epi8(lo_t, lo);
+                let r2 = _mm512_shuffle_epi8(hi_t, hi);
+                a = _mm512_add_epi16(a, _mm512_add_epi16(r1, r2));
+                b = _mm512_add_epi16(b, _mm512_add_epi16(_mm512_srli_epi16::<8>(r1), _mm512_srli_epi16::<8>(r2)));
+                j += 2;
+            }
+            let (mut la, mut lb) = ([0u16; 32], [0u16; 32]);
+            // SAFETY: 64-byte stores into 64-byte arrays.
+            unsafe {
+                _mm512_storeu_si512(la.as_mut_ptr().cast(), a);
+                _mm512_storeu_si512(lb.as_mut_ptr().cast(), b);
+            }
+            flush_lanes(out, &la, &lb);
+            if j < j1 {
+                add_position(out, &plane[j * BLOCK..(j + 1) * BLOCK], &quant[2 * j..2 * j + 2]);
             }
             j0 = j1;
         }
@@ -1527,7 +1607,7 @@ mod tests {
 
     #[test]
     fn fastscan_kernels_agree_and_bound_the_float_dots() {
-        // The AVX2 kernel and the scalar one: the same integer sums (also
+        // Each SIMD kernel the CPU has and the scalar one: the same integer sums (also
         // past the u16 flush at 128 byte positions); the packed float dots:
         // bit for bit those of the row-major ones; the quantized dots: within
         // the margin of the float dots, with both kinds of tables.
@@ -1551,10 +1631,7 @@ mod tests {
                 let mut dots = vec![0f32; n];
                 q.sign_dots(&lut, &signs, &mut dots);
                 for (b, block) in packed.chunks_exact(np * sb * BLOCK).enumerate() {
-                    let (mut scalar, mut fast) = ([0u32; 8 * BLOCK], [0u32; 8 * BLOCK]);
-                    block_sums_scalar(lut.quant(), block, np, &mut scalar);
-                    block_sums(lut.quant(), block, np, &mut fast);
-                    assert_eq!(scalar[..], fast[..], "dim {dim} block {b}");
+                    let fast = kernel_sums(lut.quant(), block, np, &format!("dim {dim} block {b}"));
                     for t in 0..BLOCK.min(n - b * BLOCK) {
                         let r = b * BLOCK + t;
                         let d = lut.packed_dot(&block[..sb * BLOCK], t);
@@ -1597,6 +1674,48 @@ mod tests {
             best = best.max(cosine(&m));
         }
         best
+    }
+
+    /// `block_sums` of a block, checked against the scalar kernel for the
+    /// dispatched kernel and every SIMD kernel the CPU has.
+    fn kernel_sums(quant: &[[u8; 16]], block: &[u8], planes: usize, what: &str) -> [u32; 8 * BLOCK] {
+        let (mut scalar, mut fast) = ([0u32; 8 * BLOCK], [0u32; 8 * BLOCK]);
+        block_sums_scalar(quant, block, planes, &mut scalar);
+        block_sums(quant, block, planes, &mut fast);
+        assert_eq!(scalar[..], fast[..], "{what}");
+        #[cfg(target_arch = "x86_64")]
+        {
+            let mut simd = [0u32; 8 * BLOCK];
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2; the shapes are `block_sums`'s.
+                unsafe { block_sums_avx2(quant, block, planes, &mut simd) };
+                assert_eq!(scalar[..], simd[..], "avx2: {what}");
+            }
+            if std::arch::is_x86_feature_detected!("avx512bw") {
+                // SAFETY: the CPU has AVX-512 BW; the shapes are `block_sums`'s.
+                unsafe { block_sums_avx512(quant, block, planes, &mut simd) };
+                assert_eq!(scalar[..], simd[..], "avx512: {what}");
+            }
+        }
+        scalar
+    }
+
+    /// The SIMD kernels on byte counts the quantizer never makes (odd, one
+    /// either side of the u16 flush) with tables of the largest entries
+    /// (255, where a u16 lane's sum is closest to wrapping): the scalar
+    /// kernel's sums, every row and plane.
+    #[test]
+    fn fastscan_kernels_agree_on_any_byte_count() {
+        let mut rng = SplitMix::new(29);
+        for sb in [1usize, 2, 3, 8, 127, 128, 129, 130, 255, 257] {
+            for (planes, full) in [(1, false), (2, true), (3, false)] {
+                let quant: Vec<[u8; 16]> = (0..2 * sb)
+                    .map(|_| std::array::from_fn(|_| if full { 255 } else { rng.next_u64() as u8 }))
+                    .collect();
+                let block: Vec<u8> = (0..planes * sb * BLOCK).map(|_| rng.next_u64() as u8).collect();
+                kernel_sums(&quant, &block, planes, &format!("sb {sb} planes {planes}"));
+            }
+        }
     }
 
     #[test]
