@@ -244,8 +244,10 @@ mod tests {
     /// A handle keeps the filters of the buckets and run stripes it seals,
     /// so with nothing cached, a write of new ids right after a training
     /// run (which rewrote every bucket) decrypts no directory object but
-    /// the few its filters let through by chance. Learning them only by
-    /// reading, it read 73 here (a bucket for nearly every new id).
+    /// the few its filters let through by chance: 0-5 over 65 runs (mean
+    /// 1.7; the index's keys, and so its tokens, are new each run), where a
+    /// bound of 4 failed 2 of them. Learning them only by reading, it read
+    /// 73 here (a bucket for nearly every new id).
     #[test]
     fn a_handle_knows_the_filters_of_what_it_wrote() {
         use crate::index::objects::ObjectKind;
@@ -277,6 +279,6 @@ mod tests {
         store.take();
         upsert("new-", 200);
         let read = store.take();
-        assert!(read <= 4, "a write right after training read {read} buckets or stripes");
+        assert!(read <= 12, "a write right after training read {read} buckets or stripes");
     }
 }
