@@ -56,12 +56,12 @@
 /**
  * Patch version of this library.
  */
-#define VX_VERSION_PATCH 2
+#define VX_VERSION_PATCH 3
 
 /**
  * MAJOR * 1000000 + MINOR * 1000 + PATCH; compare with vx_version_number().
  */
-#define VX_VERSION_NUMBER 13002
+#define VX_VERSION_NUMBER 13003
 
 /**
  * ABI version: the SONAME is libvx.so.<VX_ABI_VERSION>.

@@ -12,21 +12,23 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// `ffi` because the header is generated from that module tree alone.
 pub use crate::ffi::Status;
 
-/// Declares `Error` and maps each variant to the `Status` of the same name,
-/// so the mapping needs no second list (a variant without a status does not
-/// compile).
+/// Declares `Error` and maps each variant to the `Status` of the same name
+/// (or the one named after `as`), so the mapping needs no second list (a
+/// variant without a status does not compile).
 macro_rules! errors {
-    ($(#[error($($message:tt)*)] $variant:ident $(($field:ty))?,)*) => {
+    (@status $variant:ident) => { Status::$variant };
+    (@status $variant:ident $status:ident) => { Status::$status };
+    ($($(#[doc = $doc:literal])* #[error($($message:tt)*)] $variant:ident $(($field:ty))? $(as $status:ident)?,)*) => {
         /// Every failure vx reports. The text is the one-line message callers see.
         #[derive(Debug, ThisError)]
         pub enum Error {
-            $(#[error($($message)*)] $variant $(($field))?,)*
+            $($(#[doc = $doc])* #[error($($message)*)] $variant $(($field))?,)*
         }
 
         impl Error {
             pub fn status(&self) -> Status {
                 match self {
-                    $(Error::$variant { .. } => Status::$variant,)*
+                    $(Error::$variant { .. } => errors!(@status $variant $($status)?),)*
                 }
             }
         }
@@ -64,6 +66,13 @@ errors! {
     PermissionDenied(String),
     #[error("integrity check failed: {0}")]
     Integrity(String),
+    /// An object the state being read names is not in the store: tampering
+    /// if that state is still the newest, else a race with a commit that
+    /// deleted it. (An object that is there is the one its state names or
+    /// an alteration: its key holds its version and digest, so no commit
+    /// can leave other bytes under it.) Reported as `INTEGRITY`.
+    #[error("integrity check failed: {0}")]
+    Missing(String) as Integrity,
     #[error("random number generator failed: {0}")]
     RngFailed(String),
     #[error("{0}")]
@@ -85,6 +94,12 @@ impl Error {
 
     pub(crate) fn integrity(msg: impl Into<String>) -> Error {
         Error::Integrity(msg.into())
+    }
+
+    /// Whether a commit that deleted what a read needed can explain this
+    /// error: only an object that is missing can (see `Missing`).
+    pub(crate) fn may_be_race(&self) -> bool {
+        matches!(self, Error::Missing(_))
     }
 }
 

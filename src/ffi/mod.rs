@@ -49,9 +49,9 @@ pub const VX_VERSION_MAJOR: u32 = 0;
 /// Minor version of this library.
 pub const VX_VERSION_MINOR: u32 = 13;
 /// Patch version of this library.
-pub const VX_VERSION_PATCH: u32 = 2;
+pub const VX_VERSION_PATCH: u32 = 3;
 /// MAJOR * 1000000 + MINOR * 1000 + PATCH; compare with vx_version_number().
-pub const VX_VERSION_NUMBER: u32 = 13002;
+pub const VX_VERSION_NUMBER: u32 = 13003;
 /// ABI version: the SONAME is libvx.so.<VX_ABI_VERSION>.
 pub const VX_ABI_VERSION: u32 = 0;
 

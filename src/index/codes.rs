@@ -1009,9 +1009,18 @@ impl Index {
             return self.load_object_with(m, obj, &stamp, &shape, pre, keep);
         };
         let (pack, _) = pack_obj(meta);
+        // A pack that is there but too short for the part is no lost race
+        // (`Error::Missing`): the part is missing only if the pack is.
+        let short = || Error::integrity(format!("unit {u} of chunk {} is not where its head says", meta.no));
         self.load_object_from(m, (obj, &stamp), &shape, (pre, keep), || match pre.and_then(|p| p.get(&pack)) {
-            Some(whole) => Ok(part_of(whole, start, len).map(<[u8]>::to_vec)),
-            None => self.env.store.get_part(&self.store_key(pack, &stamp), start, len),
+            Some(whole) => Ok(Some(part_of(whole, start, len).ok_or_else(short)?.to_vec())),
+            None => {
+                let key = self.store_key(pack, &stamp);
+                match self.env.store.get_part(&key, start, len)? {
+                    None if self.env.store.get(&key)?.is_some() => Err(short()),
+                    part => Ok(part),
+                }
+            }
         })
     }
 
@@ -1185,7 +1194,8 @@ impl Index {
         // A batch's queries run in the order of the lists they probe, so
         // that queries probing the same lists run one after another on one
         // thread and find the heads the first loaded still in the CPU's
-        // caches (a batch of 1,000 on 1M × 128 ran ~8% faster).
+        // caches (a batch of 1,000 on 1M × 128 ran ~8% faster at 1 thread,
+        // 29-48% at 2; docs/BENCHMARKS.md, "0.13.2").
         let mut by_lists: Vec<usize> = (0..q.n).collect();
         by_lists.sort_by(|&a, &b| items_of[a].cmp(&items_of[b]));
         let hits: Vec<Result<Vec<Hit>>> = if q.n == 1 || self.env.pool.current_num_threads() == 1 {

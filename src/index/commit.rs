@@ -414,8 +414,8 @@ impl Index {
             let (plan, result) = match build(&snap) {
                 // Another process committed under us and removed what the
                 // snapshot names: plan again on the newer state.
-                Err(Error::Integrity(msg)) => match self.newest_for_write(false)? {
-                    Some(now) if now.manifest.version == snap.manifest.version => return Err(Error::Integrity(msg)),
+                Err(e) if e.may_be_race() => match self.newest_for_write(false)? {
+                    Some(now) if now.manifest.version == snap.manifest.version => return Err(e),
                     _ => continue,
                 },
                 other => other?,

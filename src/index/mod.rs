@@ -242,14 +242,17 @@ impl Index {
                         record.generation, manifest.key_generation
                     )));
                 }
+                // A page that is there but wrong under an authentic root is
+                // no race (`Error::Missing`).
+                Err(e) if root_authentic && !e.may_be_race() => return Err(e),
                 // Pages gone under an authentic root that moved on since
                 // the previous attempt, every time: other writers' commits.
-                Err(Error::Integrity(_)) if last && root_authentic && previous_root.as_ref() != Some(&stored) => {
+                Err(_) if last && root_authentic && previous_root.as_ref() != Some(&stored) => {
                     return Err(snapshot::kept_changing(name));
                 }
                 // Only a race with a key change or a commit (which deletes
                 // the pages an older root names) is worth another attempt.
-                Err(e) if last || !matches!(e, Error::Integrity(_)) => return Err(e),
+                Err(e) if last || !matches!(e, Error::Integrity(_) | Error::Missing(_)) => return Err(e),
                 _ => {
                     previous_root = Some(stored);
                     snapshot::backoff(attempt as u32)?

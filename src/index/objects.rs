@@ -540,9 +540,9 @@ impl Index {
         Ok(value)
     }
 
-    /// The error for `obj` not stored (or, a unit, not where its head says).
+    /// The error for `obj` not stored (a unit: its pack not stored).
     pub(super) fn missing(&self, obj: Obj) -> Error {
-        Error::integrity(format!("{} of index '{}' is missing", obj.describe(), self.name))
+        Error::Missing(format!("{} of index '{}' is missing", obj.describe(), self.name))
     }
 
     /// Reads the sealed objects of `wanted` that are not in the cache in one

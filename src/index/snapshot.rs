@@ -168,7 +168,8 @@ impl Index {
                 Err(e) => return Err(e),
                 Ok(root) => match root.with_pages(&self.opener(), Some(&snap.manifest)) {
                     Ok(manifest) => break manifest,
-                    Err(Error::Integrity(msg)) => msg,
+                    // A page that is there but wrong is no race (`Error::Missing`).
+                    Err(Error::Missing(msg)) => msg,
                     Err(e) => return Err(e),
                 },
             };
@@ -230,21 +231,22 @@ impl Index {
 
     /// Runs a read on the newest snapshot. A write committed by another
     /// handle or process while the read runs can remove objects the read's
-    /// snapshot names (it then fails authentication or finds them missing);
-    /// if the manifest moved on meanwhile, the read runs again on the new
-    /// state after a pause, so readers see one committed state or the next,
-    /// never a false integrity error (after [`READ_ATTEMPTS`] lost races, a
-    /// retryable conflict). An integrity failure on an unchanged manifest is
-    /// real and reported.
+    /// snapshot names (it then finds them missing); if the manifest moved on
+    /// meanwhile, the read runs again on the new state after a pause, so
+    /// readers see one committed state or the next, never a false integrity
+    /// error (after [`READ_ATTEMPTS`] lost races, a retryable conflict). A
+    /// missing object under an unchanged manifest, and an object that is
+    /// there but fails its checks under any manifest, are tampering and
+    /// reported at once (`Error::Missing`).
     pub(super) fn read_consistent<T>(&self, mut snap: Arc<Snapshot>, f: impl Fn(&Snapshot) -> Result<T>) -> Result<T> {
         let mut attempt = 1;
         loop {
             match f(&snap) {
-                Err(Error::Integrity(msg)) => {
+                Err(e) if e.may_be_race() => {
                     backoff(attempt as u32)?;
                     let fresh = self.current()?;
                     if fresh.manifest.version == snap.manifest.version {
-                        return Err(Error::Integrity(msg));
+                        return Err(e);
                     }
                     if attempt == READ_ATTEMPTS {
                         return Err(kept_changing(&self.name));
