@@ -485,3 +485,58 @@ impl Index {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+    use crate::index::{Access, IndexConfig, ItemRef};
+    use crate::{Client, ClientOptions, Status};
+
+    fn upsert(index: &Index, id: &str) {
+        let item = ItemRef { id, vector: &[1.0, 0.0], metadata: None, contents: None };
+        index.upsert(&[item], Access::default()).unwrap();
+    }
+
+    /// A write whose plan finds an object missing while another process
+    /// commits plans again on the newer state (a lost race); one that finds
+    /// an object there but wrong stops at once with `INTEGRITY`, however
+    /// the state moves (0.13.2 planned again, and with writers committing
+    /// all the time reported a conflict instead).
+    #[test]
+    fn a_write_plans_again_after_a_missing_object_and_stops_at_an_altered_one() {
+        let client = Client::open("memory:", ClientOptions::default()).unwrap();
+        let key = SecretKey::from_bytes(&[3; 32]);
+        let index = client.create_index("races", &key, IndexConfig::default()).unwrap();
+        upsert(&index, "a");
+        // Another client on the store, as another process: its own writer
+        // lock (one client's handles on an index share one).
+        let other = Client::over_store(client.raw_store(), ClientOptions::default()).unwrap();
+        let rival = other.load_index("races", Access { key: Some(&key), user: None }).unwrap();
+        let plans = Cell::new(0);
+
+        let planned_on = index
+            .commit(|snap| {
+                plans.set(plans.get() + 1);
+                if plans.get() < 3 {
+                    upsert(&rival, &format!("rival{}", plans.get()));
+                    return Err(Error::Missing("chunk 1 is missing".into()));
+                }
+                Ok((None, snap.manifest.num_vectors))
+            })
+            .unwrap();
+        assert_eq!((plans.get(), planned_on), (3, 3), "planned again on each newer state");
+
+        plans.set(0);
+        let e = index
+            .commit(|_| -> Result<(Option<Plan<'_>>, ())> {
+                plans.set(plans.get() + 1);
+                upsert(&rival, &format!("rival-again{}", plans.get()));
+                Err(Error::integrity("chunk 1 is not the one the manifest names"))
+            })
+            .unwrap_err();
+        assert_eq!(e.status(), Status::Integrity, "{e}");
+        assert_eq!(plans.get(), 1, "an altered object is no race to plan again after");
+    }
+}
